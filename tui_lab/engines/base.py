@@ -1,0 +1,200 @@
+"""The engine contract: requests in, a stream of timestamped events out.
+
+An engine turns ``Request`` objects into a stream of events:
+
+* ``RequestSubmitted`` once per request, when it is handed to the engine
+  (``t`` is ``t_send`` in METRICS.md);
+* ``TokenEvent`` each time new output tokens of a request are known on the host
+  (``t`` is taken after the device→host copy, so on CUDA it is synchronized);
+  ``n_tokens`` > 1 when one event carries several tokens (merged deltas, chunks);
+* ``RequestFinished`` once per request, with why it ended and, where the engine
+  knows them, its own per-request times.
+
+All ``t`` values come from the engine's clock (``time.perf_counter`` for real
+engines, an injected clock for the scripted one). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal, Protocol, runtime_checkable
+
+from tui_lab.errors import InvalidInput
+
+ProgressCallback = Callable[[str, "float | None"], None]
+"""Called with a human-readable stage and a completed fraction (0..1) or None."""
+
+FinishReason = Literal["eos", "length", "cancelled", "error"]
+
+MAX_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How tokens are chosen. ``temperature == 0`` means greedy decoding.
+
+    ``top_k == 0`` and ``top_p == 1`` switch those filters off. ``seed`` makes
+    sampling reproducible: the same seed, prompts and batch give the same tokens.
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int | None = 0
+    ignore_eos: bool = False
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding picks the most likely token (temperature 0)."""
+        return self.temperature == 0.0
+
+    def validate(self) -> SamplingParams:
+        """Raise ``InvalidInput`` with a one-line message for any bad value."""
+        if self.max_new_tokens < 1:
+            raise InvalidInput(f"max new tokens must be at least 1 (got {self.max_new_tokens})")
+        if self.temperature < 0:
+            raise InvalidInput(f"temperature must be >= 0 (got {self.temperature}); 0 means greedy")
+        if not 0.0 < self.top_p <= 1.0:
+            raise InvalidInput(f"top-p must be in (0, 1] (got {self.top_p})")
+        if self.top_k < 0:
+            raise InvalidInput(f"top-k must be >= 0 (got {self.top_k}); 0 switches it off")
+        if self.repetition_penalty <= 0:
+            raise InvalidInput(f"repetition penalty must be > 0 (got {self.repetition_penalty}); 1 switches it off")
+        return self
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (used in result files)."""
+        return asdict(self)
+
+    def with_(self, **changes: object) -> SamplingParams:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt to complete. ``max_new_tokens`` overrides the sampling default."""
+
+    request_id: str
+    prompt: str
+    max_new_tokens: int | None = None
+
+    def budget(self, sampling: SamplingParams) -> int:
+        """The number of new tokens this request may produce."""
+        return self.max_new_tokens if self.max_new_tokens is not None else sampling.max_new_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSubmitted:
+    """The request was handed to the engine at ``t`` (its ``t_send``)."""
+
+    request_id: str
+    t: float
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """New output of one request, known on the host at ``t``.
+
+    ``token_id`` is the last new token's id (-1 when the engine does not expose
+    ids, e.g. a remote server); ``n_tokens`` is how many tokens the event carries.
+    """
+
+    request_id: str
+    token_id: int
+    text: str
+    t: float
+    n_tokens: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    """The request ended at ``t``.
+
+    ``engine_times`` holds the engine's own timestamps where it has them
+    (seconds, e.g. ``{"queued_s": .., "prefill_s": .., "decode_s": ..}``).
+    ``error`` is a user-facing message when ``reason == "error"``.
+    """
+
+    request_id: str
+    t: float
+    reason: FinishReason
+    engine_times: dict[str, float] | None = None
+    error: str | None = None
+
+
+StreamEvent = RequestSubmitted | TokenEvent | RequestFinished
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What was loaded, where, and with which library versions."""
+
+    engine: str
+    model: str
+    device: str
+    dtype: str
+    versions: dict[str, str] = field(default_factory=dict)
+    text_is_meaningful: bool = True
+    max_context: int | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (used in result files)."""
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every engine implements. Blocking methods run in worker threads."""
+
+    name: str
+
+    def load(self, progress: ProgressCallback | None = None) -> EngineInfo:
+        """Load the model (reporting progress) and return what was loaded."""
+        ...
+
+    @property
+    def info(self) -> EngineInfo:
+        """What is loaded; raises if ``load`` has not succeeded."""
+        ...
+
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Generate for all requests together, yielding events as they happen.
+
+        Setting ``stop`` (or calling ``cancel``) ends the stream within one
+        decode step; unfinished requests then get ``RequestFinished(reason="cancelled")``.
+        """
+        ...
+
+    def cancel(self) -> None:
+        """Ask the running ``stream`` to stop at its next step (thread-safe)."""
+        ...
+
+    def unload(self) -> None:
+        """Free the model and any device memory or child processes."""
+        ...
+
+
+def validate_batch(requests: Sequence[Request], sampling: SamplingParams) -> None:
+    """Shared checks every engine runs before generating."""
+    sampling.validate()
+    if not requests:
+        raise InvalidInput("at least one request is needed")
+    if len(requests) > MAX_BATCH_SIZE:
+        raise InvalidInput(f"batch size must be at most {MAX_BATCH_SIZE} (got {len(requests)})")
+    for r in requests:
+        if r.max_new_tokens is not None and r.max_new_tokens < 1:
+            raise InvalidInput(f"max new tokens must be at least 1 (got {r.max_new_tokens})")

@@ -1,0 +1,173 @@
+"""A scripted engine with an injected clock — for tests and snapshots only.
+
+It produces deterministic tokens ("tok0 tok1 ...", or words from a given text)
+with timing from a simple model of a GPU: a prefill cost that grows with the
+prompt and the batch, and a decode step whose cost grows slowly with batch size.
+With ``FakeClock`` no real time passes, so tests and SVG snapshots are exact;
+with ``real_time=True`` it sleeps, which the UI flood benchmark uses.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from tui_lab.engines.base import (
+    EngineInfo,
+    ProgressCallback,
+    Request,
+    RequestFinished,
+    RequestSubmitted,
+    SamplingParams,
+    StreamEvent,
+    TokenEvent,
+    validate_batch,
+)
+from tui_lab.errors import LabError
+
+WORDS = (
+    "the quick brown fox jumps over the lazy dog while a patient model predicts one token at a time"
+).split()
+
+
+class FakeClock:
+    """A clock that only moves when told to (``advance``)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        with self._lock:
+            self.now += seconds
+
+
+@dataclass(frozen=True)
+class StepModel:
+    """Timing of the scripted engine (seconds): step = base + per_seq · batch."""
+
+    prefill_per_token: float = 0.0004
+    decode_base: float = 0.012
+    decode_per_seq: float = 0.0002
+    load_s: float = 0.0
+
+
+class ScriptedEngine:
+    """Deterministic engine for tests: fixed tokens, modelled timing, injected clock."""
+
+    name = "scripted"
+
+    def __init__(
+        self,
+        clock: Callable[[], float] | None = None,
+        timing: StepModel | None = None,
+        eos_after: dict[int, int] | None = None,
+        fail_at_batch: int | None = None,
+        real_time: bool = False,
+        model: str = "scripted",
+    ) -> None:
+        self.clock = clock or FakeClock()
+        self.timing = timing or StepModel()
+        self.eos_after = eos_after or {}
+        """request index → number of tokens after which it emits EOS (unless ignore_eos)."""
+        self.fail_at_batch = fail_at_batch
+        """Batch sizes at or above this raise an out-of-memory style ``LabError``."""
+        self.real_time = real_time
+        self._model = model
+        self._info: EngineInfo | None = None
+        self._cancel = threading.Event()
+
+    def _sleep(self, seconds: float) -> None:
+        if self.real_time:
+            time.sleep(seconds)
+        elif isinstance(self.clock, FakeClock):
+            self.clock.advance(seconds)
+
+    def load(self, progress: ProgressCallback | None = None) -> EngineInfo:
+        """Pretend to load, reporting a few progress stages."""
+        for i, stage in enumerate(("reading weights", "moving to device", "warming up")):
+            if progress:
+                progress(stage, i / 3)
+            self._sleep(self.timing.load_s / 3)
+        if progress:
+            progress("ready", 1.0)
+        self._info = EngineInfo(
+            engine=self.name, model=self._model, device="scripted", dtype="none",
+            versions={"scripted": "1"}, text_is_meaningful=True, max_context=4096,
+        )
+        return self._info
+
+    @property
+    def info(self) -> EngineInfo:
+        """What is loaded."""
+        if self._info is None:
+            raise LabError("the engine is not loaded yet")
+        return self._info
+
+    def cancel(self) -> None:
+        """Stop the current stream at its next step."""
+        self._cancel.set()
+
+    def unload(self) -> None:
+        """Nothing to free."""
+        self._info = None
+
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Yield submitted, token and finished events with modelled timing."""
+        validate_batch(requests, sampling)
+        self._cancel.clear()
+        batch = len(requests)
+        if self.fail_at_batch is not None and batch >= self.fail_at_batch:
+            from tui_lab.errors import OutOfMemory
+
+            raise OutOfMemory(
+                f"out of memory at batch size {batch}",
+                hint=f"try batch size {self.fail_at_batch - 1} or less",
+                largest_batch=self.fail_at_batch - 1,
+            )
+        t0 = self.clock()
+        for r in requests:
+            yield RequestSubmitted(r.request_id, t0, prompt_tokens=len(r.prompt.split()) + 1)
+        prompt_tokens = sum(len(r.prompt.split()) + 1 for r in requests)
+        self._sleep(self.timing.prefill_per_token * prompt_tokens)
+        budgets = [r.budget(sampling) for r in requests]
+        done = [False] * batch
+        produced = [0] * batch
+        step = 0
+        while not all(done):
+            if (stop is not None and stop.is_set()) or self._cancel.is_set():
+                t = self.clock()
+                for i, r in enumerate(requests):
+                    if not done[i]:
+                        yield RequestFinished(r.request_id, t, "cancelled")
+                return
+            if step > 0:
+                active = batch - sum(done)
+                self._sleep(self.timing.decode_base + self.timing.decode_per_seq * active)
+            t = self.clock()
+            for i, r in enumerate(requests):
+                if done[i]:
+                    continue
+                word = WORDS[(i + step + (sampling.seed or 0)) % len(WORDS)]
+                yield TokenEvent(r.request_id, token_id=100 + (i + step) % len(WORDS), text=" " + word, t=t)
+                produced[i] += 1
+                eos = self.eos_after.get(i)
+                if produced[i] >= budgets[i]:
+                    done[i] = True
+                    yield RequestFinished(r.request_id, t, "length")
+                elif eos is not None and produced[i] >= eos and not sampling.ignore_eos:
+                    done[i] = True
+                    yield RequestFinished(r.request_id, t, "eos")
+            step += 1

@@ -1,0 +1,209 @@
+"""Running one batch: drive an engine, keep every event, and hand batches of them on.
+
+``execute_run`` is what the CLI, the TUI's worker and every sweep call. It keeps
+the full record in a ``RunResult`` (the results store) and, if given a sink,
+passes events on in time-batched lists (every ``flush_interval`` seconds), so a
+UI never receives one message per token.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tui_lab.engines.base import (
+    Engine,
+    Request,
+    RequestFinished,
+    RequestSubmitted,
+    SamplingParams,
+    StreamEvent,
+    TokenEvent,
+)
+from tui_lab.errors import LabError
+from tui_lab.metrics import RequestTrace, RunSummary, e2e, summarize_run, tpot, ttft
+
+EventSink = Callable[[list[StreamEvent]], None]
+
+DEFAULT_FLUSH_INTERVAL_S = 0.04
+
+
+@dataclass
+class TokenRecord:
+    """One output event of a request: ids, text and time since the request was sent."""
+
+    token_id: int
+    text: str
+    t: float
+    n_tokens: int = 1
+
+
+@dataclass
+class RequestResult:
+    """Everything one request produced."""
+
+    request_id: str
+    prompt: str
+    trace: RequestTrace
+    tokens: list[TokenRecord] = field(default_factory=list)
+    finish_reason: str | None = None
+    engine_times: dict[str, float] | None = None
+    error: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The generated text so far."""
+        return "".join(tok.text for tok in self.tokens)
+
+    def to_dict(self) -> dict:
+        """JSON form, per the ``run --json`` document."""
+        return {
+            "request_id": self.request_id,
+            "prompt": self.prompt,
+            "text": self.text,
+            "output_tokens": self.trace.output_tokens,
+            "prompt_tokens": self.trace.prompt_tokens,
+            "finish_reason": self.finish_reason,
+            "tokens": [
+                {"id": tok.token_id, "text": tok.text, "t": tok.t}
+                | ({"n_tokens": tok.n_tokens} if tok.n_tokens != 1 else {})
+                for tok in self.tokens
+            ],
+            "ttft_s": ttft(self.trace),
+            "e2e_s": e2e(self.trace),
+            "tpot_s": tpot(self.trace),
+            "engine_times": self.engine_times,
+            "error": self.error,
+        }
+
+
+@dataclass
+class RunResult:
+    """One batch's requests, in submission order, and whether it finished."""
+
+    requests: list[RequestResult]
+    sampling: SamplingParams
+    partial: bool = False
+    """True when the run was stopped or failed before every request finished."""
+    error: str | None = None
+    wall_s: float = 0.0
+    exception: LabError | None = field(default=None, repr=False)
+    """The engine's error when it failed mid-run (kept so callers can tell e.g. ``OutOfMemory`` apart)."""
+
+    @property
+    def traces(self) -> list[RequestTrace]:
+        """The traces of the requests that were submitted."""
+        return [r.trace for r in self.requests]
+
+    def summary(self) -> RunSummary:
+        """Aggregate metrics from the same timestamps."""
+        return summarize_run(self.traces)
+
+    def to_dict(self) -> dict:
+        """JSON form (requests and summary)."""
+        return {
+            "sampling": self.sampling.to_dict(),
+            "partial": self.partial,
+            "error": self.error,
+            "requests": [r.to_dict() for r in self.requests],
+            "summary": self.summary().to_dict(),
+        }
+
+
+class RunRecorder:
+    """Folds a stream of events into a ``RunResult`` (one owner of run state)."""
+
+    def __init__(self, requests: Sequence[Request], sampling: SamplingParams) -> None:
+        self._by_id: dict[str, RequestResult] = {}
+        self.result = RunResult(requests=[], sampling=sampling)
+        for r in requests:
+            rr = RequestResult(r.request_id, r.prompt, RequestTrace(r.request_id, t_send=float("nan")))
+            self._by_id[r.request_id] = rr
+            self.result.requests.append(rr)
+
+    def add(self, event: StreamEvent) -> None:
+        """Apply one event."""
+        rr = self._by_id.get(event.request_id)
+        if rr is None:
+            return
+        if isinstance(event, TokenEvent):
+            rr.trace.add(event.t, event.n_tokens)
+            rr.tokens.append(TokenRecord(event.token_id, event.text, event.t - rr.trace.t_send, event.n_tokens))
+        elif isinstance(event, RequestSubmitted):
+            rr.trace.t_send = event.t
+            rr.trace.prompt_tokens = event.prompt_tokens
+        elif isinstance(event, RequestFinished):
+            rr.finish_reason = event.reason
+            rr.engine_times = event.engine_times
+            rr.error = event.error
+            if event.reason in ("cancelled", "error"):
+                self.result.partial = True
+
+    def finish(self, wall_s: float) -> RunResult:
+        """Close the run: drop never-submitted requests' NaN send times, mark unfinished ones."""
+        res = self.result
+        res.wall_s = wall_s
+        for rr in res.requests:
+            if rr.finish_reason is None:
+                res.partial = True
+        return res
+
+
+def execute_run(
+    engine: Engine,
+    requests: Sequence[Request],
+    sampling: SamplingParams,
+    stop: threading.Event | None = None,
+    sink: EventSink | None = None,
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL_S,
+) -> RunResult:
+    """Run one batch to completion (or until ``stop``), batching events to ``sink``.
+
+    Errors from the engine end the run with ``partial=True`` and ``error`` set;
+    a ``LabError`` raised before anything was generated (bad input) propagates.
+    """
+    recorder = RunRecorder(requests, sampling)
+    pending: list[StreamEvent] = []
+    last_flush = time.monotonic()
+    started = time.perf_counter()
+    got_any = False
+    try:
+        for event in engine.stream(requests, sampling, stop):
+            got_any = True
+            recorder.add(event)
+            if sink is not None:
+                pending.append(event)
+                now = time.monotonic()
+                if now - last_flush >= flush_interval:
+                    sink(pending)
+                    pending = []
+                    last_flush = now
+    except LabError as exc:
+        if not got_any:
+            raise
+        recorder.result.error = str(exc)
+        recorder.result.exception = exc
+        recorder.result.partial = True
+    except KeyboardInterrupt:
+        engine.cancel()
+        recorder.result.error = "interrupted"
+        recorder.result.partial = True
+    finally:
+        if sink is not None and pending:
+            sink(pending)
+    return recorder.finish(time.perf_counter() - started)
+
+
+def make_requests(prompts: Sequence[str], batch_size: int, max_new_tokens: int | None = None) -> list[Request]:
+    """``batch_size`` requests cycling through ``prompts`` (ids r0, r1, ...)."""
+    if batch_size < 1:
+        from tui_lab.errors import InvalidInput
+
+        raise InvalidInput(f"batch size must be at least 1 (got {batch_size})")
+    if not prompts:
+        from tui_lab.errors import InvalidInput
+
+        raise InvalidInput("at least one prompt is needed")
+    return [Request(f"r{i}", prompts[i % len(prompts)], max_new_tokens) for i in range(batch_size)]

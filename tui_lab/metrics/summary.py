@@ -1,0 +1,50 @@
+"""The aggregate figures of one run (a batch of requests), from their traces."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tui_lab.metrics.latency import RequestTrace, decode_speed, e2e, itl_samples, output_throughput, tpot, ttft
+from tui_lab.metrics.percentiles import Percentiles, summarize
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Percentiles over requests (ITL over pooled gaps) and system throughput."""
+
+    ttft_s: Percentiles
+    e2e_s: Percentiles
+    tpot_s: Percentiles
+    itl_s: Percentiles
+    decode_tokens_per_s: Percentiles
+    output_tokens_per_s: float | None
+    output_tokens: int
+    requests: int
+
+    def to_dict(self) -> dict:
+        """JSON form used by ``run --json`` and result files."""
+        return {
+            "ttft_s": self.ttft_s.to_dict(),
+            "e2e_s": self.e2e_s.to_dict(),
+            "tpot_s": self.tpot_s.to_dict(),
+            "itl_s": self.itl_s.to_dict(),
+            "decode_tokens_per_s": self.decode_tokens_per_s.to_dict(),
+            "output_tokens_per_s": self.output_tokens_per_s,
+            "output_tokens": self.output_tokens,
+            "requests": self.requests,
+        }
+
+
+def summarize_run(traces: Sequence[RequestTrace]) -> RunSummary:
+    """Aggregate a run's traces per METRICS.md."""
+    return RunSummary(
+        ttft_s=summarize(ttft(t) for t in traces),
+        e2e_s=summarize(e2e(t) for t in traces),
+        tpot_s=summarize(tpot(t) for t in traces),
+        itl_s=summarize(itl_samples(traces)),
+        decode_tokens_per_s=summarize(decode_speed(t) for t in traces),
+        output_tokens_per_s=output_throughput(traces),
+        output_tokens=sum(t.output_tokens for t in traces),
+        requests=len(traces),
+    )

@@ -1,0 +1,111 @@
+"""Choosing a configuration: the knee of a throughput curve and a latency-budget pick.
+
+Both work on ``TradeoffPoint``s (one per configuration of a sweep), so they serve
+batch-size sweeps, length sweeps and anything else with a throughput and latencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+KNEE_GAIN_PCT = 10.0
+"""Default X for the knee: the doubling after which throughput grows by less than X%."""
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One configuration: its x (e.g. batch size), throughput and latency figures (seconds)."""
+
+    x: float
+    throughput: float
+    latency: dict[str, float | None]
+    """e.g. {"e2e_p50": .., "e2e_p90": .., "ttft_p50": .., "tpot_p90": ..}"""
+
+
+@dataclass(frozen=True)
+class Knee:
+    """Where an extra doubling stops paying: ``x`` and the gain it found (percent)."""
+
+    x: float
+    gain_pct: float | None
+    threshold_pct: float
+    method: str
+
+
+def knee_by_gain(points: Sequence[TradeoffPoint], threshold_pct: float = KNEE_GAIN_PCT) -> Knee | None:
+    """The x after which one more step (a doubling in a 1, 2, 4, ... sweep) buys < threshold% throughput.
+
+    Points are taken in order of x. The gain is normalised per doubling
+    (``(T_next / T)^(1 / log2(x_next / x)) - 1``) so uneven steps (1 → 8 → 32)
+    compare fairly. If every step gains at least the threshold, the last x is the
+    best seen, and the knee is not reached: ``gain_pct`` of the last step is given.
+    """
+    pts = sorted((p for p in points if p.throughput > 0 and p.x > 0), key=lambda p: p.x)
+    if len(pts) < 2:
+        return None
+    import math
+
+    last_gain: float | None = None
+    for a, b in zip(pts, pts[1:], strict=False):
+        doublings = math.log2(b.x / a.x)
+        if doublings <= 0:
+            continue
+        gain = ((b.throughput / a.throughput) ** (1.0 / doublings) - 1.0) * 100.0
+        last_gain = gain
+        if gain < threshold_pct:
+            return Knee(x=a.x, gain_pct=gain, threshold_pct=threshold_pct, method="gain per doubling")
+    return Knee(x=pts[-1].x, gain_pct=last_gain, threshold_pct=threshold_pct, method="not reached (last point)")
+
+
+def knee_by_balance(points: Sequence[TradeoffPoint], latency_key: str = "e2e_p50") -> float | None:
+    """The seed notebook's rule: the x where normalised latency and inverted normalised
+    throughput are closest (both min-max scaled to [0, 1] over the sweep)."""
+    pts = [p for p in points if p.latency.get(latency_key) is not None]
+    if len(pts) < 2:
+        return None
+    lat = [p.latency[latency_key] for p in pts]
+    thr = [p.throughput for p in pts]
+
+    def scale(v: float, lo: float, hi: float) -> float:
+        return 0.0 if hi == lo else (v - lo) / (hi - lo)
+
+    best = min(
+        pts,
+        key=lambda p: abs(
+            scale(p.latency[latency_key], min(lat), max(lat)) - (1.0 - scale(p.throughput, min(thr), max(thr)))
+        ),
+    )
+    return best.x
+
+
+@dataclass(frozen=True)
+class BudgetPreset:
+    """A latency budget for a use case: limits on metric keys of ``TradeoffPoint.latency``."""
+
+    name: str
+    limits: dict[str, float]
+    note: str = "rule of thumb"
+
+
+BUDGET_PRESETS: dict[str, BudgetPreset] = {
+    "chat": BudgetPreset(
+        "chat", {"ttft_p90": 0.5, "tpot_p90": 0.05}, "rule of thumb: first words within ~0.5 s, faster than reading"
+    ),
+    "rag": BudgetPreset("rag", {"e2e_p90": 3.0}, "rule of thumb: a grounded answer within ~3 s"),
+    "summarization": BudgetPreset("summarization", {"e2e_p90": 5.0}, "rule of thumb: a summary within ~5 s"),
+    "agent": BudgetPreset("agent", {"e2e_p50": 2.0}, "rule of thumb: each tool-calling step within ~2 s"),
+}
+
+
+def budget_pick(points: Sequence[TradeoffPoint], limits: dict[str, float]) -> TradeoffPoint | None:
+    """The highest-throughput point whose latency figures all stay within ``limits``.
+
+    A point missing a limited figure (e.g. p90 with too few samples) does not qualify.
+    """
+    ok = []
+    for p in points:
+        values = [p.latency.get(k) for k in limits]
+        if all(v is not None and v <= lim for v, lim in zip(values, limits.values(), strict=False)):
+            ok.append(p)
+    return max(ok, key=lambda p: p.throughput, default=None)
