@@ -1,0 +1,448 @@
+"""Lesson files, their loader and the progress store.
+
+Every shipped lesson must parse, name only experiments that exist with
+parameters that validate, and run (run/sweep/compare kinds) with the scripted
+engine; every "predict" metric must resolve to a number in the result it reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from tui_lab.engines.scripted import ScriptedEngine
+from tui_lab.errors import LabError
+from tui_lab.lab.compare import cpu_vs_gpu, kv_cache_compare
+from tui_lab.lab.experiments import EXPERIMENTS, sampling_from, sweep_plan, validate_params
+from tui_lab.lab.modalities import calculate
+from tui_lab.lab.prompts import prompt_schedule
+from tui_lab.lab.run import execute_run, make_requests
+from tui_lab.lab.sweep import run_sweep
+from tui_lab.lessons import (
+    Lesson,
+    LessonError,
+    LessonNotFound,
+    ProgressStore,
+    experiments_named,
+    find_lesson,
+    load_lessons,
+    parse_lesson,
+    parse_metric_path,
+    resolve_metric,
+)
+from tui_lab.lessons._values import parse_value
+from tui_lab.lessons.progress import DATA_ENV, data_dir
+
+LESSONS = load_lessons()
+NAMED = experiments_named(LESSONS)
+
+
+def _id(pair: tuple[Lesson, object]) -> str:
+    lesson, step = pair
+    return f"{lesson.id}-{step.key}"  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------ shipped lessons
+
+
+def test_four_lessons_in_order() -> None:
+    assert [lesson.id for lesson in LESSONS] == ["01", "02", "03", "04"]
+    assert [lesson.slug for lesson in LESSONS] == [
+        "01-foundations", "02-performance-metrics", "03-where-the-time-goes", "04-serving",
+    ]
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.id)
+def test_lesson_shape(lesson: Lesson) -> None:
+    """Several steps, text in every step, at least one prediction, a recap with questions at the end."""
+    assert lesson.minutes > 0 and lesson.title and lesson.intro
+    assert len(lesson.steps) >= 5
+    for step in lesson.steps:
+        assert len(step.body) > 200, f"{step.title!r} has almost no text"
+    assert any(step.predict for step in lesson.steps)
+    recap = lesson.steps[-1]
+    assert recap.title == "Recap" and recap.experiment is None
+    assert "?" in recap.body
+    # Every concept step has an experiment in the live panel; only the recap (and, in 04, the
+    # remote-server step that needs a server the learner points it at) have none.
+    without = [s.title for s in lesson.steps[:-1] if s.experiment is None]
+    assert without in ([], ["Measuring a remote server"])
+
+
+def test_lessons_cover_the_required_experiments() -> None:
+    by_lesson = {lesson.id: {s.experiment for s in lesson.steps} for lesson in LESSONS}
+    assert {"generate", "cpu_vs_gpu", "tokenize", "padding", "logits", "kv_cache_compare", "modalities"} <= by_lesson[
+        "01"
+    ]
+    assert {"generate", "batch_sweep", "length_sweep", "sampling_grid"} <= by_lesson["02"]
+    assert {"roofline", "graphs_compare", "batch_sweep"} <= by_lesson["03"]
+    assert {"prefix_cache", "queueing", "generate"} <= by_lesson["04"]
+    every = set().union(*by_lesson.values()) - {None}
+    assert every == set(EXPERIMENTS), "every experiment of the registry is used by some lesson"
+
+
+@pytest.mark.parametrize("pair", NAMED, ids=_id)
+def test_named_experiment_exists_and_params_validate(pair: tuple[Lesson, object]) -> None:
+    _lesson, step = pair
+    assert step.experiment in EXPERIMENTS
+    merged = validate_params(step.experiment, step.params)
+    for key, value in step.params.items():
+        if key in merged and not isinstance(value, (list, dict)):
+            assert merged[key] == value or float(merged[key]) == float(value)
+
+
+def _loaded() -> ScriptedEngine:
+    engine = ScriptedEngine()
+    engine.load()
+    return engine
+
+
+def _run_with_scripted(name: str, params: dict) -> object | None:
+    """Run experiment ``name`` as the lab would, with the scripted engine; None for inspections."""
+    spec = EXPERIMENTS[name]
+    p = validate_params(name, params)
+    if spec.kind == "sweep":
+        return run_sweep(_loaded(), sweep_plan(name, params))
+    if spec.kind == "run":
+        if name == "queueing":
+            prompts = prompt_schedule(p["num_requests"], seed=0)
+            requests = make_requests(prompts, p["num_requests"], p["max_new_tokens"])
+        else:
+            requests = make_requests([p["prompt"]], p["batch_size"], p["max_new_tokens"])
+        return execute_run(_loaded(), requests, sampling_from(p))
+    if name == "cpu_vs_gpu":
+        return cpu_vs_gpu(
+            lambda device: ScriptedEngine(), p["prompt"], p["max_new_tokens"], p["runs"], p["warmup"],
+            devices=p["devices"], gpu_check=lambda: (False, "no CUDA device in this test"),
+        )
+    if name == "kv_cache_compare":
+        return kv_cache_compare(lambda kv: ScriptedEngine(), p["prompt"], p["max_new_tokens"])
+    if name == "modalities":
+        return calculate(p)
+    return None
+
+
+RUNNABLE = [pair for pair in NAMED if EXPERIMENTS[pair[1].experiment].kind in ("run", "sweep")]
+
+
+@pytest.mark.parametrize("pair", RUNNABLE, ids=_id)
+def test_run_and_sweep_experiments_run_with_scripted_engine(pair: tuple[Lesson, object]) -> None:
+    _lesson, step = pair
+    result = _run_with_scripted(step.experiment, step.params)
+    data = result.to_dict()
+    assert not data["partial"]
+    if EXPERIMENTS[step.experiment].kind == "sweep":
+        assert len(data["points"]) == len(sweep_plan(step.experiment, step.params).values)
+        assert all(p["output_tokens_per_s"] for p in data["points"])
+    else:
+        assert data["summary"]["output_tokens"] > 0
+
+
+PREDICTED = [
+    pair for pair in NAMED
+    if pair[1].predict and pair[1].experiment in ("generate", "batch_sweep", "length_sweep", "sampling_grid",
+                                                   "queueing", "cpu_vs_gpu", "kv_cache_compare", "modalities")
+]
+
+
+@pytest.mark.parametrize("pair", PREDICTED, ids=_id)
+def test_prediction_metric_resolves_in_result(pair: tuple[Lesson, object]) -> None:
+    """The metric a lesson asks the learner to predict is a number in the experiment's result."""
+    _lesson, step = pair
+    result = _run_with_scripted(step.experiment, step.params)
+    value = resolve_metric(result, step.predict.metric)
+    assert value is not None and value > 0, f"{step.predict.metric} not found in the {step.experiment} result"
+
+
+def test_lesson_files_have_no_tabs_or_trailing_spaces() -> None:
+    for lesson in LESSONS:
+        for n, line in enumerate(lesson.path.read_text(encoding="utf-8").splitlines(), start=1):
+            assert "\t" not in line and line == line.rstrip(), f"{lesson.path.name}:{n}"
+
+
+# ------------------------------------------------------------------------------------------ the format
+
+
+GOOD = """\
+---
+id: 07
+title: A test lesson
+minutes: 5
+---
+# A test lesson
+Intro text.
+
+## First step
+Some text.
+
+```bash
+## not a heading: inside a fence
+```
+
+```experiment
+name: batch_sweep
+batch_sizes: [1, 8, 32]
+latency_budget: {ttft_p90: 0.5, tpot_p90: 0.05}
+```
+
+```predict
+question: How fast, at batch 32?
+unit: tokens/s
+metric: points[-1].output_tokens_per_s
+```
+
+## Second step
+More text with a comma, and "quotes".
+"""
+
+
+def test_parse_good_lesson() -> None:
+    lesson = parse_lesson(GOOD, "07-test.md")
+    assert (lesson.id, lesson.title, lesson.minutes, lesson.intro) == ("07", "A test lesson", 5, "Intro text.")
+    first, second = lesson.steps
+    assert first.title == "First step" and first.line == 9 and first.experiment_line == 16
+    assert "## not a heading" in first.body and "```bash" in first.body
+    assert "experiment" not in first.body and "predict" not in first.body
+    assert first.experiment == "batch_sweep"
+    assert first.params == {"batch_sizes": [1, 8, 32], "latency_budget": {"ttft_p90": 0.5, "tpot_p90": 0.05}}
+    assert first.predict.metric == "points[-1].output_tokens_per_s" and first.predict.unit == "tokens/s"
+    assert second.experiment is None and second.params == {} and second.predict is None
+    assert second.key == "second-step"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("id: 01\n", 1, "front matter"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n", 1, "not closed"),
+        ("---\nid: 07\ntitle: T\n---\n## S\n", 4, "needs 'minutes'"),
+        ("---\nid: 07\ntitle: T\nminutes: soon\n---\n## S\n", 4, "minutes"),
+        ("---\nid: 7x\ntitle: T\nminutes: 5\n---\n## S\n", 2, "two digits"),
+        ("---\nid: 08\ntitle: T\nminutes: 5\n---\n## S\n", 2, "does not match"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\nauthor: me\n---\n## S\n", 5, "unknown front-matter key 'author'"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\nno steps here\n", 6, "at least one"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n## S\n```experiment\nname: generate\n", 7, "never closed"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n## S\n```experiment\nbatch_size: 4\n```\n", 7, "needs 'name"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n## S\n```experiment\nname: generate\nbatch_size: [1, 2\n```\n",
+         9, "bad value for 'batch_size'"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n## S\n```experiment\nname: generate\njust words\n```\n", 9,
+         "key: value"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n## S\n```predict\nquestion: Q?\nmetric: a..b\n```\n", 9, "dotted"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n## S\n```predict\nquestion: Q?\nmetric: x\nguess: 3\n```\n", 10,
+         "unknown predict key 'guess'"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n## S\n```predict\nunit: s\nmetric: x\n```\n", 7, "question"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n```experiment\nname: generate\n```\n## S\n", 6, "outside a step"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n## S\nx\n## S\ny\n", 8, "repeats"),
+        ("---\nid: 07\ntitle: T\nminutes: 5\n---\n## S\n```experiment\nname: a\n```\n```experiment\nname: b\n```\n",
+         10, "at most one"),
+    ],
+)
+def test_malformed_lesson_names_file_and_line(text: str, line: int, words: str) -> None:
+    with pytest.raises(LessonError) as info:
+        parse_lesson(text, Path("lessons/07-broken.md"))
+    err = info.value
+    assert isinstance(err, LabError)
+    assert err.line == line and err.path == Path("lessons/07-broken.md")
+    assert f"07-broken.md:{line}:" in err.message
+    assert words in err.message
+
+
+HEAD = "---\nid: 01\ntitle: A\nminutes: 3\n---\n"
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_loader_rejects_unknown_experiment_with_line(tmp_path: Path) -> None:
+    _write(tmp_path, "01-a.md", HEAD + "## S\ntext\n```experiment\nname: warp_drive\n```\n")
+    with pytest.raises(LessonError) as info:
+        load_lessons(tmp_path)
+    assert info.value.line == 8 and "unknown experiment 'warp_drive'" in info.value.message
+    assert "batch_sweep" in info.value.message
+
+
+def test_loader_rejects_bad_params_with_line(tmp_path: Path) -> None:
+    _write(
+        tmp_path, "01-a.md",
+        "---\nid: 01\ntitle: A\nminutes: 3\n---\n## S\ntext\n```experiment\nname: generate\nbatch_size: 0\n```\n",
+    )
+    with pytest.raises(LessonError) as info:
+        load_lessons(tmp_path)
+    assert info.value.line == 8 and "01-a.md:8" in str(info.value) and "batch_size" in info.value.message
+
+
+def test_loader_rejects_prediction_without_experiment(tmp_path: Path) -> None:
+    _write(tmp_path, "01-a.md", HEAD + "## S\n```predict\nquestion: Q?\nmetric: x\n```\n")
+    with pytest.raises(LessonError, match="predicts a metric but runs no experiment"):
+        load_lessons(tmp_path)
+
+
+def test_loader_file_names_and_duplicates(tmp_path: Path) -> None:
+    body = "---\nid: 01\ntitle: A\nminutes: 3\n---\n## S\ntext\n"
+    _write(tmp_path, "README.md", "not a lesson")
+    _write(tmp_path, "01-a.md", body)
+    assert [lesson.id for lesson in load_lessons(tmp_path)] == ["01"]
+    _write(tmp_path, "01-b.md", body)
+    with pytest.raises(LessonError, match="also used by 01-a.md"):
+        load_lessons(tmp_path)
+    (tmp_path / "01-b.md").unlink()
+    _write(tmp_path, "Lesson 2.md", body)
+    with pytest.raises(LessonError, match="NN-name.md"):
+        load_lessons(tmp_path)
+
+
+def test_loader_missing_or_empty_dir(tmp_path: Path) -> None:
+    with pytest.raises(LessonError, match="not found"):
+        load_lessons(tmp_path / "nope")
+    with pytest.raises(LessonError, match="no lesson files"):
+        load_lessons(tmp_path)
+
+
+def test_lessons_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path, "09-mine.md", "---\nid: 09\ntitle: Mine\nminutes: 1\n---\n## Only\ntext\n")
+    monkeypatch.setenv("INFERENCE_LAB_LESSONS", str(tmp_path))
+    assert [lesson.title for lesson in load_lessons()] == ["Mine"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("[1, 8, 32]", [1, 8, 32]),
+        ("[0, 0.7, 1.0]", [0, 0.7, 1.0]),
+        ("Hello, world", "Hello, world"),
+        ('"<bos>Hi, there<eos>"', "<bos>Hi, there<eos>"),
+        ("['a, b', \"c\"]", ["a, b", "c"]),
+        ("{ttft_p90: 0.5, nested: [true, null]}", {"ttft_p90": 0.5, "nested": [True, None]}),
+        ("true", True),
+        ("1e3", 1000.0),
+        ("", None),
+        ("[]", []),
+    ],
+)
+def test_value_syntax(text: str, value: object) -> None:
+    assert parse_value(text) == value
+
+
+def test_metric_paths() -> None:
+    assert parse_metric_path("summary.ttft_s.p50") == ["summary", "ttft_s", "p50"]
+    assert parse_metric_path("points[-1].e2e_s.p50") == ["points", -1, "e2e_s", "p50"]
+    assert parse_metric_path("devices.0.median_tokens_per_s") == ["devices", 0, "median_tokens_per_s"]
+    for bad in ("", "1abc", "a..b", "a b", "[0]"):
+        with pytest.raises(ValueError):
+            parse_metric_path(bad)
+    data = {"points": [{"x": 1}, {"x": 2.5}], "p90": None, "flag": True, "text": "hi"}
+    assert resolve_metric(data, "points[-1].x") == 2.5
+    assert resolve_metric(data, "points[5].x") is None
+    assert resolve_metric(data, "p90") is None
+    assert resolve_metric(data, "flag") is None
+    assert resolve_metric(data, "text") is None
+    assert resolve_metric(calculate({}), "image.tokens") == 256.0
+
+
+def test_find_lesson() -> None:
+    assert find_lesson(LESSONS, "02").id == "02"
+    assert find_lesson(LESSONS, "2").id == "02"
+    assert find_lesson(LESSONS, "03-where-the-time-goes").id == "03"
+    assert find_lesson(LESSONS, "serving").id == "04"
+    assert find_lesson(LESSONS, "Performance Metrics").id == "02"
+    with pytest.raises(LessonNotFound) as info:
+        find_lesson(LESSONS, "99")
+    assert "01 (Foundations of inference)" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------ progress
+
+
+def test_progress_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "progress.json"
+    store = ProgressStore(path)
+    assert store.last_lesson is None and store.position("01") == 0
+    store.set_position("01", 3)
+    store.mark_done("01", "tokenization-text-to-ids")
+    store.set_prediction("01", "tokenization-text-to-ids", 14)
+    store.set_result("01", "tokenization-text-to-ids", 15.0, {"device": "cpu"})
+    store.set_prediction("02", "the-four-numbers", "about 30")
+    again = ProgressStore(path)
+    assert again.recovered_from is None
+    rec = again.step("01", "tokenization-text-to-ids")
+    assert (rec.done, rec.prediction, rec.result, rec.details) == (True, 14, 15.0, {"device": "cpu"})
+    assert again.step("02", "the-four-numbers").prediction == "about 30"
+    assert again.position("01") == 3 and again.position("01", n_steps=2) == 1
+    assert again.last_lesson == "02"
+    assert again.lesson("01").done_count() == 1
+    assert not list(path.parent.glob(".progress.json.*")), "no temporary files left behind"
+    again.reset("01")
+    assert ProgressStore(path).lesson("01").steps == {}
+    again.reset()
+    assert ProgressStore(path).to_dict()["lessons"] == {}
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"lessons": 5}', ""])
+def test_corrupt_progress_is_moved_aside(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "progress.json"
+    path.write_text(content, encoding="utf-8")
+    store = ProgressStore(path)
+    assert store.recovered_from is not None and store.recovered_from.exists()
+    assert store.recovered_from.read_text(encoding="utf-8") == content
+    assert not path.exists()
+    store.mark_done("01", "s")
+    assert json.loads(path.read_text(encoding="utf-8"))["lessons"]["01"]["steps"]["s"]["done"] is True
+
+
+def test_progress_ignores_wrongly_typed_fields(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    doc = {"lessons": {"01": {"position": -3, "steps": {"s": {"done": 1, "result": "fast", "prediction": [1]}}}}}
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    store = ProgressStore(path)
+    assert store.recovered_from is None
+    rec = store.step("01", "s")
+    assert (rec.done, rec.result, rec.prediction) == (True, None, None)
+    assert store.position("01") == 0
+
+
+def test_progress_unwritable_location_is_not_fatal(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    store = ProgressStore(blocker / "progress.json")
+    store.mark_done("01", "s")
+    assert store.save_error and store.step("01", "s").done
+
+
+def test_progress_is_thread_safe(tmp_path: Path) -> None:
+    store = ProgressStore(tmp_path / "progress.json")
+    threads = [threading.Thread(target=lambda i=i: store.set_result("01", f"s{i}", float(i))) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ProgressStore(tmp_path / "progress.json").lesson("01").steps) == 8
+
+
+def test_resume_point(tmp_path: Path) -> None:
+    store = ProgressStore(tmp_path / "progress.json")
+    assert store.resume(LESSONS) == (0, 0)
+    assert store.resume([]) == (0, 0)
+    store.set_position("03", 4)
+    assert store.resume(LESSONS) == (2, 4)
+    assert store.resume(LESSONS, "02") == (1, 0)
+    assert store.resume(LESSONS, "3") == (2, 4)
+    store.set_position("04", 99)  # the lesson got shorter since: clamp to its last step
+    assert store.resume(LESSONS) == (3, len(LESSONS[3].steps) - 1)
+    with pytest.raises(LessonNotFound):
+        store.resume(LESSONS, "42")
+
+
+def test_data_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    assert data_dir() == tmp_path
+    assert ProgressStore().path == tmp_path / "progress.json"
+    monkeypatch.delenv(DATA_ENV)
+    assert data_dir().name == "inference-lab" and os.fspath(data_dir()) != os.fspath(tmp_path)

@@ -1,0 +1,302 @@
+"""Rich renderables for the pipeline inspections (``tui_lab.lab.pipeline``).
+
+``render_inspection(name, data)`` takes an inspection's result (the dataclass or
+its ``asdict`` form, e.g. read back from JSON) and returns something Rich (and so
+Textual's ``Static``) can draw: tables, a coloured grid for the attention mask,
+bars for probabilities. Only Rich is imported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.pretty import Pretty
+from rich.table import Table
+from rich.text import Text
+
+TOKEN_COLOURS = ("on #264653", "on #2a6f4e", "on #6d597a", "on #8a5a24", "on #355070", "on #5f0f40")
+"""Alternating backgrounds that tell neighbouring tokens apart (readable with light text)."""
+REAL_STYLE = "bold white on #2a6f4e"
+PAD_STYLE = "grey62 on #3a3a3a"
+SPECIAL_STYLE = "bold #f4a261"
+BAR_WIDTH = 24
+CELL_WIDTH = 7
+
+
+def _data(data: Any) -> dict:
+    if is_dataclass(data) and not isinstance(data, type):
+        return asdict(data)
+    if isinstance(data, dict):
+        return data
+    raise TypeError(f"an inspection result is a dataclass or a dict, not {type(data).__name__}")
+
+
+def _visible(text: str) -> str:
+    """Whitespace made visible so a token's leading space or newline can be seen."""
+    return text.replace(" ", "·").replace("\n", "⏎").replace("\t", "⇥") or "∅"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else (f"{value:.3f}" if value < 1 else f"{value:.1f}")
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> Text:
+    """A horizontal bar of ``fraction`` (0..1) of ``width`` cells, with eighth-cell resolution."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    eighths = round(fraction * width * 8)
+    full, rest = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[rest] if rest else ""
+    return Text("█" * full + partial, style="#e9c46a") + Text(" " * (width - full - len(partial)))
+
+
+# -- tokenize ------------------------------------------------------------------------------
+
+
+def render_tokenize(d: dict) -> RenderableType:
+    """Tokens as coloured chips, then a table of ids and pieces, then the round trip."""
+    strip = Text()
+    for i, (text, special) in enumerate(zip(d["texts"], d["special"], strict=True)):
+        style = SPECIAL_STYLE + " on #3a3a3a" if special else TOKEN_COLOURS[i % len(TOKEN_COLOURS)]
+        strip.append(_visible(text), style=style)
+    head = Text.assemble(
+        (f"{d['n_tokens']} tokens", "bold"), f" from {d['n_chars']} characters · vocabulary {d['vocab_size']:,}"
+    )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("id", justify="right")
+    table.add_column("piece")
+    table.add_column("text")
+    for i, (tid, piece, text, special) in enumerate(zip(d["ids"], d["pieces"], d["texts"], d["special"], strict=True)):
+        mark = Text(piece, style=SPECIAL_STYLE) if special else Text(_visible(piece))
+        if special:
+            mark.append("  special", style="dim")
+        table.add_row(str(i), str(tid), mark, _visible(text))
+    trip = Text.assemble(
+        ("ids → text, special tokens kept:    ", "dim"), repr(d["decoded"]), "\n",
+        ("ids → text, special tokens skipped: ", "dim"), repr(d["decoded_clean"]),
+    )
+    return Group(head, strip, Text(), table, Text(), trip)
+
+
+# -- padding -------------------------------------------------------------------------------
+
+
+def render_padding(d: dict) -> RenderableType:
+    """The padded batch as a grid of pieces, and the attention mask as a coloured 1/0 grid."""
+    rows, cols = d["shape"]
+    head = Text.assemble(
+        ("batch tensor ", "bold"), f"shape ({rows}, {cols}) · padded on the {d['side']} with ",
+        (d["pad_token"], SPECIAL_STYLE), f" (id {d['pad_token_id']}) · ",
+        (f"{100 * d['padding_fraction']:.0f}% padding", "bold"),
+    )
+    tokens = Table(box=None, show_header=False, pad_edge=False, padding=(0, 0))
+    mask = Table(box=None, show_header=False, pad_edge=False, padding=(0, 0))
+    tokens.add_column("prompt", style="dim", no_wrap=True)
+    mask.add_column("prompt", style="dim", no_wrap=True)
+    for _ in range(cols):
+        tokens.add_column(no_wrap=True)
+        mask.add_column(no_wrap=True)
+    for r in range(rows):
+        label = f"{r}: {d['lengths'][r]:>3} real "
+        cells, bits = [], []
+        for c in range(cols):
+            real = d["mask"][r][c] == 1
+            style = REAL_STYLE if real else PAD_STYLE
+            piece = _clip(_visible(d["pieces"][r][c]), CELL_WIDTH - 1)
+            cells.append(Text(piece.center(CELL_WIDTH - 1) + " ", style=style))
+            bits.append(Text(" 1 " if real else " 0 ", style=style))
+        tokens.add_row(label, *cells)
+        mask.add_row(label, *bits)
+    ids = Table(box=None, show_header=False, pad_edge=False)
+    for _ in range(cols):
+        ids.add_column(justify="right", no_wrap=True)
+    for r in range(rows):
+        ids.add_row(*[Text(str(i), style="" if m else "dim") for i, m in zip(d["ids"][r], d["mask"][r], strict=True)])
+    legend = Text.assemble(("  1  ", REAL_STYLE), " real token   ", ("  0  ", PAD_STYLE), " padding (masked out)")
+    return Group(
+        head, Text(), Text("tokens", style="bold"), tokens, Text(), Text("input_ids", style="bold"), ids, Text(),
+        Text("attention_mask", style="bold"), mask, legend,
+    )
+
+
+# -- logits --------------------------------------------------------------------------------
+
+
+def render_logits(d: dict) -> RenderableType:
+    """The logits' shape and size, then per prompt the top-k next tokens with probability bars."""
+    b, s, v = d["logits_shape"]
+    head = Text.assemble(
+        ("logits ", "bold"), f"shape (batch={b}, seq_len={s}, vocab={v:,}) · {d['dtype']}",
+        f" · {_bytes(d['logits_bytes'])}",
+        f" · forward pass {d['forward_ms']:.1f} ms on {d['device']}",
+        (f" (first call {d['first_forward_ms']:.1f} ms)", "dim") if d.get("first_forward_ms") else "",
+    )
+    parts: list[RenderableType] = [head]
+    top_prob = max((t["prob"] for row in d["top"] for t in row), default=1.0) or 1.0
+    for prompt, row in zip(d["prompts"], d["top"], strict=True):
+        parts.append(Text())
+        parts.append(Text.assemble(("next token after ", "dim"), repr(_clip(prompt, 60))))
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("rank", justify="right", style="dim")
+        table.add_column("token")
+        table.add_column("id", justify="right", style="dim")
+        table.add_column("probability")
+        table.add_column("", justify="right")
+        table.add_column("logit", justify="right", style="dim")
+        for rank, tok in enumerate(row, start=1):
+            label = Text(_visible(tok["text"]), style="bold #e9c46a" if rank == 1 else "")
+            if rank == 1:
+                label.append("  ← greedy pick", style="dim")
+            table.add_row(
+                str(rank), label, str(tok["id"]), bar(tok["prob"] / top_prob), f"{100 * tok['prob']:.1f}%",
+                f"{tok['logit']:.2f}",
+            )
+        parts.append(table)
+    return Group(*parts)
+
+
+# -- roofline ------------------------------------------------------------------------------
+
+
+def render_roofline(d: dict) -> RenderableType:
+    """Measured decode step time against the bandwidth floor, prefill against the compute floor, and KV fits."""
+    sliding = (
+        f"; {d['sliding_layers']} of {d['layers']} layers keep only the last {d['sliding_window']} positions"
+        if d.get("sliding_layers") else ""
+    )
+    head = Text.assemble(
+        (f"{d['model']}", "bold"), f" · {d['params'] / 1e6:.0f} M parameters · {d['dtype']} · weights ",
+        (_bytes(d["weight_bytes"]), "bold"), f" · {d['layers']} layers, {d['kv_heads']} KV head(s) × {d['head_dim']}",
+        f" · KV cache {_bytes(d['kv_bytes_per_token'])} per token{sliding}",
+    )
+    sheet = f" (datasheet {d['datasheet_gb_s']:,.0f} GB/s)" if d.get("datasheet_gb_s") else ""
+    bw = Text.assemble(
+        ("memory bandwidth ", "bold"), f"{d['bandwidth_gb_s']:,.1f} GB/s on {d['device']}{sheet} — ",
+        (d["bandwidth_method"], "dim"),
+    )
+    flops = Text.assemble(
+        ("peak compute ", "bold"), f"{d['peak_tflops']:,.2f} TFLOP/s — ", (d["peak_tflops_method"], "dim"),
+    ) if d.get("peak_tflops") else Text()
+    table = Table(title="decode step: measured vs bandwidth floor", title_justify="left", header_style="bold")
+    table.add_column("batch", justify="right")
+    table.add_column("context", justify="right")
+    table.add_column("measured ms", justify="right")
+    table.add_column("floor ms", justify="right")
+    table.add_column("floor / measured")
+    table.add_column("", justify="right")
+    table.add_column("achieved GB/s", justify="right")
+    table.add_column(f"floor ms at {d['seq_len']:,} tok", justify="right")
+    table.add_column("decode tokens/s", justify="right")
+    for m in d["measurements"]:
+        frac = m.get("floor_fraction")
+        table.add_row(
+            str(m["batch_size"]), str(m["context_tokens"]), _ms(m["step_ms"]), _ms(m["floor_ms"]), bar(frac or 0.0, 12),
+            "—" if frac is None else f"{100 * frac:.0f}%",
+            "—" if m.get("achieved_gb_s") is None else f"{m['achieved_gb_s']:,.1f}",
+            _ms(m.get("floor_at_seq_len_ms")),
+            "—" if m.get("tokens_per_s") is None else f"{m['tokens_per_s']:,.1f}",
+        )
+    prefill = Table(title="prefill: measured TTFT vs compute floor", title_justify="left", header_style="bold")
+    prefill.add_column("batch", justify="right")
+    prefill.add_column("prompt tokens", justify="right")
+    prefill.add_column("TTFT ms (p50)", justify="right")
+    prefill.add_column("floor ms", justify="right")
+    for m in d["measurements"]:
+        prefill.add_row(str(m["batch_size"]), str(m["prompt_tokens"]), _ms(m.get("ttft_ms")),
+                        _ms(m.get("prefill_floor_ms")))
+    fits = Table(
+        title=f"KV cache: sequences that fit in {_bytes(d['free_bytes'])} free ({d['free_bytes_method']})",
+        title_justify="left", header_style="bold",
+    )
+    fits.add_column("tokens per sequence", justify="right")
+    fits.add_column("KV bytes per sequence", justify="right")
+    fits.add_column("sequences that fit", justify="right")
+    for f in d["kv_fits"]:
+        fits.add_row(f"{f['seq_len']:,}", _bytes(f["kv_bytes_per_sequence"]), f"{f['sequences']:,}")
+    at_len = Text.assemble(
+        f"one sequence of {d['seq_len']:,} tokens holds ", (_bytes(d["kv_bytes_at_seq_len"]), "bold"),
+        " of KV cache → ", (f"{d['sequences_at_seq_len']:,}", "bold #e9c46a"), " such sequences fit",
+    )
+    notes = [Text(f"• {n}", style="dim") for n in d.get("notes", [])]
+    return Group(head, bw, flops, Text(), table, Text(), prefill, Text(), fits, at_len, *notes)
+
+
+# -- modalities ----------------------------------------------------------------------------
+
+
+def render_modalities(d: dict) -> RenderableType:
+    """The image, audio and video calculators side by side with their token counts."""
+    img, aud, vid = d["image"], d["audio"], d["video"]
+    image = Table(title=f"image · {img['recipe']}", title_justify="left", show_header=False, box=None)
+    image.add_column(style="dim")
+    image.add_column()
+    resize = "keeps aspect ratio" if img["aspect_kept"] else "squashed to a square"
+    image.add_row("input", f"{img['width']} × {img['height']} px")
+    image.add_row("resize", f"{img['resized_width']} × {img['resized_height']} px ({resize})")
+    pix = ", ".join(f"{k}→{v[0]:+.2f}" for k, v in img["normalized_examples"].items())
+    image.add_row("normalize", f"pixel/255, then (x − mean) / std: {pix}")
+    image.add_row("patches", f"{img['grid_cols']} × {img['grid_rows']} of {img['patch']} px = {img['patches']:,}")
+    if img["pool"] > 1:
+        image.add_row("merge", f"{img['pool']} × {img['pool']} patches → 1 token")
+    image.add_row("tensor", f"{tuple(img['pixel_shape'])} float32, {_bytes(img['pixel_values_bytes'])}")
+    image.add_row(Text("tokens", style="bold"), Text(f"{img['tokens']:,}", style="bold #e9c46a"))
+    image.add_row("source", Text(img["source"], style="dim"))
+
+    audio = Table(title=f"audio · {aud['recipe']}", title_justify="left", show_header=False, box=None)
+    audio.add_column(style="dim")
+    audio.add_column()
+    audio.add_row("input", f"{aud['duration_s']:g} s at {aud['sample_rate']:,} Hz = {aud['samples']:,} samples")
+    audio.add_row("pad", f"+{aud['silence_s']:.1f} s of silence → {aud['chunks']} × 30 s chunk(s)")
+    audio.add_row("frames", f"window {aud['window_ms']:.0f} ms, hop {aud['hop_ms']:.0f} ms → {aud['frames']:,} frames")
+    audio.add_row("features", f"{aud['mel_bins']} mel bins × {aud['feature_shape'][1]:,} frames per chunk")
+    audio.add_row(Text("encoder positions", style="bold"), Text(f"{aud['encoder_positions']:,}", style="bold #e9c46a"))
+    audio.add_row("source", Text(aud["source"], style="dim"))
+
+    video = Table(title="video · frame sampling", title_justify="left", show_header=False, box=None)
+    video.add_column(style="dim")
+    video.add_column()
+    video.add_row("input", f"{vid['duration_s']:g} s at {vid['source_fps']:g} fps = {vid['source_frames']:,} frames")
+    capped = f" (capped at {vid['max_frames']})" if vid.get("max_frames") else ""
+    video.add_row("sample", f"{vid['sampled_frames']:,} frames{capped}, {vid['sample_fps']:.2f} per second")
+    stamps = ", ".join(f"{t:g}" for t in vid["timestamps_s"])
+    video.add_row("at (s)", stamps + (" …" if vid["sampled_frames"] > len(vid["timestamps_s"]) else ""))
+    merge = f", {vid['temporal_patch']} frames merged" if vid["temporal_patch"] > 1 else ""
+    video.add_row("per frame", f"{vid['tokens_per_frame']:,} tokens{merge}")
+    video.add_row(Text("tokens", style="bold"), Text(f"{vid['tokens']:,}", style="bold #e9c46a"))
+    return Group(image, Text(), audio, Text(), video)
+
+
+RENDERERS: dict[str, Callable[[dict], RenderableType]] = {
+    "tokenize": render_tokenize,
+    "padding": render_padding,
+    "logits": render_logits,
+    "roofline": render_roofline,
+    "modalities": render_modalities,
+}
+
+
+def render_inspection(name: str, data: Any) -> RenderableType:
+    """A Rich renderable for inspection ``name``'s result; unknown names are shown as plain data."""
+    d = _data(data)
+    renderer = RENDERERS.get(name)
+    if renderer is None:
+        return Pretty(d)
+    return renderer(d)
+
+
+__all__ = ["RENDERERS", "bar", "render_inspection"]
