@@ -1,0 +1,198 @@
+"""The fast decode path's step, checked on CPU against transformers' own eager decoding.
+
+On CPU the backend runs the same step function eagerly (no graph, no compile), so these tests check
+the arithmetic the CUDA graph captures: the static cache layout, left padding (masks and positions),
+the sliding window, grouped-query attention, and the buckets/OOM arithmetic.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from tui_lab.engines import hf_graphs  # noqa: E402
+from tui_lab.engines.hf_graphs import (  # noqa: E402
+    GraphOptions,
+    StaticGraphBackend,
+    batch_bucket,
+    largest_batch_that_fits,
+    length_bucket,
+)
+from tui_lab.errors import OutOfMemory  # noqa: E402
+
+
+def _gemma(sliding_window: int = 6):
+    from transformers import Gemma3TextConfig
+
+    cfg = Gemma3TextConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=1, head_dim=16, sliding_window=sliding_window,
+                           layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+                           max_position_embeddings=256)
+    return cfg
+
+
+def _llama():
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+
+
+def _qwen3():
+    from transformers import Qwen3Config
+
+    return Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256)
+
+
+def _model(cfg):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    cfg._attn_implementation = "sdpa"
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
+    # Random init gives near-uniform logits; scale weights up so greedy choices have clear margins.
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(4.0)
+    return model
+
+
+def _batch(vocab: int, lens: list[int]):
+    g = torch.Generator().manual_seed(1)
+    plen = max(lens)
+    ids = torch.zeros((len(lens), plen), dtype=torch.long)
+    mask = torch.zeros((len(lens), plen), dtype=torch.long)
+    for i, n in enumerate(lens):
+        ids[i, plen - n:] = torch.randint(3, vocab, (n,), generator=g)
+        mask[i, plen - n:] = 1
+    return ids, mask
+
+
+def _eager_reference(model, ids, mask, steps):
+    """transformers' own loop: DynamicCache, growing 2-D mask, positions from the mask."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        logits = [out.logits[:, -1].float()]
+        nxt = logits[-1].argmax(-1, keepdim=True)
+        toks = [nxt]
+        cur_pos = mask.sum(-1, keepdim=True)
+        for _ in range(steps):
+            mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
+            out = model(input_ids=nxt, attention_mask=mask, position_ids=cur_pos, past_key_values=cache,
+                        use_cache=True)
+            cur_pos = cur_pos + 1
+            logits.append(out.logits[:, -1].float())
+            nxt = logits[-1].argmax(-1, keepdim=True)
+            toks.append(nxt)
+    return torch.cat(toks, 1), logits
+
+
+def _fast(model, ids, mask, steps, attention=GraphOptions.attention):
+    be = StaticGraphBackend(model, ids.shape[0], ids.shape[1] + steps + 1, GraphOptions(attention=attention))
+    try:
+        logits = [be.prefill(ids, mask).float()]
+        nxt = logits[-1].argmax(-1, keepdim=True)
+        toks = [nxt]
+        for _ in range(steps):
+            logits.append(be.step(nxt).float().clone())
+            nxt = logits[-1].argmax(-1, keepdim=True)
+            toks.append(nxt)
+    finally:
+        be.release()
+    return torch.cat(toks, 1), logits
+
+
+@pytest.mark.parametrize("make", [_gemma, _llama, _qwen3], ids=["gemma3", "llama", "qwen3"])
+@pytest.mark.parametrize("attention", ["reduce", "sdpa", "matmul"])
+def test_fast_step_matches_eager_with_left_padding(make, attention):
+    model = _model(make())
+    ids, mask = _batch(model.config.vocab_size, [5, 9, 2])  # ragged: left padding in rows 0 and 2
+    steps = 12  # past the sliding window of 6: the window mask is exercised
+    ref_toks, ref_logits = _eager_reference(model, ids, mask, steps)
+    toks, logits = _fast(model, ids, mask, steps, attention)
+    for a, b in zip(ref_logits, logits, strict=True):
+        torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
+    assert torch.equal(toks, ref_toks)
+
+
+def test_cached_entry_reused_and_state_reset_between_runs():
+    model = _model(_gemma())
+    ids, mask = _batch(model.config.vocab_size, [4, 7])
+    first, _ = _fast(model, ids, mask, 8)
+    second, _ = _fast(model, ids, mask, 8)  # same (bucket, length): the cached entry is reused
+    assert torch.equal(first, second)
+    rt = model.__dict__[hf_graphs._RUNTIMES_ATTR][GraphOptions()]
+    assert all(not e.in_use for e in rt.entries.values())
+    hf_graphs.release_all(model)
+    assert hf_graphs._RUNTIMES_ATTR not in model.__dict__
+
+
+def test_fused_weights_are_shared_with_the_model():
+    model = _model(_llama())
+    ids, mask = _batch(model.config.vocab_size, [5, 3])
+    before, _ = _eager_reference(model, ids, mask, 4)
+    arch = hf_graphs._Arch(model)
+    attn = model.model.layers[0].self_attn
+    w_qkv = arch.weights[0][1]
+    assert attn.q_proj.weight.data_ptr() == w_qkv.data_ptr()  # a view, not a copy
+    assert attn.k_proj.weight.data_ptr() == w_qkv[attn.q_proj.weight.shape[0]:].data_ptr()
+    after, _ = _eager_reference(model, ids, mask, 4)  # eager decoding is unchanged
+    assert torch.equal(before, after)
+
+
+def test_batch_padding_rows_do_not_change_results():
+    model = _model(_llama())
+    ids, mask = _batch(model.config.vocab_size, [6, 3, 5])  # 3 sequences run in a bucket of 4
+    toks3, _ = _fast(model, ids, mask, 6)
+    toks1, _ = _fast(model, ids[1:2, -3:], mask[1:2, -3:], 6)  # the middle one alone, unpadded
+    assert torch.equal(toks3[1], toks1[0])
+
+
+def test_full_cache_raises():
+    model = _model(_llama())
+    ids, mask = _batch(model.config.vocab_size, [3])
+    be = StaticGraphBackend(model, 1, 4)  # rounded up to one length bucket
+    be.prefill(ids, mask)
+    nxt = torch.zeros((1, 1), dtype=torch.long)
+    with pytest.raises(ValueError, match="full"):
+        for _ in range(be.length + 1):
+            be.step(nxt)
+    be.release()
+
+
+def test_unsupported_architecture_raises_not_implemented():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
+    with pytest.raises(NotImplementedError, match="supports"):
+        StaticGraphBackend(model, 1, 16)
+
+
+def test_buckets():
+    assert [batch_bucket(b) for b in (1, 2, 3, 5, 100, 129, 256)] == [2, 2, 4, 8, 128, 256, 256]
+    assert length_bucket(1) == 32 and length_bucket(144) == 160 and length_bucket(160) == 160
+
+
+def test_largest_batch_from_kv_arithmetic():
+    model = _model(_gemma())
+    arch = hf_graphs._Arch(model)
+    per_seq = 2 * 4 * 1 * 16 * 4 * 160 + 512 * 14  # K+V, 4 layers, 1 KV head, dim 16, fp32, 160 positions
+    assert largest_batch_that_fits(arch, 160, per_seq * 10 / 0.9) == 8  # 10 fit → the bucket of 8
+    assert largest_batch_that_fits(arch, 160, per_seq * 0.5) == 0
+
+
+def test_out_of_memory_message_names_largest_batch():
+    model = _model(_gemma())
+    rt = hf_graphs._runtime(model, GraphOptions())
+    err = hf_graphs._oom(rt, 256, 160, free=10_000_000)
+    assert isinstance(err, OutOfMemory)
+    assert err.largest_batch == largest_batch_that_fits(rt.arch, 160, 10_000_000)
+    assert f"largest batch that fits now: {err.largest_batch}" in str(err)

@@ -1,0 +1,787 @@
+"""``inference-lab bench``: the lab's transformers engine against ``model.generate()``, on one device.
+
+Modes (``--modes``), each run at every batch size (``--batch-sizes``) on random-weight architecture
+models (timing depends on shapes, not weight values), a fixed-length prompt and ``--new-tokens``
+new tokens with EOS ignored:
+
+* ``hf-generate`` — ``model.generate()`` as a user calls it (dynamic cache, eager);
+* ``hf-generate-compiled`` — ``generate(cache_implementation="static")`` with torch.compile
+  (``reduce-overhead``), the best plain transformers offers; its compile time is reported apart;
+* ``lab-eager`` / ``lab`` — the lab's ``TransformersEngine`` (``cuda_graphs`` off / on), streamed
+  through ``Engine.stream`` with a host sync and a timestamp per token: the product's own figures;
+* ``lab-direct`` / ``lab-direct-sync`` — the fast decode backend in a bare loop, without / with a
+  device→host copy of each step's tokens: their difference is the cost of a host sync per token.
+
+The table shows ms per decode step, tokens/s, the share of the memory roofline (weights + KV read
+once per step at the copy bandwidth measured in the same run) and the ratios the issue asks for.
+Results go to ``benchmarks/results/<card>-<date>.json``. On CPU it runs too (use small sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODES = ("hf-generate", "hf-generate-compiled", "lab-eager", "lab")
+ALL_MODES = DEFAULT_MODES + ("lab-direct", "lab-direct-sync")
+DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
+TINY = "tiny"
+"""``--model tiny``: a 2-layer Gemma 3 shape for tests on CPU."""
+
+
+@dataclass
+class Run:
+    """One measured (mode, batch size)."""
+
+    mode: str
+    batch_size: int
+    ms_per_step: float | None
+    tokens_per_s: float | None
+    model: str = ""
+    decode_ms_per_step: float | None = None
+    setup_s: float | None = None
+    roofline_ms: float | None = None
+    roofline_share: float | None = None
+    gpu: dict | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Plain JSON (the keys the issue names come first)."""
+        d = {"mode": self.mode, "batch_size": self.batch_size, "ms_per_step": self.ms_per_step,
+             "tokens_per_s": self.tokens_per_s, "model": self.model,
+             "decode_ms_per_step": self.decode_ms_per_step, "setup_s": self.setup_s,
+             "roofline_ms": self.roofline_ms, "roofline_share": self.roofline_share}
+        if self.gpu:
+            d["gpu_telemetry"] = self.gpu
+        if self.error:
+            d["error"] = self.error
+        d.update(self.extra)
+        return d
+
+
+# --------------------------------------------------------------------------------------------------
+# Arguments
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ALL_MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"unknown mode(s) {bad}; choose from {', '.join(ALL_MODES)}")
+    return modes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``inference-lab bench`` options."""
+    p = argparse.ArgumentParser(prog="inference-lab bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="arch:gemma-3-270m",
+                   help="architecture model (arch:NAME, random weights) or 'tiny' (default: arch:gemma-3-270m)")
+    p.add_argument("--modes", type=_modes, default=list(DEFAULT_MODES),
+                   help=f"comma-separated, from {', '.join(ALL_MODES)} (default: {','.join(DEFAULT_MODES)})")
+    p.add_argument("--batch-sizes", type=_ints, default=list(DEFAULT_BATCH_SIZES), help="default: 1,8,32,128")
+    p.add_argument("--compiled-batch-sizes", type=_ints, default=None,
+                   help="batch sizes for hf-generate-compiled (each compiles for ~40 s; default: --batch-sizes)")
+    p.add_argument("--prompt-tokens", type=int, default=16, help="prompt length in tokens (default: 16)")
+    p.add_argument("--new-tokens", type=int, default=128, help="new tokens per sequence, EOS ignored (default: 128)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repetitions per point; the median is kept")
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    p.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"),
+                   help="auto: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--big-model", default=None,
+                   help="also run a bigger architecture (e.g. arch:llama-3-8b) with the direct modes")
+    p.add_argument("--big-batch-sizes", type=_ints, default=[1, 32], help="batch sizes for --big-model (1,32)")
+    p.add_argument("--check-greedy", action="store_true",
+                   help="compare the fast path's greedy tokens with transformers' eager decoding")
+    p.add_argument("--readiness", action="store_true",
+                   help="time how long a new batch size takes to become ready, and a warm-cache recompile")
+    p.add_argument("--variants", action="store_true",
+                   help="compare fast-path build options (compile modes, attention kernels) at the first "
+                        "and last batch size")
+    p.add_argument("--profile", action="store_true", help="profile one decode step's kernels (CUDA)")
+    p.add_argument("--cache-dir", default=None, help="model cache (default: $INFERENCE_LAB_CACHE)")
+    p.add_argument("--out", default=None,
+                   help="result file (default: benchmarks/results/<card>-<date>.json; '-' to skip)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds; later sections are skipped once this is spent (results so far are saved)")
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    v = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+    if torch.cuda.is_available():
+        v["cuda"] = str(torch.version.cuda)
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            v["driver"] = str(pynvml.nvmlSystemGetDriverVersion())
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+    try:
+        from importlib.metadata import version
+
+        v["inference-lab"] = version("inference-lab")
+    except Exception:
+        pass
+    return v
+
+
+def card_slug(name: str) -> str:
+    """``NVIDIA H100 80GB HBM3`` → ``nvidia-h100-80gb-hbm3`` (for the result file name)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_copy_bandwidth(device: Any, nbytes: int | None = None) -> float:
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read plus bytes written."""
+    import torch
+
+    if nbytes is None:
+        nbytes = 2 * 1024**3 if device.type == "cuda" else 64 * 1024**2
+    x = torch.empty(nbytes // 2, dtype=torch.bfloat16, device=device)
+    x.random_()  # not zeros: some paths run faster on zeros
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    _sync(device)
+    reps = 10 if device.type == "cuda" else 3
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        y.copy_(x)
+    _sync(device)
+    dt = time.perf_counter() - t0
+    del x, y
+    return reps * 2 * nbytes / dt
+
+
+def _median_time(fn: Callable[[], Any], device: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _config_for(spec: str) -> dict:
+    if spec == TINY:
+        return {
+            "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": 1024,
+            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 1, "head_dim": 16, "sliding_window": 512, "query_pre_attn_scalar": 16,
+            "layer_types": ["sliding_attention", "full_attention"], "max_position_embeddings": 2048,
+            "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2, "tie_word_embeddings": True,
+        }
+    from tui_lab.errors import InvalidInput
+    from tui_lab.models.arch import ARCH_MODELS, arch_config_dict
+
+    name = spec[len("arch:"):] if spec.startswith("arch:") else spec
+    if name not in ARCH_MODELS:
+        raise InvalidInput(f"bench needs an architecture model (arch:NAME or tiny); got {spec!r}; "
+                           f"choose from {', '.join('arch:' + n for n in ARCH_MODELS)}")
+    return arch_config_dict(name)
+
+
+def build_model(spec: str, device: Any, dtype: Any) -> Any:
+    """A random-weight model of ``spec``'s architecture on ``device`` (initialised there: fast)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg_dict = dict(_config_for(spec))
+    model_type = cfg_dict.pop("model_type")
+    cfg_dict.pop("dtype", None)
+    config = AutoConfig.for_model(model_type, **cfg_dict)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+    return model.eval()
+
+
+def _prompt_ids(model: Any, batch: int, prompt_tokens: int, device: Any, seed: int = 0) -> Any:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    vocab = model.config.vocab_size
+    return torch.randint(10, vocab - 1, (batch, prompt_tokens), generator=g).to(device)
+
+
+def roofline_step_s(model_or_config: Any, batch: int, context: int, bandwidth: float, dtype_bytes: float) -> float:
+    """Memory floor of one decode step: every weight once + each sequence's KV cache once."""
+    from tui_lab.metrics import decode_step_floor_s
+    from tui_lab.models import model_shape
+
+    config = getattr(model_or_config, "config", model_or_config)
+    shape = model_shape(config, dtype_bytes=dtype_bytes)
+    return decode_step_floor_s(shape, [context] * batch, bandwidth)
+
+
+# --------------------------------------------------------------------------------------------------
+# The modes on a bare model
+
+
+def run_generate(model: Any, batch: int, prompt_tokens: int, new_tokens: int, repeats: int,
+                 compiled: bool = False) -> tuple[float, float]:
+    """(median seconds for ``generate``, setup seconds of the first call incl. compilation)."""
+    import torch
+
+    device = model.device
+    ids = _prompt_ids(model, batch, prompt_tokens, device)
+    kw: dict[str, Any] = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                              pad_token_id=0, attention_mask=torch.ones_like(ids))
+    if compiled:
+        from transformers import CompileConfig
+
+        kw.update(cache_implementation="static",
+                  compile_config=CompileConfig(fullgraph=False, mode="reduce-overhead"))
+    with torch.inference_mode():
+        _sync(device)
+        t0 = time.perf_counter()
+        model.generate(ids, **kw)
+        _sync(device)
+        setup = time.perf_counter() - t0
+        t = _median_time(lambda: model.generate(ids, **kw), device, repeats)
+    return t, setup
+
+
+def run_direct(model: Any, batch: int, prompt_tokens: int, new_tokens: int, repeats: int, sync_each: bool,
+               options: Any = None) -> tuple[float, float, float]:
+    """The fast backend in a bare loop: (median total s, median decode s per step, setup s)."""
+    import torch
+
+    from tui_lab.engines.hf_graphs import StaticGraphBackend
+
+    device = model.device
+    ids = _prompt_ids(model, batch, prompt_tokens, device)
+    mask = torch.ones_like(ids)
+    t0 = time.perf_counter()
+    be = StaticGraphBackend(model, batch, prompt_tokens + new_tokens, options)
+    setup = time.perf_counter() - t0
+    totals, decodes = [], []
+    try:
+        # A run takes ~0.1 s here: more repetitions cost little and steady the median against host noise.
+        for rep in range(max(repeats, 7) + 1):
+            _sync(device)
+            t0 = time.perf_counter()
+            logits = be.prefill(ids, mask)
+            nxt = logits.argmax(-1, keepdim=True)
+            if sync_each:
+                nxt.cpu()
+            _sync(device)
+            t1 = time.perf_counter()
+            for _ in range(new_tokens - 1):
+                nxt = be.step(nxt).argmax(-1, keepdim=True)
+                if sync_each:
+                    nxt.cpu()  # what streaming needs: the ids on the host, each step
+            _sync(device)
+            t2 = time.perf_counter()
+            if rep:  # the first pass warms up
+                totals.append(t2 - t0)
+                decodes.append((t2 - t1) / max(1, new_tokens - 1))
+    finally:
+        be.release()
+    return statistics.median(totals), statistics.median(decodes), setup
+
+
+def check_greedy(model: Any, new_tokens: int, batch_lens: Sequence[Sequence[int]] = ((16,), (16, 9, 13, 4))) -> dict:
+    """Greedy tokens of the fast path vs transformers' eager loop (DynamicCache), with left padding.
+
+    Random weights give near-flat logits, so where the two paths part we report the reference's
+    top-2 logit gap at that step: a gap within bf16 rounding means a tie broken differently, not a bug.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    from tui_lab.engines.hf_graphs import StaticGraphBackend
+
+    device = model.device
+    report: dict[str, Any] = {"new_tokens": new_tokens, "cases": []}
+    for lens in batch_lens:
+        b, plen = len(lens), max(lens)
+        ids = _prompt_ids(model, b, plen, device, seed=7)
+        mask = torch.zeros_like(ids)
+        for i, n in enumerate(lens):
+            mask[i, plen - n:] = 1
+            ids[i, : plen - n] = 0
+        with torch.inference_mode():
+            cache = DynamicCache(config=model.config)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                        logits_to_keep=1)
+            lg = out.logits[:, -1].float()
+            ref, gaps = [lg.argmax(-1)], [lg.topk(2).values.diff().abs().squeeze(-1)]
+            cur, m = mask.sum(-1, keepdim=True), mask
+            for _ in range(new_tokens - 1):
+                m = torch.cat([m, torch.ones_like(cur)], 1)
+                out = model(input_ids=ref[-1][:, None], attention_mask=m, position_ids=cur, past_key_values=cache,
+                            use_cache=True)
+                cur = cur + 1
+                lg = out.logits[:, -1].float()
+                ref.append(lg.argmax(-1))
+                gaps.append(lg.topk(2).values.diff().abs().squeeze(-1))
+            ref_t = torch.stack(ref, 1).cpu()
+            gap_t = torch.stack(gaps, 1).cpu()
+            be = StaticGraphBackend(model, b, plen + new_tokens)
+            try:
+                fast = [be.prefill(ids, mask).float().argmax(-1)]
+                for _ in range(new_tokens - 1):
+                    fast.append(be.step(fast[-1][:, None]).float().argmax(-1))
+            finally:
+                be.release()
+            fast_t = torch.stack(fast, 1).cpu()
+        seqs = []
+        for i in range(b):
+            diff = (ref_t[i] != fast_t[i]).nonzero()
+            first = int(diff[0]) if len(diff) else None
+            seqs.append({"prompt_tokens": int(lens[i]), "equal": first is None, "first_difference": first,
+                         "ref_top2_gap_there": float(gap_t[i, first]) if first is not None else None})
+        report["cases"].append({"batch": b, "sequences": seqs})
+    all_seqs = [s for c in report["cases"] for s in c["sequences"]]
+    report["all_equal"] = all(s["equal"] for s in all_seqs)
+    report["equal_sequences"] = f"{sum(s['equal'] for s in all_seqs)}/{len(all_seqs)}"
+    return report
+
+
+def readiness(model: Any, prompt_tokens: int, new_tokens: int) -> dict:
+    """Seconds until a batch size is ready: first compile, a new bucket after it, a warm-cache recompile."""
+    import torch
+
+    from tui_lab.engines import hf_graphs
+
+    out: dict[str, Any] = {}
+    hf_graphs.release_all(model)
+    torch._dynamo.reset()
+    for label, b, extra in (("first_use_compile_s", 1, 0), ("new_bucket_bs8_s", 8, 0), ("new_bucket_bs64_s", 64, 0),
+                            ("new_length_bs8_s", 8, 512), ("new_bucket_bs256_s", 256, 0)):
+        _sync(model.device)
+        t0 = time.perf_counter()
+        hf_graphs.StaticGraphBackend(model, b, prompt_tokens + new_tokens + extra).release()
+        out[label] = time.perf_counter() - t0
+    # A fresh process: dynamo traces again, Inductor's on-disk cache serves the kernels.
+    hf_graphs.release_all(model)
+    torch._dynamo.reset()
+    t0 = time.perf_counter()
+    hf_graphs.StaticGraphBackend(model, 1, prompt_tokens + new_tokens).release()
+    out["warm_cache_recompile_s"] = time.perf_counter() - t0
+    return out
+
+
+def profile_step(model: Any, batch: int, length: int, steps: int = 20) -> dict:
+    """Where a decode step's time goes: kernels per step and their device time (profiled without the graph),
+    against the replayed graph's wall time per step."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from tui_lab.engines import hf_graphs
+
+    be = hf_graphs.StaticGraphBackend(model, batch, length)
+    try:
+        ids = _prompt_ids(model, batch, 8, model.device)
+        be.prefill(ids, torch.ones_like(ids))
+        e, rt = be.entry, be.rt
+        with torch.inference_mode():
+            for _ in range(3):
+                hf_graphs._run_step(rt, e)
+            _sync(model.device)
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(steps):
+                    hf_graphs._run_step(rt, e)
+                _sync(model.device)
+            e.wp.fill_(8)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(steps):
+                e.graph.replay()
+            end.record()
+            _sync(model.device)
+            replay_us = 1e3 * start.elapsed_time(end) / steps
+    finally:
+        be.release()
+    rows = []
+    n_kernels, total_us = 0, 0.0
+    for evt in prof.key_averages():
+        dev_us = getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0.0)
+        if not dev_us or evt.key.startswith(("cudaLaunch", "cudaGraph", "Memcpy")):
+            continue
+        n_kernels += evt.count
+        total_us += dev_us
+        rows.append((dev_us / steps, evt.count / steps, evt.key[:90]))
+    rows.sort(reverse=True)
+    return {"batch": batch, "length": length, "kernels_per_step": n_kernels / steps,
+            "kernel_us_per_step": total_us / steps, "graph_replay_us_per_step": replay_us,
+            "top": [{"us": round(u, 1), "per_step": c, "kernel": k} for u, c, k in rows[:14]]}
+
+
+# --------------------------------------------------------------------------------------------------
+# The modes through the engine
+
+
+def _engine_prompts(engine: Any, batch: int, prompt_tokens: int) -> list[str]:
+    """Prompts that tokenize to ``prompt_tokens`` tokens (special tokens included) with this tokenizer."""
+    tok = engine.tokenizer
+    words = " the lab measures tokens on a GPU and a CPU every step".split()
+    text = ""
+    for i in range(4 * prompt_tokens):
+        candidate = (text + " " + words[i % len(words)]).strip()
+        if len(tok(candidate)["input_ids"]) > prompt_tokens:
+            break
+        text = candidate
+    return [text] * batch
+
+
+def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
+    """Stream a batch through ``Engine.stream``: median total s, decode s per step, first-run s."""
+    from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, TokenEvent
+
+    prompts = _engine_prompts(engine, batch, prompt_tokens)
+    sampling = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0)
+    totals, decodes, first_s, n_prompt = [], [], None, None
+    for rep in range(repeats + 1):
+        requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+        t0 = time.perf_counter()
+        times: dict[str, list[float]] = {}
+        tokens = 0
+        for ev in engine.stream(requests, sampling):
+            if isinstance(ev, TokenEvent):
+                times.setdefault(ev.request_id, []).append(ev.t)
+                tokens += ev.n_tokens
+            elif isinstance(ev, RequestSubmitted):
+                n_prompt = ev.prompt_tokens
+        total = time.perf_counter() - t0
+        if tokens != batch * new_tokens:
+            raise RuntimeError(f"engine produced {tokens} tokens, expected {batch * new_tokens}")
+        steps = [(ts[-1] - ts[0]) / max(1, len(ts) - 1) for ts in times.values()]
+        if rep == 0:
+            first_s = total
+        else:
+            totals.append(total)
+            decodes.append(statistics.median(steps))
+    return {"total_s": statistics.median(totals), "decode_s": statistics.median(decodes), "first_run_s": first_s,
+            "prompt_tokens": n_prompt}
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def ratios(runs: list[Run]) -> list[dict]:
+    """lab vs hf-generate and vs hf-generate-compiled (tokens/s), per model and batch size."""
+    by = {(r.model, r.mode, r.batch_size): r for r in runs if r.tokens_per_s}
+    out = []
+    for (model, mode, b), r in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        if mode not in ("lab", "lab-direct-sync", "lab-direct"):
+            continue
+        row = {"model": model, "mode": mode, "batch_size": b}
+        for base in ("hf-generate", "hf-generate-compiled", "lab-eager"):
+            ref = by.get((model, base, b))
+            row[f"vs_{base}"] = r.tokens_per_s / ref.tokens_per_s if ref else None
+        nosync = by.get((model, "lab-direct", b))
+        sync = by.get((model, "lab-direct-sync", b))
+        if mode == "lab-direct-sync" and nosync and sync:
+            row["host_sync_cost_pct"] = 100.0 * (sync.ms_per_step / nosync.ms_per_step - 1.0)
+        out.append(row)
+    return out
+
+
+def print_table(result: dict, stream: Any = None) -> None:
+    """The human-readable summary."""
+    w = (stream or sys.stdout).write
+    w(f"\n{result['gpu']}  |  copy bandwidth {result['bandwidth_GBps']:.0f} GB/s  |  "
+      + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + "\n")
+    w(f"prompt {result['prompt_tokens']} tokens, {result['new_tokens']} new tokens, EOS ignored; "
+      "ms/step = total time / new tokens (prefill included); decode = between tokens\n\n")
+    w(f"{'model':<20} {'mode':<34} {'batch':>5} {'ms/step':>9} {'decode':>8} {'tok/s':>10} {'roofline':>8} "
+      f"{'share':>6} {'setup s':>8}\n")
+    for r in result["runs"]:
+        share = r.get("roofline_share")
+        w(f"{r['model']:<20} {r['mode']:<34} {r['batch_size']:>5} {_fmt(r['ms_per_step'], '9.3f')} "
+          f"{_fmt(r.get('decode_ms_per_step'), '8.3f')} {_fmt(r['tokens_per_s'], '10.0f')} "
+          f"{_fmt(r.get('roofline_ms'), '8.3f')} {_fmt(None if share is None else 100 * share, '5.0f')}% "
+          f"{_fmt(r.get('setup_s'), '8.1f')}" + (f"  ERROR {r['error']}" if r.get("error") else "") + "\n")
+    if result.get("ratios"):
+        w("\nratios (tokens/s):\n")
+        for q in result["ratios"]:
+            parts = [f"{k[3:]} {v:.1f}x" for k, v in q.items() if k.startswith("vs_") and v]
+            if q.get("host_sync_cost_pct") is not None:
+                parts.append(f"host sync per token {q['host_sync_cost_pct']:+.1f}%")
+            w(f"  {q['model']:<20} {q['mode']:<16} bs {q['batch_size']:>4}: " + ", ".join(parts) + "\n")
+    for key in ("greedy_check", "readiness"):
+        if result.get(key):
+            w(f"\n{key}: {json.dumps(result[key])[:2000]}\n")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class _Budget:
+    def __init__(self, seconds: float | None) -> None:
+        self.t0 = time.perf_counter()
+        self.seconds = seconds
+
+    def left(self) -> bool:
+        return self.seconds is None or time.perf_counter() - self.t0 < self.seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status (0 when every requested point ran)."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    import torch
+
+    from tui_lab.errors import DeviceUnavailable, LabError
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable("--device cuda was asked for but torch sees no CUDA GPU",
+                                "run on a GPU machine, or use --device cpu with small sizes")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          (args.device if args.device != "auto" else "cpu"))
+    dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "bfloat16": torch.bfloat16,
+             "float16": torch.float16, "float32": torch.float32}[args.dtype]
+    budget = _Budget(args.time_budget)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or 'cpu'})"
+    result: dict[str, Any] = {
+        "gpu": gpu, "versions": _versions(), "bandwidth_GBps": None, "runs": [],
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "model": args.model, "dtype": str(dtype).replace("torch.", ""), "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new_tokens, "repeats": args.repeats, "argv": list(argv or sys.argv[1:]),
+    }
+    out_path = _out_path(args.out, gpu)
+    bw = measure_copy_bandwidth(device)
+    result["bandwidth_GBps"] = bw / 1e9
+    print(f"{gpu}: copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
+
+    from tui_lab.telemetry import GpuSampler, summarize_samples
+
+    sampler = GpuSampler(interval=0.25)
+    sampler.start()
+    failures = 0
+    main_model = None
+    try:
+        plans = [(args.model, args.modes, args.batch_sizes)]
+        if args.big_model:
+            plans.append((args.big_model, [m for m in ("hf-generate", "lab-direct", "lab-direct-sync")],
+                          args.big_batch_sizes))
+        for spec, modes, sizes in plans:
+            if not budget.left():
+                break
+            model = build_model(spec, device, dtype)
+            ctx = args.prompt_tokens + args.new_tokens // 2
+
+            def record(run: Run, ctx: int = ctx, model: Any = model) -> None:
+                if run.ms_per_step and run.error is None:
+                    floor = roofline_step_s(model, run.batch_size, ctx, bw, dtype.itemsize)
+                    run.roofline_ms = 1e3 * floor
+                    run.roofline_share = run.roofline_ms / (run.decode_ms_per_step or run.ms_per_step)
+                result["runs"].append(run.to_dict())
+                print(json.dumps(run.to_dict()), flush=True)
+                _save(out_path, result)
+
+            if args.readiness and spec == args.model and device.type == "cuda" and budget.left():
+                try:
+                    result["readiness"] = readiness(model, args.prompt_tokens, args.new_tokens)
+                except Exception as exc:
+                    result["readiness"] = {"error": _err(exc)}
+                print("readiness:", json.dumps(result["readiness"]), flush=True)
+                _save(out_path, result)
+            if args.check_greedy and spec == args.model and budget.left():
+                try:
+                    result["greedy_check"] = check_greedy(model, min(args.new_tokens, 128))
+                except Exception as exc:  # report, keep going
+                    result["greedy_check"] = {"error": _err(exc)}
+                print("greedy check:", json.dumps(result["greedy_check"]), flush=True)
+                _save(out_path, result)
+            if args.profile and spec == args.model and device.type == "cuda" and budget.left():
+                try:
+                    result["profile"] = [profile_step(model, b, args.prompt_tokens + args.new_tokens)
+                                         for b in sorted({1, args.batch_sizes[-1]})]
+                except Exception as exc:
+                    result["profile"] = {"error": _err(exc)}
+                print("profile:", json.dumps(result["profile"], indent=1), flush=True)
+                _save(out_path, result)
+            for mode in modes:
+                failures += _run_mode(mode, spec, model, sizes, args, device, budget, record, sampler)
+            if spec == args.model and args.variants and device.type == "cuda":
+                main_model = (model, record)
+                continue
+            _drop(model)
+            del model
+        if main_model is not None and budget.left():
+            _run_variants(main_model[0], args.model, args, budget, main_model[1])
+    except LabError:
+        raise
+    finally:
+        sampler.stop()
+        result["telemetry"] = {"available": bool(sampler.samples) or sampler.name is not None,
+                               "reason": sampler.reason, "summary": summarize_samples(list(sampler.samples))}
+        result["ratios"] = ratios([Run(**{k: r[k] for k in ("mode", "batch_size", "ms_per_step", "tokens_per_s",
+                                                             "model")}) for r in result["runs"]])
+        _save(out_path, result)
+    print_table(result)
+    if out_path:
+        print(f"\nsaved {out_path}")
+    return 1 if failures else 0
+
+
+def _drop(model: Any) -> None:
+    import torch
+
+    from tui_lab.engines.hf_graphs import release_all
+
+    release_all(model)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _err(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+def _out_path(out: str | None, gpu: str) -> Path | None:
+    if out == "-":
+        return None
+    if out:
+        return Path(out)
+    day = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d")
+    return Path("benchmarks") / "results" / f"{card_slug(gpu)}-{day}.json"
+
+
+def _save(path: Path | None, result: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)
+
+
+def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse.Namespace, device: Any,
+              budget: _Budget, record: Callable[[Run], None], sampler: Any) -> int:
+    """Run one mode at every batch size; returns the number of failed points."""
+    import torch
+
+    n, p, reps = args.new_tokens, args.prompt_tokens, args.repeats
+    failures = 0
+    engine = None
+    if mode in ("lab", "lab-eager"):
+        try:
+            from tui_lab.engines import create_engine
+
+            engine = create_engine("transformers", model=spec, device=device.type, dtype=args.dtype,
+                                   cuda_graphs=(mode == "lab"), cache_dir=args.cache_dir)
+            engine.load()
+        except Exception as exc:
+            for b in sizes:
+                record(Run(mode, b, None, None, model=spec, error=f"engine not available: {_err(exc)}"))
+            return len(sizes)
+    if mode == "hf-generate-compiled":
+        if device.type != "cuda":
+            for b in sizes:
+                record(Run(mode, b, None, None, model=spec, error="skipped: torch.compile baseline runs on CUDA only"))
+            return 0
+        sizes = args.compiled_batch_sizes or sizes
+    try:
+        for b in sizes:
+            if not budget.left():
+                record(Run(mode, b, None, None, model=spec, error="skipped: time budget spent"))
+                continue
+            since = time.perf_counter()
+            try:
+                if mode in ("hf-generate", "hf-generate-compiled"):
+                    t, setup = run_generate(model, b, p, n, reps, compiled=mode.endswith("compiled"))
+                    run = Run(mode, b, 1e3 * t / n, b * n / t, model=spec, setup_s=setup)
+                elif mode in ("lab-direct", "lab-direct-sync"):
+                    t, dec, setup = run_direct(model, b, p, n, reps, sync_each=mode.endswith("sync"))
+                    run = Run(mode, b, 1e3 * t / n, b * n / t, model=spec, decode_ms_per_step=1e3 * dec,
+                              setup_s=setup)
+                else:
+                    m = run_engine(engine, b, p, n, reps)
+                    run = Run(mode, b, 1e3 * m["total_s"] / n, b * n / m["total_s"], model=spec,
+                              decode_ms_per_step=1e3 * m["decode_s"], setup_s=m["first_run_s"],
+                              extra={"prompt_tokens_seen": m["prompt_tokens"],
+                                     "engine_notes": list(getattr(engine.info, "notes", ()) or ())})
+            except torch.OutOfMemoryError as exc:
+                run = Run(mode, b, None, None, model=spec, error=f"out of memory: {_err(exc)}")
+                torch.cuda.empty_cache()
+            except Exception as exc:
+                run = Run(mode, b, None, None, model=spec, error=_err(exc))
+            if run.error:
+                failures += 1
+            samples = sampler.snapshot(since=since) if sampler is not None else []
+            if samples:
+                from tui_lab.telemetry import summarize_samples
+
+                run.gpu = summarize_samples(samples)
+            record(run)
+    finally:
+        if engine is not None:
+            engine.unload()
+    return failures
+
+
+def _run_variants(model: Any, spec: str, args: argparse.Namespace, budget: _Budget,
+                  record: Callable[[Run], None]) -> None:
+    """Fast-path build options side by side (what the defaults in hf_graphs.GraphOptions rest on)."""
+    from tui_lab.engines.hf_graphs import GraphOptions
+
+    sizes = sorted({args.batch_sizes[0], args.batch_sizes[-1]})
+    attention = GraphOptions.from_env().attention
+    variants = [GraphOptions(compile=c, attention=attention)
+                for c in ("none", "reduce-overhead", "max-autotune-no-cudagraphs")]
+    for opt in variants:
+        for b in sizes:
+            if not budget.left():
+                return
+            name = f"lab-direct[compile={opt.compile},attn={opt.attention}]"
+            try:
+                t, dec, setup = run_direct(model, b, args.prompt_tokens, args.new_tokens, args.repeats,
+                                           sync_each=False, options=opt)
+                run = Run(name, b, 1e3 * t / args.new_tokens, b * args.new_tokens / t, model=spec,
+                          decode_ms_per_step=1e3 * dec, setup_s=setup)
+            except Exception as exc:
+                run = Run(name, b, None, None, model=spec, error=_err(exc))
+            record(run)
+
+
+if __name__ == "__main__":  # python -m tui_lab.bench (the GPU machine has no console script)
+    sys.exit(main())

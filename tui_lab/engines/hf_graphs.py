@@ -1,0 +1,755 @@
+"""The fast CUDA decode path of the transformers engine: a static KV cache and a captured decode step.
+
+Why this exists: plain transformers decoding on a GPU is bound by Python and kernel launches, not by
+the GPU (about 20 ms per step for Gemma 3 270M at any batch size, while reading the weights once takes
+~0.13 ms). Here one decode step is
+
+* written out per layer from the model's own modules (norms, projections, MLP, rotary embedding), so
+  the KV cache is ours: one static ``(bucket, kv_heads, max_len, head_dim)`` tensor per layer, written
+  at a device-side position, attended with one mask per layer type (full / sliding window);
+* fused by ``torch.compile`` (default Inductor mode, no autotuning, dynamic shapes so that one
+  compilation serves every batch bucket and length), then
+* captured as a CUDA graph per (batch bucket, cache length) and replayed each step. The graph also
+  advances the write position and the position ids on the device, so a step costs the host one input
+  copy and one ``replay()``.
+
+Prefill stays eager through the model's own forward (a ``DynamicCache``), and its keys/values are
+copied into the static cache, so the first token's logits are exactly the eager path's.
+
+Batches are padded up to a bucket (1, 2, 4, ..., 256); graphs and caches are kept per bucket and
+length, so once the step is compiled a new batch size is ready in a fraction of a second.
+
+Supported model families: Gemma 3 (text), Llama, Qwen 3 (their decoder layers are written out below).
+Anything else raises ``NotImplementedError`` and the engine falls back to eager decoding.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tui_lab.errors import OutOfMemory
+from tui_lab.metrics import ModelShape, kv_bytes_per_sequence
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+
+SUPPORTED_MODEL_TYPES = ("gemma3_text", "llama", "qwen3")
+BATCH_BUCKETS = (2, 4, 8, 16, 32, 64, 128, 256)
+"""Batch 1 runs as 2: the step costs the same (it is bound by launches and weight reads), and a size-1
+dimension would make torch.compile specialise — one more compilation for nothing."""
+LENGTH_ALIGN = 32
+"""Cache lengths are rounded up to this, so nearby run lengths share a graph."""
+
+CACHE_BUDGET_FRACTION = 0.35
+"""Cached graphs (their KV caches) may hold at most this share of the GPU's memory; older ones are evicted."""
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """How the fast path is built (the defaults are what was measured fastest; see benchmarks/GPU_NOTES.md).
+
+    ``compile``: ``"default"`` (Inductor, no autotune), ``"max-autotune-no-cudagraphs"``, ``"none"``
+    (the eager step captured as is: shows what fusion buys), or ``"reduce-overhead"`` (torch.compile's
+    own CUDA graphs, called from Python each step instead of our captured graph).
+    ``attention``: ``"matmul"`` (two batched matmuls and a softmax that Inductor fuses with the mask;
+    measured fastest for decode on H200), ``"sdpa"`` (the library's fused kernel, which tiles for long
+    queries: 17 µs a layer at batch 1, most of it wasted) or ``"reduce"`` (products and sums left to
+    Inductor; slow at large batch). ``graphs``: capture CUDA
+    graphs (on CUDA only).
+    """
+
+    compile: str = "default"
+    attention: str = "matmul"
+    graphs: bool = True
+
+    @classmethod
+    def from_env(cls) -> GraphOptions:
+        """Defaults, overridden by ``INFERENCE_LAB_GRAPH_COMPILE`` / ``INFERENCE_LAB_GRAPH_ATTENTION``."""
+        return cls(
+            compile=os.environ.get("INFERENCE_LAB_GRAPH_COMPILE", cls.compile),
+            attention=os.environ.get("INFERENCE_LAB_GRAPH_ATTENTION", cls.attention),
+        )
+
+
+def batch_bucket(batch_size: int) -> int:
+    """The captured batch size a batch of ``batch_size`` runs as (padded up)."""
+    for b in BATCH_BUCKETS:
+        if batch_size <= b:
+            return b
+    return batch_size
+
+
+def length_bucket(max_total_len: int) -> int:
+    """The static cache length for a run of at most ``max_total_len`` tokens (rounded up)."""
+    return max(LENGTH_ALIGN, -(-max_total_len // LENGTH_ALIGN) * LENGTH_ALIGN)
+
+
+# --------------------------------------------------------------------------------------------------
+# The architecture, read off the model's modules
+
+
+class _Arch:
+    """The pieces of a supported decoder-only model that one decode step needs, as plain tensors.
+
+    Building it fuses each layer's q/k/v and gate/up weights into one matrix (the model's own
+    parameters become views into it, so no memory is duplicated and eager code is unaffected): two
+    GEMMs fewer per layer, which matters when each launch costs as much as the work.
+    """
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        config = model.config
+        model_type = getattr(config, "model_type", None)
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise NotImplementedError(
+                f"the CUDA-graph decode path supports {', '.join(SUPPORTED_MODEL_TYPES)}, not {model_type!r}"
+            )
+        if getattr(config, "attn_logit_softcapping", None):
+            raise NotImplementedError("attention logit soft-capping is not supported by the CUDA-graph path")
+        act = getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", None)
+        if act not in _ACTIVATIONS:
+            raise NotImplementedError(f"activation {act!r} is not supported by the CUDA-graph path")
+        self.model = model
+        self.config = config
+        self.body = model.model
+        self.layers = list(self.body.layers[: config.num_hidden_layers])
+        attn0 = self.layers[0].self_attn
+        self.gemma = model_type.startswith("gemma")
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        scalings = {float(layer.self_attn.scaling) for layer in self.layers}
+        if len(scalings) != 1:
+            raise NotImplementedError("layers with different attention scalings are not supported")
+        self.layer_types = list(getattr(config, "layer_types", None) or ["full_attention"] * len(self.layers))
+        self.rope_types = sorted(set(self.layer_types))
+        # A layer's window: keys at cache index j are seen from index p only when j > p - window.
+        windows = [getattr(layer.self_attn, "sliding_window", None) for layer in self.layers]
+        self.window_list = sorted({w for w in windows if w is not None})
+        self.layer_rope = [self.rope_types.index(t) for t in self.layer_types]
+        self.layer_mask = [0 if w is None else 1 + self.window_list.index(w) for w in windows]
+        self.cfg = _LayerCfg(
+            heads=self.num_heads, kv_heads=self.num_kv_heads, head_dim=self.head_dim, scale=scalings.pop(),
+            eps=float(config.rms_norm_eps), gemma=self.gemma,
+            sandwich=hasattr(self.layers[0], "pre_feedforward_layernorm"), qk_norm=hasattr(attn0, "q_norm"),
+            act=act, attention="sdpa",
+        )
+        self.final_softcap = getattr(config, "final_logit_softcapping", None)
+        self.rotary = self.body.rotary_emb
+        self.rotary_by_type = "layer_type" in inspect.signature(self.rotary.forward).parameters
+        self.dtype = next(model.parameters()).dtype
+        self.vocab_size = model.lm_head.out_features
+        with torch.no_grad():
+            self.weights = [self._layer_weights(layer) for layer in self.layers]
+        self.final_norm = self.body.norm.weight
+        self.lm_head = model.lm_head.weight
+
+    def _layer_weights(self, layer: Any) -> tuple:
+        attn, mlp = layer.self_attn, layer.mlp
+        w_qkv, b_qkv = _fuse_rows([attn.q_proj, attn.k_proj, attn.v_proj])
+        w_gu, _ = _fuse_rows([mlp.gate_proj, mlp.up_proj])
+        g = self.cfg.sandwich
+        return (
+            layer.input_layernorm.weight, w_qkv, b_qkv,
+            attn.q_norm.weight if self.cfg.qk_norm else None, attn.k_norm.weight if self.cfg.qk_norm else None,
+            attn.o_proj.weight, attn.o_proj.bias, layer.post_attention_layernorm.weight,
+            layer.pre_feedforward_layernorm.weight if g else None, w_gu, mlp.down_proj.weight,
+            layer.post_feedforward_layernorm.weight if g else None,
+        )
+
+    def shape(self) -> ModelShape:
+        """KV arithmetic for the static cache (every layer keeps the full length here)."""
+        params = sum(p.numel() for p in self.model.parameters())
+        elem = self.dtype.itemsize if hasattr(self.dtype, "itemsize") else 2
+        return ModelShape(params=params, bytes_per_param=elem, layers=len(self.layers),
+                          kv_heads=self.num_kv_heads, head_dim=self.head_dim, kv_bytes_per_elem=elem)
+
+
+_ACTIVATIONS = ("gelu_pytorch_tanh", "silu")
+
+
+@dataclass(frozen=True)
+class _LayerCfg:
+    """Constants of one decoder layer (the same for every layer, so one compilation serves all)."""
+
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scale: float
+    eps: float
+    gemma: bool
+    sandwich: bool
+    qk_norm: bool
+    act: str
+    attention: str
+
+
+def _fuse_rows(linears: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Stack the weights of Linear layers that read the same input; the layers keep views into it."""
+    import torch
+
+    fused = torch.cat([lin.weight.data for lin in linears], dim=0)
+    start = 0
+    for lin in linears:
+        n = lin.weight.shape[0]
+        lin.weight.data = fused[start:start + n]
+        start += n
+    biases = [lin.bias for lin in linears]
+    if all(b is None for b in biases):
+        return fused, None
+    return fused, torch.cat([b.data if b is not None else torch.zeros(lin.weight.shape[0], dtype=fused.dtype,
+                                                                     device=fused.device)
+                             for b, lin in zip(biases, linears, strict=True)])
+
+
+def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float, gemma: bool) -> torch.Tensor:
+    """The models' RMSNorm, op for op (Gemma scales by 1 + w in float32; Llama casts back, then scales)."""
+    import torch
+
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    if gemma:
+        return (xf * (1.0 + w.float())).type_as(x)
+    return w * xf.to(x.dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def _attend(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, mask: torch.Tensor, scale: float,
+            impl: str) -> torch.Tensor:
+    """Queries (B, H, S, D) against the whole static cache (B, Hkv, L, D) → (B, S, H·D).
+
+    The query heads that share a KV head are laid along the "query length" axis, so each KV head is
+    read once (no ``repeat_kv`` copy of the cache) and one fused kernel serves grouped-query attention.
+    ``mask`` is additive, (B, 1, S, L).
+    """
+    import torch
+
+    b, h, s, d = q.shape
+    hkv = kc.shape[1]
+    g = h // hkv
+    q4 = q.reshape(b, hkv, g * s, d)
+    m4 = mask[:, :, None].expand(b, 1, g, s, mask.shape[-1]).reshape(b, 1, g * s, mask.shape[-1]) if g > 1 else mask
+    if impl == "reduce" and s == 1:
+        # Decode: a handful of query rows against L keys, as broadcast products and sums for Inductor to
+        # fuse (fine at batch 1, poor at 128: see benchmarks/GPU_NOTES.md).
+        scores = (q4[:, :, :, None, :].float() * kc[:, :, None, :, :].float()).sum(-1) * scale + m4.float()
+        probs = torch.softmax(scores, dim=-1).to(q.dtype)
+        out = (probs[..., None].float() * vc[:, :, None, :, :].float()).sum(-2).to(q.dtype)
+    elif impl == "sdpa":
+        out = torch.nn.functional.scaled_dot_product_attention(q4, kc, vc, attn_mask=m4, scale=scale)
+    else:
+        scores = torch.matmul(q4, kc.transpose(-1, -2)) * scale + m4
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        out = torch.matmul(probs, vc)
+    return out.reshape(b, h, s, d).transpose(1, 2).reshape(b, s, h * d)
+
+
+def layer_step(h: torch.Tensor, w: tuple, kc: torch.Tensor, vc: torch.Tensor, cos: torch.Tensor,
+               sin: torch.Tensor, mask: torch.Tensor, wpos: torch.Tensor, cfg: _LayerCfg) -> torch.Tensor:
+    """One decoder layer on ``h`` (B, S, hidden); writes K/V at cache indices ``wpos`` (S,). Pure tensors in,
+    so one compiled graph serves every layer (sliding and full layers differ only in the mask passed)."""
+    import torch.nn.functional as F  # noqa: N812
+
+    (w_in, w_qkv, b_qkv, w_qn, w_kn, w_o, b_o, w_post_attn, w_pre_ff, w_gu, w_down, w_post_ff) = w
+    b, s, _ = h.shape
+    nq, nkv = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    x = _rms_norm(h, w_in, cfg.eps, cfg.gemma)
+    q, k, v = F.linear(x, w_qkv, b_qkv).split([nq, nkv, nkv], dim=-1)
+    q = q.view(b, s, cfg.heads, cfg.head_dim)
+    k = k.view(b, s, cfg.kv_heads, cfg.head_dim)
+    if cfg.qk_norm:
+        q = _rms_norm(q, w_qn, cfg.eps, cfg.gemma)
+        k = _rms_norm(k, w_kn, cfg.eps, cfg.gemma)
+    cos, sin = cos[:, None], sin[:, None]
+    q = _rotate(q.transpose(1, 2), cos, sin)
+    k = _rotate(k.transpose(1, 2), cos, sin)
+    v = v.reshape(b, s, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
+    kc.index_copy_(2, wpos, k)
+    vc.index_copy_(2, wpos, v)
+    o = F.linear(_attend(q, kc, vc, mask, cfg.scale, cfg.attention), w_o, b_o)
+    if cfg.sandwich:
+        h = h + _rms_norm(o, w_post_attn, cfg.eps, cfg.gemma)
+        x = _rms_norm(h, w_pre_ff, cfg.eps, cfg.gemma)
+    else:
+        h = h + o
+        x = _rms_norm(h, w_post_attn, cfg.eps, cfg.gemma)
+    gate, up = F.linear(x, w_gu).chunk(2, dim=-1)
+    act = F.gelu(gate, approximate="tanh") if cfg.act == "gelu_pytorch_tanh" else F.silu(gate)
+    x = F.linear(act * up, w_down)
+    if cfg.sandwich:
+        x = _rms_norm(x, w_post_ff, cfg.eps, cfg.gemma)
+    return h + x
+
+
+def _masks(arch: _Arch, valid: torch.Tensor, q_index: torch.Tensor) -> list[torch.Tensor]:
+    """Additive masks (B, 1, S, L): [full, one per sliding window]. ``q_index`` (S,) are the queries' cache
+    indices; a key at index j is seen when it is valid, j ≤ the query's index, and inside the window."""
+    import torch
+
+    length = valid.shape[1]
+    j = torch.arange(length, device=valid.device)
+    seen = valid[:, None, :] & (j[None, None, :] <= q_index[None, :, None])
+    zero = torch.zeros((), dtype=arch.dtype, device=valid.device)
+    neg = torch.finfo(arch.dtype).min
+    out = [torch.where(seen, zero, neg)[:, None]]
+    for window in arch.window_list:
+        inside = seen & (j[None, None, :] > (q_index[None, :, None] - window))
+        out.append(torch.where(inside, zero, neg)[:, None])
+    return out
+
+
+def prologue(arch: _Arch, ids: torch.Tensor, pos: torch.Tensor, q_index: torch.Tensor,
+             valid: torch.Tensor) -> tuple[torch.Tensor, list, list]:
+    """Embeddings, rotary cos/sin per layer type, and the attention masks of one step."""
+    h = arch.body.embed_tokens(ids)
+    rope = [arch.rotary(h, pos, t) if arch.rotary_by_type else arch.rotary(h, pos) for t in arch.rope_types]
+    return h, [c for c, _ in rope], [s for _, s in rope], _masks(arch, valid, q_index)
+
+
+def epilogue(h: torch.Tensor, w_norm: torch.Tensor, w_lm: torch.Tensor, eps: float, gemma: bool,
+             softcap: float | None) -> torch.Tensor:
+    """Final norm and the vocabulary projection of the last position: (B, hidden) → (B, V)."""
+    import torch
+
+    logits = torch.nn.functional.linear(_rms_norm(h, w_norm, eps, gemma), w_lm)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
+
+
+def forward_tokens(fns: _Fns, arch: _Arch, ids: torch.Tensor, pos: torch.Tensor, q_index: torch.Tensor,
+                   valid: torch.Tensor, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> torch.Tensor:
+    """Tokens ``ids`` (B, S) at ``pos`` written at cache indices ``q_index`` (S,) → last-position logits."""
+    # A prompt's length varies too; a decode step has one token (dims of size 1 get specialised anyway).
+    bs = (0, 1) if ids.shape[1] > 1 else (0,)
+    _mark(ids, *bs)
+    _mark(pos, *bs)
+    if len(bs) > 1:
+        _mark(q_index, 0)
+    _mark(valid, 0, 1)
+    h, cos, sin, masks = fns.prologue(arch, ids, pos, q_index, valid)
+    cfg = fns.cfg
+    for i, w in enumerate(arch.weights):
+        r, m = arch.layer_rope[i], arch.layer_mask[i]
+        _mark(h, *bs)
+        _mark(cos[r], *bs)
+        _mark(sin[r], *bs)
+        _mark(masks[m], 0, 3, *bs[1:] and (2,))
+        _mark(ks[i], 0, 2)
+        _mark(vs[i], 0, 2)
+        h = fns.layer(h, w, ks[i], vs[i], cos[r], sin[r], masks[m], q_index, cfg)
+    last = h[:, -1]
+    _mark(last, 0)
+    return fns.epilogue(last, arch.final_norm, arch.lm_head, arch.cfg.eps, arch.gemma, arch.final_softcap)
+
+
+def _mark(t: torch.Tensor, *dims: int) -> None:
+    """Tell dynamo these dims vary (batch, cache length), so the first compilation is already general."""
+    import torch
+
+    for d in dims:
+        torch._dynamo.maybe_mark_dynamic(t, d)
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-model runtime: the compiled step and the cached graphs
+
+
+@dataclass
+class _Fns:
+    """The three functions of a step, compiled or plain."""
+
+    prologue: Any
+    layer: Any
+    epilogue: Any
+    cfg: _LayerCfg
+
+
+@dataclass
+class _Entry:
+    """Static buffers (and, on CUDA, the captured graph) for one (bucket, length)."""
+
+    bucket: int
+    length: int
+    ids: torch.Tensor
+    pos: torch.Tensor
+    wp: torch.Tensor
+    valid: torch.Tensor
+    ks: list[torch.Tensor]
+    vs: list[torch.Tensor]
+    graph: Any = None
+    out: torch.Tensor | None = None
+    nbytes: int = 0
+    in_use: bool = False
+    capture_s: float = 0.0
+
+
+@dataclass
+class _Runtime:
+    """Everything kept per loaded model between runs."""
+
+    arch: _Arch
+    options: GraphOptions
+    fns: _Fns
+    eager: _Fns
+    entries: OrderedDict = field(default_factory=OrderedDict)
+    pool: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    fallback: str | None = None
+
+
+_RUNTIMES_ATTR = "_inference_lab_graph_runtimes"
+"""Runtimes live on the model object itself, so they go away with it (a weak-keyed map would keep it alive)."""
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def _runtime(model: Any, options: GraphOptions) -> _Runtime:
+    with _RUNTIMES_LOCK:
+        per_model = model.__dict__.setdefault(_RUNTIMES_ATTR, {})
+        rt = per_model.get(options)
+        if rt is None:
+            arch = per_model.get("arch") or _Arch(model)
+            per_model["arch"] = arch
+            rt = _Runtime(arch=arch, options=options, fns=_make_fns(arch, options),
+                          eager=_make_fns(arch, GraphOptions(compile="none", attention=options.attention)))
+            per_model[options] = rt
+        return rt
+
+
+def _make_fns(arch: _Arch, options: GraphOptions) -> _Fns:
+    import dataclasses
+
+    import torch
+
+    cfg = dataclasses.replace(arch.cfg, attention=options.attention)
+    device = next(arch.model.parameters()).device
+    if options.compile == "none" or device.type != "cuda":
+        return _Fns(prologue, layer_step, epilogue, cfg)
+    mode = None if options.compile == "default" else options.compile
+    # Every runtime (model, options) shares these three functions' code objects, and dynamo counts
+    # compilations per code object: 8 by default, which a session that loads a few models (or the
+    # benchmark) exceeds. Each model needs about four (decode and prefill, per function).
+    for name in ("recompile_limit", "cache_size_limit"):
+        if getattr(torch._dynamo.config, name, 0) < 64:
+            setattr(torch._dynamo.config, name, 64)
+    if getattr(torch._dynamo.config, "accumulated_recompile_limit", 1 << 30) < 512:
+        torch._dynamo.config.accumulated_recompile_limit = 512
+    compiled = [torch.compile(fn, fullgraph=True, mode=mode) for fn in (prologue, layer_step, epilogue)]
+    return _Fns(*compiled, cfg)
+
+
+def _inductor_patch() -> Any:
+    """Make Inductor round bf16 intermediates where eager would, so fused kernels give eager's numbers."""
+    import contextlib
+
+    try:
+        from torch._inductor import config as inductor_config
+    except Exception:  # pragma: no cover - torch without inductor
+        return contextlib.nullcontext()
+    if hasattr(inductor_config, "emulate_precision_casts"):
+        return inductor_config.patch(emulate_precision_casts=True)
+    return contextlib.nullcontext()
+
+
+def _run_step(rt: _Runtime, e: _Entry, fns: _Fns | None = None) -> torch.Tensor:
+    """The captured region: mark the new cache slot valid, run the step, advance positions."""
+    e.valid.index_fill_(1, e.wp, True)
+    out = forward_tokens(fns or rt.fns, rt.arch, e.ids, e.pos, e.wp, e.valid, e.ks, e.vs)
+    e.wp.add_(1)
+    e.pos.add_(1)
+    return out
+
+
+def _free_bytes(device: Any) -> int:
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+def _evict(rt: _Runtime, keep_bytes: int = 0) -> None:
+    """Drop unused cached entries, oldest first, until at most ``keep_bytes`` are held."""
+    import torch
+
+    held = sum(e.nbytes for e in rt.entries.values())
+    for key in list(rt.entries):
+        if held <= keep_bytes:
+            break
+        e = rt.entries[key]
+        if e.in_use:
+            continue
+        held -= e.nbytes
+        del rt.entries[key]
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def largest_batch_that_fits(arch: _Arch, length: int, free_bytes: float) -> int:
+    """The largest batch whose static cache, logits and sampling buffers fit in ``free_bytes``."""
+    shape = arch.shape()
+    per_seq = kv_bytes_per_sequence(shape, length) + arch.vocab_size * (2 + 4 * 3)
+    fits = int(0.9 * free_bytes // per_seq)
+    best = 0
+    for b in BATCH_BUCKETS:
+        if b <= fits:
+            best = b
+    return best if best else fits
+
+
+def _build_entry(rt: _Runtime, bucket: int, length: int, device: Any) -> _Entry:
+    import torch
+
+    arch = rt.arch
+    kv_shape = (bucket, arch.num_kv_heads, length, arch.head_dim)
+    ks = [torch.zeros(kv_shape, dtype=arch.dtype, device=device) for _ in arch.layers]
+    vs = [torch.zeros(kv_shape, dtype=arch.dtype, device=device) for _ in arch.layers]
+    e = _Entry(
+        bucket=bucket, length=length,
+        ids=torch.zeros((bucket, 1), dtype=torch.long, device=device),
+        pos=torch.zeros((bucket, 1), dtype=torch.long, device=device),
+        wp=torch.zeros((1,), dtype=torch.long, device=device),
+        valid=torch.zeros((bucket, length), dtype=torch.bool, device=device),
+        ks=ks, vs=vs,
+        nbytes=2 * sum(t.numel() * t.element_size() for t in ks) + bucket * arch.vocab_size * 2,
+    )
+    if device.type != "cuda" or not rt.options.graphs:
+        return e
+    if rt.options.compile == "reduce-overhead":
+        # torch.compile records and replays its own CUDA graphs; it needs the buffers at fixed addresses.
+        for t in (e.ids, e.pos, e.wp, e.valid, *e.ks, *e.vs):
+            torch._dynamo.mark_static_address(t)
+        t0 = time.perf_counter()
+        with _inductor_patch():
+            for _ in range(3):
+                _run_step(rt, e)
+        torch.cuda.synchronize(device)
+        e.capture_s = time.perf_counter() - t0
+        return e
+    t0 = time.perf_counter()
+    with _inductor_patch():
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # compiles on first use, then warms cuBLAS / allocator state
+                _run_step(rt, e)
+        torch.cuda.current_stream(device).wait_stream(side)
+        torch.cuda.synchronize(device)
+        if rt.pool is None:
+            rt.pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=rt.pool):
+            e.out = _run_step(rt, e)
+        torch.cuda.synchronize(device)
+    e.graph = graph
+    e.capture_s = time.perf_counter() - t0
+    return e
+
+
+def _acquire(rt: _Runtime, bucket: int, length: int, device: Any) -> tuple[_Entry, bool]:
+    """A free entry for (bucket, length): cached, or built now. Returns (entry, cached?)."""
+    import torch
+
+    key = (bucket, length)
+    with rt.lock:
+        e = rt.entries.get(key)
+        if e is not None and not e.in_use:
+            rt.entries.move_to_end(key)
+            e.in_use = True
+            return e, True
+    need = 2 * len(rt.arch.layers) * bucket * rt.arch.num_kv_heads * length * rt.arch.head_dim * 2
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        _evict(rt, keep_bytes=max(0, int(CACHE_BUDGET_FRACTION * total) - need))
+        free = _free_bytes(device)
+        if need > 0.9 * free:
+            _evict(rt, 0)
+            free = _free_bytes(device)
+        if need > 0.9 * free:
+            raise _oom(rt, bucket, length, free)
+    try:
+        e = _build_entry(rt, bucket, length, device)
+    except torch.OutOfMemoryError as exc:
+        _evict(rt, 0)
+        raise _oom(rt, bucket, length, _free_bytes(device)) from exc
+    except Exception as exc:
+        if rt.options.compile == "none" or rt.fallback is not None:
+            raise
+        # A compiler problem must not cost the learner the fast path: capture the eager step instead.
+        first_line = str(exc).splitlines()[0][:160] if str(exc) else ""
+        rt.fallback = f"torch.compile failed ({type(exc).__name__}: {first_line}); captured the uncompiled step"
+        rt.fns = rt.eager
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        e = _build_entry(rt, bucket, length, device)
+    e.in_use = True
+    with rt.lock:
+        if key not in rt.entries:
+            rt.entries[key] = e
+    return e, False
+
+
+def _oom(rt: _Runtime, bucket: int, length: int, free: int) -> OutOfMemory:
+    largest = largest_batch_that_fits(rt.arch, length, free)
+    return OutOfMemory(
+        f"out of GPU memory for a batch of {bucket} × {length} tokens (KV cache "
+        f"{kv_bytes_per_sequence(rt.arch.shape(), length) * bucket / 2**30:.1f} GiB)",
+        hint=f"largest batch that fits now: {largest}; lower the batch size or the number of new tokens.",
+        largest_batch=largest,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The backend (DecodeBackend contract of tui_lab.engines.hf_backends)
+
+
+class StaticGraphBackend:
+    """One generation's KV state on the fast path: eager prefill, then replayed CUDA-graph steps.
+
+    ``StaticGraphBackend(model, batch_size, max_total_len)`` follows the ``BackendFactory`` signature.
+    The logits returned by ``step`` live in the graph's output buffer: they stay valid until the next
+    ``step`` (the engine samples from them at once). On CPU the same step runs eagerly (used by tests).
+    """
+
+    def __init__(self, model: Any, batch_size: int, max_total_len: int, options: GraphOptions | None = None) -> None:
+        import torch
+
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.device = next(model.parameters()).device
+        self.options = options or GraphOptions.from_env()
+        self.rt = _runtime(model, self.options)
+        self.bucket = batch_bucket(self.batch_size)
+        self.length = length_bucket(int(max_total_len))
+        with torch.inference_mode():
+            self.entry, self.cached = _acquire(self.rt, self.bucket, self.length, self.device)
+        self.setup_s = self.entry.capture_s if not self.cached else 0.0
+        self._ids_in = self.entry.ids[: self.batch_size]
+        self._out = self.entry.out[: self.batch_size] if self.entry.out is not None else None
+        self._written = 0
+        self._released = False
+
+    @property
+    def uses_graphs(self) -> bool:
+        """True when steps replay a captured CUDA graph."""
+        return self.entry.graph is not None
+
+    def describe(self) -> str:
+        """One line for EngineInfo.notes / result files."""
+        how = "CUDA graph" if self.uses_graphs else "eager step"
+        text = (f"static KV cache {self.bucket}×{self.length}, {how}, compile={self.options.compile}, "
+                f"attention={self.options.attention}")
+        return f"{text}; {self.rt.fallback}" if self.rt.fallback else text
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The prompts (B, P), left-padded, through the same layer code eagerly; fills the static cache and
+        returns the last position's logits (B, V)."""
+        import torch
+
+        e = self.entry
+        b, plen = input_ids.shape
+        if b != self.batch_size:
+            raise ValueError(f"prefill got {b} sequences, backend was built for {self.batch_size}")
+        if plen >= e.length:
+            raise ValueError(f"prompt of {plen} tokens does not fit a cache of {e.length}")
+        with torch.inference_mode():
+            mask = attention_mask.to(self.device).bool()
+            pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            for t in e.ks + e.vs:
+                t.zero_()
+            e.valid.zero_()
+            e.valid[:b, :plen].copy_(mask)
+            q_index = torch.arange(plen, device=self.device)
+            # Compiled too (prompt length marked dynamic: one extra compilation serves every length); run
+            # eagerly it costs ~20 ms of Python per prompt, a sixth of a 128-token run at batch 1.
+            # .clone() inside inference mode: the compiled code then sees the same kind of tensor (an
+            # inference tensor) as the static buffers, not a second kind that would cost a recompilation.
+            ids = input_ids.to(self.device).clone()
+            logits = forward_tokens(self.rt.fns, self.rt.arch, ids, pos, q_index,
+                                    e.valid[:b], [k[:b] for k in e.ks], [v[:b] for v in e.vs])
+            e.valid[b:, 0] = True  # padding rows of the bucket attend to something (no NaN rows)
+            e.pos.zero_()
+            e.pos[:b, 0].copy_(mask.long().sum(-1))
+            e.wp.fill_(plen)
+            e.ids.zero_()
+            self._written = plen
+            return logits
+
+    def step(self, next_tokens: torch.Tensor) -> torch.Tensor:
+        """Feed the chosen tokens (B, 1); returns the next logits (B, V) (valid until the next step)."""
+        import torch
+
+        e = self.entry
+        if self._written >= e.length:
+            raise ValueError(f"the static cache of {e.length} positions is full")
+        # Kept lean: with a host sync per token, every microsecond here is a microsecond the GPU waits.
+        with torch.inference_mode():
+            self._ids_in.copy_(next_tokens.view(self.batch_size, 1))
+            if e.graph is not None:
+                e.graph.replay()
+                out = self._out
+            else:
+                out = _run_step(self.rt, e)[: self.batch_size]
+        self._written += 1
+        return out
+
+    def release(self) -> None:
+        """Hand the cache back: it stays cached for the next run of this shape (evicted under pressure)."""
+        if self._released:
+            return
+        self._released = True
+        self.entry.in_use = False
+        if self.entry.graph is None and self.device.type == "cuda" and self.options.compile != "reduce-overhead":
+            # Not captured: nothing to reuse cheaply, so drop the memory now.
+            with self.rt.lock:
+                self.rt.entries.pop((self.bucket, self.length), None)
+
+    def __del__(self) -> None:  # a run that raised still returns its cache to the pool
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+def release_all(model: Any) -> None:
+    """Free every cached graph and KV cache kept for ``model`` (e.g. on unload)."""
+    with _RUNTIMES_LOCK:
+        per_model = model.__dict__.pop(_RUNTIMES_ATTR, None)
+    if per_model:
+        for rt in per_model.values():
+            if isinstance(rt, _Runtime):
+                rt.entries.clear()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
+def warmup(model: Any, max_total_len: int = 256, batch_sizes: tuple[int, ...] = (1,),
+           options: GraphOptions | None = None) -> float:
+    """Compile and capture the buckets of ``batch_sizes`` ahead of the first run; returns seconds spent.
+
+    The first bucket compiles the step (a few seconds; ~1 s with Inductor's on-disk cache); every
+    other bucket or length is then a capture of a few tens of milliseconds. Prompts compile once more
+    at the first prefill.
+    """
+    t0 = time.perf_counter()
+    for b in batch_sizes:
+        StaticGraphBackend(model, b, max_total_len, options).release()
+    return time.perf_counter() - t0
