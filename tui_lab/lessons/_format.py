@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,11 +123,15 @@ def slugify(text: str) -> str:
 
 
 def default_lessons_dir() -> Path:
-    """``$INFERENCE_LAB_LESSONS`` if set, else the repository's ``lessons/`` next to the package."""
+    """``$INFERENCE_LAB_LESSONS`` if set, else the repository's ``lessons/`` next to the package
+    (an editable install or a checkout), else the copy a wheel installs under ``<prefix>/share``."""
     env = os.environ.get(LESSONS_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "lessons"
+    beside_package = Path(__file__).resolve().parents[2] / "lessons"
+    if beside_package.is_dir():
+        return beside_package
+    return Path(sys.prefix) / "share" / "inference-lab" / "lessons"
 
 
 def load_lessons(dir: Path | str | None = None, *, check_experiments: bool = True) -> list[Lesson]:

