@@ -20,7 +20,6 @@ from tui_lab.errors import LabError
 from tui_lab.lab.compare import cpu_vs_gpu, kv_cache_compare
 from tui_lab.lab.experiments import EXPERIMENTS, sampling_from, sweep_plan, validate_params
 from tui_lab.lab.modalities import calculate
-from tui_lab.lab.prompts import prompt_schedule
 from tui_lab.lab.run import execute_run, make_requests
 from tui_lab.lab.sweep import run_sweep
 from tui_lab.lessons import (
@@ -106,14 +105,16 @@ def _run_with_scripted(name: str, params: dict) -> object | None:
     """Run experiment ``name`` as the lab would, with the scripted engine; None for inspections."""
     spec = EXPERIMENTS[name]
     p = validate_params(name, params)
+    if name == "queueing":
+        from tui_lab.lab.serving import queueing_run
+
+        return queueing_run(
+            lambda n: ScriptedEngine(), p["num_requests"], p["max_num_seqs"], p["max_new_tokens"], sampling_from(p)
+        )
     if spec.kind == "sweep":
         return run_sweep(_loaded(), sweep_plan(name, params))
     if spec.kind == "run":
-        if name == "queueing":
-            prompts = prompt_schedule(p["num_requests"], seed=0)
-            requests = make_requests(prompts, p["num_requests"], p["max_new_tokens"])
-        else:
-            requests = make_requests([p["prompt"]], p["batch_size"], p["max_new_tokens"])
+        requests = make_requests([p["prompt"]], p["batch_size"], p["max_new_tokens"])
         return execute_run(_loaded(), requests, sampling_from(p))
     if name == "cpu_vs_gpu":
         return cpu_vs_gpu(

@@ -349,8 +349,14 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         ),
         ExperimentSpec(
             "queueing", "Queueing",
-            "More requests than the engine runs at once (max_num_seqs): waiting shows up in TTFT.", "run",
+            "More requests than the engine runs at once (max_num_seqs): waiting shows up in TTFT.", "compare",
             {"num_requests": 64, "max_num_seqs": 8, "max_new_tokens": 32, **SAMPLING_DEFAULTS, "ignore_eos": True},
+        ),
+        ExperimentSpec(
+            "static_vs_continuous", "Static vs continuous batching",
+            "Replies of very different lengths in static batches (transformers, vLLM) and continuously batched (vLLM).",
+            "compare",
+            {"lengths": [32, 4, 28, 8, 24, 12, 20, 16], "max_num_seqs": 4, "seed": 0},
         ),
     )
 }

@@ -1,0 +1,387 @@
+"""The panel side of the serving experiments (``tui_lab.lab.serving``): runners and Rich views.
+
+``SERVING_RUNNERS[name](app, params, stop, sink)`` builds the engines the way the
+app does (``app.options.engine_factory`` in tests, ``create_engine`` otherwise,
+with the learner's model and device) and runs the experiment in the worker
+thread. ``render_serving(name, result)`` draws a result — the dataclass or its
+``to_dict()`` form, e.g. read back from a saved file — as tables with bars.
+Only Rich is imported here; Textual types appear in type hints only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.pretty import Pretty
+from rich.table import Table
+from rich.text import Text
+
+from tui_lab.ui.theme import TTFT_STYLE, format_rate, format_seconds
+
+if TYPE_CHECKING:
+    from tui_lab.ui.app import LabApp
+
+Runner = Callable[["LabApp", dict, threading.Event, Callable], Any]
+
+WAIT_STYLE = "yellow"
+DECODE_STYLE = "green"
+NOTE_STYLE = "bold"
+MAX_ROWS = 64
+"""Per-request rows drawn at most (the result keeps them all)."""
+
+
+# ------------------------------------------------------------------------------------------------- runners
+
+
+def _factory(app: LabApp) -> Callable[..., Any]:
+    if app.options.engine_factory is not None:
+        return app.options.engine_factory
+    from tui_lab.engines import create_engine
+
+    return create_engine
+
+
+def _injected(app: LabApp) -> bool:
+    return app.options.engine_factory is not None
+
+
+def _options(app: LabApp) -> dict[str, Any]:
+    """model / device / cache dir for every engine the experiment makes."""
+    settings = app.settings
+    kwargs: dict[str, Any] = {"model": settings.model, "device": settings.device}
+    if app.options.cache_dir and not _injected(app):
+        kwargs["cache_dir"] = app.options.cache_dir
+    return kwargs
+
+
+def _engine_name(app: LabApp, wanted: str) -> str:
+    # Tests inject one factory for every engine name; real runs ask for the engine the experiment needs.
+    return app.settings.engine if _injected(app) else wanted
+
+
+def run_graphs_compare(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
+    """CUDA graphs off vs on with the transformers engine (eager CPU side only without a GPU)."""
+    from tui_lab.lab.compare import default_gpu_check
+    from tui_lab.lab.serving import graphs_compare
+
+    factory = _factory(app)
+    settings = app.settings
+    kwargs = _options(app)
+    kwargs.pop("device")
+    name = _engine_name(app, "transformers")
+
+    def gpu_check() -> tuple[bool, str]:
+        if settings.device == "cpu":
+            return False, "the device is set to cpu in Controls"
+        return default_gpu_check()
+
+    return graphs_compare(
+        lambda graphs, device: factory(name, device=device, cuda_graphs=graphs, **kwargs),
+        prompt=params.get("prompt", settings.prompt),
+        batch_size=int(params.get("batch_size", 1)),
+        max_new_tokens=int(params.get("max_new_tokens", 64)),
+        runs=int(params.get("runs", 3)),
+        gpu_check=None if _injected(app) else gpu_check,
+        stop=stop, sink=sink,
+    )
+
+
+def run_prefix_cache(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
+    """Prefix caching off vs on, always on vLLM (one engine load per mode)."""
+    from tui_lab.lab.serving import prefix_cache_compare
+
+    factory = _factory(app)
+    kwargs = _options(app)
+    name = _engine_name(app, "vllm")
+    return prefix_cache_compare(
+        lambda on: factory(name, enable_prefix_caching=on, **kwargs),
+        num_requests=int(params.get("num_requests", 16)),
+        shared_prefix_words=int(params.get("shared_prefix_words", 400)),
+        max_new_tokens=int(params.get("max_new_tokens", 16)),
+        runs=int(params.get("runs", 2)),
+        seed=int(params.get("seed") or 0),
+        stop=stop, sink=sink,
+    )
+
+
+def run_queueing(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
+    """More requests than ``max_num_seqs``, always on vLLM (the transformers engine has no queue)."""
+    from tui_lab.lab.experiments import sampling_from
+    from tui_lab.lab.serving import queueing_run
+
+    factory = _factory(app)
+    kwargs = _options(app)
+    name = _engine_name(app, "vllm")
+    sampling = sampling_from({"ignore_eos": True, **params})
+    return queueing_run(
+        lambda n: factory(name, max_num_seqs=n, **kwargs),
+        num_requests=int(params.get("num_requests", 64)),
+        max_num_seqs=int(params.get("max_num_seqs", 8)),
+        max_new_tokens=sampling.max_new_tokens,
+        sampling=sampling,
+        seed=int(params.get("seed") or 0),
+        stop=stop, sink=sink,
+    )
+
+
+def run_static_vs_continuous(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
+    """Static batches on transformers and vLLM, continuous batching on vLLM."""
+    from tui_lab.lab.serving import default_lengths, static_vs_continuous
+
+    factory = _factory(app)
+    kwargs = _options(app)
+    hf, vllm = _engine_name(app, "transformers"), _engine_name(app, "vllm")
+    lengths = params.get("lengths") or default_lengths()
+    return static_vs_continuous(
+        lambda: factory(hf, **kwargs),
+        lambda n: factory(vllm, max_num_seqs=n, **kwargs),
+        lengths=[int(n) for n in lengths],
+        slots=int(params.get("max_num_seqs", 4)),
+        seed=int(params.get("seed") or 0),
+        stop=stop, sink=sink,
+    )
+
+
+SERVING_RUNNERS: dict[str, Runner] = {
+    "graphs_compare": run_graphs_compare,
+    "prefix_cache": run_prefix_cache,
+    "queueing": run_queueing,
+    "static_vs_continuous": run_static_vs_continuous,
+}
+"""Experiment name → runner with ``runner_for``'s signature ``(app, params, stop, sink) -> result``."""
+
+
+# --------------------------------------------------------------------------------------------------- views
+
+LANE_WIDTH = 20
+"""Cells of a per-request timeline; the panel is ~80-90 columns wide, so tables stay compact."""
+IN_TABLE_BAR = 12
+
+SHORT_MODES = {
+    "static_hf": "static · transformers",
+    "static_vllm": "static · vLLM",
+    "continuous_vllm": "continuous · vLLM",
+}
+
+
+def _data(result: Any) -> dict:
+    to_dict = getattr(result, "to_dict", None)
+    data = to_dict() if callable(to_dict) else result
+    if not isinstance(data, dict):
+        raise TypeError(f"a serving result is a dataclass with to_dict() or a dict, not {type(data).__name__}")
+    return data
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), expand=False, title_justify="left")
+
+
+def _bar(value: float | None, scale: float, style: str, width: int = IN_TABLE_BAR) -> Text:
+    if value is None or scale <= 0:
+        return Text("")
+    cells = max(1, round(value / scale * width))
+    return Text("█" * min(cells, width), style)
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} ms"
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}%"
+
+
+def _p(stats: dict | None, key: str) -> float | None:
+    return None if not stats else stats.get(key)
+
+
+def _timeline(wait: float | None, first: float | None, end: float | None, scale: float,
+              width: int = LANE_WIDTH) -> Text:
+    """One request on a shared time axis: waiting ░, until its first token █ (magenta), decoding █ (green)."""
+    text = Text()
+    if end is None or scale <= 0:
+        return text
+
+    def cells(t: float | None) -> int:
+        return 0 if t is None else max(0, min(width, round(t / scale * width)))
+
+    w, f, e = cells(wait), cells(first), cells(end)
+    f = max(f, w)
+    e = max(e, f + 1)
+    text.append("░" * w, WAIT_STYLE)
+    text.append("█" * (f - w), TTFT_STYLE)
+    text.append("█" * min(width - f, e - f), DECODE_STYLE)
+    return text
+
+
+def _legend(wait: str) -> Text:
+    text = Text("░", WAIT_STYLE)
+    text.append(f" {wait}  ")
+    text.append("█", TTFT_STYLE)
+    text.append(" until the first token  ")
+    text.append("█", DECODE_STYLE)
+    text.append(" decode")
+    return text
+
+
+def render_graphs(result: Any) -> RenderableType:
+    """Decode step times eager vs CUDA graphs, per mode and per run."""
+    data = _data(result)
+    modes = data.get("modes", [])
+    scale = max((r.get("step_ms_p50") or 0.0 for m in modes for r in m.get("runs", [])), default=0.0)
+    table = _table(f"decode step: eager vs CUDA graphs · batch {data.get('batch_size')}, "
+                   f"{data.get('max_new_tokens')} tokens")
+    for col in ("mode", "run", "step p50", "", "p90", "tok/s", "GPU busy"):
+        table.add_column(col, no_wrap=True)
+    for m in modes:
+        if not m.get("available", True):
+            table.add_row(m["label"], "—", Text(f"not run: {m.get('reason')}", "yellow"), "", "", "", "")
+            continue
+        style = "green" if m.get("cuda_graphs") else "cyan"
+        for r in m.get("runs", []):
+            table.add_row(m["label"], str(r["run_index"]), _ms(r.get("step_ms_p50")),
+                          _bar(r.get("step_ms_p50"), scale, style), "", _rate(r.get("tokens_per_s")), "")
+        steps = m.get("step_ms") or {}
+        table.add_row(Text(m["label"], "bold"), "all", Text(_ms(steps.get("p50")), "bold"),
+                      _bar(steps.get("p50"), scale, "bold " + style), _ms(steps.get("p90")),
+                      Text(_rate(m.get("tokens_per_s")), "bold"), _pct(m.get("gpu_busy_pct")))
+        if m.get("reason"):
+            table.add_row("", "", Text(str(m["reason"]), "red"), "", "", "", "")
+    return Group(table, Text(data.get("note", ""), NOTE_STYLE))
+
+
+def render_prefix(result: Any) -> RenderableType:
+    """TTFT with the prefix cache off and on, with vLLM's own prefill time."""
+    data = _data(result)
+    modes = data.get("modes", [])
+    scale = max((_p(m.get("ttft_s"), "p50") or 0.0 for m in modes), default=0.0)
+    table = _table(f"prefix caching · {data.get('num_requests')} requests share {data.get('shared_prefix_words')} "
+                   f"words, {data.get('max_new_tokens')} tokens each")
+    for col in ("cache", "1st request", "TTFT p50", "", "p90", "prefill p50", "TPOT p50"):
+        table.add_column(col, no_wrap=True)
+    for m in modes:
+        name = "on" if m.get("enable_prefix_caching") else "off"
+        if not m.get("available", True):
+            table.add_row(name, Text(f"not run: {m.get('reason')}", "yellow"), "", "", "", "", "")
+            continue
+        style = "green" if m.get("enable_prefix_caching") else "cyan"
+        ttft = m.get("ttft_s") or {}
+        table.add_row(name, format_seconds(m.get("first_request_ttft_s")),
+                      Text(format_seconds(ttft.get("p50")), "bold"), _bar(ttft.get("p50"), scale, style),
+                      format_seconds(ttft.get("p90")), format_seconds(_p(m.get("engine_prefill_s"), "p50")),
+                      format_seconds(_p(m.get("tpot_s"), "p50")))
+    caption = Text("1st request: the one that fills the cache (not in the percentiles) · prefill: vLLM's own "
+                   "scheduled → first token", "dim")
+    return Group(table, caption, Text(data.get("note", ""), NOTE_STYLE))
+
+
+def render_queueing(result: Any) -> RenderableType:
+    """Each request on one time axis (submission order): waiting, prefill, decode — the waves show."""
+    data = _data(result)
+    rows = data.get("requests", [])
+    scale = max((r.get("e2e_s") or 0.0 for r in rows), default=0.0)
+    table = _table(f"queueing · {data.get('num_requests')} requests at once, max_num_seqs="
+                   f"{data.get('max_num_seqs')}, {data.get('max_new_tokens')} tokens each")
+    for col in ("#", "wave", "queued", "TTFT", "E2E", "timeline"):
+        table.add_column(col, no_wrap=True)
+    for r in rows[:MAX_ROWS]:
+        queued = r.get("queued_s")
+        table.add_row(str(r["index"]), "—" if r.get("wave") is None else str(r["wave"]), format_seconds(queued),
+                      format_seconds(r.get("ttft_s")), format_seconds(r.get("e2e_s")),
+                      _timeline(queued, r.get("ttft_s"), r.get("e2e_s"), scale))
+    parts: list[RenderableType] = [table]
+    if rows:
+        parts.append(_legend("waiting for a slot"))
+    if len(rows) > MAX_ROWS:
+        parts.append(Text(f"… {len(rows) - MAX_ROWS} more requests in the saved result"))
+    summary = data.get("summary") or {}
+    if summary:
+        ttft = summary.get("ttft_s") or {}
+        line = Text()
+        line.append(f"TTFT p50 {format_seconds(ttft.get('p50'))} · p90 {format_seconds(ttft.get('p90'))} · ",
+                    "bold")
+        line.append(f"throughput {format_rate(summary.get('output_tokens_per_s'))}")
+        parts.append(line)
+    parts.append(Text(data.get("note", ""), NOTE_STYLE))
+    return Group(*parts)
+
+
+def _wait(row: dict) -> float | None:
+    if row.get("wait_s") is None and row.get("engine_queued_s") is None:
+        return None
+    return (row.get("wait_s") or 0.0) + (row.get("engine_queued_s") or 0.0)
+
+
+def _engine_of(mode: dict) -> str:
+    engine = mode.get("engine") or {}
+    return str(engine.get("engine") or mode.get("key", "?").split("_")[-1])
+
+
+def render_batching(result: Any) -> RenderableType:
+    """Static vs continuous batching: totals per mode, then every request on a shared time axis."""
+    data = _data(result)
+    modes = data.get("modes", [])
+    table = _table(f"static vs continuous batching · {len(data.get('lengths', []))} replies of "
+                   f"{min(data.get('lengths') or [0])}–{max(data.get('lengths') or [0])} tokens, "
+                   f"{data.get('slots')} slots")
+    for col in ("mode", "wall", "tok/s", "E2E p50", "E2E p90", "steps", "idle"):
+        table.add_column(col, no_wrap=True)
+    for m in modes:
+        name = SHORT_MODES.get(m.get("key", ""), m.get("label", "?"))
+        if not m.get("available", True):
+            table.add_row(name, Text(f"not run: {m.get('reason')}", "yellow"), "", "", "", "", "")
+            continue
+        e2e = m.get("e2e_s") or {}
+        table.add_row(name, Text(format_seconds(m.get("wall_s")), "bold"), _rate(m.get("tokens_per_s")),
+                      format_seconds(e2e.get("p50")), format_seconds(e2e.get("p90")),
+                      "—" if m.get("batch_steps") is None else str(m["batch_steps"]),
+                      "—" if m.get("padded_steps") is None else str(m["padded_steps"]))
+    caption = Text("steps: decode steps the static batches ran (each as long as its longest reply) · idle: "
+                   "sequence-steps whose slot was held by a finished reply", "dim")
+    # Modes on the same engine share a time axis (the policy is what differs); engines of very different
+    # speed get their own, or the fast one's lanes shrink to a cell.
+    scales: dict[str, float] = {}
+    for m in modes:
+        key = _engine_of(m)
+        longest = max((r.get("e2e_s") or 0.0 for r in m.get("requests", [])), default=0.0)
+        scales[key] = max(scales.get(key, 0.0), longest)
+    lanes = _table("each request, from the moment all arrived (one time axis per engine)")
+    for col in ("mode", "req", "tokens", "E2E", "timeline"):
+        lanes.add_column(col, no_wrap=True)
+    for m in modes:
+        name = SHORT_MODES.get(m.get("key", ""), m.get("key", "?"))
+        for r in m.get("requests", [])[:MAX_ROWS]:
+            lanes.add_row(name, r["request_id"], f"{r.get('output_tokens')}/{r.get('target_tokens')}",
+                          format_seconds(r.get("e2e_s")),
+                          _timeline(_wait(r), r.get("ttft_s"), r.get("e2e_s"), scales.get(_engine_of(m), 0.0)))
+    return Group(table, caption, lanes, _legend("waiting (for its batch, or for a free slot)"),
+                 Text(data.get("note", ""), NOTE_STYLE))
+
+
+_RENDERERS: dict[str, Callable[[Any], RenderableType]] = {
+    "graphs_compare": render_graphs,
+    "prefix_cache": render_prefix,
+    "queueing": render_queueing,
+    "static_vs_continuous": render_batching,
+}
+
+
+def render_serving(name: str, result: Any) -> RenderableType:
+    """A renderable for a serving experiment's result (raw data for an unknown name)."""
+    render = _RENDERERS.get(name)
+    if render is not None:
+        return render(result)
+    data = _data(result) if hasattr(result, "to_dict") else result
+    try:
+        return Pretty(json.loads(json.dumps(data, default=str)))
+    except (TypeError, ValueError):
+        return Text(repr(data))
