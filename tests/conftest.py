@@ -1,0 +1,32 @@
+"""Shared fixtures: the embedded checkpoint and one loaded CPU transformers engine per session.
+
+The embedded model is materialized into the normal cache (``$INFERENCE_LAB_CACHE``
+or the user cache dir), so only the first test session on a machine pays the
+minute it takes; the engine loads once per session (a few seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def embedded_checkpoint() -> Path:
+    """The materialized embedded Gemma 3 270M checkpoint dir (built on first use)."""
+    from tui_lab.models import materialize
+
+    return materialize("embedded")
+
+
+@pytest.fixture(scope="session")
+def hf_engine(embedded_checkpoint: Path) -> Iterator[object]:
+    """A loaded ``TransformersEngine`` on the embedded model, CPU, float32."""
+    from tui_lab.engines.hf import TransformersEngine
+
+    engine = TransformersEngine(model="embedded", device="cpu")
+    engine.load()
+    yield engine
+    engine.unload()

@@ -1,0 +1,497 @@
+"""The transformers engine: our own prefill + decode loop over a Hugging Face model, CPU or CUDA.
+
+The loop is the pipeline the lessons explain, made visible: tokenize with left
+padding and an attention mask, one prefill, then one decode step per token
+through a decode backend (``hf_backends``), sampling in torch (``sampling``),
+one device→host copy of the chosen ids per step — the moment each token is
+known, so that is where its timestamp is taken.
+
+Kept lean on purpose: per step the Python work is one ``tolist()``, one batched
+detokenization call and one event per active sequence.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from tui_lab.engines.base import (
+    EngineInfo,
+    ProgressCallback,
+    Request,
+    RequestFinished,
+    RequestSubmitted,
+    SamplingParams,
+    StreamEvent,
+    TokenEvent,
+    validate_batch,
+)
+from tui_lab.errors import DeviceUnavailable, EngineFailure, InvalidInput, LabError, OutOfMemory
+
+if TYPE_CHECKING:
+    import torch
+
+    from tui_lab.engines.hf_backends import BackendFactory, DecodeBackend
+
+_DTYPES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}
+
+# Prompt tokens kept in front of the output when detokenizing, so the first output
+# token's leading space survives tokenizers whose decoder strips it at the start.
+_DETOK_CONTEXT = 4
+
+_WARMUP_PROMPT = "Hello"
+
+
+def _noop(stage: str, fraction: float | None) -> None:
+    pass
+
+
+class _Detokenizer:
+    """Incremental text for many sequences at once, correct across multi-byte pieces.
+
+    Each sequence keeps ``ids`` (a few prompt tokens, then its output) and two
+    offsets; the text between them was emitted already. New text is the decode of
+    ``ids[prefix:]`` minus the decode of ``ids[prefix:read]``; while it ends in an
+    incomplete UTF-8 character (U+FFFD) nothing is emitted and the bytes wait.
+    """
+
+    def __init__(self, backend_tokenizer: Any, prompt_tails: list[list[int]]) -> None:
+        self._tok = backend_tokenizer
+        self.ids = [list(tail) for tail in prompt_tails]
+        self.prefix = [0] * len(prompt_tails)
+        self.read = [len(tail) for tail in prompt_tails]
+
+    def push(self, rows: list[int], tokens: list[int]) -> list[str]:
+        """Append ``tokens[i]`` to sequence ``rows[i]``; return each one's new text (maybe "")."""
+        windows = []
+        for row, token in zip(rows, tokens, strict=True):
+            ids = self.ids[row]
+            ids.append(token)
+            windows.append(ids[self.prefix[row]:self.read[row]])
+            windows.append(ids[self.prefix[row]:])
+        texts = self._tok.decode_batch(windows, skip_special_tokens=True)
+        out = []
+        for j, row in enumerate(rows):
+            before, full = texts[2 * j], texts[2 * j + 1]
+            if len(full) > len(before) and not full.endswith("\ufffd"):
+                out.append(full[len(before):])
+                self.prefix[row] = self.read[row]
+                self.read[row] = len(self.ids[row])
+            else:
+                out.append("")
+        return out
+
+
+class TransformersEngine:
+    """Generation with transformers models through our own decode loop (see module docstring).
+
+    ``model``: any spec ``tui_lab.models.resolve`` accepts. ``device``: auto | cpu |
+    cuda[:N]. ``dtype``: auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 |
+    float16. ``kv_cache=False`` recomputes the whole sequence every step.
+    ``cuda_graphs`` uses the static-cache CUDA-graph backend on CUDA.
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str = "embedded",
+        device: str = "auto",
+        dtype: str = "auto",
+        kv_cache: bool = True,
+        cuda_graphs: bool = True,
+        cache_dir: str | None = None,
+        attn_implementation: str | None = "sdpa",
+        warmup: bool = True,
+    ) -> None:
+        self.model_spec = model or "embedded"
+        self.device = device or "auto"
+        self.dtype = dtype or "auto"
+        self.kv_cache = kv_cache
+        self.cuda_graphs = cuda_graphs
+        self.cache_dir = cache_dir
+        self.attn_implementation = attn_implementation
+        self.warmup = warmup
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.torch_device: torch.device | None = None
+        self.model_shape: Any = None
+        self._info: EngineInfo | None = None
+        self._cancel = threading.Event()
+        self._factory: BackendFactory | None = None
+        self._eos_ids: frozenset[int] = frozenset()
+        self._pad_id = 0
+        self._max_context: int | None = None
+        self._notes: list[str] = []
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _pick_device(self) -> torch.device:
+        import torch
+
+        want = self.device.strip().lower()
+        if want == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if want == "cpu":
+            return torch.device("cpu")
+        if want.startswith("cuda"):
+            if not torch.cuda.is_available():
+                why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+                raise DeviceUnavailable(f"--device {self.device} asked for a GPU but {why};",
+                                        hint="use --device cpu (or auto).")
+            dev = torch.device(want)
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise DeviceUnavailable(f"there is no GPU {dev.index} (found {torch.cuda.device_count()});",
+                                        hint="use --device cuda or cuda:0.")
+            return dev
+        raise InvalidInput(f"unknown device {self.device!r}; choose auto, cpu or cuda")
+
+    def _pick_dtype(self, device: torch.device) -> torch.dtype:
+        import torch
+
+        want = self.dtype.strip().lower()
+        if want == "auto":
+            # fp32 on CPU: measured faster than bf16 on the 2-core dev machine (see benchmarks/), and exact
+            # enough that a prompt decodes identically alone and in a padded batch.
+            return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if want not in _DTYPES:
+            raise InvalidInput(f"unknown dtype {self.dtype!r}; choose auto, float32, bfloat16 or float16")
+        return getattr(torch, _DTYPES[want])
+
+    def load(self, progress: ProgressCallback | None = None) -> EngineInfo:
+        """Resolve and materialize the model, load it on the device, warm up once."""
+        report = progress or _noop
+        from tui_lab.models import materialize, model_shape, resolve
+
+        spec = resolve(self.model_spec)
+        report("importing torch and transformers", 0.02)
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = self._pick_device()
+        dtype = self._pick_dtype(device)
+
+        def sub(start: float, end: float) -> ProgressCallback:
+            return lambda stage, f: report(stage, None if f is None else start + (end - start) * f)
+
+        path = materialize(spec, sub(0.05, 0.6), self.cache_dir)
+        report("loading the tokenizer", 0.62)
+        from tui_lab.models.embedded import quiet_transformers
+
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            report(f"loading the weights on {device} ({_dtype_name(dtype)})", 0.7)
+            try:
+                if spec.kind == "arch":
+                    from tui_lab.models.arch import random_model
+
+                    model = random_model(path, device, dtype, spec.name)
+                else:
+                    model = AutoModelForCausalLM.from_pretrained(
+                        path, dtype=dtype, device_map=str(device) if device.type == "cuda" else None,
+                        attn_implementation=self.attn_implementation,
+                    )
+                    model.to(device)
+                if self.attn_implementation and model.config._attn_implementation != self.attn_implementation:
+                    model.set_attn_implementation(self.attn_implementation)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                raise OutOfMemory(f"{spec.display_name} does not fit in GPU memory;",
+                                  hint="pick a smaller model or a larger GPU.", largest_batch=0) from None
+        model.eval()
+        model.requires_grad_(False)
+
+        self.model, self.tokenizer, self.torch_device = model, tokenizer, device
+        try:
+            # The config gives the layout; the loaded tensors give the exact parameter count.
+            shape = model_shape(model.config, dtype_bytes=torch.empty((), dtype=dtype).element_size())
+            self.model_shape = replace(shape, params=sum(p.numel() for p in model.parameters()))
+        except (TypeError, ValueError, KeyError):
+            self.model_shape = None  # an unusual config: no KV arithmetic (OOM hints get vaguer)
+        self._eos_ids = _eos_ids(model, tokenizer)
+        self._pad_id = int(tokenizer.pad_token_id)
+        self._max_context = _max_context(model.config)
+        self._notes = []
+        if not spec.text_is_meaningful:
+            self._notes.append("random weights: the text is meaningless, the timing is real")
+        self._factory = self._choose_backend(device)
+
+        versions = {"torch": torch.__version__, "transformers": transformers.__version__,
+                    "python": platform.python_version()}
+        dev_name = str(device)
+        if device.type == "cuda":
+            dev_name = f"{device} ({torch.cuda.get_device_name(device)})"
+        self._info = EngineInfo(
+            engine=self.name, model=spec.display_name, device=dev_name, dtype=_dtype_name(dtype),
+            versions=versions, text_is_meaningful=spec.text_is_meaningful, max_context=self._max_context,
+            notes=tuple(self._notes),
+        )
+        if self.warmup:
+            report("warming up", 0.95)
+            for _ in self.stream([Request("warmup", _WARMUP_PROMPT)],
+                                 SamplingParams(max_new_tokens=2, ignore_eos=True)):
+                pass
+        report("ready", 1.0)
+        return self._info
+
+    def _choose_backend(self, device: torch.device) -> BackendFactory:
+        from tui_lab.engines.hf_backends import DynamicCacheBackend, NoCacheBackend
+
+        if not self.kv_cache:
+            self._notes.append("KV cache off: every step recomputes the whole sequence")
+            return NoCacheBackend
+        if device.type == "cuda" and self.cuda_graphs:
+            try:
+                from tui_lab.engines.hf_graphs import StaticGraphBackend
+            except Exception as error:  # an optional fast path: never block generation
+                self._notes.append(f"CUDA graphs unavailable ({type(error).__name__}: {error}); eager decoding")
+                return DynamicCacheBackend
+            return self._graph_factory(StaticGraphBackend)
+        return DynamicCacheBackend
+
+    def _graph_factory(self, graph_cls: Any) -> BackendFactory:
+        from tui_lab.engines.hf_backends import DynamicCacheBackend
+
+        def factory(model: Any, batch_size: int, max_total_len: int) -> DecodeBackend:
+            try:
+                return graph_cls(model, batch_size, max_total_len)
+            except LabError:
+                raise
+            except Exception as error:
+                note = f"CUDA graph backend failed ({type(error).__name__}: {error}); eager decoding"
+                if note not in self._notes:
+                    self._notes.append(note)
+                    if self._info is not None:
+                        self._info = replace(self._info, notes=tuple(self._notes))
+                return DynamicCacheBackend(model, batch_size, max_total_len)
+
+        return factory
+
+    @property
+    def info(self) -> EngineInfo:
+        """What is loaded; raises ``EngineFailure`` before ``load``."""
+        if self._info is None:
+            raise EngineFailure("the transformers engine is not loaded yet", hint="call load() first.")
+        return self._info
+
+    def cancel(self) -> None:
+        """Ask the running ``stream`` to stop after its current step (thread-safe)."""
+        self._cancel.set()
+
+    def unload(self) -> None:
+        """Drop the model and tokenizer and give device memory back."""
+        device = self.torch_device
+        self.model = self.tokenizer = None
+        self._info = None
+        self._factory = None
+        if device is not None and device.type == "cuda":
+            import gc
+
+            import torch
+
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    # -- generation ------------------------------------------------------------------------
+
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Generate for ``requests`` together; yields submitted / token / finished events as they happen."""
+        validate_batch(requests, sampling)
+        if self.model is None or self._factory is None:
+            raise EngineFailure("the transformers engine is not loaded yet", hint="call load() first.")
+        self._cancel.clear()
+        return self._generate(list(requests), sampling, stop)
+
+    def _generate(self, requests: list[Request], sampling: SamplingParams,
+                  stop: threading.Event | None) -> Iterator[StreamEvent]:
+        import torch
+
+        from tui_lab.engines.sampling import make_generator, sample_next
+
+        t_send = time.perf_counter()
+        device = self.torch_device
+        enc = self.tokenizer([r.prompt for r in requests], return_tensors="pt", padding=True)
+        input_ids, mask = enc["input_ids"], enc["attention_mask"]
+        prompt_lens = mask.sum(dim=1).tolist()
+        budgets = [r.budget(sampling) for r in requests]
+        self._check_lengths(prompt_lens, budgets)
+        batch, width = input_ids.shape
+        max_new = max(budgets)
+        for r, n in zip(requests, prompt_lens, strict=True):
+            yield RequestSubmitted(r.request_id, t_send, int(n))
+
+        ids_list = input_ids.tolist()
+        tails = [row[width - n:][-_DETOK_CONTEXT:] for row, n in zip(ids_list, prompt_lens, strict=True)]
+        detok = _Detokenizer(self.tokenizer.backend_tokenizer, tails)
+        eos = self._eos_ids if not sampling.ignore_eos else frozenset()
+        active = list(range(batch))
+        produced = [0] * batch
+        t_first: list[float | None] = [None] * batch
+        backend: DecodeBackend | None = None
+        generator = make_generator(sampling, device)
+        history = None
+        try:
+            # inference_mode is entered around the compute only, never across a yield: it is a
+            # per-thread switch, and the consumer's code runs between our yields.
+            with torch.inference_mode():
+                input_ids, mask = input_ids.to(device), mask.to(device)
+                if sampling.repetition_penalty != 1.0:
+                    history = torch.empty((batch, width + max_new), dtype=torch.long, device=device)
+                    history[:, :width] = input_ids
+                backend = self._factory(self.model, batch, width + max_new)
+                t_prefill = time.perf_counter()
+                logits = backend.prefill(input_ids, mask)
+                next_ids = sample_next(logits, sampling, generator, history[:, :width] if history is not None else None)
+            step = 0
+            pad = None
+            while True:
+                chosen = next_ids.tolist()  # the one device→host sync of the step
+                t = time.perf_counter()
+                rows = active
+                texts = detok.push(rows, [chosen[i] for i in rows])
+                still: list[int] = []
+                ended: list[tuple[int, str]] = []
+                for i, text in zip(rows, texts, strict=True):
+                    token = chosen[i]
+                    yield TokenEvent(requests[i].request_id, token, text, t)
+                    produced[i] += 1
+                    if t_first[i] is None:
+                        t_first[i] = t
+                    if token in eos:
+                        ended.append((i, "eos"))
+                    elif produced[i] >= budgets[i]:
+                        ended.append((i, "length"))
+                    else:
+                        still.append(i)
+                for i, reason in ended:
+                    yield RequestFinished(requests[i].request_id, t, reason,
+                                          engine_times=_times(t_send, t_prefill, t_first[i], t))
+                active = still
+                if not active:
+                    break
+                if self._cancel.is_set() or (stop is not None and stop.is_set()):
+                    t = time.perf_counter()
+                    for i in active:
+                        yield RequestFinished(requests[i].request_id, t, "cancelled",
+                                              engine_times=_times(t_send, t_prefill, t_first[i], t))
+                    active = []
+                    break
+                with torch.inference_mode():
+                    if ended:
+                        # Finished rows keep the batch shape but are fed pad tokens from now on.
+                        keep = torch.zeros(batch, dtype=torch.bool)
+                        keep[active] = True
+                        pad = keep.to(device)
+                    if pad is not None:
+                        next_ids = torch.where(pad, next_ids, self._pad_id)
+                    if history is not None:
+                        history[:, width + step] = next_ids
+                    step += 1
+                    logits = backend.step(next_ids.unsqueeze(1))
+                    prev = history[:, : width + step] if history is not None else None
+                    next_ids = sample_next(logits, sampling, generator, prev)
+        except torch.cuda.OutOfMemoryError:
+            raise self._out_of_memory(batch, width, width + max_new, backend) from None
+        finally:
+            if backend is not None:
+                backend.release()
+
+    def _check_lengths(self, prompt_lens: list[int], budgets: list[int]) -> None:
+        limit = self._max_context
+        for n, budget in zip(prompt_lens, budgets, strict=True):
+            if n == 0:
+                raise InvalidInput("a prompt is empty; give at least one token of text")
+            if limit is not None and n + budget > limit:
+                room = limit - n
+                hint = f"ask for at most {room} new tokens." if room > 0 else "shorten the prompt."
+                raise InvalidInput(
+                    f"prompt ({n} tokens) + max new tokens ({budget}) exceeds the model's context of {limit} tokens;",
+                    hint=hint,
+                )
+
+    def _out_of_memory(self, batch: int, prompt_len: int, total_len: int,
+                       backend: DecodeBackend | None) -> OutOfMemory:
+        import gc
+
+        import torch
+
+        if backend is not None:
+            backend.release()
+        gc.collect()
+        torch.cuda.empty_cache()
+        free, _total = torch.cuda.mem_get_info(self.torch_device)
+        per_seq = self._bytes_per_sequence(prompt_len, total_len)
+        # Leave a tenth for the allocator's fragmentation.
+        fits = int(0.9 * free // per_seq) if per_seq else 0
+        fits = max(0, min(batch - 1, fits))
+        return OutOfMemory(
+            f"out of GPU memory at batch {batch} with {total_len} tokens per sequence;",
+            hint=f"about {fits} sequences of that length fit — lower the batch size or max tokens.",
+            largest_batch=fits,
+        )
+
+    def _bytes_per_sequence(self, prompt_len: int, total_len: int) -> float:
+        """GPU bytes one sequence needs at its peak: its KV cache plus the prefill's largest activations.
+
+        During prefill the MLP holds about three (tokens × intermediate) tensors and the
+        layer a few (tokens × hidden) ones; for long prompts that outweighs the KV cache.
+        """
+        from tui_lab.metrics import kv_bytes_per_sequence
+
+        if self.model_shape is None:
+            return 0.0
+        text = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") \
+            else self.model.config
+        hidden = getattr(text, "hidden_size", 0) or 0
+        inter = getattr(text, "intermediate_size", 0) or 4 * hidden
+        elem = self.model_shape.kv_bytes_per_elem
+        activations = prompt_len * (3 * inter + 4 * hidden) * elem
+        return kv_bytes_per_sequence(self.model_shape, total_len) + activations
+
+
+def _times(t_send: float, t_prefill: float, t_first: float | None, t_end: float) -> dict[str, float]:
+    times = {"tokenize_s": t_prefill - t_send}
+    if t_first is not None:
+        times["prefill_s"] = t_first - t_prefill
+        times["decode_s"] = t_end - t_first
+    return times
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return frozenset(ids)
+
+
+def _max_context(config: Any) -> int | None:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(text, "max_position_embeddings", None)
+    return int(value) if value else None
