@@ -13,6 +13,20 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Lesson progress and exports go to a temporary dir, never the user's own data dir."""
+    import os
+
+    old = os.environ.get("INFERENCE_LAB_DATA")
+    os.environ["INFERENCE_LAB_DATA"] = str(tmp_path_factory.mktemp("user-data"))
+    yield
+    if old is None:
+        os.environ.pop("INFERENCE_LAB_DATA", None)
+    else:
+        os.environ["INFERENCE_LAB_DATA"] = old
+
+
 @pytest.fixture(scope="session")
 def embedded_checkpoint() -> Path:
     """The materialized embedded Gemma 3 270M checkpoint dir (built on first use)."""

@@ -1,0 +1,513 @@
+"""Pilot tests of the lab app, driven by keys, with the scripted engine (deterministic, no torch)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+from textual.widgets import Input, Label, Static
+
+from tui_lab.engines.scripted import StepModel
+from tui_lab.errors import GatedModel
+from tui_lab.ui.app import LabApp
+from tui_lab.ui.commands import LAB_COMMANDS
+from tui_lab.ui.screens.help import HelpScreen
+from tui_lab.ui.testing import make_test_app
+from tui_lab.ui.widgets.charts import SweepCharts
+from tui_lab.ui.widgets.results_table import ResultsTable
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def wait_until(pilot, condition, timeout: float = 20.0) -> None:
+    """Pause the pilot until ``condition()`` holds (workers run in threads)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.02)
+
+
+async def ready(pilot, app: LabApp) -> None:
+    """Wait for the engine to load."""
+    await wait_until(pilot, lambda: app.engine_state in ("ready", "failed"))
+
+
+async def run_and_wait(pilot, app: LabApp) -> None:
+    """Press r and wait for the run to end."""
+    await pilot.press("r")
+    await wait_until(pilot, lambda: app.busy is not None or app.results)
+    await wait_until(pilot, lambda: app.busy is None)
+    await pilot.pause(0.1)
+
+
+def text_of(app: LabApp, selector: str) -> str:
+    """The plain text a Static/Label shows (Rich renderables rendered at the widget's width)."""
+    widget = app.query_one(selector)
+    content = widget.content
+    if isinstance(content, str):
+        return content
+    console = Console(width=max(widget.size.width, 40), file=io.StringIO(), record=True)
+    console.print(content)
+    return console.export_text()
+
+
+async def test_first_screen_shows_lesson_and_live_panel():
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        assert "Test lesson" in text_of(app, "#lesson-title")
+        assert "ready" in text_of(app, "#engine-text")
+        assert "No run yet" in text_of(app, "#tokens")
+        assert app.experiment == "generate"
+        assert app.settings.max_new_tokens == 16  # the step's preset reached the controls
+        await pilot.press("5")
+        from tui_lab.ui.widgets.telemetry import gpu_status
+
+        available, _ = gpu_status()
+        if not available:  # this CI machine: the panel says why there is no telemetry
+            assert text_of(app, "#gpu-panel").startswith("no GPU: ")
+
+
+async def test_run_streams_tokens_and_records_result():
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await run_and_wait(pilot, app)
+        assert len(app.results) == 1
+        row = app.results[0]
+        assert row["state"] == "done" and row["output_tokens"] == 16 and row["batch_size"] == 1
+        tokens = text_of(app, "#tokens")
+        assert "16/16 tokens" in tokens and "TTFT" in tokens
+        assert "tokens 16/16" in text_of(app, "#figures")
+        assert app.query_one(ResultsTable).row_count == 1
+
+
+async def test_change_batch_size_by_keys_and_controls():
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        assert app.settings.batch_size == 8
+        await pilot.press("b", "b")
+        assert app.settings.batch_size == 64
+        await pilot.press("B")
+        assert app.settings.batch_size == 32
+        # Type a value in the controls form.
+        await pilot.press("2")
+        box = app.query_one("#ctl-batch_size", Input)
+        box.focus()
+        box.value = ""
+        await pilot.press("1", "2", "enter")
+        assert app.settings.batch_size == 12
+        await pilot.press("escape")
+        await run_and_wait(pilot, app)
+        assert app.results[-1]["batch_size"] == 12
+        assert len(app.live.requests) == 12
+        # Switch requests and open the all-requests view.
+        await pilot.press("1", "right_square_bracket")
+        await pilot.pause(0.1)
+        assert text_of(app, "#tokens").startswith("r1")
+        await pilot.press("a")
+        await pilot.pause(0.1)
+        assert "r11" in text_of(app, "#requests")
+
+
+async def test_invalid_values_are_refused_in_place():
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("2")
+        before = app.settings
+        for field, bad, message in (("batch_size", "300", "batch size must be 1..256"),
+                                    ("top_p", "0", "top-p must be in (0, 1]"),
+                                    ("temperature", "-1", "temperature must be"),
+                                    ("max_new_tokens", "abc", "max new tokens")):
+            box = app.query_one(f"#ctl-{field}", Input)
+            box.focus()
+            box.value = bad
+            await pilot.press("enter")
+            await pilot.pause(0.05)
+            error = str(app.query_one("#controls-error", Label).render())
+            assert message in error, error
+            assert app.settings == before
+            box.value = str(getattr(before, field))
+            await pilot.pause(0.05)
+        assert str(app.query_one("#controls-error", Label).render()) == ""
+
+
+async def test_stop_mid_run_keeps_partial_result():
+    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.01, decode_per_seq=0.0))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.settings = app.settings.with_(max_new_tokens=2000)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.live is not None and app.live.figures().tokens_done >= 5)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.busy is None, timeout=5)
+        row = app.results[-1]
+        assert row["state"] == "partial"
+        assert 5 <= row["output_tokens"] < 2000
+        assert app.last_result["partial"] is True
+        assert "partial" in text_of(app, "#run-note")
+        assert "cancelled" in text_of(app, "#tokens")
+
+
+async def test_batch_sweep_fills_charts_point_by_point():
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("n")
+        assert app.experiment == "batch_sweep"
+        seen: list[int] = []
+        charts = app.query_one(SweepCharts)
+        original = charts.add_point
+
+        def spy(point):
+            original(point)
+            seen.append(len(charts.points))
+
+        charts.add_point = spy
+        await run_and_wait(pilot, app)
+        assert seen == [1, 2, 3, 4]
+        assert [p.label for p in charts.points] == ["batch 1", "batch 4", "batch 16", "batch 64"]
+        assert [r["batch_size"] for r in app.results] == [1, 4, 16, 64]
+        assert app.results[-1]["output_tokens_per_s"] > app.results[0]["output_tokens_per_s"]
+        assert "4 points" in text_of(app, "#charts-note")
+        assert app.last_result["result"]["kind"] == "batch"
+        # The budget line moves with keys and the pick follows.
+        budget = charts.budget_s
+        await pilot.press("minus")
+        assert charts.budget_s < budget
+        for _ in range(30):
+            await pilot.press("minus")
+        assert charts.pick is None
+        assert "no point within it" in text_of(app, "#charts-note")
+
+
+async def test_export_writes_json_and_csv(tmp_path):
+    app = make_test_app(export_dir=str(tmp_path))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await run_and_wait(pilot, app)
+        await pilot.press("e")
+        await pilot.pause(0.1)
+        paths = {p.suffix: p for p in app.last_export}
+        doc = json.loads(paths[".json"].read_text())
+        assert doc["results"][0]["output_tokens"] == 16
+        assert doc["last"]["requests"][0]["output_tokens"] == 16
+        assert doc["settings"]["batch_size"] == 1
+        rows = list(csv.DictReader(paths[".csv"].open()))
+        assert rows[0]["label"] == "run 1" and rows[0]["output_tokens"] == "16"
+        await pilot.press("w")
+        await pilot.pause(0.1)
+        svg = app.last_export[0]
+        assert svg.suffix == ".svg" and svg.read_text().startswith("<svg")
+
+
+async def test_export_before_any_run_says_so(tmp_path):
+    app = make_test_app(export_dir=str(tmp_path))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("e")
+        await pilot.pause(0.05)
+        assert not list(tmp_path.iterdir())
+        assert any("nothing to export" in str(n.message) for n in app._notifications)
+
+
+async def test_resize_to_80x24_stacks_panels():
+    app = make_test_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.pause(0.1)
+        assert app.screen.has_class("-narrow")
+        lesson = app.query_one("#lesson")
+        live = app.query_one("#live")
+        assert lesson.region.bottom <= live.region.y  # stacked, not side by side
+        await run_and_wait(pilot, app)
+        assert "16/16" in text_of(app, "#tokens")
+        await pilot.press("l")  # lesson only
+        await pilot.pause(0.05)
+        assert not live.display or live.region.height == 0
+        await pilot.press("l")  # panel only
+        await pilot.pause(0.05)
+        assert lesson.region.height == 0 and live.region.height > 15
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause(0.1)
+        assert app.screen.has_class("-wide")
+        await pilot.press("l")  # both again
+        await pilot.pause(0.05)
+        assert lesson.region.right <= live.region.x  # side by side again
+
+
+async def test_engine_load_error_is_shown_and_app_keeps_running():
+    error = GatedModel("google/gemma-3-270m-it is gated", "accept its licence on the hub, then `hf auth login`")
+    app = make_test_app(load_error=error)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        banner = text_of(app, "#engine-text")
+        assert "gated" in banner and "hf auth login" in banner
+        await pilot.press("r")
+        await pilot.pause(0.05)
+        assert app.busy is None and not app.results
+        await pilot.press("n")
+        assert app.experiment == "batch_sweep"
+
+
+async def test_out_of_memory_during_run_says_what_fits():
+    app = make_test_app(fail_at_batch=8)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.busy is None and "failed" in text_of(app, "#run-note"))
+        note = text_of(app, "#run-note")
+        assert "out of memory at batch size 8" in note and "7" in note
+        await pilot.press("B")
+        await run_and_wait(pilot, app)
+        assert app.results[-1]["state"] == "done"
+
+
+async def test_prediction_shown_beside_measurement():
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("i", "5", "0", "enter")
+        assert app.focused is None  # Enter hands the keys back: r runs
+        await run_and_wait(pilot, app)
+        shown = text_of(app, "#predict-result")
+        assert "your guess: 50" in shown
+        measured = app.results[0]["output_tokens_per_s"]
+        assert f"{measured:,.3g}" in shown
+
+
+async def test_help_and_command_palette():
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        # Every palette action exists on the app.
+        for _, _, action in LAB_COMMANDS:
+            assert hasattr(app, f"action_{action.split('(')[0]}"), action
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.1)
+        await pilot.press(*"batch size up")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.settings.batch_size == 8
+
+
+async def test_stepping_never_leaves_keys_in_a_text_box():
+    app = make_test_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        for _ in range(3):
+            await pilot.press("n")
+            await pilot.pause(0.05)
+            assert not isinstance(app.focused, Input)
+        await pilot.press("p", "p")
+        assert app.query_one("#lesson-title").content.startswith("01 · Test lesson · step 1/3")
+
+
+async def test_keys_work_while_a_run_streams():
+    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.005, decode_per_seq=0.0))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.settings = app.settings.with_(max_new_tokens=400)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.live is not None and app.live.figures().tokens_done > 3)
+        await pilot.press("r")  # refused, not queued
+        assert any("in progress" in str(n.message) for n in app._notifications)
+        await pilot.press("3")
+        assert app.query_one("#tabs").active == "charts"
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.busy is None, timeout=5)
+
+
+def test_first_screen_does_not_import_torch():
+    code = (
+        "import sys, asyncio\n"
+        "from tui_lab.ui.app import LabApp, AppOptions\n"
+        "from tui_lab.ui.testing import make_test_app\n"
+        "async def main():\n"
+        "    app = make_test_app()\n"
+        "    async with app.run_test() as pilot:\n"
+        "        await pilot.pause(0.2)\n"
+        "asyncio.run(main())\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+async def test_inputs_do_not_blink_in_tests():
+    app = make_test_app()
+    async with app.run_test() as pilot:
+        await pilot.pause(0.05)
+        assert all(not box.cursor_blink for box in app.query(Input))
+        assert isinstance(app.query_one("#status"), Static)
+
+
+async def test_stopping_a_sweep_keeps_measured_points():
+    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.01, decode_per_seq=0.0))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("n")
+        app.settings = app.settings.with_(max_new_tokens=40)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: len(app.query_one(SweepCharts).points) >= 1)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.busy is None, timeout=10)
+        assert 1 <= len(app.results) < 4
+        assert app.last_result["result"]["partial"] is True
+        assert "partial" in text_of(app, "#charts-note")
+        assert "sweep stopped" in text_of(app, "#run-note")
+
+
+async def test_inspection_shows_the_lessons_view():
+    from tui_lab.ui import experiments
+
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.experiment = "modalities"
+        app.experiment_params = experiments.validate("modalities", {})
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.busy is None and app.query_one("#inspection").display)
+        shown = text_of(app, "#inspection")
+        assert "token" in shown.lower()
+        assert app.last_result["kind"] == "modalities"
+
+
+async def test_inspection_without_a_tokenizer_says_what_to_do():
+    from tui_lab.ui import experiments
+
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.experiment = "tokenize"
+        app.experiment_params = experiments.validate("tokenize", {})
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.busy is None and "failed" in text_of(app, "#run-note"))
+        assert "transformers engine" in text_of(app, "#run-note")
+
+
+async def test_cpu_vs_gpu_shows_per_run_bars_and_medians():
+    from tui_lab.ui import experiments
+
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.experiment = "cpu_vs_gpu"
+        app.experiment_params = experiments.validate("cpu_vs_gpu", {"runs": 3, "warmup": 0, "max_new_tokens": 8})
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.busy is None and app.query_one("#inspection").display)
+        shown = text_of(app, "#inspection")
+        assert shown.count("median") >= 2 and "cpu" in shown and "cuda" in shown and "█" in shown
+        doc = app.last_result["result"]
+        assert [len(d["runs"]) for d in doc["devices"]] == [3, 3]
+
+
+async def test_kv_cache_comparison_runs_in_the_panel():
+    from tui_lab.ui import experiments
+
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.experiment = "kv_cache_compare"
+        app.experiment_params = experiments.validate("kv_cache_compare", {"max_new_tokens": 8})
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.busy is None and app.query_one("#inspection").display)
+        shown = text_of(app, "#inspection")
+        assert "KV cache" in shown and "no cache" in shown
+
+
+async def test_changing_device_reloads_the_engine():
+    from tui_lab.engines.scripted import ScriptedEngine
+
+    calls: list[tuple[str, dict]] = []
+
+    def factory(name, **options):
+        calls.append((name, options))
+        return ScriptedEngine()
+
+    app = make_test_app()
+    app.options.engine_factory = factory
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        assert calls[-1] == ("transformers", {"model": "embedded", "device": "cpu"})
+        await pilot.press("2")
+        box = app.query_one("#ctl-device", Input)
+        box.focus()
+        box.value = "gpu"  # not a device name: refused, no reload
+        await pilot.press("enter")
+        assert len(calls) == 1 and "device" in str(app.query_one("#controls-error", Label).render())
+        box.value = "auto"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(calls) == 2 and app.engine_state == "ready")
+        assert calls[-1][1]["device"] == "auto"
+        assert app.settings.device == "auto"
+
+
+async def test_progress_is_saved_and_resumed(tmp_path):
+    path = tmp_path / "progress.json"
+    app = make_test_app()
+    app.options.save_progress, app.options.progress_path = True, str(path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("i", "4", "2", "enter")
+        await run_and_wait(pilot, app)
+        await pilot.press("n")
+    saved = json.loads(path.read_text())
+    record = saved["lessons"]["01"]
+    assert record["position"] == 1
+    step = next(iter(record["steps"].values()))
+    assert str(step["prediction"]) == "42" and step["result"] > 0
+    again = make_test_app()
+    again.options.save_progress, again.options.progress_path = True, str(path)
+    async with again.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, again)
+        assert "step 2/3" in again.query_one("#lesson-title").content
+        assert again.experiment == "batch_sweep"
+
+
+async def test_lesson_flag_opens_that_lesson():
+    from tui_lab.ui.testing import FIXTURE_LESSONS, FixtureLesson, FixtureStep
+
+    lessons = [*FIXTURE_LESSONS, FixtureLesson("02", "Second", 3, (FixtureStep("Only step", "Text."),))]
+    app = make_test_app(lessons=lessons)
+    app.options.lesson = "2"
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        assert app.query_one("#lesson-title").content.startswith("02 · Second · step 1/1")
+        await pilot.press("P")
+        assert app.query_one("#lesson-title").content.startswith("01 · Test lesson")
+
+
+async def test_serving_experiment_runs_through_its_runner():
+    from tui_lab.ui import experiments
+
+    assert experiments.kind_of("queueing") == "compare"
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.experiment = "queueing"
+        app.experiment_params = experiments.validate("queueing", {"num_requests": 8, "max_num_seqs": 4,
+                                                                  "max_new_tokens": 4})
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.busy is None and (app.query_one("#inspection").display
+                                                              or "failed" in text_of(app, "#run-note")))
+        assert app.query_one("#inspection").display, text_of(app, "#run-note")
+        assert app.last_result["kind"] == "queueing"

@@ -1,0 +1,60 @@
+"""The live panel's state: figures from events, bounded memory, and the small render helpers."""
+
+from __future__ import annotations
+
+from tui_lab.engines.base import Request, RequestFinished, RequestSubmitted, TokenEvent
+from tui_lab.ui.live import LiveRun
+from tui_lab.ui.theme import GAP_THRESHOLDS_S, MAX_RECENT_GAPS, MAX_TOKENS_ON_SCREEN, format_seconds, gap_style
+from tui_lab.ui.widgets.request_list import progress_cells
+from tui_lab.ui.widgets.token_stream import timing_bar
+
+
+def test_figures_follow_metrics_definitions():
+    live = LiveRun([Request("r0", "a"), Request("r1", "b")], max_new_tokens=3)
+    live.apply([RequestSubmitted("r0", 10.0, 2), RequestSubmitted("r1", 10.0, 2)])
+    live.apply([TokenEvent("r0", 1, " x", 10.5), TokenEvent("r1", 1, " y", 10.5)])
+    live.apply([TokenEvent("r0", 2, " x", 10.6), TokenEvent("r1", 2, " y", 10.7)])
+    live.apply([TokenEvent("r0", 3, " x", 10.7), RequestFinished("r0", 10.7, "length")])
+    fig = live.figures()
+    assert fig.tokens_done == 5 and fig.tokens_total == 6
+    assert abs(fig.elapsed_s - 0.7) < 1e-9
+    assert abs(fig.system_tokens_per_s - 5 / 0.7) < 1e-9
+    assert abs(fig.ttft.p50 - 0.5) < 1e-9
+    assert fig.ttft.p90 is None  # two samples: a tail is not reported
+    assert abs(fig.tpot.p50 - 0.15) < 1e-9  # r0: 0.2/2 = 0.1, r1: 0.2/1 = 0.2
+    assert fig.finished == 1
+    req, tokens = live.snapshot_request(0)
+    assert tokens[0].first and abs(tokens[0].gap_s - 0.5) < 1e-9
+    assert [round(t.gap_s, 6) for t in tokens[1:]] == [0.1, 0.1]
+
+
+def test_memory_is_bounded_on_long_runs():
+    live = LiveRun([Request("r0", "a")], max_new_tokens=100_000)
+    live.apply([RequestSubmitted("r0", 0.0, 1)])
+    for chunk in range(100):
+        live.apply([TokenEvent("r0", 1, "t", chunk * 1000 + i * 0.001) for i in range(1000)])
+    req, tokens = live.snapshot_request(0)
+    assert req.produced == 100_000
+    assert len(tokens) == MAX_TOKENS_ON_SCREEN
+    assert tokens[-1].index == 99_999
+    assert live.figures().itl.n == MAX_RECENT_GAPS
+
+
+def test_sweep_requests_are_adopted_and_reset():
+    live = LiveRun([], max_new_tokens=4)
+    live.apply([RequestSubmitted("r0", 0.0, 1), TokenEvent("r0", 1, "a", 0.1), RequestFinished("r0", 0.1, "length")])
+    assert live.rows()[0][:3] == ("r0", 1, 4)
+    live.apply([RequestSubmitted("r0", 1.0, 1)])  # the next run of the same configuration
+    assert live.rows()[0][1] == 0
+    live.reset()
+    assert live.rows() == []
+
+
+def test_gap_colours_and_bars():
+    assert gap_style(0.001) == GAP_THRESHOLDS_S[0][1]
+    assert gap_style(10.0) == GAP_THRESHOLDS_S[-1][1]
+    assert timing_bar(0.5, 1.0, "x", 10).plain == "█████"
+    assert timing_bar(1.0, 1.0, "x", 10).plain == "█" * 10
+    assert timing_bar(3.0, 1.0, "x", 10).plain.endswith("»")
+    assert progress_cells(5, 10, 10) == "━━━━━╌╌╌╌╌"
+    assert format_seconds(0.0123) == "12.3 ms" and format_seconds(None) == "—"

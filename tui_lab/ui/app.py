@@ -1,0 +1,900 @@
+"""The lab app: a lesson beside a live panel that runs real generations.
+
+All blocking work (creating and loading the engine, generating, sweeping,
+inspecting) happens in thread workers that post messages (``messages.py``);
+the app owns every piece of state and redraws on timers (tokens ≤ 20 Hz,
+figures and charts ≤ 4 Hz), so a fast engine cannot flood the screen.
+Nothing here imports torch: the engine module is imported inside the worker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.widgets import Footer, Input, Label, ProgressBar, Static, TabbedContent, TabPane
+
+from tui_lab.engines.base import Request
+from tui_lab.errors import InvalidInput, LabError, OutOfMemory
+from tui_lab.lab.export import write_csv, write_json
+from tui_lab.ui import experiments as lab_experiments
+from tui_lab.ui.commands import LabCommands
+from tui_lab.ui.live import LiveRun
+from tui_lab.ui.messages import (
+    EngineFailed,
+    EngineLoadProgress,
+    EngineReady,
+    ExperimentFinished,
+    RunFinished,
+    RunProgress,
+    SweepPointReady,
+    TaskFailed,
+)
+from tui_lab.ui.screens.help import HelpScreen
+from tui_lab.ui.settings import ENGINE_CHOICES, LabSettings
+from tui_lab.ui.theme import (
+    BATCH_PRESETS,
+    CHART_REFRESH_S,
+    DEFAULT_LATENCY_BUDGET_S,
+    ERROR_STYLE,
+    LATENCY_BUDGET_STEP,
+    NARROW_WIDTH,
+    OK_STYLE,
+    PARTIAL_STYLE,
+    TOKEN_REFRESH_S,
+)
+from tui_lab.ui.widgets.charts import SweepCharts, chart_point
+from tui_lab.ui.widgets.controls import ControlsForm
+from tui_lab.ui.widgets.figures import FiguresView
+from tui_lab.ui.widgets.lesson_pane import LessonPane, lesson_loader
+from tui_lab.ui.widgets.request_list import RequestList
+from tui_lab.ui.widgets.results_table import ResultsTable
+from tui_lab.ui.widgets.telemetry import GpuPanel
+from tui_lab.ui.widgets.token_stream import TokenStream
+
+EngineFactory = Callable[..., Any]
+"""Same call shape as ``tui_lab.engines.create_engine(name, model=, device=, cache_dir=)``."""
+
+
+@dataclass
+class AppOptions:
+    """How the lab starts (the CLI fills these from its flags)."""
+
+    model: str = "embedded"
+    engine: str = "transformers"
+    device: str = "auto"
+    lesson: str | None = None
+    cache_dir: str | None = None
+    engine_factory: EngineFactory | None = None
+    """Tests inject a scripted engine here; None means ``tui_lab.engines.create_engine``."""
+    export_dir: str | None = None
+    """Where exports and screenshots go (default: ``./inference-lab-results``)."""
+    lessons: list[Any] | None = None
+    """Lessons to show instead of loading ``lessons/`` (tests and snapshots use fixed ones)."""
+    engine_choices: tuple[str, ...] = field(default=ENGINE_CHOICES)
+    """Engine names the controls accept."""
+    save_progress: bool = True
+    """Keep the learner's place, guesses and results in their data dir (tests switch it off)."""
+    progress_path: str | None = None
+    """Where the progress file lives (default: ``tui_lab.lessons.ProgressStore``'s user data dir)."""
+    cursor_blink: bool = True
+    """Tests and snapshots switch blinking off so every frame is the same."""
+
+
+def _error_text(exc: BaseException) -> tuple[str, str]:
+    """(message, what to do) for an error shown in the panel."""
+    if isinstance(exc, OutOfMemory):
+        todo = exc.hint or ""
+        if exc.largest_batch:
+            todo = f"{todo} Largest batch that should fit: {exc.largest_batch}.".strip()
+        return exc.message, todo or "lower the batch size or max new tokens"
+    if isinstance(exc, LabError):
+        return exc.message, exc.hint or ""
+    if isinstance(exc, ImportError):
+        return f"a package is missing: {exc}", "install it (see README), or choose another engine in Controls"
+    return f"{type(exc).__name__}: {exc}", "this looks like a bug; the app keeps running — try another setting"
+
+
+class LabApp(App[int]):
+    """inference-lab: lessons beside a live panel of tokens, figures and charts."""
+
+    TITLE = "inference-lab"
+    CSS_PATH = "lab.tcss"
+    COMMANDS = App.COMMANDS | {LabCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_WIDTH, "-wide")]
+    AUTO_FOCUS = None
+    """Nothing has focus at start, so single-letter keys act at once (a text box only takes them when chosen)."""
+
+    BINDINGS = [
+        Binding("r", "run", "run"),
+        Binding("s", "stop", "stop"),
+        Binding("n", "next_step", "next"),
+        Binding("p", "prev_step", "back"),
+        Binding("b", "batch_up", "batch"),
+        Binding("B", "batch_down", "batch-", show=False),
+        Binding("g", "toggle_greedy", "greedy", show=False),
+        Binding("e", "export", "export"),
+        Binding("w", "screenshot", "screenshot", show=False),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+        Binding("N", "next_lesson", "next lesson", show=False),
+        Binding("P", "prev_lesson", "prev lesson", show=False),
+        Binding("1", "tab('run')", "run tab", show=False),
+        Binding("2", "tab('controls')", "controls", show=False),
+        Binding("3", "tab('charts')", "charts", show=False),
+        Binding("4", "tab('results')", "results", show=False),
+        Binding("5", "tab('gpu')", "gpu", show=False),
+        Binding("a", "toggle_requests", "all requests", show=False),
+        Binding("left_square_bracket", "request(-1)", "prev request", show=False),
+        Binding("right_square_bracket", "request(1)", "next request", show=False),
+        Binding("l", "toggle_lesson", "layout"),
+        Binding("v", "chart_view", "zoom chart", show=False),
+        Binding("minus", "budget(-1)", "budget-", show=False),
+        Binding("plus,equals_sign", "budget(1)", "budget+", show=False),
+        Binding("m", "reload_engine", "reload engine", show=False),
+        Binding("escape", "focus_panel", "leave input", show=False),
+        Binding("i", "guess", "type a guess", show=False),
+        Binding("up", "scroll_lesson(-1)", "scroll lesson", show=False),
+        Binding("down", "scroll_lesson(1)", "scroll lesson", show=False),
+        Binding("pageup", "scroll_lesson(-10)", "scroll lesson", show=False),
+        Binding("pagedown", "scroll_lesson(10)", "scroll lesson", show=False),
+    ]
+
+    KEY_HELP: list[tuple[str, str]] = [
+        ("r", "run the loaded experiment"), ("s", "stop (partial results kept)"),
+        ("n / p", "next / previous lesson step"), ("N / P", "next / previous lesson"),
+        ("b / B", "batch size quick pick up / down"), ("g", "greedy on / off"),
+        ("1 2 3 4 5", "tabs: run, controls, charts, results, GPU"),
+        ("[ / ]", "previous / next request"), ("a", "all requests (one row each)"),
+        ("v", "zoom a chart"), ("- / +", "move the latency budget line"),
+        ("e", "export results (JSON + CSV)"), ("w", "save an SVG screenshot"),
+        ("m", "reload the engine"), ("l", "layout: lesson + panel → lesson only → panel only"),
+        ("Escape", "leave a text box (keys work again)"), ("i", "type your guess (predict, then measure)"),
+        ("↑ ↓ PgUp PgDn", "scroll the lesson text"), ("ctrl+p", "command palette"),
+        ("?", "this help"), ("q", "quit"),
+    ]
+
+    def __init__(self, options: AppOptions | None = None) -> None:
+        super().__init__()
+        self.options = options or AppOptions()
+        self.settings = LabSettings(model=self.options.model, engine=self.options.engine, device=self.options.device)
+        self.engine: Any = None
+        self.engine_info: Any = None
+        self.engine_state = "idle"
+        self._engine_generation = 0
+        self._run_id = 0
+        self._stop = threading.Event()
+        self.busy: str | None = None
+        """What is running ("run", "sweep", ...) or None."""
+        self.live: LiveRun | None = None
+        self._drawn_version = -1
+        self._selected = 0
+        self._figures_state = "idle"
+        self._figures_key: tuple = ()
+        self.experiment = "generate"
+        self.experiment_params: dict[str, Any] = {}
+        self.results: list[dict[str, Any]] = []
+        """Summary rows of every run and sweep point this session (what export writes)."""
+        self._last: tuple[str, dict[str, Any], Any] | None = None
+        """(kind, settings, result object) of the last run / sweep / comparison / inspection."""
+        self.last_export: list[Path] = []
+        self._started = time.monotonic()
+
+    # ----------------------------------------------------------------- layout
+    def compose(self) -> ComposeResult:
+        """Status line; lesson pane beside the live panel; footer."""
+        if self.options.lessons is not None:
+            lessons, reason = self.options.lessons, None if self.options.lessons else "No lessons were given."
+        else:
+            lessons, reason = lesson_loader()
+        yield Static("", id="status")
+        with Horizontal(id="main"):
+            yield LessonPane(lessons, reason, self._progress_store(), self.options.lesson, id="lesson")
+            with Vertical(id="live"):
+                with Horizontal(id="engine-banner"):
+                    yield Label("", id="engine-text")
+                    yield ProgressBar(total=1.0, show_eta=False, id="engine-progress")
+                with TabbedContent(id="tabs", initial="run"):
+                    with TabPane("Run", id="run"):
+                        yield FiguresView(id="figures")
+                        yield Static("", id="run-note")
+                        with Horizontal(id="run-pane"):
+                            yield TokenStream(id="tokens")
+                            yield RequestList(id="requests")
+                    with TabPane("Controls", id="controls"):
+                        yield ControlsForm(self.settings, self.options.engine_choices, id="controls-form")
+                    with TabPane("Charts", id="charts"):
+                        yield Static("Run a sweep (batch, length or sampling) to fill these charts.",
+                                     id="charts-note")
+                        yield SweepCharts(id="sweep-charts")
+                        yield Static("", id="inspection")
+                    with TabPane("Results", id="results"):
+                        yield ResultsTable(id="results-table")
+                    with TabPane("GPU", id="gpu"):
+                        yield GpuPanel(id="gpu-panel")
+        yield Footer(compact=True)
+
+    def _progress_store(self) -> Any:
+        if not self.options.save_progress:
+            return None
+        try:
+            from tui_lab.lessons import ProgressStore
+
+            return ProgressStore(self.options.progress_path)
+        except Exception:  # no progress is better than no lab
+            return None
+
+    def on_resize(self) -> None:
+        """The status line drops its title on narrow terminals."""
+        self._update_status()
+
+    def on_mount(self) -> None:
+        """Start the redraw timers and load the engine in the background."""
+        self.set_interval(TOKEN_REFRESH_S, self._tick_tokens, name="tokens")
+        self.set_interval(CHART_REFRESH_S, self._tick_charts, name="charts")
+        self.query_one(SweepCharts).budget_s = DEFAULT_LATENCY_BUDGET_S
+        self.query_one("#inspection").display = False
+        self._note("")
+        if not self.options.cursor_blink:
+            for box in self.query(Input):
+                box.cursor_blink = False
+        self._update_status()
+        self._tick_tokens()
+        self._tick_charts()
+        self.load_engine()
+
+    # --------------------------------------------------------------- engine
+    def load_engine(self) -> None:
+        """(Re)create and load the engine for the current model/engine/device, in a worker."""
+        if self.busy:
+            self.notify("stop the run first (s), then reload", severity="warning")
+            return
+        self._engine_generation += 1
+        old, self.engine, self.engine_info = self.engine, None, None
+        self.engine_state = "loading"
+        self._banner(f"loading {self.settings.model} on {self.settings.engine}/{self.settings.device}…", None)
+        self._load_worker(self._engine_generation, old, self.settings)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
+    def _load_worker(self, generation: int, old: Any, settings: LabSettings) -> None:
+        """Create + load in a thread; torch (if any) is imported here, never on the UI thread."""
+        if old is not None:
+            try:
+                old.unload()
+            except Exception:  # a failing unload must not block loading the new engine
+                pass
+        try:
+            factory = self.options.engine_factory
+            kwargs: dict[str, Any] = {"model": settings.model, "device": settings.device}
+            if factory is None:
+                from tui_lab.engines import create_engine
+
+                factory = create_engine
+                if self.options.cache_dir and settings.engine == "transformers":
+                    kwargs["cache_dir"] = self.options.cache_dir
+            elif self.options.cache_dir:
+                kwargs["cache_dir"] = self.options.cache_dir
+            engine = factory(settings.engine, **kwargs)
+            info = engine.load(lambda stage, frac: self.post_message(EngineLoadProgress(generation, stage, frac)))
+        except BaseException as exc:  # shown in the panel; the app must keep running
+            self.post_message(EngineFailed(generation, exc))
+            return
+        self.post_message(EngineReady(generation, engine, info))
+
+    def on_engine_load_progress(self, message: EngineLoadProgress) -> None:
+        """Show the loading stage."""
+        if message.generation == self._engine_generation and self.engine_state == "loading":
+            self._banner(f"loading: {message.stage}", message.fraction)
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        """The engine is usable."""
+        if message.generation != self._engine_generation:
+            message.engine.unload()
+            return
+        self.engine, self.engine_info, self.engine_state = message.engine, message.info, "ready"
+        notes = list(getattr(message.info, "notes", ()) or ())
+        if not getattr(message.info, "text_is_meaningful", True):
+            notes.insert(0, "random weights: timing is real, the text is noise")
+        text = f"ready: {message.info.model} · {message.info.engine} · {message.info.device} · {message.info.dtype}"
+        if notes:
+            text += " · " + "; ".join(notes)
+        self._banner(text, 1.0, style=OK_STYLE)
+        self._update_status()
+
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        """Say what went wrong and what to do; keep running."""
+        if message.generation != self._engine_generation:
+            return
+        self.engine_state = "failed"
+        what, todo = _error_text(message.error)
+        self._banner(f"engine error: {what}" + (f" — {todo}" if todo else "") +
+                     " (change model/engine/device in Controls, then Enter or m)", None, style=ERROR_STYLE)
+        self._update_status()
+
+    def _banner(self, text: str, fraction: float | None, style: str = "") -> None:
+        label = self.query_one("#engine-text", Label)
+        label.update(Text(text, style=style))
+        bar = self.query_one("#engine-progress", ProgressBar)
+        bar.display = self.engine_state == "loading"
+        bar.update(total=1.0 if fraction is not None else None, progress=fraction or 0.0)
+
+    def _update_status(self) -> None:
+        s = self.settings
+        mode = "greedy" if s.greedy else f"T={s.temperature} top-p={s.top_p} top-k={s.top_k}"
+        state = self.busy or self.engine_state
+        status = Text()
+        if self.size.width >= NARROW_WIDTH:
+            status.append("inference-lab · ", "bold")
+        status.append(f"{s.model} · {s.engine}/{s.device} · batch {s.batch_size} · {s.max_new_tokens} tok · {mode} · ")
+        status.append(self.experiment, "bold cyan")
+        status.append(f" · {state}")
+        self.query_one("#status", Static).update(status)
+
+    # ----------------------------------------------------------- lessons
+    def on_lesson_pane_step_shown(self, message: LessonPane.StepShown) -> None:
+        """Load the step's experiment and its preset parameters into the panel."""
+        name = getattr(message.step, "experiment", None)
+        params = dict(getattr(message.step, "params", None) or {})
+        if not name:
+            return
+        try:
+            params = lab_experiments.validate(name, params)
+        except LabError as exc:
+            self.notify(f"this step's experiment cannot be loaded: {exc}", severity="error")
+            return
+        self.experiment, self.experiment_params = name, params
+        changes = lab_experiments.settings_changes(params)
+        if changes:
+            try:
+                new = self.settings.with_(**changes).validate()
+            except LabError as exc:
+                self.notify(f"step preset refused: {exc}", severity="warning")
+            else:
+                self._apply_settings(new, reload=False)
+        self._update_status()
+
+    # -------------------------------------------------------------- actions
+    def action_next_step(self) -> None:
+        """Next lesson step."""
+        self.query_one(LessonPane).move(1)
+
+    def action_prev_step(self) -> None:
+        """Previous lesson step."""
+        self.query_one(LessonPane).move(-1)
+
+    def action_next_lesson(self) -> None:
+        """Next lesson."""
+        self.query_one(LessonPane).move_lesson(1)
+
+    def action_prev_lesson(self) -> None:
+        """Previous lesson."""
+        self.query_one(LessonPane).move_lesson(-1)
+
+    def action_tab(self, tab: str) -> None:
+        """Switch the live panel's tab (Controls puts the cursor in the batch-size box)."""
+        self.query_one(TabbedContent).active = tab
+        if tab == "controls":
+            self.query_one("#ctl-batch_size", Input).focus()
+        elif isinstance(self.focused, Input) and self.focused.id and self.focused.id.startswith("ctl-"):
+            self.screen.set_focus(None)
+
+    def action_help(self) -> None:
+        """Keys and what the panels mean."""
+        self.push_screen(HelpScreen(self.KEY_HELP))
+
+    def action_guess(self) -> None:
+        """Put the cursor in the prediction box (when the step has one)."""
+        box = self.query_one("#predict-input", Input)
+        if box.parent is not None and box.parent.display:
+            box.focus()
+        else:
+            self.notify("this step asks for no prediction", timeout=1.5)
+
+    def action_scroll_lesson(self, lines: int) -> None:
+        """Scroll the lesson text."""
+        self.query_one("#lesson-scroll").scroll_relative(y=lines, animate=False)
+
+    def action_focus_panel(self) -> None:
+        """Leave a text box so single-letter keys act again."""
+        self.screen.set_focus(None)
+
+    LESSON_LAYOUTS = ("", "-lesson-only", "-no-lesson")
+    """l cycles: lesson beside the panel → lesson alone (room to read) → panel alone (room for charts)."""
+
+    def action_toggle_lesson(self) -> None:
+        """Cycle the lesson pane: beside the panel, alone, hidden."""
+        main = self.query_one("#main")
+        current = next((c for c in self.LESSON_LAYOUTS[1:] if main.has_class(c)), "")
+        nxt = self.LESSON_LAYOUTS[(self.LESSON_LAYOUTS.index(current) + 1) % len(self.LESSON_LAYOUTS)]
+        main.remove_class(*self.LESSON_LAYOUTS[1:])
+        if nxt:
+            main.add_class(nxt)
+        self.notify({"": "lesson beside the panel", "-lesson-only": "lesson only (l again: panel only)",
+                     "-no-lesson": "panel only (l again: both)"}[nxt], timeout=2)
+
+    def action_toggle_requests(self) -> None:
+        """One progress row per request, beside (or, when narrow, instead of) the tokens."""
+        self.query_one("#run-pane").toggle_class("-show-list")
+        self._drawn_version = -1
+
+    def action_request(self, delta: int) -> None:
+        """Show another request's tokens."""
+        count = len(self.live.requests) if self.live else 0
+        if count:
+            self._selected = (self._selected + delta) % count
+            self._drawn_version = -1
+            self._tick_tokens()
+
+    def action_chart_view(self) -> None:
+        """All charts, or one zoomed."""
+        view = self.query_one(SweepCharts).cycle_view()
+        self.notify(f"charts: {view}", timeout=1.5)
+
+    def action_budget(self, direction: int) -> None:
+        """Move the latency-budget line on the trade-off chart."""
+        charts = self.query_one(SweepCharts)
+        factor = LATENCY_BUDGET_STEP if direction > 0 else 1 / LATENCY_BUDGET_STEP
+        charts.set_budget(round(charts.budget_s * factor, 4))
+        pick = charts.pick
+        best = f" → best batch within it: {pick.x:g}" if pick is not None else " → no point within it"
+        self.query_one("#charts-note", Static).update(f"latency budget (E2E p90) {charts.budget_s:.2f} s{best}")
+
+    def action_batch_up(self) -> None:
+        """Next batch-size quick pick."""
+        bigger = [b for b in BATCH_PRESETS if b > self.settings.batch_size]
+        self._set_batch(bigger[0] if bigger else BATCH_PRESETS[-1])
+
+    def action_batch_down(self) -> None:
+        """Previous batch-size quick pick."""
+        smaller = [b for b in BATCH_PRESETS if b < self.settings.batch_size]
+        self._set_batch(smaller[-1] if smaller else BATCH_PRESETS[0])
+
+    def _set_batch(self, batch: int) -> None:
+        self._apply_settings(self.settings.with_(batch_size=batch), reload=False)
+        self.notify(f"batch size {batch}", timeout=1.5)
+
+    def action_toggle_greedy(self) -> None:
+        """Greedy decoding on/off."""
+        self._apply_settings(self.settings.with_(greedy=not self.settings.greedy), reload=False)
+        self.notify("greedy decoding" if self.settings.greedy else f"sampling at T={self.settings.temperature}",
+                    timeout=1.5)
+
+    def action_reload_engine(self) -> None:
+        """Reload the model with the current settings."""
+        self.load_engine()
+
+    def _apply_settings(self, settings: LabSettings, reload: bool) -> None:
+        self.settings = settings
+        form = self.query_one(ControlsForm)
+        if form.settings != settings:
+            form.set_values(settings)
+        self._update_status()
+        if reload:
+            self.load_engine()
+
+    def on_controls_form_settings_changed(self, message: ControlsForm.SettingsChanged) -> None:
+        """A valid edit in the controls."""
+        self._apply_settings(message.settings, reload=message.reload)
+
+    # ----------------------------------------------------------------- run
+    def _ready_to_run(self) -> bool:
+        if self.busy:
+            self.notify(f"a {self.busy} is in progress — press s to stop it", severity="warning")
+            return False
+        if self.engine is None:
+            msg = {"loading": "the model is still loading — wait for 'ready'",
+                   "failed": "the engine failed to load — see the message above the tabs"}.get(
+                self.engine_state, "no engine loaded — press m to load one")
+            self.notify(msg, severity="warning")
+            return False
+        return True
+
+    def action_run(self) -> None:
+        """Run the loaded experiment."""
+        if not self._ready_to_run():
+            return
+        kind = lab_experiments.kind_of(self.experiment)
+        try:
+            self.settings.validate()
+            if kind == "run":
+                self._start_run()
+            elif kind == "sweep":
+                self._start_sweep()
+            elif kind == "inspect":
+                self._start_inspection()
+            else:
+                self._start_other()
+        except LabError as exc:
+            self._show_error("run", exc)
+
+    def action_stop(self) -> None:
+        """Stop within one decode step; the partial result is kept and marked."""
+        if not self.busy:
+            self.notify("nothing is running", timeout=1.5)
+            return
+        self._stop.set()
+        if self.engine is not None:
+            self.engine.cancel()
+        self._note(Text("stopping…", style=PARTIAL_STYLE))
+
+    def _begin(self, what: str, live: LiveRun | None) -> int:
+        self._run_id += 1
+        self._stop = threading.Event()
+        self.busy = what
+        self.live = live
+        self._selected = 0
+        self._drawn_version = -1
+        self._figures_state = "running"
+        self._note("")
+        self._update_status()
+        return self._run_id
+
+    def _end(self) -> None:
+        self.busy = None
+        self._update_status()
+
+    def _requests(self) -> list[Request]:
+        prompts = lab_experiments.prompts_for(self.settings.prompt, self.settings.batch_size, self.settings.seed)
+        return [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+
+    def _start_run(self) -> None:
+        sampling = self.settings.sampling()
+        requests = self._requests()
+        live = LiveRun(requests, sampling.max_new_tokens)
+        run_id = self._begin("run", live)
+        self.action_tab("run")
+        self._run_worker(run_id, self.engine, requests, sampling, self._stop, live)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
+    def _run_worker(self, run_id: int, engine: Any, requests: list[Request], sampling: Any,
+                    stop: threading.Event, live: LiveRun) -> None:
+        """Generate in a thread: events folded into ``live``, one message per time-batch."""
+        from tui_lab.lab.run import execute_run
+
+        def sink(events: list) -> None:
+            live.apply(events)
+            self.post_message(RunProgress(run_id))
+
+        try:
+            result = execute_run(engine, requests, sampling, stop, sink)
+        except BaseException as exc:  # shown in the panel; the app keeps running
+            self.post_message(TaskFailed(run_id, "run", exc))
+            return
+        self.post_message(RunFinished(run_id, result))
+
+    def on_run_progress(self, message: RunProgress) -> None:
+        """Nothing to do: the timers redraw from the live state (which already holds the events)."""
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        """Keep the result, update the table and (if the step asks) the prediction."""
+        if message.run_id != self._run_id:
+            return
+        result = message.result
+        self._end()
+        summary = result.summary()
+        state = "partial" if result.partial else "done"
+        if result.error:
+            state = "failed" if not summary.output_tokens else "partial"
+        self._figures_state = "stopped" if self._stop.is_set() else state
+        row = lab_experiments.summary_row(f"run {message.run_id}", self.settings.batch_size, summary, state)
+        self._add_result(row, f"run-{message.run_id}")
+        # Kept as the object: its JSON form (every token) is built only when exported.
+        self._last = ("run", self.settings.to_dict(), result)
+        note = Text()
+        if result.partial:
+            note.append("partial result (stopped or failed) — kept and marked in Results. ", PARTIAL_STYLE)
+        if result.error:
+            note.append(result.error, ERROR_STYLE)
+        self._note(note)
+        self._drawn_version = -1
+        self._tick_tokens()
+        self._tick_charts()
+        self._show_prediction(result)
+
+    @property
+    def last_result(self) -> dict[str, Any] | None:
+        """The full JSON form of the last result (built on demand: a long run holds many tokens)."""
+        if self._last is None:
+            return None
+        kind, settings, result = self._last
+        to_dict = getattr(result, "to_dict", None)
+        data = to_dict() if callable(to_dict) else result
+        if kind == "run":
+            return {"kind": kind, "settings": settings, **data}
+        return {"kind": kind, "settings": settings, "result": data}
+
+    def _note(self, note: str | Text) -> None:
+        """The line under the figures (partial / error); hidden when empty to save a row."""
+        widget = self.query_one("#run-note", Static)
+        widget.update(note)
+        widget.display = bool(str(note))
+
+    def _show_prediction(self, result: Any) -> None:
+        pane = self.query_one(LessonPane)
+        prediction = getattr(pane.step, "predict", None) if pane.step is not None else None
+        if prediction is None:
+            return
+        pane.show_measured(lab_experiments.format_measured(prediction, result))
+        pane.record("set_result", lab_experiments.measured_value(prediction, result))
+
+    def _add_result(self, row: dict[str, Any], key: str) -> None:
+        self.results.append(row)
+        self.query_one(ResultsTable).upsert(key, row)
+
+    def on_task_failed(self, message: TaskFailed) -> None:
+        """A worker failed: show why, keep running."""
+        if message.run_id != self._run_id:
+            return
+        self._end()
+        self._figures_state = "failed"
+        self._show_error(message.what, message.error)
+
+    def _show_error(self, what: str, exc: BaseException) -> None:
+        text, todo = _error_text(exc)
+        note = Text(f"{what} failed: {text}", style=ERROR_STYLE)
+        if todo:
+            note.append(f" — {todo}", "bold")
+        self._note(note)
+        if what != "run":
+            self.query_one("#charts-note", Static).update(note)
+        self.notify(str(note), severity="error", timeout=6)
+
+    # -------------------------------------------------------------- sweeps
+    def _start_sweep(self) -> None:
+        plan = lab_experiments.build_sweep_plan(self.experiment, self.experiment_params, self.settings)
+        charts = self.query_one(SweepCharts)
+        charts.reset(lab_experiments.sweep_kind(self.experiment))
+        self.query_one("#inspection").display = False
+        charts.display = True
+        live = LiveRun([], self.settings.max_new_tokens)
+        run_id = self._begin("sweep", live)
+        self.query_one("#charts-note", Static).update(
+            f"{self.experiment}: points appear as each configuration finishes · s stops · v zooms · -/+ budget")
+        self.action_tab("charts")
+        self._sweep_worker(run_id, self.engine, plan, self._stop, live)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
+    def _sweep_worker(self, run_id: int, engine: Any, plan: Any, stop: threading.Event, live: LiveRun) -> None:
+        """Run the sweep in a thread; each finished configuration becomes a chart point."""
+        from tui_lab.lab.sweep import run_sweep
+
+        def on_point(point: Any) -> None:
+            self.post_message(SweepPointReady(run_id, point))
+
+        def on_run(config: Any, index: int, warmup: bool) -> None:
+            # Each run of each configuration starts a fresh token view; the last one stays visible at the end.
+            live.reset()
+
+        def sink(events: list) -> None:
+            live.apply(events)
+            self.post_message(RunProgress(run_id))
+
+        try:
+            result = run_sweep(engine, plan, stop=stop, on_point=on_point, sink=sink, on_run=on_run)
+        except BaseException as exc:  # shown in the panel; the app keeps running
+            self.post_message(TaskFailed(run_id, "sweep", exc))
+            return
+        self.post_message(ExperimentFinished(run_id, self.experiment, result))
+
+    def on_sweep_point_ready(self, message: SweepPointReady) -> None:
+        """Chart the point and put it in the results table."""
+        if message.run_id != self._run_id:
+            return
+        self.query_one(SweepCharts).add_point(message.point)
+        cp = chart_point(message.point)
+        row = lab_experiments.point_row(self.experiment, message.point, cp)
+        self._add_result(row, f"sweep-{message.run_id}-{cp.label}")
+
+    def on_experiment_finished(self, message: ExperimentFinished) -> None:
+        """A sweep, comparison or inspection ended."""
+        if message.run_id != self._run_id:
+            return
+        self._end()
+        result = message.result
+        self._figures_state = "stopped" if self._stop.is_set() else "done"
+        self._last = (message.name, self.settings.to_dict(), result)
+        note = self.query_one("#charts-note", Static)
+        if lab_experiments.kind_of(message.name) == "sweep":
+            charts = self.query_one(SweepCharts)
+            knee = charts.knee
+            text = Text(f"{message.name} finished: {len(charts.points)} points")
+            if getattr(result, "partial", False) or self._stop.is_set():
+                text.append(" (partial: stopped early)", PARTIAL_STYLE)
+                self._note(Text("sweep stopped: what was measured is kept, marked partial in Results",
+                                style=PARTIAL_STYLE))
+            else:
+                self._note("")
+            if knee is not None and charts.kind == "batch":
+                if knee.method.startswith("not reached"):
+                    text.append(f" · knee not reached up to batch {knee.x:g}"
+                                f" (each doubling ≥ +{knee.threshold_pct:g}%)")
+                else:
+                    text.append(f" · knee at batch {knee.x:g} (next doubling +{knee.gain_pct:.0f}%"
+                                f" < {knee.threshold_pct:g}%)")
+            note.update(text)
+            self._show_prediction(result)
+        elif lab_experiments.kind_of(message.name) == "inspect":
+            self._note("")
+            self._show_inspection(message.name, result)
+        else:
+            self._note(Text("stopped: partial result kept", style=PARTIAL_STYLE) if self._stop.is_set() else "")
+            self._show_generic(message.name, result)
+
+    # ---------------------------------------------------- inspections & other
+    def _start_inspection(self) -> None:
+        run_id = self._begin("inspection", None)
+        self.query_one("#charts-note", Static).update(f"{self.experiment}: working…")
+        self.action_tab("charts")
+        self._inspect_worker(run_id, self.engine, self.experiment, self._inspection_params())
+
+    def _inspection_params(self) -> dict[str, Any]:
+        # The learner's prompt from Controls is what the inspection looks at.
+        params = dict(self.experiment_params)
+        for key in ("text", "prompt"):
+            if key in params:
+                params[key] = self.settings.prompt
+        params.setdefault("prompt", self.settings.prompt)
+        return params
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
+    def _inspect_worker(self, run_id: int, engine: Any, name: str, params: dict[str, Any]) -> None:
+        """Call the lesson's pipeline inspection in a thread."""
+        try:
+            from tui_lab.lab.pipeline import INSPECTIONS
+
+            data = INSPECTIONS[name](engine, params)
+        except BaseException as exc:  # shown in the panel
+            self.post_message(TaskFailed(run_id, name, exc))
+            return
+        self.post_message(ExperimentFinished(run_id, name, data))
+
+    def _show_inspection(self, name: str, data: Any) -> None:
+        view = self.query_one("#inspection", Static)
+        try:
+            from tui_lab.ui.views import render_inspection
+
+            renderable = render_inspection(name, data)
+        except Exception as exc:  # the view module belongs to the lessons engineer; fall back to raw data
+            renderable = Text(f"{name}: {data!r}\n(view unavailable: {exc})")
+        self.query_one(SweepCharts).display = False
+        view.display = True
+        view.update(renderable)
+        self.query_one("#charts-note", Static).update(f"{name} — change the prompt in Controls and press r again")
+
+    def _start_other(self) -> None:
+        runner = lab_experiments.runner_for(self.experiment)
+        if runner is None:
+            raise InvalidInput(f"the experiment {self.experiment!r} cannot run in the panel yet",
+                               "use `inference-lab` CLI for it")
+        run_id = self._begin(self.experiment, LiveRun([], self.settings.max_new_tokens))
+        self.query_one("#charts-note", Static).update(f"{self.experiment}: running… (s stops)")
+        self.action_tab("charts")
+        self._other_worker(run_id, runner, self.experiment, self.experiment_params, self._stop, self.live)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
+    def _other_worker(self, run_id: int, runner: Callable[..., Any], name: str, params: dict[str, Any],
+                      stop: threading.Event, live: LiveRun) -> None:
+        """Comparisons and other experiments from the lab's registry."""
+
+        def sink(events: list) -> None:
+            live.apply(events)
+            self.post_message(RunProgress(run_id))
+
+        try:
+            result = runner(self, params, stop, sink)
+        except BaseException as exc:  # shown in the panel
+            self.post_message(TaskFailed(run_id, name, exc))
+            return
+        self.post_message(ExperimentFinished(run_id, name, result))
+
+    def _show_generic(self, name: str, result: Any) -> None:
+        view = self.query_one("#inspection", Static)
+        self.query_one(SweepCharts).display = False
+        view.display = True
+        view.update(lab_experiments.render_result(name, result))
+        self.query_one("#charts-note", Static).update(f"{name} finished")
+
+    # -------------------------------------------------------------- redraw
+    def _tick_tokens(self) -> None:
+        try:
+            self._draw_tokens()
+        except NoMatches:
+            pass  # the screen is being torn down (quit) or another screen is on top
+
+    def _draw_tokens(self) -> None:
+        live = self.live
+        version = live.version if live is not None else 0
+        if version == self._drawn_version:
+            return
+        self._drawn_version = version
+        tokens_view = self.query_one(TokenStream)
+        if live is None or not live.requests:
+            tokens_view.show(None, [])
+            self.query_one(RequestList).show([], 0)
+            return
+        self._selected = min(self._selected, len(live.requests) - 1)
+        req, tokens = live.snapshot_request(self._selected)
+        tokens_view.show(req, tokens)
+        if self.query_one("#run-pane").has_class("-show-list"):
+            self.query_one(RequestList).show(live.rows(), self._selected)
+
+    def _tick_charts(self) -> None:
+        try:
+            self._draw_charts()
+        except NoMatches:
+            pass  # the screen is being torn down (quit) or another screen is on top
+
+    def _draw_charts(self) -> None:
+        # Redraw the figures only when something changed: every cycle the UI spends is taken from
+        # generation on a small CPU machine (the overhead benchmark measures this).
+        state = self.busy and "running" or self._figures_state
+        key = (id(self.live), self.live.version if self.live is not None else -1, state)
+        if key != self._figures_key:
+            self._figures_key = key
+            fig = self.live.figures() if self.live is not None else None
+            self.query_one(FiguresView).show(fig, state)
+        self.query_one(SweepCharts).redraw()
+        self.query_one(GpuPanel).refresh_sample()
+
+    # --------------------------------------------------------------- export
+    def _export_dir(self) -> Path:
+        return Path(self.options.export_dir or Path.cwd() / "inference-lab-results")
+
+    def action_export(self) -> None:
+        """Write the results (JSON: everything; CSV: one row per run / sweep point)."""
+        if not self.results and self._last is None:
+            self.notify("nothing to export yet — run something first (r)", severity="warning")
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = self._export_dir()
+        doc = {
+            "settings": self.settings.to_dict(),
+            "engine": self.engine_info.to_dict() if self.engine_info is not None else None,
+            "results": self.results,
+            "last": self.last_result,
+        }
+        try:
+            json_path = write_json(folder / f"results-{stamp}.json", doc)
+            csv_path = write_csv(folder / f"results-{stamp}.csv", self.results) if self.results else None
+        except (OSError, LabError) as exc:
+            self.notify(f"export failed: {exc} — check that {folder} is writable", severity="error")
+            return
+        self.last_export = [p for p in (json_path, csv_path) if p is not None]
+        self.notify("exported to " + " and ".join(str(p) for p in self.last_export), timeout=8)
+
+    def action_screenshot(self) -> None:
+        """Save an SVG of the screen and say where it went."""
+        folder = self._export_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = self.save_screenshot(filename=f"screen-{time.strftime('%Y%m%d-%H%M%S')}.svg", path=str(folder))
+        self.last_export = [Path(path)]
+        self.notify(f"screenshot saved to {path}", timeout=8)
+
+    # ----------------------------------------------------------------- quit
+    def on_unmount(self) -> None:
+        """Stop workers and free the engine (its child processes, device memory)."""
+        self._stop.set()
+        if self.engine is not None:
+            try:
+                self.engine.cancel()
+                self.engine.unload()
+            except Exception:  # leaving anyway
+                pass
+
+
+def run_app(options: AppOptions | None = None) -> int:
+    """Run the lab in this terminal; returns the exit status."""
+    app = LabApp(options or AppOptions())
+    result = app.run()
+    return int(result or 0)
+

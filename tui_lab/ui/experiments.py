@@ -1,0 +1,306 @@
+"""The bridge between the lab's experiment registry and the panel.
+
+``tui_lab.lab.experiments`` says what each experiment is and which parameters
+it takes; this module turns a step's preset into control values, builds sweep
+plans from the learner's current settings, runs comparisons with engines made
+the way the app makes them, and turns results into table rows and renderables.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group, RenderableType
+from rich.pretty import Pretty
+from rich.table import Table
+from rich.text import Text
+
+from tui_lab.errors import InvalidInput
+from tui_lab.ui.theme import BAR_WIDTH, TTFT_STYLE, format_rate, format_seconds
+
+if TYPE_CHECKING:
+    from tui_lab.ui.app import LabApp
+
+SETTING_KEYS = ("prompt", "batch_size", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed")
+"""Experiment parameters that are also controls (temperature is handled with greedy)."""
+
+
+def kind_of(name: str) -> str:
+    """"run", "sweep", "compare" or "inspect" (unknown names run as a single generation).
+
+    Experiments with a runner of their own (comparisons, serving experiments) are "compare",
+    whatever their registry kind, so the panel runs them through that runner.
+    """
+    from tui_lab.lab.experiments import EXPERIMENTS
+
+    if name != "generate" and runner_for(name) is not None:
+        return "compare"
+    spec = EXPERIMENTS.get(name)
+    return spec.kind if spec is not None else "run"
+
+
+def validate(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's defaults overlaid with ``params``, checked by the lab (``InvalidInput`` if bad)."""
+    from tui_lab.lab.experiments import validate_params
+
+    return validate_params(name, params)
+
+
+def settings_changes(params: dict[str, Any]) -> dict[str, Any]:
+    """Control values a step preset sets (only keys the controls know)."""
+    changes = {k: params[k] for k in SETTING_KEYS if params.get(k) is not None}
+    if "num_requests" in params and "batch_size" not in changes:
+        from tui_lab.engines.base import MAX_BATCH_SIZE
+
+        changes["batch_size"] = min(int(params["num_requests"]), MAX_BATCH_SIZE)
+    if "temperature" in params and params["temperature"] is not None:
+        temperature = float(params["temperature"])
+        changes["greedy"] = temperature == 0.0
+        if temperature > 0:
+            changes["temperature"] = temperature
+    if "prompts" in params and params["prompts"] and "prompt" not in changes:
+        changes["prompt"] = params["prompts"][0]
+    if "text" in params and params["text"] and "prompt" not in changes:
+        changes["prompt"] = params["text"]
+    return changes
+
+
+def _overlay_settings(name: str, params: dict[str, Any], settings: Any) -> dict[str, Any]:
+    """The step's parameters with the learner's current control values on top (where the experiment takes them)."""
+    from tui_lab.lab.experiments import get_experiment
+
+    allowed = set(get_experiment(name).allowed_keys)
+    sampling = settings.sampling()
+    current = {
+        "prompt": settings.prompt, "batch_size": settings.batch_size, "max_new_tokens": settings.max_new_tokens,
+        "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k,
+        "repetition_penalty": sampling.repetition_penalty, "seed": sampling.seed,
+    }
+    merged = dict(params)
+    for key, value in current.items():
+        if key in allowed:
+            merged[key] = value
+    for key in ("model", "engine", "device"):
+        merged.pop(key, None)
+    return merged
+
+
+def build_sweep_plan(name: str, params: dict[str, Any], settings: Any) -> Any:
+    """The lab's ``SweepPlan`` for ``name`` with the current controls applied."""
+    from tui_lab.lab.experiments import sweep_plan
+
+    return sweep_plan(name, _overlay_settings(name, params, settings))
+
+
+def sweep_kind(name: str) -> str:
+    """Chart axis kind of a sweep experiment."""
+    return {"batch_sweep": "batch", "length_sweep": "length", "sampling_grid": "sampling"}.get(name, "batch")
+
+
+def prompts_for(prompt: str, batch_size: int, seed: int) -> list[str]:
+    """The learner's prompt first, then the lab's seeded schedule (varied prompts, as a real batch has)."""
+    if batch_size <= 1:
+        return [prompt]
+    from tui_lab.lab.prompts import prompt_schedule
+
+    return [prompt, *prompt_schedule(batch_size - 1, seed)]
+
+
+def summary_row(label: str, batch_size: int, summary: Any, state: str) -> dict[str, Any]:
+    """A results-table / CSV row from a ``RunSummary``."""
+    return {
+        "label": label, "kind": "run", "batch_size": batch_size,
+        "output_tokens_per_s": summary.output_tokens_per_s,
+        "ttft_p50": summary.ttft_s.p50, "ttft_p90": summary.ttft_s.p90,
+        "e2e_p50": summary.e2e_s.p50, "e2e_p90": summary.e2e_s.p90,
+        "tpot_p50": summary.tpot_s.p50, "tpot_p90": summary.tpot_s.p90,
+        "itl_p50": summary.itl_s.p50, "itl_p90": summary.itl_s.p90,
+        "n": summary.requests, "output_tokens": summary.output_tokens, "state": state,
+    }
+
+
+def point_row(name: str, point: Any, cp: Any) -> dict[str, Any]:
+    """A results-table / CSV row from a sweep point."""
+    status = getattr(point, "status", "partial" if cp.partial else "ok")
+    return {
+        "label": cp.label, "kind": name, "batch_size": getattr(point, "batch_size", ""),
+        "output_tokens_per_s": cp.throughput,
+        "ttft_p50": cp.ttft_p50, "ttft_p90": cp.ttft_p90, "e2e_p50": cp.e2e_p50, "e2e_p90": cp.e2e_p90,
+        "tpot_p50": cp.tpot_p50, "tpot_p90": cp.tpot_p90,
+        "n": getattr(getattr(point, "e2e_s", None), "n", ""), "state": status,
+        "error": getattr(point, "error", None),
+    }
+
+
+def measured_value(prediction: Any, result: Any) -> float | None:
+    """The number ``prediction.metric`` names in ``result`` (None when not measured)."""
+    try:
+        from tui_lab.lessons import resolve_metric
+
+        return resolve_metric(result, prediction.metric)
+    except (ImportError, ValueError):
+        return None
+
+
+def format_measured(prediction: Any, result: Any) -> str:
+    """The measured value named by ``prediction.metric`` in ``result``, in the prediction's unit."""
+    try:
+        from tui_lab.lessons import resolve_metric
+    except ImportError:
+        return "not measured (lessons module unavailable)"
+    try:
+        value = resolve_metric(result, prediction.metric)
+    except ValueError as exc:
+        return f"not measured ({exc})"
+    if value is None:
+        return "not measured (n too small or no data)"
+    unit = (getattr(prediction, "unit", "") or "").strip()
+    if unit in ("batch size", "batch"):
+        return f"batch {value:g}"
+    seconds_metric = "_s." in prediction.metric or prediction.metric.endswith("_s")
+    if unit == "ms" and seconds_metric:
+        value *= 1000.0
+    return f"{value:,.3g} {unit}".strip()
+
+
+# ------------------------------------------------------------------ comparisons
+def _factory(app: LabApp) -> Callable[..., Any]:
+    if app.options.engine_factory is not None:
+        return app.options.engine_factory
+    from tui_lab.engines import create_engine
+
+    return create_engine
+
+
+def runner_for(name: str) -> Callable[[LabApp, dict, threading.Event, Callable], Any] | None:
+    """A function running experiment ``name`` in a worker, or None if the panel cannot run it."""
+    runner = {"cpu_vs_gpu": _run_cpu_vs_gpu, "kv_cache_compare": _run_kv_cache}.get(name)
+    if runner is None:
+        try:
+            from tui_lab.ui.serving_views import SERVING_RUNNERS  # the serving engineer's runners
+        except ImportError:
+            return None
+        runner = SERVING_RUNNERS.get(name)
+    return runner
+
+
+def _run_cpu_vs_gpu(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
+    from tui_lab.lab.compare import cpu_vs_gpu, default_gpu_check
+
+    factory = _factory(app)
+    settings = app.settings
+    kwargs: dict[str, Any] = {"model": settings.model}
+    if app.options.cache_dir and app.options.engine_factory is None:
+        kwargs["cache_dir"] = app.options.cache_dir
+    # The loaded engine stays; the comparison loads one engine per device, one at a time.
+    return cpu_vs_gpu(
+        lambda device: factory(settings.engine, device=device, **kwargs),
+        prompt=params.get("prompt", settings.prompt),
+        max_new_tokens=int(params.get("max_new_tokens", settings.max_new_tokens)),
+        runs=int(params.get("runs", 5)), warmup=int(params.get("warmup", 1)),
+        devices=params.get("devices", ("cpu", "cuda")),
+        gpu_check=default_gpu_check if app.options.engine_factory is None else None,
+        stop=stop, sink=sink,
+    )
+
+
+def _run_kv_cache(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
+    from tui_lab.lab.compare import kv_cache_compare
+
+    factory = _factory(app)
+    settings = app.settings
+    if app.options.engine_factory is None and settings.engine != "transformers":
+        raise InvalidInput("the KV-cache comparison needs the transformers engine",
+                           "set engine to transformers in Controls")
+    kwargs: dict[str, Any] = {"model": settings.model, "device": settings.device}
+    if app.options.cache_dir and app.options.engine_factory is None:
+        kwargs["cache_dir"] = app.options.cache_dir
+    if app.options.engine_factory is not None:
+        # Test engines take no kv_cache option: use the loaded engine for both modes.
+        engines = {False: app.engine, True: app.engine}
+        return kv_cache_compare(engines=engines, prompt=params.get("prompt", settings.prompt),
+                                max_new_tokens=int(params.get("max_new_tokens", 64)), stop=stop, sink=sink)
+    return kv_cache_compare(
+        lambda kv: factory("transformers", kv_cache=kv, **kwargs),
+        prompt=params.get("prompt", settings.prompt), max_new_tokens=int(params.get("max_new_tokens", 64)),
+        stop=stop, sink=sink,
+    )
+
+
+def _bar(value: float | None, scale: float, style: str) -> Text:
+    if value is None or scale <= 0:
+        return Text("")
+    cells = max(1, round(value / scale * BAR_WIDTH))
+    return Text("█" * min(cells, BAR_WIDTH), style)
+
+
+def render_device_comparison(result: Any) -> RenderableType:
+    """Per-run E2E bars for each device, with the median and spread."""
+    devices = list(getattr(result, "devices", []))
+    scale = max((r.e2e_s or 0.0 for d in devices for r in d.runs), default=0.0)
+    table = Table(title="CPU vs GPU · end-to-end time per run (same prompt, greedy)", expand=False)
+    for col in ("device", "run", "E2E", "", "tok/s"):
+        table.add_column(col, no_wrap=True)
+    for d in devices:
+        if not d.available:
+            table.add_row(d.device, "—", Text(f"not run: {d.reason}", "yellow"), "", "")
+            continue
+        style = "green" if d.device == "cuda" else "cyan"
+        for r in d.runs:
+            table.add_row(d.device, str(r.run_index), format_seconds(r.e2e_s), _bar(r.e2e_s, scale, style),
+                          format_rate(r.tokens_per_s))
+        spread = f" · spread {d.spread_pct:.0f}%" if d.spread_pct is not None else ""
+        table.add_row(Text(d.device, "bold"), "median", Text(format_seconds(d.median_e2e_s), "bold"),
+                      _bar(d.median_e2e_s, scale, "bold " + style),
+                      Text(format_rate(d.median_tokens_per_s) + spread, "bold"))
+    return Group(table, Text(getattr(result, "note", ""), "bold"))
+
+
+def render_kv_comparison(result: Any) -> RenderableType:
+    """Step times of the naive loop against the KV-cache loop."""
+    modes = list(getattr(result, "modes", []))
+    table = Table(title="decoding without and with a KV cache (same prompt, greedy)")
+    for col in ("mode", "E2E", "tok/s", "step growth", "last steps"):
+        table.add_column(col, no_wrap=True)
+    scale = max((t for m in modes for t in m.step_times_s[1:]), default=0.0)
+    for m in modes:
+        if m.error:
+            table.add_row(m.mode, Text(m.error, "red"), "", "", "")
+            continue
+        growth = m.growth()
+        spark = Text()
+        for t in m.step_times_s[1:][-BAR_WIDTH:]:
+            level = 0 if scale <= 0 else min(7, int(t / scale * 7))
+            spark.append("▁▂▃▄▅▆▇█"[level], TTFT_STYLE if m.kv_cache is False else "green")
+        table.add_row(m.mode, format_seconds(m.e2e_s), format_rate(m.tokens_per_s),
+                      "—" if growth is None else f"×{growth:.2f}", spark)
+    foot = Text()
+    if getattr(result, "speedup", None):
+        foot.append(f"KV cache is {result.speedup:.1f}x faster end to end. ", "bold")
+    if getattr(result, "same_text", None) is not None:
+        foot.append("Same text from both loops." if result.same_text else "The texts differ (they should not).")
+    return Group(table, foot)
+
+
+def render_result(name: str, result: Any) -> RenderableType:
+    """A renderable for a comparison or other experiment result."""
+    if name == "cpu_vs_gpu":
+        return render_device_comparison(result)
+    if name == "kv_cache_compare":
+        return render_kv_comparison(result)
+    try:
+        from tui_lab.ui.serving_views import SERVING_RUNNERS, render_serving
+    except ImportError:
+        pass
+    else:
+        if name in SERVING_RUNNERS:
+            return render_serving(name, result)
+    to_dict = getattr(result, "to_dict", None)
+    data = to_dict() if callable(to_dict) else result
+    try:
+        return Pretty(json.loads(json.dumps(data, default=str)))
+    except (TypeError, ValueError):
+        return Text(repr(data))

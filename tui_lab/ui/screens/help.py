@@ -1,0 +1,63 @@
+"""The ? screen: every key, and what the panels mean."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+from tui_lab.ui.theme import BATCH_PRESETS, GAP_THRESHOLDS_S
+
+
+def help_text(keys: list[tuple[str, str]]) -> str:
+    """The help page as Markdown, built from the app's bindings."""
+    rows = "\n".join(f"| `{k}` | {d} |" for k, d in keys)
+    green, yellow = GAP_THRESHOLDS_S[0][0] * 1000, GAP_THRESHOLDS_S[1][0] * 1000
+    return f"""\
+# inference-lab — keys
+
+| key | action |
+|---|---|
+{rows}
+
+Every action is also in the command palette (**ctrl+p**).
+
+## The token panel
+Each row is one output token. The bar is as long as the time since the previous
+token (scaled to the longest gap shown). Colours: green ≤ {green:.0f} ms, yellow ≤
+{yellow:.0f} ms, red slower. The **first** token's bar (magenta) is the **TTFT**:
+queueing + prefill of the whole prompt, which is why it is usually the longest.
+
+## Batch size
+Quick picks with **b** / **B**: {", ".join(map(str, BATCH_PRESETS))}. With a batch
+larger than one, **[** and **]** choose which request is shown and **a** shows
+one progress row per request.
+
+## Experiments
+A lesson step loads an experiment and its settings; **r** runs it, **s** stops it
+(partial results are kept and marked). Sweeps fill the charts point by point;
+**v** zooms a chart, **-** / **+** move the latency budget line.
+
+Press **Escape** to close this page.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys and explanations."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self._keys = keys
+
+    def compose(self) -> ComposeResult:
+        """One scrollable Markdown page."""
+        with VerticalScroll(id="help-body"):
+            yield Markdown(help_text(self._keys))
+
+    async def action_dismiss(self, result: None = None) -> None:
+        """Close."""
+        self.dismiss(result)

@@ -1,0 +1,74 @@
+"""Every number and colour the lab UI uses to draw timings, in one place.
+
+Widgets never hard-code a threshold: they ask this module. Changing what counts
+as a "slow" token, how many tokens stay on screen or how often charts redraw is
+a one-line edit here.
+"""
+
+from __future__ import annotations
+
+BATCH_PRESETS: tuple[int, ...] = (1, 8, 32, 64, 128, 256)
+"""Quick picks for batch size (the seed's sweep values)."""
+
+GAP_THRESHOLDS_S: tuple[tuple[float, str], ...] = (
+    (0.030, "green"),
+    (0.100, "yellow"),
+    (float("inf"), "red"),
+)
+"""Inter-token gap → colour: up to 30 ms reads as fluent, up to 100 ms as visible stutter, beyond as slow."""
+
+TTFT_STYLE = "bold magenta"
+"""The first token's bar: its gap is TTFT (queueing + prefill), not a decode step."""
+
+PARTIAL_STYLE = "bold yellow"
+ERROR_STYLE = "bold red"
+OK_STYLE = "bold green"
+
+MAX_TOKENS_ON_SCREEN = 400
+"""Tokens kept per request for display; the full record stays in the run result."""
+
+MAX_RECENT_GAPS = 4096
+"""Pooled inter-token gaps kept for the live ITL percentiles (the final figures use every gap)."""
+
+TOKEN_ROWS_SHOWN = 200
+"""How many token rows the token list renders at most (the newest)."""
+
+TOKEN_REFRESH_S = 1 / 20
+"""Token panel redraw period: at most ~20 Hz, whatever the token rate."""
+
+CHART_REFRESH_S = 1 / 4
+"""Chart and figures redraw period: at most 4 Hz."""
+
+BAR_WIDTH = 24
+"""Cells of the longest timing bar; the other bars scale to the largest gap shown."""
+
+LATENCY_BUDGET_STEP = 1.25
+"""Factor by which [ and ] move the latency-budget line on the trade-off chart."""
+
+DEFAULT_LATENCY_BUDGET_S = 2.0
+"""Initial E2E p90 budget drawn on the throughput-vs-latency chart."""
+
+NARROW_WIDTH = 110
+"""Below this many columns the lesson pane stacks above the live panel."""
+
+
+def gap_style(gap_s: float) -> str:
+    """The colour of a decode gap of ``gap_s`` seconds."""
+    for limit, style in GAP_THRESHOLDS_S:
+        if gap_s <= limit:
+            return style
+    return GAP_THRESHOLDS_S[-1][1]
+
+
+def format_seconds(value: float | None) -> str:
+    """Seconds for people: '—' for missing, ms below one second."""
+    if value is None:
+        return "—"
+    if value < 1.0:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def format_rate(value: float | None) -> str:
+    """Tokens per second, '—' when unknown."""
+    return "—" if value is None else f"{value:,.1f} tok/s"
