@@ -729,6 +729,8 @@ class LabApp(App[int]):
         else:
             self._note(Text("stopped: partial result kept", style=PARTIAL_STYLE) if self._stop.is_set() else "")
             self._show_generic(message.name, result)
+            # Comparisons (cpu_vs_gpu, kv_cache_compare, queueing, ...) can be a step's measured value too.
+            self._show_prediction(result)
 
     # ---------------------------------------------------- inspections & other
     def _start_inspection(self) -> None:

@@ -75,10 +75,14 @@ def scripted_factory(clock: Any = None, timing: StepModel | None = None, real_ti
     return factory
 
 
-def make_test_app(export_dir: str | None = None, lessons: list[Any] | None = None, **factory_options: Any) -> LabApp:
-    """The lab with a scripted engine and the fixture lesson (no files read, no torch)."""
+def make_test_app(export_dir: str | None = None, lessons: list[Any] | None = None, lesson: str | None = None,
+                  **factory_options: Any) -> LabApp:
+    """The lab with a scripted engine and the fixture lesson (no files read, no torch).
+
+    ``lessons``/``lesson`` swap in other lessons and pick the one to open (as ``--lesson`` does).
+    """
     options = AppOptions(
-        model="embedded", engine="transformers", device="cpu",
+        model="embedded", engine="transformers", device="cpu", lesson=lesson,
         engine_factory=scripted_factory(**factory_options),
         export_dir=export_dir,
         lessons=FIXTURE_LESSONS if lessons is None else lessons,
