@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
-from tui_lab.errors import InvalidInput
+from tui_lab.errors import EngineFailure, InvalidInput
 
 ProgressCallback = Callable[[str, "float | None"], None]
 """Called with a human-readable stage and a completed fraction (0..1) or None."""
@@ -186,6 +186,31 @@ class Engine(Protocol):
     def unload(self) -> None:
         """Free the model and any device memory or child processes."""
         ...
+
+
+class EngineBase:
+    """State every engine shares: what is loaded (``_info``) and the cancel flag (``_cancel``).
+
+    Subclasses call ``super().__init__()``, set ``_info`` in ``load`` and check
+    ``_cancel`` once per decode step.
+    """
+
+    name = "engine"
+
+    def __init__(self) -> None:
+        self._info: EngineInfo | None = None
+        self._cancel = threading.Event()
+
+    @property
+    def info(self) -> EngineInfo:
+        """What is loaded; raises ``EngineFailure`` before ``load`` has succeeded."""
+        if self._info is None:
+            raise EngineFailure(f"the {self.name} engine is not loaded yet", hint="call load() first.")
+        return self._info
+
+    def cancel(self) -> None:
+        """Ask the running ``stream`` to stop at its next step (thread-safe)."""
+        self._cancel.set()
 
 
 def validate_batch(requests: Sequence[Request], sampling: SamplingParams) -> None:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tui_lab.engines.base import (
+    EngineBase,
     EngineInfo,
     ProgressCallback,
     Request,
@@ -90,7 +91,7 @@ class _Detokenizer:
         return out
 
 
-class TransformersEngine:
+class TransformersEngine(EngineBase):
     """Generation with transformers models through our own decode loop (see module docstring).
 
     ``model``: any spec ``tui_lab.models.resolve`` accepts. ``device``: auto | cpu |
@@ -124,8 +125,7 @@ class TransformersEngine:
         self.tokenizer: Any = None
         self.torch_device: torch.device | None = None
         self.model_shape: Any = None
-        self._info: EngineInfo | None = None
-        self._cancel = threading.Event()
+        super().__init__()
         self._factory: BackendFactory | None = None
         self._eos_ids: frozenset[int] = frozenset()
         self._pad_id = 0
@@ -278,17 +278,6 @@ class TransformersEngine:
                 return DynamicCacheBackend(model, batch_size, max_total_len)
 
         return factory
-
-    @property
-    def info(self) -> EngineInfo:
-        """What is loaded; raises ``EngineFailure`` before ``load``."""
-        if self._info is None:
-            raise EngineFailure("the transformers engine is not loaded yet", hint="call load() first.")
-        return self._info
-
-    def cancel(self) -> None:
-        """Ask the running ``stream`` to stop after its current step (thread-safe)."""
-        self._cancel.set()
 
     def unload(self) -> None:
         """Drop the model and tokenizer and give device memory back."""

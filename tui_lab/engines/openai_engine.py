@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tui_lab.engines.base import (
+    EngineBase,
     EngineInfo,
     ProgressCallback,
     Request,
@@ -91,7 +92,7 @@ class _RequestState:
     got_output: bool = False
 
 
-class OpenAIEngine:
+class OpenAIEngine(EngineBase):
     """Streams completions from any OpenAI-compatible server (vLLM, SGLang, TGI, ...)."""
 
     name = "openai"
@@ -127,10 +128,9 @@ class OpenAIEngine:
         self.timeout = float(timeout)
         self._api_key: str | None = None
         self._continuous_usage = False
-        self._info: EngineInfo | None = None
+        super().__init__()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -193,17 +193,6 @@ class OpenAIEngine:
         )
         report("ready", 1.0)
         return self._info
-
-    @property
-    def info(self) -> EngineInfo:
-        """What the server serves; raises if ``load`` has not succeeded."""
-        if self._info is None:
-            raise LabError("the openai engine is not loaded yet")
-        return self._info
-
-    def cancel(self) -> None:
-        """Ask the running ``stream`` to close its connections (thread-safe)."""
-        self._cancel.set()
 
     def unload(self) -> None:
         """Stop the background loop and forget the key."""

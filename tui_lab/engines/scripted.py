@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from tui_lab.engines.base import (
+    EngineBase,
     EngineInfo,
     ProgressCallback,
     Request,
@@ -25,7 +26,6 @@ from tui_lab.engines.base import (
     TokenEvent,
     validate_batch,
 )
-from tui_lab.errors import LabError
 
 WORDS = (
     "the quick brown fox jumps over the lazy dog while a patient model predicts one token at a time"
@@ -59,7 +59,7 @@ class StepModel:
     load_s: float = 0.0
 
 
-class ScriptedEngine:
+class ScriptedEngine(EngineBase):
     """Deterministic engine for tests: fixed tokens, modelled timing, injected clock."""
 
     name = "scripted"
@@ -81,8 +81,7 @@ class ScriptedEngine:
         """Batch sizes at or above this raise an out-of-memory style ``LabError``."""
         self.real_time = real_time
         self._model = model
-        self._info: EngineInfo | None = None
-        self._cancel = threading.Event()
+        super().__init__()
 
     def _sleep(self, seconds: float) -> None:
         if self.real_time:
@@ -103,17 +102,6 @@ class ScriptedEngine:
             versions={"scripted": "1"}, text_is_meaningful=True, max_context=4096,
         )
         return self._info
-
-    @property
-    def info(self) -> EngineInfo:
-        """What is loaded."""
-        if self._info is None:
-            raise LabError("the engine is not loaded yet")
-        return self._info
-
-    def cancel(self) -> None:
-        """Stop the current stream at its next step."""
-        self._cancel.set()
 
     def unload(self) -> None:
         """Nothing to free."""

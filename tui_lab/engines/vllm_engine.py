@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tui_lab.engines.base import (
+    EngineBase,
     EngineInfo,
     ProgressCallback,
     Request,
@@ -141,7 +142,7 @@ class _Failed:
         self.error = error
 
 
-class VLLMEngine:
+class VLLMEngine(EngineBase):
     """vLLM's ``AsyncLLM`` behind the lab's blocking ``Engine`` protocol."""
 
     name = "vllm"
@@ -181,12 +182,11 @@ class VLLMEngine:
         self.tensor_parallel_size = tensor_parallel_size
         self.cache_dir = cache_dir
         self.cpu_kvcache_gib = cpu_kvcache_gib
-        self._info: EngineInfo | None = None
+        super().__init__()
         self._llm: Any = None
         self._tokenizer: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
         self._abandoned = threading.Event()
         self._processes: list[Any] = []
         self._lock = threading.Lock()
@@ -276,17 +276,6 @@ class VLLMEngine:
         )
         report("ready", 1.0)
         return self._info
-
-    @property
-    def info(self) -> EngineInfo:
-        """What is loaded; raises if ``load`` has not succeeded."""
-        if self._info is None:
-            raise LabError("the vLLM engine is not loaded yet")
-        return self._info
-
-    def cancel(self) -> None:
-        """Ask the running ``stream`` to abort its requests (thread-safe)."""
-        self._cancel.set()
 
     def unload(self) -> None:
         """Shut the engine core down (no child process is left) and stop the loop thread."""
