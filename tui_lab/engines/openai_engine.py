@@ -52,6 +52,7 @@ from tui_lab.engines.base import (
     TokenEvent,
     validate_batch,
 )
+from tui_lab.engines.loop_thread import start_loop_thread
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
 
 APIS = ("completions", "chat")
@@ -564,18 +565,7 @@ class OpenAIEngine(EngineBase):
     def _start_loop(self) -> None:
         if self._loop is not None:
             return
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        thread = threading.Thread(target=run, name="openai-engine-loop", daemon=True)
-        thread.start()
-        ready.wait(timeout=10)
-        self._loop, self._thread = loop, thread
+        self._loop, self._thread = start_loop_thread("openai-engine-loop")
 
 
 __all__ = ["APIS", "OpenAIEngine"]

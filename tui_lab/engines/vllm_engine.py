@@ -40,6 +40,7 @@ from tui_lab.engines.base import (
     TokenEvent,
     validate_batch,
 )
+from tui_lab.engines.loop_thread import start_loop_thread
 from tui_lab.errors import DeviceUnavailable, EngineFailure, EngineUnavailable, InvalidInput, LabError
 
 DEFAULT_MAX_NUM_SEQS = 256
@@ -574,18 +575,7 @@ class VLLMEngine(EngineBase):
         return llm
 
     def _start_loop(self) -> None:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        thread = threading.Thread(target=run, name="vllm-engine-loop", daemon=True)
-        thread.start()
-        ready.wait(timeout=10)
-        self._loop, self._thread = loop, thread
+        self._loop, self._thread = start_loop_thread("vllm-engine-loop")
 
     def _call(self, coro: Any, timeout: float | None) -> Any:
         """Run a coroutine on the engine's loop and wait for it, staying responsive to Ctrl-C."""
