@@ -100,8 +100,19 @@ class TokenStream(Static):
     TokenStream { height: 1fr; }
     """
 
+    _shown: tuple[LiveRequest | None, list[ShownToken]] | None = None
+
     def show(self, req: LiveRequest | None, tokens: list[ShownToken]) -> None:
         """Draw ``req`` with its newest tokens, fitting the rows to the widget's height."""
+        self._shown = (req, tokens)
+        self._draw(req, tokens)
+
+    def on_resize(self) -> None:
+        """Bars and rows are laid out for a size: draw again when it changes (e.g. the all-requests view opens)."""
+        if self._shown is not None:
+            self._draw(*self._shown)
+
+    def _draw(self, req: LiveRequest | None, tokens: list[ShownToken]) -> None:
         height = self.size.height or 20
         width = self.size.width or 80
         # A short panel (80×24) gets one line of text so that token rows still fit.
