@@ -17,14 +17,15 @@ ARGS = ["--model", "tiny", "--device", "cpu", "--batch-sizes", "1,3", "--prompt-
 
 def test_bench_runs_on_cpu_and_writes_results(tmp_path, capsys):
     out = tmp_path / "r.json"
-    rc = bench.main([*ARGS, "--modes", "hf-generate,hf-generate-compiled,lab-direct,lab-direct-sync", "--check-greedy",
+    rc = bench.main([*ARGS, "--modes", "hf-generate,hf-generate-compiled,lab-direct,lab-direct-sync,"
+                     "lab-direct-sync-serial", "--check-greedy",
                      "--out", str(out)])
     assert rc == 0
     data = json.loads(out.read_text())
     assert {"gpu", "versions", "bandwidth_GBps", "runs"} <= set(data)
     assert data["bandwidth_GBps"] > 0 and "torch" in data["versions"]
     by = {(r["mode"], r["batch_size"]): r for r in data["runs"]}
-    for mode in ("hf-generate", "lab-direct", "lab-direct-sync"):
+    for mode in ("hf-generate", "lab-direct", "lab-direct-sync", "lab-direct-sync-serial"):
         for b in (1, 3):
             r = by[(mode, b)]
             assert "error" not in r and r["ms_per_step"] > 0
@@ -71,11 +72,25 @@ def test_ratios_and_sync_cost():
     runs = [bench.Run("hf-generate", 1, 20.0, 50.0, model="m"),
             bench.Run("hf-generate-compiled", 1, 2.5, 400.0, model="m"),
             bench.Run("lab-direct", 1, 1.0, 1000.0, model="m"),
-            bench.Run("lab-direct-sync", 1, 1.02, 980.0, model="m")]
+            bench.Run("lab-direct-sync", 1, 1.02, 980.0, model="m"),
+            bench.Run("lab-direct-sync-serial", 1, 1.10, 909.0, model="m"),
+            bench.Run("lab", 1, 1.05, 952.0, model="m")]
     rows = {r["mode"]: r for r in bench.ratios(runs)}
     assert rows["lab-direct"]["vs_hf-generate"] == pytest.approx(20.0)
     assert rows["lab-direct"]["vs_hf-generate-compiled"] == pytest.approx(2.5)
     assert rows["lab-direct-sync"]["host_sync_cost_pct"] == pytest.approx(2.0)
+    assert rows["lab-direct-sync-serial"]["host_sync_cost_pct"] == pytest.approx(10.0)
+    assert rows["lab"]["engine_cost_pct"] == pytest.approx(5.0) and "host_sync_cost_pct" not in rows["lab"]
+    assert "engine_cost_pct" not in rows["lab-direct"] and "host_sync_cost_pct" not in rows["lab-direct"]
+    # per decode step when both runs have it (the prefill's noise stays out of a per-token cost)
+    runs[2].decode_ms_per_step, runs[3].decode_ms_per_step = 0.8, 0.804
+    rows = {r["mode"]: r for r in bench.ratios(runs)}
+    assert rows["lab-direct-sync"]["host_sync_cost_pct"] == pytest.approx(0.5)
+
+
+def test_direct_loop_refuses_an_unknown_sync_mode():
+    with pytest.raises(ValueError, match="unknown sync"):
+        bench.run_direct(None, 1, 1, 1, 1, sync="sometimes")
 
 
 def test_engine_prompts_hit_the_token_count():
@@ -88,3 +103,13 @@ def test_engine_prompts_hit_the_token_count():
 
     (p,) = bench._engine_prompts(Eng(), 1, 16)
     assert len(Tok()(p)["input_ids"]) == 16
+
+
+@pytest.mark.real_model
+def test_overlap_check_compares_the_engine_both_ways(embedded_checkpoint):
+    import torch
+
+    report = bench.check_overlap("embedded", torch.device("cpu"), "auto", None, new_tokens=6)
+    assert report["all_equal"] is True
+    assert report["greedy"]["events"] == 3 + 6 + 3 + 3 + 3  # submitted, tokens (6 + 3 + 3), finished
+    assert report["sampled"]["equal"] is True

@@ -14,7 +14,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     TokenEvent,
 )
-from tui_lab.engines.hf import TransformersEngine, _Detokenizer
+from tui_lab.engines.hf import PieceTable, TransformersEngine, _Detokenizer
 from tui_lab.errors import DeviceUnavailable, InvalidInput
 
 PROMPT = "The future of AI is"
@@ -136,6 +136,39 @@ def test_cancel_mid_run(hf_engine: TransformersEngine, how: str) -> None:
     assert run(hf_engine, [PROMPT], GREEDY.with_(max_new_tokens=3)).reason == {"r0": "length"}
 
 
+def _trace(r: Run) -> list[tuple]:
+    """A run's events without their times: what must not change when only scheduling changes."""
+    return [(type(e).__name__, e.request_id, getattr(e, "token_id", None), getattr(e, "text", None),
+             getattr(e, "reason", None)) for e in r.events]
+
+
+def test_overlapped_steps_give_the_same_events(hf_engine: TransformersEngine,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Overlap (step n + 1 queued before step n's ids are read) is on by default only with CUDA graphs;
+    # forced on here, the CPU runs the same loop. EOS after " the" (506) ends r0 mid-batch; budgets
+    # differ; sampling draws from a seeded generator; the penalty reads the history the loop writes.
+    monkeypatch.setattr(hf_engine, "_eos_ids", frozenset({506}))
+    prompts = [PROMPT, OTHERS[0], OTHERS[1]]
+    cases = [(GREEDY.with_(max_new_tokens=6), [None, 3, 5]),
+             (SamplingParams(max_new_tokens=5, temperature=1.0, top_k=50, top_p=0.9, seed=3,
+                             repetition_penalty=1.3), [4, None, 2])]
+    runs = []
+    for sampling, budgets in cases:
+        monkeypatch.setattr(hf_engine, "overlap_steps", False)
+        serial = run(hf_engine, prompts, sampling, budgets)
+        monkeypatch.setattr(hf_engine, "overlap_steps", True)
+        overlapped = run(hf_engine, prompts, sampling, budgets)
+        assert _trace(overlapped) == _trace(serial)
+        runs.append(serial)
+    assert runs[0].reason == {"r0": "eos", "r1": "length", "r2": "length"} and runs[0].tokens["r0"] == [528, 506]
+    assert [len(runs[0].tokens[f"r{i}"]) for i in (1, 2)] == [3, 5]
+    assert runs[1].reason["r2"] == "length" and len(runs[1].tokens["r2"]) == 2
+    monkeypatch.setattr(hf_engine, "_eos_ids", frozenset())
+    stopped = run(hf_engine, [PROMPT, OTHERS[0]], GREEDY.with_(max_new_tokens=50), stop_after=4)
+    assert stopped.reason == {"r0": "cancelled", "r1": "cancelled"}
+    assert all(len(t) == 2 for t in stopped.tokens.values())  # the step queued behind is dropped, not emitted
+
+
 def test_no_kv_cache_gives_the_same_greedy_tokens(hf_engine: TransformersEngine,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from tui_lab.engines.hf_backends import NoCacheBackend
@@ -166,10 +199,47 @@ def test_detokenizer_handles_multibyte_pieces(hf_engine: TransformersEngine) -> 
     tok = hf_engine.tokenizer
     text = " Grüße aus Köln 🤖 世界, naïve café"
     ids = tok(text, add_special_tokens=False).input_ids
-    detok = _Detokenizer(tok.backend_tokenizer, [[2]])
-    pieces = [detok.push([0], [i])[0] for i in ids]
-    assert "".join(pieces) == text
-    assert "\ufffd" not in "".join(pieces)
+    for table in (None, PieceTable.for_tokenizer(tok.backend_tokenizer)):
+        detok = _Detokenizer(tok.backend_tokenizer, [[2]], table)
+        pieces = [detok.push([0], [i])[0] for i in ids]
+        assert "".join(pieces) == text
+        assert "\ufffd" not in "".join(pieces)
+
+
+def test_piece_table_gives_what_decoding_gives(hf_engine: TransformersEngine) -> None:
+    import random
+
+    backend = hf_engine.tokenizer.backend_tokenizer
+    table = PieceTable.for_tokenizer(backend)
+    assert table is not None and hf_engine._pieces is not None  # Gemma's decoder concatenates pieces
+    # Random streams, byte-fallback and special tokens included, 16 sequences side by side.
+    rng = random.Random(0)
+    vocab = backend.get_vocab_size()
+    byte_ids = [backend.token_to_id(f"<0x{b:02X}>") for b in (0xC3, 0xBC, 0xF0, 0x9F, 0xA4, 0x96)]
+    rows = list(range(16))
+    fast, slow = (_Detokenizer(backend, [[2]] * 16, t) for t in (table, None))
+    for _ in range(40):
+        tokens = [rng.choice(byte_ids) if rng.random() < 0.2 else rng.randrange(vocab) for _ in rows]
+        assert fast.push(rows, tokens) == slow.push(rows, tokens)
+    assert sum(v is not None for v in table._known.values()) > 100  # most tokens took the fast path
+
+
+def test_piece_table_refuses_a_decoder_that_does_not_concatenate() -> None:
+    class Encoding:
+        def __init__(self, ids: list[int]) -> None:
+            self.ids = ids
+
+    class Ligatures:  # decodes ids as letters, then writes "qu" as one letter: a piece depends on the one before
+        def encode(self, text: str, add_special_tokens: bool = False) -> Encoding:
+            return Encoding([ord(c) for c in text])
+
+        def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+            return "".join(map(chr, ids)).replace("qu", "ꝗ")
+
+        def decode_batch(self, batch: list[list[int]], skip_special_tokens: bool = True) -> list[str]:
+            return [self.decode(ids) for ids in batch]
+
+    assert PieceTable.for_tokenizer(Ligatures()) is None
 
 
 def test_device_errors() -> None:
@@ -206,3 +276,16 @@ def test_nemotron_architecture_refuses_a_small_cpu(embedded_checkpoint: object,
     with pytest.raises(InvalidInput, match="GiB") as info:
         engine.load()
     assert "\n" not in str(info.value) and "GPU" in str(info.value)
+
+
+def test_load_freezes_the_heap_and_unload_frees_the_model(embedded_checkpoint: object) -> None:
+    import gc
+    import weakref
+
+    engine = TransformersEngine(model="embedded", device="cpu", warmup=False)
+    engine.load()
+    # The model's long-lived objects no longer take part in full collections (which would stall a run).
+    assert gc.get_freeze_count() > 10_000
+    model = weakref.ref(engine.model)
+    engine.unload()
+    assert model() is None  # frozen objects are still freed: unload lifts the freeze first

@@ -95,10 +95,11 @@ def _eager_reference(model, ids, mask, steps):
     return torch.cat(toks, 1), logits
 
 
-def _fast(model, ids, mask, steps, attention=GraphOptions.attention):
+def _fast(model, ids, mask, steps, attention=GraphOptions.attention, prefill=None):
+    """Greedy tokens and logits of the fast path; ``prefill(backend)`` replaces its own prefill."""
     be = StaticGraphBackend(model, ids.shape[0], ids.shape[1] + steps + 1, GraphOptions(attention=attention))
     try:
-        logits = [be.prefill(ids, mask).float()]
+        logits = [(prefill(be) if prefill else be.prefill(ids, mask)).float()]
         nxt = logits[-1].argmax(-1, keepdim=True)
         toks = [nxt]
         for _ in range(steps):
@@ -177,7 +178,7 @@ def test_unsupported_architecture_raises_not_implemented():
 
 
 def test_buckets():
-    assert [batch_bucket(b) for b in (1, 2, 3, 5, 100, 129, 256)] == [2, 2, 4, 8, 128, 256, 256]
+    assert [batch_bucket(b) for b in (1, 2, 3, 5, 100, 129, 256, 300, 1024)] == [2, 2, 4, 8, 128, 256, 256, 512, 1024]
     assert length_bucket(1) == 32 and length_bucket(144) == 160 and length_bucket(160) == 160
 
 
@@ -196,3 +197,41 @@ def test_out_of_memory_message_names_largest_batch():
     assert isinstance(err, OutOfMemory)
     assert err.largest_batch == largest_batch_that_fits(rt.arch, 160, 10_000_000)
     assert f"largest batch that fits now: {err.largest_batch}" in str(err)
+
+
+def test_prefill_padded_for_capture_gives_the_same_results():
+    # What a captured prefill runs: the prompts left-padded to a multiple of 16 and every row of the batch
+    # bucket (here 3 sequences in a bucket of 4, the 4th row empty). On CPU it runs uncaptured, same code.
+    model = _model(_gemma())
+    ids, mask = _batch(model.config.vocab_size, [5, 9, 2])
+    steps = 10  # past the sliding window of 6
+    ref_toks, ref_logits = _fast(model, ids, mask, steps)
+    padded = hf_graphs.prefill_bucket(ids.shape[1])
+    assert padded == 16
+
+    def padded_prefill(be):
+        assert be.length >= padded + steps + 1
+        big_ids = torch.zeros((be.bucket, padded), dtype=torch.long)
+        big_mask = torch.zeros((be.bucket, padded), dtype=torch.bool)
+        big_ids[:3, padded - ids.shape[1]:] = ids
+        big_mask[:3, padded - ids.shape[1]:] = mask.bool()
+        with torch.inference_mode():
+            return hf_graphs._run_prefill(be.rt, be.entry, big_ids, big_mask)[:3]
+
+    toks, logits = _fast(model, ids, mask, steps, prefill=padded_prefill)
+    for a, b in zip(ref_logits, logits, strict=True):
+        torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
+    assert torch.equal(toks, ref_toks)
+
+
+def test_prefill_capture_needs_room_and_graphs():
+    model = _model(_llama())
+    be = StaticGraphBackend(model, 1, 40)  # cache of 64 positions
+    try:
+        assert be.capture_prefill is False and be._captured_prefill(7) is None  # no graphs on CPU
+        be.capture_prefill = True
+        be.max_total_len = 60  # 7 prompt + 53 new tokens; padded to 16, the prompt would need 69 > 64 positions
+        assert be._captured_prefill(7) is None
+    finally:
+        be.release()
+    assert [hf_graphs.prefill_bucket(n) for n in (1, 16, 17)] == [16, 16, 32]

@@ -294,7 +294,7 @@ def test_budget_preset_by_name_and_no_pick() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"values": (0,)}, {"values": (257,)}, {"runs": 0}, {"warmup": -1}, {"max_new_tokens": 0},
+        {"values": (0,)}, {"values": (1025,)}, {"runs": 0}, {"warmup": -1}, {"max_new_tokens": 0},
         {"latency_budget": "nope"}, {"latency_budget": {"e2e_p77": 1.0}}, {"values": ()},
         {"sampling": SamplingParams(top_p=0.0)}, {"kind": "colour"},
     ],
@@ -447,8 +447,8 @@ def test_every_experiment_in_the_brief_is_registered_with_valid_defaults() -> No
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("generate", {"batch_size": 0}, "batch_size must be from 1 to 256"),
-        ("generate", {"batch_size": 257}, "batch_size must be from 1 to 256"),
+        ("generate", {"batch_size": 0}, "batch_size must be from 1 to 1024"),
+        ("generate", {"batch_size": 1025}, "batch_size must be from 1 to 1024"),
         ("generate", {"batch_size": 2.5}, "whole number"),
         ("generate", {"max_new_tokens": 0}, "max_new_tokens"),
         ("generate", {"top_p": 0}, "top_p must be in (0, 1]"),
@@ -458,7 +458,7 @@ def test_every_experiment_in_the_brief_is_registered_with_valid_defaults() -> No
         ("generate", {"top_k": -1}, "top_k must be at least 0"),
         ("generate", {"prompt": "   "}, "prompt must be some text"),
         ("generate", {"colour": "red"}, "has no parameter 'colour'"),
-        ("batch_sweep", {"batch_sizes": [1, 8, 512]}, "batch_sizes must be from 1 to 256"),
+        ("batch_sweep", {"batch_sizes": [1, 8, 2048]}, "batch_sizes must be from 1 to 1024"),
         ("batch_sweep", {"batch_sizes": []}, "non-empty list"),
         ("batch_sweep", {"runs": 0}, "runs must be from 1"),
         ("batch_sweep", {"latency_budget": "fast"}, "latency_budget must be one of"),

@@ -100,7 +100,7 @@ def test_batch_sweep_charts(snap_compare, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_controls_refuse_invalid_value(snap_compare, size):
-    """Controls tab: batch size 300 typed and refused — red message under the help line, value not applied."""
+    """Controls tab: batch size 3000 typed and refused — red message under the help line, value not applied."""
     app = make_test_app()
 
     async def run_before(pilot):
@@ -108,7 +108,7 @@ def test_controls_refuse_invalid_value(snap_compare, size):
         await pilot.press("2")
         box = app.query_one("#ctl-batch_size", Input)
         box.focus()
-        box.value = "300"
+        box.value = "3000"
         await pilot.press("enter")
         await pilot.pause(0.2)
         await _finish(pilot, app)

@@ -9,8 +9,11 @@ new tokens with EOS ignored:
   (``reduce-overhead``), the best plain transformers offers; its compile time is reported apart;
 * ``lab-eager`` / ``lab`` — the lab's ``TransformersEngine`` (``cuda_graphs`` off / on), streamed
   through ``Engine.stream`` with a host sync and a timestamp per token: the product's own figures;
-* ``lab-direct`` / ``lab-direct-sync`` — the fast decode backend in a bare loop, without / with a
-  device→host copy of each step's tokens: their difference is the cost of a host sync per token.
+  ``lab-serial`` is ``lab`` with the overlap of host and device work turned off (one step at a time);
+* ``lab-direct`` / ``lab-direct-sync`` — the fast decode backend in a bare loop, without / with the
+  chosen ids copied to the host every step the way the engine does it (step n + 1 queued before
+  waiting for step n's ids): their difference is the cost of a host sync per token;
+  ``lab-direct-sync-serial`` copies first and launches after, so the GPU waits for the host.
 
 The table shows ms per decode step, tokens/s, the share of the memory roofline (weights + KV read
 once per step at the copy bandwidth measured in the same run) and the ratios the issue asks for.
@@ -34,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODES = ("hf-generate", "hf-generate-compiled", "lab-eager", "lab")
-ALL_MODES = DEFAULT_MODES + ("lab-direct", "lab-direct-sync")
+ALL_MODES = DEFAULT_MODES + ("lab-serial", "lab-direct", "lab-direct-sync", "lab-direct-sync-serial")
+DIRECT_SYNC = {"lab-direct": "none", "lab-direct-sync": "overlap", "lab-direct-sync-serial": "serial"}
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
 TINY = "tiny"
 """``--model tiny``: a 2-layer Gemma 3 shape for tests on CPU."""
@@ -115,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--big-batch-sizes", type=_ints, default=[1, 32], help="batch sizes for --big-model (1,32)")
     p.add_argument("--check-greedy", action="store_true",
                    help="compare the fast path's greedy tokens with transformers' eager decoding")
+    p.add_argument("--check-overlap", action="store_true",
+                   help="check that the engine's events are the same with host/device overlap on and off")
     p.add_argument("--readiness", action="store_true",
                    help="time how long a new batch size takes to become ready, and a warm-cache recompile")
     p.add_argument("--variants", action="store_true",
@@ -282,35 +288,61 @@ def run_generate(model: Any, batch: int, prompt_tokens: int, new_tokens: int, re
     return t, setup
 
 
-def run_direct(model: Any, batch: int, prompt_tokens: int, new_tokens: int, repeats: int, sync_each: bool,
+def run_direct(model: Any, batch: int, prompt_tokens: int, new_tokens: int, repeats: int, sync: str = "none",
                options: Any = None) -> tuple[float, float, float]:
-    """The fast backend in a bare loop: (median total s, median decode s per step, setup s)."""
+    """The fast backend in a bare loop: (median total s, median decode s per step, setup s).
+
+    ``sync``: ``"none"`` (ids stay on the device), ``"overlap"`` (each step's ids copied to the host
+    through a pinned buffer, step n + 1 queued before waiting for step n: the engine's way) or
+    ``"serial"`` (each step's ids copied and waited for before the next step is launched).
+    """
     import torch
 
     from tui_lab.engines.hf_graphs import StaticGraphBackend
 
+    if sync not in ("none", "overlap", "serial"):
+        raise ValueError(f"unknown sync {sync!r}")
     device = model.device
     ids = _prompt_ids(model, batch, prompt_tokens, device)
     mask = torch.ones_like(ids)
     t0 = time.perf_counter()
     be = StaticGraphBackend(model, batch, prompt_tokens + new_tokens, options)
     setup = time.perf_counter() - t0
+    pinned = device.type == "cuda" and sync == "overlap"
+    bufs = [torch.empty((batch, 1), dtype=torch.long, pin_memory=pinned) for _ in range(2)]
+
+    def copy(nxt: Any, k: int) -> Any:
+        if not pinned:
+            return None
+        bufs[k % 2].copy_(nxt, non_blocking=True)
+        ev = torch.cuda.Event()
+        ev.record()
+        return ev
+
     totals, decodes = [], []
     try:
         # A run takes ~0.1 s here: more repetitions cost little and steady the median against host noise.
         for rep in range(max(repeats, 7) + 1):
             _sync(device)
             t0 = time.perf_counter()
-            logits = be.prefill(ids, mask)
-            nxt = logits.argmax(-1, keepdim=True)
-            if sync_each:
-                nxt.cpu()
+            nxt = be.prefill(ids, mask).argmax(-1, keepdim=True)
+            pending = copy(nxt, 0)
+            if sync == "serial":
+                nxt.tolist()
             _sync(device)
             t1 = time.perf_counter()
-            for _ in range(new_tokens - 1):
+            for k in range(1, new_tokens):
                 nxt = be.step(nxt).argmax(-1, keepdim=True)
-                if sync_each:
-                    nxt.cpu()  # what streaming needs: the ids on the host, each step
+                if sync == "serial":
+                    nxt.tolist()  # copy, wait, and only then launch the next step
+                elif sync == "overlap":
+                    queued = copy(nxt, k)
+                    if pending is not None:
+                        pending.synchronize()  # the previous step's ids, while this one runs
+                    bufs[(k - 1) % 2].tolist()
+                    pending = queued
+            if pending is not None:
+                pending.synchronize()
             _sync(device)
             t2 = time.perf_counter()
             if rep:  # the first pass warms up
@@ -377,6 +409,38 @@ def check_greedy(model: Any, new_tokens: int, batch_lens: Sequence[Sequence[int]
     all_seqs = [s for c in report["cases"] for s in c["sequences"]]
     report["all_equal"] = all(s["equal"] for s in all_seqs)
     report["equal_sequences"] = f"{sum(s['equal'] for s in all_seqs)}/{len(all_seqs)}"
+    return report
+
+
+def check_overlap(spec: str, device: Any, dtype: str, cache_dir: str | None, new_tokens: int = 64) -> dict:
+    """The engine's events with host/device overlap on and off: token ids, texts and end reasons must match.
+
+    A left-padded batch with per-request budgets, greedy and seeded sampling with a repetition penalty.
+    """
+    from tui_lab.engines import create_engine
+    from tui_lab.engines.base import Request, SamplingParams
+
+    engine = create_engine("transformers", model=spec, device=device.type, dtype=dtype, cache_dir=cache_dir)
+    engine.load()
+    prompts = ["Hello", "The lab measures every token on the GPU", "One two three four five six seven"]
+    budgets = [new_tokens, new_tokens // 2, new_tokens - 3]
+    cases = {"greedy": SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True),
+             "sampled": SamplingParams(max_new_tokens=new_tokens, temperature=0.8, top_k=40, top_p=0.9, seed=5,
+                                       repetition_penalty=1.2, ignore_eos=True)}
+    report: dict[str, Any] = {"notes": list(engine.info.notes)}
+    try:
+        for name, sampling in cases.items():
+            traces = []
+            for overlap in (False, True):
+                engine.overlap_steps = overlap
+                reqs = [Request(f"r{i}", p, b) for i, (p, b) in enumerate(zip(prompts, budgets, strict=True))]
+                traces.append([(type(e).__name__, e.request_id, getattr(e, "token_id", None),
+                                getattr(e, "text", None), getattr(e, "reason", None))
+                               for e in engine.stream(reqs, sampling)])
+            report[name] = {"equal": traces[0] == traces[1], "events": len(traces[0])}
+    finally:
+        engine.unload()
+    report["all_equal"] = all(v["equal"] for k, v in report.items() if isinstance(v, dict))
     return report
 
 
@@ -473,7 +537,7 @@ def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, rep
 
     prompts = _engine_prompts(engine, batch, prompt_tokens)
     sampling = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0)
-    totals, decodes, first_s, n_prompt = [], [], None, None
+    totals, decodes, firsts, first_s, n_prompt = [], [], [], None, None
     for rep in range(repeats + 1):
         requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
         t0 = time.perf_counter()
@@ -494,8 +558,9 @@ def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, rep
         else:
             totals.append(total)
             decodes.append(statistics.median(steps))
+            firsts.append(min(ts[0] for ts in times.values()) - t0)
     return {"total_s": statistics.median(totals), "decode_s": statistics.median(decodes), "first_run_s": first_s,
-            "prompt_tokens": n_prompt}
+            "prompt_tokens": n_prompt, "ttft_s": statistics.median(firsts)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -511,16 +576,22 @@ def ratios(runs: list[Run]) -> list[dict]:
     by = {(r.model, r.mode, r.batch_size): r for r in runs if r.tokens_per_s}
     out = []
     for (model, mode, b), r in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
-        if mode not in ("lab", "lab-direct-sync", "lab-direct"):
+        if mode not in ("lab", "lab-serial", "lab-direct-sync", "lab-direct-sync-serial", "lab-direct"):
             continue
         row = {"model": model, "mode": mode, "batch_size": b}
         for base in ("hf-generate", "hf-generate-compiled", "lab-eager"):
             ref = by.get((model, base, b))
             row[f"vs_{base}"] = r.tokens_per_s / ref.tokens_per_s if ref else None
         nosync = by.get((model, "lab-direct", b))
-        sync = by.get((model, "lab-direct-sync", b))
-        if mode == "lab-direct-sync" and nosync and sync:
-            row["host_sync_cost_pct"] = 100.0 * (sync.ms_per_step / nosync.ms_per_step - 1.0)
+        if nosync and mode != "lab-direct":
+            # Against the bare loop with no copy at all: the sync alone (lab-direct-sync*), or all of the
+            # engine's work per token (lab, lab-serial). Per decode step where both runs have it: the sync
+            # happens once per token, and the prefill before it (the same code in every mode) only adds noise.
+            key = "host_sync_cost_pct" if mode.startswith("lab-direct-sync") else "engine_cost_pct"
+            if r.decode_ms_per_step and nosync.decode_ms_per_step:
+                row[key] = 100.0 * (r.decode_ms_per_step / nosync.decode_ms_per_step - 1.0)
+            else:
+                row[key] = 100.0 * (r.ms_per_step / nosync.ms_per_step - 1.0)
         out.append(row)
     return out
 
@@ -546,8 +617,10 @@ def print_table(result: dict, stream: Any = None) -> None:
             parts = [f"{k[3:]} {v:.1f}x" for k, v in q.items() if k.startswith("vs_") and v]
             if q.get("host_sync_cost_pct") is not None:
                 parts.append(f"host sync per token {q['host_sync_cost_pct']:+.1f}%")
+            if q.get("engine_cost_pct") is not None:
+                parts.append(f"engine vs bare loop {q['engine_cost_pct']:+.1f}%")
             w(f"  {q['model']:<20} {q['mode']:<16} bs {q['batch_size']:>4}: " + ", ".join(parts) + "\n")
-    for key in ("greedy_check", "readiness"):
+    for key in ("greedy_check", "overlap_check", "readiness"):
         if result.get(key):
             w(f"\n{key}: {json.dumps(result[key])[:2000]}\n")
 
@@ -631,6 +704,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result["greedy_check"] = {"error": _err(exc)}
                 print("greedy check:", json.dumps(result["greedy_check"]), flush=True)
                 _save(out_path, result)
+            if args.check_overlap and spec == args.model and budget.left():
+                try:
+                    result["overlap_check"] = check_overlap(spec, device, args.dtype, args.cache_dir)
+                except Exception as exc:
+                    result["overlap_check"] = {"error": _err(exc)}
+                print("overlap check:", json.dumps(result["overlap_check"]), flush=True)
+                _save(out_path, result)
             if args.profile and spec == args.model and device.type == "cuda" and budget.left():
                 try:
                     result["profile"] = [profile_step(model, b, args.prompt_tokens + args.new_tokens)
@@ -654,8 +734,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sampler.stop()
         result["telemetry"] = {"available": bool(sampler.samples) or sampler.name is not None,
                                "reason": sampler.reason, "summary": summarize_samples(list(sampler.samples))}
-        result["ratios"] = ratios([Run(**{k: r[k] for k in ("mode", "batch_size", "ms_per_step", "tokens_per_s",
-                                                             "model")}) for r in result["runs"]])
+        result["ratios"] = ratios([Run(**{k: r.get(k) for k in ("mode", "batch_size", "ms_per_step", "tokens_per_s",
+                                                                 "model", "decode_ms_per_step")})
+                                   for r in result["runs"]])
         _save(out_path, result)
     print_table(result)
     if out_path:
@@ -703,12 +784,13 @@ def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse
     n, p, reps = args.new_tokens, args.prompt_tokens, args.repeats
     failures = 0
     engine = None
-    if mode in ("lab", "lab-eager"):
+    if mode in ("lab", "lab-eager", "lab-serial"):
         try:
             from tui_lab.engines import create_engine
 
             engine = create_engine("transformers", model=spec, device=device.type, dtype=args.dtype,
-                                   cuda_graphs=(mode == "lab"), cache_dir=args.cache_dir)
+                                   cuda_graphs=(mode != "lab-eager"), cache_dir=args.cache_dir,
+                                   overlap_steps=False if mode == "lab-serial" else None)
             engine.load()
         except Exception as exc:
             for b in sizes:
@@ -730,15 +812,15 @@ def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse
                 if mode in ("hf-generate", "hf-generate-compiled"):
                     t, setup = run_generate(model, b, p, n, reps, compiled=mode.endswith("compiled"))
                     run = Run(mode, b, 1e3 * t / n, b * n / t, model=spec, setup_s=setup)
-                elif mode in ("lab-direct", "lab-direct-sync"):
-                    t, dec, setup = run_direct(model, b, p, n, reps, sync_each=mode.endswith("sync"))
+                elif mode in DIRECT_SYNC:
+                    t, dec, setup = run_direct(model, b, p, n, reps, sync=DIRECT_SYNC[mode])
                     run = Run(mode, b, 1e3 * t / n, b * n / t, model=spec, decode_ms_per_step=1e3 * dec,
-                              setup_s=setup)
+                              setup_s=setup, extra={"prefill_ms": 1e3 * (t - dec * (n - 1))})
                 else:
                     m = run_engine(engine, b, p, n, reps)
                     run = Run(mode, b, 1e3 * m["total_s"] / n, b * n / m["total_s"], model=spec,
                               decode_ms_per_step=1e3 * m["decode_s"], setup_s=m["first_run_s"],
-                              extra={"prompt_tokens_seen": m["prompt_tokens"],
+                              extra={"prompt_tokens_seen": m["prompt_tokens"], "ttft_ms": 1e3 * m["ttft_s"],
                                      "engine_notes": list(getattr(engine.info, "notes", ()) or ())})
             except torch.OutOfMemoryError as exc:
                 run = Run(mode, b, None, None, model=spec, error=f"out of memory: {_err(exc)}")
@@ -775,7 +857,7 @@ def _run_variants(model: Any, spec: str, args: argparse.Namespace, budget: _Budg
             name = f"lab-direct[compile={opt.compile},attn={opt.attention}]"
             try:
                 t, dec, setup = run_direct(model, b, args.prompt_tokens, args.new_tokens, args.repeats,
-                                           sync_each=False, options=opt)
+                                           options=opt)
                 run = Run(name, b, 1e3 * t / args.new_tokens, b * args.new_tokens / t, model=spec,
                           decode_ms_per_step=1e3 * dec, setup_s=setup)
             except Exception as exc:

@@ -6,8 +6,16 @@ through a decode backend (``hf_backends``), sampling in torch (``sampling``),
 one device→host copy of the chosen ids per step — the moment each token is
 known, so that is where its timestamp is taken.
 
-Kept lean on purpose: per step the Python work is one ``tolist()``, one batched
-detokenization call and one event per active sequence.
+Kept lean on purpose: per step the Python work is one ``tolist()``, text for each
+new token (from a table of token pieces where possible, else one batched decode)
+and one event per active sequence.
+
+With CUDA graphs the loop overlaps host and device: step n + 1 is queued before
+the host waits for step n's ids, so while the host detokenizes and emits events
+the GPU is already computing (the ids come back through a pinned buffer and an
+event). Eager steps are not overlapped: launching one costs the host about as
+long as the GPU takes to run it, so step n's ids, and their timestamps, would
+arrive a whole step late.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    settle_heap,
     validate_batch,
 )
 from tui_lab.errors import DeviceUnavailable, EngineFailure, InvalidInput, LabError, OutOfMemory
@@ -62,33 +71,148 @@ class _Detokenizer:
     offsets; the text between them was emitted already. New text is the decode of
     ``ids[prefix:]`` minus the decode of ``ids[prefix:read]``; while it ends in an
     incomplete UTF-8 character (U+FFFD) nothing is emitted and the bytes wait.
+
+    Fast path: ``pieces`` (a ``PieceTable``) knows the text most tokens add after any complete
+    text. A token whose sequence has nothing waiting and whose piece is known is emitted from
+    the table, with no decode call; the offsets move exactly as a decode would move them.
     """
 
-    def __init__(self, backend_tokenizer: Any, prompt_tails: list[list[int]]) -> None:
+    def __init__(self, backend_tokenizer: Any, prompt_tails: list[list[int]],
+                 pieces: PieceTable | None = None) -> None:
         self._tok = backend_tokenizer
+        self._pieces = pieces
         self.ids = [list(tail) for tail in prompt_tails]
         self.prefix = [0] * len(prompt_tails)
         self.read = [len(tail) for tail in prompt_tails]
 
     def push(self, rows: list[int], tokens: list[int]) -> list[str]:
         """Append ``tokens[i]`` to sequence ``rows[i]``; return each one's new text (maybe "")."""
+        out = [""] * len(rows)
+        table = self._pieces.lookup(tokens) if self._pieces is not None else None
+        slow: list[int] = []
         windows = []
-        for row, token in zip(rows, tokens, strict=True):
+        for j, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             ids = self.ids[row]
             ids.append(token)
-            windows.append(ids[self.prefix[row]:self.read[row]])
+            read = self.read[row]
+            if table is not None and read == len(ids) - 1:
+                piece = table.get(token)
+                if piece is not None:
+                    out[j] = piece
+                    self.prefix[row] = read
+                    self.read[row] = read + 1
+                    continue
+            slow.append(j)
+            windows.append(ids[self.prefix[row]:read])
             windows.append(ids[self.prefix[row]:])
+        if not slow:
+            return out
         texts = self._tok.decode_batch(windows, skip_special_tokens=True)
-        out = []
-        for j, row in enumerate(rows):
-            before, full = texts[2 * j], texts[2 * j + 1]
+        for k, j in enumerate(slow):
+            row = rows[j]
+            before, full = texts[2 * k], texts[2 * k + 1]
             if len(full) > len(before) and not full.endswith("\ufffd"):
-                out.append(full[len(before):])
+                out[j] = full[len(before):]
                 self.prefix[row] = self.read[row]
                 self.read[row] = len(self.ids[row])
-            else:
-                out.append("")
         return out
+
+
+class PieceTable:
+    """The text each token adds after complete text, learned on first sight and kept per tokenizer.
+
+    A token's piece is ``decode([anchor, token])`` minus ``decode([anchor])`` for a plain-word
+    anchor. Tokens that add nothing (special tokens) or an incomplete character (byte pieces)
+    get no piece and always take the decode path. ``check()`` runs a sample text through both
+    paths; a tokenizer whose decoder is not a plain concatenation fails it and is not given a
+    table (``for_tokenizer`` returns None).
+    """
+
+    SAMPLE = " Grüße aus Köln 🤖 世界, naïve café. The quick brown fox: 12,345 tokens!\n\tdone — «ok» 😀😀"
+
+    def __init__(self, backend_tokenizer: Any) -> None:
+        self._tok = backend_tokenizer
+        anchor = backend_tokenizer.encode("a", add_special_tokens=False).ids
+        if not anchor:
+            raise ValueError("the tokenizer encodes 'a' to nothing")
+        self._anchor = anchor[-1]
+        self._anchor_text = backend_tokenizer.decode([self._anchor], skip_special_tokens=True)
+        self._known: dict[int, str | None] = {}
+
+    def lookup(self, tokens: list[int]) -> dict[int, str | None]:
+        """The table, having learned any of ``tokens`` it had not seen (one batched decode)."""
+        known = self._known
+        new = [t for t in set(tokens) if t not in known]
+        if new:
+            texts = self._tok.decode_batch([[self._anchor, t] for t in new], skip_special_tokens=True)
+            base = self._anchor_text
+            for t, text in zip(new, texts, strict=True):
+                ok = text.startswith(base) and len(text) > len(base) and "\ufffd" not in text
+                known[t] = text[len(base):] if ok else None
+        return known
+
+    def check(self) -> bool:
+        """True when the sample text streams the same through the table as through decoding alone."""
+        ids = self._tok.encode(self.SAMPLE, add_special_tokens=False).ids
+        fast, slow = _Detokenizer(self._tok, [[]], self), _Detokenizer(self._tok, [[]])
+        for token in ids:
+            if fast.push([0], [token]) != slow.push([0], [token]):
+                return False
+        return True
+
+    @classmethod
+    def for_tokenizer(cls, backend_tokenizer: Any) -> PieceTable | None:
+        """A checked table, or None when this tokenizer must always be decoded."""
+        try:
+            table = cls(backend_tokenizer)
+            return table if table.check() else None
+        except Exception:  # an unusual tokenizer: the decode path always works
+            return None
+
+
+class _Pending:
+    """Chosen ids on their way to the host; ``result()`` waits for them and returns a list."""
+
+    __slots__ = ("_event", "_values")
+
+    def __init__(self, values: torch.Tensor, event: Any = None) -> None:
+        self._values = values
+        self._event = event
+
+    def result(self) -> list[int]:
+        if self._event is not None:
+            self._event.synchronize()  # waits for this step only, not for the one queued behind it
+        return self._values.tolist()
+
+
+class _ToHost:
+    """Each step's chosen ids on their way to the host.
+
+    Without overlap a plain ``tolist()`` (it waits for everything queued). With overlap on CUDA
+    the ids go through a pinned buffer and an event, two buffers used in turn, so waiting for
+    step n does not also wait for step n + 1 queued behind it.
+    """
+
+    def __init__(self, batch: int, device: torch.device, overlap: bool) -> None:
+        import torch
+
+        self._buffers: list[torch.Tensor] = []
+        self._turn = 0
+        if overlap and device.type == "cuda":
+            self._buffers = [torch.empty(batch, dtype=torch.long, pin_memory=True) for _ in range(2)]
+
+    def start(self, ids: torch.Tensor) -> _Pending:
+        """Start the copy of ``ids`` (B,) to the host."""
+        import torch
+
+        if not self._buffers:
+            return _Pending(ids)
+        buf = self._buffers[self._turn]
+        self._turn ^= 1
+        buf.copy_(ids, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return _Pending(buf, event)
 
 
 class TransformersEngine(EngineBase):
@@ -97,7 +221,10 @@ class TransformersEngine(EngineBase):
     ``model``: any spec ``tui_lab.models.resolve`` accepts. ``device``: auto | cpu |
     cuda[:N]. ``dtype``: auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 |
     float16. ``kv_cache=False`` recomputes the whole sequence every step.
-    ``cuda_graphs`` uses the static-cache CUDA-graph backend on CUDA.
+    ``cuda_graphs`` uses the static-cache CUDA-graph backend on CUDA. ``overlap_steps`` queues
+    step n + 1 on the device before waiting for step n's ids, so the GPU never waits for the host's
+    per-token work; ``None`` (default) turns it on where a step is cheap to launch (a CUDA graph
+    replay). Off, the loop is strictly one step at a time.
     """
 
     name = "transformers"
@@ -112,6 +239,7 @@ class TransformersEngine(EngineBase):
         cache_dir: str | None = None,
         attn_implementation: str | None = "sdpa",
         warmup: bool = True,
+        overlap_steps: bool | None = None,
     ) -> None:
         self.model_spec = model or "embedded"
         self.device = device or "auto"
@@ -121,6 +249,7 @@ class TransformersEngine(EngineBase):
         self.cache_dir = cache_dir
         self.attn_implementation = attn_implementation
         self.warmup = warmup
+        self.overlap_steps = overlap_steps
         self.model: Any = None
         self.tokenizer: Any = None
         self.torch_device: torch.device | None = None
@@ -128,7 +257,7 @@ class TransformersEngine(EngineBase):
         super().__init__()
         self._factory: BackendFactory | None = None
         self._eos_ids: frozenset[int] = frozenset()
-        self._pad_id = 0
+        self._pieces: PieceTable | None = None
         self._max_context: int | None = None
         self._notes: list[str] = []
 
@@ -221,7 +350,7 @@ class TransformersEngine(EngineBase):
         except (TypeError, ValueError, KeyError):
             self.model_shape = None  # an unusual config: no KV arithmetic (OOM hints get vaguer)
         self._eos_ids = _eos_ids(model, tokenizer)
-        self._pad_id = int(tokenizer.pad_token_id)
+        self._pieces = PieceTable.for_tokenizer(tokenizer.backend_tokenizer)
         self._max_context = _max_context(model.config)
         self._notes = []
         if not spec.text_is_meaningful:
@@ -243,6 +372,7 @@ class TransformersEngine(EngineBase):
             for _ in self.stream([Request("warmup", _WARMUP_PROMPT)],
                                  SamplingParams(max_new_tokens=2, ignore_eos=True)):
                 pass
+        settle_heap()  # the model's objects are long-lived: keep full collections from walking them mid-run
         report("ready", 1.0)
         return self._info
 
@@ -285,12 +415,10 @@ class TransformersEngine(EngineBase):
         self.model = self.tokenizer = None
         self._info = None
         self._factory = None
+        settle_heap()  # collects the model (its compiled-graph runtimes refer back to it: a cycle)
         if device is not None and device.type == "cuda":
-            import gc
-
             import torch
 
-            gc.collect()
             torch.cuda.empty_cache()
 
     # -- generation ------------------------------------------------------------------------
@@ -328,8 +456,9 @@ class TransformersEngine(EngineBase):
 
         ids_list = input_ids.tolist()
         tails = [row[width - n:][-_DETOK_CONTEXT:] for row, n in zip(ids_list, prompt_lens, strict=True)]
-        detok = _Detokenizer(self.tokenizer.backend_tokenizer, tails)
+        detok = _Detokenizer(self.tokenizer.backend_tokenizer, tails, self._pieces)
         eos = self._eos_ids if not sampling.ignore_eos else frozenset()
+        ids_of = [r.request_id for r in requests]
         active = list(range(batch))
         produced = [0] * batch
         t_first: list[float | None] = [None] * batch
@@ -345,13 +474,36 @@ class TransformersEngine(EngineBase):
                     history = torch.empty((batch, width + max_new), dtype=torch.long, device=device)
                     history[:, :width] = input_ids
                 backend = self._factory(self.model, batch, width + max_new)
+                overlap = self.overlap_steps
+                if overlap is None:
+                    overlap = bool(getattr(backend, "cheap_launch", False))
+                to_host = _ToHost(batch, device, overlap)
                 t_prefill = time.perf_counter()
                 logits = backend.prefill(input_ids, mask)
                 next_ids = sample_next(logits, sampling, generator, history[:, :width] if history is not None else None)
+                pending = to_host.start(next_ids)
             step = 0
-            pad = None
+
+            def launch() -> None:
+                """Queue decode step ``step + 1`` on the device, fed with step ``step``'s tokens."""
+                nonlocal next_ids, pending
+                with torch.inference_mode():
+                    if history is not None:
+                        history[:, width + step] = next_ids
+                    logits = backend.step(next_ids.unsqueeze(1))
+                    prev = history[:, : width + step + 1] if history is not None else None
+                    next_ids = sample_next(logits, sampling, generator, prev)
+                    pending = to_host.start(next_ids)
+
+            # Rows that ended stay in the batch (its shape never changes) and keep being computed; their
+            # tokens are dropped. A row only ever attends to its own cache, so the others are unaffected.
             while True:
-                chosen = next_ids.tolist()  # the one device→host sync of the step
+                waiting = pending
+                if overlap and step + 1 < max_new:
+                    # Overlap: the next step goes onto the device queue before we wait for this one's ids,
+                    # so the GPU computes while the host copies, detokenizes and emits events.
+                    launch()
+                chosen = waiting.result()  # the one device→host sync of the step
                 t = time.perf_counter()
                 rows = active
                 texts = detok.push(rows, [chosen[i] for i in rows])
@@ -359,18 +511,18 @@ class TransformersEngine(EngineBase):
                 ended: list[tuple[int, str]] = []
                 for i, text in zip(rows, texts, strict=True):
                     token = chosen[i]
-                    yield TokenEvent(requests[i].request_id, token, text, t)
-                    produced[i] += 1
-                    if t_first[i] is None:
+                    yield TokenEvent(ids_of[i], token, text, t)
+                    n = produced[i] = produced[i] + 1
+                    if n == 1:
                         t_first[i] = t
                     if token in eos:
                         ended.append((i, "eos"))
-                    elif produced[i] >= budgets[i]:
+                    elif n >= budgets[i]:
                         ended.append((i, "length"))
                     else:
                         still.append(i)
                 for i, reason in ended:
-                    yield RequestFinished(requests[i].request_id, t, reason,
+                    yield RequestFinished(ids_of[i], t, reason,
                                           engine_times=_times(t_send, t_prefill, t_first[i], t))
                 active = still
                 if not active:
@@ -378,24 +530,13 @@ class TransformersEngine(EngineBase):
                 if self._cancel.is_set() or (stop is not None and stop.is_set()):
                     t = time.perf_counter()
                     for i in active:
-                        yield RequestFinished(requests[i].request_id, t, "cancelled",
+                        yield RequestFinished(ids_of[i], t, "cancelled",
                                               engine_times=_times(t_send, t_prefill, t_first[i], t))
                     active = []
                     break
-                with torch.inference_mode():
-                    if ended:
-                        # Finished rows keep the batch shape but are fed pad tokens from now on.
-                        keep = torch.zeros(batch, dtype=torch.bool)
-                        keep[active] = True
-                        pad = keep.to(device)
-                    if pad is not None:
-                        next_ids = torch.where(pad, next_ids, self._pad_id)
-                    if history is not None:
-                        history[:, width + step] = next_ids
-                    step += 1
-                    logits = backend.step(next_ids.unsqueeze(1))
-                    prev = history[:, : width + step] if history is not None else None
-                    next_ids = sample_next(logits, sampling, generator, prev)
+                if not overlap:
+                    launch()
+                step += 1
         except torch.cuda.OutOfMemoryError:
             raise self._out_of_memory(batch, width, width + max_new, backend) from None
         finally:

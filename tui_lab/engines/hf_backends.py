@@ -4,8 +4,8 @@ A backend holds one generation's KV state. The engine builds one per run through
 a factory ``(model, batch_size, max_total_len) -> DecodeBackend`` and releases it
 afterwards. Inputs are left-padded; a sequence's position ids count only its real
 tokens (``cumsum(mask) - 1``), so a prompt gets the same positions alone and in a
-padded batch. Finished sequences keep being fed (the engine passes a pad token)
-so the batch shape never changes.
+padded batch. Finished sequences stay in the batch and keep being computed (the
+engine drops their tokens), so the batch shape never changes.
 
 * ``DynamicCacheBackend`` — eager forward with transformers' own cache, grown by
   one position per step. Works for any causal LM (the cache is whatever the

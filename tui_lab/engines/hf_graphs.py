@@ -13,10 +13,12 @@ the GPU (about 20 ms per step for Gemma 3 270M at any batch size, while reading 
   advances the write position and the position ids on the device, so a step costs the host one input
   copy and one ``replay()``.
 
-Prefill stays eager through the model's own forward (a ``DynamicCache``), and its keys/values are
-copied into the static cache, so the first token's logits are exactly the eager path's.
+Prefill runs the same layer code over the whole prompt, writing the static cache directly. Called from
+Python it costs ~8 ms of dispatch at any size, so short prefills are captured too: prompts are
+left-padded to a multiple of 16 tokens (the mask hides the padding) and replayed from a graph per
+padded length.
 
-Batches are padded up to a bucket (1, 2, 4, ..., 256); graphs and caches are kept per bucket and
+Batches are padded up to a bucket (1, 2, 4, ..., 1024); graphs and caches are kept per bucket and
 length, so once the step is compiled a new batch size is ready in a fraction of a second.
 
 Supported model families: Gemma 3 (text), Llama, Qwen 3 (their decoder layers are written out below).
@@ -40,11 +42,18 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
 SUPPORTED_MODEL_TYPES = ("gemma3_text", "llama", "qwen3")
-BATCH_BUCKETS = (2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_BUCKETS = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 """Batch 1 runs as 2: the step costs the same (it is bound by launches and weight reads), and a size-1
 dimension would make torch.compile specialise — one more compilation for nothing."""
 LENGTH_ALIGN = 32
 """Cache lengths are rounded up to this, so nearby run lengths share a graph."""
+
+PREFILL_ALIGN = 16
+"""Prompts are left-padded to a multiple of this for a captured prefill, so nearby lengths share a graph."""
+PREFILL_GRAPH_MAX_TOKENS = 8192
+"""Prefills of at most this many tokens (batch bucket × padded prompt) are captured as CUDA graphs. Called
+from Python a prefill costs ~8 ms of dispatch whatever its size: more than the GPU work of a few thousand
+tokens, so a short prompt's TTFT would show Python, not the GPU. Longer prefills run uncaptured."""
 
 CACHE_BUDGET_FRACTION = 0.35
 """Cached graphs (their KV caches) may hold at most this share of the GPU's memory; older ones are evicted."""
@@ -393,6 +402,8 @@ class _Entry:
     vs: list[torch.Tensor]
     graph: Any = None
     out: torch.Tensor | None = None
+    prefill: dict = field(default_factory=dict)
+    """Captured prefills by padded prompt length: ``_Prefill``, or None where capture failed."""
     nbytes: int = 0
     in_use: bool = False
     capture_s: float = 0.0
@@ -410,6 +421,18 @@ class _Runtime:
     pool: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     fallback: str | None = None
+    prefill_fallback: str | None = None
+
+
+@dataclass
+class _Prefill:
+    """A captured prefill of one padded prompt length for an entry: static inputs, graph, logits."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    graph: Any
+    out: torch.Tensor
+    capture_s: float
 
 
 _RUNTIMES_ATTR = "_inference_lab_graph_runtimes"
@@ -472,6 +495,70 @@ def _run_step(rt: _Runtime, e: _Entry, fns: _Fns | None = None) -> torch.Tensor:
     e.wp.add_(1)
     e.pos.add_(1)
     return out
+
+
+def _run_prefill(rt: _Runtime, e: _Entry, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Prompts ``ids`` (R, P), left-padded per ``mask``, into the first R rows of the cache → logits (R, V).
+
+    Also sets what the decode steps start from: positions, the write index (P) and the valid slots.
+    Rows of the bucket past R (and rows whose mask is empty) get one valid slot so they attend to
+    something (no NaN rows). Stale keys and values past P need no clearing: they are never valid.
+    """
+    import torch
+
+    rows, plen = ids.shape
+    e.valid.zero_()
+    e.valid[:rows, :plen].copy_(mask)
+    pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    q_index = torch.arange(plen, device=ids.device)
+    logits = forward_tokens(rt.fns, rt.arch, ids, pos, q_index, e.valid[:rows],
+                            [k[:rows] for k in e.ks], [v[:rows] for v in e.vs])
+    e.pos.zero_()
+    e.pos[:rows, 0].copy_(mask.long().sum(-1))
+    e.valid[:, 0].logical_or_(e.pos[:, 0] == 0)
+    e.wp.fill_(plen)
+    e.ids.zero_()
+    return logits
+
+
+def prefill_bucket(plen: int) -> int:
+    """The padded prompt length a captured prefill of ``plen`` tokens runs at."""
+    return -(-plen // PREFILL_ALIGN) * PREFILL_ALIGN
+
+
+def _capture_prefill(rt: _Runtime, e: _Entry, padded: int) -> _Prefill:
+    """Compile (if needed) and capture the prefill of ``padded`` tokens for every row of ``e``'s bucket."""
+    import torch
+
+    device = e.ids.device
+    t0 = time.perf_counter()
+    ids = torch.zeros((e.bucket, padded), dtype=torch.long, device=device)
+    mask = torch.zeros((e.bucket, padded), dtype=torch.bool, device=device)
+    mask[:, -1] = True
+    graph, out = _capture(rt, device, lambda: _run_prefill(rt, e, ids, mask), warmups=2)
+    return _Prefill(ids, mask, graph, out, time.perf_counter() - t0)
+
+
+def _capture(rt: _Runtime, device: Any, fn: Any, warmups: int) -> tuple[Any, Any]:
+    """Run ``fn`` ``warmups`` times on a side stream (compiling on first use, warming cuBLAS and the
+    allocator), then capture it as a CUDA graph in the runtime's shared pool: (graph, fn's output)."""
+    import torch
+
+    with _inductor_patch():
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(warmups):
+                fn()
+        torch.cuda.current_stream(device).wait_stream(side)
+        torch.cuda.synchronize(device)
+        if rt.pool is None:
+            rt.pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=rt.pool):
+            out = fn()
+        torch.cuda.synchronize(device)
+    return graph, out
 
 
 def _free_bytes(device: Any) -> int:
@@ -540,21 +627,7 @@ def _build_entry(rt: _Runtime, bucket: int, length: int, device: Any) -> _Entry:
         e.capture_s = time.perf_counter() - t0
         return e
     t0 = time.perf_counter()
-    with _inductor_patch():
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(3):  # compiles on first use, then warms cuBLAS / allocator state
-                _run_step(rt, e)
-        torch.cuda.current_stream(device).wait_stream(side)
-        torch.cuda.synchronize(device)
-        if rt.pool is None:
-            rt.pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=rt.pool):
-            e.out = _run_step(rt, e)
-        torch.cuda.synchronize(device)
-    e.graph = graph
+    e.graph, e.out = _capture(rt, device, lambda: _run_step(rt, e), warmups=3)
     e.capture_s = time.perf_counter() - t0
     return e
 
@@ -633,12 +706,15 @@ class StaticGraphBackend:
         self.options = options or GraphOptions.from_env()
         self.rt = _runtime(model, self.options)
         self.bucket = batch_bucket(self.batch_size)
-        self.length = length_bucket(int(max_total_len))
+        self.max_total_len = int(max_total_len)
+        self.length = length_bucket(self.max_total_len)
         with torch.inference_mode():
             self.entry, self.cached = _acquire(self.rt, self.bucket, self.length, self.device)
         self.setup_s = self.entry.capture_s if not self.cached else 0.0
         self._ids_in = self.entry.ids[: self.batch_size]
         self._out = self.entry.out[: self.batch_size] if self.entry.out is not None else None
+        self.capture_prefill = self.entry.graph is not None
+        """Capture short prefills as CUDA graphs (on whenever decode steps are captured)."""
         self._written = 0
         self._released = False
 
@@ -647,16 +723,29 @@ class StaticGraphBackend:
         """True when steps replay a captured CUDA graph."""
         return self.entry.graph is not None
 
+    @property
+    def cheap_launch(self) -> bool:
+        """A step costs the host one copy and one replay: the engine may queue the next before waiting."""
+        return self.uses_graphs
+
     def describe(self) -> str:
         """One line for EngineInfo.notes / result files."""
         how = "CUDA graph" if self.uses_graphs else "eager step"
         text = (f"static KV cache {self.bucket}×{self.length}, {how}, compile={self.options.compile}, "
                 f"attention={self.options.attention}")
-        return f"{text}; {self.rt.fallback}" if self.rt.fallback else text
+        for note in (self.rt.fallback, self.rt.prefill_fallback):
+            if note:
+                text = f"{text}; {note}"
+        return text
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The prompts (B, P), left-padded, through the same layer code eagerly; fills the static cache and
-        returns the last position's logits (B, V)."""
+        """The prompts (B, P), left-padded, through the same layer code; fills the static cache and
+        returns the last position's logits (B, V).
+
+        With CUDA graphs a short prefill is padded on the left to a multiple of ``PREFILL_ALIGN`` and
+        replayed from a graph captured for that length (once per cached entry); otherwise it runs
+        compiled from Python (prompt length marked dynamic: one compilation serves every length).
+        """
         import torch
 
         e = self.entry
@@ -667,26 +756,42 @@ class StaticGraphBackend:
             raise ValueError(f"prompt of {plen} tokens does not fit a cache of {e.length}")
         with torch.inference_mode():
             mask = attention_mask.to(self.device).bool()
-            pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
-            for t in e.ks + e.vs:
-                t.zero_()
-            e.valid.zero_()
-            e.valid[:b, :plen].copy_(mask)
-            q_index = torch.arange(plen, device=self.device)
-            # Compiled too (prompt length marked dynamic: one extra compilation serves every length); run
-            # eagerly it costs ~20 ms of Python per prompt, a sixth of a 128-token run at batch 1.
+            ids = input_ids.to(self.device)
+            captured = self._captured_prefill(plen)
+            if captured is not None:
+                padded = captured.ids.shape[1]
+                captured.mask.zero_()
+                captured.mask[:b, padded - plen:].copy_(mask)
+                captured.ids[:b, padded - plen:].copy_(ids)
+                captured.graph.replay()
+                self._written = padded
+                return captured.out[:b]
             # .clone() inside inference mode: the compiled code then sees the same kind of tensor (an
             # inference tensor) as the static buffers, not a second kind that would cost a recompilation.
-            ids = input_ids.to(self.device).clone()
-            logits = forward_tokens(self.rt.fns, self.rt.arch, ids, pos, q_index,
-                                    e.valid[:b], [k[:b] for k in e.ks], [v[:b] for v in e.vs])
-            e.valid[b:, 0] = True  # padding rows of the bucket attend to something (no NaN rows)
-            e.pos.zero_()
-            e.pos[:b, 0].copy_(mask.long().sum(-1))
-            e.wp.fill_(plen)
-            e.ids.zero_()
+            logits = _run_prefill(self.rt, e, ids.clone(), mask)
             self._written = plen
             return logits
+
+    def _captured_prefill(self, plen: int) -> _Prefill | None:
+        """The entry's captured prefill for prompts of ``plen`` tokens, capturing it now if needed; None
+        where prefills are not captured (no graphs, too many tokens, no room left for the new tokens)."""
+        e = self.entry
+        padded = prefill_bucket(plen)
+        if not self.capture_prefill or e.bucket * padded > PREFILL_GRAPH_MAX_TOKENS:
+            return None
+        if padded - plen + self.max_total_len > e.length:  # the padding must leave room for every new token
+            return None
+        if padded not in e.prefill:
+            try:
+                e.prefill[padded] = _capture_prefill(self.rt, e, padded)
+            except Exception as error:  # a graph is an optimisation: fall back to the uncaptured prefill
+                e.prefill[padded] = None
+                first = str(error).splitlines()[0][:160] if str(error) else ""
+                self.rt.prefill_fallback = f"prefill capture failed ({type(error).__name__}: {first})"
+                import torch
+
+                torch.cuda.synchronize(self.device)
+        return e.prefill[padded]
 
     def step(self, next_tokens: torch.Tensor) -> torch.Tensor:
         """Feed the chosen tokens (B, 1); returns the next logits (B, V) (valid until the next step)."""

@@ -38,6 +38,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    settle_heap,
     validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
@@ -275,6 +276,7 @@ class VLLMEngine(EngineBase):
             max_context=int(model_config.max_model_len),
             notes=tuple(notes),
         )
+        settle_heap()  # vLLM's client objects are long-lived: keep full collections from walking them mid-run
         report("ready", 1.0)
         return self._info
 
@@ -308,6 +310,7 @@ class VLLMEngine(EngineBase):
             thread.join(timeout=_SHUTDOWN_TIMEOUT_S if llm is not None else 1.0)
         if loop is not None and not loop.is_running():
             loop.close()
+        settle_heap()
 
     @staticmethod
     def _run_quietly(loop: asyncio.AbstractEventLoop, coro: Any, timeout: float) -> None:

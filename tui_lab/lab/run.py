@@ -30,7 +30,7 @@ EventSink = Callable[[list[StreamEvent]], None]
 DEFAULT_FLUSH_INTERVAL_S = 0.04
 
 
-@dataclass
+@dataclass(frozen=True)
 class TokenRecord:
     """One output event of a request: ids, text and time since the request was sent."""
 
@@ -42,20 +42,34 @@ class TokenRecord:
 
 @dataclass
 class RequestResult:
-    """Everything one request produced."""
+    """Everything one request produced.
+
+    Kept as columns of plain values (``token_ids``, ``texts``, and the trace's times and counts)
+    rather than an object per token: a big sweep keeps millions of tokens, and objects would make
+    every full garbage collection walk them all (tens of milliseconds each, in the middle of runs).
+    The garbage collector does not track lists' plain values.
+    """
 
     request_id: str
     prompt: str
     trace: RequestTrace
-    tokens: list[TokenRecord] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     engine_times: dict[str, float] | None = None
     error: str | None = None
 
     @property
+    def tokens(self) -> list[TokenRecord]:
+        """Each output event as a record (built on demand from the columns)."""
+        t0 = self.trace.t_send
+        return [TokenRecord(i, s, t - t0, n) for i, s, t, n in
+                zip(self.token_ids, self.texts, self.trace.event_times, self.trace.event_tokens, strict=True)]
+
+    @property
     def text(self) -> str:
         """The generated text so far."""
-        return "".join(tok.text for tok in self.tokens)
+        return "".join(self.texts)
 
     def to_dict(self) -> dict:
         """JSON form, per the ``run --json`` document."""
@@ -128,9 +142,10 @@ class RunRecorder:
         rr = self._by_id.get(event.request_id)
         if rr is None:
             return
-        if isinstance(event, TokenEvent):
+        if type(event) is TokenEvent or isinstance(event, TokenEvent):
             rr.trace.add(event.t, event.n_tokens)
-            rr.tokens.append(TokenRecord(event.token_id, event.text, event.t - rr.trace.t_send, event.n_tokens))
+            rr.token_ids.append(event.token_id)
+            rr.texts.append(event.text)
         elif isinstance(event, RequestSubmitted):
             rr.trace.t_send = event.t
             rr.trace.prompt_tokens = event.prompt_tokens

@@ -13,7 +13,7 @@ LAB_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("Previous step", "show the previous lesson step", "prev_step"),
     ("Next lesson", "jump to the next lesson", "next_lesson"),
     ("Previous lesson", "jump to the previous lesson", "prev_lesson"),
-    ("Batch size up", "next batch-size quick pick (1, 8, 32, 64, 128, 256)", "batch_up"),
+    ("Batch size up", "next batch-size quick pick (1, 8, 32, ..., 1024)", "batch_up"),
     ("Batch size down", "previous batch-size quick pick", "batch_down"),
     ("Toggle greedy", "switch between greedy decoding and sampling", "toggle_greedy"),
     ("Export results", "write results as JSON and CSV", "export"),

@@ -7,7 +7,7 @@ a one-line edit here.
 
 from __future__ import annotations
 
-BATCH_PRESETS: tuple[int, ...] = (1, 8, 32, 64, 128, 256)
+BATCH_PRESETS: tuple[int, ...] = (1, 8, 32, 64, 128, 256, 512, 1024)
 """Quick picks for batch size (the seed's sweep values)."""
 
 GAP_THRESHOLDS_S: tuple[tuple[float, str], ...] = (
