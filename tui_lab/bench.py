@@ -298,6 +298,7 @@ def run_direct(model: Any, batch: int, prompt_tokens: int, new_tokens: int, repe
     """
     import torch
 
+    from tui_lab.engines.hf import HostCopy
     from tui_lab.engines.hf_graphs import StaticGraphBackend
 
     if sync not in ("none", "overlap", "serial"):
@@ -308,17 +309,7 @@ def run_direct(model: Any, batch: int, prompt_tokens: int, new_tokens: int, repe
     t0 = time.perf_counter()
     be = StaticGraphBackend(model, batch, prompt_tokens + new_tokens, options)
     setup = time.perf_counter() - t0
-    pinned = device.type == "cuda" and sync == "overlap"
-    bufs = [torch.empty((batch, 1), dtype=torch.long, pin_memory=pinned) for _ in range(2)]
-
-    def copy(nxt: Any, k: int) -> Any:
-        if not pinned:
-            return None
-        bufs[k % 2].copy_(nxt, non_blocking=True)
-        ev = torch.cuda.Event()
-        ev.record()
-        return ev
-
+    to_host = HostCopy(batch, device, overlap=True) if sync == "overlap" else None
     totals, decodes = [], []
     try:
         # A run takes ~0.1 s here: more repetitions cost little and steady the median against host noise.
@@ -326,23 +317,21 @@ def run_direct(model: Any, batch: int, prompt_tokens: int, new_tokens: int, repe
             _sync(device)
             t0 = time.perf_counter()
             nxt = be.prefill(ids, mask).argmax(-1, keepdim=True)
-            pending = copy(nxt, 0)
+            pending = to_host.start(nxt[:, 0]) if to_host else None
             if sync == "serial":
                 nxt.tolist()
             _sync(device)
             t1 = time.perf_counter()
-            for k in range(1, new_tokens):
+            for _ in range(1, new_tokens):
                 nxt = be.step(nxt).argmax(-1, keepdim=True)
                 if sync == "serial":
                     nxt.tolist()  # copy, wait, and only then launch the next step
-                elif sync == "overlap":
-                    queued = copy(nxt, k)
-                    if pending is not None:
-                        pending.synchronize()  # the previous step's ids, while this one runs
-                    bufs[(k - 1) % 2].tolist()
+                elif to_host:
+                    queued = to_host.start(nxt[:, 0])
+                    pending.result()  # the previous step's ids, while this one runs
                     pending = queued
             if pending is not None:
-                pending.synchronize()
+                pending.result()
             _sync(device)
             t2 = time.perf_counter()
             if rep:  # the first pass warms up

@@ -239,6 +239,12 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def require_unique_ids(requests: Sequence[Request]) -> None:
+    """Engines that track requests by id (vLLM, a server) need each id once per batch."""
+    if len({r.request_id for r in requests}) != len(requests):
+        raise InvalidInput("request ids in one batch must be unique")
+
+
 def validate_batch(requests: Sequence[Request], sampling: SamplingParams) -> None:
     """Shared checks every engine runs before generating."""
     sampling.validate()

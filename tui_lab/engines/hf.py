@@ -142,8 +142,9 @@ class PieceTable:
     def lookup(self, tokens: list[int]) -> dict[int, str | None]:
         """The table, having learned any of ``tokens`` it had not seen (one batched decode)."""
         known = self._known
-        new = [t for t in set(tokens) if t not in known]
+        new = [t for t in tokens if t not in known]
         if new:
+            new = list(dict.fromkeys(new))  # each unseen token decoded once
             texts = self._tok.decode_batch([[self._anchor, t] for t in new], skip_special_tokens=True)
             base = self._anchor_text
             for t, text in zip(new, texts, strict=True):
@@ -185,8 +186,8 @@ class _Pending:
         return self._values.tolist()
 
 
-class _ToHost:
-    """Each step's chosen ids on their way to the host.
+class HostCopy:
+    """Each step's chosen ids on their way to the host (the engine's way; the benchmark times it too).
 
     Without overlap a plain ``tolist()`` (it waits for everything queued). With overlap on CUDA
     the ids go through a pinned buffer and an event, two buffers used in turn, so waiting for
@@ -477,7 +478,7 @@ class TransformersEngine(EngineBase):
                 overlap = self.overlap_steps
                 if overlap is None:
                     overlap = bool(getattr(backend, "cheap_launch", False))
-                to_host = _ToHost(batch, device, overlap)
+                to_host = HostCopy(batch, device, overlap)
                 t_prefill = time.perf_counter()
                 logits = backend.prefill(input_ids, mask)
                 next_ids = sample_next(logits, sampling, generator, history[:, :width] if history is not None else None)

@@ -432,7 +432,6 @@ class _Prefill:
     mask: torch.Tensor
     graph: Any
     out: torch.Tensor
-    capture_s: float
 
 
 _RUNTIMES_ATTR = "_inference_lab_graph_runtimes"
@@ -531,12 +530,11 @@ def _capture_prefill(rt: _Runtime, e: _Entry, padded: int) -> _Prefill:
     import torch
 
     device = e.ids.device
-    t0 = time.perf_counter()
     ids = torch.zeros((e.bucket, padded), dtype=torch.long, device=device)
     mask = torch.zeros((e.bucket, padded), dtype=torch.bool, device=device)
     mask[:, -1] = True
     graph, out = _capture(rt, device, lambda: _run_prefill(rt, e, ids, mask), warmups=2)
-    return _Prefill(ids, mask, graph, out, time.perf_counter() - t0)
+    return _Prefill(ids, mask, graph, out)
 
 
 def _capture(rt: _Runtime, device: Any, fn: Any, warmups: int) -> tuple[Any, Any]:
@@ -559,6 +557,12 @@ def _capture(rt: _Runtime, device: Any, fn: Any, warmups: int) -> tuple[Any, Any
             out = fn()
         torch.cuda.synchronize(device)
     return graph, out
+
+
+def _first_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (at most 160 characters of it), for a one-line note."""
+    text = str(error).splitlines()[0][:160] if str(error) else ""
+    return f"{type(error).__name__}: {text}"
 
 
 def _free_bytes(device: Any) -> int:
@@ -662,8 +666,7 @@ def _acquire(rt: _Runtime, bucket: int, length: int, device: Any) -> tuple[_Entr
         if rt.options.compile == "none" or rt.fallback is not None:
             raise
         # A compiler problem must not cost the learner the fast path: capture the eager step instead.
-        first_line = str(exc).splitlines()[0][:160] if str(exc) else ""
-        rt.fallback = f"torch.compile failed ({type(exc).__name__}: {first_line}); captured the uncompiled step"
+        rt.fallback = f"torch.compile failed ({_first_line(exc)}); captured the uncompiled step"
         rt.fns = rt.eager
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -775,6 +778,8 @@ class StaticGraphBackend:
     def _captured_prefill(self, plen: int) -> _Prefill | None:
         """The entry's captured prefill for prompts of ``plen`` tokens, capturing it now if needed; None
         where prefills are not captured (no graphs, too many tokens, no room left for the new tokens)."""
+        import torch
+
         e = self.entry
         padded = prefill_bucket(plen)
         if not self.capture_prefill or e.bucket * padded > PREFILL_GRAPH_MAX_TOKENS:
@@ -786,10 +791,7 @@ class StaticGraphBackend:
                 e.prefill[padded] = _capture_prefill(self.rt, e, padded)
             except Exception as error:  # a graph is an optimisation: fall back to the uncaptured prefill
                 e.prefill[padded] = None
-                first = str(error).splitlines()[0][:160] if str(error) else ""
-                self.rt.prefill_fallback = f"prefill capture failed ({type(error).__name__}: {first})"
-                import torch
-
+                self.rt.prefill_fallback = f"prefill capture failed ({_first_line(error)})"
                 torch.cuda.synchronize(self.device)
         return e.prefill[padded]
 

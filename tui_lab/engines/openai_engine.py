@@ -50,6 +50,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    require_unique_ids,
     validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
@@ -225,8 +226,7 @@ class OpenAIEngine(EngineBase):
         validate_batch(requests, sampling)
         if self._info is None or self._loop is None:
             raise LabError("the openai engine is not loaded yet", hint="load it first")
-        if len({r.request_id for r in requests}) != len(requests):
-            raise InvalidInput("request ids in one batch must be unique")
+        require_unique_ids(requests)
         self._cancel.clear()
         events: queue.Queue[StreamEvent] = queue.Queue()
         states = {r.request_id: _RequestState(r.request_id) for r in requests}

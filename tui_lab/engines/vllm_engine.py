@@ -38,6 +38,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    require_unique_ids,
     settle_heap,
     validate_batch,
 )
@@ -336,8 +337,7 @@ class VLLMEngine(EngineBase):
         """Submit every request at once and yield their events as vLLM produces them."""
         validate_batch(requests, sampling)
         llm = self._require()
-        if len({r.request_id for r in requests}) != len(requests):
-            raise InvalidInput("request ids in one batch must be unique")
+        require_unique_ids(requests)
         self._cancel.clear()
         # Rendered (tokenized) on the loop thread: vLLM detokenizes there with the same tokenizer object,
         # and a Rust tokenizer used from two threads at once can fail ("Already borrowed").
