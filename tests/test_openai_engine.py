@@ -71,10 +71,16 @@ class _StubHandler(BaseHTTPRequestHandler):
             if pause:
                 time.sleep(pause)
 
+    def _sse_more(self, lines: list[str]) -> None:
+        for line in lines:
+            self.wfile.write(f"{line}\n\n".encode())
+            self.wfile.flush()
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         type(self).seen_auth.append(self.headers.get("Authorization"))
         if self.path == "/v1/models":
-            self._json(200, {"object": "list", "data": [{"id": "stub-model", "owned_by": "stub"}]})
+            self._json(200, {"object": "list", "data": [{"id": "stub-model", "owned_by": "stub"},
+                                                        {"id": "vllm-like", "owned_by": "vllm"}]})
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -91,6 +97,12 @@ class _StubHandler(BaseHTTPRequestHandler):
         if prompt == "ok":
             # Three text chunks but usage says 5 tokens: the last event must carry the 2 extra.
             self._sse([": keep-alive", chunk(" a"), chunk(" b"), chunk(" c", "length"), usage, "data: [DONE]"])
+        elif prompt == "late-usage":
+            # Names itself vLLM but sends usage once, at the end, after a pause (an older vLLM or a gateway).
+            final = "data: " + json.dumps({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 4}})
+            self._sse([chunk(" a"), chunk(" b"), chunk(" c"), chunk(" d", "length")], pause=0.05)
+            time.sleep(0.3)
+            self._sse_more([final, "data: [DONE]"])
         elif prompt == "malformed":
             self._sse([chunk(" a"), "data: {this is not json"])
         elif prompt == "stall":
@@ -164,6 +176,24 @@ def test_usage_count_reconciles_onto_the_last_event(stub_engine):
     assert req.trace.event_times == sorted(req.trace.event_times)
     assert req.trace.event_times[0] > req.trace.t_send
     assert not result.partial
+
+
+def test_usage_only_at_the_end_from_a_vllm_named_server_adds_no_token(stub_url):
+    """Four one-token chunks, then a usage-only chunk saying 4: four tokens, E2E ends at the fourth."""
+    engine = OpenAIEngine(stub_url, model="vllm-like", timeout=2)
+    engine.load()
+    try:
+        result = run(engine, ["late-usage"])
+    finally:
+        engine.unload()
+    req = result.requests[0]
+    assert req.text == " a b c d"
+    assert req.trace.output_tokens == 4
+    assert [t.n_tokens for t in req.tokens] == [1, 1, 1, 1]
+    # The usage chunk came 0.3 s after the last token: E2E must not stretch to it.
+    last_token_gap = req.trace.event_times[-1] - req.trace.event_times[0]
+    assert last_token_gap < 0.3
+    assert e2e(req.trace) < ttft(req.trace) + 0.3
 
 
 def test_malformed_stream_keeps_partial_output_and_other_requests(stub_engine):

@@ -8,9 +8,13 @@ way ``vllm bench serve`` measures a server.
 Token counts: a chunk with text counts as one token, unless the server says
 otherwise. vLLM servers (``owned_by == "vllm"`` in ``/v1/models``) are asked for
 usage on every chunk (``continuous_usage_stats``), which gives exact per-chunk
-counts and the prompt length. Other servers send usage once at the end
-(``include_usage``); when its ``completion_tokens`` differs from the chunks
-counted, the difference goes onto the request's last token event (the engine
+counts and the prompt length. That usage is trusted only on the chunks that
+carry it: a server may name itself vLLM and still send usage once at the end.
+A usage-only chunk (no choices) never counts as a token and never moves the
+request's last token time, so E2E ends at the last token-carrying chunk. Other
+servers send usage once at the end (``include_usage``); when its
+``completion_tokens`` differs from the chunks counted, the difference goes onto
+the request's last token event (the engine
 holds back each request's newest event until the next chunk arrives so that it
 can still be corrected; its timestamp is the time it arrived, not when it is
 passed on). ``RequestSubmitted`` is likewise passed on with the first chunk, so
@@ -410,16 +414,22 @@ class OpenAIEngine(EngineBase):
             message = err.get("message") if isinstance(err, dict) else str(err)
             raise _StreamError(f"the server reported an error mid-stream: {message}")
         usage = chunk.get("usage") or None
+        chunk_total: int | None = None
         if isinstance(usage, dict):
             if isinstance(usage.get("prompt_tokens"), int):
                 state.prompt_tokens = usage["prompt_tokens"]
             if isinstance(usage.get("completion_tokens"), int):
                 state.usage_completion = usage["completion_tokens"]
+                chunk_total = usage["completion_tokens"]
         choices = chunk.get("choices")
         if choices is None and usage is None:
             raise _StreamError(f"malformed stream: chunk without choices: {json.dumps(chunk)[:80]!r}")
+        if not choices:
+            # A usage-only chunk (the end-of-stream summary) carries no token: it neither counts one nor
+            # moves the request's last token time; ``_flush`` reconciles the count with it.
+            return
         text = ""
-        for choice in choices or []:
+        for choice in choices:
             if not isinstance(choice, dict):
                 raise _StreamError("malformed stream: a choice is not an object")
             if self.api == "chat":
@@ -428,11 +438,12 @@ class OpenAIEngine(EngineBase):
                 text += choice.get("text") or ""
             if choice.get("finish_reason"):
                 state.finish_reason = str(choice["finish_reason"])
-        if self._continuous_usage and state.usage_completion is not None:
-            # Exact: the server's running total says how many tokens this chunk carried.
-            previous = state.continuous_total or 0
-            n_new = state.usage_completion - previous
-            state.continuous_total = state.usage_completion
+        if chunk_total is not None:
+            # Usage on this very chunk (vLLM's continuous usage): the running total says how many tokens
+            # it carried. Trusted only where it comes per chunk; a server that names itself vLLM may
+            # still send usage once at the end (older versions, gateways rewriting stream_options).
+            state.continuous_total = chunk_total
+            n_new = chunk_total - state.counted
         else:
             n_new = 1 if text else 0
         if n_new <= 0 and not text:
