@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"requests run together, 1..{MAX_BATCH_SIZE}, cycling through the prompts "
                      "(default: the number of prompts)")
     run.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
+    _add_load_flags(run, sweep=False)
     run.set_defaults(func=cmd_run)
 
     sweep = sub.add_parser(
@@ -185,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--top-ps", type=_float_list, default=None, metavar="LIST", help="e.g. 0.5,0.9,1")
     sweep.add_argument("--batch-size", type=int, default=8, metavar="N",
                        help="batch of length and sampling sweeps (default: 8)")
-    sweep.add_argument("--runs", type=int, default=3, metavar="R", help="measured runs per point (default: 3)")
+    sweep.add_argument("--runs", type=int, default=None, metavar="R",
+                       help="measured runs per point (default: 3; 1 for a load sweep)")
     sweep.add_argument("--warmup", type=int, default=1, metavar="W", help="discarded runs per point (default: 1)")
     sweep.add_argument("--latency-budget", type=float, default=None, metavar="S",
                        help="pick the highest throughput whose --budget-metric stays within S seconds")
@@ -197,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="knee = the batch after which a doubling buys less than PCT%% throughput (default: 10)")
     sweep.add_argument("--out", default=None, metavar="FILE", help="write results to FILE.json or FILE.csv")
     sweep.add_argument("--json", action="store_true", help="print the JSON result on stdout (table on stderr)")
+    _add_load_flags(sweep, sweep=True)
     sweep.set_defaults(func=cmd_sweep)
 
     models = sub.add_parser("models", help="list known models, where they come from, whether cached")
@@ -511,6 +514,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tui_lab.lab.export import to_jsonable
     from tui_lab.lab.run import execute_run, make_requests
 
+    if args.concurrency is not None or args.request_rate is not None:
+        return cmd_load_run(args)
+    _refuse_load_only_flags(args)
     sampling = _sampling(args)
     prompts = args.prompt or [DEFAULT_PROMPT]
     for prompt in prompts:
@@ -566,22 +572,27 @@ def _print_run_text(result: RunResult, info: EngineInfo, batch_size: int) -> Non
     out.flush()
 
 
-SWEEP_COLUMNS = ("config", "TTFT p50", "TTFT p90", "E2E p50", "E2E p90", "TPOT p50", "TPOT p90", "tokens/s", "")
-SWEEP_WIDTHS = (20, 11, 11, 11, 11, 11, 11, 10, 0)
+SWEEP_COLUMNS = ("config", "TTFT p50", "TTFT p90", "E2E p50", "E2E p90", "TPOT p50", "TPOT p90", "mean/run tok/s",
+                 "window tok/s", "")
+SWEEP_WIDTHS = (20, 11, 11, 11, 11, 11, 11, 14, 12, 0)
+SWEEP_THROUGHPUT_NOTE = ("mean/run tok/s = mean of each run's output throughput; window tok/s = Σ output tokens / "
+                         "(last token − first send) over all measured runs of the point")
 
 
 def sweep_row(point: SweepPoint) -> str:
     """One table row of a sweep point."""
     if point.status in ("error", "skipped"):
-        cells = [point.label] + ["-"] * 7 + [point.error or point.status]
+        cells = [point.label] + ["-"] * 8 + [point.error or point.status]
     else:
         thr = point.output_tokens_per_s
+        window = point.window_output_tokens_per_s
         cells = [
             point.label,
             _pct_cell(point.ttft_s, 50), _pct_cell(point.ttft_s, 90),
             _pct_cell(point.e2e_s, 50), _pct_cell(point.e2e_s, 90),
             _pct_cell(point.tpot_s, 50), _pct_cell(point.tpot_s, 90),
             "-" if thr is None else f"{thr:.1f}",
+            "-" if window is None else f"{window:.1f}",
             "partial" if point.partial else "",
         ]
     return _row(cells)
@@ -635,7 +646,7 @@ def _sweep_plan(args: argparse.Namespace) -> SweepPlan:
         budget = args.budget_preset or DEFAULT_BUDGET_PRESET
     sampling = _sampling(args)
     common: dict[str, Any] = {
-        "runs": args.runs, "warmup": args.warmup, "sampling": sampling, "seed": args.seed,
+        "runs": 3 if args.runs is None else args.runs, "warmup": args.warmup, "sampling": sampling, "seed": args.seed,
         "latency_budget": budget, "batch_size": args.batch_size, "max_new_tokens": args.max_tokens,
     }
     if args.knee_gain is not None:
@@ -656,6 +667,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tui_lab.lab.export import export_format, to_jsonable, write_csv, write_json
     from tui_lab.lab.sweep import run_sweep
 
+    if args.concurrencies or args.request_rates:
+        return cmd_load_sweep(args)
+    _refuse_load_only_flags(args)
     plan = _sweep_plan(args)
     fmt = export_format(args.out) if args.out else None
     table_out = sys.stderr if args.json else sys.stdout
@@ -684,6 +698,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 status.clear()
         finally:
             _safe_unload(engine)
+    print(SWEEP_THROUGHPUT_NOTE, file=table_out)
     print(result.knee_note(), file=table_out)
     print(result.budget_note(), file=table_out)
     for message in result.messages:
@@ -699,6 +714,213 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{PROG}: interrupted — the results are partial", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------- load modes
+
+
+def _add_load_flags(parser: argparse.ArgumentParser, sweep: bool) -> None:
+    """Load-mode flags: a closed loop (concurrency) or open-loop arrivals (request rate), for serving engines."""
+    g = parser.add_argument_group("load (engines that take requests while others run: vllm, openai)")
+    if sweep:
+        g.add_argument("--concurrencies", type=_int_list, default=None, metavar="LIST",
+                       help="closed loop at each concurrency, e.g. 1,2,4,8")
+        g.add_argument("--request-rates", type=_float_list, default=None, metavar="LIST",
+                       help="open loop at each request rate (requests/s), e.g. 0.5,1,2")
+    else:
+        g.add_argument("--concurrency", type=int, default=None, metavar="C",
+                       help="closed loop: C requests in flight, a new one sent as soon as one finishes")
+        g.add_argument("--request-rate", type=float, default=None, metavar="R",
+                       help="open loop: requests arrive at R per second (Poisson unless --burstiness)")
+    g.add_argument("--num-requests", type=int, default=None, metavar="N",
+                   help="requests per load (default: 8)")
+    g.add_argument("--burstiness", type=float, default=None, metavar="B",
+                   help="gamma arrivals of shape B, mean 1/R (1 = Poisson, <1 burstier, >1 more even)")
+    g.add_argument("--max-concurrency", type=int, default=None, metavar="M",
+                   help="cap on open requests under a request rate (an arrival over it waits on the client)")
+    g.add_argument("--output-lens", default=None, metavar="SPEC",
+                   help="mixed output lengths: a list 16,64,128 (cycled) or uniform:16:128 (seeded)")
+
+
+_LOAD_ONLY = ("num_requests", "burstiness", "max_concurrency", "output_lens")
+
+
+def _refuse_load_only_flags(args: argparse.Namespace) -> None:
+    for name in _LOAD_ONLY:
+        if getattr(args, name, None) is not None:
+            raise InvalidInput(f"--{name.replace('_', '-')} belongs to a load mode: add --concurrency/--request-rate "
+                               "(run) or --concurrencies/--request-rates (sweep)")
+
+
+def _load_plan(args: argparse.Namespace, concurrency: int | None, rate: float | None) -> Any:
+    from tui_lab.lab.load import LoadPlan
+
+    if getattr(args, "batch_size", None) is not None and args.command == "run":
+        raise InvalidInput("--batch-size is a static batch; a load mode sets --concurrency or --request-rate instead")
+    if getattr(args, "prompt", None):
+        raise InvalidInput("load modes send the lab's seeded prompt schedule; leave out --prompt")
+    if args.engine not in ("vllm", "openai", "scripted"):
+        raise InvalidInput(
+            f"the {args.engine} engine runs static batches: it cannot add a request while others generate",
+            "use --engine vllm or --engine openai for load modes (or --batch-size for a static batch)",
+        )
+    if concurrency is not None and rate is not None:
+        raise InvalidInput("give either --concurrency (closed loop) or --request-rate (open loop), not both")
+    if rate is None and (args.burstiness is not None or args.max_concurrency is not None):
+        raise InvalidInput("--burstiness and --max-concurrency shape a request-rate load; add --request-rate")
+    return LoadPlan(
+        num_requests=args.num_requests if args.num_requests is not None else 8,
+        concurrency=concurrency, request_rate=rate,
+        burstiness=1.0 if args.burstiness is None else args.burstiness,
+        max_concurrency=args.max_concurrency, output_lens=args.output_lens, sampling=_sampling(args),
+        seed=args.seed,
+    ).validate()
+
+
+def _longest(plan: Any) -> int:
+    return max(r.budget(plan.sampling) for r in plan.requests())
+
+
+def load_summary_lines(load: Any) -> list[str]:
+    """The text summary of one load: cold request, latency table, client queue time, throughputs."""
+    lines = []
+    if load.cold is not None:
+        c = load.cold
+        figures = f"failed: {c.error}" if c.error else f"TTFT {fmt_seconds(c.ttft_s)}, E2E {fmt_seconds(c.e2e_s)}"
+        lines.append(f"cold request (sent alone first, not in the figures below): {figures}")
+    lines.append(summary_table(load.run.summary()))
+    q = load.client_queue_s
+    lines.append(f"client queue time (waiting for a slot before the send; not in TTFT): p50 {_pct_cell(q, 50)}, "
+                 f"p90 {_pct_cell(q, 90)}, n {q.n}")
+    rps = load.request_throughput
+    lines.append(f"window output throughput: {_tps(load.window_output_tokens_per_s)} tokens/s (Σ tokens / (last token "
+                 f"− first send)); {'-' if rps is None else f'{rps:.2f}'} requests/s; at most {load.max_in_flight} "
+                 "in flight")
+    return lines
+
+
+def _tps(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def cmd_load_run(args: argparse.Namespace) -> int:
+    """``inference-lab run --concurrency C`` / ``--request-rate R``: one load, then its figures."""
+    from tui_lab.lab.export import to_jsonable
+    from tui_lab.lab.load import execute_load
+
+    plan = _load_plan(args, args.concurrency, args.request_rate)
+    table_out = sys.stderr if args.json else sys.stdout
+    redirect = stdout_to_stderr() if args.json else contextlib.nullcontext(sys.stdout)
+    with redirect:
+        engine, info = create_and_load(args)
+        try:
+            _check_context(info, _longest(plan))
+            print(f"load · {plan.label} · {plan.num_requests} requests · {info.engine} · {info.model} · "
+                  f"{info.device} · seed {plan.seed}", file=table_out, flush=True)
+            load = execute_load(engine, plan)
+        finally:
+            _safe_unload(engine)
+    interrupted = load.run.error == "interrupted"
+    if args.json:
+        doc = {"engine": info.to_dict(), **load.to_dict()}
+        sys.stdout.write(json.dumps(to_jsonable(doc), indent=2, allow_nan=False) + "\n")
+        sys.stdout.flush()
+    else:
+        if load.run.partial:
+            print(f"PARTIAL RESULTS ({load.run.error or 'not every request finished'})", file=table_out)
+        print("\n".join(load_summary_lines(load)), file=table_out, flush=True)
+    if interrupted:
+        print(f"{PROG}: interrupted — the results above are partial", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if load.run.error:
+        print(f"{PROG}: error: {load.run.error}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+LOAD_COLUMNS = ("config", "TTFT p50", "TTFT p90", "TPOT p50", "TPOT p90", "E2E p50", "queue p50", "window tok/s",
+                "mean/run tok/s", "")
+LOAD_WIDTHS = (24, 11, 11, 11, 11, 11, 11, 12, 14, 0)
+
+
+def load_row(point: Any) -> str:
+    """One table row of a load sweep point."""
+    p = point.point
+    if p.status in ("error", "skipped"):
+        cells = [p.label] + ["-"] * 8 + [p.error or p.status]
+    else:
+        cells = [p.label, _pct_cell(p.ttft_s, 50), _pct_cell(p.ttft_s, 90), _pct_cell(p.tpot_s, 50),
+                 _pct_cell(p.tpot_s, 90), _pct_cell(p.e2e_s, 50), _pct_cell(point.client_queue_s, 50),
+                 _tps(point.window_output_tokens_per_s), _tps(point.mean_run_output_tokens_per_s),
+                 "partial" if p.partial else ""]
+    parts = [cells[0].ljust(LOAD_WIDTHS[0])] + [c.rjust(w) for c, w in zip(cells[1:-1], LOAD_WIDTHS[1:-1],
+                                                                             strict=True)]
+    if cells[-1]:
+        parts.append(cells[-1])
+    return "  ".join(parts).rstrip()
+
+
+def cmd_load_sweep(args: argparse.Namespace) -> int:
+    """``inference-lab sweep --concurrencies LIST`` / ``--request-rates LIST``: one load per value."""
+    from tui_lab.lab.export import export_format, to_jsonable, write_csv, write_json
+    from tui_lab.lab.load import THROUGHPUT_NOTE, LoadSweepPlan, run_load_sweep
+
+    if args.concurrencies and args.request_rates:
+        raise InvalidInput("sweep one thing at a time: --concurrencies and --request-rates were both given")
+    others = [f for f, v in (("--batch-sizes", args.batch_sizes), ("--lengths", args.lengths),
+                             ("--temperatures/--top-ps", args.temperatures or args.top_ps)) if v]
+    if others:
+        raise InvalidInput(f"sweep one thing at a time: a load sweep and {others[0]} were both given")
+    axis = "concurrency" if args.concurrencies else "rate"
+    base = _load_plan(args, 1 if axis == "concurrency" else None, None if axis == "concurrency" else
+                      args.request_rates[0])
+    if args.latency_budget is not None and args.budget_preset is not None:
+        raise InvalidInput("give either --latency-budget or --budget-preset, not both")
+    budget: dict[str, float] | str = (
+        {args.budget_metric: args.latency_budget} if args.latency_budget is not None
+        else args.budget_preset or DEFAULT_BUDGET_PRESET
+    )
+    values = tuple(args.concurrencies or args.request_rates)
+    extra = {} if args.knee_gain is None else {"knee_threshold_pct": args.knee_gain}
+    plan = LoadSweepPlan(axis=axis, values=values, base=base, runs=1 if args.runs is None else args.runs,
+                         latency_budget=budget, **extra).validate()
+    fmt = export_format(args.out) if args.out else None
+    table_out = sys.stderr if args.json else sys.stdout
+    redirect = stdout_to_stderr() if args.json else contextlib.nullcontext(sys.stdout)
+    with redirect:
+        engine, info = create_and_load(args)
+        try:
+            _check_context(info, _longest(base))
+            print(f"load sweep over {axis} · {info.engine} · {info.model} · {info.device} · {base.num_requests} "
+                  f"requests × {plan.runs} run(s) per point · seed {base.seed}", file=table_out)
+            print(load_row_header(), file=table_out, flush=True)
+            result = run_load_sweep(engine, plan, on_point=lambda p: print(load_row(p), file=table_out, flush=True))
+        finally:
+            _safe_unload(engine)
+    print(THROUGHPUT_NOTE, file=table_out)
+    print(result.cold_note(), file=table_out)
+    print(result.knee_note(), file=table_out)
+    print(result.budget_note(), file=table_out)
+    for message in result.messages:
+        print(f"note: {message}", file=table_out)
+    if args.out:
+        path = write_json(args.out, result) if fmt == "json" else write_csv(args.out, result.rows())
+        print(f"wrote {path}", file=table_out)
+    table_out.flush()
+    if args.json:
+        sys.stdout.write(json.dumps(to_jsonable(result), indent=2, allow_nan=False) + "\n")
+        sys.stdout.flush()
+    if result.interrupted:
+        print(f"{PROG}: interrupted — the results are partial", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def load_row_header() -> str:
+    """The header line of the load sweep table."""
+    parts = [LOAD_COLUMNS[0].ljust(LOAD_WIDTHS[0])] + [c.rjust(w) for c, w in zip(LOAD_COLUMNS[1:-1],
+                                                                                    LOAD_WIDTHS[1:-1], strict=True)]
+    return "  ".join(parts).rstrip()
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -190,6 +190,39 @@ class Engine(Protocol):
         ...
 
 
+@runtime_checkable
+class LoadSession(Protocol):
+    """Requests handed to a running engine one at a time, while others generate (load modes).
+
+    ``stream`` takes a whole batch at once; a load generator (a closed loop that sends a new
+    request as soon as one finishes, or open-loop arrivals at a request rate) needs to add
+    requests at times it chooses. Engines that can do that (a server, vLLM's continuous
+    batching) offer ``open_session(sampling) -> LoadSession``; engines that run static batches
+    (transformers) do not have the method, and ``supports_sessions`` tells them apart.
+
+    Events are the same as ``stream``'s: ``RequestSubmitted`` (``t`` is when the engine sent the
+    request), ``TokenEvent``, ``RequestFinished``. Times are ``time.perf_counter`` seconds, so the
+    caller can set them against its own schedule. One thread drives a session.
+    """
+
+    def submit(self, request: Request) -> None:
+        """Send ``request`` now, without waiting; its events come from ``events``. Ids are unique per session."""
+        ...
+
+    def events(self, timeout: float) -> list[StreamEvent]:
+        """Events that arrived since the last call, waiting at most ``timeout`` seconds for the first one."""
+        ...
+
+    def close(self) -> list[StreamEvent]:
+        """Abort unfinished requests; returns their closing events (``reason="cancelled"``). Idempotent."""
+        ...
+
+
+def supports_sessions(engine: object) -> bool:
+    """Whether ``engine`` can take requests while others run (``open_session``)."""
+    return callable(getattr(engine, "open_session", None))
+
+
 class EngineBase:
     """State every engine shares: what is loaded (``_info``) and the cancel flag (``_cancel``).
 

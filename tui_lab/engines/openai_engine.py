@@ -34,6 +34,8 @@ Bearer token, and kept out of ``EngineInfo``, events, error messages and results
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
 import os
 import queue
@@ -45,8 +47,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tui_lab.engines.base import (
+    MAX_BATCH_SIZE,
     EngineBase,
     EngineInfo,
+    LoadSession,
     ProgressCallback,
     Request,
     RequestFinished,
@@ -67,15 +71,21 @@ _POLL_S = 0.05
 
 _MAX_ERROR_CHARS = 300
 
+_KEEPALIVE_S = 120.0
+"""How long an idle pooled connection is kept: longer than any pause between the runs of a sweep."""
 
-async def _close_tasks_and_generators() -> None:
-    """Cancel every other task on the running loop, wait for them, and close open async generators."""
+
+async def _close_tasks_and_generators(client: Any = None) -> None:
+    """Cancel every other task on the running loop, wait for them, close open async generators and the client."""
     me = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.get_running_loop().shutdown_asyncgens()
+    if client is not None:
+        with contextlib.suppress(Exception):
+            await client.aclose()
 
 
 class _StreamError(Exception):
@@ -137,6 +147,8 @@ class OpenAIEngine(EngineBase):
         super().__init__()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._client: Any = None
+        """The shared ``httpx.AsyncClient`` (one pool for every run until ``unload``); lives on the loop."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -207,10 +219,11 @@ class OpenAIEngine(EngineBase):
         thread, self._thread = self._thread, None
         self._info = None
         self._api_key = None
+        client, self._client = self._client, None
         if loop is not None and thread is not None and thread.is_alive():
             # Close cancelled streams on their own loop, so no connection is left to the garbage collector.
             try:
-                asyncio.run_coroutine_threadsafe(_close_tasks_and_generators(), loop).result(timeout=5)
+                asyncio.run_coroutine_threadsafe(_close_tasks_and_generators(client), loop).result(timeout=5)
             except BaseException:
                 pass
             loop.call_soon_threadsafe(loop.stop)
@@ -327,33 +340,51 @@ class OpenAIEngine(EngineBase):
         states: dict[str, _RequestState],
         events: queue.Queue,
     ) -> None:
+        client = await self._shared_client()
+        gate = asyncio.Semaphore(self.concurrency or len(requests))
+        tasks = [
+            asyncio.create_task(self._one(client, gate, r, sampling, states[r.request_id], events))
+            for r in requests
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _shared_client(self) -> Any:
+        """The engine's one HTTP client, made on first use (on the loop) and kept until ``unload``.
+
+        Its connection pool outlives each run: in a sweep only the very first request pays for a new
+        connection (load modes report that cold request apart), not the first request of every run.
+        """
         import httpx
 
-        limit = self.concurrency or len(requests)
-        gate = asyncio.Semaphore(limit)
-        limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
-        async with httpx.AsyncClient(timeout=self._timeouts(), headers=self._headers(), limits=limits) as client:
-            tasks = [
-                asyncio.create_task(self._one(client, gate, r, sampling, states[r.request_id], events))
-                for r in requests
-            ]
-            try:
-                await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:
-                    task.cancel()
+        if self._client is None:
+            limits = httpx.Limits(max_connections=MAX_BATCH_SIZE, max_keepalive_connections=MAX_BATCH_SIZE,
+                                  keepalive_expiry=_KEEPALIVE_S)
+            self._client = httpx.AsyncClient(timeout=self._timeouts(), headers=self._headers(), limits=limits)
+        return self._client
+
+    def open_session(self, sampling: SamplingParams) -> LoadSession:
+        """A session that sends each submitted request at once on the shared client (see ``LoadSession``)."""
+        sampling.validate()
+        if self._info is None or self._loop is None:
+            raise LabError("the openai engine is not loaded yet", hint="load it first")
+        self._cancel.clear()
+        return _OpenAISession(self, sampling)
 
     async def _one(
         self,
         client: Any,
-        gate: asyncio.Semaphore,
+        gate: asyncio.Semaphore | None,
         request: Request,
         sampling: SamplingParams,
         state: _RequestState,
         events: queue.Queue,
     ) -> None:
-        """Send one request and turn its SSE chunks into events."""
-        async with gate:
+        """Send one request and turn its SSE chunks into events (after a slot of ``gate``, if given)."""
+        async with gate if gate is not None else contextlib.nullcontext():
             state.t_send = time.perf_counter()
             try:
                 await self._read_stream(client, request, sampling, state, events)
@@ -577,6 +608,86 @@ class OpenAIEngine(EngineBase):
         if self._loop is not None:
             return
         self._loop, self._thread = start_loop_thread("openai-engine-loop")
+
+
+class _OpenAISession:
+    """``LoadSession`` over HTTP: each ``submit`` starts one streaming request on the engine's shared client."""
+
+    def __init__(self, engine: OpenAIEngine, sampling: SamplingParams) -> None:
+        self._engine = engine
+        self._sampling = sampling
+        self._queue: queue.Queue[StreamEvent] = queue.Queue()
+        self._states: dict[str, _RequestState] = {}
+        self._futures: dict[str, concurrent.futures.Future] = {}
+        self._open: set[str] = set()
+        self._closed = False
+
+    def submit(self, request: Request) -> None:
+        """Start ``request`` now; its ``RequestSubmitted.t`` is when its HTTP request goes out."""
+        validate_batch([request], self._sampling)
+        loop = self._engine._loop
+        if self._closed or loop is None:
+            raise LabError("this load session is closed (the engine was unloaded or the run ended)")
+        if request.request_id in self._states:
+            raise InvalidInput(f"request id {request.request_id!r} was already used in this session")
+        state = _RequestState(request.request_id)
+        self._states[request.request_id] = state
+        self._open.add(request.request_id)
+        self._futures[request.request_id] = asyncio.run_coroutine_threadsafe(self._send(request, state), loop)
+
+    async def _send(self, request: Request, state: _RequestState) -> None:
+        client = await self._engine._shared_client()
+        await self._engine._one(client, None, request, self._sampling, state, self._queue)
+
+    def events(self, timeout: float) -> list[StreamEvent]:
+        """What arrived since the last call (waits up to ``timeout`` for the first event)."""
+        out: list[StreamEvent] = []
+        try:
+            out.append(self._queue.get(timeout=max(0.0, timeout)))
+        except queue.Empty:
+            return out
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for item in out:
+            if isinstance(item, RequestFinished):
+                self._open.discard(item.request_id)
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        """Cancel unfinished requests: what already arrived, then each one closed as cancelled."""
+        if self._closed:
+            return []
+        self._closed = True
+        for rid in self._open:
+            self._futures[rid].cancel()
+        for rid in self._open:
+            with contextlib.suppress(BaseException):
+                self._futures[rid].result(timeout=2)
+        out = []
+        submitted = set()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, RequestSubmitted):
+                submitted.add(item.request_id)
+            if isinstance(item, RequestFinished):
+                if item.request_id not in self._open:
+                    continue
+                self._open.discard(item.request_id)
+            out.append(item)
+        t = time.perf_counter()
+        for rid in sorted(self._open):
+            state = self._states[rid]
+            if not state.submitted_sent and rid not in submitted:
+                out.append(RequestSubmitted(rid, state.t_send or t, state.prompt_tokens))
+            out.append(RequestFinished(rid, t, "cancelled"))
+        self._open.clear()
+        return out
 
 
 __all__ = ["APIS", "OpenAIEngine"]

@@ -479,6 +479,13 @@ class VLLMEngine(EngineBase):
         except BaseException:
             pass
 
+    def open_session(self, sampling: SamplingParams) -> _VLLMSession:
+        """A ``LoadSession``: each submitted request joins vLLM's running batch at once (continuous batching)."""
+        sampling.validate()
+        llm = self._require()
+        self._cancel.clear()
+        return _VLLMSession(self, llm, sampling)
+
     # ----------------------------------------------------------------- helpers
 
     def _require(self) -> Any:
@@ -631,3 +638,99 @@ class VLLMEngine(EngineBase):
         # These are read when vllm is first imported; a user's own settings win.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+
+
+class _VLLMSession:
+    """``LoadSession`` in-process: each ``submit`` schedules one ``generate`` task on the engine's loop.
+
+    The prompt is tokenized on the loop (as ``stream`` does), then ``RequestSubmitted`` is stamped and
+    the request handed to vLLM; its seed is the sampling seed + its submission index, as a batch row's.
+    """
+
+    def __init__(self, engine: VLLMEngine, llm: Any, sampling: SamplingParams) -> None:
+        self._engine = engine
+        self._llm = llm
+        self._sampling = sampling
+        self._queue: queue.Queue[StreamEvent] = queue.Queue()
+        self._futures: dict[str, concurrent.futures.Future] = {}
+        self._vllm_ids: dict[str, str] = {}
+        self._open: set[str] = set()
+        self._closed = False
+        self._tag = uuid.uuid4().hex[:8]
+
+    def submit(self, request: Request) -> None:
+        """Hand ``request`` to vLLM now (non-blocking)."""
+        validate_batch([request], self._sampling)
+        loop = self._engine._loop
+        if self._closed or loop is None or self._engine._llm is not self._llm:
+            raise LabError("this load session is closed (the engine was unloaded or the run ended)")
+        rid = request.request_id
+        if rid in self._vllm_ids:
+            raise InvalidInput(f"request id {rid!r} was already used in this session")
+        self._vllm_ids[rid] = f"{rid}-{self._tag}"
+        params = self._engine._sampling_params(self._sampling, request.budget(self._sampling), len(self._vllm_ids) - 1)
+        self._open.add(rid)
+        self._futures[rid] = asyncio.run_coroutine_threadsafe(self._send(request, params), loop)
+
+    async def _send(self, request: Request, params: Any) -> None:
+        rid = request.request_id
+        try:
+            [(engine_input, ids)] = await self._engine._render_all(self._llm, [request.prompt])
+            self._engine._check_length(len(ids), request.budget(self._sampling))
+        except Exception as exc:
+            message = self._engine._as_lab_error(exc, f"request {rid} could not be tokenized").message
+            t = time.perf_counter()
+            self._queue.put(RequestSubmitted(rid, t, 0))
+            self._queue.put(RequestFinished(rid, t, "error", error=message))
+            return
+        self._queue.put(RequestSubmitted(rid, time.perf_counter(), len(ids)))
+        await self._engine._consume(self._llm, rid, self._vllm_ids[rid], engine_input, params, self._queue)
+
+    def events(self, timeout: float) -> list[StreamEvent]:
+        """What arrived since the last call (waits up to ``timeout`` for the first event)."""
+        out: list[StreamEvent] = []
+        try:
+            out.append(self._queue.get(timeout=max(0.0, timeout)))
+        except queue.Empty:
+            return out
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for item in out:
+            if isinstance(item, RequestFinished):
+                self._open.discard(item.request_id)
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        """Abort unfinished requests in vLLM; what already arrived, then each one closed as cancelled."""
+        if self._closed:
+            return []
+        self._closed = True
+        if self._open and self._engine._loop is not None:
+            try:
+                self._engine._call(self._llm.abort([self._vllm_ids[rid] for rid in self._open]), timeout=2)
+            except BaseException:
+                pass
+        for rid in self._open:
+            self._futures[rid].cancel()
+        out: list[StreamEvent] = []
+        submitted: set[str] = set()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, RequestSubmitted):
+                submitted.add(item.request_id)
+            if isinstance(item, RequestFinished):
+                if item.request_id not in self._open:
+                    continue
+                self._open.discard(item.request_id)
+            out.append(item)
+        t = time.perf_counter()
+        for rid in sorted(self._open):
+            out.append(RequestFinished(rid, t, "cancelled"))
+        self._open.clear()
+        return out

@@ -47,3 +47,5 @@ class Generate(SpecExperiment):
 
 
 register(Generate())
+
+import tui_lab.lab.load  # noqa: E402, F401  (registers load_run and load_sweep)

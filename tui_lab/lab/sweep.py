@@ -243,6 +243,9 @@ class SweepPoint:
     """Per-request figures pooled over measured runs: ``{"ttft_s": [...], "e2e_s": [...], "tpot_s": [...]}``."""
     sample_text: str = ""
     """The first request's text in the last measured run (what these settings write)."""
+    window_output_tokens_per_s: float | None = None
+    """Σ output tokens / (last token − first send) over all measured runs together (the peers' "output
+    throughput"); ``output_tokens_per_s`` is the mean of each run's own rate."""
 
     @property
     def complete(self) -> bool:
@@ -276,6 +279,7 @@ class SweepPoint:
             "itl_s": self.itl_s.to_dict(),
             "decode_tokens_per_s": self.decode_tokens_per_s.to_dict(),
             "output_tokens_per_s": self.output_tokens_per_s,
+            "window_output_tokens_per_s": self.window_output_tokens_per_s,
             "runs": [r.to_dict() for r in self.runs],
             "samples": {k: list(v) for k, v in self.samples.items()},
             "sample_text": self.sample_text,
@@ -292,6 +296,7 @@ class SweepPoint:
             "runs": len(self.runs),
             "requests": self.e2e_s.n,
             "output_tokens_per_s": self.output_tokens_per_s,
+            "window_output_tokens_per_s": self.window_output_tokens_per_s,
         }
         for name, pct in (("ttft", self.ttft_s), ("e2e", self.e2e_s), ("tpot", self.tpot_s), ("itl", self.itl_s)):
             row[f"{name}_p50_s"] = pct.p50
@@ -447,6 +452,7 @@ def _point_from_runs(
         decode_tokens_per_s=summarize(decode_speed(t) for t in traces),
         samples={"ttft_s": ttfts, "e2e_s": e2es, "tpot_s": tpots},
         sample_text=runs[-1][1].requests[0].text if runs and runs[-1][1].requests else "",
+        window_output_tokens_per_s=output_throughput(traces),
     )
 
 

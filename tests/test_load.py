@@ -1,0 +1,250 @@
+"""Load modes: closed loop, open-loop arrivals, client queue time, mixed lengths, the load sweep.
+
+A small in-test engine with a real ``open_session`` (a thread per request, real clock) stands in
+for a server here; the same driver runs against a real ``vllm serve`` in test_openai_engine.py.
+"""
+
+from __future__ import annotations
+
+import queue
+import statistics
+import threading
+import time
+
+import pytest
+
+from tui_lab.engines.base import (
+    EngineInfo,
+    LoadSession,
+    Request,
+    RequestFinished,
+    RequestSubmitted,
+    SamplingParams,
+    TokenEvent,
+    supports_sessions,
+)
+from tui_lab.engines.scripted import ScriptedEngine
+from tui_lab.errors import InvalidInput
+from tui_lab.lab import experiment
+from tui_lab.lab.experiment import RunContext
+from tui_lab.lab.load import (
+    LoadPlan,
+    LoadSweepPlan,
+    arrival_offsets,
+    execute_load,
+    output_lengths,
+    run_load_sweep,
+)
+from tui_lab.metrics import ttft
+
+
+class _Session:
+    def __init__(self, engine: ThreadedEngine, sampling: SamplingParams) -> None:
+        self.engine = engine
+        self.sampling = sampling
+        self.q: queue.Queue = queue.Queue()
+        self.cancel = threading.Event()
+        self.open: set[str] = set()
+
+    def submit(self, request: Request) -> None:
+        self.open.add(request.request_id)
+        threading.Thread(target=self._run, args=(request,), daemon=True).start()
+
+    def _run(self, request: Request) -> None:
+        e = self.engine
+        with e.lock:
+            e.in_flight += 1
+            e.peak = max(e.peak, e.in_flight)
+        self.q.put(RequestSubmitted(request.request_id, time.perf_counter(), 4))
+        time.sleep(e.ttft_s)
+        for _ in range(request.budget(self.sampling)):
+            if self.cancel.is_set():
+                break
+            self.q.put(TokenEvent(request.request_id, 1, "x", time.perf_counter()))
+            time.sleep(e.step_s)
+        with e.lock:
+            e.in_flight -= 1
+        self.q.put(RequestFinished(request.request_id, time.perf_counter(), "cancelled" if self.cancel.is_set()
+                                   else "length"))
+
+    def events(self, timeout: float) -> list:
+        out = []
+        try:
+            out.append(self.q.get(timeout=timeout))
+        except queue.Empty:
+            return out
+        while not self.q.empty():
+            out.append(self.q.get_nowait())
+        for ev in out:
+            if isinstance(ev, RequestFinished):
+                self.open.discard(ev.request_id)
+        return out
+
+    def close(self) -> list:
+        self.cancel.set()
+        out = []
+        deadline = time.monotonic() + 2
+        while self.open and time.monotonic() < deadline:
+            out.extend(self.events(0.05))
+        return out
+
+
+class ThreadedEngine:
+    """Each request: a fixed TTFT, then one token every ``step_s`` (no batching limit of its own)."""
+
+    name = "threaded"
+
+    def __init__(self, ttft_s: float = 0.02, step_s: float = 0.005) -> None:
+        self.ttft_s, self.step_s = ttft_s, step_s
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0
+        self.sessions = 0
+
+    @property
+    def info(self) -> EngineInfo:
+        return EngineInfo("threaded", "fake", "cpu", "none")
+
+    def open_session(self, sampling: SamplingParams) -> LoadSession:
+        self.sessions += 1
+        return _Session(self, sampling)
+
+    def cancel(self) -> None:
+        pass
+
+
+def plan(**changes) -> LoadPlan:
+    base = dict(num_requests=8, concurrency=2, sampling=SamplingParams(max_new_tokens=4, ignore_eos=True),
+                cold_request=False)
+    base.update(changes)
+    return LoadPlan(**base)
+
+
+def test_closed_loop_keeps_c_in_flight_and_reports_queue_time_apart():
+    engine = ThreadedEngine()
+    load = execute_load(engine, plan(concurrency=2))
+    assert not load.run.partial and load.run.error is None
+    assert engine.peak == 2 and load.max_in_flight == 2
+    assert all(r.trace.output_tokens == 4 for r in load.run.requests)
+    # Every request arrives at 0; the later ones waited on the client for a slot, and that wait is not TTFT.
+    queue_s = load.client_queue
+    assert queue_s[0] < 0.01 and queue_s[1] < 0.01
+    assert min(queue_s[2:]) > engine.ttft_s
+    assert max(ttft(t) for t in load.traces) < engine.ttft_s + 0.04
+    assert load.client_queue_s.n == 8
+    # A new request goes out as one finishes: request 2 is sent after request 0 or 1 has ended.
+    first_end = min(r.trace.last_token_time for r in load.run.requests[:2])
+    assert load.run.requests[2].trace.t_send >= first_end
+    assert load.window_output_tokens_per_s == pytest.approx(
+        32 / (max(t.last_token_time for t in load.traces) - min(t.t_send for t in load.traces)))
+
+
+def test_open_loop_follows_the_arrival_schedule_and_the_cap():
+    engine = ThreadedEngine(ttft_s=0.05, step_s=0.02)
+    load = execute_load(engine, plan(concurrency=None, request_rate=40.0, max_concurrency=3, num_requests=10))
+    assert load.max_in_flight <= 3 and engine.peak <= 3
+    sends = [r.trace.t_send for r in load.run.requests]
+    assert sends == sorted(sends)
+    # Sent no earlier than scheduled: queue time is never negative, and is there only when the cap bit.
+    assert all(q is not None and q >= 0 for q in load.client_queue)
+    assert max(load.client_queue) > 0.02  # 40 req/s into 3 slots of ~130 ms: arrivals had to wait
+
+
+def test_arrivals_poisson_and_gamma_like_vllm_bench():
+    a = arrival_offsets(2000, 4.0, 1.0, seed=1)
+    assert a == arrival_offsets(2000, 4.0, 1.0, seed=1)  # seeded
+    assert a[-1] == pytest.approx(2000 / 4.0)  # rescaled: the last arrival at N/R
+    gaps = [y - x for x, y in zip([0.0, *a], a, strict=False)]
+    assert statistics.mean(gaps) == pytest.approx(0.25, rel=0.01)
+    cv_poisson = statistics.stdev(gaps) / statistics.mean(gaps)
+    bursty = arrival_offsets(2000, 4.0, 0.25, seed=1)
+    bgaps = [y - x for x, y in zip([0.0, *bursty], bursty, strict=False)]
+    cv_bursty = statistics.stdev(bgaps) / statistics.mean(bgaps)
+    # Gamma(shape k): coefficient of variation 1/sqrt(k): 1 for Poisson, 2 for burstiness 0.25.
+    assert cv_poisson == pytest.approx(1.0, abs=0.1) and cv_bursty == pytest.approx(2.0, abs=0.3)
+    assert arrival_offsets(5, None) == [0.0] * 5
+
+
+def test_mixed_output_lengths_break_lock_step():
+    assert output_lengths("16,64,128", 5, 0) == [16, 64, 128, 16, 64]
+    drawn = output_lengths("uniform:16:128", 50, 3)
+    assert drawn == output_lengths("uniform:16:128", 50, 3) and min(drawn) >= 16 and max(drawn) <= 128
+    assert len(set(drawn)) > 10
+    engine = ThreadedEngine()
+    load = execute_load(engine, plan(output_lens="2,6", num_requests=4))
+    assert [r.trace.output_tokens for r in load.run.requests] == [2, 6, 2, 6]
+    for bad in ("uniform:9:3", "a,b", "0,4", "uniform:3"):
+        with pytest.raises(InvalidInput):
+            plan(output_lens=bad).validate()
+
+
+def test_bad_plans_are_one_line_errors():
+    for changes in (dict(concurrency=None), dict(request_rate=1.0), dict(num_requests=0),
+                    dict(concurrency=None, request_rate=-1.0), dict(concurrency=None, request_rate=1.0, burstiness=0),
+                    dict(burstiness=2.0), dict(max_concurrency=3)):
+        with pytest.raises(InvalidInput):
+            plan(**changes).validate()
+
+
+def test_static_batch_engine_is_refused_clearly():
+    engine = ScriptedEngine()
+    engine.load()
+    assert not supports_sessions(engine)
+    with pytest.raises(InvalidInput, match="static batches.*cannot add a request"):
+        execute_load(engine, plan())
+
+
+def test_stop_mid_load_keeps_what_was_measured():
+    engine = ThreadedEngine(step_s=0.02)
+    stop = threading.Event()
+    seen = []
+
+    def sink(events):
+        seen.extend(events)
+        if sum(isinstance(e, TokenEvent) for e in seen) >= 3:
+            stop.set()
+
+    load = execute_load(engine, plan(num_requests=20, sampling=SamplingParams(max_new_tokens=50)), stop=stop,
+                        sink=sink, flush_interval=0)
+    assert load.run.partial
+    assert sum(r.trace.output_tokens for r in load.run.requests) >= 3
+    assert all(q is None for q in load.client_queue[4:])  # never sent
+
+
+def test_load_sweep_knee_budget_and_cold_request():
+    engine = ThreadedEngine()
+    sweep = LoadSweepPlan(axis="concurrency", values=(1, 2, 4), base=plan(num_requests=8),
+                          latency_budget={"ttft_p50": 1.0})
+    seen = []
+    result = run_load_sweep(engine, sweep, on_point=seen.append)
+    assert [p.label for p in seen] == ["concurrency 1", "concurrency 2", "concurrency 4"]
+    assert result.cold is not None and result.cold.output_tokens == 4
+    assert all(p.complete and p.window_output_tokens_per_s for p in result.points)
+    # Requests do not contend in this engine: throughput roughly doubles with the concurrency.
+    tps = [p.window_output_tokens_per_s for p in result.points]
+    assert tps[0] < tps[1] < tps[2]
+    assert result.knee is not None and "window throughput" in result.knee_note()
+    assert result.budget_pick is not None
+    doc = result.to_dict()
+    point = doc["points"][0]
+    assert {"window_output_tokens_per_s", "mean_run_output_tokens_per_s", "client_queue_s"} <= set(point)
+    assert doc["knee_throughput"] == "window_output_tokens_per_s"
+
+
+def test_experiment_objects_are_registered_and_run():
+    assert {"load_run", "load_sweep"} <= set(experiment.names())
+    exp = experiment.get("load_run")
+    params = exp.validate({"mode": "rate", "request_rate": 50.0, "num_requests": 4, "max_new_tokens": 3})
+    reports = []
+    result = exp.run(params, RunContext(engine=ThreadedEngine(), progress=reports.append))
+    assert not result.run.partial and len(result.traces) == 4 and result.cold is not None
+    assert reports and reports[0].new_run
+    with pytest.raises(InvalidInput):
+        exp.validate({"mode": "nope"})
+    with pytest.raises(InvalidInput):
+        exp.validate({"no_such_key": 1})
+    sweep = experiment.get("load_sweep")
+    partials = []
+    res = sweep.run(sweep.validate({"concurrencies": "1,2", "num_requests": 4, "max_new_tokens": 3}),
+                    RunContext(engine=ThreadedEngine(), partial=partials.append))
+    assert len(res.points) == 2 and len(partials) == 2
