@@ -116,6 +116,11 @@ class _StubHandler(BaseHTTPRequestHandler):
             self._json(500, {"error": {"message": "the model crashed (stub)", "type": "InternalServerError"}})
         elif prompt == "json":
             self._json(200, {"choices": [{"text": "not streamed"}]})
+        elif " " in prompt:
+            # A sentence (the lab's prompt schedule): max_tokens one-token chunks, 10 ms apart.
+            n = int(body.get("max_tokens") or 1)
+            self._sse([chunk(f" w{i}", "length" if i == n - 1 else None) for i in range(n)] + ["data: [DONE]"],
+                      pause=0.01)
         else:
             self._json(400, {"error": {"message": f"unknown stub prompt {prompt!r}"}})
 
@@ -262,6 +267,53 @@ def test_concurrency_limits_requests_in_flight(stub_url):
     # With one connection the second request is only sent after the first one ends.
     assert second.trace.t_send >= first.trace.last_token_time
     assert first.finish_reason == second.finish_reason == "length"
+
+
+def test_load_modes_over_http_share_one_client(stub_url):
+    """Closed loop and request rate through the session; one HTTP client for every run until unload."""
+    from tui_lab.lab.load import LoadPlan, execute_load
+
+    engine = OpenAIEngine(stub_url, timeout=5)
+    engine.load()
+    try:
+        sampling = SamplingParams(max_new_tokens=3, ignore_eos=True)
+        closed = execute_load(engine, LoadPlan(num_requests=5, concurrency=2, sampling=sampling))
+        client = engine._client
+        opened = execute_load(engine, LoadPlan(num_requests=4, concurrency=None, request_rate=20.0,
+                                               max_concurrency=2, sampling=sampling))
+        batch = execute_run(engine, [Request("r0", "ok")], SamplingParams(max_new_tokens=8))
+        assert engine._client is client is not None
+    finally:
+        engine.unload()
+    assert engine._client is None
+    for load in (closed, opened):
+        assert not load.run.partial, load.run.error
+        assert all(r.trace.output_tokens == 3 for r in load.run.requests)
+        assert load.max_in_flight == 2 and load.cold is not None and load.cold.output_tokens == 3
+        assert all(q is not None and q >= 0 for q in load.client_queue)
+    assert batch.requests[0].finish_reason == "length"
+
+
+def test_cli_run_concurrency_and_sweep_request_rates(stub_url, capsys):
+    from tui_lab.cli import main
+
+    code = main(["run", "--engine", "openai", "--base-url", stub_url, "--concurrency", "2", "--num-requests", "4",
+                 "--max-tokens", "3", "--ignore-eos", "--output-lens", "2,3", "--json", "-q"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["plan"]["mode"] == "concurrency" and doc["max_in_flight"] == 2
+    assert [r["output_tokens"] for r in doc["requests"]] == [2, 3, 2, 3]
+    assert doc["window_output_tokens_per_s"] > 0 and "client_queue_s" in doc["requests"][0]
+    code = main(["sweep", "--engine", "openai", "--base-url", stub_url, "--request-rates", "10,20",
+                 "--num-requests", "3", "--max-tokens", "2", "-q"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "window tok/s" in out and "mean/run tok/s" in out and "rate 20 req/s" in out
+    assert "cold request (sent alone first" in out and "knee:" in out
+    assert main(["run", "--engine", "openai", "--base-url", stub_url, "--concurrency", "2",
+                 "--request-rate", "1"]) == 2
+    assert main(["run", "--engine", "transformers", "--concurrency", "2"]) == 2
+    assert "static batches" in capsys.readouterr().err
 
 
 def test_api_key_is_sent_but_never_kept(stub_url, monkeypatch):
@@ -446,6 +498,28 @@ def test_real_server_http_400_carries_the_servers_message(served_engine):
 def test_real_server_wrong_model_name(vllm_server):
     with pytest.raises(LabError, match="gemma-embedded"):
         OpenAIEngine(vllm_server["url"], model="no-such-model").load()
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_real_server_load_modes(served_engine):
+    """Both load modes against the real server: a closed loop of 2, then Poisson arrivals capped at 2."""
+    from tui_lab.lab.load import LoadPlan, execute_load
+
+    sampling = SamplingParams(max_new_tokens=4, ignore_eos=True)
+    closed = execute_load(served_engine, LoadPlan(num_requests=3, concurrency=2, sampling=sampling))
+    opened = execute_load(served_engine, LoadPlan(num_requests=3, concurrency=None, request_rate=4.0,
+                                                  max_concurrency=2, sampling=sampling, cold_request=False))
+    for load in (closed, opened):
+        assert not load.run.partial, load.run.error
+        assert [r.trace.output_tokens for r in load.run.requests] == [4, 4, 4]  # exact, from continuous usage
+        assert load.max_in_flight <= 2
+        assert all(q is not None and q >= 0 for q in load.client_queue)
+        assert load.window_output_tokens_per_s == pytest.approx(output_throughput(load.traces))
+    assert closed.cold is not None and closed.cold.output_tokens == 4 and closed.cold.error is None
+    third = closed.run.requests[2].trace
+    assert third.t_send >= min(r.trace.last_token_time for r in closed.run.requests[:2])
+    assert closed.client_queue[2] > 0
 
 
 @pytest.mark.vllm

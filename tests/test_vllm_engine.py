@@ -227,6 +227,33 @@ def _unfinished(engine: VLLMEngine) -> int:
 
 @pytest.mark.vllm
 @pytest.mark.real_model
+def test_load_session_closed_loop_and_stop(vllm_engine):
+    """Requests join the running batch one at a time (closed loop of 2); a stop aborts what is left in vLLM."""
+    from tui_lab.lab.load import LoadPlan, execute_load
+
+    sampling = SamplingParams(max_new_tokens=4, ignore_eos=True)
+    load = execute_load(vllm_engine, LoadPlan(num_requests=3, concurrency=2, sampling=sampling, cold_request=False))
+    assert not load.run.partial, load.run.error
+    assert [r.trace.output_tokens for r in load.run.requests] == [4, 4, 4]
+    assert all(r.trace.prompt_tokens > 0 for r in load.run.requests)
+    assert load.max_in_flight == 2
+    # The third request was sent only once one of the first two had finished, and waited on the client for it.
+    third = load.run.requests[2].trace
+    assert third.t_send >= min(r.trace.last_token_time for r in load.run.requests[:2])
+    assert load.client_queue[2] > 0
+    stop = threading.Event()
+    stopped = execute_load(vllm_engine, LoadPlan(num_requests=2, concurrency=2, cold_request=False,
+                                                 sampling=SamplingParams(max_new_tokens=300, ignore_eos=True)),
+                           stop=stop, sink=lambda events: stop.set(), flush_interval=0)
+    assert stopped.run.partial
+    deadline = time.monotonic() + 5
+    while _unfinished(vllm_engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _unfinished(vllm_engine) == 0
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
 def test_unload_leaves_no_child_process(vllm_engine, children_before):
     """Last in the module: the app quits (unload from another thread) while a worker streams."""
     assert engine_children() - children_before

