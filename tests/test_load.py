@@ -6,6 +6,7 @@ for a server here; the same driver runs against a real ``vllm serve`` in test_op
 
 from __future__ import annotations
 
+import pickle
 import queue
 import statistics
 import threading
@@ -229,6 +230,9 @@ def test_load_sweep_knee_budget_and_cold_request():
     point = doc["points"][0]
     assert {"window_output_tokens_per_s", "mean_run_output_tokens_per_s", "client_queue_s"} <= set(point)
     assert doc["knee_throughput"] == "window_output_tokens_per_s"
+    # Results cross the host → UI process boundary: they must pickle.
+    again = pickle.loads(pickle.dumps(result))
+    assert again.points[0].window_output_tokens_per_s == result.points[0].window_output_tokens_per_s
 
 
 def test_experiment_objects_are_registered_and_run():
