@@ -230,9 +230,23 @@ def test_load_sweep_knee_budget_and_cold_request():
     point = doc["points"][0]
     assert {"window_output_tokens_per_s", "mean_run_output_tokens_per_s", "client_queue_s"} <= set(point)
     assert doc["knee_throughput"] == "window_output_tokens_per_s"
+    text = _render(result)
+    assert "window tok/s" in text and "mean/run tok/s" in text and "concurrency 4" in text and "knee" in text
+    assert "window output throughput" in _render(result.points[0].loads[0])
     # Results cross the host → UI process boundary: they must pickle.
     again = pickle.loads(pickle.dumps(result))
     assert again.points[0].window_output_tokens_per_s == result.points[0].window_output_tokens_per_s
+
+
+def _render(result) -> str:
+    from rich.console import Console
+
+    import tui_lab.ui.views.load  # noqa: F401  (registers the views)
+    from tui_lab.ui.views.registry import view_for
+
+    console = Console(width=120, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(view_for(result)(result, 120))
+    return console.export_text()
 
 
 def test_experiment_objects_are_registered_and_run():

@@ -22,7 +22,10 @@ that it can carry the prompt length when the server reports one (0 otherwise);
 its ``t`` is always the time the HTTP request was sent.
 
 Each request runs in its own asyncio task on a loop in a background thread, so
-``stream()`` is a plain blocking iterator. A failing request ends with
+``stream()`` is a plain blocking iterator. One HTTP client (one connection pool)
+serves every run until ``unload``, so only the engine's very first request pays
+for a new connection. ``open_session()`` gives a ``LoadSession``: requests sent
+one at a time, at moments the caller picks, while others stream (load modes). A failing request ends with
 ``RequestFinished(reason="error")`` and the others go on; when every request of
 a batch fails before any output (server down), ``stream()`` raises
 ``EngineFailure`` with the first message instead.
