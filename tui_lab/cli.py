@@ -793,9 +793,8 @@ def load_summary_lines(load: Any) -> list[str]:
     lines.append(f"client queue time (waiting for a slot before the send; not in TTFT): p50 {_pct_cell(q, 50)}, "
                  f"p90 {_pct_cell(q, 90)}, n {q.n}")
     rps = load.request_throughput
-    lines.append(f"window output throughput: {_tps(load.window_output_tokens_per_s)} tokens/s (Σ tokens / (last token "
-                 f"− first send)); {'-' if rps is None else f'{rps:.2f}'} requests/s; at most {load.max_in_flight} "
-                 "in flight")
+    lines.append(f"output throughput above is the window's: Σ tokens / (last token − first send); "
+                 f"{'-' if rps is None else f'{rps:.2f}'} requests/s; at most {load.max_in_flight} in flight")
     return lines
 
 
