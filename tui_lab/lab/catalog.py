@@ -47,3 +47,7 @@ class Generate(SpecExperiment):
 
 
 register(Generate())
+
+import tui_lab.lab.memory  # noqa: E402,F401  (lesson 05: weight_precision, kv_capacity, preemption)
+import tui_lab.lab.tensor_parallel  # noqa: E402,F401  (lesson 04: one_gpu_or_two)
+import tui_lab.lab.traffic  # noqa: E402,F401  (lesson 06: load_loop, interference, speculation, ...)
