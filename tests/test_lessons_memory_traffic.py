@@ -277,3 +277,36 @@ def test_vllm_serving_options_map_to_engine_args() -> None:
     c.record(Sched(), Iter())
     snap = c.snapshot()
     assert (snap["running"], snap["waiting"], snap["preemptions"], snap["steps"]) == (3, 5, 4, 2)
+
+
+# ----------------------------------------------------------------------------------------- the lessons
+
+
+def _object_steps() -> list:
+    from tui_lab.lab.experiments import EXPERIMENTS
+    from tui_lab.lessons import experiments_named, load_lessons
+
+    return [(lesson, step) for lesson, step in experiments_named(load_lessons())
+            if step.experiment not in EXPERIMENTS]
+
+
+@pytest.mark.parametrize("pair", _object_steps(), ids=lambda p: f"{p[0].id}-{p[1].key}")
+def test_lesson_step_runs_and_its_prediction_resolves(pair: tuple) -> None:
+    """The lesson's own preset runs on the scripted engine and the predicted metric is a number."""
+    from tui_lab.lessons import resolve_metric
+
+    _lesson, step = pair
+    exp = get(step.experiment)
+    result = exp.run(exp.validate(step.params), _ctx("scripted"))
+    if step.predict is not None:
+        value = resolve_metric(result, step.predict.metric)
+        assert value is not None and value > 0, f"{step.predict.metric} not in the {step.experiment} result"
+
+
+def test_lessons_05_and_06_name_their_experiments() -> None:
+    from tui_lab.lessons import load_lessons
+
+    by_id = {lesson.id: {s.experiment for s in lesson.steps} for lesson in load_lessons()}
+    assert {"weight_precision", "kv_capacity", "preemption"} <= by_id["05"]
+    assert {"load_loop", "interference", "speculation", "tool_metrics", "energy_cost"} <= by_id["06"]
+    assert "one_gpu_or_two" in by_id["04"] and "answer_latency" in by_id["02"]

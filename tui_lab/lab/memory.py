@@ -149,6 +149,8 @@ class KvCapacityResult:
     """The largest batch of ``context``-token sequences the loaded engine holds (vLLM: its KV blocks)."""
     measured_how: str
     fp8_max_batch: int | None = None
+    shipped: dict[str, dict] = field(default_factory=dict)
+    """Each architecture as shipped, by name with underscores (``shipped.llama_3_8b.max_batch``)."""
     throughput_tok_s: dict[str, float | None] = field(default_factory=dict)
     note: str = ""
 
@@ -229,7 +231,9 @@ class KvCapacity(LessonExperiment):
             measured, how = _largest_batch(ctx, ctx.engine, params["probe_limit"], params["probe_tokens"])
             if params["compare_fp8"]:
                 note = "the fp8 KV cache is measured on the vLLM engine only (kv_cache_dtype=fp8)"
-        return KvCapacityResult(context, kvd, params["memory_gib"], designs, measured, how, fp8_batch, thr, note)
+        shipped = {d["model"].replace("-", "_"): d for d in designs if d["design"] == "as shipped"}
+        return KvCapacityResult(context, kvd, params["memory_gib"], designs, measured, how, fp8_batch, shipped,
+                                thr, note)
 
 
 # ------------------------------------------------------------------------------------- preemption

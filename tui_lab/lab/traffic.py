@@ -256,6 +256,8 @@ class SpeculationResult:
     rows: list[SpecRow]
     speedup_repetitive: float | None
     speedup_fresh: float | None
+    best_tokens_per_event: float = 0.0
+    """The most tokens per streamed chunk of any row (1.0 without speculation)."""
     note: str = ""
 
     def to_dict(self) -> dict:
@@ -332,7 +334,8 @@ class Speculation(LessonExperiment):
                                               stats() if stats else None))
             except LabError as exc:
                 note = f"n-gram speculation could not run here: {exc.message}"
-        return SpeculationResult(params["k"], rows, _speedup(rows, "repetitive"), _speedup(rows, "fresh"), note)
+        best = max((r.tokens_per_event for r in rows), default=0.0)
+        return SpeculationResult(params["k"], rows, _speedup(rows, "repetitive"), _speedup(rows, "fresh"), best, note)
 
 
 # ----------------------------------------------------------------------------------- tools' numbers

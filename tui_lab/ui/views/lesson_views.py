@@ -59,7 +59,8 @@ def precision_view(r: PrecisionResult, width: int) -> RenderableType:
 def kv_view(r: KvCapacityResult, width: int) -> RenderableType:
     """KV bytes per token by model and design, and the measured largest batch."""
     short = {"nemotron-nano-9b-v2": "nemotron-9b", "gemma-3-270m": "gemma-270m"}
-    rows = [(f"{short.get(d['model'], d['model'])} {d['design'].replace('as shipped', 'shipped')}", str(d["kv_heads"]), _f(d["bytes_per_token"] / 1024, "{:.1f}"),
+    rows = [(f"{short.get(d['model'], d['model'])} {d['design'].replace('as shipped', 'shipped')}",
+             str(d["kv_heads"]), _f(d["bytes_per_token"] / 1024, "{:.1f}"),
              _f(d["fixed_state_bytes"] / 2**20, "{:.0f}"), str(d["max_batch"])) for d in r.designs]
     title = f"KV cache at {r.context} tokens, {r.kv_dtype}, {r.free_gib:.0f} GiB card"
     lines = [_table(title, ("model · design", "KV h", "KiB/tok", "state MiB", "max batch"), rows, width),
