@@ -310,3 +310,24 @@ def test_lessons_05_and_06_name_their_experiments() -> None:
     assert {"weight_precision", "kv_capacity", "preemption"} <= by_id["05"]
     assert {"load_loop", "interference", "speculation", "tool_metrics", "energy_cost"} <= by_id["06"]
     assert "one_gpu_or_two" in by_id["04"] and "answer_latency" in by_id["02"]
+
+
+def test_run_writes_a_vllm_bench_json(tmp_path, capsys) -> None:
+    import json
+
+    from tui_lab.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["run", "--engine", "scripted", "-q", "--batch-size", "3", "--max-tokens", "5",
+                 "--vllm-bench-json", str(out), "--goodput", "ttft:5000,tpot:100"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["completed"] == 3 and doc["total_output_tokens"] == 15
+    assert doc["request_goodput"] > 0 and doc["goodput"] == {"ttft": 5000.0, "tpot": 100.0}
+    assert len(doc["itls"]) == 3 and len(doc["itls"][0]) == 4
+
+
+def test_bad_goodput_is_a_usage_error(capsys) -> None:
+    from tui_lab.cli import main
+
+    assert main(["run", "--engine", "scripted", "-q", "--goodput", "speed:3"]) == 2
+    assert "KEY:MS pairs" in capsys.readouterr().err
