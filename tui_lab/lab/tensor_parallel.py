@@ -93,7 +93,7 @@ class OneGpuOrTwo(LessonExperiment):
         "hbm_gbs": (4800.0, number(1, 100000)),
         "link_gbs": (H200_NVLINK_GBS, number(1, 100000)),
         "allreduce_latency_us": (10.0, number(0, 10000)),
-        "memory_utilization": (0.9, number(0.05, 1.0)),
+        "memory_utilization": (0.5, number(0.05, 1.0)),
     }
 
     def run(self, params: Mapping[str, Any], ctx: RunContext) -> TpResult:
@@ -116,13 +116,14 @@ class OneGpuOrTwo(LessonExperiment):
         b1 = [d for d in predicted if d["batch"] == 1]
         modelled = b1[1]["modelled_step_ms"] / b1[0]["modelled_step_ms"]
         gpus = visible_gpus()
-        if not is_vllm(ctx) or gpus < 2:
-            why = ("this machine has " + (f"{gpus} GPU" if gpus == 1 else f"{gpus} GPUs")
-                   if gpus < 2 else "tensor parallelism needs the vLLM engine")
+        if not is_vllm(ctx) or gpus < 1:
+            why = "tensor parallelism needs the vLLM engine" if not is_vllm(ctx) else "this machine has no GPU"
             return TpResult(params["model"], gpus, predicted, [], modelled, "modelled",
                             f"{why}: showing the figures to predict TP=1 vs TP=2 with")
         measured, note = [], ""
-        for tp in (1, 2):
+        if gpus < 2:
+            note = "this machine has 1 GPU: TP=1 measured, TP=2 shown as the figures to predict with"
+        for tp in (1, 2) if gpus >= 2 else (1,):
             if ctx.stopped():
                 break
             try:
