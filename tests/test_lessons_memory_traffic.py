@@ -331,3 +331,37 @@ def test_bad_goodput_is_a_usage_error(capsys) -> None:
 
     assert main(["run", "--engine", "scripted", "-q", "--goodput", "speed:3"]) == 2
     assert "KEY:MS pairs" in capsys.readouterr().err
+
+
+def test_load_loop_uses_the_load_driver_when_there_is_one(monkeypatch) -> None:
+    """With a driver whose engine takes sessions, both loops go through it (its trace, its schedule)."""
+    from types import SimpleNamespace
+
+    import tui_lab.lab.traffic as traffic
+
+    seen = {}
+
+    class Plan:
+        def __init__(self, **kw: object) -> None:
+            self.__dict__.update(kw)
+            self.label = "rate" if kw["request_rate"] else "concurrency"
+
+    def execute_load(engine, plan, stop, sink):
+        seen["plan"] = plan
+        return SimpleNamespace(traces=[_trace("a", 0.0, [1.0, 2.0]), _trace("b", 0.5, [2.0, 2.5])])
+
+    fake = SimpleNamespace(LoadPlan=Plan, execute_load=execute_load, supports_sessions=lambda e: True,
+                           arrival_offsets=lambda n, rate, burst, seed: [0.0, 0.5][:n])
+    monkeypatch.setattr(traffic, "load_driver", lambda: fake)
+    exp = get("load_loop")
+    result = exp.run(exp.validate({"mode": "open", "num_requests": 2, "rate": 2.0}), _ctx())
+    assert seen["plan"].request_rate == 2.0 and seen["plan"].concurrency is None
+    assert result.mode == "open" and result.note == ""
+    assert result.little["ratio"] == pytest.approx(1.0)
+    assert result.omission["mean_send_delay_s"] == pytest.approx(0.0)
+
+
+def test_open_loop_without_a_session_engine_says_so() -> None:
+    exp = get("load_loop")
+    result = exp.run(exp.validate({"mode": "open", "num_requests": 4, "max_new_tokens": 2}), _ctx())
+    assert result.mode == "closed" and "open-loop" in result.note and "\n" not in result.note

@@ -1,11 +1,12 @@
 """Lesson 06's experiments: closed and open loop, interference, speculation, tools' numbers, energy.
 
 Closed loop (a fixed number of users, each sending again when answered) runs on every engine.
-Open loop (Poisson arrivals at a rate) needs a driver that submits requests at given times; when
-``tui_lab.lab.load`` provides one (``open_loop``), the experiment uses it, otherwise it measures the
-closed loop and judges it against the Poisson schedule it would have had to keep (coordinated
-omission). Little's law and the omission check are pure functions of the trace
-(``tui_lab.metrics.toolmetrics``), so they hold whichever driver produced it.
+Open loop (Poisson arrivals at a rate) needs an engine that takes requests while others run; with
+such an engine (vLLM, an OpenAI endpoint) both loops go through the lab's load driver
+(``tui_lab.lab.load.execute_load``); otherwise the closed loop runs as waves and is judged against
+the Poisson schedule it would have had to keep (coordinated omission). Little's law and the
+omission check are pure functions of the trace (``tui_lab.metrics.toolmetrics``), so they hold
+whichever driver produced it.
 """
 
 from __future__ import annotations
@@ -66,13 +67,15 @@ class LoadLoopResult:
         return asdict(self)
 
 
-def _open_loop_driver() -> Any:
-    """The load driver's open-loop function, when this installation has one (else None)."""
+def load_driver() -> Any:
+    """The lab's load driver module (``tui_lab.lab.load``: sessions, closed and open loops), or None."""
     try:
         from tui_lab.lab import load  # type: ignore[attr-defined]
     except ImportError:
         return None
-    return getattr(load, "open_loop", None)
+    if not all(hasattr(load, n) for n in ("execute_load", "LoadPlan", "supports_sessions")):
+        return None
+    return load
 
 
 class LoadLoop(LessonExperiment):
@@ -97,15 +100,27 @@ class LoadLoop(LessonExperiment):
         prompts = varied_prompts(n, params["seed"])
         schedule = poisson_arrivals(n, params["rate"], params["seed"])
         note = ""
-        driver = _open_loop_driver() if params["mode"] == "open" else None
+        driver = load_driver()
+        if driver is not None and not driver.supports_sessions(ctx.engine):
+            driver = None
+        if driver is not None and hasattr(driver, "arrival_offsets"):
+            schedule = list(driver.arrival_offsets(n, params["rate"], 1.0, params["seed"]))
         traces = []
         if driver is not None:
-            result = driver(ctx.engine, prompts, params["max_new_tokens"], params["rate"], params["seed"],
-                            ctx.stop, ctx.sink)
-            traces = list(result.traces)
+            from tui_lab.engines.base import SamplingParams
+
+            open_loop = params["mode"] == "open"
+            plan = driver.LoadPlan(
+                num_requests=n, concurrency=None if open_loop else c,
+                request_rate=params["rate"] if open_loop else None,
+                sampling=SamplingParams(max_new_tokens=params["max_new_tokens"], ignore_eos=True),
+                seed=params["seed"], cold_request=False,
+            )
+            ctx.report(f"{params['mode']} loop · {plan.label}", None, new_run=True)
+            traces = list(driver.execute_load(ctx.engine, plan, ctx.stop, ctx.sink).traces)
         else:
             if params["mode"] == "open":
-                note = ("open-loop arrivals need the load driver (inference-lab run --request-rate); "
+                note = ("open-loop arrivals need an engine that takes requests while others run (vllm, openai); "
                         "measured the closed loop and judged it against the Poisson schedule")
             # Closed loop with equal reply lengths: every slot frees at the same step, so waves of
             # ``concurrency`` requests are exactly what "send again when answered" does.
