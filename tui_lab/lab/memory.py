@@ -252,6 +252,8 @@ class PreemptionResult:
     peak_running: int
     summary: dict
     note: str = ""
+    kv_capacity_tokens: int | None = None
+    """Tokens the KV cache held (vLLM: blocks × block size)."""
 
     def to_dict(self) -> dict:
         """Plain-JSON form."""
@@ -287,8 +289,9 @@ class Preemption(LessonExperiment):
     schema = {
         "num_requests": (32, integer(1, 1024)),
         "max_new_tokens": (96, integer(1, 4096)),
-        "num_kv_blocks": (48, integer(1, 1_000_000)),
+        "num_kv_blocks": (64, integer(1, 1_000_000)),
         "max_num_seqs": (32, integer(1, 1024)),
+        "max_model_len": (256, integer(32, 131072)),
         "sample_interval_s": (0.1, number(0.01, 5)),
     }
 
@@ -304,7 +307,8 @@ class Preemption(LessonExperiment):
         samples: list[dict] = []
         stop_poll = threading.Event()
         with variant(ctx, f"vLLM with {params['num_kv_blocks']} KV blocks",
-                     num_kv_blocks=params["num_kv_blocks"], max_num_seqs=params["max_num_seqs"]) as eng:
+                     num_kv_blocks=params["num_kv_blocks"], max_num_seqs=params["max_num_seqs"],
+                     max_model_len=params["max_model_len"]) as eng:
             reset = getattr(eng, "reset_scheduler_stats", None)
             if reset is not None:
                 reset()
@@ -328,11 +332,15 @@ class Preemption(LessonExperiment):
             finally:
                 stop_poll.set()
                 poller.join(timeout=2)
-            total = int(stats()["preemptions"]) if stats is not None else None
+            final = stats() if stats is not None else {}
+            total = int(final["preemptions"]) if stats is not None else None
+            capacity = int(final.get("kv_blocks", 0)) * int(final.get("block_size", 0)) or None
         source = "vLLM scheduler (stat logger)" if stats is not None else "derived from the trace"
         if stats is None:
             samples = counters_from_trace(run)
-        return _preemption_result(params, samples, source, total, run, "")
+        result = _preemption_result(params, samples, source, total, run, "")
+        result.kv_capacity_tokens = capacity
+        return result
 
 
 def _preemption_result(params: Mapping[str, Any], samples: list[dict], source: str, total: int | None,

@@ -87,7 +87,8 @@ def _spark(values: Sequence[float], width: int) -> str:
 def preemption_view(r: PreemptionResult, width: int) -> RenderableType:
     """Running / waiting / KV usage over time, and the preemption total."""
     w = max(10, min(width, 72) - 12)
-    lines = [Text(f"{r.num_requests} requests · counters: {r.source}")]
+    cache = f" · KV cache {r.kv_capacity_tokens} tokens" if r.kv_capacity_tokens else ""
+    lines = [Text(f"{r.num_requests} requests · counters: {r.source}{cache}")]
     for key, label in (("running", "running"), ("waiting", "waiting"), ("kv_usage", "KV use")):
         vals = [float(s[key]) for s in r.samples if s.get(key) is not None]
         if vals:
