@@ -141,7 +141,8 @@ class OneGpuOrTwo(LessonExperiment):
     def _measure(self, ctx: RunContext, params: Mapping[str, Any], tp: int, config: dict) -> TpMeasured:
         changes = {"tensor_parallel_size": tp, "model": f"arch:{params['model']}",
                    "gpu_memory_utilization": params["memory_utilization"],
-                   "max_model_len": max(params["context"], 64) + params["max_new_tokens"]}
+                   "max_model_len": max(params["context"], 64) + params["max_new_tokens"],
+                   "max_num_seqs": max([*params["sweep"], *params["batch_sizes"]])}
         n = params["max_new_tokens"]
         with variant(ctx, f"TP={tp}", **changes) as eng:
             steps: dict[str, float | None] = {}
