@@ -173,7 +173,7 @@ TOOL_SOURCES = {
     "lab": "METRICS.md (this project): ITL per token, TPOT per request, Σn / (last token − first send)",
     "vllm": "vLLM 0.32, vllm/benchmarks/serve.py calculate_metrics (itls += output.itl; tpot per request)",
     "aiperf": "AIPerf docs/metrics_reference.md (ai-dynamo/aiperf, 2025): ITL, Inter Chunk Latency",
-    "guidellm": "guidellm 0.3 benchmark statistics: time_per_output_token over all tokens, incl. TTFT",
+    "guidellm": "guidellm (vllm-project/guidellm) benchmark statistics: time per output token incl. TTFT",
     "llmperf": "LLMPerf token_benchmark_ray.py: inter_token_latency = Σ time_to_next_token / output tokens",
 }
 
