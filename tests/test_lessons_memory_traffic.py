@@ -365,3 +365,14 @@ def test_open_loop_without_a_session_engine_says_so() -> None:
     exp = get("load_loop")
     result = exp.run(exp.validate({"mode": "open", "num_requests": 4, "max_new_tokens": 2}), _ctx())
     assert result.mode == "closed" and "open-loop" in result.note and "\n" not in result.note
+
+
+def test_vllm_engine_checks_serving_options_before_loading() -> None:
+    from tui_lab.engines.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(device="cpu", kv_cache_dtype="fp8", ngram_speculative_tokens=2)
+    assert engine.serving["kv_cache_dtype"] == "fp8" and engine.scheduler_stats()["preemptions"] == 0
+    with pytest.raises(InvalidInput, match="kv_cache_dtype"):
+        VLLMEngine(device="cpu", kv_cache_dtype="int2")
+    with pytest.raises(TypeError):
+        VLLMEngine(device="cpu", no_such_option=1)
