@@ -157,7 +157,7 @@ def test_help_screen(snap_compare):
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
-@pytest.mark.parametrize("lesson_id", ["01", "02", "03", "04"])
+@pytest.mark.parametrize("lesson_id", ["01", "02", "03", "04", "05", "06"])
 def test_first_screen_of_each_lesson(snap_compare, lesson_id):
     """The real lesson NN opened as with --lesson NN: its title, step 1 of its steps and the Run tab, 100×30."""
     from tui_lab.lessons import load_lessons

@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: the number of prompts)")
     run.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
     _add_load_flags(run, sweep=False)
+    from tui_lab.lab.bench_export import add_arguments as add_bench_export
+
+    add_bench_export(run)
     run.set_defaults(func=cmd_run)
 
     sweep = sub.add_parser(
@@ -537,6 +540,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             _safe_unload(engine)
     interrupted = result.error == "interrupted"
+    from tui_lab.lab.bench_export import write_from_args
+
+    write_from_args(args, result.traces, info.to_dict())
     if args.json:
         doc = to_jsonable(run_document(info, result, batch_size))
         sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")

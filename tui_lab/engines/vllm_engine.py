@@ -71,6 +71,130 @@ _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 _FINISH_REASONS = {"length": "length", "stop": "eos", "abort": "cancelled", "error": "error"}
 
 
+# ------------------------------------------------------------------ serving options (lessons 04-06)
+
+QUANTIZATIONS = (None, "fp8")
+"""Weight quantizations the lessons use; vLLM's ``quantization="fp8"`` quantizes bf16 weights on load."""
+KV_CACHE_DTYPES = ("auto", "fp8")
+
+
+def serving_options(
+    quantization: str | None = None,
+    kv_cache_dtype: str = "auto",
+    ngram_speculative_tokens: int = 0,
+    enable_chunked_prefill: bool | None = None,
+    max_num_batched_tokens: int | None = None,
+    num_kv_blocks: int | None = None,
+) -> dict[str, Any]:
+    """Checked serving options of the vLLM engine (``InvalidInput`` with a one-line message if bad).
+
+    ``ngram_speculative_tokens`` > 0 turns on n-gram speculation (no draft model: drafts are looked up
+    in the prompt and the text so far); ``num_kv_blocks`` caps the KV cache (to make preemption happen).
+    """
+    if quantization not in QUANTIZATIONS:
+        raise InvalidInput(f"unknown quantization {quantization!r}; choose fp8 or leave it unset")
+    if kv_cache_dtype not in KV_CACHE_DTYPES:
+        raise InvalidInput(f"unknown kv_cache_dtype {kv_cache_dtype!r}; choose auto or fp8")
+    if not 0 <= int(ngram_speculative_tokens) <= 16:
+        raise InvalidInput(f"ngram_speculative_tokens must be 0..16 (got {ngram_speculative_tokens})")
+    if max_num_batched_tokens is not None and int(max_num_batched_tokens) < 16:
+        raise InvalidInput(f"max_num_batched_tokens must be at least 16 (got {max_num_batched_tokens})")
+    if num_kv_blocks is not None and int(num_kv_blocks) < 1:
+        raise InvalidInput(f"num_kv_blocks must be at least 1 (got {num_kv_blocks})")
+    return {
+        "quantization": quantization, "kv_cache_dtype": kv_cache_dtype,
+        "ngram_speculative_tokens": int(ngram_speculative_tokens),
+        "enable_chunked_prefill": enable_chunked_prefill,
+        "max_num_batched_tokens": None if max_num_batched_tokens is None else int(max_num_batched_tokens),
+        "num_kv_blocks": None if num_kv_blocks is None else int(num_kv_blocks),
+    }
+
+
+def serving_engine_args(options: dict[str, Any]) -> dict[str, Any]:
+    """``AsyncEngineArgs`` keywords for ``serving_options`` (only the ones set, so vLLM's defaults stay)."""
+    args: dict[str, Any] = {}
+    if options.get("quantization"):
+        args["quantization"] = options["quantization"]
+    if options.get("kv_cache_dtype", "auto") != "auto":
+        args["kv_cache_dtype"] = options["kv_cache_dtype"]
+    k = options.get("ngram_speculative_tokens", 0)
+    if k:
+        args["speculative_config"] = {
+            "method": "ngram", "num_speculative_tokens": k, "prompt_lookup_max": 4, "prompt_lookup_min": 2,
+        }
+    if options.get("enable_chunked_prefill") is not None:
+        args["enable_chunked_prefill"] = bool(options["enable_chunked_prefill"])
+    if options.get("max_num_batched_tokens") is not None:
+        args["max_num_batched_tokens"] = options["max_num_batched_tokens"]
+    if options.get("num_kv_blocks") is not None:
+        args["num_gpu_blocks_override"] = options["num_kv_blocks"]
+    return args
+
+
+class SchedulerCounters:
+    """The scheduler's own counters, kept from vLLM's stat-logger callback (thread-safe snapshot).
+
+    vLLM calls every stat logger after each engine step with ``SchedulerStats`` (running, waiting,
+    KV-cache usage, speculative-decoding counts) and ``IterationStats`` (preempted requests); this
+    keeps the latest values and running totals.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: dict[str, float] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the totals (a new experiment starts counting)."""
+        with self._lock:
+            self._state = {"running": 0, "waiting": 0, "kv_usage": 0.0, "preemptions": 0, "steps": 0,
+                           "drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "kv_blocks": 0}
+
+    def snapshot(self) -> dict[str, float]:
+        """The latest counters: running, waiting, kv_usage (0..1), totals of preemptions, steps, drafts."""
+        with self._lock:
+            return dict(self._state)
+
+    def record(self, scheduler_stats: Any, iteration_stats: Any) -> None:
+        """Fold one engine step's stats in (called on vLLM's output thread)."""
+        with self._lock:
+            st = self._state
+            if scheduler_stats is not None:
+                st["running"] = int(getattr(scheduler_stats, "num_running_reqs", 0))
+                st["waiting"] = int(getattr(scheduler_stats, "num_waiting_reqs", 0))
+                st["kv_usage"] = float(getattr(scheduler_stats, "kv_cache_usage", 0.0))
+                st["steps"] += 1
+                spec = getattr(scheduler_stats, "spec_decoding_stats", None)
+                if spec is not None:
+                    st["drafts"] += int(getattr(spec, "num_drafts", 0))
+                    st["draft_tokens"] += int(getattr(spec, "num_draft_tokens", 0))
+                    st["accepted_tokens"] += int(getattr(spec, "num_accepted_tokens", 0))
+            if iteration_stats is not None:
+                st["preemptions"] += int(getattr(iteration_stats, "num_preempted_reqs", 0))
+
+    def factory(self) -> Any:
+        """A vLLM ``StatLoggerFactory`` whose loggers feed this object (vLLM imported here, lazily)."""
+        from vllm.v1.metrics.loggers import StatLoggerBase
+
+        counters = self
+
+        class _Logger(StatLoggerBase):
+            def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+                cache = getattr(vllm_config, "cache_config", None)
+                blocks = getattr(cache, "num_gpu_blocks", None) if cache is not None else None
+                with counters._lock:
+                    counters._state["kv_blocks"] = int(blocks or 0)
+
+            # The signature grew an ``mm_cache_stats`` argument between vLLM releases: accept both.
+            def record(self, scheduler_stats: Any, iteration_stats: Any, *args: Any, **kwargs: Any) -> None:
+                counters.record(scheduler_stats, iteration_stats)
+
+            def log_engine_initialized(self) -> None:
+                pass
+
+        return _Logger
+
+
 def _install_hint() -> str:
     """The pip command that gives this machine a working vLLM."""
     try:
@@ -163,6 +287,7 @@ class VLLMEngine(EngineBase):
         tensor_parallel_size: int = 1,
         cache_dir: str | None = None,
         cpu_kvcache_gib: int = DEFAULT_CPU_KVCACHE_GIB,
+        **serving: Any,
     ) -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise InvalidInput(f"unknown device {device!r}; choose auto, cpu or cuda")
@@ -185,6 +310,9 @@ class VLLMEngine(EngineBase):
         self.tensor_parallel_size = tensor_parallel_size
         self.cache_dir = cache_dir
         self.cpu_kvcache_gib = cpu_kvcache_gib
+        self.serving = serving_options(**serving)
+        """Lesson 05/06 options (quantization, KV dtype, speculation, chunked prefill, KV blocks)."""
+        self._counters = SchedulerCounters()
         super().__init__()
         self._llm: Any = None
         self._tokenizer: Any = None
@@ -325,6 +453,21 @@ class VLLMEngine(EngineBase):
         """Forget cached prompt prefixes (so a prefix-cache experiment starts cold)."""
         llm = self._require()
         self._call(llm.reset_prefix_cache(), timeout=30)
+
+    def scheduler_stats(self) -> dict[str, float]:
+        """vLLM's scheduler counters now: running, waiting, kv_usage, preemptions, drafts/accepted tokens."""
+        snap = self._counters.snapshot()
+        llm = self._llm
+        if llm is not None:
+            cache = getattr(llm.vllm_config, "cache_config", None)
+            if not snap.get("kv_blocks"):
+                snap["kv_blocks"] = int(getattr(cache, "num_gpu_blocks", None) or 0)
+            snap["block_size"] = int(getattr(cache, "block_size", None) or 0)
+        return snap
+
+    def reset_scheduler_stats(self) -> None:
+        """Start the counters' totals from zero (preemptions, drafts, accepted tokens)."""
+        self._counters.reset()
 
     # ----------------------------------------------------------------- streaming
 
@@ -570,6 +713,10 @@ class VLLMEngine(EngineBase):
         )
         if platform != "cpu":
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
+        kwargs.update(serving_engine_args(self.serving))
+        if self.tensor_parallel_size > 1:
+            # NVLink multicast (NVLS) off; vLLM's workers inherit the environment.
+            os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
         return AsyncEngineArgs(**kwargs)
 
     async def _build(self, args: Any) -> Any:
@@ -577,7 +724,9 @@ class VLLMEngine(EngineBase):
         from vllm.v1.engine.async_llm import AsyncLLM
 
         # Built on the loop thread: the client's asyncio sockets belong to the loop that made them.
-        llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.ENGINE_CONTEXT)
+        llm = AsyncLLM.from_engine_args(
+            args, usage_context=UsageContext.ENGINE_CONTEXT, stat_loggers=[self._counters.factory()]
+        )
         if self._abandoned.is_set():
             # Nobody is waiting any more (Ctrl-C or unload during the load): don't leave its processes behind.
             _stop_engine(llm)

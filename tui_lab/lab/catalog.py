@@ -49,3 +49,6 @@ class Generate(SpecExperiment):
 register(Generate())
 
 import tui_lab.lab.load  # noqa: E402, F401  (registers load_run and load_sweep)
+import tui_lab.lab.memory  # noqa: E402,F401  (lesson 05: weight_precision, kv_capacity, preemption)
+import tui_lab.lab.tensor_parallel  # noqa: E402,F401  (lesson 04: one_gpu_or_two)
+import tui_lab.lab.traffic  # noqa: E402,F401  (lesson 06: load_loop, interference, speculation, ...)

@@ -359,6 +359,8 @@ def check_lesson_experiments(lesson: Lesson) -> None:
             raise LessonError(lesson.path, step.line, f"step {step.title!r} predicts a metric but runs no experiment")
         if step.experiment is None or EXPERIMENTS is None:
             continue
+        if step.experiment not in EXPERIMENTS and _check_registered(lesson, step):
+            continue
         if step.experiment not in EXPERIMENTS:
             known = ", ".join(sorted(EXPERIMENTS))
             raise LessonError(
@@ -369,6 +371,19 @@ def check_lesson_experiments(lesson: Lesson) -> None:
         except LabError as exc:
             problem = f"experiment {step.experiment!r}: {exc.message}"
             raise LessonError(lesson.path, step.experiment_line, problem) from None
+
+
+def _check_registered(lesson: Lesson, step: Step) -> bool:
+    """Validate a step's params with an experiment object of ``tui_lab.lab.experiment``; False if none has its name."""
+    from tui_lab.lab import experiment as objects
+
+    if step.experiment not in objects.names():
+        return False
+    try:
+        objects.get(str(step.experiment)).validate(step.params)
+    except LabError as exc:
+        raise LessonError(lesson.path, step.experiment_line, f"experiment {step.experiment!r}: {exc.message}") from None
+    return True
 
 
 def validate_experiment_params(name: str, params: dict) -> dict:

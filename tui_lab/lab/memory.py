@@ -1,0 +1,360 @@
+"""Lesson 05's experiments: bytes per weight, KV cache per token by attention design, KV dtype, preemption.
+
+Each computes its figures from the architecture configs the lab ships (so they exist on any
+machine), then measures what the loaded engine can show. vLLM on a GPU measures everything;
+vLLM on CPU measures the KV capacity and preemption; other engines measure step times and the
+largest batch they run, and the result says in one line what was not measured and why.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tui_lab.errors import LabError, OutOfMemory
+from tui_lab.lab.experiment import RunContext, register
+from tui_lab.lab.lessonexp import (
+    LessonExperiment,
+    arch_name,
+    choice,
+    engine_device,
+    flag,
+    integer,
+    is_vllm,
+    ms,
+    number,
+    run_batch,
+    variant,
+    varied_prompts,
+)
+from tui_lab.metrics import percentile
+from tui_lab.metrics.memory import (
+    ATTENTION_DESIGNS,
+    decode_floor_s,
+    dtype_bytes,
+    kv_design,
+    mamba_state_bytes,
+    weight_bytes,
+)
+
+GIB = 2**30
+H200_HBM_GBS = 4800.0
+"""NVIDIA H200 SXM memory bandwidth, 4.8 TB/s (NVIDIA H200 Tensor Core GPU datasheet)."""
+H200_MEMORY_GIB = 141e9 / GIB
+"""NVIDIA H200: 141 GB of HBM3e (same datasheet)."""
+
+
+def _tpot_p50(run: Any) -> float | None:
+    values = [r.trace for r in run.requests]
+    from tui_lab.metrics import tpot
+
+    return percentile([t for t in (tpot(tr) for tr in values) if t is not None], 50)
+
+
+# ------------------------------------------------------------------------------------ bytes per weight
+
+
+@dataclass(frozen=True)
+class PrecisionRow:
+    """One weight format: stored bytes, the memory floor of a batch-1 decode step, and its measurement."""
+
+    dtype: str
+    weight_gb: float
+    floor_ms: float
+    measured_ms: float | None = None
+    note: str = ""
+
+
+@dataclass
+class PrecisionResult:
+    """Bytes per weight against decode step time, for one architecture on one memory bandwidth."""
+
+    model: str
+    bandwidth_gbs: float
+    rows: list[PrecisionRow]
+    engine: str
+    device: str
+    loaded_step_ms: float | None
+    """TPOT p50 at batch 1 of the loaded engine (its own weights' dtype)."""
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+class WeightPrecision(LessonExperiment):
+    """bf16, fp8 and int4 weights: the floor from the bytes, then the measured step."""
+
+    name = "weight_precision"
+    title = "Bytes per weight"
+    description = "Decode step floor from weight bytes (bf16/fp8/int4) against the measured step."
+    kind = "compare"
+    schema = {
+        "model": ("llama-3-8b", arch_name),
+        "bandwidth_gbs": (H200_HBM_GBS, number(1, 100000)),
+        "max_new_tokens": (32, integer(2, 512)),
+        "measure_fp8": (True, flag),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> PrecisionResult:
+        """Compute the three floors; time the loaded engine; on vLLM with a GPU also time fp8 weights."""
+        from tui_lab.models.arch import ARCH_MODELS
+
+        config = ARCH_MODELS[params["model"]].config
+        bw = params["bandwidth_gbs"] * 1e9
+        rows = []
+        for dt in ("bf16", "fp8", "int4"):
+            wb = weight_bytes(config, dt)
+            rows.append(PrecisionRow(dt, wb / 1e9, decode_floor_s(wb, bw) * 1000))
+        device = engine_device(ctx.engine)
+        base = run_batch(ctx, ctx.engine, ["The future of AI is"], params["max_new_tokens"], "batch 1 · loaded engine")
+        loaded = ms(_tpot_p50(base))
+        note = ""
+        gpu_vllm = is_vllm(ctx) and device == "cuda"
+        if gpu_vllm and params["measure_fp8"] and not ctx.stopped():
+            model = ctx.engine_options.get("model")
+            try:
+                with variant(ctx, "fp8 weights", quantization="fp8") as eng:
+                    run = run_batch(ctx, eng, ["The future of AI is"], params["max_new_tokens"], "batch 1 · fp8")
+                rows[1] = PrecisionRow("fp8", rows[1].weight_gb, rows[1].floor_ms, ms(_tpot_p50(run)),
+                                       f"measured on {model}")
+            except LabError as exc:
+                note = f"fp8 weights could not run: {exc.message}"
+            rows[0] = PrecisionRow("bf16", rows[0].weight_gb, rows[0].floor_ms, loaded, f"measured on {model}")
+        elif is_vllm(ctx):
+            note = "fp8 weights need vLLM on an H100/H200-class GPU; this run timed the loaded weights only"
+        else:
+            note = "fp8 weights are a vLLM option (engine vllm on a GPU); this run timed the loaded engine only"
+        rows[2] = PrecisionRow("int4", rows[2].weight_gb, rows[2].floor_ms, None,
+                               "needs a checkpoint quantized ahead of time (AWQ/GPTQ): computed only")
+        return PrecisionResult(params["model"], params["bandwidth_gbs"], rows, ctx.engine_name, device, loaded, note)
+
+
+# ---------------------------------------------------------------------------------- KV per token
+
+
+@dataclass
+class KvCapacityResult:
+    """KV bytes per token for every shipped architecture and design, and the largest batch measured."""
+
+    context: int
+    kv_dtype: str
+    free_gib: float
+    designs: list[dict]
+    measured_max_batch: int | None
+    """The largest batch of ``context``-token sequences the loaded engine holds (vLLM: its KV blocks)."""
+    measured_how: str
+    fp8_max_batch: int | None = None
+    shipped: dict[str, dict] = field(default_factory=dict)
+    """Each architecture as shipped, by name with underscores (``shipped.llama_3_8b.max_batch``)."""
+    throughput_tok_s: dict[str, float | None] = field(default_factory=dict)
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def _vllm_capacity(engine: Any, context: int) -> int | None:
+    stats = getattr(engine, "scheduler_stats", None)
+    if stats is None:
+        return None
+    snap = stats()
+    blocks, size = int(snap.get("kv_blocks") or 0), int(snap.get("block_size") or 0)
+    return blocks * size // context if blocks and size else None
+
+
+def _largest_batch(ctx: RunContext, engine: Any, limit: int, tokens: int) -> tuple[int, str]:
+    """Double the batch until the engine runs out of memory or ``limit`` is reached."""
+    batch, best = 1, 0
+    while batch <= limit and not ctx.stopped():
+        try:
+            run = run_batch(ctx, engine, varied_prompts(batch), tokens, f"probe · batch {batch}")
+        except OutOfMemory:
+            return best, f"largest batch that ran (batch {batch} ran out of memory)"
+        if isinstance(run.exception, OutOfMemory):
+            return best, f"largest batch that ran (batch {batch} ran out of memory)"
+        best = batch
+        batch *= 2
+    return best, f"largest batch tried (limit {limit}; raise probe_limit to go further)"
+
+
+class KvCapacity(LessonExperiment):
+    """KV cache per token by attention design, then the largest batch that fits."""
+
+    name = "kv_capacity"
+    title = "KV cache per token"
+    description = "KV bytes per token for MHA/GQA/MQA/sliding/hybrid designs and the largest batch that fits."
+    kind = "inspect"
+    schema = {
+        "context": (4096, integer(16, 131072)),
+        "memory_gib": (H200_MEMORY_GIB, number(0.1, 4096)),
+        "kv_cache_dtype": ("bf16", choice("bf16", "fp8")),
+        "compare_fp8": (False, flag),
+        "probe_limit": (16, integer(1, 1024)),
+        "probe_tokens": (4, integer(1, 64)),
+        "throughput_batch": (8, integer(1, 1024)),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> KvCapacityResult:
+        """Tabulate the designs; measure capacity (vLLM: KV blocks; others: doubling probe)."""
+        from tui_lab.models.arch import ARCH_MODELS
+
+        context, kvd = params["context"], params["kv_cache_dtype"]
+        designs = []
+        for name, arch in ARCH_MODELS.items():
+            free = max(0.0, params["memory_gib"] * GIB * 0.9 - weight_bytes(arch.config))
+            for design in ATTENTION_DESIGNS:
+                d = kv_design(name, arch.config, design, context, kvd, free)
+                designs.append({**d.to_dict(), "free_gib": free / GIB})
+        note = ""
+        fp8_batch = None
+        thr: dict[str, float | None] = {}
+        if is_vllm(ctx) and hasattr(ctx.engine, "scheduler_stats"):
+            measured = _vllm_capacity(ctx.engine, context)
+            how = f"vLLM's KV blocks × block size ÷ {context} tokens"
+            run = run_batch(ctx, ctx.engine, varied_prompts(params["throughput_batch"]), 32, "throughput · auto KV")
+            thr["auto"] = run.summary().output_tokens_per_s
+            if params["compare_fp8"] and not ctx.stopped():
+                try:
+                    with variant(ctx, "fp8 KV cache", kv_cache_dtype="fp8") as eng:
+                        fp8_batch = _vllm_capacity(eng, context)
+                        run = run_batch(ctx, eng, varied_prompts(params["throughput_batch"]), 32, "throughput · fp8 KV")
+                        thr["fp8"] = run.summary().output_tokens_per_s
+                except LabError as exc:
+                    note = f"fp8 KV cache could not run here: {exc.message}"
+        else:
+            measured, how = _largest_batch(ctx, ctx.engine, params["probe_limit"], params["probe_tokens"])
+            if params["compare_fp8"]:
+                note = "the fp8 KV cache is measured on the vLLM engine only (kv_cache_dtype=fp8)"
+        shipped = {d["model"].replace("-", "_"): d for d in designs if d["design"] == "as shipped"}
+        return KvCapacityResult(context, kvd, params["memory_gib"], designs, measured, how, fp8_batch, shipped,
+                                thr, note)
+
+
+# ------------------------------------------------------------------------------------- preemption
+
+
+@dataclass
+class PreemptionResult:
+    """The scheduler's counters over one overloaded run, and the run's latency."""
+
+    num_requests: int
+    samples: list[dict]
+    """``{"t", "running", "waiting", "kv_usage", "preemptions"}`` over time (t from the first send)."""
+    source: str
+    preemptions: int | None
+    peak_waiting: int
+    peak_running: int
+    summary: dict
+    note: str = ""
+    kv_capacity_tokens: int | None = None
+    """Tokens the KV cache held (vLLM: blocks × block size)."""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def counters_from_trace(run: Any) -> list[dict]:
+    """Running (first token seen, not finished) and waiting (sent, no token yet) at every event time."""
+    spans = []
+    for r in run.requests:
+        tr = r.trace
+        if tr.event_times:
+            spans.append((tr.t_send, tr.event_times[0], tr.event_times[-1]))
+    if not spans:
+        return []
+    t0 = min(s for s, _, _ in spans)
+    times = sorted({t for span in spans for t in span})
+    out = []
+    for t in times:
+        running = sum(1 for _, first, last in spans if first <= t < last)
+        waiting = sum(1 for sent, first, _ in spans if sent <= t < first)
+        out.append({"t": t - t0, "running": running, "waiting": waiting, "kv_usage": None, "preemptions": None})
+    return out
+
+
+class Preemption(LessonExperiment):
+    """Push concurrency past the KV cache and watch vLLM preempt."""
+
+    name = "preemption"
+    title = "Preemption"
+    description = "More requests than the KV cache holds: running, waiting, KV usage and preemptions live."
+    kind = "run"
+    schema = {
+        "num_requests": (32, integer(1, 1024)),
+        "max_new_tokens": (96, integer(1, 4096)),
+        "num_kv_blocks": (64, integer(1, 1_000_000)),
+        "max_num_seqs": (32, integer(1, 1024)),
+        "max_model_len": (256, integer(32, 131072)),
+        "sample_interval_s": (0.1, number(0.01, 5)),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> PreemptionResult:
+        """On vLLM: a variant with ``num_kv_blocks`` blocks, polled while it runs; else counters from the trace."""
+        prompts = varied_prompts(params["num_requests"])
+        n = params["max_new_tokens"]
+        if not is_vllm(ctx):
+            run = run_batch(ctx, ctx.engine, prompts, n, f"{len(prompts)} requests")
+            samples = counters_from_trace(run)
+            return _preemption_result(params, samples, "derived from the trace", None, run,
+                                      "only vLLM's scheduler preempts: this engine runs the whole batch at once")
+        samples: list[dict] = []
+        stop_poll = threading.Event()
+        with variant(ctx, f"vLLM with {params['num_kv_blocks']} KV blocks",
+                     num_kv_blocks=params["num_kv_blocks"], max_num_seqs=params["max_num_seqs"],
+                     max_model_len=params["max_model_len"]) as eng:
+            reset = getattr(eng, "reset_scheduler_stats", None)
+            if reset is not None:
+                reset()
+            stats = getattr(eng, "scheduler_stats", None)
+            t0 = time.perf_counter()
+
+            def poll() -> None:
+                while not stop_poll.is_set() and stats is not None:
+                    snap = stats()
+                    sample = {"t": time.perf_counter() - t0, "running": int(snap["running"]),
+                              "waiting": int(snap["waiting"]), "kv_usage": float(snap["kv_usage"]),
+                              "preemptions": int(snap["preemptions"])}
+                    samples.append(sample)
+                    ctx.emit(sample)
+                    stop_poll.wait(params["sample_interval_s"])
+
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            try:
+                run = run_batch(ctx, eng, prompts, n, f"{len(prompts)} requests · {params['num_kv_blocks']} blocks")
+            finally:
+                stop_poll.set()
+                poller.join(timeout=2)
+            final = stats() if stats is not None else {}
+            total = int(final["preemptions"]) if stats is not None else None
+            capacity = int(final.get("kv_blocks", 0)) * int(final.get("block_size", 0)) or None
+        source = "vLLM scheduler (stat logger)" if stats is not None else "derived from the trace"
+        if stats is None:
+            samples = counters_from_trace(run)
+        result = _preemption_result(params, samples, source, total, run, "")
+        result.kv_capacity_tokens = capacity
+        return result
+
+
+def _preemption_result(params: Mapping[str, Any], samples: list[dict], source: str, total: int | None,
+                       run: Any, note: str) -> PreemptionResult:
+    return PreemptionResult(
+        params["num_requests"], samples, source, total,
+        max((s["waiting"] for s in samples), default=0), max((s["running"] for s in samples), default=0),
+        run.summary().to_dict(), note or (run.error or ""),
+    )
+
+
+register(WeightPrecision())
+register(KvCapacity())
+register(Preemption())
+
+__all__ = ["KvCapacityResult", "PrecisionResult", "PreemptionResult", "counters_from_trace", "dtype_bytes",
+           "mamba_state_bytes"]

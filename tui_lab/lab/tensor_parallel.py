@@ -1,0 +1,170 @@
+"""Lesson 04's "one GPU or two": the same workload at tensor-parallel size 1 and 2 on vLLM.
+
+Measured when the loaded engine is vLLM and two GPUs are visible: decode step at batch 1 and 32,
+TTFT, a batch sweep, and the KV-cache room each GPU has left. Otherwise the result says so in one
+line and carries the figures a learner predicts from: bytes each GPU reads per step, the size and
+cost of the all-reduces, and the KV room per GPU (``tui_lab.metrics.memory.tp_figures``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tui_lab.errors import LabError
+from tui_lab.lab.experiment import RunContext, register
+from tui_lab.lab.lessonexp import (
+    LessonExperiment,
+    arch_name,
+    int_list,
+    integer,
+    is_vllm,
+    ms,
+    number,
+    run_batch,
+    variant,
+    varied_prompts,
+)
+from tui_lab.metrics import percentile, tpot, ttft
+from tui_lab.metrics.memory import kv_bytes_per_token_layer, tp_figures
+
+H200_NVLINK_GBS = 450.0
+"""NVLink on an H200 SXM: 900 GB/s in both directions together, so 450 GB/s each way (NVIDIA datasheet)."""
+
+
+def visible_gpus() -> int:
+    """How many CUDA GPUs torch sees (0 without CUDA or torch)."""
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        return 0
+
+
+@dataclass
+class TpMeasured:
+    """One tensor-parallel size, measured."""
+
+    tp: int
+    step_ms: dict[str, float | None]
+    """Decode step (TPOT p50) by batch size."""
+    ttft_ms: float | None
+    sweep: list[dict]
+    """``{"batch_size", "tokens_per_s", "tpot_ms"}`` per batch."""
+    kv_tokens_per_gpu: int | None
+    kv_gib_per_gpu: float | None
+
+
+@dataclass
+class TpResult:
+    """TP=1 against TP=2: the prediction figures always, the measurements where two GPUs exist."""
+
+    model: str
+    gpus: int
+    predicted: list[dict]
+    """``TpFigures`` (as dicts, with ms) for tp 1 and 2 at each batch size."""
+    measured: list[TpMeasured] = field(default_factory=list)
+    tp2_over_tp1_batch1: float | None = None
+    """Step time at TP=2 over TP=1 at batch 1: measured, or modelled (floor + all-reduce) without two GPUs."""
+    source: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+class OneGpuOrTwo(LessonExperiment):
+    """Tensor-parallel size 1 against 2 on vLLM."""
+
+    name = "one_gpu_or_two"
+    title = "One GPU or two"
+    description = "Tensor parallelism 1 vs 2: decode step at batch 1 and 32, TTFT, batch sweep, KV room per GPU."
+    kind = "compare"
+    schema = {
+        "model": ("llama-3-8b", arch_name),
+        "batch_sizes": ([1, 32], int_list(1, 1024)),
+        "sweep": ([1, 8, 32, 64, 128, 256], int_list(1, 1024)),
+        "context": (1024, integer(16, 131072)),
+        "max_new_tokens": (32, integer(2, 4096)),
+        "gpu_memory_gib": (141e9 / 2**30, number(1, 4096)),
+        "hbm_gbs": (4800.0, number(1, 100000)),
+        "link_gbs": (H200_NVLINK_GBS, number(1, 100000)),
+        "allreduce_latency_us": (10.0, number(0, 10000)),
+        "memory_utilization": (0.5, number(0.05, 1.0)),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> TpResult:
+        """Figures for both sizes; measurements when vLLM sees two GPUs."""
+        from tui_lab.models.arch import ARCH_MODELS
+
+        config = ARCH_MODELS[params["model"]].config
+        predicted = []
+        for b in sorted(set(params["batch_sizes"]) | {1}):
+            for tp in (1, 2):
+                f = tp_figures(config, tp, b, params["context"], params["gpu_memory_gib"] * 2**30,
+                               params["hbm_gbs"] * 1e9, params["link_gbs"] * 1e9,
+                               params["allreduce_latency_us"] * 1e-6, params["memory_utilization"])
+                d = f.to_dict()
+                d.update(memory_floor_ms=f.memory_floor_s * 1000, allreduce_ms=f.allreduce_s_per_step * 1000,
+                         modelled_step_ms=(f.memory_floor_s + f.allreduce_s_per_step) * 1000,
+                         weight_gib_per_gpu=f.weight_bytes_per_gpu / 2**30,
+                         kv_room_gib_per_gpu=f.kv_room_bytes_per_gpu / 2**30)
+                predicted.append(d)
+        b1 = [d for d in predicted if d["batch"] == 1]
+        modelled = b1[1]["modelled_step_ms"] / b1[0]["modelled_step_ms"]
+        gpus = visible_gpus()
+        if not is_vllm(ctx) or gpus < 1:
+            why = "tensor parallelism needs the vLLM engine" if not is_vllm(ctx) else "this machine has no GPU"
+            return TpResult(params["model"], gpus, predicted, [], modelled, "modelled",
+                            f"{why}: showing the figures to predict TP=1 vs TP=2 with")
+        measured, note = [], ""
+        if gpus < 2:
+            note = "this machine has 1 GPU: TP=1 measured, TP=2 shown as the figures to predict with"
+        for tp in (1, 2) if gpus >= 2 else (1,):
+            if ctx.stopped():
+                break
+            try:
+                measured.append(self._measure(ctx, params, tp, config))
+            except LabError as exc:
+                note = f"TP={tp} could not run: {exc.message}"
+                break
+        ratio = None
+        if len(measured) == 2:
+            a, b = measured[0].step_ms.get("1"), measured[1].step_ms.get("1")
+            ratio = b / a if a and b else None
+        return TpResult(params["model"], gpus, predicted, measured, ratio if ratio else modelled,
+                        "measured" if ratio else "modelled", note)
+
+    def _measure(self, ctx: RunContext, params: Mapping[str, Any], tp: int, config: dict) -> TpMeasured:
+        changes = {"tensor_parallel_size": tp, "model": f"arch:{params['model']}",
+                   "gpu_memory_utilization": params["memory_utilization"],
+                   "max_model_len": max(params["context"], 64) + params["max_new_tokens"],
+                   "max_num_seqs": max([*params["sweep"], *params["batch_sizes"]])}
+        n = params["max_new_tokens"]
+        with variant(ctx, f"TP={tp}", **changes) as eng:
+            steps: dict[str, float | None] = {}
+            first = None
+            for b in params["batch_sizes"]:
+                run = run_batch(ctx, eng, varied_prompts(b), n, f"TP={tp} · batch {b}")
+                steps[str(b)] = ms(percentile([t for t in (tpot(tr) for tr in run.traces) if t is not None], 50))
+                if first is None:
+                    first = ms(percentile([t for t in (ttft(tr) for tr in run.traces) if t is not None], 50))
+            sweep = []
+            for b in params["sweep"]:
+                if ctx.stopped():
+                    break
+                run = run_batch(ctx, eng, varied_prompts(b), n, f"TP={tp} · sweep batch {b}")
+                s = run.summary()
+                sweep.append({"batch_size": b, "tokens_per_s": s.output_tokens_per_s,
+                              "tpot_ms": ms(s.tpot_s.p50 if s.tpot_s is not None else None)})
+            snap = eng.scheduler_stats() if hasattr(eng, "scheduler_stats") else {}
+        tokens = int(snap.get("kv_blocks", 0)) * int(snap.get("block_size", 0)) or None
+        attn_layers = str(config.get("hybrid_override_pattern") or "").count("*") or int(config["num_hidden_layers"])
+        per_tok_gpu = kv_bytes_per_token_layer(config) * attn_layers / tp
+        return TpMeasured(tp, steps, first, sweep, tokens, tokens * per_tok_gpu / 2**30 if tokens else None)
+
+
+register(OneGpuOrTwo())

@@ -1,0 +1,534 @@
+"""Lesson 06's experiments: closed and open loop, interference, speculation, tools' numbers, energy.
+
+Closed loop (a fixed number of users, each sending again when answered) runs on every engine.
+Open loop (Poisson arrivals at a rate) needs an engine that takes requests while others run; with
+such an engine (vLLM, an OpenAI endpoint) both loops go through the lab's load driver
+(``tui_lab.lab.load.execute_load``); otherwise the closed loop runs as waves and is judged against
+the Poisson schedule it would have had to keep (coordinated omission). Little's law and the
+omission check are pure functions of the trace (``tui_lab.metrics.toolmetrics``), so they hold
+whichever driver produced it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tui_lab.errors import LabError
+from tui_lab.lab.experiment import RunContext, register
+from tui_lab.lab.lessonexp import (
+    LessonExperiment,
+    choice,
+    engine_device,
+    flag,
+    int_list,
+    integer,
+    is_vllm,
+    ms,
+    number,
+    run_batch,
+    text,
+    variant,
+    varied_prompts,
+)
+from tui_lab.metrics import itl_samples, percentile, tpot, ttft
+from tui_lab.metrics.toolmetrics import (
+    coordinated_omission,
+    cost_per_million_tokens,
+    joules_per_token,
+    little_check,
+    max_in_system,
+    poisson_arrivals,
+    time_to_first_answer,
+    tool_numbers,
+)
+
+# ----------------------------------------------------------------------------------- closed / open
+
+
+@dataclass
+class LoadLoopResult:
+    """One load pattern's run, with Little's law and the coordinated-omission check on its trace."""
+
+    mode: str
+    concurrency: int
+    rate: float
+    num_requests: int
+    summary: dict
+    little: dict | None
+    omission: dict
+    max_in_system: int
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def load_driver() -> Any:
+    """The lab's load driver module (``tui_lab.lab.load``: sessions, closed and open loops), or None."""
+    try:
+        from tui_lab.lab import load  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    if not all(hasattr(load, n) for n in ("execute_load", "LoadPlan", "supports_sessions")):
+        return None
+    return load
+
+
+class LoadLoop(LessonExperiment):
+    """Closed loop (fixed concurrency) and open loop (Poisson rate), checked with Little's law."""
+
+    name = "load_loop"
+    title = "Closed and open loop"
+    description = "Fixed concurrency vs a Poisson request rate; Little's law and coordinated omission."
+    kind = "run"
+    schema = {
+        "mode": ("closed", choice("closed", "open")),
+        "concurrency": (4, integer(1, 256)),
+        "rate": (8.0, number(0.01, 10000)),
+        "num_requests": (16, integer(1, 1024)),
+        "max_new_tokens": (24, integer(1, 2048)),
+        "seed": (0, integer(0, 2**31 - 1)),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> LoadLoopResult:
+        """Run the pattern; compute L vs λ·W and latency from the intended (Poisson) send times."""
+        n, c = params["num_requests"], params["concurrency"]
+        prompts = varied_prompts(n, params["seed"])
+        schedule = poisson_arrivals(n, params["rate"], params["seed"])
+        note = ""
+        driver = load_driver()
+        if driver is not None and not driver.supports_sessions(ctx.engine):
+            driver = None
+        if driver is not None and hasattr(driver, "arrival_offsets"):
+            schedule = list(driver.arrival_offsets(n, params["rate"], 1.0, params["seed"]))
+        traces = []
+        if driver is not None:
+            from tui_lab.engines.base import SamplingParams
+
+            open_loop = params["mode"] == "open"
+            plan = driver.LoadPlan(
+                num_requests=n, concurrency=None if open_loop else c,
+                request_rate=params["rate"] if open_loop else None,
+                sampling=SamplingParams(max_new_tokens=params["max_new_tokens"], ignore_eos=True),
+                seed=params["seed"], cold_request=False,
+            )
+            ctx.report(f"{params['mode']} loop · {plan.label}", None, new_run=True)
+            traces = list(driver.execute_load(ctx.engine, plan, ctx.stop, ctx.sink).traces)
+        else:
+            if params["mode"] == "open":
+                note = ("open-loop arrivals need an engine that takes requests while others run (vllm, openai); "
+                        "measured the closed loop and judged it against the Poisson schedule")
+            # Closed loop with equal reply lengths: every slot frees at the same step, so waves of
+            # ``concurrency`` requests are exactly what "send again when answered" does.
+            for start in range(0, n, c):
+                if ctx.stopped():
+                    break
+                run = run_batch(ctx, ctx.engine, prompts[start:start + c], params["max_new_tokens"],
+                                f"closed loop · requests {start + 1}–{min(n, start + c)} of {n}")
+                traces.extend(run.traces)
+        from tui_lab.metrics import summarize_run
+
+        lc = little_check(traces)
+        return LoadLoopResult(
+            params["mode"] if driver is not None else "closed", c, params["rate"], n,
+            summarize_run(traces).to_dict(), lc.to_dict() if lc else None,
+            coordinated_omission(traces, schedule).to_dict(), max_in_system(traces), note,
+        )
+
+
+# ----------------------------------------------------------------------------------- interference
+
+
+@dataclass
+class InterferenceRow:
+    """Running streams' ITL without and with a long prompt arriving, and that prompt's TTFT."""
+
+    label: str
+    itl_p50_ms: float | None
+    itl_p99_ms: float | None
+    itl_max_ms: float | None
+    long_ttft_ms: float | None
+
+
+@dataclass
+class InterferenceResult:
+    """Prefill–decode interference, with chunked prefill off and on."""
+
+    streams: int
+    long_prompt_words: int
+    rows: list[InterferenceRow]
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def _itl_row(label: str, stream_traces: list, long_trace: Any) -> InterferenceRow:
+    gaps = itl_samples(stream_traces)
+    return InterferenceRow(label, ms(percentile(gaps, 50)), ms(percentile(gaps, 99)), ms(max(gaps, default=None)),
+                           ms(ttft(long_trace)) if long_trace is not None else None)
+
+
+def _with_late_prompt(ctx: RunContext, engine: Any, streams: list[str], long_prompt: str, tokens: int,
+                      delay_s: float, label: str) -> tuple[list, Any]:
+    """Streams start decoding; ``delay_s`` later, in a second stream() call, the long prompt arrives."""
+    from tui_lab.engines.base import Request, SamplingParams
+    from tui_lab.lab.run import execute_run
+
+    sampling = SamplingParams(max_new_tokens=tokens, temperature=0.0, ignore_eos=True)
+    holder: dict[str, Any] = {}
+
+    def late() -> None:
+        if not ctx.stop.wait(delay_s):
+            holder["run"] = execute_run(engine, [Request("long", long_prompt)],
+                                        sampling.with_(max_new_tokens=4), ctx.stop, None)
+
+    thread = threading.Thread(target=late, daemon=True)
+    ctx.report(label, None, new_run=True)
+    thread.start()
+    run = execute_run(engine, [Request(f"s{i}", p) for i, p in enumerate(streams)], sampling, ctx.stop, ctx.sink)
+    thread.join()
+    long_run = holder.get("run")
+    return run.traces, (long_run.traces[0] if long_run is not None else None)
+
+
+class Interference(LessonExperiment):
+    """A long prompt arrives while other streams decode: ITL p99 jumps; chunked prefill bounds it."""
+
+    name = "interference"
+    title = "Prefill–decode interference"
+    description = "A long prompt joins running streams; chunked prefill and its token budget bound the stall."
+    kind = "compare"
+    schema = {
+        "streams": (4, integer(1, 256)),
+        "stream_tokens": (64, integer(8, 4096)),
+        "long_prompt_words": (1200, integer(16, 100000)),
+        "max_num_batched_tokens": (256, integer(16, 65536)),
+        "arrive_after_s": (0.5, number(0.0, 60)),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> InterferenceResult:
+        """Streams alone; then with the long prompt, chunked prefill off and on (vLLM only)."""
+        streams = varied_prompts(params["streams"])
+        long_prompt = " ".join(["Summarise the following notes carefully."] +
+                               [f"note{i % 97} about topic {i % 13}." for i in range(params["long_prompt_words"] // 5)])
+        tokens = params["stream_tokens"]
+        alone = run_batch(ctx, ctx.engine, streams, tokens, f"{len(streams)} streams alone")
+        rows = [_itl_row("streams alone", alone.traces, None)]
+        if not is_vllm(ctx):
+            lone = run_batch(ctx, ctx.engine, [long_prompt], 2, "the long prompt alone")
+            rows.append(_itl_row("long prompt alone (its TTFT)", [], lone.traces[0]))
+            return InterferenceResult(params["streams"], params["long_prompt_words"], rows,
+                                      "a prompt can join running streams only on vLLM (continuous batching); "
+                                      "this engine batches statically, so the stall lands in everyone's TTFT")
+        note = ""
+        budget = params["max_num_batched_tokens"]
+        configs = (("chunked prefill off", {"enable_chunked_prefill": False, "max_num_batched_tokens": 8192}),
+                   (f"chunked, budget {budget}", {"enable_chunked_prefill": True, "max_num_batched_tokens": budget}))
+        for label, options in configs:
+            if ctx.stopped():
+                break
+            try:
+                with variant(ctx, label, **options) as eng:
+                    st, lt = _with_late_prompt(ctx, eng, streams, long_prompt, tokens, params["arrive_after_s"],
+                                               f"{label} · long prompt after {params['arrive_after_s']:g} s")
+                rows.append(_itl_row(label, st, lt))
+            except LabError as exc:
+                note = f"{label} could not run: {exc.message}"
+        return InterferenceResult(params["streams"], params["long_prompt_words"], rows, note)
+
+
+# ----------------------------------------------------------------------------------- speculation
+
+
+@dataclass
+class SpecRow:
+    """One (speculation, text) pair."""
+
+    speculation: str
+    text: str
+    tpot_ms: float | None
+    tokens_per_s: float | None
+    tokens_per_event: float
+    """Mean tokens per streamed event (several when drafts are accepted)."""
+    acceptance: float | None
+    """Accepted draft tokens / proposed draft tokens (vLLM's counters)."""
+    tokens_per_step: float | None
+    chunk_itl_ms: float | None
+    """Mean gap between events (what a chunk-timing tool reports as ITL)."""
+
+
+@dataclass
+class SpeculationResult:
+    """n-gram speculation off and on, on repetitive and fresh text."""
+
+    k: int
+    rows: list[SpecRow]
+    speedup_repetitive: float | None
+    speedup_fresh: float | None
+    best_tokens_per_event: float = 0.0
+    """The most tokens per streamed chunk of any row (1.0 without speculation)."""
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+REPETITIVE = ("Copy this list exactly, line by line, twice: apples, pears, plums, cherries, apples, pears, "
+              "plums, cherries, apples, pears, plums, cherries.")
+FRESH = "Write a short original story about a lighthouse keeper who finds a strange map."
+
+
+def _spec_row(label: str, text_kind: str, run: Any, before: dict | None, after: dict | None) -> SpecRow:
+    traces = run.traces
+    events = sum(len(tr.event_times) for tr in traces)
+    tokens = sum(tr.output_tokens for tr in traces)
+    acc = steps = None
+    if before is not None and after is not None:
+        drafted = after["draft_tokens"] - before["draft_tokens"]
+        accepted = after["accepted_tokens"] - before["accepted_tokens"]
+        drafts = after["drafts"] - before["drafts"]
+        if drafted > 0:
+            acc = accepted / drafted
+        if drafts > 0:
+            steps = 1 + accepted / drafts
+    gaps = [tr.event_times[i] - tr.event_times[i - 1] for tr in traces for i in range(1, len(tr.event_times))]
+    tp = [t for t in (tpot(tr) for tr in traces) if t is not None]
+    return SpecRow(label, text_kind, ms(percentile(tp, 50)), run.summary().output_tokens_per_s,
+                   tokens / events if events else 0.0, acc, steps, ms(sum(gaps) / len(gaps)) if gaps else None)
+
+
+def _speedup(rows: list[SpecRow], kind: str) -> float | None:
+    off = next((r for r in rows if r.text == kind and r.speculation == "off"), None)
+    on = next((r for r in rows if r.text == kind and r.speculation != "off"), None)
+    if off is None or on is None or not off.tpot_ms or not on.tpot_ms:
+        return None
+    return off.tpot_ms / on.tpot_ms
+
+
+class Speculation(LessonExperiment):
+    """vLLM n-gram speculation: acceptance, tokens per step and speed-up on repetitive vs fresh text."""
+
+    name = "speculation"
+    title = "Speculative decoding"
+    description = "n-gram speculation off and on, repetitive and fresh text; tokens per chunk in the token bars."
+    kind = "compare"
+    schema = {
+        "k": (4, integer(1, 16)),
+        "max_new_tokens": (96, integer(8, 4096)),
+        "repetitive_prompt": (REPETITIVE, text),
+        "fresh_prompt": (FRESH, text),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> SpeculationResult:
+        """Both texts on the loaded engine (off), then on a vLLM variant with ``k`` n-gram tokens."""
+        n = params["max_new_tokens"]
+        texts = (("repetitive", params["repetitive_prompt"]), ("fresh", params["fresh_prompt"]))
+        rows = []
+        for kind, prompt in texts:
+            rows.append(_spec_row("off", kind, run_batch(ctx, ctx.engine, [prompt], n, f"speculation off · {kind}",
+                                                         ignore_eos=False), None, None))
+        note = ""
+        if not is_vllm(ctx):
+            note = "n-gram speculation is a vLLM option: pick engine vllm to measure it"
+        else:
+            try:
+                with variant(ctx, f"n-gram speculation, k={params['k']}", ngram_speculative_tokens=params["k"]) as eng:
+                    stats = getattr(eng, "scheduler_stats", None)
+                    for kind, prompt in texts:
+                        before = stats() if stats else None
+                        run = run_batch(ctx, eng, [prompt], n, f"speculation k={params['k']} · {kind}",
+                                        ignore_eos=False)
+                        rows.append(_spec_row(f"n-gram k={params['k']}", kind, run, before,
+                                              stats() if stats else None))
+            except LabError as exc:
+                note = f"n-gram speculation could not run here: {exc.message}"
+        best = max((r.tokens_per_event for r in rows), default=0.0)
+        return SpeculationResult(params["k"], rows, _speedup(rows, "repetitive"), _speedup(rows, "fresh"), best, note)
+
+
+# ----------------------------------------------------------------------------------- tools' numbers
+
+
+@dataclass
+class ToolMetricsResult:
+    """One run's trace seen through each tool's definitions."""
+
+    weighting: str
+    rows: list[dict]
+    summary: dict
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (ms figures beside the seconds)."""
+        return asdict(self)
+
+
+class ToolMetrics(LessonExperiment):
+    """One trace, every tool's ITL, TPOT and throughput side by side."""
+
+    name = "tool_metrics"
+    title = "One trace, every tool's numbers"
+    description = "vLLM bench serve, AIPerf, guidellm and LLMPerf definitions applied to one run."
+    kind = "run"
+    schema = {
+        "batch_size": (8, integer(1, 1024)),
+        "max_new_tokens": (48, integer(2, 4096)),
+        "weighting": ("request", choice("request", "token")),
+        "ignore_eos": (False, flag),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> ToolMetricsResult:
+        """One batch (replies of different lengths unless ``ignore_eos``), then every definition."""
+        run = run_batch(ctx, ctx.engine, varied_prompts(params["batch_size"]), params["max_new_tokens"],
+                        f"batch {params['batch_size']}", ignore_eos=params["ignore_eos"])
+        rows = []
+        for r in tool_numbers(run.traces, params["weighting"]):
+            d = r.to_dict()
+            d.update(itl_mean_ms=ms(r.itl_mean_s), itl_p99_ms=ms(r.itl_p99_s), tpot_mean_ms=ms(r.tpot_mean_s))
+            rows.append(d)
+        return ToolMetricsResult(params["weighting"], rows, run.summary().to_dict())
+
+
+# ----------------------------------------------------------------------------------- energy and cost
+
+
+@dataclass
+class EnergyPoint:
+    """One batch size: throughput, per-user speed, energy per token and cost per million tokens."""
+
+    batch_size: int
+    tokens_per_s: float | None
+    tpot_ms: float | None
+    joules_per_token: float | None
+    cost_per_million: float | None
+
+
+@dataclass
+class EnergyResult:
+    """Energy and cost along the throughput–latency curve."""
+
+    price_per_hour: float
+    points: list[EnergyPoint]
+    energy_source: str
+    device: str
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def _energy_mj() -> int | None:
+    """NVML's total energy since the driver loaded (millijoules), GPU 0; None without NVML."""
+    try:
+        from tui_lab.telemetry import _nvml
+
+        nvml = _nvml()
+        nvml.nvmlInit()
+        try:
+            return int(nvml.nvmlDeviceGetTotalEnergyConsumption(nvml.nvmlDeviceGetHandleByIndex(0)))
+        finally:
+            nvml.nvmlShutdown()
+    except Exception:
+        return None
+
+
+class EnergyCost(LessonExperiment):
+    """Joules per token from NVML's energy counter, and cost per million tokens from a price you type."""
+
+    name = "energy_cost"
+    title = "Energy and cost"
+    description = "Joules per token (NVML total-energy counter) and cost per million tokens per batch size."
+    kind = "sweep"
+    schema = {
+        "batch_sizes": ([1, 8, 32], int_list(1, 1024)),
+        "max_new_tokens": (48, integer(2, 4096)),
+        "price_per_hour": (3.5, number(0, 10000)),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> EnergyResult:
+        """Each batch size once, with the energy counter read before and after."""
+        device = engine_device(ctx.engine)
+        on_gpu = device == "cuda"
+        points = []
+        for b in params["batch_sizes"]:
+            if ctx.stopped():
+                break
+            start = _energy_mj() if on_gpu else None
+            run = run_batch(ctx, ctx.engine, varied_prompts(b), params["max_new_tokens"], f"batch {b}")
+            end = _energy_mj() if on_gpu else None
+            s = run.summary()
+            tokens = s.output_tokens
+            tp = s.tpot_s.p50 if s.tpot_s is not None else None
+            points.append(EnergyPoint(b, s.output_tokens_per_s, ms(tp), joules_per_token(start, end, tokens),
+                                      cost_per_million_tokens(params["price_per_hour"], s.output_tokens_per_s)))
+            ctx.emit(points[-1])
+        source = "NVML total-energy counter, GPU 0" if on_gpu else "none (no GPU: NVML has no energy counter here)"
+        note = "" if on_gpu else "joules per token need an NVIDIA GPU; the cost column uses the measured throughput"
+        return EnergyResult(params["price_per_hour"], points, source, device, note)
+
+
+# ------------------------------------------------------------------------------ reasoning: first answer
+
+
+@dataclass
+class AnswerLatencyResult:
+    """Time to first token and to first *answer* token (after a think section) per request."""
+
+    requests: list[dict]
+    ttft_ms_p50: float | None
+    ttfa_ms_p50: float | None
+    think_tokens_mean: float | None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+class AnswerLatency(LessonExperiment):
+    """A reasoning model thinks first: the user waits for the first answer token, not the first token."""
+
+    name = "answer_latency"
+    title = "Time to first answer token"
+    description = "TTFT against time to the first token after the think section, think tokens counted apart."
+    kind = "run"
+    schema = {
+        "prompt": ("Think it through, then answer: what is 17 times 23?", text),
+        "batch_size": (1, integer(1, 256)),
+        "max_new_tokens": (64, integer(1, 32768)),
+    }
+
+    def run(self, params: Mapping[str, Any], ctx: RunContext) -> AnswerLatencyResult:
+        """Stream the batch and split every reply at its ``</think>``."""
+        prompts = [params["prompt"]] * params["batch_size"]
+        run = run_batch(ctx, ctx.engine, prompts, params["max_new_tokens"], "reasoning stream", ignore_eos=False)
+        reqs = []
+        for r in run.requests:
+            ta, think = time_to_first_answer(r.trace, r.texts)
+            reqs.append({"request_id": r.request_id, "ttft_ms": ms(ttft(r.trace)), "ttfa_ms": ms(ta),
+                         "think_tokens": think, "output_tokens": r.trace.output_tokens})
+        thinks = [q["think_tokens"] for q in reqs]
+        note = ""
+        if thinks and all(t == 0 for t in thinks):
+            note = "no think section in these replies: the answer starts at the first token (TTFA = TTFT)"
+        return AnswerLatencyResult(
+            reqs, percentile([q["ttft_ms"] for q in reqs if q["ttft_ms"] is not None], 50),
+            percentile([q["ttfa_ms"] for q in reqs if q["ttfa_ms"] is not None], 50),
+            sum(thinks) / len(thinks) if thinks else None, note,
+        )
+
+
+register(LoadLoop())
+register(Interference())
+register(Speculation())
+register(ToolMetrics())
+register(EnergyCost())
+register(AnswerLatency())
+

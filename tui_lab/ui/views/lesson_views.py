@@ -1,0 +1,179 @@
+"""Views of the results of lessons 04 (one GPU or two), 05 and 06, laid out for about 70 columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from tui_lab.lab.memory import KvCapacityResult, PrecisionResult, PreemptionResult
+from tui_lab.lab.tensor_parallel import TpResult
+from tui_lab.lab.traffic import (
+    AnswerLatencyResult,
+    EnergyResult,
+    InterferenceResult,
+    LoadLoopResult,
+    SpeculationResult,
+    ToolMetricsResult,
+)
+from tui_lab.ui.views.registry import renders
+
+
+def _f(value: Any, fmt: str = "{:.2f}", none: str = "—") -> str:
+    if value is None:
+        return none
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], width: int) -> Table:
+    table = Table(title=title, title_justify="left", expand=False, width=min(width, 72), pad_edge=False)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _note(text: str) -> list[RenderableType]:
+    return [Text(text, style="yellow")] if text else []
+
+
+@renders(PrecisionResult)
+def precision_view(r: PrecisionResult, width: int) -> RenderableType:
+    """Weight formats: GB, floor and measured step."""
+    rows = [(row.dtype, _f(row.weight_gb), _f(row.floor_ms, "{:.3f}"), _f(row.measured_ms, "{:.3f}"))
+            for row in r.rows]
+    head = Text(f"{r.model} at {r.bandwidth_gbs:g} GB/s · loaded {r.engine} on {r.device}: "
+                f"step {_f(r.loaded_step_ms, '{:.2f}')} ms")
+    return Group(head, _table("Bytes per weight (batch 1)", ("weights", "GB", "floor ms", "measured ms"), rows, width),
+                 *_note(r.note))
+
+
+@renders(KvCapacityResult)
+def kv_view(r: KvCapacityResult, width: int) -> RenderableType:
+    """KV bytes per token by model and design, and the measured largest batch."""
+    short = {"nemotron-nano-9b-v2": "nemotron-9b", "gemma-3-270m": "gemma-270m"}
+    rows = [(f"{short.get(d['model'], d['model'])} {d['design'].replace('as shipped', 'shipped')}",
+             str(d["kv_heads"]), _f(d["bytes_per_token"] / 1024, "{:.1f}"),
+             _f(d["fixed_state_bytes"] / 2**20, "{:.0f}"), str(d["max_batch"])) for d in r.designs]
+    title = f"KV cache at {r.context} tokens, {r.kv_dtype}, {r.free_gib:.0f} GiB card"
+    lines = [_table(title, ("model · design", "KV h", "KiB/tok", "state MiB", "max batch"), rows, width),
+             Text(f"measured: {_f(r.measured_max_batch, '{}')} sequences ({r.measured_how})")]
+    if r.fp8_max_batch is not None:
+        lines.append(Text(f"fp8 KV cache: {r.fp8_max_batch} sequences"))
+    if r.throughput_tok_s:
+        lines.append(Text("throughput: " + ", ".join(f"{k} {_f(v, '{:.0f}')} tok/s"
+                                                      for k, v in r.throughput_tok_s.items())))
+    return Group(*lines, *_note(r.note))
+
+
+def _spark(values: Sequence[float], width: int) -> str:
+    bars = "▁▂▃▄▅▆▇█"
+    if not values:
+        return ""
+    step = max(1, len(values) // max(1, width))
+    vs = list(values)[::step][:width]
+    top = max(vs) or 1
+    return "".join(bars[min(7, int(v / top * 7))] for v in vs)
+
+
+@renders(PreemptionResult)
+def preemption_view(r: PreemptionResult, width: int) -> RenderableType:
+    """Running / waiting / KV usage over time, and the preemption total."""
+    w = max(10, min(width, 72) - 12)
+    cache = f" · KV cache {r.kv_capacity_tokens} tokens" if r.kv_capacity_tokens else ""
+    lines = [Text(f"{r.num_requests} requests · counters: {r.source}{cache}")]
+    for key, label in (("running", "running"), ("waiting", "waiting"), ("kv_usage", "KV use")):
+        vals = [float(s[key]) for s in r.samples if s.get(key) is not None]
+        if vals:
+            lines.append(Text(f"{label:<9} {_spark(vals, w)} max {max(vals):g}"))
+    lines.append(Text(f"preemptions: {_f(r.preemptions, '{}', 'not counted')} · peak waiting {r.peak_waiting}"
+                      f" · TTFT p90 {_f((r.summary.get('ttft_s') or {}).get('p90'), '{:.3f}')} s"))
+    return Group(*lines, *_note(r.note))
+
+
+@renders(TpResult)
+def tp_view(r: TpResult, width: int) -> RenderableType:
+    """TP=1 vs TP=2: the prediction figures, then the measurements if any."""
+    rows = [(f"TP={d['tp']} b={d['batch']}", _f(d["weight_gib_per_gpu"], "{:.1f}"), _f(d["memory_floor_ms"], "{:.2f}"),
+             _f(d["allreduce_ms"], "{:.2f}"), _f(d["kv_room_gib_per_gpu"], "{:.0f}"), str(d["max_batch"]))
+            for d in r.predicted]
+    parts: list[RenderableType] = [
+        _table(f"{r.model}: per GPU, per decode step", ("", "GiB w", "floor ms", "AR ms", "KV GiB", "max b"),
+               rows, width)]
+    for m in r.measured:
+        steps = ", ".join(f"b{b} {_f(v, '{:.2f}')} ms" for b, v in m.step_ms.items())
+        parts.append(Text(f"TP={m.tp} measured: {steps}; TTFT {_f(m.ttft_ms, '{:.1f}')} ms; "
+                          f"KV {_f(m.kv_gib_per_gpu, '{:.0f}')} GiB/GPU"))
+    parts.append(Text(f"TP=2 / TP=1 step at batch 1: {_f(r.tp2_over_tp1_batch1)} ({r.source})"))
+    return Group(*parts, *_note(r.note))
+
+
+@renders(LoadLoopResult)
+def load_view(r: LoadLoopResult, width: int) -> RenderableType:
+    """Little's law and coordinated omission."""
+    lc = r.little or {}
+    om = r.omission
+    rows = [("λ (req/s)", _f(lc.get("arrival_rate"))), ("W (s)", _f(lc.get("mean_time_in_system_s"), "{:.3f}")),
+            ("L measured", _f(lc.get("mean_in_system"))), ("λ·W", _f(lc.get("predicted_in_system"))),
+            ("most in system", str(r.max_in_system)),
+            ("E2E p99 from send", _f(om.get("measured_p99_s"), "{:.3f}")),
+            ("E2E p99 from schedule", _f(om.get("intended_p99_s"), "{:.3f}")),
+            ("mean send delay (s)", _f(om.get("mean_send_delay_s"), "{:.3f}"))]
+    title = f"{r.mode} loop · concurrency {r.concurrency} · schedule {r.rate:g} req/s"
+    return Group(_table(title, ("", "value"), rows, width), *_note(r.note))
+
+
+@renders(InterferenceResult)
+def interference_view(r: InterferenceResult, width: int) -> RenderableType:
+    """Running streams' ITL and the long prompt's TTFT per configuration."""
+    rows = [(row.label, _f(row.itl_p50_ms, "{:.1f}"), _f(row.itl_p99_ms, "{:.1f}"), _f(row.itl_max_ms, "{:.1f}"),
+             _f(row.long_ttft_ms, "{:.0f}")) for row in r.rows]
+    title = f"{r.streams} streams + a {r.long_prompt_words}-word prompt (ms)"
+    return Group(_table(title, ("", "ITL p50", "ITL p99", "ITL max", "long TTFT"), rows, width), *_note(r.note))
+
+
+@renders(SpeculationResult)
+def speculation_view(r: SpeculationResult, width: int) -> RenderableType:
+    """Speculation off/on × repetitive/fresh."""
+    rows = [(f"{row.speculation} · {row.text}", _f(row.tpot_ms), _f(row.tokens_per_event),
+             _f(row.acceptance, "{:.0%}"), _f(row.tokens_per_step), _f(row.chunk_itl_ms))
+            for row in r.rows]
+    head = _table("n-gram speculation", ("", "TPOT ms", "tok/chunk", "accept", "tok/step", "chunk gap"), rows, width)
+    speed = Text(f"speed-up: repetitive {_f(r.speedup_repetitive, '{:.2f}×')}, fresh {_f(r.speedup_fresh, '{:.2f}×')}")
+    return Group(head, speed, *_note(r.note))
+
+
+@renders(ToolMetricsResult)
+def tools_view(r: ToolMetricsResult, width: int) -> RenderableType:
+    """Each tool's ITL / TPOT / throughput on the same trace."""
+    rows = [(d["tool"], _f(d["itl_mean_ms"], "{:.2f}"), _f(d["itl_p99_ms"], "{:.2f}"), _f(d["tpot_mean_ms"], "{:.2f}"),
+             _f(d["throughput_tok_s"], "{:.0f}")) for d in r.rows]
+    defs = [Text(f"{d['tool']}: {d['definition']}", style="dim") for d in r.rows]
+    return Group(_table(f"One trace, five definitions (lab TPOT {r.weighting}-weighted)",
+                        ("tool", "ITL ms", "ITL p99", "TPOT ms", "tok/s"), rows, width), *defs)
+
+
+@renders(EnergyResult)
+def energy_view(r: EnergyResult, width: int) -> RenderableType:
+    """Throughput, TPOT, J/token and cost per million per batch size."""
+    rows = [(str(p.batch_size), _f(p.tokens_per_s, "{:.0f}"), _f(p.tpot_ms), _f(p.joules_per_token, "{:.3f}"),
+             _f(p.cost_per_million, "{:.2f}")) for p in r.points]
+    title = f"Energy and cost at {r.price_per_hour:g}/hour ({r.device})"
+    return Group(_table(title, ("batch", "tok/s", "TPOT ms", "J/token", "per 1M tok"), rows, width),
+                 Text(f"energy: {r.energy_source}", style="dim"), *_note(r.note))
+
+
+@renders(AnswerLatencyResult)
+def answer_view(r: AnswerLatencyResult, width: int) -> RenderableType:
+    """TTFT vs time to first answer token."""
+    rows = [(q["request_id"], _f(q["ttft_ms"], "{:.0f}"), _f(q["ttfa_ms"], "{:.0f}"), str(q["think_tokens"]))
+            for q in r.requests[:16]]
+    return Group(_table("First token vs first answer token (ms)", ("request", "TTFT", "first answer", "think tok"),
+                        rows, width), *_note(r.note))
