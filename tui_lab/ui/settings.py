@@ -9,7 +9,7 @@ from tui_lab.errors import InvalidInput
 
 DEFAULT_PROMPT = "The future of AI is"
 DEVICES = ("auto", "cpu", "cuda")
-ENGINE_CHOICES = ("transformers", "vllm")
+ENGINE_CHOICES = ("transformers", "vllm", "openai")
 """Engines offered in the controls; tests inject others through ``AppOptions.engine_factory``."""
 
 
