@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from tui_lab.engines.base import (
@@ -473,11 +474,36 @@ def _check_batch_size(value: int) -> None:
 
 
 def _check_context(info: EngineInfo, max_tokens: int) -> None:
-    if info.max_context is not None and max_tokens >= info.max_context:
+    _refuse_beyond_context(info.max_context, max_tokens)
+
+
+def _refuse_beyond_context(max_context: int | None, max_tokens: int) -> None:
+    if max_context is not None and max_tokens >= max_context:
         raise InvalidInput(
-            f"max tokens {max_tokens} is beyond the model's context of {info.max_context} tokens",
-            f"use --max-tokens {info.max_context // 2} or less",
+            f"max tokens {max_tokens} is beyond the model's context of {max_context} tokens",
+            f"use --max-tokens {max_context // 2} or less",
         )
+
+
+def check_before_load(args: argparse.Namespace, max_tokens: int) -> None:
+    """Refuse what the model's config or the file system can already tell, before a load that takes seconds.
+
+    The output file must be writable (else a sweep's results are lost at the end) and the tokens asked for
+    must fit the model's context (read from its config; the engine checks again once loaded).
+    """
+    out = getattr(args, "out", None)
+    if out:
+        from tui_lab.lab.export import check_writable, export_format
+
+        export_format(out)
+        check_writable(out)
+    if args.engine not in ("transformers", "vllm"):
+        return
+    try:
+        from tui_lab.models.context import config_max_context
+    except ImportError:
+        return
+    _refuse_beyond_context(config_max_context(args.model, args.cache_dir), max_tokens)
 
 
 def run_document(info: EngineInfo, result: RunResult, batch_size: int) -> dict:
@@ -519,6 +545,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     batch_size = args.batch_size if args.batch_size is not None else len(prompts)
     _check_batch_size(batch_size)
     requests = make_requests(prompts, batch_size)
+    check_before_load(args, sampling.max_new_tokens)
     redirect = stdout_to_stderr() if args.json else contextlib.nullcontext(sys.stdout)
     with redirect as out:
         engine, info = create_and_load(args)
@@ -653,11 +680,12 @@ def _sweep_plan(args: argparse.Namespace) -> SweepPlan:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``inference-lab sweep``: points printed as they finish, then the knee and the budget pick."""
-    from tui_lab.lab.export import export_format, to_jsonable, write_csv, write_json
+    from tui_lab.lab.export import export_format, to_jsonable, write_csv, write_json, write_with_fallback
     from tui_lab.lab.sweep import run_sweep
 
     plan = _sweep_plan(args)
     fmt = export_format(args.out) if args.out else None
+    check_before_load(args, int(max(plan.values) if plan.kind == "length" else plan.max_new_tokens))
     table_out = sys.stderr if args.json else sys.stdout
     redirect = stdout_to_stderr() if args.json else contextlib.nullcontext(sys.stdout)
     with redirect:
@@ -689,7 +717,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for message in result.messages:
         print(f"note: {message}", file=table_out)
     if args.out:
-        path = write_json(args.out, result) if fmt == "json" else write_csv(args.out, result.rows())
+        def write(target: Path) -> Path:
+            return write_json(target, result) if fmt == "json" else write_csv(target, result.rows())
+
+        path, note = write_with_fallback(args.out, write)
+        if note:
+            print(f"{PROG}: {note}", file=sys.stderr)
         print(f"wrote {path}", file=table_out)
     table_out.flush()
     if args.json:
@@ -754,6 +787,8 @@ def _open_tui(args: argparse.Namespace) -> int:
         from tui_lab.ui.app import AppOptions, run_app
     except ImportError as exc:
         raise EngineUnavailable(f"the terminal UI cannot be opened: {exc}", "reinstall inference-lab") from None
+    if args.lesson:
+        _check_lesson(args.lesson)
     options = AppOptions(
         model=args.tui_model or "embedded",
         engine=args.tui_engine or "transformers",
@@ -762,6 +797,18 @@ def _open_tui(args: argparse.Namespace) -> int:
         cache_dir=args.tui_cache_dir,
     )
     return int(run_app(options) or 0)
+
+
+def _check_lesson(query: str) -> None:
+    """``--lesson 99`` says which lessons exist (exit 2) instead of opening lesson 01 without a word."""
+    from tui_lab.lessons import LessonError, find_lesson, load_lessons
+
+    try:
+        lessons = load_lessons()
+    except LessonError:
+        return  # the lab shows a broken lesson file itself, with its file and line
+    if lessons:
+        find_lesson(lessons, query)
 
 
 def _bench(argv: list[str]) -> int:
