@@ -107,3 +107,25 @@ def test_one_check_decides(name: str, text: str, ok: bool) -> None:
         assert not ok
     else:
         assert ok
+
+
+async def test_help_scrolls_with_the_keyboard():
+    """Help could only be scrolled with a mouse."""
+    from textual.containers import VerticalScroll
+
+    app = make_test_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        body = app.screen.query_one("#help-body", VerticalScroll)
+        assert body.max_scroll_y > 0
+        await pilot.press("pagedown")
+        await pilot.pause(0.05)
+        assert body.scroll_y > 0
+        await pilot.press("end")
+        await pilot.pause(0.05)
+        assert body.scroll_y == body.max_scroll_y
+        await pilot.press("home")
+        await pilot.pause(0.05)
+        assert body.scroll_y == 0
