@@ -63,3 +63,12 @@ def test_transformers_image_code_imports_beside_a_cuda_torchvision(tmp_path: Pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert "child ok" in done.stdout
     assert "grandchild None" in done.stdout
+
+
+def test_lesson_says_what_it_needs() -> None:
+    """Lesson 04 needs vLLM; the learner found out three steps in."""
+    from tui_lab.lessons import find_lesson, load_lessons
+
+    lessons = load_lessons()
+    assert "vLLM" in find_lesson(lessons, "04").needs
+    assert find_lesson(lessons, "01").needs == ""
