@@ -115,9 +115,12 @@ def _engine_parent() -> argparse.ArgumentParser:
     v.add_argument("--enforce-eager", action="store_const", const=True, default=None, help="no CUDA graphs")
     v.add_argument("--tensor-parallel-size", type=int, default=None, metavar="N", help="GPUs to shard the model over")
     o = parent.add_argument_group("openai engine (any OpenAI-compatible server)")
-    o.add_argument("--base-url", default=None, metavar="URL", help="e.g. http://127.0.0.1:8000/v1")
-    o.add_argument("--api-key-env", default=None, metavar="VAR", help="environment variable holding the API key")
-    o.add_argument("--api", choices=("completions", "chat"), default=None, help="endpoint (default: completions)")
+    from tui_lab.engines.options import OPENAI_OPTIONS
+
+    for option in OPENAI_OPTIONS:  # built from the engine's own declarations (--model is shared above)
+        if option.name != "model":
+            o.add_argument(option.flag, default=None, metavar=option.name.upper().replace("API_KEY_ENV", "VAR"),
+                           help=option.help)
     parent.add_argument("--scripted-fail-at-batch", type=int, default=None, help=argparse.SUPPRESS)
     parent.add_argument("--scripted-real-time", action="store_true", help=argparse.SUPPRESS)
     return parent
@@ -242,8 +245,11 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     elif name == "openai":
         if not args.base_url:
             raise InvalidInput("the openai engine needs --base-url URL (e.g. http://127.0.0.1:8000/v1)")
-        if args.model:
-            opts["model"] = args.model
+        from tui_lab.engines.options import engine_kwargs
+
+        # Checked by the engine's declarations: a URL, a variable NAME for the key (never the key), an endpoint.
+        opts.update(engine_kwargs("openai", {"model": args.model, "base_url": args.base_url,
+                                             "api_key_env": args.api_key_env, "api": args.api}))
     elif name == "scripted":
         opts["model"] = args.model or "scripted"
         if args.scripted_fail_at_batch is not None:
