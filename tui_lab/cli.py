@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from tui_lab.engines.base import (
@@ -114,9 +115,12 @@ def _engine_parent() -> argparse.ArgumentParser:
     v.add_argument("--enforce-eager", action="store_const", const=True, default=None, help="no CUDA graphs")
     v.add_argument("--tensor-parallel-size", type=int, default=None, metavar="N", help="GPUs to shard the model over")
     o = parent.add_argument_group("openai engine (any OpenAI-compatible server)")
-    o.add_argument("--base-url", default=None, metavar="URL", help="e.g. http://127.0.0.1:8000/v1")
-    o.add_argument("--api-key-env", default=None, metavar="VAR", help="environment variable holding the API key")
-    o.add_argument("--api", choices=("completions", "chat"), default=None, help="endpoint (default: completions)")
+    from tui_lab.engines.options import OPENAI_OPTIONS
+
+    for option in OPENAI_OPTIONS:  # built from the engine's own declarations (--model is shared above)
+        if option.name != "model":
+            o.add_argument(option.flag, default=None, metavar=option.name.upper().replace("API_KEY_ENV", "VAR"),
+                           help=option.help)
     parent.add_argument("--scripted-fail-at-batch", type=int, default=None, help=argparse.SUPPRESS)
     parent.add_argument("--scripted-real-time", action="store_true", help=argparse.SUPPRESS)
     return parent
@@ -247,8 +251,11 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     elif name == "openai":
         if not args.base_url:
             raise InvalidInput("the openai engine needs --base-url URL (e.g. http://127.0.0.1:8000/v1)")
-        if args.model:
-            opts["model"] = args.model
+        from tui_lab.engines.options import engine_kwargs
+
+        # Checked by the engine's declarations: a URL, a variable NAME for the key (never the key), an endpoint.
+        opts.update(engine_kwargs("openai", {"model": args.model, "base_url": args.base_url,
+                                             "api_key_env": args.api_key_env, "api": args.api}))
     elif name == "scripted":
         opts["model"] = args.model or "scripted"
         if args.scripted_fail_at_batch is not None:
@@ -479,11 +486,36 @@ def _check_batch_size(value: int) -> None:
 
 
 def _check_context(info: EngineInfo, max_tokens: int) -> None:
-    if info.max_context is not None and max_tokens >= info.max_context:
+    _refuse_beyond_context(info.max_context, max_tokens)
+
+
+def _refuse_beyond_context(max_context: int | None, max_tokens: int) -> None:
+    if max_context is not None and max_tokens >= max_context:
         raise InvalidInput(
-            f"max tokens {max_tokens} is beyond the model's context of {info.max_context} tokens",
-            f"use --max-tokens {info.max_context // 2} or less",
+            f"max tokens {max_tokens} is beyond the model's context of {max_context} tokens",
+            f"use --max-tokens {max_context // 2} or less",
         )
+
+
+def check_before_load(args: argparse.Namespace, max_tokens: int) -> None:
+    """Refuse what the model's config or the file system can already tell, before a load that takes seconds.
+
+    The output file must be writable (else a sweep's results are lost at the end) and the tokens asked for
+    must fit the model's context (read from its config; the engine checks again once loaded).
+    """
+    out = getattr(args, "out", None)
+    if out:
+        from tui_lab.lab.export import check_writable, export_format
+
+        export_format(out)
+        check_writable(out)
+    if args.engine not in ("transformers", "vllm"):
+        return
+    try:
+        from tui_lab.models.context import config_max_context
+    except ImportError:
+        return
+    _refuse_beyond_context(config_max_context(args.model, args.cache_dir), max_tokens)
 
 
 def run_document(info: EngineInfo, result: RunResult, batch_size: int) -> dict:
@@ -528,6 +560,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     batch_size = args.batch_size if args.batch_size is not None else len(prompts)
     _check_batch_size(batch_size)
     requests = make_requests(prompts, batch_size)
+    check_before_load(args, sampling.max_new_tokens)
     redirect = stdout_to_stderr() if args.json else contextlib.nullcontext(sys.stdout)
     with redirect as out:
         engine, info = create_and_load(args)
@@ -670,7 +703,7 @@ def _sweep_plan(args: argparse.Namespace) -> SweepPlan:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``inference-lab sweep``: points printed as they finish, then the knee and the budget pick."""
-    from tui_lab.lab.export import export_format, to_jsonable, write_csv, write_json
+    from tui_lab.lab.export import export_format, to_jsonable, write_csv, write_json, write_with_fallback
     from tui_lab.lab.sweep import run_sweep
 
     if args.concurrencies or args.request_rates:
@@ -678,6 +711,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _refuse_load_only_flags(args)
     plan = _sweep_plan(args)
     fmt = export_format(args.out) if args.out else None
+    check_before_load(args, int(max(plan.values) if plan.kind == "length" else plan.max_new_tokens))
     table_out = sys.stderr if args.json else sys.stdout
     redirect = stdout_to_stderr() if args.json else contextlib.nullcontext(sys.stdout)
     with redirect:
@@ -710,7 +744,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for message in result.messages:
         print(f"note: {message}", file=table_out)
     if args.out:
-        path = write_json(args.out, result) if fmt == "json" else write_csv(args.out, result.rows())
+        def write(target: Path) -> Path:
+            return write_json(target, result) if fmt == "json" else write_csv(target, result.rows())
+
+        path, note = write_with_fallback(args.out, write)
+        if note:
+            print(f"{PROG}: {note}", file=sys.stderr)
         print(f"wrote {path}", file=table_out)
     table_out.flush()
     if args.json:
@@ -981,6 +1020,8 @@ def _open_tui(args: argparse.Namespace) -> int:
         from tui_lab.ui.app import AppOptions, run_app
     except ImportError as exc:
         raise EngineUnavailable(f"the terminal UI cannot be opened: {exc}", "reinstall inference-lab") from None
+    if args.lesson:
+        _check_lesson(args.lesson)
     options = AppOptions(
         model=args.tui_model or "embedded",
         engine=args.tui_engine or "transformers",
@@ -989,6 +1030,18 @@ def _open_tui(args: argparse.Namespace) -> int:
         cache_dir=args.tui_cache_dir,
     )
     return int(run_app(options) or 0)
+
+
+def _check_lesson(query: str) -> None:
+    """``--lesson 99`` says which lessons exist (exit 2) instead of opening lesson 01 without a word."""
+    from tui_lab.lessons import LessonError, find_lesson, load_lessons
+
+    try:
+        lessons = load_lessons()
+    except LessonError:
+        return  # the lab shows a broken lesson file itself, with its file and line
+    if lessons:
+        find_lesson(lessons, query)
 
 
 def _bench(argv: list[str]) -> int:

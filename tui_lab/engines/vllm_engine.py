@@ -43,6 +43,7 @@ from tui_lab.engines.base import (
     validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
+from tui_lab.engines.options import LOCAL_OPTIONS
 from tui_lab.errors import DeviceUnavailable, EngineFailure, EngineUnavailable, InvalidInput, LabError
 
 DEFAULT_MAX_NUM_SEQS = 256
@@ -273,6 +274,8 @@ class VLLMEngine(EngineBase):
     """vLLM's ``AsyncLLM`` behind the lab's blocking ``Engine`` protocol."""
 
     name = "vllm"
+    OPTIONS = LOCAL_OPTIONS
+    """What the learner's settings may pass (``tui_lab.engines.options.engine_kwargs``)."""
 
     def __init__(
         self,

@@ -14,7 +14,8 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,10 @@ def _atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
         raise LabError(f"cannot create the folder {target.parent}: {exc.strerror}", "choose another path") from exc
     if target.is_dir():
         raise InvalidInput(f"{target} is a folder; give a file name ending in .json or .csv")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:  # a folder that cannot hold files (/proc, read-only): say so, never a traceback
+        raise LabError(f"cannot write {target}: {exc.strerror}", "check the path and free disk space") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
@@ -113,3 +117,68 @@ def export_format(path: str | os.PathLike[str]) -> str:
     if suffix not in EXPORT_FORMATS:
         raise InvalidInput(f"cannot tell the format of {os.fspath(path)!r}: the file name must end in .json or .csv")
     return suffix
+
+
+RESULTS_DIR_NAME = "inference-lab-results"
+"""Exports, screenshots and fallback copies go to this folder (the project's .gitignore covers it)."""
+
+
+def default_export_dir(start: str | os.PathLike[str] | None = None) -> Path:
+    """``inference-lab-results`` at the root of this project's checkout when ``start`` (cwd) is inside one.
+
+    Run from a sub-folder of the repository, a folder beside the cwd would be a stray untracked folder; the
+    root's is ignored by ``.gitignore``. Anywhere else: ``./inference-lab-results``.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        project = folder / "pyproject.toml"
+        if project.is_file() and (folder / "tui_lab").is_dir():
+            try:
+                if 'name = "inference-lab"' in project.read_text(encoding="utf-8"):
+                    return folder / RESULTS_DIR_NAME
+            except OSError:
+                break
+    return here / RESULTS_DIR_NAME
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Refuse an output path that cannot be written, before any work is done (``LabError``, one line).
+
+    Creates the parent folder if needed and writes (then removes) a probe file beside the target.
+    """
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise InvalidInput(f"{target} is a folder; give a file name ending in .json or .csv")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise LabError(f"cannot write {target}: {exc.strerror or exc}", "choose a path you can write to") from exc
+    return target
+
+
+def write_with_fallback(
+    path: str | os.PathLike[str], writer: Callable[[Path], Path], fallback_dir: str | os.PathLike[str] | None = None,
+) -> tuple[Path, str | None]:
+    """``writer(path)``; when that fails, ``writer`` into ``fallback_dir`` instead (nothing is lost).
+
+    Returns (the path written, a one-line note saying why the fallback was used, or None). The fallback is
+    ``default_export_dir()`` under a unique name keeping the original's name and suffix. Raises only when
+    the fallback fails too.
+    """
+    target = Path(path).expanduser()
+    try:
+        return writer(target), None
+    except LabError as exc:
+        reason = exc.message
+    folder = Path(fallback_dir) if fallback_dir is not None else default_export_dir()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    fallback = folder / f"{target.stem or 'results'}-{stamp}{target.suffix or '.json'}"
+    n = 1
+    while fallback.exists():
+        n += 1
+        fallback = folder / f"{target.stem or 'results'}-{stamp}-{n}{target.suffix or '.json'}"
+    written = writer(fallback)
+    return written, f"{reason}; saved to {written} instead"

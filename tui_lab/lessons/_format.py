@@ -47,7 +47,7 @@ LESSONS_ENV = "INFERENCE_LAB_LESSONS"
 _FILE_NAME = re.compile(r"^(\d{2})-[a-z0-9][a-z0-9-]*\.md$")
 _FENCE = re.compile(r"^(```+|~~~+)\s*([^`\s]*)")
 _DIRECTIVES = ("experiment", "predict")
-_FRONT_KEYS = {"id", "title", "minutes", "summary"}
+_FRONT_KEYS = {"id", "title", "minutes", "summary", "needs"}
 _PREDICT_KEYS = {"question", "unit", "metric"}
 
 
@@ -109,6 +109,8 @@ class Lesson:
     steps: tuple[Step, ...]
     summary: str = ""
     intro: str = ""
+    needs: str = ""
+    """What the lesson needs beyond the README's first command, said at its start (front matter ``needs``)."""
     path: Path | None = None
 
     @property
@@ -186,6 +188,7 @@ def parse_lesson(text: str, path: Path | str | None = None) -> Lesson:
         steps=tuple(steps),
         summary=front.get("summary", ""),
         intro=intro,
+        needs=front.get("needs", ""),
         path=Path(path) if path is not None else None,
     )
 
@@ -227,6 +230,8 @@ def _parse_front_matter(lines: list[str], path: Path | str | None) -> tuple[dict
     front["title"] = str(front["title"])
     if "summary" in front:
         front["summary"] = str(front["summary"] or "")
+    if "needs" in front:
+        front["needs"] = str(front["needs"] or "")
     return front, end + 1
 
 

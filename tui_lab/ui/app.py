@@ -278,8 +278,10 @@ class LabApp(App[int]):
             kwargs: dict[str, Any] = {"model": settings.model, "device": settings.device}
             if factory is None:
                 from tui_lab.engines import create_engine
+                from tui_lab.engines.options import engine_kwargs
 
                 factory = create_engine
+                kwargs = engine_kwargs(settings.engine, settings)  # each engine gets only what it declares
                 if self.options.cache_dir and settings.engine == "transformers":
                     kwargs["cache_dir"] = self.options.cache_dir
             elif self.options.cache_dir:
@@ -381,11 +383,9 @@ class LabApp(App[int]):
         self.query_one(LessonPane).move_lesson(-1)
 
     def action_tab(self, tab: str) -> None:
-        """Switch the live panel's tab (Controls puts the cursor in the batch-size box)."""
+        """Switch the live panel's tab (the cursor stays out of the boxes, so single-letter keys keep working)."""
         self.query_one(TabbedContent).active = tab
-        if tab == "controls":
-            self.query_one("#ctl-batch_size", Input).focus()
-        elif isinstance(self.focused, Input) and self.focused.id and self.focused.id.startswith("ctl-"):
+        if isinstance(self.focused, Input) and self.focused.id and self.focused.id.startswith("ctl-"):
             self.screen.set_focus(None)
 
     def action_help(self) -> None:

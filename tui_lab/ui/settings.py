@@ -9,7 +9,7 @@ from tui_lab.errors import InvalidInput
 
 DEFAULT_PROMPT = "The future of AI is"
 DEVICES = ("auto", "cpu", "cuda")
-ENGINE_CHOICES = ("transformers", "vllm")
+ENGINE_CHOICES = ("transformers", "vllm", "openai")
 """Engines offered in the controls; tests inject others through ``AppOptions.engine_factory``."""
 
 
@@ -29,6 +29,10 @@ class LabSettings:
     model: str = "embedded"
     engine: str = "transformers"
     device: str = "auto"
+    base_url: str = ""
+    """The openai engine's server, e.g. http://127.0.0.1:8000/v1 (unused by the other engines)."""
+    api_key_env: str = ""
+    """NAME of the environment variable holding the openai engine's API key; the key is never stored."""
 
     def sampling(self) -> SamplingParams:
         """The engine's sampling parameters (greedy means temperature 0), validated."""

@@ -47,7 +47,16 @@ Press **Escape** to close this page.
 class HelpScreen(ModalScreen[None]):
     """Keys and explanations."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+    BINDINGS = [
+        Binding("escape,q,question_mark", "dismiss", "close"),
+        # The page is longer than a small terminal: the keyboard scrolls it (a mouse is not always there).
+        Binding("up,k", "scroll_help('up')", "scroll up", show=False),
+        Binding("down,j", "scroll_help('down')", "scroll down", show=False),
+        Binding("pageup", "scroll_help('page_up')", "page up", show=False),
+        Binding("pagedown,space", "scroll_help('page_down')", "page down", show=False),
+        Binding("home", "scroll_help('home')", "top", show=False),
+        Binding("end", "scroll_help('end')", "bottom", show=False),
+    ]
 
     def __init__(self, keys: list[tuple[str, str]]) -> None:
         super().__init__()
@@ -57,6 +66,11 @@ class HelpScreen(ModalScreen[None]):
         """One scrollable Markdown page."""
         with VerticalScroll(id="help-body"):
             yield Markdown(help_text(self._keys))
+
+    def action_scroll_help(self, how: str) -> None:
+        """Scroll the page: up, down, page_up, page_down, home or end."""
+        body = self.query_one("#help-body", VerticalScroll)
+        getattr(body, f"scroll_{how}")(animate=False)
 
     async def action_dismiss(self, result: None = None) -> None:
         """Close."""

@@ -1,17 +1,22 @@
-"""The controls form: batch size, sampling, model, engine, device — refused in place when invalid."""
+"""The controls form: batch size, sampling, model, engine, device, server — refused in place when invalid.
+
+A value applies when the learner presses Enter in its box or leaves the box, and only that box's value:
+typing ``131`` never applies ``1`` and ``13`` on the way. Escape puts the applied value back and leaves
+the box. Every value is checked by ``check_value``, the one place that decides what is valid.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.message import Message
 from textual.suggester import SuggestFromList
-from textual.validation import Function, Integer, Number, ValidationResult, Validator
 from textual.widgets import Checkbox, Input, Label, Static
 
-from tui_lab.engines.base import MAX_BATCH_SIZE
 from tui_lab.errors import LabError
 from tui_lab.ui.settings import DEVICES, ENGINE_CHOICES, LabSettings
 from tui_lab.ui.theme import BATCH_PRESETS
@@ -19,50 +24,61 @@ from tui_lab.ui.theme import BATCH_PRESETS
 
 @dataclass(frozen=True)
 class Field:
-    """One numeric or text control: settings attribute, label, parser, validators."""
+    """One control: settings attribute, label, and the Python type its text becomes."""
 
     name: str
     label: str
     kind: type
-    validators: tuple[Validator, ...]
     reload: bool = False
-    """Changing it needs a new engine (model, engine, device)."""
+    """Changing it needs a new engine (model, engine, device, server)."""
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("prompt", "prompt", str, (Function(lambda s: bool(s.strip()), "the prompt is empty"),)),
-    Field("batch_size", "batch size", int,
-          (Integer(1, MAX_BATCH_SIZE, failure_description=f"batch size must be 1..{MAX_BATCH_SIZE}"),)),
-    Field("max_new_tokens", "max new tokens", int,
-          (Integer(1, 4096, failure_description="max new tokens must be 1..4096"),)),
-    Field("temperature", "temperature", float,
-          (Number(0.0, 5.0, failure_description="temperature must be 0..5 (0 = greedy)"),)),
-    Field("top_p", "top-p", float, (Number(0.0, 1.0, failure_description="top-p must be in (0, 1]"),
-                                    Function(lambda s: _num(s) > 0, "top-p must be in (0, 1]"))),
-    Field("top_k", "top-k (0=off)", int, (Integer(0, 100_000, failure_description="top-k must be >= 0 (0 = off)"),)),
-    Field("repetition_penalty", "repetition pen.", float,
-          (Number(0.01, 10.0, failure_description="repetition penalty must be > 0 (1 = off)"),)),
-    Field("seed", "seed", int, (Integer(0, 2**31 - 1, failure_description="seed must be a whole number >= 0"),)),
-    Field("model", "model", str, (Function(lambda s: bool(s.strip()), "type a model: embedded, a hub id, a dir"),),
-          reload=True),
-    Field("engine", "engine", str, (Function(lambda s: s in ENGINE_CHOICES, f"engine: {' or '.join(ENGINE_CHOICES)}"),),
-          reload=True),
-    Field("device", "device", str, (Function(lambda s: s in DEVICES, f"device: {', '.join(DEVICES)}"),), reload=True),
+    Field("prompt", "prompt", str),
+    Field("batch_size", "batch size", int),
+    Field("max_new_tokens", "max new tokens", int),
+    Field("temperature", "temperature", float),
+    Field("top_p", "top-p", float),
+    Field("top_k", "top-k (0=off)", int),
+    Field("repetition_penalty", "repetition pen.", float),
+    Field("seed", "seed", int),
+    Field("model", "model", str, reload=True),
+    Field("engine", "engine", str, reload=True),
+    Field("device", "device", str, reload=True),
+    Field("base_url", "base URL (openai)", str, reload=True),
+    Field("api_key_env", "API key env var", str, reload=True),
 )
 
 
-def _num(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return -1.0
+def check_value(name: str, text: str, engine_choices: tuple[str, ...] = ENGINE_CHOICES) -> Any:
+    """The typed ``text`` of control ``name`` as its value, or ``LabError`` with a one-line reason.
+
+    The checks are the experiments' own (``tui_lab.lab.experiments.CHECKS``) and the engines' option
+    declarations, so a lesson preset, the CLI and the controls refuse the same values the same way.
+    """
+    from tui_lab.engines.options import OPENAI_OPTIONS
+    from tui_lab.errors import InvalidInput
+    from tui_lab.lab.experiments import CHECKS
+
+    label = next((f.label for f in FIELDS if f.name == name), name).split(" (")[0]
+    if name == "engine" and text.strip() not in engine_choices:
+        raise InvalidInput(f"engine must be one of: {', '.join(engine_choices)} (got {text!r})")
+    server = {o.name: o for o in OPENAI_OPTIONS}
+    if name in ("base_url", "api_key_env"):
+        if name == "base_url" and not text.strip():
+            return ""  # only the openai engine needs one; it says so when it loads
+        return server[name].check(label, text)
+    value = text if name == "prompt" else text.strip()
+    return CHECKS[name](label, value)
 
 
 class ControlsForm(VerticalScroll):
-    """Compact one-line inputs; a value is applied only when valid, otherwise the reason shows below."""
+    """Compact one-line inputs; a box's value applies on Enter or on leaving it, when valid."""
+
+    BINDINGS = [Binding("escape", "restore", "restore the applied value and leave the box", show=False)]
 
     class SettingsChanged(Message):
-        """All fields are valid; ``reload`` is True when model, engine or device changed."""
+        """A valid value was applied; ``reload`` is True when model, engine, device or server changed."""
 
         def __init__(self, settings: LabSettings, reload: bool) -> None:
             super().__init__()
@@ -77,9 +93,9 @@ class ControlsForm(VerticalScroll):
     def compose(self) -> ComposeResult:
         """Label + input per field, the greedy checkbox, and the message line."""
         yield Static(
-            "Tab / shift+Tab move between boxes, Enter applies, Escape leaves (then r runs). "
-            f"Invalid values are refused here. Outside a box: b / B cycle batch "
-            f"{'·'.join(map(str, BATCH_PRESETS))}, g toggles greedy.",
+            "Tab / shift+Tab move between boxes; Enter or leaving a box applies its value, Escape puts the "
+            f"applied one back. Outside a box: r runs, b / B cycle batch {'·'.join(map(str, BATCH_PRESETS))}, "
+            "g toggles greedy.",
             id="controls-help",
         )
         yield Label("", id="controls-error")
@@ -91,21 +107,17 @@ class ControlsForm(VerticalScroll):
                     suggester = SuggestFromList(self._engine_choices)
                 elif f.name == "device":
                     suggester = SuggestFromList(DEVICES)
-                validators = list(f.validators)
-                if f.name == "engine":
-                    validators = [self._engine_validator()]
-                yield Input(str(getattr(self._settings, f.name)), id=f"ctl-{f.name}", validators=validators,
-                            suggester=suggester, compact=True, valid_empty=False)
+                yield Input(self._shown(self._settings, f), id=f"ctl-{f.name}", suggester=suggester, compact=True)
             yield Label("greedy", classes="control-label")
             yield Checkbox("temperature 0", self._settings.greedy, id="ctl-greedy", compact=True)
 
-    def _engine_validator(self) -> Validator:
-        choices = self._engine_choices
-        return Function(lambda s: s in choices, f"engine: {' or '.join(choices)}")
+    @staticmethod
+    def _shown(settings: LabSettings, f: Field) -> str:
+        return str(getattr(settings, f.name))
 
     @property
     def settings(self) -> LabSettings:
-        """The last valid settings."""
+        """The applied settings."""
         return self._settings
 
     def set_values(self, settings: LabSettings) -> None:
@@ -113,7 +125,7 @@ class ControlsForm(VerticalScroll):
         self._settings = settings
         for f in FIELDS:
             widget = self.query_one(f"#ctl-{f.name}", Input)
-            value = str(getattr(settings, f.name))
+            value = self._shown(settings, f)
             if widget.value != value:
                 with widget.prevent(Input.Changed):
                     widget.value = value
@@ -128,42 +140,62 @@ class ControlsForm(VerticalScroll):
         label.update(message)
         label.set_class(bool(message), "-error")
 
-    def _collect(self, final: bool) -> None:
-        changes: dict[str, object] = {}
-        for f in FIELDS:
-            widget = self.query_one(f"#ctl-{f.name}", Input)
-            result: ValidationResult | None = widget.validate(widget.value)
-            if result is not None and not result.is_valid:
-                self._show_error(f"✗ {f.label}: {result.failure_descriptions[0]} — value not applied")
-                return
-            changes[f.name] = f.kind(widget.value.strip() if f.kind is not str or f.name != "prompt" else widget.value)
-        changes["greedy"] = self.query_one("#ctl-greedy", Checkbox).value
+    def _field_of(self, widget: Input) -> Field | None:
+        name = (widget.id or "").removeprefix("ctl-")
+        return next((f for f in FIELDS if f.name == name), None)
+
+    def _apply(self, widget: Input, restore_if_invalid: bool) -> None:
+        """Apply this one box's value (others keep their applied values)."""
+        f = self._field_of(widget)
+        if f is None:
+            return
+        applied = self._shown(self._settings, f)
+        if widget.value == applied:
+            self._show_error("")
+            return
         try:
-            new = self._settings.with_(**changes).validate()
+            value = check_value(f.name, widget.value, self._engine_choices)
+            new = self._settings.with_(**{f.name: value}).validate()
         except LabError as exc:
-            self._show_error(f"✗ {exc.message}")
+            self._show_error(f"✗ {exc.message} — value not applied")
+            if restore_if_invalid:
+                with widget.prevent(Input.Changed):
+                    widget.value = applied
             return
         self._show_error("")
-        reload_needed = any(getattr(new, f.name) != getattr(self._settings, f.name) for f in FIELDS if f.reload)
-        if reload_needed and not final:
-            # Reloading a model takes time: only on Enter, not on every keystroke.
-            new = new.with_(model=self._settings.model, engine=self._settings.engine, device=self._settings.device)
-            reload_needed = False
-        if new != self._settings or reload_needed:
-            self._settings = new
-            self.post_message(self.SettingsChanged(new, reload_needed))
+        self._settings = new
+        self.post_message(self.SettingsChanged(new, f.reload))
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        """Apply valid edits as they are typed (reload-type fields wait for Enter)."""
+        """Typing applies nothing: a half-typed number is not a value."""
         event.stop()
-        self._collect(final=False)
+        f = self._field_of(event.input)
+        if f is not None and event.value == self._shown(self._settings, f):
+            self._show_error("")  # back to the applied value: the refusal no longer applies
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter applies everything, including model/engine/device (which reloads)."""
+        """Enter applies this box's value (model, engine, device or server reload the engine)."""
         event.stop()
-        self._collect(final=True)
+        self._apply(event.input, restore_if_invalid=False)
+
+    def on_input_blurred(self, event: Input.Blurred) -> None:
+        """Leaving a box applies its value; an invalid one is refused and the applied value shown again."""
+        event.stop()
+        self._apply(event.input, restore_if_invalid=True)
+
+    def action_restore(self) -> None:
+        """Escape: put the applied value back in the focused box and leave the form."""
+        focused = self.app.focused
+        if isinstance(focused, Input) and (f := self._field_of(focused)) is not None:
+            with focused.prevent(Input.Changed):
+                focused.value = self._shown(self._settings, f)
+        self._show_error("")
+        self.screen.set_focus(None)
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        """Greedy on/off."""
+        """Greedy on/off applies at once (a toggle has no half-typed state)."""
         event.stop()
-        self._collect(final=False)
+        new = self._settings.with_(greedy=event.value)
+        if new != self._settings:
+            self._settings = new
+            self.post_message(self.SettingsChanged(new, False))
