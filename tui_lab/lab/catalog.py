@@ -39,7 +39,10 @@ def _scripted(ctx: RunContext) -> bool:
 def variant(ctx: RunContext, engine_name: str, **changes: Any) -> Engine:
     """A comparison variant: ``engine_name`` with ``changes`` (the scripted engine stands in for any)."""
     if _scripted(ctx):
-        return ctx.make_engine("scripted")
+        if ctx.engine_factory is None:
+            return ctx.make_engine("scripted")
+        # A test's factory stands in for every engine but sees the options the comparison sets.
+        return ctx.make_engine("scripted", **changes)
     return ctx.make_engine(engine_name, **changes)
 
 
