@@ -80,3 +80,19 @@ def test_stop_keeps_partial_sweep() -> None:
     result = exp.run(exp.validate({"batch_sizes": "1,2,4", "max_new_tokens": "4", "runs": "1"}), ctx)
     assert result.partial
     assert len([p for p in result.points if not p.partial]) >= 1
+
+
+def test_one_limit_each_from_the_parameter_module() -> None:
+    from tui_lab.engines.base import MAX_BATCH_SIZE
+    from tui_lab.errors import InvalidInput
+    from tui_lab.lab.experiments import check, schema
+    from tui_lab.lab.serving import MAX_SERVING_REQUESTS
+    from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS
+
+    assert MAX_REQUESTS == MAX_BATCH_SIZE == MAX_SERVING_REQUESTS  # serving capped at 256 before
+    assert check("num_requests", "1024") == 1024
+    assert check("max_new_tokens", MAX_NEW_TOKENS) == MAX_NEW_TOKENS
+    with pytest.raises(InvalidInput):
+        check("max_new_tokens", MAX_NEW_TOKENS + 1)
+    limits = {p.name: p.max for p in schema("queueing")}
+    assert limits["num_requests"] == MAX_REQUESTS and limits["max_new_tokens"] == MAX_NEW_TOKENS
