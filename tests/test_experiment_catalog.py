@@ -96,3 +96,24 @@ def test_one_limit_each_from_the_parameter_module() -> None:
         check("max_new_tokens", MAX_NEW_TOKENS + 1)
     limits = {p.name: p.max for p in schema("queueing")}
     assert limits["num_requests"] == MAX_REQUESTS and limits["max_new_tokens"] == MAX_NEW_TOKENS
+
+
+@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER and get(n).kind != "sweep"
+                                  and n != "generate"])
+def test_every_result_type_has_a_view(name: str) -> None:
+    from rich.console import Console
+
+    import tui_lab.ui.views.results  # noqa: F401  (registers the views)
+    from tui_lab.ui.views.registry import view_for
+
+    exp = get(name)
+    engine = ScriptedEngine() if exp.needs_engine else None
+    if engine is not None:
+        engine.load()
+    result = exp.run(exp.validate(SMALL.get(name, {})), RunContext(engine=engine, engine_name="scripted"))
+    view = view_for(result)
+    assert view is not None, type(result).__name__
+    for width in (60, 100):
+        console = Console(width=width, record=True, color_system=None)
+        console.print(view(result, width))
+        assert console.export_text().strip()
