@@ -400,6 +400,9 @@ def test_static_vs_continuous_stop_is_partial() -> None:
 # ------------------------------------------------------------------------------------------ runners
 
 
+from tui_lab.ui.experiments import runner_for  # noqa: E402
+
+
 def fake_app(factory) -> SimpleNamespace:
     return SimpleNamespace(options=SimpleNamespace(engine_factory=factory, cache_dir=None),
                            settings=LabSettings(engine="scripted", device="cpu"))
@@ -415,17 +418,17 @@ def test_runners_build_engines_with_the_experiment_options() -> None:
     app = fake_app(factory)
     stop = threading.Event()
     sink = lambda events: None  # noqa: E731
-    res = V.SERVING_RUNNERS["queueing"](app, {"num_requests": 6, "max_num_seqs": 2, "max_new_tokens": 3},
+    res = runner_for("queueing")(app, {"num_requests": 6, "max_num_seqs": 2, "max_new_tokens": 3},
                                         stop, sink)
     assert res.waited == 4 and calls[-1][1]["max_num_seqs"] == 2
-    res = V.SERVING_RUNNERS["prefix_cache"](app, {"num_requests": 3, "shared_prefix_words": 40,
+    res = runner_for("prefix_cache")(app, {"num_requests": 3, "shared_prefix_words": 40,
                                                   "max_new_tokens": 2, "runs": 1}, stop, sink)
     assert [c[1].get("enable_prefix_caching") for c in calls[-2:]] == [False, True]
-    res = V.SERVING_RUNNERS["graphs_compare"](app, {"max_new_tokens": 4, "runs": 1}, stop, sink)
+    res = runner_for("graphs_compare")(app, {"max_new_tokens": 4, "runs": 1}, stop, sink)
     assert [c[1].get("cuda_graphs") for c in calls[-2:]] == [False, True]
-    res = V.SERVING_RUNNERS["static_vs_continuous"](app, {"lengths": [3, 1, 2], "max_num_seqs": 2}, stop, sink)
+    res = runner_for("static_vs_continuous")(app, {"lengths": [3, 1, 2], "max_num_seqs": 2}, stop, sink)
     assert res.mode("continuous_vllm").output_tokens == 6
-    assert set(V.SERVING_RUNNERS) == {"graphs_compare", "prefix_cache", "queueing", "static_vs_continuous"}
+    assert set(V.SERVING_EXPERIMENTS) == {"graphs_compare", "prefix_cache", "queueing", "static_vs_continuous"}
 
 
 def test_render_unknown_name_falls_back_to_data() -> None:

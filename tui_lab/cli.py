@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_load_flags(sweep, sweep=True)
     sweep.set_defaults(func=cmd_sweep)
 
+    _add_experiment_parser(sub, engine)
+
     models = sub.add_parser("models", help="list known models, where they come from, whether cached")
     models.add_argument("--cache-dir", default=None, metavar="DIR", help="model cache to inspect")
     models.add_argument("--json", action="store_true", help="print JSON")
@@ -1062,6 +1064,117 @@ def _serve(argv: list[str]) -> int:
     except ImportError as exc:
         raise EngineUnavailable(f"the lab cannot be served: {exc}", "install textual-serve") from None
     return int(serve(args.host, args.port, rest) or 0)
+
+
+# -------------------------------------------------------------------------------------------------- experiment
+
+
+def _add_experiment_parser(sub: Any, engine: argparse.ArgumentParser) -> None:
+    """``inference-lab experiment NAME [--param key=value ...] [--json]`` for every registered experiment."""
+    exp = sub.add_parser("experiment", parents=[engine], help="run any lab experiment headless (--list names them)")
+    exp.add_argument("name", nargs="?", default=None, help="experiment name (see --list)")
+    exp.add_argument("--list", action="store_true", help="list the experiments and their parameters")
+    exp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="set a parameter (repeatable; lists as comma-separated values)")
+    exp.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    exp.set_defaults(func=cmd_experiment)
+
+
+def _experiment_params(pairs: Sequence[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--param needs KEY=VALUE (got {pair!r})")
+        params[key.strip()] = value
+    return params
+
+
+def _result_dict(result: Any) -> Any:
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    import dataclasses
+
+    if dataclasses.is_dataclass(result):
+        return dataclasses.asdict(result)  # type: ignore[arg-type]
+    return result
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Run one registered experiment headless: progress on stderr, the result on stdout."""
+    import threading
+
+    from tui_lab.lab import experiment as registry
+    from tui_lab.lab.experiment import RunContext
+
+    if args.list:
+        for name in registry.names():
+            exp = registry.get(name)
+            keys = ", ".join(exp.validate({}))
+            print(f"{name:22} {exp.kind:8} {exp.description}\n{'':31}params: {keys}")
+        return 0
+    if not args.name:
+        raise UsageError("experiment needs a NAME (inference-lab experiment --list shows them)")
+    exp = registry.get(args.name)
+    params = exp.validate(_experiment_params(args.param))
+    engine = None
+    if exp.needs_engine:
+        engine, _info = create_and_load(args)
+    ctx = RunContext(
+        engine=engine, engine_name=args.engine, engine_options=engine_options(args),
+        progress=None if args.quiet else (lambda p: print(f"  {p.text}", file=sys.stderr)),
+    )
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = exp.run(params, ctx)
+        except BaseException as exc:  # re-raised in the main thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"experiment-{exp.name}", daemon=True)
+    interrupted = False
+    try:
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.2)
+        except KeyboardInterrupt:
+            # Stop within one step and keep what was measured.
+            interrupted = True
+            print(f"\n{PROG}: stopping (partial results follow)", file=sys.stderr)
+            ctx.stop.set()
+            worker.join()
+    finally:
+        if engine is not None:
+            _safe_unload(engine)
+    if "error" in box:
+        raise box["error"]
+    result = box.get("result")
+    if args.json:
+        print(json.dumps(_result_dict(result), indent=2, default=str))
+    else:
+        print(_experiment_text(exp.name, result))
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _experiment_text(name: str, result: Any) -> str:
+    """A plain summary: the result's own text when it has one, else its fields."""
+    for attr in ("summary_text", "note"):
+        text = getattr(result, attr, None)
+        if callable(text):
+            text = text()
+        if isinstance(text, str) and text:
+            break
+    else:
+        text = ""
+    data = _result_dict(result)
+    lines = [f"{name}: {text}".rstrip(": ")]
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

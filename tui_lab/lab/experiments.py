@@ -25,14 +25,11 @@ from tui_lab.lab.sweep import (
     sampling_grid,
 )
 from tui_lab.metrics import BUDGET_PRESETS, KNEE_GAIN_PCT
+from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS, MAX_RUNS, MAX_WARMUP, Param, listed, number, whole
 
 ExperimentKind = Literal["run", "sweep", "compare", "inspect"]
 
-MAX_NEW_TOKENS_LIMIT = 32768
-"""A sanity cap; the model's own context (known once loaded) is checked when the run starts."""
-MAX_RUNS = 100
-MAX_WARMUP = 20
-MAX_REQUESTS = 1024
+MAX_NEW_TOKENS_LIMIT = MAX_NEW_TOKENS
 
 DEFAULT_PROMPT = "The future of AI is"
 
@@ -40,48 +37,11 @@ ENGINE_KEYS = ("model", "engine", "device")
 """Parameters every engine-driven experiment accepts (which model, engine and device to use)."""
 
 
-# ---- value checks: each returns the normalised value or raises InvalidInput -------------------------------------
+# ---- value checks: the shared ones live in tui_lab.params -------------------------------------------------------
 
-
-def _int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidInput(f"{name} must be a whole number (got {value!r})")
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a whole number (got {value!r})") from None
-    if number != int(number):
-        raise InvalidInput(f"{name} must be a whole number (got {value!r})")
-    n = int(number)
-    if lo is not None and hi is not None and not lo <= n <= hi:
-        raise InvalidInput(f"{name} must be from {lo} to {hi} (got {n})")
-    if lo is not None and n < lo:
-        raise InvalidInput(f"{name} must be at least {lo} (got {n})")
-    if hi is not None and n > hi:
-        raise InvalidInput(f"{name} must be at most {hi} (got {n})")
-    return n
-
-
-def _float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidInput(f"{name} must be a number (got {value!r})")
-    try:
-        x = float(value)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number (got {value!r})") from None
-    if x != x or x in (float("inf"), float("-inf")):
-        raise InvalidInput(f"{name} must be a finite number (got {value!r})")
-    return x
-
-
-def _list(name: str, value: Any, item: Callable[[str, Any], Any], max_items: int = 64) -> list:
-    if isinstance(value, str):
-        value = [v for v in value.replace(" ", "").split(",") if v]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise InvalidInput(f"{name} must be a non-empty list (got {value!r})")
-    if len(value) > max_items:
-        raise InvalidInput(f"{name} may hold at most {max_items} values (got {len(value)})")
-    return [item(name, v) for v in value]
+_int = whole
+_float = number
+_list = listed
 
 
 def check_batch_size(name: str, value: Any) -> int:
@@ -415,3 +375,29 @@ def sweep_plan(name: str, params: Mapping[str, Any] | None = None) -> SweepPlan:
             max_new_tokens=p["max_new_tokens"], **common,
         )
     return plan.validate()
+
+
+_LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "batch_size": (1, MAX_BATCH_SIZE), "batch_sizes": (1, MAX_BATCH_SIZE), "max_new_tokens": (1, MAX_NEW_TOKENS),
+    "lengths": (1, MAX_NEW_TOKENS), "temperature": (0, None), "top_p": (0, 1), "top_k": (0, None),
+    "runs": (1, MAX_RUNS), "warmup": (0, MAX_WARMUP), "k": (1, 100), "max_num_seqs": (1, MAX_REQUESTS),
+    "num_requests": (1, MAX_REQUESTS), "shared_prefix_words": (0, 4096), "seq_len": (1, 1_048_576),
+}
+
+
+def schema(name: str) -> list[Param]:
+    """Experiment ``name``'s parameters as ``Param`` objects (defaults and limits from one place)."""
+    spec = get_experiment(name)
+    out = []
+    for key in spec.allowed_keys:
+        lo, hi = _LIMITS.get(key, (None, None))
+        out.append(Param(key, CHECKS.get(key, lambda _n, v: v), spec.defaults.get(key), min=lo, max=hi))
+    return out
+
+
+def check(name: str, value: Any) -> Any:
+    """Check one field (a Controls box, a CLI flag): the normalised value, or ``InvalidInput`` in one line."""
+    checker = CHECKS.get(name)
+    if checker is None:
+        raise InvalidInput(f"unknown parameter {name!r}")
+    return checker(name, value)

@@ -25,6 +25,7 @@ from tui_lab.lab import error_text
 from tui_lab.lab.compare import default_gpu_check
 from tui_lab.lab.run import EventSink, RunResult, execute_run
 from tui_lab.metrics import Percentiles, e2e, output_throughput, summarize, tpot, ttft
+from tui_lab.params import MAX_REQUESTS
 
 GraphsFactory = Callable[[bool, str], Engine]
 """(cuda_graphs, device) → a transformers-like engine, not yet loaded."""
@@ -35,7 +36,7 @@ SeqsFactory = Callable[[int], Engine]
 PlainFactory = Callable[[], Engine]
 """() → an engine, not yet loaded."""
 
-MAX_SERVING_REQUESTS = 256
+MAX_SERVING_REQUESTS = MAX_REQUESTS  # the engines take as many (one limit, tui_lab.params)
 """One batch handed to an engine is at most this many requests (the engines' own limit)."""
 
 _WARMUP_PROMPT = "Warm-up: say hello."

@@ -18,7 +18,6 @@ from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
 
-from tui_lab.errors import InvalidInput
 from tui_lab.ui.theme import BAR_WIDTH, TTFT_STYLE, format_rate, format_seconds
 
 if TYPE_CHECKING:
@@ -167,67 +166,32 @@ def format_measured(prediction: Any, result: Any) -> str:
 
 
 # ------------------------------------------------------------------ comparisons
-def _factory(app: LabApp) -> Callable[..., Any]:
-    if app.options.engine_factory is not None:
-        return app.options.engine_factory
-    from tui_lab.engines import create_engine
-
-    return create_engine
-
-
 def runner_for(name: str) -> Callable[[LabApp, dict, threading.Event, Callable], Any] | None:
-    """A function running experiment ``name`` in a worker, or None if the panel cannot run it."""
-    runner = {"cpu_vs_gpu": _run_cpu_vs_gpu, "kv_cache_compare": _run_kv_cache}.get(name)
-    if runner is None:
-        try:
-            from tui_lab.ui.serving_views import SERVING_RUNNERS  # the serving engineer's runners
-        except ImportError:
-            return None
-        runner = SERVING_RUNNERS.get(name)
-    return runner
+    """Compatibility for the in-process app: run registered experiment ``name`` with a context made from ``app``.
 
+    The experiment itself lives in ``tui_lab.lab.catalog``; this only gathers what the app knows
+    (loaded engine, engine name and options, factory) into a ``RunContext``.
+    """
+    from tui_lab.lab.experiment import RunContext, get, names
 
-def _run_cpu_vs_gpu(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
-    from tui_lab.lab.compare import cpu_vs_gpu, default_gpu_check
+    if name not in names():
+        return None
+    exp = get(name)
 
-    factory = _factory(app)
-    settings = app.settings
-    kwargs: dict[str, Any] = {"model": settings.model}
-    if app.options.cache_dir and app.options.engine_factory is None:
-        kwargs["cache_dir"] = app.options.cache_dir
-    # The loaded engine stays; the comparison loads one engine per device, one at a time.
-    return cpu_vs_gpu(
-        lambda device: factory(settings.engine, device=device, **kwargs),
-        prompt=params.get("prompt", settings.prompt),
-        max_new_tokens=int(params.get("max_new_tokens", settings.max_new_tokens)),
-        runs=int(params.get("runs", 5)), warmup=int(params.get("warmup", 1)),
-        devices=params.get("devices", ("cpu", "cuda")),
-        gpu_check=default_gpu_check if app.options.engine_factory is None else None,
-        stop=stop, sink=sink,
-    )
+    def run(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
+        settings = app.settings
+        options: dict[str, Any] = {"model": settings.model, "device": settings.device}
+        injected = app.options.engine_factory is not None
+        if app.options.cache_dir and not injected:
+            options["cache_dir"] = app.options.cache_dir
+        # Tests inject one factory that stands in for every engine: it plays the scripted engine's part.
+        engine_name = "scripted" if injected else settings.engine
+        base = {"prompt": settings.prompt} if "prompt" in exp.validate({}) else {}
+        ctx = RunContext(engine=getattr(app, "engine", None), engine_name=engine_name, engine_options=options,
+                         engine_factory=app.options.engine_factory, stop=stop, sink=sink)
+        return exp.run(exp.validate({**base, **params}), ctx)
 
-
-def _run_kv_cache(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
-    from tui_lab.lab.compare import kv_cache_compare
-
-    factory = _factory(app)
-    settings = app.settings
-    if app.options.engine_factory is None and settings.engine != "transformers":
-        raise InvalidInput("the KV-cache comparison needs the transformers engine",
-                           "set engine to transformers in Controls")
-    kwargs: dict[str, Any] = {"model": settings.model, "device": settings.device}
-    if app.options.cache_dir and app.options.engine_factory is None:
-        kwargs["cache_dir"] = app.options.cache_dir
-    if app.options.engine_factory is not None:
-        # Test engines take no kv_cache option: use the loaded engine for both modes.
-        engines = {False: app.engine, True: app.engine}
-        return kv_cache_compare(engines=engines, prompt=params.get("prompt", settings.prompt),
-                                max_new_tokens=int(params.get("max_new_tokens", 64)), stop=stop, sink=sink)
-    return kv_cache_compare(
-        lambda kv: factory("transformers", kv_cache=kv, **kwargs),
-        prompt=params.get("prompt", settings.prompt), max_new_tokens=int(params.get("max_new_tokens", 64)),
-        stop=stop, sink=sink,
-    )
+    return run
 
 
 def _bar(value: float | None, scale: float, style: str) -> Text:
@@ -292,11 +256,11 @@ def render_result(name: str, result: Any) -> RenderableType:
     if name == "kv_cache_compare":
         return render_kv_comparison(result)
     try:
-        from tui_lab.ui.serving_views import SERVING_RUNNERS, render_serving
+        from tui_lab.ui.serving_views import SERVING_EXPERIMENTS, render_serving
     except ImportError:
         pass
     else:
-        if name in SERVING_RUNNERS:
+        if name in SERVING_EXPERIMENTS:
             return render_serving(name, result)
     to_dict = getattr(result, "to_dict", None)
     data = to_dict() if callable(to_dict) else result

@@ -1,9 +1,7 @@
-"""The panel side of the serving experiments (``tui_lab.lab.serving``): runners and Rich views.
+"""The panel side of the serving experiments (``tui_lab.lab.serving``): Rich views.
 
-``SERVING_RUNNERS[name](app, params, stop, sink)`` builds the engines the way the
-app does (``app.options.engine_factory`` in tests, ``create_engine`` otherwise,
-with the learner's model and device) and runs the experiment in the worker
-thread. ``render_serving(name, result)`` draws a result — the dataclass or its
+The experiments themselves run as objects of ``tui_lab.lab.catalog``.
+``render_serving(name, result)`` draws a result — the dataclass or its
 ``to_dict()`` form, e.g. read back from a saved file — as tables with bars.
 Only Rich is imported here; Textual types appear in type hints only.
 """
@@ -11,7 +9,6 @@ Only Rich is imported here; Textual types appear in type hints only.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +21,9 @@ from rich.text import Text
 from tui_lab.ui.theme import TTFT_STYLE, format_rate, format_seconds
 
 if TYPE_CHECKING:
-    from tui_lab.ui.app import LabApp
+    pass
 
-Runner = Callable[["LabApp", dict, threading.Event, Callable], Any]
+SERVING_EXPERIMENTS = ("graphs_compare", "prefix_cache", "queueing", "static_vs_continuous")
 
 WAIT_STYLE = "yellow"
 DECODE_STYLE = "green"
@@ -38,122 +35,6 @@ MAX_ROWS = 64
 # ------------------------------------------------------------------------------------------------- runners
 
 
-def _factory(app: LabApp) -> Callable[..., Any]:
-    if app.options.engine_factory is not None:
-        return app.options.engine_factory
-    from tui_lab.engines import create_engine
-
-    return create_engine
-
-
-def _injected(app: LabApp) -> bool:
-    return app.options.engine_factory is not None
-
-
-def _options(app: LabApp) -> dict[str, Any]:
-    """model / device / cache dir for every engine the experiment makes."""
-    settings = app.settings
-    kwargs: dict[str, Any] = {"model": settings.model, "device": settings.device}
-    if app.options.cache_dir and not _injected(app):
-        kwargs["cache_dir"] = app.options.cache_dir
-    return kwargs
-
-
-def _engine_name(app: LabApp, wanted: str) -> str:
-    # Tests inject one factory for every engine name; real runs ask for the engine the experiment needs.
-    return app.settings.engine if _injected(app) else wanted
-
-
-def run_graphs_compare(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
-    """CUDA graphs off vs on with the transformers engine (eager CPU side only without a GPU)."""
-    from tui_lab.lab.compare import default_gpu_check
-    from tui_lab.lab.serving import graphs_compare
-
-    factory = _factory(app)
-    settings = app.settings
-    kwargs = _options(app)
-    kwargs.pop("device")
-    name = _engine_name(app, "transformers")
-
-    def gpu_check() -> tuple[bool, str]:
-        if settings.device == "cpu":
-            return False, "the device is set to cpu in Controls"
-        return default_gpu_check()
-
-    return graphs_compare(
-        lambda graphs, device: factory(name, device=device, cuda_graphs=graphs, **kwargs),
-        prompt=params.get("prompt", settings.prompt),
-        batch_size=int(params.get("batch_size", 1)),
-        max_new_tokens=int(params.get("max_new_tokens", 64)),
-        runs=int(params.get("runs", 3)),
-        gpu_check=None if _injected(app) else gpu_check,
-        stop=stop, sink=sink,
-    )
-
-
-def run_prefix_cache(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
-    """Prefix caching off vs on, always on vLLM (one engine load per mode)."""
-    from tui_lab.lab.serving import prefix_cache_compare
-
-    factory = _factory(app)
-    kwargs = _options(app)
-    name = _engine_name(app, "vllm")
-    return prefix_cache_compare(
-        lambda on: factory(name, enable_prefix_caching=on, **kwargs),
-        num_requests=int(params.get("num_requests", 16)),
-        shared_prefix_words=int(params.get("shared_prefix_words", 400)),
-        max_new_tokens=int(params.get("max_new_tokens", 16)),
-        runs=int(params.get("runs", 2)),
-        seed=int(params.get("seed") or 0),
-        stop=stop, sink=sink,
-    )
-
-
-def run_queueing(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
-    """More requests than ``max_num_seqs``, always on vLLM (the transformers engine has no queue)."""
-    from tui_lab.lab.experiments import sampling_from
-    from tui_lab.lab.serving import queueing_run
-
-    factory = _factory(app)
-    kwargs = _options(app)
-    name = _engine_name(app, "vllm")
-    sampling = sampling_from({"ignore_eos": True, **params})
-    return queueing_run(
-        lambda n: factory(name, max_num_seqs=n, **kwargs),
-        num_requests=int(params.get("num_requests", 64)),
-        max_num_seqs=int(params.get("max_num_seqs", 8)),
-        max_new_tokens=sampling.max_new_tokens,
-        sampling=sampling,
-        seed=int(params.get("seed") or 0),
-        stop=stop, sink=sink,
-    )
-
-
-def run_static_vs_continuous(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
-    """Static batches on transformers and vLLM, continuous batching on vLLM."""
-    from tui_lab.lab.serving import default_lengths, static_vs_continuous
-
-    factory = _factory(app)
-    kwargs = _options(app)
-    hf, vllm = _engine_name(app, "transformers"), _engine_name(app, "vllm")
-    lengths = params.get("lengths") or default_lengths()
-    return static_vs_continuous(
-        lambda: factory(hf, **kwargs),
-        lambda n: factory(vllm, max_num_seqs=n, **kwargs),
-        lengths=[int(n) for n in lengths],
-        slots=int(params.get("max_num_seqs", 4)),
-        seed=int(params.get("seed") or 0),
-        stop=stop, sink=sink,
-    )
-
-
-SERVING_RUNNERS: dict[str, Runner] = {
-    "graphs_compare": run_graphs_compare,
-    "prefix_cache": run_prefix_cache,
-    "queueing": run_queueing,
-    "static_vs_continuous": run_static_vs_continuous,
-}
-"""Experiment name → runner with ``runner_for``'s signature ``(app, params, stop, sink) -> result``."""
 
 
 # --------------------------------------------------------------------------------------------------- views
