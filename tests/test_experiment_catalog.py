@@ -13,6 +13,8 @@ from tui_lab.lab.experiment import RunContext, get, names
 
 # The scripted engine has no tokenizer: these inspections need a real model (checked to refuse cleanly).
 NEEDS_TOKENIZER = {"tokenize", "padding", "logits", "roofline"}
+# Load modes add requests while others run: the scripted engine has no sessions (checked to refuse cleanly).
+NEEDS_SESSIONS = {"load_run", "load_sweep"}
 SMALL = {
     "batch_sweep": {"batch_sizes": "1,2", "max_new_tokens": "4", "runs": "1"},
     "length_sweep": {"lengths": "2,4", "batch_size": "2", "runs": "1"},
@@ -20,12 +22,17 @@ SMALL = {
 }
 
 
-def test_all_fifteen_registered() -> None:
-    assert len(names()) == 15
-    assert {"generate", "batch_sweep", "static_vs_continuous", "modalities"} <= set(names())
+CORE = {"generate", "batch_sweep", "length_sweep", "sampling_grid", "cpu_vs_gpu", "kv_cache_compare", "tokenize",
+        "padding", "logits", "modalities", "roofline", "graphs_compare", "prefix_cache", "queueing",
+        "static_vs_continuous"}
 
 
-@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER])
+def test_the_lessons_first_fifteen_registered() -> None:
+    assert CORE <= set(names())
+    assert len(names()) == len(set(names()))
+
+
+@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER | NEEDS_SESSIONS])
 def test_experiment_json_headless(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["experiment", name, "--engine", "scripted", "--json", "-q"]
     for key, value in SMALL.get(name, {}).items():
@@ -42,6 +49,13 @@ def test_inspection_without_tokenizer_refuses_in_one_line(name: str, capsys: pyt
     assert len(err.splitlines()) == 1 and "transformers" in err
 
 
+@pytest.mark.parametrize("name", sorted(NEEDS_SESSIONS))
+def test_load_modes_without_sessions_refuse_in_one_line(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["experiment", name, "--engine", "scripted", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "vllm" in err
+
+
 def test_bad_param_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["experiment", "batch_sweep", "--engine", "scripted", "--param", "batch_sizes=0,x"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
@@ -55,7 +69,7 @@ def test_list_names_every_experiment(capsys: pytest.CaptureFixture[str]) -> None
     assert all(n in out for n in names())
 
 
-@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER])
+@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER | NEEDS_SESSIONS])
 def test_result_pickles(name: str) -> None:
     exp = get(name)
     params = exp.validate(SMALL.get(name, {}))
@@ -98,7 +112,7 @@ def test_one_limit_each_from_the_parameter_module() -> None:
     assert limits["num_requests"] == MAX_REQUESTS and limits["max_new_tokens"] == MAX_NEW_TOKENS
 
 
-@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER and get(n).kind != "sweep"
+@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER | NEEDS_SESSIONS and get(n).kind != "sweep"
                                   and n != "generate"])
 def test_every_result_type_has_a_view(name: str) -> None:
     from rich.console import Console

@@ -91,3 +91,7 @@ def roofline_view(result: Any, width: int) -> RenderableType:
 def modalities_view(result: Any, width: int) -> RenderableType:
     """Tokens per image, clip and video."""
     return render_modalities(_data(result))
+
+# Views of the load and lesson 04–06 experiments live in their own modules; importing them registers them.
+import tui_lab.ui.views.lesson_views  # noqa: E402, F401
+import tui_lab.ui.views.load  # noqa: E402, F401
