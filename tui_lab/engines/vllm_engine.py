@@ -549,6 +549,10 @@ class VLLMEngine(EngineBase):
     def _engine_args(self, source: str, load_format: str, platform: str) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
 
+        return AsyncEngineArgs(**self.engine_kwargs(source, load_format, platform))
+
+    def engine_kwargs(self, source: str, load_format: str, platform: str) -> dict[str, Any]:
+        """vLLM engine arguments of this engine's settings (also what ``vllm.LLM(**kwargs)`` takes)."""
         enforce_eager = self.enforce_eager
         if enforce_eager is None:
             # On CPU, vLLM's graph compilation adds ~100 s to a 40 s load for a few % of speed; on CUDA,
@@ -570,7 +574,7 @@ class VLLMEngine(EngineBase):
         )
         if platform != "cpu":
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
-        return AsyncEngineArgs(**kwargs)
+        return kwargs
 
     async def _build(self, args: Any) -> Any:
         from vllm.usage.usage_lib import UsageContext
