@@ -63,8 +63,8 @@ def test_bad_arguments_exit_with_usage_error():
 
 def test_card_slug_and_default_path():
     assert bench.card_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
-    path = bench._out_path(None, "NVIDIA H200")
-    assert path.parent.as_posix() == "benchmarks/results" and path.name.startswith("nvidia-h200-")
+    path = bench._out_path(None, "NVIDIA H200", cache_dir="/tmp/labcache")
+    assert path.parent.as_posix() == "/tmp/labcache/bench" and path.name.startswith("nvidia-h200-")
     assert bench._out_path("-", "x") is None
 
 
@@ -170,3 +170,30 @@ def test_vs_vllm_ratios_and_file_name():
     assert by["lab-vllm"]["vs_vllm-offline"] == pytest.approx(0.9)
     assert by["lab"]["vs_vllm-offline"] == pytest.approx(2.0)
     assert bench._out_path(None, "NVIDIA H200", "-vs-vllm").name.endswith("-vs-vllm.json")
+
+
+def test_cpu_run_says_what_it_shows_runs_lab_first_and_stops_inside_a_point(tmp_path, monkeypatch, capsys):
+    """A spent budget stops a generate() call mid-way; the lab's mode ran first; the file is named for the CPU."""
+    monkeypatch.setenv("INFERENCE_LAB_CACHE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    calls = {"n": 0}
+    real_left = bench._Budget.left
+
+    def left(self):
+        # Plenty of budget until hf-generate has taken a few steps, then none.
+        calls["n"] += 1
+        return real_left(self) and calls["n"] < 40
+
+    monkeypatch.setattr(bench._Budget, "left", left)
+    rc = bench.main([*ARGS, "--modes", "hf-generate,lab-direct", "--batch-sizes", "1", "--new-tokens", "64",
+                     "--time-budget", "600"])
+    text = capsys.readouterr().out
+    assert text.startswith("On a CPU this compares")
+    saved = list((tmp_path / "bench").glob("*.json"))
+    assert len(saved) == 1 and saved[0].name.startswith("cpu-") and not saved[0].name.startswith("cpu-cpu")
+    assert not (tmp_path / "benchmarks").exists()
+    runs = json.loads(saved[0].read_text())["runs"]
+    assert [r["mode"] for r in runs] == ["lab-direct", "hf-generate"]
+    assert runs[0]["tokens_per_s"] > 0
+    assert runs[1]["error"] == "skipped: time budget spent during this point"
+    assert rc == 0

@@ -21,7 +21,9 @@ new tokens with EOS ignored:
 
 The table shows ms per decode step, tokens/s, the share of the memory roofline (weights + KV read
 once per step at the copy bandwidth measured in the same run) and the ratios the issue asks for.
-Results go to ``benchmarks/results/<card>-<date>.json``. On CPU it runs too (use small sizes).
+Results go to ``--out`` (default ``<lab cache>/bench/<card>-<date>.json``, ``-vs-vllm`` added when a
+vLLM mode runs). On a CPU it says first what it can show there, runs the lab's modes first and keeps
+to ``--time-budget`` inside each measurement.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run vllm-offline at the largest batch size with other vLLM settings")
     p.add_argument("--cache-dir", default=None, help="model cache (default: $INFERENCE_LAB_CACHE)")
     p.add_argument("--out", default=None,
-                   help="result file (default: benchmarks/results/<card>-<date>.json; '-' to skip)")
+                   help="result file (default: <lab cache>/bench/<card>-<date>.json; '-' to skip)")
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds; later sections are skipped once this is spent (results so far are saved)")
     return p
@@ -217,6 +219,19 @@ def measure_copy_bandwidth(device: Any, nbytes: int | None = None) -> float:
     return reps * 2 * nbytes / dt
 
 
+class BudgetSpent(Exception):
+    """``--time-budget`` ran out in the middle of a measurement (the point is reported as skipped)."""
+
+
+_ACTIVE_BUDGET: list[Any] = []
+"""The running ``main``'s budget, checked inside long measurements (a one-element stack)."""
+
+
+def _check_budget() -> None:
+    if _ACTIVE_BUDGET and not _ACTIVE_BUDGET[-1].left():
+        raise BudgetSpent
+
+
 def _median_time(fn: Callable[[], Any], device: Any, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -225,6 +240,8 @@ def _median_time(fn: Callable[[], Any], device: Any, repeats: int) -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
+        if _ACTIVE_BUDGET and not _ACTIVE_BUDGET[-1].left():
+            break  # one timed run is enough to report; the budget says stop
     return statistics.median(times)
 
 
@@ -300,8 +317,17 @@ def run_generate(model: Any, batch: int, prompt_tokens: int, new_tokens: int, re
 
     device = model.device
     ids = _prompt_ids(model, batch, prompt_tokens, device)
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _StopAtBudget(StoppingCriteria):
+        # One generate() call on a CPU can take minutes: the budget is checked every step, not per point.
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            _check_budget()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
     kw: dict[str, Any] = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                              pad_token_id=0, attention_mask=torch.ones_like(ids))
+                              pad_token_id=0, attention_mask=torch.ones_like(ids),
+                              stopping_criteria=StoppingCriteriaList([_StopAtBudget()]))
     if compiled:
         from transformers import CompileConfig
 
@@ -566,12 +592,17 @@ def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, rep
         t0 = time.perf_counter()
         times: dict[str, list[float]] = {}
         tokens = 0
-        for ev in engine.stream(requests, sampling):
-            if isinstance(ev, TokenEvent):
-                times.setdefault(ev.request_id, []).append(ev.t)
-                tokens += ev.n_tokens
-            elif isinstance(ev, RequestSubmitted):
-                n_prompt = ev.prompt_tokens
+        events = engine.stream(requests, sampling)
+        try:
+            for ev in events:
+                if isinstance(ev, TokenEvent):
+                    times.setdefault(ev.request_id, []).append(ev.t)
+                    tokens += ev.n_tokens
+                elif isinstance(ev, RequestSubmitted):
+                    n_prompt = ev.prompt_tokens
+                _check_budget()
+        finally:
+            events.close()  # a stop mid-run frees the engine's requests now
         total = time.perf_counter() - t0
         if tokens != batch * new_tokens:
             raise RuntimeError(f"engine produced {tokens} tokens, expected {batch * new_tokens}")
@@ -582,6 +613,8 @@ def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, rep
             totals.append(total)
             decodes.append(statistics.median(steps))
             firsts.append(min(ts[0] for ts in times.values()) - t0)
+            if _ACTIVE_BUDGET and not _ACTIVE_BUDGET[-1].left():
+                break
     return {"total_s": statistics.median(totals), "decode_s": statistics.median(decodes), "first_run_s": first_s,
             "prompt_tokens": n_prompt, "ttft_s": statistics.median(firsts)}
 
@@ -808,14 +841,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "bfloat16": torch.bfloat16,
              "float16": torch.float16, "float32": torch.float32}[args.dtype]
     budget = _Budget(args.time_budget)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or 'cpu'})"
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine() or 'unknown'}"
+    if device.type == "cpu":
+        # The lab's own modes first: they are what a CPU run can still say something about.
+        args.modes = sorted(args.modes, key=lambda m: not m.startswith("lab"))
+        print(cpu_preamble(args), flush=True)
     result: dict[str, Any] = {
         "gpu": gpu, "versions": _versions(), "bandwidth_GBps": None, "runs": [],
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model": args.model, "dtype": str(dtype).replace("torch.", ""), "prompt_tokens": args.prompt_tokens,
         "new_tokens": args.new_tokens, "repeats": args.repeats, "argv": list(argv or sys.argv[1:]),
     }
-    out_path = _out_path(args.out, gpu, VS_VLLM_SUFFIX if set(args.modes) & set(VLLM_MODES) else "")
+    out_path = _out_path(args.out, gpu, VS_VLLM_SUFFIX if set(args.modes) & set(VLLM_MODES) else "",
+                         cache_dir=args.cache_dir)
     bw = measure_copy_bandwidth(device)
     result["bandwidth_GBps"] = bw / 1e9
     print(f"{gpu}: copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
@@ -826,6 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sampler.start()
     failures = 0
     main_model = None
+    _ACTIVE_BUDGET.append(budget)
     try:
         plans = [(args.model, args.modes, args.batch_sizes)]
         if args.big_model:
@@ -893,6 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabError:
         raise
     finally:
+        _ACTIVE_BUDGET.remove(budget)
         sampler.stop()
         result["telemetry"] = {"available": bool(sampler.samples) or sampler.name is not None,
                                "reason": sampler.reason, "summary": summarize_samples(list(sampler.samples))}
@@ -920,13 +960,25 @@ def _err(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
 
 
-def _out_path(out: str | None, gpu: str, suffix: str = "") -> Path | None:
+def _out_path(out: str | None, gpu: str, suffix: str = "", cache_dir: str | None = None) -> Path | None:
+    """``--out``, or ``<lab cache>/bench/<card>-<date>[-vs-vllm].json`` (never the working directory)."""
     if out == "-":
         return None
     if out:
         return Path(out)
+    from tui_lab.models.cache import default_cache_dir
+
     day = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d")
-    return Path("benchmarks") / "results" / f"{card_slug(gpu)}-{day}{suffix}.json"
+    return default_cache_dir(cache_dir) / "bench" / f"{card_slug(gpu)}-{day}{suffix}.json"
+
+
+def cpu_preamble(args: argparse.Namespace) -> str:
+    """What a CPU run can and cannot show, said before the minutes it takes."""
+    budget = f"{args.time_budget:.0f} s budget" if args.time_budget else "no time budget (--time-budget S sets one)"
+    return (f"On a CPU this compares the lab's engine with model.generate() on host-bound timings: which one does "
+            f"less work per token. CUDA graphs, torch.compile and the memory roofline need a GPU, so GPU figures "
+            f"cannot come from here. Modes in order: {', '.join(args.modes)}; batch sizes "
+            f"{', '.join(map(str, args.batch_sizes))}; {args.new_tokens} new tokens; {budget}, checked every step.")
 
 
 def _save(path: Path | None, result: dict) -> None:
@@ -991,6 +1043,10 @@ def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse
                               decode_ms_per_step=1e3 * m["decode_s"], setup_s=m["first_run_s"],
                               extra={"prompt_tokens_seen": m["prompt_tokens"], "ttft_ms": 1e3 * m["ttft_s"],
                                      "engine_notes": list(getattr(engine.info, "notes", ()) or ())})
+            except BudgetSpent:
+                run = Run(mode, b, None, None, model=spec, error="skipped: time budget spent during this point")
+                record(run)
+                continue
             except torch.OutOfMemoryError as exc:
                 run = Run(mode, b, None, None, model=spec, error=f"out of memory: {_err(exc)}")
                 torch.cuda.empty_cache()
