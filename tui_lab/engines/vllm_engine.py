@@ -270,6 +270,38 @@ class _Failed:
         self.error = error
 
 
+class _Batched:
+    """Events put on the engine's loop thread, handed to the consumer as one list per loop iteration.
+
+    vLLM wakes every request's task once per step; a queue item (lock, condition, thread wake-up) per
+    request per step made the consuming thread fight the loop thread for the GIL at large batches. All
+    tasks woken by one step run before the flush scheduled by the first of them.
+    """
+
+    __slots__ = ("_queue", "_loop", "_buf")
+
+    def __init__(self, events: queue.Queue, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue = events
+        self._loop = loop
+        self._buf: list = []
+
+    def put(self, item: Any) -> None:
+        """Buffer ``item`` (loop thread only)."""
+        if not self._buf:
+            self._loop.call_soon(self._flush)
+        self._buf.append(item)
+
+    def _flush(self) -> None:
+        buf, self._buf = self._buf, []
+        if buf:
+            self._queue.put(buf)
+
+
+def _items(item: Any) -> list:
+    """A queue item as a list (``_Batched`` puts lists, the rest single items)."""
+    return item if isinstance(item, list) else [item]
+
+
 class VLLMEngine(EngineBase):
     """vLLM's ``AsyncLLM`` behind the lab's blocking ``Engine`` protocol."""
 
@@ -498,11 +530,13 @@ class VLLMEngine(EngineBase):
         # vLLM ids must be unique across the engine's life; ours repeat (r0, r1, ...) run after run.
         tag = uuid.uuid4().hex[:8]
         vllm_ids = {r.request_id: f"{r.request_id}-{tag}" for r in requests}
-        events: queue.Queue[StreamEvent | _Failed] = queue.Queue()
+        events: queue.Queue[StreamEvent | _Failed | list] = queue.Queue()
         # Seed + row index: reproducible, yet a batch of one prompt copied N times gives N different samples.
         params = [self._sampling_params(sampling, r.budget(sampling), i) for i, r in enumerate(requests)]
         work = [(r, engine_input, ids, p) for r, (engine_input, ids), p in zip(requests, prompts, params, strict=True)]
-        future = asyncio.run_coroutine_threadsafe(self._run_batch(llm, work, vllm_ids, events), self._loop)
+        assert self._loop is not None
+        batched = _Batched(events, self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._run_batch(llm, work, vllm_ids, batched), self._loop)
         pending = {r.request_id for r in requests}
         try:
             while pending:
@@ -511,7 +545,7 @@ class VLLMEngine(EngineBase):
                     yield from self._abort(llm, future, vllm_ids, pending, events)
                     return
                 try:
-                    item = events.get(timeout=_POLL_S)
+                    got = events.get(timeout=_POLL_S)
                 except queue.Empty:
                     if future.done() and events.empty():
                         self._raise_if_failed(future)
@@ -519,11 +553,12 @@ class VLLMEngine(EngineBase):
                         yield from self._abort(llm, future, vllm_ids, pending, events)
                         return
                     continue
-                if isinstance(item, _Failed):
-                    raise self._as_lab_error(item.error, "vLLM failed while generating")
-                if isinstance(item, RequestFinished):
-                    pending.discard(item.request_id)
-                yield item
+                for item in _items(got):
+                    if isinstance(item, _Failed):
+                        raise self._as_lab_error(item.error, "vLLM failed while generating")
+                    if isinstance(item, RequestFinished):
+                        pending.discard(item.request_id)
+                    yield item
         finally:
             if pending:
                 # The consumer stopped early (closed generator, exception, Ctrl-C): free vLLM's slots.
@@ -534,7 +569,7 @@ class VLLMEngine(EngineBase):
         llm: Any,
         work: list[tuple[Request, Any, list[int], Any]],
         vllm_ids: dict[str, str],
-        events: queue.Queue,
+        events: queue.Queue | _Batched,
     ) -> None:
         """Submit all requests concurrently (one task each) and wait for them."""
         tasks = []
@@ -560,7 +595,7 @@ class VLLMEngine(EngineBase):
         vllm_id: str,
         engine_input: Any,
         params: Any,
-        events: queue.Queue,
+        events: queue.Queue | _Batched,
     ) -> None:
         """Turn one request's delta outputs into events, timestamped as each delta reaches this process."""
         try:
@@ -594,16 +629,17 @@ class VLLMEngine(EngineBase):
         self._abort_quietly(llm, future, [vllm_ids[rid] for rid in pending])
         while True:
             try:
-                item = events.get_nowait()
+                got = events.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, _Failed):
-                continue
-            if isinstance(item, RequestFinished):
-                if item.request_id not in pending:
+            for item in _items(got):
+                if isinstance(item, _Failed):
                     continue
-                pending.discard(item.request_id)
-            yield item
+                if isinstance(item, RequestFinished):
+                    if item.request_id not in pending:
+                        continue
+                    pending.discard(item.request_id)
+                yield item
         t = time.perf_counter()
         for rid in sorted(pending):
             yield RequestFinished(rid, t, "cancelled")
@@ -695,6 +731,10 @@ class VLLMEngine(EngineBase):
     def _engine_args(self, source: str, load_format: str, platform: str) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
 
+        return AsyncEngineArgs(**self.engine_kwargs(source, load_format, platform))
+
+    def engine_kwargs(self, source: str, load_format: str, platform: str) -> dict[str, Any]:
+        """vLLM engine arguments of this engine's settings (also what ``vllm.LLM(**kwargs)`` takes)."""
         enforce_eager = self.enforce_eager
         if enforce_eager is None:
             # On CPU, vLLM's graph compilation adds ~100 s to a 40 s load for a few % of speed; on CUDA,
@@ -720,7 +760,7 @@ class VLLMEngine(EngineBase):
         if self.tensor_parallel_size > 1:
             # NVLink multicast (NVLS) off; vLLM's workers inherit the environment.
             os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
-        return AsyncEngineArgs(**kwargs)
+        return kwargs
 
     async def _build(self, args: Any) -> Any:
         from vllm.usage.usage_lib import UsageContext
