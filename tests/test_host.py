@@ -174,3 +174,25 @@ def test_killing_the_ui_leaves_no_host_and_no_children(tmp_path: Path, sig: sign
     finally:
         if ui.poll() is None:
             ui.kill()
+
+
+def test_the_ui_side_never_imports_torch() -> None:
+    """Loading and running through the host leaves torch, transformers and vLLM out of the UI process."""
+    script = textwrap.dedent(f"""
+        import queue, sys
+        import tui_lab.ui.app  # the app module itself must not pull them in either
+        from tui_lab.host import protocol as p
+        from tui_lab.host.client import EngineHost
+        q = queue.Queue()
+        h = EngineHost(q.put, factory={FACTORY!r})
+        h.send(p.Load(engine="scripted", model="scripted"))
+        h.send(p.Run(1, "generate", {{"batch_size": 2, "max_new_tokens": 4}}))
+        while not isinstance(q.get(timeout=60), p.RunDone):
+            pass
+        h.close()
+        print(sorted(m for m in ("torch", "transformers", "vllm") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
