@@ -196,3 +196,16 @@ def test_the_ui_side_never_imports_torch() -> None:
                          env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_engine_info_crosses_as_builtin_values() -> None:
+    """A library's ``str`` subclass (``torch.__version__``) would import that library when unpickled in the UI."""
+    from tui_lab.engines.base import EngineInfo
+    from tui_lab.host.server import plain_info
+
+    class Version(str):
+        pass
+
+    info = plain_info(EngineInfo("e", "m", "cpu", "float32", versions={"torch": Version("2.13")}))
+    assert type(info.versions["torch"]) is str
+    assert b"Version" not in pickle.dumps(info, protocol=5)

@@ -114,6 +114,19 @@ def _picklable(result: Any) -> Any:
         return result
 
 
+def plain_info(info: Any) -> Any:
+    """``EngineInfo`` with builtin values only.
+
+    ``torch.__version__`` is a ``str`` subclass from torch: sent as is, unpickling it would
+    import torch into the UI process.
+    """
+    from dataclasses import replace
+
+    return replace(info, engine=str(info.engine), model=str(info.model), device=str(info.device),
+                   dtype=str(info.dtype), versions={str(k): str(v) for k, v in (info.versions or {}).items()},
+                   notes=tuple(str(n) for n in info.notes))
+
+
 class Host:
     """The host's state: one engine, one running experiment at most."""
 
@@ -195,7 +208,7 @@ class Host:
             self.send(_error("load", exc))
             return
         self.engine, self.engine_name, self.engine_options = engine, cmd.engine, options
-        self.send(p.Loaded(info))
+        self.send(p.Loaded(plain_info(info)))
 
     def run(self, cmd: p.Run) -> None:
         """Run one experiment by name; frames at most every ``FRAME_INTERVAL_S``."""
