@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import pickle
 import platform
 import statistics
 import sys
@@ -176,13 +177,65 @@ async def _flood(duration_s: float, rate: float, batch: int) -> dict:
     }
 
 
+def transport(batch: int = 256, tokens: int = 400) -> dict:
+    """Tokens/s of a delay-free scripted engine headless vs. through the host process, and cost per token."""
+    import queue
+
+    from tui_lab.engines.base import TokenEvent
+    from tui_lab.host import protocol as hp
+    from tui_lab.host.client import EngineHost
+    from tui_lab.host.flood import make_flood
+
+    engine = make_flood("scripted")
+    engine.load()
+    requests = [Request(f"r{i}", "flood") for i in range(batch)]
+    sampling = SamplingParams(max_new_tokens=tokens)
+    t0 = time.perf_counter()
+    execute_run(engine, requests, sampling, sink=lambda events: None)
+    headless_s = time.perf_counter() - t0
+    n = batch * tokens
+    events_q: queue.Queue = queue.Queue()
+    host = EngineHost(events_q.put, factory="tui_lab.host.flood:make_flood")
+    try:
+        host.send(hp.Load(engine="scripted", model="scripted"))
+        while not isinstance(events_q.get(timeout=60), hp.Loaded):
+            pass
+        reader, got, frames, pickled = hp.FrameReader(), 0, 0, 0
+        t0 = time.perf_counter()
+        host.send(hp.Run(1, "generate", {"batch_size": batch, "max_new_tokens": tokens}))
+        while True:
+            ev = events_q.get(timeout=300)
+            if isinstance(ev, hp.Frame):
+                frames += 1
+                pickled += len(pickle.dumps(ev, protocol=5))
+                got += sum(1 for e in reader.events(ev) if isinstance(e, TokenEvent))
+            elif isinstance(ev, hp.RunDone):
+                break
+        host_s = time.perf_counter() - t0
+    finally:
+        host.close()
+    return {"batch": batch, "tokens": n, "tokens_received": got, "frames": frames,
+            "headless_tokens_per_s": n / headless_s, "host_tokens_per_s": n / host_s,
+            "bytes_per_token": pickled / max(got, 1),
+            "cost_us_per_token": max(host_s - headless_s, 0.0) / n * 1e6}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks, print the figures and write them as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter flood")
     parser.add_argument("--skip-real", action="store_true", help="use the scripted engine for the overhead test")
     parser.add_argument("--out", default=f"benchmarks/results/ui-{time.strftime('%Y-%m-%d')}.json")
+    parser.add_argument("--transport", action="store_true",
+                        help="only measure the engine host transport (scripted flood through the host process)")
     args = parser.parse_args(argv)
+    if args.transport:
+        t = transport()
+        print(f"transport: batch {t['batch']}, {t['tokens']} tokens in {t['frames']} frames; headless "
+              f"{t['headless_tokens_per_s']:.0f} tok/s, through the host {t['host_tokens_per_s']:.0f} tok/s "
+              f"(received {t['tokens_received']}); {t['bytes_per_token']:.1f} bytes/token pickled; "
+              f"≈{t['cost_us_per_token']:.2f} µs/token added")
+        return 0
     result: dict = {
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
                     "processor": platform.processor(), "load_avg": os.getloadavg()},

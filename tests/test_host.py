@@ -1,0 +1,211 @@
+"""The engine host process: transport, columnar frames, stop, crashes, orphans, clocks."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tui_lab.engines.base import RequestFinished, RequestSubmitted, TokenEvent
+from tui_lab.host import protocol as p
+from tui_lab.host.client import EngineHost
+
+FACTORY = "tests.host_engines:make_scripted"
+
+
+def _wait(events: queue.Queue, kind: type, timeout: float = 30.0, seen: list | None = None) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            ev = events.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if seen is not None:
+            seen.append(ev)
+        if isinstance(ev, kind):
+            return ev
+    raise AssertionError(f"no {kind.__name__} within {timeout}s (seen: {seen!r:.300})")
+
+
+@pytest.fixture
+def host():
+    events: queue.Queue = queue.Queue()
+    h = EngineHost(events.put, factory=FACTORY)
+    yield h, events
+    h.close()
+
+
+def _load(h: EngineHost, events: queue.Queue, model: str = "scripted") -> Any:
+    h.send(p.Load(engine="scripted", model=model))
+    return _wait(events, p.Loaded)
+
+
+def test_frame_round_trip_is_columnar_and_lossless() -> None:
+    evs = [RequestSubmitted("r0", 1.0, 3), RequestSubmitted("r1", 1.0, 3),
+           TokenEvent("r0", 7, " a", 1.5), TokenEvent("r1", 8, " b", 1.5, 2), RequestFinished("r1", 1.6, "length")]
+    b = p.FrameBuilder(4)
+    b.add(evs)
+    frame = pickle.loads(pickle.dumps(b.take(), protocol=5))
+    assert list(frame.index) == [0, 1] and list(frame.token_id) == [7, 8] and list(frame.n_tokens) == [1, 2]
+    assert frame.text == [" a", " b"] and list(frame.t) == [1.5, 1.5]
+    assert p.FrameReader().events(frame) == evs
+    assert b.take() is None
+
+
+def test_generate_runs_in_the_host_with_frames_and_result(host) -> None:
+    h, events = host
+    assert _load(h, events).info.engine == "scripted"
+    h.send(p.Run(1, "generate", {"batch_size": 4, "max_new_tokens": 8}))
+    seen: list = []
+    done = _wait(events, p.RunDone, seen=seen)
+    frames = [e for e in seen if isinstance(e, p.Frame)]
+    reader = p.FrameReader()
+    tokens = [e for f in frames for e in reader.events(f) if isinstance(e, TokenEvent)]
+    assert len(tokens) == 32
+    assert done.result.requests[0].token_ids.__len__() == 8 and not done.result.partial
+    assert any(isinstance(e, p.RunProgressLine) and e.progress.new_run for e in seen)
+    # frames are batched by time: 8 steps of 10 ms give a handful, not one per token
+    assert len(frames) < len(tokens)
+
+
+def test_stop_acts_within_a_step(host) -> None:
+    h, events = host
+    _load(h, events)
+    h.send(p.Run(2, "generate", {"batch_size": 2, "max_new_tokens": 2000}))
+    _wait(events, p.Frame)
+    h.send(p.Stop(2))
+    done = _wait(events, p.RunDone, timeout=5)
+    assert done.result.partial
+    assert done.result.requests[0].token_ids.__len__() < 2000
+
+
+def test_host_and_ui_clocks_are_comparable(host) -> None:
+    h, _ = host
+    before, t_host, after = h.ping()
+    assert before <= t_host <= after
+
+
+@pytest.mark.parametrize("model", ["crash-exit", "crash-raise"])
+def test_crash_mid_run_reports_an_error_and_a_fresh_host_works(model: str) -> None:
+    events: queue.Queue = queue.Queue()
+    h = EngineHost(events.put, factory=FACTORY)
+    try:
+        _load(h, events, model)
+        h.send(p.Run(3, "generate", {"batch_size": 2, "max_new_tokens": 50}))
+        if model == "crash-exit":
+            died = _wait(events, p.HostDied, timeout=10)
+            assert died.exitcode == 3 and "press m" in died.message
+            assert not h.send(p.Ping()) or not h.alive()
+        else:
+            err = _wait(events, p.HostError, timeout=10)
+            assert "blew up" in err.message and err.run_id == 3 and err.hint
+            assert _wait(events, p.RunDone).run_id == 3
+            assert h.alive()  # an exception in an engine does not take the host down
+    finally:
+        h.close()
+    fresh: queue.Queue = queue.Queue()
+    h2 = EngineHost(fresh.put, factory=FACTORY)
+    try:
+        _load(h2, fresh)
+        h2.send(p.Run(4, "generate", {"batch_size": 1, "max_new_tokens": 3}))
+        assert _wait(fresh, p.RunDone).result.requests[0].token_ids.__len__() == 3
+    finally:
+        h2.close()
+
+
+def test_unknown_experiment_is_an_error_not_a_hang(host) -> None:
+    h, events = host
+    _load(h, events)
+    h.send(p.Run(5, "no-such-thing", {}))
+    err = _wait(events, p.HostError)
+    assert "unknown experiment" in err.message
+    assert _wait(events, p.RunDone).result is None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
+def test_killing_the_ui_leaves_no_host_and_no_children(tmp_path: Path, sig: signal.Signals) -> None:
+    child_file = tmp_path / "child.pid"
+    script = textwrap.dedent(f"""
+        import queue, sys, time
+        from tui_lab.host import protocol as p
+        from tui_lab.host.client import EngineHost
+        q = queue.Queue()
+        h = EngineHost(q.put, factory={FACTORY!r})
+        h.send(p.Load(engine="scripted", model="grandchild"))
+        while not isinstance(q.get(timeout=60), p.Loaded):
+            pass
+        h.send(p.Run(1, "generate", {{"batch_size": 2, "max_new_tokens": 100000}}))
+        print(h.pid, flush=True)
+        time.sleep(120)
+    """)
+    env = {**os.environ, "HOST_TEST_CHILD_FILE": str(child_file), "PYTHONPATH": os.getcwd()}
+    ui = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        host_pid = int(ui.stdout.readline())
+        grandchild = int(child_file.read_text())
+        assert _alive(host_pid) and _alive(grandchild)
+        ui.send_signal(sig)
+        ui.wait(10)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and (_alive(host_pid) or _alive(grandchild)):
+            time.sleep(0.1)
+        assert not _alive(host_pid), "the host outlived the UI"
+        assert not _alive(grandchild), "the host's child outlived the UI"
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+
+
+def test_the_ui_side_never_imports_torch() -> None:
+    """Loading and running through the host leaves torch, transformers and vLLM out of the UI process."""
+    script = textwrap.dedent(f"""
+        import queue, sys
+        import tui_lab.ui.app  # the app module itself must not pull them in either
+        from tui_lab.host import protocol as p
+        from tui_lab.host.client import EngineHost
+        q = queue.Queue()
+        h = EngineHost(q.put, factory={FACTORY!r})
+        h.send(p.Load(engine="scripted", model="scripted"))
+        h.send(p.Run(1, "generate", {{"batch_size": 2, "max_new_tokens": 4}}))
+        while not isinstance(q.get(timeout=60), p.RunDone):
+            pass
+        h.close()
+        print(sorted(m for m in ("torch", "transformers", "vllm") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_engine_info_crosses_as_builtin_values() -> None:
+    """A library's ``str`` subclass (``torch.__version__``) would import that library when unpickled in the UI."""
+    from tui_lab.engines.base import EngineInfo
+    from tui_lab.host.server import plain_info
+
+    class Version(str):
+        pass
+
+    info = plain_info(EngineInfo("e", "m", "cpu", "float32", versions={"torch": Version("2.13")}))
+    assert type(info.versions["torch"]) is str
+    assert b"Version" not in pickle.dumps(info, protocol=5)

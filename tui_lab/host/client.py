@@ -1,0 +1,124 @@
+"""The UI side of the engine host: start it, send commands, get events on a callback.
+
+Nothing here imports torch, transformers or vLLM: they live in the host process only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tui_lab.host import protocol as p
+from tui_lab.host.server import DEFAULT_FACTORY, main
+
+EventCallback = Callable[[Any], None]
+
+
+class EngineHost:
+    """One host process. ``on_event`` is called from a reader thread with every event.
+
+    Start it from a long-lived thread (the UI's main thread): Linux's parent-death signal
+    fires when the *thread* that started the child ends.
+    """
+
+    def __init__(self, on_event: EventCallback, factory: str = DEFAULT_FACTORY) -> None:
+        self.on_event = on_event
+        self.factory = factory
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=main, args=(child, os.getpid(), factory), name="inference-lab-host",
+                                   daemon=False)
+        self.process.start()
+        child.close()
+        self._closing = False
+        self._lock = threading.Lock()
+        self.reader = p.FrameReader()
+        self._thread = threading.Thread(target=self._read, name="host-events", daemon=True)
+        self._thread.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The host's pid."""
+        return self.process.pid
+
+    def alive(self) -> bool:
+        """Whether the host process still runs."""
+        return self.process.is_alive()
+
+    def send(self, command: Any) -> bool:
+        """Send a command; False if the host is gone (its ``HostDied`` event says why)."""
+        try:
+            with self._lock:
+                self._conn.send(command)
+            return True
+        except (OSError, EOFError, BrokenPipeError):
+            return False
+
+    def _read(self) -> None:
+        while True:
+            try:
+                event = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            if event is None:  # orderly shutdown
+                break
+            self.on_event(event)
+        self.process.join(timeout=2.0)
+        if not self._closing:
+            code = self.process.exitcode
+            self.on_event(p.HostDied(code, _death_text(code)))
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Shut the host down (it unloads and kills its children); kill it if it does not go."""
+        self._closing = True
+        self.send(p.Shutdown())
+        self.process.join(timeout)
+        if self.process.is_alive():
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, 9)
+            self.process.join(1.0)
+        with contextlib.suppress(OSError):
+            self._conn.close()
+
+    def ping(self, timeout: float = 5.0) -> tuple[float, float, float]:
+        """(UI time before, host time, UI time after) of one round trip; for clock checks."""
+        got = threading.Event()
+        box: list[float] = []
+        previous = self.on_event
+
+        def catch(event: Any) -> None:
+            if isinstance(event, p.Pong):
+                box.append(event.t_host)
+                got.set()
+            else:
+                previous(event)
+
+        self.on_event = catch
+        try:
+            before = time.monotonic()
+            self.send(p.Ping())
+            if not got.wait(timeout):
+                raise TimeoutError("the engine host did not answer")
+            return before, box[0], time.monotonic()
+        finally:
+            self.on_event = previous
+
+
+def _death_text(code: int | None) -> str:
+    """What a host exit code means, for the panel."""
+    if code is not None and code < 0:
+        import signal
+
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        if -code == 9:
+            return ("the engine process was killed (SIGKILL: often the out-of-memory killer) — "
+                    "press m to start a fresh engine; lower batch size or max new tokens")
+        if -code == 11:
+            return "the engine process crashed (segmentation fault) — press m to start a fresh engine"
+        return f"the engine process ended on {name} — press m to start a fresh engine"
+    return f"the engine process exited (code {code}) — press m to start a fresh engine"

@@ -1,0 +1,209 @@
+"""Messages between the UI and the engine host (all picklable, none import torch)."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tui_lab.engines.base import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent
+
+# ---------------------------------------------------------------- commands (UI → host)
+
+
+@dataclass(frozen=True)
+class Load:
+    """Create and load an engine (``options`` go to the factory with model/device/cache_dir)."""
+
+    engine: str
+    model: str
+    device: str = "auto"
+    options: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run the registered experiment ``name`` with ``params`` (validated in the host)."""
+
+    run_id: int
+    name: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop the running experiment within one decode step (its partial result still comes)."""
+
+    run_id: int
+
+
+@dataclass(frozen=True)
+class Unload:
+    """Free the engine (device memory, the engine's children)."""
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Unload and exit, taking every process the host started with it."""
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Ask for the host's ``time.monotonic()`` (the UI brackets it to compare clocks)."""
+
+
+# ---------------------------------------------------------------- events (host → UI)
+
+
+@dataclass(frozen=True)
+class Pong:
+    """The host's monotonic clock when it read the ``Ping``, and its pid."""
+
+    t_host: float
+    pid: int
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """A loading stage and its fraction (0..1 or None)."""
+
+    stage: str
+    fraction: float | None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The engine is ready; ``info`` is its ``EngineInfo``."""
+
+    info: Any
+
+
+@dataclass(frozen=True)
+class HostError:
+    """Something failed in the host: what (load/run/...), a message and what to do."""
+
+    what: str
+    message: str
+    hint: str
+    run_id: int | None = None
+    error_type: str = ""
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A partial result of a run (a sweep point, one variant of a comparison)."""
+
+    run_id: int
+    item: Any
+
+
+@dataclass(frozen=True)
+class RunProgressLine:
+    """A ``Progress`` line of a run."""
+
+    run_id: int
+    progress: Any
+
+
+@dataclass(frozen=True)
+class RunDone:
+    """The run ended; ``result`` is the experiment's typed result (None if it failed)."""
+
+    run_id: int
+    name: str
+    result: Any
+
+
+@dataclass(frozen=True)
+class HostDied:
+    """The host process ended without being asked to (crash, OOM kill, segfault)."""
+
+    exitcode: int | None
+    message: str
+
+
+@dataclass
+class Frame:
+    """Token events of one run over one time window, in columns.
+
+    Token columns are parallel: request index, token id, host timestamp, text piece,
+    tokens in the chunk. ``new_ids`` extends the run's request-id table (index → id);
+    ``submitted`` and ``finished`` carry the (rare) request start and end events.
+    """
+
+    run_id: int
+    new_ids: list[str] = field(default_factory=list)
+    index: array = field(default_factory=lambda: array("i"))
+    token_id: array = field(default_factory=lambda: array("q"))
+    t: array = field(default_factory=lambda: array("d"))
+    text: list[str] = field(default_factory=list)
+    n_tokens: array = field(default_factory=lambda: array("i"))
+    submitted: list[RequestSubmitted] = field(default_factory=list)
+    finished: list[RequestFinished] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.index) + len(self.submitted) + len(self.finished)
+
+    def events(self, ids: Sequence[str]) -> list[StreamEvent]:
+        """Back to engine events (``ids`` is the run's table, already extended by ``new_ids``).
+
+        Submitted events come first and finished last: within one window that is their order.
+        """
+        out: list[StreamEvent] = list(self.submitted)
+        columns = zip(self.index, self.token_id, self.t, self.text, self.n_tokens, strict=True)
+        out.extend(TokenEvent(ids[i], tid, text, t, n) for i, tid, t, text, n in columns)
+        out.extend(self.finished)
+        return out
+
+
+class FrameBuilder:
+    """Folds engine events into ``Frame`` columns (host side)."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._ids: dict[str, int] = {}
+        self.frame = Frame(run_id)
+
+    def add(self, events: Sequence[StreamEvent]) -> None:
+        """Append events to the current frame."""
+        f = self.frame
+        for ev in events:
+            if isinstance(ev, TokenEvent):
+                i = self._ids.get(ev.request_id)
+                if i is None:
+                    i = self._ids[ev.request_id] = len(self._ids)
+                    f.new_ids.append(ev.request_id)
+                f.index.append(i)
+                f.token_id.append(ev.token_id)
+                f.t.append(ev.t)
+                f.text.append(ev.text)
+                f.n_tokens.append(ev.n_tokens)
+            elif isinstance(ev, RequestSubmitted):
+                if ev.request_id not in self._ids:
+                    self._ids[ev.request_id] = len(self._ids)
+                    f.new_ids.append(ev.request_id)
+                f.submitted.append(ev)
+            else:
+                f.finished.append(ev)
+
+    def take(self) -> Frame | None:
+        """The frame so far (None if empty); a fresh one starts."""
+        if not len(self.frame) and not self.frame.new_ids:
+            return None
+        frame, self.frame = self.frame, Frame(self.run_id)
+        return frame
+
+
+class FrameReader:
+    """Turns a run's frames back into engine events (UI side)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[int, list[str]] = {}
+
+    def events(self, frame: Frame) -> list[StreamEvent]:
+        """The frame's events, in order."""
+        ids = self.ids.setdefault(frame.run_id, [])
+        ids.extend(frame.new_ids)
+        return frame.events(ids)

@@ -1,0 +1,266 @@
+"""The host process: owns the engine, runs experiments by name, streams frames back.
+
+Started by ``client.EngineHost`` with the ``spawn`` method; ``main`` is its entry (a
+module function, so vLLM's own spawned children can re-import it safely). A reader
+thread takes commands, so ``Stop`` acts while an experiment runs on the main thread.
+
+No orphans: the host leads its own session (``setsid``), asks Linux to signal it when
+its parent dies (``PR_SET_PDEATHSIG``), watches the parent pid and the pipe, and on any
+of those kills its whole process group (vLLM's engine core, any helper) before exiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tui_lab.host import protocol as p
+
+FRAME_INTERVAL_S = 1 / 30
+"""At most ~30 token frames a second reach the UI."""
+DEFAULT_FACTORY = "tui_lab.engines:create_engine"
+
+
+def resolve(spec: str) -> Callable[..., Any]:
+    """``"package.module:function"`` → the function."""
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _kill_group_and_exit(code: int = 0) -> None:
+    """Kill every process of the host's group (its children), then exit at once."""
+    with contextlib.suppress(Exception):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.killpg(os.getpgid(0), signal.SIGTERM)
+    time.sleep(0.05)
+    with contextlib.suppress(Exception):
+        # Children that ignored SIGTERM; the host itself is spared by exiting right after.
+        for pid in _group_children():
+            os.kill(pid, signal.SIGKILL)
+    os._exit(code)
+
+
+def _group_children() -> list[int]:
+    """Pids in this process group other than this one (Linux /proc)."""
+    me, pgid, out = os.getpid(), os.getpgid(0), []
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) != me:
+                with contextlib.suppress(OSError):
+                    if os.getpgid(int(name)) == pgid:
+                        out.append(int(name))
+    return out
+
+
+def _guard_parent(parent_pid: int) -> None:
+    """Die (with the whole group) when the UI dies, however it dies."""
+    with contextlib.suppress(OSError):
+        os.setsid()
+    signal.signal(signal.SIGTERM, lambda *_: _kill_group_and_exit(0))
+    signal.signal(signal.SIGHUP, lambda *_: _kill_group_and_exit(0))
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # died before prctl took effect
+        _kill_group_and_exit(0)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.25)
+            if os.getppid() != parent_pid:
+                _kill_group_and_exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _error(what: str, exc: BaseException, run_id: int | None = None) -> p.HostError:
+    from tui_lab.errors import LabError, OutOfMemory
+
+    if isinstance(exc, OutOfMemory):
+        hint = exc.hint or "lower the batch size or max new tokens"
+        if exc.largest_batch:
+            hint = f"{hint} Largest batch that should fit: {exc.largest_batch}."
+        return p.HostError(what, exc.message, hint, run_id, type(exc).__name__)
+    if isinstance(exc, LabError):
+        return p.HostError(what, exc.message, exc.hint or "", run_id, type(exc).__name__)
+    if isinstance(exc, ImportError):
+        return p.HostError(what, f"a package is missing: {exc}",
+                           "install it (see README), or choose another engine in Controls", run_id, "ImportError")
+    return p.HostError(what, f"{type(exc).__name__}: {exc}",
+                       "this looks like a bug; the app keeps running — try another setting", run_id,
+                       type(exc).__name__)
+
+
+def _picklable(result: Any) -> Any:
+    """Results cross the pipe; an attached exception object may not pickle, so it is dropped then."""
+    try:
+        pickle.dumps(result, protocol=5)
+        return result
+    except Exception:
+        if hasattr(result, "exception"):
+            result.exception = None
+        return result
+
+
+def plain_info(info: Any) -> Any:
+    """``EngineInfo`` with builtin values only.
+
+    ``torch.__version__`` is a ``str`` subclass from torch: sent as is, unpickling it would
+    import torch into the UI process.
+    """
+    from dataclasses import replace
+
+    return replace(info, engine=str(info.engine), model=str(info.model), device=str(info.device),
+                   dtype=str(info.dtype), versions={str(k): str(v) for k, v in (info.versions or {}).items()},
+                   notes=tuple(str(n) for n in info.notes))
+
+
+class Host:
+    """The host's state: one engine, one running experiment at most."""
+
+    def __init__(self, conn: Connection, factory_spec: str) -> None:
+        self.conn = conn
+        self.factory_spec = factory_spec
+        self.engine: Any = None
+        self.engine_name = ""
+        self.engine_options: dict[str, Any] = {}
+        self.stop = threading.Event()
+        self.run_id: int | None = None
+        self.work: queue.Queue[Any] = queue.Queue()
+        self._send_lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        """Send one event to the UI (threads share the pipe)."""
+        with self._send_lock:
+            self.conn.send(message)
+
+    def read_commands(self) -> None:
+        """Reader thread: stop acts now; everything else queues for the main thread."""
+        while True:
+            try:
+                cmd = self.conn.recv()
+            except (EOFError, OSError):  # the UI is gone
+                _kill_group_and_exit(0)
+            if isinstance(cmd, p.Ping):
+                self.send(p.Pong(time.monotonic(), os.getpid()))
+            elif isinstance(cmd, p.Stop):
+                if cmd.run_id == self.run_id:
+                    self.stop.set()
+                    if self.engine is not None:
+                        with contextlib.suppress(Exception):
+                            self.engine.cancel()
+            elif isinstance(cmd, p.Shutdown):
+                self.stop.set()
+                self.work.put(cmd)
+                if self.run_id is not None and self.engine is not None:
+                    with contextlib.suppress(Exception):
+                        self.engine.cancel()
+            else:
+                self.work.put(cmd)
+
+    def serve(self) -> None:
+        """Main thread: load, run and unload as the commands come."""
+        threading.Thread(target=self.read_commands, name="commands", daemon=True).start()
+        while True:
+            cmd = self.work.get()
+            if isinstance(cmd, p.Shutdown):
+                self.unload()
+                with contextlib.suppress(Exception):
+                    self.send(None)
+                _kill_group_and_exit(0)
+            elif isinstance(cmd, p.Load):
+                self.load(cmd)
+            elif isinstance(cmd, p.Unload):
+                self.unload()
+            elif isinstance(cmd, p.Run):
+                self.run(cmd)
+
+    def unload(self) -> None:
+        """Free the engine (and, for vLLM, its engine core)."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                engine.unload()
+
+    def load(self, cmd: p.Load) -> None:
+        """Create and load the engine, reporting progress."""
+        self.unload()
+        try:
+            factory = resolve(self.factory_spec)
+            options: dict[str, Any] = {"model": cmd.model, "device": cmd.device, **cmd.options}
+            if cmd.cache_dir and (cmd.engine == "transformers" or self.factory_spec != DEFAULT_FACTORY):
+                options["cache_dir"] = cmd.cache_dir
+            engine = factory(cmd.engine, **options)
+            info = engine.load(lambda stage, frac: self.send(p.LoadProgress(stage, frac)))
+        except BaseException as exc:  # reported; the host keeps serving
+            self.send(_error("load", exc))
+            return
+        self.engine, self.engine_name, self.engine_options = engine, cmd.engine, options
+        self.send(p.Loaded(plain_info(info)))
+
+    def run(self, cmd: p.Run) -> None:
+        """Run one experiment by name; frames at most every ``FRAME_INTERVAL_S``."""
+        from tui_lab.lab.experiment import RunContext, get
+
+        self.stop = threading.Event()
+        self.run_id = cmd.run_id
+        builder = p.FrameBuilder(cmd.run_id)
+        last = [time.monotonic()]
+
+        def flush() -> None:
+            frame = builder.take()
+            if frame is not None:
+                self.send(frame)
+            last[0] = time.monotonic()
+
+        def sink(events: list) -> None:
+            builder.add(events)
+            if time.monotonic() - last[0] >= FRAME_INTERVAL_S:
+                flush()
+
+        def progress(line: Any) -> None:
+            flush()  # a new run's tokens must not mix with the last run's
+            self.send(p.RunProgressLine(cmd.run_id, line))
+
+        def partial(item: Any) -> None:
+            flush()
+            self.send(p.Partial(cmd.run_id, _picklable(item)))
+
+        result: Any = None
+        try:
+            experiment = get(cmd.name)
+            params = experiment.validate(cmd.params)
+            ctx = RunContext(engine=self.engine, engine_name=self.engine_name, engine_options=self.engine_options,
+                             engine_factory=resolve(self.factory_spec), stop=self.stop, sink=sink,
+                             progress=progress, partial=partial)
+            if experiment.needs_engine and self.engine is None:
+                from tui_lab.errors import EngineUnavailable
+
+                raise EngineUnavailable("no engine is loaded", "wait for loading to finish, or press m")
+            result = experiment.run(params, ctx)
+        except BaseException as exc:  # reported; the host keeps serving
+            flush()
+            self.send(_error(cmd.name, exc, cmd.run_id))
+        else:
+            flush()
+        finally:
+            self.run_id = None
+        self.send(p.RunDone(cmd.run_id, cmd.name, _picklable(result)))
+
+
+def main(conn: Connection, parent_pid: int, factory_spec: str = DEFAULT_FACTORY) -> None:
+    """Entry of the host process."""
+    _guard_parent(parent_pid)
+    Host(conn, factory_spec).serve()
