@@ -112,8 +112,8 @@ def test_one_limit_each_from_the_parameter_module() -> None:
     assert limits["num_requests"] == MAX_REQUESTS and limits["max_new_tokens"] == MAX_NEW_TOKENS
 
 
-@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER | NEEDS_SESSIONS and get(n).kind != "sweep"
-                                  and n != "generate"])
+@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER | NEEDS_SESSIONS
+                                  and get(n).kind != "sweep" and n != "generate"])
 def test_every_result_type_has_a_view(name: str) -> None:
     from rich.console import Console
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tui_lab.engines.base import (
     EngineBase,
@@ -159,3 +160,18 @@ class ScriptedEngine(EngineBase):
                     done[i] = True
                     yield RequestFinished(r.request_id, t, "eos")
             step += 1
+
+
+def make_scripted(name: str = "scripted", model: str = "scripted", device: str = "cpu", clock: Any = None,
+                  timing: StepModel | None = None, real_time: bool = False, fail_at_batch: int | None = None,
+                  load_error: Exception | None = None, **_ignored: Any) -> ScriptedEngine:
+    """A scripted engine made by name, for tests (the engine host imports it as
+    ``"tui_lab.engines.scripted:make_scripted"``); ``load_error`` is raised by ``load``."""
+    engine = ScriptedEngine(clock=clock if clock is not None else FakeClock(), timing=timing,
+                            real_time=real_time, fail_at_batch=fail_at_batch, model=str(model))
+    if load_error is not None:
+        def fail(progress: Any = None) -> Any:
+            raise load_error
+
+        engine.load = fail  # type: ignore[method-assign]
+    return engine

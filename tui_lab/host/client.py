@@ -26,15 +26,22 @@ class EngineHost:
     fires when the *thread* that started the child ends.
     """
 
-    def __init__(self, on_event: EventCallback, factory: str = DEFAULT_FACTORY) -> None:
+    def __init__(self, on_event: EventCallback, factory: str | Callable[..., Any] = DEFAULT_FACTORY) -> None:
         self.on_event = on_event
         self.factory = factory
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=main, args=(child, os.getpid(), factory), name="inference-lab-host",
-                                   daemon=False)
-        self.process.start()
-        child.close()
+        if callable(factory):
+            # An engine factory object (a test's, or a benchmark lending a loaded engine) cannot cross to
+            # another process: the same host loop runs in a thread here, through the same pipe and messages.
+            self.process: Any = _HostThread(child, factory)
+        else:
+            self.process = ctx.Process(target=main, args=(child, os.getpid(), factory), name="inference-lab-host",
+                                       daemon=False)
+        with _real_std_streams():
+            self.process.start()
+        if not callable(factory):
+            child.close()
         self._closing = False
         self._lock = threading.Lock()
         self.reader = p.FrameReader()
@@ -78,7 +85,7 @@ class EngineHost:
         self._closing = True
         self.send(p.Shutdown())
         self.process.join(timeout)
-        if self.process.is_alive():
+        if self.process.is_alive() and self.process.pid is not None:
             with contextlib.suppress(OSError):
                 os.killpg(self.process.pid, 9)
             self.process.join(1.0)
@@ -107,6 +114,42 @@ class EngineHost:
             return before, box[0], time.monotonic()
         finally:
             self.on_event = previous
+
+
+@contextlib.contextmanager
+def _real_std_streams() -> Any:
+    """Start children with the real stdout/stderr: under Textual they are replaced by capture objects whose
+    ``fileno()`` is -1, which multiprocessing's resource tracker would try to hand to the child."""
+    import sys
+
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.__stdout__ or saved[0]
+    sys.stderr = sys.__stderr__ or saved[1]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+class _HostThread(threading.Thread):
+    """The host loop in a thread of this process, shaped like a ``Process`` for ``EngineHost``."""
+
+    pid = None
+    exitcode = 0
+
+    def __init__(self, conn: Any, factory: Callable[..., Any]) -> None:
+        super().__init__(name="inference-lab-host", daemon=True)
+        self._conn, self._factory = conn, factory
+
+    def run(self) -> None:
+        from tui_lab.host.server import Host
+
+        Host(self._conn, self._factory, in_process=True).serve()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the loop to end."""
+        if self.ident is not None:
+            super().join(timeout)
 
 
 def _death_text(code: int | None) -> str:

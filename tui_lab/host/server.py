@@ -31,8 +31,10 @@ FRAME_INTERVAL_S = 1 / 30
 DEFAULT_FACTORY = "tui_lab.engines:create_engine"
 
 
-def resolve(spec: str) -> Callable[..., Any]:
-    """``"package.module:function"`` → the function."""
+def resolve(spec: str | Callable[..., Any]) -> Callable[..., Any]:
+    """``"package.module:function"`` → the function (a function is returned as it is)."""
+    if callable(spec):
+        return spec
     module, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -130,9 +132,11 @@ def plain_info(info: Any) -> Any:
 class Host:
     """The host's state: one engine, one running experiment at most."""
 
-    def __init__(self, conn: Connection, factory_spec: str) -> None:
+    def __init__(self, conn: Connection, factory_spec: str | Callable[..., Any], in_process: bool = False) -> None:
         self.conn = conn
         self.factory_spec = factory_spec
+        self.in_process = in_process
+        """A host thread inside the UI process (engines injected as objects): it ends its loop instead of exiting."""
         self.engine: Any = None
         self.engine_name = ""
         self.engine_options: dict[str, Any] = {}
@@ -152,6 +156,9 @@ class Host:
             try:
                 cmd = self.conn.recv()
             except (EOFError, OSError):  # the UI is gone
+                if self.in_process:
+                    self.work.put(p.Shutdown())
+                    return
                 _kill_group_and_exit(0)
             if isinstance(cmd, p.Ping):
                 self.send(p.Pong(time.monotonic(), os.getpid()))
@@ -179,6 +186,8 @@ class Host:
                 self.unload()
                 with contextlib.suppress(Exception):
                     self.send(None)
+                if self.in_process:
+                    return
                 _kill_group_and_exit(0)
             elif isinstance(cmd, p.Load):
                 self.load(cmd)
@@ -199,7 +208,8 @@ class Host:
         self.unload()
         try:
             factory = resolve(self.factory_spec)
-            options: dict[str, Any] = {"model": cmd.model, "device": cmd.device, **cmd.options}
+            options: dict[str, Any] = {"model": cmd.model, **({"device": cmd.device} if cmd.device else {}),
+                                       **cmd.options}
             if cmd.cache_dir and (cmd.engine == "transformers" or self.factory_spec != DEFAULT_FACTORY):
                 options["cache_dir"] = cmd.cache_dir
             engine = factory(cmd.engine, **options)
@@ -207,7 +217,9 @@ class Host:
         except BaseException as exc:  # reported; the host keeps serving
             self.send(_error("load", exc))
             return
-        self.engine, self.engine_name, self.engine_options = engine, cmd.engine, options
+        # The engine's own name ("scripted" for a test's engine made under another name) tells comparisons
+        # which variants it can make.
+        self.engine, self.engine_name, self.engine_options = engine, str(getattr(info, "engine", cmd.engine)), options
         self.send(p.Loaded(plain_info(info)))
 
     def run(self, cmd: p.Run) -> None:

@@ -1,10 +1,11 @@
 """The lab app: a lesson beside a live panel that runs real generations.
 
-All blocking work (creating and loading the engine, generating, sweeping,
-inspecting) happens in thread workers that post messages (``messages.py``);
-the app owns every piece of state and redraws on timers (tokens ≤ 20 Hz,
-figures and charts ≤ 4 Hz), so a fast engine cannot flood the screen.
-Nothing here imports torch: the engine module is imported inside the worker.
+The engine lives in its own process (``tui_lab.host``): the app asks it to load, to run an
+experiment by name, to stop, and receives time-batched token frames, progress lines, partial
+and final results as ``HostEvent`` messages. On a GPU a decode step takes under a millisecond,
+so the thread that queues the next one must never wait for this interpreter's redraws.
+The app redraws on timers (tokens ≤ 20 Hz, figures and charts ≤ 4 Hz), so a fast engine cannot
+flood the screen. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -30,16 +30,7 @@ from tui_lab.lab.export import write_csv, write_json
 from tui_lab.ui import experiments as lab_experiments
 from tui_lab.ui.commands import LabCommands
 from tui_lab.ui.live import LiveRun
-from tui_lab.ui.messages import (
-    EngineFailed,
-    EngineLoadProgress,
-    EngineReady,
-    ExperimentFinished,
-    RunFinished,
-    RunProgress,
-    SweepPointReady,
-    TaskFailed,
-)
+from tui_lab.ui.messages import HostEvent
 from tui_lab.ui.screens.help import HelpScreen
 from tui_lab.ui.settings import ENGINE_CHOICES, LabSettings
 from tui_lab.ui.theme import (
@@ -76,6 +67,13 @@ class AppOptions:
     lesson: str | None = None
     cache_dir: str | None = None
     engine_factory: EngineFactory | None = None
+    """A factory object (tests, benchmarks lending a loaded engine): the host loop then runs in a thread of
+    this process. Leave it None to run the engine in its own process."""
+    engine_spec: str | None = None
+    """``"module:function"`` making engines inside the host process (tests use a scripted one); None means
+    ``tui_lab.engines.create_engine``."""
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    """Extra options for ``engine_spec``/``engine_factory`` (e.g. a scripted engine's clock)."""
     """Tests inject a scripted engine here; None means ``tui_lab.engines.create_engine``."""
     export_dir: str | None = None
     """Where exports and screenshots go (default: ``./inference-lab-results``)."""
@@ -169,6 +167,10 @@ class LabApp(App[int]):
         self.options = options or AppOptions()
         self.settings = LabSettings(model=self.options.model, engine=self.options.engine, device=self.options.device)
         self.engine: Any = None
+        """The engine host once its engine is loaded (None while loading or after a failure)."""
+        self.host: Any = None
+        """The engine host process (``tui_lab.host.client.EngineHost``) that owns the engine."""
+        self._run_params: dict[str, Any] = {}
         self.engine_info: Any = None
         self.engine_state = "idle"
         self._engine_generation = 0
@@ -254,73 +256,109 @@ class LabApp(App[int]):
         self.load_engine()
 
     # --------------------------------------------------------------- engine
+    def _start_host(self) -> Any:
+        """A fresh engine host (a child process; a thread here when a test lends engine objects)."""
+        from tui_lab.host.client import EngineHost
+        from tui_lab.host.server import DEFAULT_FACTORY
+
+        factory: Any = self.options.engine_factory or self.options.engine_spec or DEFAULT_FACTORY
+        generation = self._engine_generation
+        return EngineHost(lambda event: self.post_message(HostEvent(generation, event)), factory)
+
+    def _stop_host(self) -> None:
+        host, self.host = self.host, None
+        if host is not None:
+            # Closing waits for the host to unload (vLLM's engine core too): not on the UI thread.
+            threading.Thread(target=host.close, name="host-close", daemon=True).start()
+
     def load_engine(self) -> None:
-        """(Re)create and load the engine for the current model/engine/device, in a worker."""
+        """(Re)start the engine host and load the current model/engine/device in it."""
         if self.busy:
             self.notify("stop the run first (s), then reload", severity="warning")
             return
+        from tui_lab.host import protocol as hp
+
         self._engine_generation += 1
-        old, self.engine, self.engine_info = self.engine, None, None
+        self._stop_host()
+        self.engine, self.engine_info = None, None
         self.engine_state = "loading"
         self._banner(f"loading {self.settings.model} on {self.settings.engine}/{self.settings.device}…", None)
-        self._load_worker(self._engine_generation, old, self.settings)
+        settings = self.settings
+        if self.options.engine_factory is None and self.options.engine_spec is None:
+            from tui_lab.engines.options import engine_kwargs
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
-    def _load_worker(self, generation: int, old: Any, settings: LabSettings) -> None:
-        """Create + load in a thread; torch (if any) is imported here, never on the UI thread."""
-        if old is not None:
-            try:
-                old.unload()
-            except Exception:  # a failing unload must not block loading the new engine
-                pass
+            options = engine_kwargs(settings.engine, settings)  # each engine gets only what it declares
+        else:
+            options = {"model": settings.model, "device": settings.device, **self.options.engine_options}
+        model, device = options.pop("model", settings.model), options.pop("device", "")
         try:
-            factory = self.options.engine_factory
-            kwargs: dict[str, Any] = {"model": settings.model, "device": settings.device}
-            if factory is None:
-                from tui_lab.engines import create_engine
-                from tui_lab.engines.options import engine_kwargs
-
-                factory = create_engine
-                kwargs = engine_kwargs(settings.engine, settings)  # each engine gets only what it declares
-                if self.options.cache_dir and settings.engine == "transformers":
-                    kwargs["cache_dir"] = self.options.cache_dir
-            elif self.options.cache_dir:
-                kwargs["cache_dir"] = self.options.cache_dir
-            engine = factory(settings.engine, **kwargs)
-            info = engine.load(lambda stage, frac: self.post_message(EngineLoadProgress(generation, stage, frac)))
-        except BaseException as exc:  # shown in the panel; the app must keep running
-            self.post_message(EngineFailed(generation, exc))
+            self.host = self._start_host()
+        except Exception as exc:  # no process could be started: say so, keep running
+            self.engine_state = "failed"
+            self._banner(f"engine error: the engine process could not start: {exc}", None, style=ERROR_STYLE)
             return
-        self.post_message(EngineReady(generation, engine, info))
+        self.host.send(hp.Load(settings.engine, model, device, options, self.options.cache_dir))
 
-    def on_engine_load_progress(self, message: EngineLoadProgress) -> None:
-        """Show the loading stage."""
-        if message.generation == self._engine_generation and self.engine_state == "loading":
-            self._banner(f"loading: {message.stage}", message.fraction)
+    def on_host_event(self, message: HostEvent) -> None:
+        """Everything the engine host says: loading, frames, progress, partial and final results, errors."""
+        from tui_lab.host import protocol as hp
 
-    def on_engine_ready(self, message: EngineReady) -> None:
-        """The engine is usable."""
         if message.generation != self._engine_generation:
-            message.engine.unload()
             return
-        self.engine, self.engine_info, self.engine_state = message.engine, message.info, "ready"
-        notes = list(getattr(message.info, "notes", ()) or ())
-        if not getattr(message.info, "text_is_meaningful", True):
+        event = message.event
+        if isinstance(event, hp.Frame):
+            if event.run_id == self._run_id and self.live is not None:
+                self.live.apply(self.host.reader.events(event) if self.host is not None else [])
+        elif isinstance(event, hp.RunProgressLine):
+            if event.run_id == self._run_id:
+                self._show_progress(event.progress)
+        elif isinstance(event, hp.Partial):
+            if event.run_id == self._run_id:
+                self._on_partial(event.item)
+        elif isinstance(event, hp.RunDone):
+            if event.run_id == self._run_id:
+                self._on_run_done(event.name, event.result)
+        elif isinstance(event, hp.HostError):
+            self._on_host_error(event)
+        elif isinstance(event, hp.LoadProgress):
+            if self.engine_state == "loading":
+                self._banner(f"loading: {event.stage}", event.fraction)
+        elif isinstance(event, hp.Loaded):
+            self._on_loaded(event.info)
+        elif isinstance(event, hp.HostDied):
+            self._on_host_died(event)
+
+    def _on_loaded(self, info: Any) -> None:
+        self.engine, self.engine_info, self.engine_state = self.host, info, "ready"
+        notes = list(getattr(info, "notes", ()) or ())
+        if not getattr(info, "text_is_meaningful", True):
             notes.insert(0, "random weights: timing is real, the text is noise")
-        text = f"ready: {message.info.model} · {message.info.engine} · {message.info.device} · {message.info.dtype}"
+        text = f"ready: {info.model} · {info.engine} · {info.device} · {info.dtype}"
         if notes:
             text += " · " + "; ".join(notes)
         self._banner(text, 1.0, style=OK_STYLE)
         self._update_status()
 
-    def on_engine_failed(self, message: EngineFailed) -> None:
-        """Say what went wrong and what to do; keep running."""
-        if message.generation != self._engine_generation:
+    def _on_host_error(self, error: Any) -> None:
+        if error.what == "load":
+            self.engine_state = "failed"
+            self._banner(f"engine error: {error.message}" + (f" — {error.hint}" if error.hint else "") +
+                         " (change model/engine/device in Controls, then Enter or m)", None, style=ERROR_STYLE)
+            self._update_status()
             return
-        self.engine_state = "failed"
-        what, todo = _error_text(message.error)
-        self._banner(f"engine error: {what}" + (f" — {todo}" if todo else "") +
-                     " (change model/engine/device in Controls, then Enter or m)", None, style=ERROR_STYLE)
+        if error.run_id is not None and error.run_id != self._run_id:
+            return
+        self._figures_state = "failed"
+        self._show_error_text(error.what, error.message, error.hint)
+
+    def _on_host_died(self, died: Any) -> None:
+        """The engine process ended by itself: say what happened and what to do; keep the results."""
+        self.host, self.engine, self.engine_state = None, None, "failed"
+        if self.busy:
+            self._end()
+            self._figures_state = "failed"
+            self._show_error_text(self.experiment, died.message, "")
+        self._banner(f"engine error: {died.message}", None, style=ERROR_STYLE)
         self._update_status()
 
     def _banner(self, text: str, fraction: float | None, style: str = "") -> None:
@@ -491,40 +529,100 @@ class LabApp(App[int]):
         if self.busy:
             self.notify(f"a {self.busy} is in progress — press s to stop it", severity="warning")
             return False
-        if self.engine is None:
+        if self.engine is None and (self.experiment_object is None or self.experiment_object.needs_engine):
             msg = {"loading": "the model is still loading — wait for 'ready'",
-                   "failed": "the engine failed to load — see the message above the tabs"}.get(
+                   "failed": "the engine failed to load — see the message above the tabs (m starts a fresh one)"}.get(
                 self.engine_state, "no engine loaded — press m to load one")
             self.notify(msg, severity="warning")
             return False
+        if self.host is None:
+            self.notify("no engine process — press m to start one", severity="warning")
+            return False
         return True
 
+    @property
+    def experiment_object(self) -> Any:
+        """The registered experiment the panel runs (None if the name is unknown)."""
+        from tui_lab.lab.experiment import get
+
+        try:
+            return get(self.experiment)
+        except LabError:
+            return None
+
+    def run_params(self) -> dict[str, Any]:
+        """The step's preset with the learner's current controls on top, where the experiment takes them."""
+        exp = self.experiment_object
+        if exp is None:
+            raise InvalidInput(f"unknown experiment {self.experiment!r}")
+        accepted = set(exp.validate(self.experiment_params))
+        params = dict(self.experiment_params)
+        if exp.kind == "inspect":
+            for key in ("text", "prompt"):
+                if key in accepted:
+                    params[key] = self.settings.prompt
+            return params
+        sampling = self.settings.sampling()
+        current = {
+            "prompt": self.settings.prompt, "batch_size": self.settings.batch_size,
+            "max_new_tokens": self.settings.max_new_tokens, "temperature": sampling.temperature,
+            "top_p": sampling.top_p, "top_k": sampling.top_k, "repetition_penalty": sampling.repetition_penalty,
+            "seed": sampling.seed,
+        }
+        params.update({k: v for k, v in current.items() if k in accepted})
+        for key in ("model", "engine", "device"):
+            params.pop(key, None)
+        return params
+
     def action_run(self) -> None:
-        """Run the loaded experiment."""
+        """Run the loaded experiment in the engine host (every experiment the same way, by name)."""
         if not self._ready_to_run():
             return
-        kind = lab_experiments.kind_of(self.experiment)
+        from tui_lab.host import protocol as hp
+
         try:
             self.settings.validate()
-            if kind == "run":
-                self._start_run()
-            elif kind == "sweep":
-                self._start_sweep()
-            elif kind == "inspect":
-                self._start_inspection()
-            else:
-                self._start_other()
+            exp = self.experiment_object
+            params = self.run_params()
+            exp.validate(params)  # refuse here, in one line, before anything starts
         except LabError as exc:
             self._show_error("run", exc)
+            return
+        if exp.kind == "run" and self.experiment == "generate":
+            from tui_lab.lab.catalog import prompts_for
+
+            checked = exp.validate(params)
+            prompts = prompts_for(checked["prompt"], int(checked["batch_size"]), checked.get("seed"))
+            live = LiveRun([Request(f"r{i}", p) for i, p in enumerate(prompts)], int(checked["max_new_tokens"]))
+            what, tab = "run", "run"
+        else:
+            live = LiveRun([], int(params.get("max_new_tokens", self.settings.max_new_tokens) or 1))
+            what, tab = ("sweep" if exp.kind == "sweep" else self.experiment), "charts"
+            charts = self.query_one(SweepCharts)
+            if exp.kind == "sweep":
+                charts.reset(lab_experiments.sweep_kind(self.experiment))
+                self.query_one("#inspection").display = False
+                charts.display = True
+                self.query_one("#charts-note", Static).update(
+                    f"{self.experiment}: points appear as each configuration finishes · s stops · v zooms · "
+                    "-/+ budget")
+            else:
+                self.query_one("#charts-note", Static).update(f"{self.experiment}: running… (s stops)")
+        run_id = self._begin(what, live)
+        self._run_params = params
+        self.action_tab(tab)
+        self.host.send(hp.Run(run_id, self.experiment, params))
 
     def action_stop(self) -> None:
         """Stop within one decode step; the partial result is kept and marked."""
         if not self.busy:
             self.notify("nothing is running", timeout=1.5)
             return
+        from tui_lab.host import protocol as hp
+
         self._stop.set()
-        if self.engine is not None:
-            self.engine.cancel()
+        if self.host is not None:
+            self.host.send(hp.Stop(self._run_id))
         self._note(Text("stopping…", style=PARTIAL_STYLE))
 
     def _begin(self, what: str, live: LiveRun | None) -> int:
@@ -543,53 +641,51 @@ class LabApp(App[int]):
         self.busy = None
         self._update_status()
 
-    def _requests(self) -> list[Request]:
-        prompts = lab_experiments.prompts_for(self.settings.prompt, self.settings.batch_size, self.settings.seed)
-        return [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+    def _show_progress(self, progress: Any) -> None:
+        """A progress line ("batch 8 · run 2/3"); a new generation starts a fresh token view."""
+        if progress.new_run and self.live is not None and self.experiment != "generate":
+            self.live.reset()
+            self._drawn_version = -1
+        if self.busy and self.busy != "run":
+            self.query_one("#charts-note", Static).update(f"{self.experiment}: {progress.text} · s stops")
 
-    def _start_run(self) -> None:
-        sampling = self.settings.sampling()
-        requests = self._requests()
-        live = LiveRun(requests, sampling.max_new_tokens)
-        run_id = self._begin("run", live)
-        self.action_tab("run")
-        self._run_worker(run_id, self.engine, requests, sampling, self._stop, live)
+    def _on_partial(self, item: Any) -> None:
+        """A sweep point: chart it and put it in the results table."""
+        from tui_lab.lab.sweep import SweepPoint
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
-    def _run_worker(self, run_id: int, engine: Any, requests: list[Request], sampling: Any,
-                    stop: threading.Event, live: LiveRun) -> None:
-        """Generate in a thread: events folded into ``live``, one message per time-batch."""
-        from tui_lab.lab.run import execute_run
+        if isinstance(item, SweepPoint):
+            self.query_one(SweepCharts).add_point(item)
+            cp = chart_point(item)
+            row = lab_experiments.point_row(self.experiment, item, cp)
+            self._add_result(row, f"sweep-{self._run_id}-{cp.label}")
 
-        def sink(events: list) -> None:
-            live.apply(events)
-            self.post_message(RunProgress(run_id))
+    def _on_run_done(self, name: str, result: Any) -> None:
+        """The experiment ended: draw its result by type."""
+        from tui_lab.lab.run import RunResult
+        from tui_lab.lab.sweep import SweepResult
 
-        try:
-            result = execute_run(engine, requests, sampling, stop, sink)
-        except BaseException as exc:  # shown in the panel; the app keeps running
-            self.post_message(TaskFailed(run_id, "run", exc))
-            return
-        self.post_message(RunFinished(run_id, result))
-
-    def on_run_progress(self, message: RunProgress) -> None:
-        """Nothing to do: the timers redraw from the live state (which already holds the events)."""
-
-    def on_run_finished(self, message: RunFinished) -> None:
-        """Keep the result, update the table and (if the step asks) the prediction."""
-        if message.run_id != self._run_id:
-            return
-        result = message.result
         self._end()
+        if result is None:  # it failed; the error event already said why
+            return
+        if isinstance(result, RunResult):
+            self._finish_run(result)
+        elif isinstance(result, SweepResult):
+            self._finish_sweep(name, result)
+        else:
+            self._finish_other(name, result)
+
+    def _finish_run(self, result: Any) -> None:
+        """Keep the result, update the table and (if the step asks) the prediction."""
         summary = result.summary()
         state = "partial" if result.partial else "done"
         if result.error:
             state = "failed" if not summary.output_tokens else "partial"
         self._figures_state = "stopped" if self._stop.is_set() else state
-        row = lab_experiments.summary_row(f"run {message.run_id}", self.settings.batch_size, summary, state)
-        self._add_result(row, f"run-{message.run_id}")
+        batch = int(self._run_params.get("batch_size", self.settings.batch_size))
+        row = lab_experiments.summary_row(f"run {self._run_id}", batch, summary, state)
+        self._add_result(row, f"run-{self._run_id}")
         # Kept as the object: its JSON form (every token) is built only when exported.
-        self._last = ("run", self.settings.to_dict(), result)
+        self._last = ("run", {**self.settings.to_dict(), **self._run_params}, result)
         note = Text()
         if result.partial:
             note.append("partial result (stopped or failed) — kept and marked in Results. ", PARTIAL_STYLE)
@@ -631,16 +727,11 @@ class LabApp(App[int]):
         self.results.append(row)
         self.query_one(ResultsTable).upsert(key, row)
 
-    def on_task_failed(self, message: TaskFailed) -> None:
-        """A worker failed: show why, keep running."""
-        if message.run_id != self._run_id:
-            return
-        self._end()
-        self._figures_state = "failed"
-        self._show_error(message.what, message.error)
-
     def _show_error(self, what: str, exc: BaseException) -> None:
         text, todo = _error_text(exc)
+        self._show_error_text(what, text, todo)
+
+    def _show_error_text(self, what: str, text: str, todo: str) -> None:
         note = Text(f"{what} failed: {text}", style=ERROR_STYLE)
         if todo:
             note.append(f" — {todo}", "bold")
@@ -649,162 +740,52 @@ class LabApp(App[int]):
             self.query_one("#charts-note", Static).update(note)
         self.notify(str(note), severity="error", timeout=6)
 
-    # -------------------------------------------------------------- sweeps
-    def _start_sweep(self) -> None:
-        plan = lab_experiments.build_sweep_plan(self.experiment, self.experiment_params, self.settings)
-        charts = self.query_one(SweepCharts)
-        charts.reset(lab_experiments.sweep_kind(self.experiment))
-        self.query_one("#inspection").display = False
-        charts.display = True
-        live = LiveRun([], self.settings.max_new_tokens)
-        run_id = self._begin("sweep", live)
-        self.query_one("#charts-note", Static).update(
-            f"{self.experiment}: points appear as each configuration finishes · s stops · v zooms · -/+ budget")
-        self.action_tab("charts")
-        self._sweep_worker(run_id, self.engine, plan, self._stop, live)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
-    def _sweep_worker(self, run_id: int, engine: Any, plan: Any, stop: threading.Event, live: LiveRun) -> None:
-        """Run the sweep in a thread; each finished configuration becomes a chart point."""
-        from tui_lab.lab.sweep import run_sweep
-
-        def on_point(point: Any) -> None:
-            self.post_message(SweepPointReady(run_id, point))
-
-        def on_run(config: Any, index: int, warmup: bool) -> None:
-            # Each run of each configuration starts a fresh token view; the last one stays visible at the end.
-            live.reset()
-
-        def sink(events: list) -> None:
-            live.apply(events)
-            self.post_message(RunProgress(run_id))
-
-        try:
-            result = run_sweep(engine, plan, stop=stop, on_point=on_point, sink=sink, on_run=on_run)
-        except BaseException as exc:  # shown in the panel; the app keeps running
-            self.post_message(TaskFailed(run_id, "sweep", exc))
-            return
-        self.post_message(ExperimentFinished(run_id, self.experiment, result))
-
-    def on_sweep_point_ready(self, message: SweepPointReady) -> None:
-        """Chart the point and put it in the results table."""
-        if message.run_id != self._run_id:
-            return
-        self.query_one(SweepCharts).add_point(message.point)
-        cp = chart_point(message.point)
-        row = lab_experiments.point_row(self.experiment, message.point, cp)
-        self._add_result(row, f"sweep-{message.run_id}-{cp.label}")
-
-    def on_experiment_finished(self, message: ExperimentFinished) -> None:
-        """A sweep, comparison or inspection ended."""
-        if message.run_id != self._run_id:
-            return
-        self._end()
-        result = message.result
+    def _finish_sweep(self, name: str, result: Any) -> None:
         self._figures_state = "stopped" if self._stop.is_set() else "done"
-        self._last = (message.name, self.settings.to_dict(), result)
-        note = self.query_one("#charts-note", Static)
-        if lab_experiments.kind_of(message.name) == "sweep":
-            charts = self.query_one(SweepCharts)
-            knee = charts.knee
-            text = Text(f"{message.name} finished: {len(charts.points)} points")
-            if getattr(result, "partial", False) or self._stop.is_set():
-                text.append(" (partial: stopped early)", PARTIAL_STYLE)
-                self._note(Text("sweep stopped: what was measured is kept, marked partial in Results",
-                                style=PARTIAL_STYLE))
-            else:
-                self._note("")
-            if knee is not None and charts.kind == "batch":
-                if knee.method.startswith("not reached"):
-                    text.append(f" · knee not reached up to batch {knee.x:g}"
-                                f" (each doubling ≥ +{knee.threshold_pct:g}%)")
-                else:
-                    text.append(f" · knee at batch {knee.x:g} (next doubling +{knee.gain_pct:.0f}%"
-                                f" < {knee.threshold_pct:g}%)")
-            note.update(text)
-            self._show_prediction(result)
-        elif lab_experiments.kind_of(message.name) == "inspect":
-            self._note("")
-            self._show_inspection(message.name, result)
+        self._last = (name, self.settings.to_dict(), result)
+        charts = self.query_one(SweepCharts)
+        knee = charts.knee
+        text = Text(f"{name} finished: {len(charts.points)} points")
+        if getattr(result, "partial", False) or self._stop.is_set():
+            text.append(" (partial: stopped early)", PARTIAL_STYLE)
+            self._note(Text("sweep stopped: what was measured is kept, marked partial in Results",
+                            style=PARTIAL_STYLE))
         else:
-            self._note(Text("stopped: partial result kept", style=PARTIAL_STYLE) if self._stop.is_set() else "")
-            self._show_generic(message.name, result)
-            # Comparisons (cpu_vs_gpu, kv_cache_compare, queueing, ...) can be a step's measured value too.
-            self._show_prediction(result)
+            self._note("")
+        if knee is not None and charts.kind == "batch":
+            if knee.method.startswith("not reached"):
+                text.append(f" · knee not reached up to batch {knee.x:g}"
+                            f" (each doubling ≥ +{knee.threshold_pct:g}%)")
+            else:
+                text.append(f" · knee at batch {knee.x:g} (next doubling +{knee.gain_pct:.0f}%"
+                            f" < {knee.threshold_pct:g}%)")
+        self.query_one("#charts-note", Static).update(text)
+        self._show_prediction(result)
 
-    # ---------------------------------------------------- inspections & other
-    def _start_inspection(self) -> None:
-        run_id = self._begin("inspection", None)
-        self.query_one("#charts-note", Static).update(f"{self.experiment}: working…")
-        self.action_tab("charts")
-        self._inspect_worker(run_id, self.engine, self.experiment, self._inspection_params())
-
-    def _inspection_params(self) -> dict[str, Any]:
-        # The learner's prompt from Controls is what the inspection looks at.
-        params = dict(self.experiment_params)
-        for key in ("text", "prompt"):
-            if key in params:
-                params[key] = self.settings.prompt
-        params.setdefault("prompt", self.settings.prompt)
-        return params
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
-    def _inspect_worker(self, run_id: int, engine: Any, name: str, params: dict[str, Any]) -> None:
-        """Call the lesson's pipeline inspection in a thread."""
-        try:
-            from tui_lab.lab.pipeline import INSPECTIONS
-
-            data = INSPECTIONS[name](engine, params)
-        except BaseException as exc:  # shown in the panel
-            self.post_message(TaskFailed(run_id, name, exc))
-            return
-        self.post_message(ExperimentFinished(run_id, name, data))
-
-    def _show_inspection(self, name: str, data: Any) -> None:
-        view = self.query_one("#inspection", Static)
-        try:
-            from tui_lab.ui.views import render_inspection
-
-            renderable = render_inspection(name, data)
-        except Exception as exc:  # the view module belongs to the lessons engineer; fall back to raw data
-            renderable = Text(f"{name}: {data!r}\n(view unavailable: {exc})")
-        self.query_one(SweepCharts).display = False
-        view.display = True
-        view.update(renderable)
-        self.query_one("#charts-note", Static).update(f"{name} — change the prompt in Controls and press r again")
-
-    def _start_other(self) -> None:
-        runner = lab_experiments.runner_for(self.experiment)
-        if runner is None:
-            raise InvalidInput(f"the experiment {self.experiment!r} cannot run in the panel yet",
-                               "use `inference-lab` CLI for it")
-        run_id = self._begin(self.experiment, LiveRun([], self.settings.max_new_tokens))
-        self.query_one("#charts-note", Static).update(f"{self.experiment}: running… (s stops)")
-        self.action_tab("charts")
-        self._other_worker(run_id, runner, self.experiment, self.experiment_params, self._stop, self.live)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
-    def _other_worker(self, run_id: int, runner: Callable[..., Any], name: str, params: dict[str, Any],
-                      stop: threading.Event, live: LiveRun) -> None:
-        """Comparisons and other experiments from the lab's registry."""
-
-        def sink(events: list) -> None:
-            live.apply(events)
-            self.post_message(RunProgress(run_id))
-
-        try:
-            result = runner(self, params, stop, sink)
-        except BaseException as exc:  # shown in the panel
-            self.post_message(TaskFailed(run_id, name, exc))
-            return
-        self.post_message(ExperimentFinished(run_id, name, result))
-
-    def _show_generic(self, name: str, result: Any) -> None:
+    def _finish_other(self, name: str, result: Any) -> None:
+        """Comparisons, inspections and the lesson experiments: their registered view, by result type."""
+        self._figures_state = "stopped" if self._stop.is_set() else "done"
+        self._last = (name, self.settings.to_dict(), result)
+        self._note(Text("stopped: partial result kept", style=PARTIAL_STYLE) if self._stop.is_set() else "")
         view = self.query_one("#inspection", Static)
         self.query_one(SweepCharts).display = False
         view.display = True
-        view.update(lab_experiments.render_result(name, result))
-        self.query_one("#charts-note", Static).update(f"{name} finished")
+        view.update(self._render(name, result))
+        kind = getattr(self.experiment_object, "kind", "")
+        self.query_one("#charts-note", Static).update(
+            f"{name} — change the prompt in Controls and press r again" if kind == "inspect" else f"{name} finished")
+        self._show_prediction(result)
+
+    def _render(self, name: str, result: Any) -> Any:
+        import tui_lab.ui.views.results  # noqa: F401  (registers the views)
+        from tui_lab.ui.views.registry import view_for
+
+        draw = view_for(result)
+        width = max(20, self.query_one("#inspection").size.width or self.size.width // 2)
+        try:
+            return draw(result, width) if draw is not None else lab_experiments.render_result(name, result)
+        except Exception as exc:  # a view's bug must not cost the result: show it raw
+            return Text(f"{name}: {result!r}\n(view failed: {exc})")
 
     # -------------------------------------------------------------- redraw
     def _tick_tokens(self) -> None:
@@ -884,14 +865,11 @@ class LabApp(App[int]):
 
     # ----------------------------------------------------------------- quit
     def on_unmount(self) -> None:
-        """Stop workers and free the engine (its child processes, device memory)."""
+        """End the engine host and everything it started (its children, device memory)."""
         self._stop.set()
-        if self.engine is not None:
-            try:
-                self.engine.cancel()
-                self.engine.unload()
-            except Exception:  # leaving anyway
-                pass
+        host, self.host = self.host, None
+        if host is not None:
+            host.close()
 
 
 def run_app(options: AppOptions | None = None) -> int:

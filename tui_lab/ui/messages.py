@@ -93,3 +93,12 @@ class TaskFailed(Message):
         self.run_id = run_id
         self.what = what
         self.error = error
+
+
+class HostEvent(Message):
+    """One event from the engine host (``tui_lab.host.protocol``), posted by its reader thread."""
+
+    def __init__(self, generation: int, event: Any) -> None:
+        super().__init__()
+        self.generation = generation
+        self.event = event

@@ -83,7 +83,8 @@ def make_test_app(export_dir: str | None = None, lessons: list[Any] | None = Non
     """
     options = AppOptions(
         model="embedded", engine="transformers", device="cpu", lesson=lesson,
-        engine_factory=scripted_factory(**factory_options),
+        engine_spec="tui_lab.engines.scripted:make_scripted",
+        engine_options=dict(factory_options),
         export_dir=export_dir,
         lessons=FIXTURE_LESSONS if lessons is None else lessons,
         cursor_blink=False,
