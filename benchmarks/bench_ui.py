@@ -26,7 +26,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 from textual import events
 
 from tui_lab.engines.base import Request, SamplingParams
@@ -60,7 +59,15 @@ class LentEngine:
         pass
 
 
-def _rss_mb() -> float:
+def _rss_mb() -> float | None:
+    try:
+        import psutil
+    except ImportError:  # the GPU machine may lack it: memory is then read from /proc
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except OSError:
+            return None
     return psutil.Process().memory_info().rss / 2**20
 
 
@@ -220,6 +227,125 @@ def transport(batch: int = 256, tokens: int = 400) -> dict:
             "cost_us_per_token": max(host_s - headless_s, 0.0) / n * 1e6}
 
 
+def _versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for name in ("torch", "transformers", "vllm", "textual"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # not installed here
+            continue
+    return out
+
+
+def _gpu_name() -> str:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def headless_figures(engine_name: str, model: str, device: str, batches: list[int], tokens: int,
+                     repeats: int) -> dict[int, float]:
+    """Tokens/s of ``generate`` with the engine in this process (no UI): median of ``repeats`` after a warm-up."""
+    from tui_lab.engines import create_engine
+    from tui_lab.engines.options import engine_kwargs
+
+    engine = create_engine(engine_name, **engine_kwargs(engine_name, {"model": model, "device": device}))
+    engine.load()
+    out = {}
+    try:
+        for batch in batches:
+            requests = [Request(f"r{i}", p) for i, p in enumerate(_prompts(batch))]
+            sampling = SamplingParams(max_new_tokens=tokens, ignore_eos=True)
+            execute_run(engine, requests, sampling)  # warm-up (graph capture, compile)
+            rates = [execute_run(engine, requests, sampling).summary().output_tokens_per_s for _ in range(repeats)]
+            out[batch] = statistics.median(rates)
+            print(f"  headless {engine_name} batch {batch}: {out[batch]:,.0f} tok/s", flush=True)
+    finally:
+        engine.unload()
+    return out
+
+
+def _prompts(batch: int) -> list[str]:
+    from tui_lab.lab.catalog import prompts_for
+
+    return prompts_for("The future of AI is", batch, 0)
+
+
+async def app_figures(engine_name: str, model: str, device: str, batches: list[int], tokens: int,
+                      repeats: int) -> dict[int, dict]:
+    """The same runs inside the app (headless Textual), the engine in its own host process, while keys are
+    pressed: tokens/s, key→screen latency and the UI process's memory."""
+    app = LabApp(AppOptions(model=model, engine=engine_name, device=device, lessons=FIXTURE_LESSONS,
+                            cursor_blink=False, save_progress=False))
+    out: dict[int, dict] = {}
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _wait(pilot, lambda: app.engine_state in ("ready", "failed"), 900, poll_s=0.5)
+        if app.engine_state != "ready":
+            raise RuntimeError(app.query_one("#engine-text").content.plain)
+        app.experiment_params = {"ignore_eos": True}
+        for batch in batches:
+            rates, keys, rss = [], [], []
+            for run in range(repeats + 1):  # the first is the warm-up, as headless
+                app.settings = app.settings.with_(batch_size=batch, max_new_tokens=tokens, greedy=True,
+                                                  prompt="The future of AI is")
+                n_results = len(app.results)
+                app.action_run()
+                i = 0
+                while app.busy:
+                    # g flips greedy decoding in the settings (not the run in flight); the status line shows it.
+                    was_greedy = " greedy " in app.query_one("#status").content.plain
+                    t0 = time.perf_counter()
+                    app.post_message(events.Key("g", "g"))
+                    while app.busy and (" greedy " in app.query_one("#status").content.plain) == was_greedy:
+                        await asyncio.sleep(0.0005)
+                    if app.busy:
+                        keys.append((time.perf_counter() - t0) * 1000)
+                    rss.append(_rss_mb())
+                    i += 1
+                    await asyncio.sleep(0.05)
+                await _wait(pilot, lambda n=n_results: len(app.results) > n, 60)
+                if run:
+                    rates.append(app.results[-1]["output_tokens_per_s"])
+            keys.sort()
+            p99 = keys[min(len(keys) - 1, int(0.99 * len(keys)))] if keys else None
+            out[batch] = {"tokens_per_s": statistics.median(rates), "key_ms_p50": statistics.median(keys) if keys
+                          else None, "key_ms_p99": p99, "keys": len(keys),
+                          "ui_rss_mb": [r for r in (min(rss, default=None), max(rss, default=None))]}
+            print(f"  in the app {engine_name} batch {batch}: {out[batch]['tokens_per_s']:,.0f} tok/s, key p50 "
+                  f"{out[batch]['key_ms_p50']} ms p99 {p99} ms over {len(keys)} keys", flush=True)
+    return out
+
+
+def engine_in_app(engines: list[str], model: str, device: str, batches: list[int], tokens: int, repeats: int,
+                  out_dir: str) -> dict:
+    """Headless against in-app tokens/s per engine and batch; writes ``ui-<card>-<date>.json``."""
+    runs = []
+    for engine_name in engines:
+        headless = headless_figures(engine_name, model, device, batches, tokens, repeats)
+        in_app = asyncio.run(app_figures(engine_name, model, device, batches, tokens, repeats))
+        for batch in batches:
+            a = in_app[batch]
+            runs.append({"engine": engine_name, "batch_size": batch, "headless_tokens_per_s": headless[batch],
+                         "app_tokens_per_s": a["tokens_per_s"], "ratio": a["tokens_per_s"] / headless[batch],
+                         "key_ms_p50": a["key_ms_p50"], "key_ms_p99": a["key_ms_p99"], "keys": a["keys"],
+                         "ui_rss_mb_min_max": a["ui_rss_mb"]})
+            print(f"{engine_name} batch {batch}: headless {headless[batch]:,.0f} · in app {a['tokens_per_s']:,.0f}"
+                  f" tok/s · ratio {runs[-1]['ratio']:.3f} · key p50/p99 {a['key_ms_p50']}/{a['key_ms_p99']} ms",
+                  flush=True)
+    card = _gpu_name()
+    doc = {"gpu": card, "versions": _versions(), "model": model, "max_new_tokens": tokens, "repeats": repeats,
+           "command": " ".join(sys.argv), "runs": runs}
+    slug = card.lower().replace(" ", "-")
+    path = Path(out_dir) / f"ui-{slug}-{time.strftime('%Y-%m-%d')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2))
+    print(f"wrote {path}")
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks, print the figures and write them as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -228,7 +354,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=f"benchmarks/results/ui-{time.strftime('%Y-%m-%d')}.json")
     parser.add_argument("--transport", action="store_true",
                         help="only measure the engine host transport (scripted flood through the host process)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="headless against in-app with a real engine on this device (the engine in its own "
+                        "process in the app)")
+    parser.add_argument("--engine", default="transformers", help="engines for --device, comma-separated")
+    parser.add_argument("--model", default="arch:gemma-3-270m", help="model for --device")
+    parser.add_argument("--batches", default="1,64,256,1024", help="batch sizes for --device")
+    parser.add_argument("--tokens", type=int, default=128, help="new tokens per request for --device")
+    parser.add_argument("--repeats", type=int, default=2, help="measured runs per point for --device")
+    parser.add_argument("--out-dir", default="benchmarks/results", help="where --device writes its JSON")
     args = parser.parse_args(argv)
+    if args.device:
+        engine_in_app(args.engine.split(","), args.model, args.device, [int(b) for b in args.batches.split(",")],
+                      args.tokens, args.repeats, args.out_dir)
+        return 0
     if args.transport:
         t = transport()
         print(f"transport: batch {t['batch']}, {t['tokens']} tokens in {t['frames']} frames; headless "
