@@ -143,12 +143,63 @@ class Host:
         self.stop = threading.Event()
         self.run_id: int | None = None
         self.work: queue.Queue[Any] = queue.Queue()
-        self._send_lock = threading.Lock()
+        self._outbox: queue.Queue[Any] = queue.Queue()
+        self._builders: dict[int, p.FrameBuilder] = {}
+        self._sending = threading.Thread(target=self._sender, name="events", daemon=True)
+        self._sending.start()
 
     def send(self, message: Any) -> None:
-        """Send one event to the UI (threads share the pipe)."""
-        with self._send_lock:
-            self.conn.send(message)
+        """Queue one event for the UI; the sender thread writes it to the pipe, in order."""
+        self._outbox.put(message)
+
+    def send_events(self, run_id: int, events: list) -> None:
+        """Queue a batch of a run's token events (the experiment's thread does no more than this)."""
+        self._outbox.put(_Events(run_id, events))
+
+    def _sender(self) -> None:
+        """Build the columnar frames and write everything to the pipe, off the engine's thread.
+
+        The engine's thread only appends event lists to a queue: folding events into columns, pickling
+        and waiting for the UI to read the pipe (back-pressure) happen here, while the engine's thread
+        waits for the GPU with the GIL released. Frames go out at most every ``FRAME_INTERVAL_S``;
+        any other event first flushes the frame in progress, so the UI sees everything in order.
+        """
+        builder: p.FrameBuilder | None = None
+        last = time.monotonic()
+        while True:
+            timeout = None if builder is None else max(0.0, FRAME_INTERVAL_S - (time.monotonic() - last))
+            try:
+                item = self._outbox.get(timeout=timeout)
+            except queue.Empty:
+                item = _FLUSH
+            if isinstance(item, _Events):
+                if builder is None or builder.run_id != item.run_id:
+                    self._write_frame(builder)
+                    builder = self._builders.setdefault(item.run_id, p.FrameBuilder(item.run_id))
+                builder.add(item.events)
+                if time.monotonic() - last >= FRAME_INTERVAL_S:
+                    self._write_frame(builder)
+                    last = time.monotonic()
+                continue
+            self._write_frame(builder)
+            last = time.monotonic()
+            if item is _FLUSH:
+                continue
+            if isinstance(item, p.RunDone):
+                self._builders.pop(item.run_id, None)
+                builder = None
+            try:
+                self.conn.send(item)
+            except (OSError, EOFError, BrokenPipeError):
+                return
+            if item is None:
+                return
+
+    def _write_frame(self, builder: p.FrameBuilder | None) -> None:
+        frame = builder.take() if builder is not None else None
+        if frame is not None:
+            with contextlib.suppress(OSError, EOFError, BrokenPipeError):
+                self.conn.send(frame)
 
     def read_commands(self) -> None:
         """Reader thread: stop acts now; everything else queues for the main thread."""
@@ -184,8 +235,8 @@ class Host:
             cmd = self.work.get()
             if isinstance(cmd, p.Shutdown):
                 self.unload()
-                with contextlib.suppress(Exception):
-                    self.send(None)
+                self.send(None)
+                self._sending.join(timeout=5.0)
                 if self.in_process:
                     return
                 _kill_group_and_exit(0)
@@ -228,26 +279,14 @@ class Host:
 
         self.stop = threading.Event()
         self.run_id = cmd.run_id
-        builder = p.FrameBuilder(cmd.run_id)
-        last = [time.monotonic()]
-
-        def flush() -> None:
-            frame = builder.take()
-            if frame is not None:
-                self.send(frame)
-            last[0] = time.monotonic()
 
         def sink(events: list) -> None:
-            builder.add(events)
-            if time.monotonic() - last[0] >= FRAME_INTERVAL_S:
-                flush()
+            self.send_events(cmd.run_id, events)
 
         def progress(line: Any) -> None:
-            flush()  # a new run's tokens must not mix with the last run's
             self.send(p.RunProgressLine(cmd.run_id, line))
 
         def partial(item: Any) -> None:
-            flush()
             self.send(p.Partial(cmd.run_id, _picklable(item)))
 
         result: Any = None
@@ -263,13 +302,23 @@ class Host:
                 raise EngineUnavailable("no engine is loaded", "wait for loading to finish, or press m")
             result = experiment.run(params, ctx)
         except BaseException as exc:  # reported; the host keeps serving
-            flush()
             self.send(_error(cmd.name, exc, cmd.run_id))
-        else:
-            flush()
         finally:
             self.run_id = None
         self.send(p.RunDone(cmd.run_id, cmd.name, _picklable(result)))
+
+
+class _Events:
+    """A batch of one run's token events on its way to the sender thread."""
+
+    __slots__ = ("run_id", "events")
+
+    def __init__(self, run_id: int, events: list) -> None:
+        self.run_id, self.events = run_id, events
+
+
+_FLUSH = object()
+"""The sender's own wake-up: the frame in progress is due."""
 
 
 def main(conn: Connection, parent_pid: int, factory_spec: str = DEFAULT_FACTORY) -> None:
