@@ -31,6 +31,7 @@ FRAME_INTERVAL_S = 1 / 30
 DEFAULT_FACTORY = "tui_lab.engines:create_engine"
 
 
+
 def resolve(spec: str | Callable[..., Any]) -> Callable[..., Any]:
     """``"package.module:function"`` → the function (a function is returned as it is)."""
     if callable(spec):
