@@ -42,10 +42,11 @@ def kind_of(name: str) -> str:
 
 
 def validate(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The experiment's defaults overlaid with ``params``, checked by the lab (``InvalidInput`` if bad)."""
-    from tui_lab.lab.experiments import validate_params
+    """The experiment's defaults overlaid with ``params``, checked by the registered experiment object
+    (``InvalidInput`` if bad): every experiment a lesson names, the lesson 04–06 ones included."""
+    from tui_lab.lab.experiment import get
 
-    return validate_params(name, params)
+    return get(name).validate(params)
 
 
 def settings_changes(params: dict[str, Any]) -> dict[str, Any]:
