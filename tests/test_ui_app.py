@@ -511,3 +511,27 @@ async def test_serving_experiment_runs_through_its_runner():
                                                               or "failed" in text_of(app, "#run-note")))
         assert app.query_one("#inspection").display, text_of(app, "#run-note")
         assert app.last_result["kind"] == "queueing"
+
+
+async def test_a_step_about_another_engine_refuses_to_run_on_the_loaded_one():
+    """Lesson 04's "the same batch on vLLM" must not record a transformers run as vLLM's."""
+    from dataclasses import replace
+
+    from tui_lab.engines.scripted import ScriptedEngine
+
+    class NamedTransformers(ScriptedEngine):
+        def load(self, progress=None):
+            return replace(super().load(progress), engine="transformers")
+
+    app = make_test_app()
+    app.options.engine_factory = lambda name, **options: NamedTransformers()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.experiment, app.experiment_params = "generate", {"engine": "vllm", "max_new_tokens": 4}
+        await pilot.press("r")
+        await pilot.pause()
+        assert app.busy is None and not app.results
+        assert "runs on the vllm engine" in text_of(app, "#run-note")
+        app.experiment_params = {"max_new_tokens": 4}
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.busy is None and bool(app.results))

@@ -580,6 +580,13 @@ class LabApp(App[int]):
             return
         from tui_lab.host import protocol as hp
 
+        wanted = self.experiment_params.get("engine")
+        loaded = getattr(self.engine_info, "engine", None)
+        if wanted and loaded and wanted != loaded and loaded != "scripted":
+            # The step is about that engine: a run on another one would record the wrong engine's numbers.
+            self._show_error_text("run", f"this step runs on the {wanted} engine, but {loaded} is loaded",
+                                  f"set engine to {wanted} in Controls (2) and press m, then r")
+            return
         try:
             self.settings.validate()
             exp = self.experiment_object
