@@ -615,6 +615,11 @@ class LabApp(App[int]):
                     "-/+ budget")
             else:
                 self.query_one("#charts-note", Static).update(f"{self.experiment}: running… (s stops)")
+                # The last experiment's table must not stand beside a new run as if it were its result.
+                charts.display = False
+                view = self.query_one("#inspection", Static)
+                view.update(Text(f"{self.experiment}: running — its result appears here when it ends", "dim"))
+                view.display = True
         run_id = self._begin(what, live)
         self._run_params = params
         self.action_tab(tab)
