@@ -6,6 +6,8 @@ other ``sitecustomize`` further down the path, so nothing the environment set up
 """
 
 import importlib
+import importlib.machinery
+import importlib.util
 import os
 import sys
 
@@ -17,8 +19,11 @@ try:
 except Exception:  # noqa: BLE001 - start-up must never fail because of this hook
     pass
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-del sys.modules["sitecustomize"]
-try:
-    importlib.import_module("sitecustomize")
-except ImportError:
-    pass
+# Run the next sitecustomize on the path too. It is executed as a module object of its own: taking this one
+# out of sys.modules during its own import would break the import machinery (it re-files the module after).
+_next = importlib.machinery.PathFinder.find_spec("sitecustomize", sys.path)
+if _next is not None and _next.loader is not None:
+    try:
+        _next.loader.exec_module(importlib.util.module_from_spec(_next))
+    except Exception:  # noqa: BLE001 - as Python's own start-up does, a failing hook must not stop the child
+        pass
