@@ -8,14 +8,14 @@ minute it takes; the engine loads once per session (a few seconds).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 # First, before any test module imports transformers (``pytest.importorskip``): importing the lab hides
 # PyPI's CUDA builds of torchvision/torchaudio/torchcodec that cannot load beside the CPU torch, and
 # transformers decides once, at its own import, whether torchvision is there.
 import tui_lab  # noqa: F401
-from pathlib import Path
-
-import pytest
 
 
 @pytest.fixture(autouse=True, scope="session")
