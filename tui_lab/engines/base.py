@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -288,3 +289,22 @@ def validate_batch(requests: Sequence[Request], sampling: SamplingParams) -> Non
     for r in requests:
         if r.max_new_tokens is not None and r.max_new_tokens < 1:
             raise InvalidInput(f"max new tokens must be at least 1 (got {r.max_new_tokens})")
+
+
+def drain_session_events(events: queue.Queue, open_ids: set[str], timeout: float) -> list[StreamEvent]:
+    """A load session's events since the last call: waits up to ``timeout`` for the first, then takes all
+    that are there; finished requests leave ``open_ids``."""
+    out: list[StreamEvent] = []
+    try:
+        out.append(events.get(timeout=max(0.0, timeout)))
+    except queue.Empty:
+        return out
+    while True:
+        try:
+            out.append(events.get_nowait())
+        except queue.Empty:
+            break
+    for item in out:
+        if isinstance(item, RequestFinished):
+            open_ids.discard(item.request_id)
+    return out

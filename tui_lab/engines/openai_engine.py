@@ -61,6 +61,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    drain_session_events,
     require_unique_ids,
     validate_batch,
 )
@@ -647,20 +648,7 @@ class _OpenAISession:
 
     def events(self, timeout: float) -> list[StreamEvent]:
         """What arrived since the last call (waits up to ``timeout`` for the first event)."""
-        out: list[StreamEvent] = []
-        try:
-            out.append(self._queue.get(timeout=max(0.0, timeout)))
-        except queue.Empty:
-            return out
-        while True:
-            try:
-                out.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        for item in out:
-            if isinstance(item, RequestFinished):
-                self._open.discard(item.request_id)
-        return out
+        return drain_session_events(self._queue, self._open, timeout)
 
     def close(self) -> list[StreamEvent]:
         """Cancel unfinished requests: what already arrived, then each one closed as cancelled."""
