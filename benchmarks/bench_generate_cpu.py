@@ -67,13 +67,13 @@ def machine_info() -> dict:
 
 def run_engine(engine: object, prompts: list[str], new_tokens: int) -> tuple[float, float, list[list[int]]]:
     """Wall and CPU seconds of one engine run (tokenize → last token as text), and the tokens per request."""
-    from tui_lab.engines.base import Request, SamplingParams, TokenEvent
+    from tui_lab.engines.base import Request, SamplingParams, TokenEvent, per_token
 
     requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
     sampling = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
     tokens: dict[str, list[int]] = {r.request_id: [] for r in requests}
     c0, t0 = time.process_time(), time.perf_counter()
-    for event in engine.stream(requests, sampling):
+    for event in per_token(engine.stream(requests, sampling)):
         if isinstance(event, TokenEvent):
             tokens[event.request_id].append(event.token_id)
     return time.perf_counter() - t0, time.process_time() - c0, [tokens[r.request_id] for r in requests]

@@ -188,7 +188,6 @@ def transport(batch: int = 256, tokens: int = 400) -> dict:
     """Tokens/s of a delay-free scripted engine headless vs. through the host process, and cost per token."""
     import queue
 
-    from tui_lab.engines.base import TokenEvent
     from tui_lab.host import protocol as hp
     from tui_lab.host.client import EngineHost
     from tui_lab.host.flood import make_flood
@@ -215,7 +214,8 @@ def transport(batch: int = 256, tokens: int = 400) -> dict:
             if isinstance(ev, hp.Frame):
                 frames += 1
                 pickled += len(pickle.dumps(ev, protocol=5))
-                got += sum(1 for e in reader.events(ev) if isinstance(e, TokenEvent))
+                reader.table(ev)
+                got += sum(ev.n_tokens)
             elif isinstance(ev, hp.RunDone):
                 break
         host_s = time.perf_counter() - t0
@@ -289,28 +289,10 @@ async def app_figures(engine_name: str, model: str, device: str, batches: list[i
         for batch in batches:
             rates, keys, rss = [], [], []
             for run in range(repeats + 1):  # the first is the warm-up, as headless
-                app.settings = app.settings.with_(batch_size=batch, max_new_tokens=tokens, greedy=True,
-                                                  prompt="The future of AI is")
-                n_results = len(app.results)
-                app.action_run()
-                i = 0
-                while app.busy:
-                    # g flips greedy decoding in the settings (not the run in flight); the status line shows it.
-                    was_greedy = " greedy " in app.query_one("#status").content.plain
-                    t0 = time.perf_counter()
-                    app.post_message(events.Key("g", "g"))
-                    while app.busy and (" greedy " in app.query_one("#status").content.plain) == was_greedy:
-                        await asyncio.sleep(0.0005)
-                    if app.busy:
-                        keys.append((time.perf_counter() - t0) * 1000)
-                    rss.append(_rss_mb())
-                    i += 1
-                    await asyncio.sleep(0.05)
-                await _wait(pilot, lambda n=n_results: len(app.results) > n, 60)
+                rate = await _run_pressing_keys(pilot, app, batch, tokens, keys, rss)
                 if run:
-                    rates.append(app.results[-1]["output_tokens_per_s"])
-            keys.sort()
-            p99 = keys[min(len(keys) - 1, int(0.99 * len(keys)))] if keys else None
+                    rates.append(rate)
+            p99 = _p99(keys)
             out[batch] = {"tokens_per_s": statistics.median(rates), "key_ms_p50": statistics.median(keys) if keys
                           else None, "key_ms_p99": p99, "keys": len(keys),
                           "ui_rss_mb": [r for r in (min(rss, default=None), max(rss, default=None))]}
@@ -319,8 +301,69 @@ async def app_figures(engine_name: str, model: str, device: str, batches: list[i
     return out
 
 
+async def _run_pressing_keys(pilot, app: LabApp, batch: int, tokens: int, keys: list[float],
+                             rss: list[float | None], t_start: float | None = None) -> float:
+    """One ``generate`` run in the app while ``g`` is pressed every 50 ms; key→screen times go to ``keys``
+    (ms) and the UI process's memory to ``rss`` (MB; ``(seconds since t_start, MB)`` when ``t_start`` is given).
+    Returns the run's tokens/s as the app recorded it."""
+    app.settings = app.settings.with_(batch_size=batch, max_new_tokens=tokens, greedy=True,
+                                      prompt="The future of AI is")
+    n_results = len(app.results)
+    app.action_run()
+    while app.busy:
+        # g flips greedy decoding in the settings (not the run in flight); the status line shows it.
+        was_greedy = " greedy " in app.query_one("#status").content.plain
+        t0 = time.perf_counter()
+        app.post_message(events.Key("g", "g"))
+        while app.busy and (" greedy " in app.query_one("#status").content.plain) == was_greedy:
+            await asyncio.sleep(0.0005)
+        if app.busy:
+            keys.append((time.perf_counter() - t0) * 1000)
+        rss.append(_rss_mb() if t_start is None else (round(time.perf_counter() - t_start, 1), _rss_mb()))
+        await asyncio.sleep(0.05)
+    await _wait(pilot, lambda n=n_results: len(app.results) > n, 60)
+    return app.results[-1]["output_tokens_per_s"]
+
+
+def _p99(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else None
+
+
+async def app_soak(engine_name: str, model: str, device: str, batch: int, tokens: int, seconds: float) -> dict:
+    """Back-to-back ``generate`` runs at ``batch`` in the app for ``seconds`` while keys are pressed: the UI
+    process's memory over time (bounded or not), key→screen latency and tokens/s."""
+    app = LabApp(AppOptions(model=model, engine=engine_name, device=device, lessons=FIXTURE_LESSONS,
+                            cursor_blink=False, save_progress=False))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _wait(pilot, lambda: app.engine_state in ("ready", "failed"), 900, poll_s=0.5)
+        if app.engine_state != "ready":
+            raise RuntimeError(app.query_one("#engine-text").content.plain)
+        app.experiment_params = {"ignore_eos": True}
+        await _run_pressing_keys(pilot, app, batch, tokens, [], [])  # warm-up: graphs for this shape
+        keys: list[float] = []
+        samples: list = []
+        rates: list[float] = []
+        t_start = time.perf_counter()
+        while time.perf_counter() - t_start < seconds:
+            rates.append(await _run_pressing_keys(pilot, app, batch, tokens, keys, samples, t_start))
+        wall = time.perf_counter() - t_start
+    mbs = [mb for _, mb in samples if mb is not None]
+    step = max(1, len(samples) // 60)
+    doc = {"engine": engine_name, "batch_size": batch, "max_new_tokens": tokens, "seconds": round(wall, 1),
+           "runs": len(rates), "app_tokens_per_s": statistics.median(rates) if rates else None,
+           "key_ms_p50": statistics.median(keys) if keys else None, "key_ms_p99": _p99(keys), "keys": len(keys),
+           "ui_rss_mb": {"first": mbs[0] if mbs else None, "max": max(mbs, default=None),
+                         "last": mbs[-1] if mbs else None},
+           "ui_rss_mb_over_time": samples[::step]}
+    print(f"soak {engine_name} batch {batch} × {tokens} tokens for {doc['seconds']} s ({doc['runs']} runs): "
+          f"{doc['app_tokens_per_s'] or 0:,.0f} tok/s; key p50/p99 {doc['key_ms_p50']}/{doc['key_ms_p99']} ms "
+          f"over {len(keys)} keys; UI RSS MB first/max/last {doc['ui_rss_mb']}", flush=True)
+    return doc
+
+
 def engine_in_app(engines: list[str], model: str, device: str, batches: list[int], tokens: int, repeats: int,
-                  out_dir: str) -> dict:
+                  out_dir: str, soak_s: float = 0.0, soak_tokens: int = 2048, tag: str = "") -> dict:
     """Headless against in-app tokens/s per engine and batch; writes ``ui-<card>-<date>.json``."""
     runs = []
     for engine_name in engines:
@@ -338,8 +381,11 @@ def engine_in_app(engines: list[str], model: str, device: str, batches: list[int
     card = _gpu_name()
     doc = {"gpu": card, "versions": _versions(), "model": model, "max_new_tokens": tokens, "repeats": repeats,
            "command": " ".join(sys.argv), "runs": runs}
+    if soak_s > 0:
+        doc["soak"] = [asyncio.run(app_soak(name, model, device, max(batches), soak_tokens, soak_s))
+                       for name in engines]
     slug = card.lower().replace(" ", "-")
-    path = Path(out_dir) / f"ui-{slug}-{time.strftime('%Y-%m-%d')}.json"
+    path = Path(out_dir) / f"ui-{slug}-{time.strftime('%Y-%m-%d')}{'-' + tag if tag else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2))
     print(f"wrote {path}")
@@ -363,10 +409,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per request for --device")
     parser.add_argument("--repeats", type=int, default=2, help="measured runs per point for --device")
     parser.add_argument("--out-dir", default="benchmarks/results", help="where --device writes its JSON")
+    parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                        help="with --device: also run the largest batch back to back in the app for this long and "
+                        "report the UI process's memory over time")
+    parser.add_argument("--soak-tokens", type=int, default=2048, help="new tokens per request in the soak runs")
+    parser.add_argument("--tag", default="", help="suffix of the --device result file's name")
     args = parser.parse_args(argv)
     if args.device:
         engine_in_app(args.engine.split(","), args.model, args.device, [int(b) for b in args.batches.split(",")],
-                      args.tokens, args.repeats, args.out_dir)
+                      args.tokens, args.repeats, args.out_dir, args.soak, args.soak_tokens, args.tag)
         return 0
     if args.transport:
         t = transport()

@@ -197,3 +197,36 @@ def test_cpu_run_says_what_it_shows_runs_lab_first_and_stops_inside_a_point(tmp_
     assert runs[0]["tokens_per_s"] > 0
     assert runs[1]["error"] == "skipped: time budget spent during this point"
     assert rc == 0
+
+
+def test_stream_runner_steps_the_engine_with_delta_outputs_and_counts_tokens():
+    pytest.importorskip("vllm")
+    from vllm.sampling_params import RequestOutputKind
+
+    class Engine:
+        def __init__(self, per_step: int, steps: int) -> None:
+            self.per_step, self.steps, self.live = per_step, steps, {}
+
+        def add_request(self, request_id, prompt, params):
+            assert params.output_kind == RequestOutputKind.DELTA and params.max_tokens == 6
+            self.live[request_id] = self.steps
+
+        def has_unfinished_requests(self):
+            return bool(self.live)
+
+        def step(self):
+            outs = []
+            for rid in list(self.live):
+                self.live[rid] -= 1
+                if not self.live[rid]:
+                    del self.live[rid]
+                outs.append(type("O", (), {"outputs": [type("C", (), {"token_ids": [1] * self.per_step})()]})())
+            return outs
+
+    llm = type("LLM", (), {})()
+    llm.llm_engine = Engine(2, 3)  # 3 steps of 2 tokens: 6 per request
+    m = bench.run_vllm_stream(llm, ["a b"] * 4, 6, repeats=1)
+    assert m["total_s"] > 0 and m["first_run_s"] > 0
+    llm.llm_engine = Engine(1, 3)
+    with pytest.raises(RuntimeError, match="produced 12 tokens, expected 24"):
+        bench.run_vllm_stream(llm, ["a b"] * 4, 6, repeats=1)

@@ -129,7 +129,7 @@ def test_json_stdout_survives_engines_that_print(capsys: pytest.CaptureFixture[s
 
 
 def test_ctrl_c_mid_run_prints_partial_results_and_exits_130(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
-    from tui_lab.engines.base import TokenEvent
+    from tui_lab.engines.base import TokenEvent, TokenStep
     from tui_lab.engines.scripted import ScriptedEngine
 
     original = ScriptedEngine.stream
@@ -138,7 +138,7 @@ def test_ctrl_c_mid_run_prints_partial_results_and_exits_130(capsys: pytest.Capt
         count = 0
         for event in original(self, requests, sampling, stop):
             yield event
-            count += isinstance(event, TokenEvent)
+            count += isinstance(event, (TokenEvent, TokenStep))
             if count == 3:
                 raise KeyboardInterrupt
 

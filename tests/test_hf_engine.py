@@ -13,6 +13,7 @@ from tui_lab.engines.base import (
     RequestSubmitted,
     SamplingParams,
     TokenEvent,
+    per_token,
 )
 from tui_lab.engines.hf import PieceTable, TransformersEngine, _Detokenizer
 from tui_lab.errors import DeviceUnavailable, InvalidInput
@@ -37,7 +38,7 @@ def run(engine: TransformersEngine, prompts: list[str], sampling: SamplingParams
     reqs = [Request(f"r{i}", p, (budgets or [None] * len(prompts))[i]) for i, p in enumerate(prompts)]
     out = Run({r.request_id: [] for r in reqs}, {r.request_id: "" for r in reqs})
     seen = 0
-    for ev in engine.stream(reqs, sampling, stop):
+    for ev in per_token(engine.stream(reqs, sampling, stop)):
         out.events.append(ev)
         if isinstance(ev, TokenEvent):
             out.tokens[ev.request_id].append(ev.token_id)

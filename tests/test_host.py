@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tui_lab.engines.base import RequestFinished, RequestSubmitted, TokenEvent
+from tui_lab.engines.base import RequestFinished, RequestSubmitted, TokenEvent, TokenStep, per_token
 from tui_lab.host import protocol as p
 from tui_lab.host.client import EngineHost
 
@@ -59,6 +59,24 @@ def test_frame_round_trip_is_columnar_and_lossless() -> None:
     assert frame.text == [" a", " b"] and list(frame.t) == [1.5, 1.5]
     assert p.FrameReader().events(frame) == evs
     assert b.take() is None
+
+
+def test_token_steps_fold_into_the_same_columns_as_token_events() -> None:
+    ids = ["r0", "r1", "r2"]
+    evs = [RequestSubmitted(r, 1.0, 3) for r in ids]
+    evs += [TokenStep(ids, [7, 8, 9], [" a", " b", " c"], 1.5), TokenStep(ids, [10, 11, 12], ["d", "e", "f"], 1.6),
+            RequestFinished("r1", 1.6, "length"), TokenStep(["r0", "r2"], [13, 14], ["g", "h"], 1.7)]
+    by_step, by_token = p.FrameBuilder(1), p.FrameBuilder(1)
+    by_step.add(evs)
+    by_token.add(list(per_token(evs)))
+    a, b = by_step.take(), by_token.take()
+    assert (list(a.index), list(a.token_id), a.text, list(a.t), list(a.n_tokens), a.new_ids) == \
+           (list(b.index), list(b.token_id), b.text, list(b.t), list(b.n_tokens), b.new_ids)
+    assert list(a.index) == [0, 1, 2, 0, 1, 2, 0, 2] and list(a.t) == [1.5] * 3 + [1.6] * 3 + [1.7] * 2
+    # a later frame of the same run keeps the indices (the id table lives on)
+    by_step.add([TokenStep(["r0", "r2"], [15, 16], ["i", "j"], 1.8)])
+    later = by_step.take()
+    assert list(later.index) == [0, 2] and later.new_ids == []
 
 
 def test_generate_runs_in_the_host_with_frames_and_result(host) -> None:

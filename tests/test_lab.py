@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, StreamEvent, TokenEvent
+from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.scripted import FakeClock, ScriptedEngine, StepModel
 from tui_lab.errors import DeviceUnavailable, InvalidInput, OutOfMemory
 from tui_lab.lab import error_text
@@ -58,7 +58,7 @@ class StopDuring(ScriptedEngine):
         self.calls += 1
         for event in super().stream(requests, sampling, stop):
             yield event
-            if self.calls == self.call and isinstance(event, TokenEvent):
+            if self.calls == self.call and isinstance(event, (TokenEvent, TokenStep)):
                 self.stop_event.set()
 
 
@@ -74,7 +74,7 @@ class FailMidRun(ScriptedEngine):
     ) -> Iterator[StreamEvent]:
         for event in super().stream(requests, sampling, stop):
             yield event
-            if len(requests) >= self.at and isinstance(event, TokenEvent):
+            if len(requests) >= self.at and isinstance(event, (TokenEvent, TokenStep)):
                 raise OutOfMemory("out of memory while decoding", hint="use a smaller batch", largest_batch=8)
 
 
@@ -516,3 +516,22 @@ def test_lab_modules_import_neither_textual_nor_torch() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_token_steps_are_recorded_per_request_in_order() -> None:
+    from tui_lab.engines.base import RequestFinished
+    from tui_lab.lab.run import RunRecorder
+
+    sampling = SamplingParams(max_new_tokens=3)
+    rec = RunRecorder([Request("r0", "a"), Request("r1", "b")], sampling)
+    for ev in [RequestSubmitted("r0", 1.0, 2), RequestSubmitted("r1", 1.0, 2),
+               TokenStep(["r0", "r1"], [5, 6], ["x", "y"], 1.5), TokenStep(["r0", "r1"], [7, 8], ["z", "w"], 1.6),
+               RequestFinished("r0", 1.6, "length"), TokenEvent("r1", 9, "!", 1.9, 2),
+               RequestFinished("r1", 1.9, "length")]:
+        rec.add(ev)
+    res = rec.finish(1.0)
+    r0, r1 = res.requests
+    assert r0.token_ids == [5, 7] and r0.text == "xz" and r0.trace.event_times == [1.5, 1.6]
+    # a token event after kept steps lands after them
+    assert r1.token_ids == [6, 8, 9] and r1.trace.event_tokens == [1, 1, 2] and r1.text == "yw!"
+    assert not res.partial

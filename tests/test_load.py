@@ -22,6 +22,7 @@ from tui_lab.engines.base import (
     RequestSubmitted,
     SamplingParams,
     TokenEvent,
+    per_token,
     supports_sessions,
 )
 from tui_lab.engines.scripted import ScriptedEngine
@@ -202,7 +203,7 @@ def test_stop_mid_load_keeps_what_was_measured():
 
     def sink(events):
         seen.extend(events)
-        if sum(isinstance(e, TokenEvent) for e in seen) >= 3:
+        if sum(isinstance(e, TokenEvent) for e in per_token(seen)) >= 3:
             stop.set()
 
     load = execute_load(engine, plan(num_requests=20, sampling=SamplingParams(max_new_tokens=50)), stop=stop,

@@ -58,3 +58,27 @@ def test_gap_colours_and_bars():
     assert timing_bar(3.0, 1.0, "x", 10).plain.endswith("»")
     assert progress_cells(5, 10, 10) == "━━━━━╌╌╌╌╌"
     assert format_seconds(0.0123) == "12.3 ms" and format_seconds(None) == "—"
+
+
+def test_a_frame_folds_like_its_events() -> None:
+    from tui_lab.engines.base import TokenStep
+    from tui_lab.host.protocol import FrameBuilder, FrameReader
+
+    ids = ["r0", "r1"]
+    evs = [RequestSubmitted("r0", 10.0, 2), RequestSubmitted("r1", 10.0, 2),
+           TokenStep(ids, [1, 2], [" x", " y"], 10.5), TokenStep(ids, [3, 4], [" z", " w"], 10.6),
+           RequestFinished("r0", 10.6, "length"), TokenStep(["r1"], [5], ["!"], 10.8)]
+    requests = [Request("r0", "a"), Request("r1", "b")]
+    from_events, from_frame = LiveRun(requests, 3), LiveRun(requests, 3)
+    from_events.apply(evs)
+    builder, reader = FrameBuilder(1), FrameReader()
+    builder.add(evs)
+    frame = builder.take()
+    from_frame.apply_frame(frame, reader.table(frame))
+    assert from_frame.rows() == from_events.rows()
+    assert from_frame.figures() == from_events.figures()
+    for i in range(2):
+        assert from_frame.snapshot_request(i)[1] == from_events.snapshot_request(i)[1]
+    shown = from_frame.snapshot_request(1)[1]
+    assert [t.text for t in shown] == [" y", " w", "!"] and shown[0].first and abs(shown[2].gap_s - 0.2) < 1e-9
+    assert from_frame.figures().tokens_done == 5

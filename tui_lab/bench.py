@@ -15,9 +15,11 @@ new tokens with EOS ignored:
   waiting for step n's ids): their difference is the cost of a host sync per token;
   ``lab-direct-sync-serial`` copies first and launches after, so the GPU waits for the host;
 * ``vllm-offline`` — vLLM's own ``LLM.generate`` (no streaming), with the engine arguments the lab's
-  vLLM engine uses; ``lab-vllm`` — the lab's vLLM engine, streamed through ``Engine.stream`` like
-  ``lab``. ``--vllm-variants`` adds offline runs at the largest batch size with other vLLM settings
-  (CUDA-graph capture sizes, ``max_num_seqs``, the scheduler's token budget).
+  vLLM engine uses; ``vllm-stream`` — the same ``LLM``'s engine stepped by hand with per-step
+  (delta) outputs on one thread, the cheapest way to stream from vLLM (it shares the offline
+  mode's ``LLM`` when both run); ``lab-vllm`` — the lab's vLLM engine, streamed through
+  ``Engine.stream`` like ``lab``. ``--vllm-variants`` adds offline runs at the largest batch size
+  with other vLLM settings (CUDA-graph capture sizes, ``max_num_seqs``, the scheduler's token budget).
 
 The table shows ms per decode step, tokens/s, the share of the memory roofline (weights + KV read
 once per step at the copy bandwidth measured in the same run) and the ratios the issue asks for.
@@ -43,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODES = ("hf-generate", "hf-generate-compiled", "lab-eager", "lab")
-VLLM_MODES = ("lab-vllm", "vllm-offline")
+VLLM_MODES = ("lab-vllm", "vllm-offline", "vllm-stream")
 ALL_MODES = DEFAULT_MODES + ("lab-serial", "lab-direct", "lab-direct-sync", "lab-direct-sync-serial") + VLLM_MODES
-ENGINE_MODES = ("lab", "lab-eager", "lab-serial", "lab-vllm", "vllm-offline")
+ENGINE_MODES = ("lab", "lab-eager", "lab-serial", "lab-vllm", "vllm-offline", "vllm-stream")
 """Modes that build their own engine: the bare random-weight model is not needed for them."""
 VS_VLLM_SUFFIX = "-vs-vllm"
 VLLM_VARIANTS: tuple[tuple[str, dict], ...] = (
@@ -462,7 +464,7 @@ def check_overlap(spec: str, device: Any, dtype: str, cache_dir: str | None, new
     A left-padded batch with per-request budgets, greedy and seeded sampling with a repetition penalty.
     """
     from tui_lab.engines import create_engine
-    from tui_lab.engines.base import Request, SamplingParams
+    from tui_lab.engines.base import Request, SamplingParams, per_token
 
     engine = create_engine("transformers", model=spec, device=device.type, dtype=dtype, cache_dir=cache_dir)
     engine.load()
@@ -480,7 +482,7 @@ def check_overlap(spec: str, device: Any, dtype: str, cache_dir: str | None, new
                 reqs = [Request(f"r{i}", p, b) for i, (p, b) in enumerate(zip(prompts, budgets, strict=True))]
                 traces.append([(type(e).__name__, e.request_id, getattr(e, "token_id", None),
                                 getattr(e, "text", None), getattr(e, "reason", None))
-                               for e in engine.stream(reqs, sampling)])
+                               for e in per_token(engine.stream(reqs, sampling))])
             report[name] = {"equal": traces[0] == traces[1], "events": len(traces[0])}
     finally:
         engine.unload()
@@ -582,7 +584,7 @@ def _prompts_for(tok: Any, batch: int, prompt_tokens: int) -> list[str]:
 def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, repeats: int,
                tokenizer: Any = None) -> dict:
     """Stream a batch through ``Engine.stream``: median total s, decode s per step, first-run s."""
-    from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, TokenEvent
+    from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, TokenEvent, TokenStep
 
     prompts = _prompts_for(tokenizer if tokenizer is not None else engine.tokenizer, batch, prompt_tokens)
     sampling = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0)
@@ -595,7 +597,11 @@ def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, rep
         events = engine.stream(requests, sampling)
         try:
             for ev in events:
-                if isinstance(ev, TokenEvent):
+                if type(ev) is TokenStep:
+                    for rid in ev.request_ids:
+                        times.setdefault(rid, []).append(ev.t)
+                    tokens += len(ev)
+                elif isinstance(ev, TokenEvent):
                     times.setdefault(ev.request_id, []).append(ev.t)
                     tokens += ev.n_tokens
                 elif isinstance(ev, RequestSubmitted):
@@ -704,11 +710,43 @@ def run_vllm_offline(llm: Any, prompts: list[str], new_tokens: int, repeats: int
     return {"total_s": statistics.median(totals), "first_run_s": first_s}
 
 
+def run_vllm_stream(llm: Any, prompts: list[str], new_tokens: int, repeats: int) -> dict:
+    """The whole batch through ``llm.llm_engine`` stepped by hand with delta outputs (streaming on one
+    thread, no asyncio): median total s and first-run s, as ``run_vllm_offline``."""
+    import uuid
+
+    from vllm import SamplingParams as VSamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    params = VSamplingParams(n=1, max_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0,
+                             output_kind=RequestOutputKind.DELTA)
+    engine = llm.llm_engine
+    totals, first_s = [], None
+    for rep in range(repeats + 1):
+        tag = uuid.uuid4().hex[:8]
+        t0 = time.perf_counter()
+        for i, prompt in enumerate(prompts):
+            engine.add_request(f"stream-{tag}-{i}", prompt, params)
+        tokens = 0
+        while engine.has_unfinished_requests():
+            for out in engine.step():
+                tokens += len(out.outputs[0].token_ids)
+        total = time.perf_counter() - t0
+        if tokens != len(prompts) * new_tokens:
+            raise RuntimeError(f"vLLM produced {tokens} tokens, expected {len(prompts) * new_tokens}")
+        if rep == 0:
+            first_s = total
+        else:
+            totals.append(total)
+    return {"total_s": statistics.median(totals), "first_run_s": first_s}
+
+
 def _run_offline_mode(spec: str, sizes: list[int], args: argparse.Namespace, device: Any, budget: _Budget,
-                      record: Callable[[Run], None], variants: bool = False) -> int:
-    """vllm-offline at every batch size (one ``LLM``), then the variants at the largest size."""
+                      record: Callable[[Run], None], variants: bool = False,
+                      kinds: tuple[str, ...] = ("vllm-offline",)) -> int:
+    """vllm-offline and/or vllm-stream at every batch size (one ``LLM``), then the variants at the largest size."""
     options = vllm_engine_options(spec, device.type, args, sizes)
-    plans: list[tuple[str, dict, list[int]]] = [("vllm-offline", {}, sizes)]
+    plans: list[tuple[str, dict, list[int]]] = [(kind, {}, sizes) for kind in kinds[:1]]
     if variants:
         # Stats on (as the lab's engine runs) at every size: how much of the streaming gap they are.
         plans += [(f"vllm-offline[{label}]", changes, sizes if "disable_log_stats" in changes else [max(sizes)])
@@ -737,16 +775,19 @@ def _run_offline_mode(spec: str, sizes: list[int], args: argparse.Namespace, dev
                 if not budget.left():
                     record(Run(mode, b, None, None, model=spec, error="skipped: time budget spent"))
                     continue
-                try:
-                    m = run_vllm_offline(llm, _prompts_for(tok, b, args.prompt_tokens), args.new_tokens,
-                                         args.repeats)
-                    run = Run(mode, b, 1e3 * m["total_s"] / args.new_tokens, b * args.new_tokens / m["total_s"],
-                              model=spec, setup_s=m["first_run_s"],
-                              extra={"load_s": load_s, "vllm_changes": changes or None})
-                except Exception as exc:
-                    run = Run(mode, b, None, None, model=spec, error=_err(exc))
-                    failures += 1
-                record(run)
+                # Both kinds on the same LLM, one batch size after the other (the stream kind only on the
+                # main plan, not on the variants).
+                for kind in (kinds if mode == kinds[0] else (mode,)):
+                    runner = run_vllm_stream if kind == "vllm-stream" else run_vllm_offline
+                    try:
+                        m = runner(llm, _prompts_for(tok, b, args.prompt_tokens), args.new_tokens, args.repeats)
+                        run = Run(kind, b, 1e3 * m["total_s"] / args.new_tokens, b * args.new_tokens / m["total_s"],
+                                  model=spec, setup_s=m["first_run_s"],
+                                  extra={"load_s": load_s, "vllm_changes": changes or None})
+                    except Exception as exc:
+                        run = Run(kind, b, None, None, model=spec, error=_err(exc))
+                        failures += 1
+                    record(run)
         finally:
             close_llm(llm)
     return failures
@@ -765,10 +806,13 @@ def ratios(runs: list[Run]) -> list[dict]:
     by = {(r.model, r.mode, r.batch_size): r for r in runs if r.tokens_per_s}
     out = []
     for (model, mode, b), r in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
-        if mode not in ("lab", "lab-serial", "lab-direct-sync", "lab-direct-sync-serial", "lab-direct", "lab-vllm"):
+        if mode not in ("lab", "lab-serial", "lab-direct-sync", "lab-direct-sync-serial", "lab-direct", "lab-vllm",
+                        "vllm-stream"):
             continue
         row = {"model": model, "mode": mode, "batch_size": b}
-        for base in ("hf-generate", "hf-generate-compiled", "lab-eager", "vllm-offline"):
+        for base in ("hf-generate", "hf-generate-compiled", "lab-eager", "vllm-offline", "vllm-stream"):
+            if base == mode:
+                continue
             ref = by.get((model, base, b))
             row[f"vs_{base}"] = r.tokens_per_s / ref.tokens_per_s if ref else None
         nosync = by.get((model, "lab-direct", b))
@@ -996,8 +1040,12 @@ def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse
     import torch
 
     n, p, reps = args.new_tokens, args.prompt_tokens, args.repeats
-    if mode == "vllm-offline":
-        return _run_offline_mode(spec, sizes, args, device, budget, record, variants=args.vllm_variants)
+    if mode in ("vllm-offline", "vllm-stream"):
+        kinds = tuple(k for k in ("vllm-offline", "vllm-stream") if k in args.modes)
+        if mode != kinds[0]:
+            return 0  # ran beside the first kind, on its LLM
+        return _run_offline_mode(spec, sizes, args, device, budget, record, variants=args.vllm_variants,
+                                 kinds=kinds)
     failures = 0
     engine = None
     tokenizer = None

@@ -26,6 +26,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    TokenStep,
 )
 from tui_lab.errors import EngineUnavailable, InvalidInput, LabError
 from tui_lab.lab import error_text
@@ -441,7 +442,11 @@ class TokenPrinter:
 
     def __call__(self, events: list[StreamEvent]) -> None:
         for event in events:
-            if isinstance(event, TokenEvent):
+            if type(event) is TokenStep:
+                self.tokens += len(event)
+                if event.request_ids and event.request_ids[0] == "r0":
+                    self.out.write(event.texts[0])
+            elif isinstance(event, TokenEvent):
                 self.tokens += event.n_tokens
                 if event.request_id == "r0":
                     self.out.write(event.text)

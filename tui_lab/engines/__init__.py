@@ -18,6 +18,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    TokenStep,
 )
 from tui_lab.errors import InvalidInput
 
@@ -44,5 +45,5 @@ def create_engine(name: str, **options: object) -> Engine:
 
 __all__ = [
     "ENGINES", "USER_ENGINES", "Engine", "EngineInfo", "ProgressCallback", "Request", "RequestFinished",
-    "RequestSubmitted", "SamplingParams", "StreamEvent", "TokenEvent", "create_engine",
+    "RequestSubmitted", "SamplingParams", "StreamEvent", "TokenEvent", "TokenStep", "create_engine",
 ]

@@ -36,7 +36,7 @@ from tui_lab.engines.base import (
     RequestSubmitted,
     SamplingParams,
     StreamEvent,
-    TokenEvent,
+    TokenStep,
     settle_heap,
     validate_batch,
 )
@@ -464,8 +464,11 @@ class TransformersEngine(EngineBase):
         eos = self._eos_ids if not sampling.ignore_eos else frozenset()
         ids_of = [r.request_id for r in requests]
         active = list(range(batch))
-        produced = [0] * batch
-        t_first: list[float | None] = [None] * batch
+        active_ids = ids_of
+        """The running requests' ids, one list shared by every step's ``TokenStep`` until a request ends."""
+        t_first: float | None = None
+        """Every request starts together, so all get their first token at the same step."""
+        next_end = min(budgets)
         backend: DecodeBackend | None = None
         generator = make_generator(sampling, device)
         history = None
@@ -501,6 +504,8 @@ class TransformersEngine(EngineBase):
 
             # Rows that ended stay in the batch (its shape never changes) and keep being computed; their
             # tokens are dropped. A row only ever attends to its own cache, so the others are unaffected.
+            # Per step the host does column work only (one list of ids, one of texts, one event): every
+            # running request has produced ``step + 1`` tokens, so ends are found without a loop per token.
             while True:
                 waiting = pending
                 if overlap and step + 1 < max_new:
@@ -510,32 +515,31 @@ class TransformersEngine(EngineBase):
                 chosen = waiting.result()  # the one device→host sync of the step
                 t = time.perf_counter()
                 rows = active
-                texts = detok.push(rows, [chosen[i] for i in rows])
-                still: list[int] = []
-                ended: list[tuple[int, str]] = []
-                for i, text in zip(rows, texts, strict=True):
-                    token = chosen[i]
-                    yield TokenEvent(ids_of[i], token, text, t)
-                    n = produced[i] = produced[i] + 1
-                    if n == 1:
-                        t_first[i] = t
-                    if token in eos:
-                        ended.append((i, "eos"))
-                    elif n >= budgets[i]:
-                        ended.append((i, "length"))
-                    else:
-                        still.append(i)
-                for i, reason in ended:
-                    yield RequestFinished(ids_of[i], t, reason,
-                                          engine_times=_times(t_send, t_prefill, t_first[i], t))
-                active = still
+                tokens = chosen if len(rows) == batch else [chosen[i] for i in rows]
+                yield TokenStep(active_ids, tokens, detok.push(rows, tokens), t)
+                n = step + 1
+                if t_first is None:
+                    t_first = t
+                ended: dict[int, str] = {}
+                if eos and not eos.isdisjoint(tokens):
+                    ended = {i: "eos" for i, token in zip(rows, tokens, strict=True) if token in eos}
+                if n >= next_end:
+                    ended.update((i, "length") for i in rows if budgets[i] <= n and i not in ended)
+                if ended:
+                    for i in rows:
+                        if i in ended:
+                            yield RequestFinished(ids_of[i], t, ended[i],
+                                                  engine_times=_times(t_send, t_prefill, t_first, t))
+                    active = [i for i in rows if i not in ended]
+                    active_ids = [ids_of[i] for i in active]
+                    next_end = min((budgets[i] for i in active), default=0)
                 if not active:
                     break
                 if self._cancel.is_set() or (stop is not None and stop.is_set()):
                     t = time.perf_counter()
                     for i in active:
                         yield RequestFinished(ids_of[i], t, "cancelled",
-                                              engine_times=_times(t_send, t_prefill, t_first[i], t))
+                                              engine_times=_times(t_send, t_prefill, t_first, t))
                     active = []
                     break
                 if not overlap:

@@ -24,7 +24,7 @@ from tui_lab.engines.base import (
     RequestSubmitted,
     SamplingParams,
     StreamEvent,
-    TokenEvent,
+    TokenStep,
     validate_batch,
 )
 
@@ -146,19 +146,20 @@ class ScriptedEngine(EngineBase):
                 active = batch - sum(done)
                 self._sleep(self.timing.decode_base + self.timing.decode_per_seq * active)
             t = self.clock()
-            for i, r in enumerate(requests):
-                if done[i]:
-                    continue
-                word = WORDS[(i + step + (sampling.seed or 0)) % len(WORDS)]
-                yield TokenEvent(r.request_id, token_id=100 + (i + step) % len(WORDS), text=" " + word, t=t)
+            # One TokenStep per step, as the transformers engine yields them (the batch decodes in lock step).
+            rows = [i for i in range(batch) if not done[i]]
+            yield TokenStep([requests[i].request_id for i in rows],
+                            [100 + (i + step) % len(WORDS) for i in rows],
+                            [" " + WORDS[(i + step + (sampling.seed or 0)) % len(WORDS)] for i in rows], t)
+            for i in rows:
                 produced[i] += 1
                 eos = self.eos_after.get(i)
                 if produced[i] >= budgets[i]:
                     done[i] = True
-                    yield RequestFinished(r.request_id, t, "length")
+                    yield RequestFinished(requests[i].request_id, t, "length")
                 elif eos is not None and produced[i] >= eos and not sampling.ignore_eos:
                     done[i] = True
-                    yield RequestFinished(r.request_id, t, "eos")
+                    yield RequestFinished(requests[i].request_id, t, "eos")
             step += 1
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tui_lab.engines.base import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent
+from tui_lab.engines.base import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 
 # ---------------------------------------------------------------- commands (UI → host)
 
@@ -159,31 +159,52 @@ class Frame:
 
 
 class FrameBuilder:
-    """Folds engine events into ``Frame`` columns (host side)."""
+    """Folds engine events into ``Frame`` columns (host side).
+
+    A ``TokenStep`` is appended column by column (C-level ``extend``s): the request indices of a
+    step's id list are worked out once and reused while the engine hands over the same list.
+    """
 
     def __init__(self, run_id: int) -> None:
         self.run_id = run_id
         self._ids: dict[str, int] = {}
+        self._step_ids: Sequence[str] | None = None
+        self._step_index = array("i")
         self.frame = Frame(run_id)
+
+    def _index(self, request_id: str) -> int:
+        i = self._ids.get(request_id)
+        if i is None:
+            i = self._ids[request_id] = len(self._ids)
+            self.frame.new_ids.append(request_id)
+        return i
+
+    def _add_step(self, step: TokenStep) -> None:
+        f = self.frame
+        if step.request_ids is not self._step_ids:
+            self._step_ids = step.request_ids
+            self._step_index = array("i", [self._index(rid) for rid in step.request_ids])
+        n = len(step.token_ids)
+        f.index.extend(self._step_index)
+        f.token_id.extend(step.token_ids)
+        f.t.extend(array("d", (step.t,)) * n)
+        f.text.extend(step.texts)
+        f.n_tokens.extend(array("i", (1,)) * n)
 
     def add(self, events: Sequence[StreamEvent]) -> None:
         """Append events to the current frame."""
         f = self.frame
         for ev in events:
-            if isinstance(ev, TokenEvent):
-                i = self._ids.get(ev.request_id)
-                if i is None:
-                    i = self._ids[ev.request_id] = len(self._ids)
-                    f.new_ids.append(ev.request_id)
-                f.index.append(i)
+            if type(ev) is TokenStep:
+                self._add_step(ev)
+            elif isinstance(ev, TokenEvent):
+                f.index.append(self._index(ev.request_id))
                 f.token_id.append(ev.token_id)
                 f.t.append(ev.t)
                 f.text.append(ev.text)
                 f.n_tokens.append(ev.n_tokens)
             elif isinstance(ev, RequestSubmitted):
-                if ev.request_id not in self._ids:
-                    self._ids[ev.request_id] = len(self._ids)
-                    f.new_ids.append(ev.request_id)
+                self._index(ev.request_id)
                 f.submitted.append(ev)
             else:
                 f.finished.append(ev)
@@ -202,8 +223,12 @@ class FrameReader:
     def __init__(self) -> None:
         self.ids: dict[int, list[str]] = {}
 
-    def events(self, frame: Frame) -> list[StreamEvent]:
-        """The frame's events, in order."""
+    def table(self, frame: Frame) -> list[str]:
+        """The run's request-id table (index → id), extended by this frame's new ids."""
         ids = self.ids.setdefault(frame.run_id, [])
         ids.extend(frame.new_ids)
-        return frame.events(ids)
+        return ids
+
+    def events(self, frame: Frame) -> list[StreamEvent]:
+        """The frame's events, in order."""
+        return frame.events(self.table(frame))

@@ -21,6 +21,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    TokenStep,
 )
 from tui_lab.errors import LabError
 from tui_lab.metrics import RequestTrace, RunSummary, e2e, summarize_run, tpot, ttft
@@ -127,10 +128,16 @@ class RunResult:
 
 
 class RunRecorder:
-    """Folds a stream of events into a ``RunResult`` (one owner of run state)."""
+    """Folds a stream of events into a ``RunResult`` (one owner of run state).
+
+    ``TokenStep``s (a batch decoded in lock step) are kept as they come and spread into the
+    requests' columns at ``finish``, or before any other token event: during the run the
+    recorder then does nothing per token on the thread that feeds the GPU.
+    """
 
     def __init__(self, requests: Sequence[Request], sampling: SamplingParams) -> None:
         self._by_id: dict[str, RequestResult] = {}
+        self._steps: list[TokenStep] = []
         self.result = RunResult(requests=[], sampling=sampling)
         for r in requests:
             rr = RequestResult(r.request_id, r.prompt, RequestTrace(r.request_id, t_send=float("nan")))
@@ -139,10 +146,15 @@ class RunRecorder:
 
     def add(self, event: StreamEvent) -> None:
         """Apply one event."""
+        if type(event) is TokenStep:
+            self._steps.append(event)
+            return
         rr = self._by_id.get(event.request_id)
         if rr is None:
             return
         if type(event) is TokenEvent or isinstance(event, TokenEvent):
+            if self._steps:
+                self._spread_steps()
             rr.trace.add(event.t, event.n_tokens)
             rr.token_ids.append(event.token_id)
             rr.texts.append(event.text)
@@ -156,8 +168,23 @@ class RunRecorder:
             if event.reason in ("cancelled", "error"):
                 self.result.partial = True
 
+    def _spread_steps(self) -> None:
+        """Move the kept steps' tokens into their requests' columns, in order."""
+        by_id = self._by_id
+        for step in self._steps:
+            t = step.t
+            rows = [by_id.get(rid) for rid in step.request_ids]
+            for rr, token_id, text in zip(rows, step.token_ids, step.texts, strict=True):
+                if rr is not None:
+                    rr.trace.event_times.append(t)
+                    rr.trace.event_tokens.append(1)
+                    rr.token_ids.append(token_id)
+                    rr.texts.append(text)
+        self._steps.clear()
+
     def finish(self, wall_s: float) -> RunResult:
         """Close the run: drop never-submitted requests' NaN send times, mark unfinished ones."""
+        self._spread_steps()
         res = self.result
         res.wall_s = wall_s
         for rr in res.requests:

@@ -307,8 +307,10 @@ class LabApp(App[int]):
             return
         event = message.event
         if isinstance(event, hp.Frame):
-            if event.run_id == self._run_id and self.live is not None:
-                self.live.apply(self.host.reader.events(event) if self.host is not None else [])
+            if self.host is not None:
+                ids = self.host.reader.table(event)  # every frame extends its run's table, shown or not
+                if event.run_id == self._run_id and self.live is not None:
+                    self.live.apply_frame(event, ids)
         elif isinstance(event, hp.RunProgressLine):
             if event.run_id == self._run_id:
                 self._show_progress(event.progress)

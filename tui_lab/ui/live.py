@@ -1,8 +1,10 @@
 """What the live panel shows of a run in progress, bounded in memory.
 
-The generation worker folds each time-batch of engine events into a
-``LiveRun`` (under a lock) and the UI reads a consistent snapshot on its
-redraw timer. Only the newest ``MAX_TOKENS_ON_SCREEN`` tokens per request and
+Each frame of token columns from the engine host is folded into a ``LiveRun``
+(under a lock) and the UI reads a consistent snapshot on its redraw timer. The fold
+works on the frame's columns (``apply_frame``): a counter and two times per token,
+no event object, so a run at hundreds of thousands of tokens a second leaves the
+UI's thread free for keys and redraws. Only the newest ``MAX_TOKENS_ON_SCREEN`` tokens per request and
 ``MAX_RECENT_GAPS`` pooled gaps are kept, so a long run at a high token rate
 keeps memory flat; the complete record lives in the ``RunResult`` the run
 returns. Plain Python: no Textual here, so it is unit-testable on its own.
@@ -15,7 +17,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tui_lab.engines.base import Request, RequestFinished, RequestSubmitted, StreamEvent, TokenEvent
+from tui_lab.engines.base import Request, RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, per_token
+from tui_lab.host.protocol import Frame
 from tui_lab.metrics import Percentiles, summarize
 from tui_lab.ui.theme import MAX_RECENT_GAPS, MAX_TOKENS_ON_SCREEN
 
@@ -44,7 +47,8 @@ class LiveRequest:
     produced: int = 0
     finish_reason: str | None = None
     error: str | None = None
-    tokens: deque[ShownToken] = field(default_factory=lambda: deque(maxlen=MAX_TOKENS_ON_SCREEN))
+    tokens: deque[tuple[int, str, float, bool, int]] = field(default_factory=lambda: deque(maxlen=MAX_TOKENS_ON_SCREEN))
+    """The newest tokens as ``ShownToken`` fields (a tuple each; ``snapshot_request`` makes the objects)."""
 
     @property
     def ttft_s(self) -> float | None:
@@ -98,44 +102,80 @@ class LiveRun:
         self.version = 0
         """Bumped on every applied batch, so a redraw timer knows whether anything changed."""
 
+    def _request(self, request_id: str) -> LiveRequest:
+        req = self._by_id.get(request_id)
+        if req is None:
+            # Sweeps and comparisons create their requests themselves: adopt them as they appear.
+            req = LiveRequest(request_id, "", self._default_budget)
+            self._by_id[request_id] = req
+            self.requests.append(req)
+        return req
+
+    def _submitted(self, event: RequestSubmitted) -> None:
+        req = self._request(event.request_id)
+        if req.finish_reason is not None:
+            # The same id in a later run of a sweep: start its row afresh.
+            req.t_first = req.t_last = None
+            req.produced, req.finish_reason, req.error = 0, None, None
+            req.tokens.clear()
+        req.t_send = event.t
+        if self._t0 is None or event.t < self._t0:
+            self._t0 = event.t
+        self._seen(event.t)
+
+    def _finished(self, event: RequestFinished) -> None:
+        req = self._request(event.request_id)
+        req.finish_reason = event.reason
+        req.error = event.error
+        self._seen(event.t)
+
+    def _seen(self, t: float) -> None:
+        if self._t_latest is None or t > self._t_latest:
+            self._t_latest = t
+
     def apply(self, events: Iterable[StreamEvent]) -> None:
-        """Fold a batch of events (called from the worker thread)."""
+        """Fold a batch of engine events (tests, and anything that holds events rather than frames)."""
         with self._lock:
-            for event in events:
-                req = self._by_id.get(event.request_id)
-                if req is None:
-                    # Sweeps and comparisons create their requests themselves: adopt them as they appear.
-                    req = LiveRequest(event.request_id, "", self._default_budget)
-                    self._by_id[event.request_id] = req
-                    self.requests.append(req)
+            for event in per_token(events):
                 if isinstance(event, TokenEvent):
-                    self._token(req, event)
+                    self._tokens([self._request(event.request_id)], [0], [event.t], [event.text], [event.n_tokens])
                 elif isinstance(event, RequestSubmitted):
-                    if req.finish_reason is not None:
-                        # The same id in a later run of a sweep: start its row afresh.
-                        req.t_first = req.t_last = None
-                        req.produced, req.finish_reason, req.error = 0, None, None
-                        req.tokens.clear()
-                    req.t_send = event.t
-                    if self._t0 is None or event.t < self._t0:
-                        self._t0 = event.t
+                    self._submitted(event)
                 elif isinstance(event, RequestFinished):
-                    req.finish_reason = event.reason
-                    req.error = event.error
-                self._t_latest = event.t if self._t_latest is None else max(self._t_latest, event.t)
+                    self._finished(event)
             self.version += 1
 
-    def _token(self, req: LiveRequest, event: TokenEvent) -> None:
-        first = req.t_first is None
-        previous = req.t_send if first else req.t_last
-        gap = event.t - previous if previous is not None else 0.0
-        if first:
-            req.t_first = event.t
-        else:
-            self._gaps.append(gap)
-        req.t_last = event.t
-        req.tokens.append(ShownToken(req.produced, event.text, gap, first, event.n_tokens))
-        req.produced += event.n_tokens
+    def apply_frame(self, frame: Frame, ids: Sequence[str]) -> None:
+        """Fold one frame of the host's token columns; ``ids`` is the run's request table (index → id)."""
+        with self._lock:
+            for event in frame.submitted:
+                self._submitted(event)
+            if len(frame.index):
+                rows = [self._request(rid) for rid in ids]
+                self._tokens(rows, frame.index, frame.t, frame.text, frame.n_tokens)
+            for event in frame.finished:
+                self._finished(event)
+            self.version += 1
+
+    def _tokens(self, rows: Sequence[LiveRequest], index: Sequence[int], times: Sequence[float],
+                texts: Sequence[str], counts: Sequence[int]) -> None:
+        """Token columns → each request's counters, times, newest shown tokens, and the pooled gaps."""
+        gaps = self._gaps
+        for i, t, text, n in zip(index, times, texts, counts, strict=True):
+            req = rows[i]
+            last = req.t_last
+            if last is None:
+                gap = t - req.t_send if req.t_send is not None else 0.0
+                req.t_first = t
+                req.tokens.append((req.produced, text, gap, True, n))
+            else:
+                gap = t - last
+                gaps.append(gap)
+                req.tokens.append((req.produced, text, gap, False, n))
+            req.t_last = t
+            req.produced += n
+        if len(times):
+            self._seen(max(times))
 
     def reset(self) -> None:
         """Forget every request (a sweep moves on to its next configuration)."""
@@ -151,7 +191,7 @@ class LiveRun:
         """A request and a copy of its shown tokens, read consistently."""
         with self._lock:
             req = self.requests[index]
-            return req, list(req.tokens)
+            return req, [ShownToken(*fields) for fields in req.tokens]
 
     def rows(self) -> list[tuple[str, int, int, str | None, float | None, float | None]]:
         """One row per request: (id, produced, budget, finish reason, TTFT, tokens/s)."""
