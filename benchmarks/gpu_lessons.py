@@ -1,8 +1,9 @@
 """GPU figures for lessons 05 and 06 (and the TP=1 half of lesson 04's "one GPU or two").
 
 Runs the lessons' experiments headless on vLLM, one experiment per process (so each frees its GPU
-memory), with architecture models only (random weights, no downloads) except speculation, which
-needs real text and uses the embedded model. Prints one JSON line per experiment and writes them
+memory), with architecture models only (random weights, no downloads; the embedded checkpoint is
+too large to carry to a lent GPU). Speculation then measures what n-gram drafting costs and gains on a
+random-weight model's text, which is noise: its acceptance is not that of real text. Prints one JSON line per experiment and writes them
 all to ``$OUT/gpu-lessons.json``. Budget: about 4 minutes on an H200 (six vLLM engine starts).
 
     python benchmarks/gpu_lessons.py            # all, in order, within --budget seconds
@@ -29,7 +30,7 @@ PLAN: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("weight_precision", {"model": "llama-3-8b", "max_new_tokens": 64}, {"model": "arch:llama-3-8b"}),
     ("kv_capacity", {"context": 4096, "kv_cache_dtype": "fp8", "compare_fp8": True, "throughput_batch": 32},
      {"model": "arch:llama-3-8b"}),
-    ("speculation", {"k": 4, "max_new_tokens": 96}, {"model": "embedded"}),
+    ("speculation", {"k": 4, "max_new_tokens": 96}, {"model": "arch:gemma-3-270m"}),
     ("one_gpu_or_two", {"model": "llama-3-8b", "sweep": [1, 32, 128, 256], "memory_utilization": 0.5},
      {"model": "arch:gemma-3-270m", "gpu_memory_utilization": 0.1}),
 ]
