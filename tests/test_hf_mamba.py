@@ -67,6 +67,7 @@ def test_states_are_fixed_size_per_bucket_and_mlp_only_layers_keep_none():
         assert len(e.ks) == 2 and len(e.convs) == 3 and len(e.ssms) == 3  # "M*-M-*M": 2 attention, 3 Mamba
         assert e.convs[0].shape == (4, 8 * 8 + 2 * 2 * 16, 4)  # bucket 4, conv_dim, kernel
         assert e.ssms[0].shape == (4, 8, 8, 16) and e.ssms[0].dtype == torch.float32
+        assert "Mamba conv/SSM states" in be.describe()
     finally:
         be.release()
     longer = StaticGraphBackend(model, 3, 200)

@@ -179,7 +179,8 @@ class _Arch:
         import torch
 
         config = model.config
-        names = {"linear_attention": "mamba", "full_attention": "attention", "mlp": "mlp"}
+        names = {"linear_attention": "mamba", "full_attention": "attention", "mlp": "mlp",
+                 "mamba": "mamba", "attention": "attention"}  # the second row: older transformers' names
         block_types = list(config.layers_block_type)
         unknown = sorted({t for t in block_types if t not in names})
         if unknown:
@@ -974,8 +975,11 @@ class StaticGraphBackend:
     def describe(self) -> str:
         """One line for EngineInfo.notes / result files."""
         how = "CUDA graph" if self.uses_graphs else "eager step"
-        text = (f"static KV cache {self.bucket}×{self.length}, {how}, compile={self.options.compile}, "
-                f"attention={self.options.attention}")
+        cache = f"static KV cache {self.bucket}×{self.length}"
+        if self.rt.arch.hybrid:
+            state = self.rt.arch.state_bytes_per_sequence() * self.bucket / 2**20
+            cache = f"{cache} + Mamba conv/SSM states {state:.0f} MiB"
+        text = f"{cache}, {how}, compile={self.options.compile}, attention={self.options.attention}"
         for note in (self.rt.fallback, self.rt.prefill_fallback):
             if note:
                 text = f"{text}; {note}"

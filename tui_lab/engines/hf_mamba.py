@@ -165,8 +165,9 @@ def chunk_scan(xs: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, bm: torch.Te
     per_group = h // cfg.groups
     dt = F.softplus(dt + dt_bias.to(dt.dtype)).clamp(min=cfg.dt_min)
     xs = xs.float()
-    bm = bm.float().repeat_interleave(per_group, dim=2)
-    cm = cm.float().repeat_interleave(per_group, dim=2)
+    # Head i reads group i // per_group (an expand, not repeat_interleave: no size to read back from the GPU).
+    bm = bm.float()[:, :, :, None].expand(b, s, cfg.groups, per_group, bm.shape[-1]).reshape(b, s, h, -1)
+    cm = cm.float()[:, :, :, None].expand(b, s, cfg.groups, per_group, cm.shape[-1]).reshape(b, s, h, -1)
     c = cfg.chunk
     pad = (c - s % c) % c
     skip = d[..., None] * F.pad(xs, (0, 0, 0, 0, 0, pad))
