@@ -55,6 +55,31 @@ def test_hybrid_decode_matches_eager(lens):
     _check(_model(_nemotron()), lens, steps=16)
 
 
+def test_prefill_leaves_transformers_states_in_the_buffers():
+    from transformers import DynamicCache
+
+    model = _model(_nemotron())
+    ids, mask = _batch(model.config.vocab_size, [5, 11, 2])
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
+    be = StaticGraphBackend(model, 3, 20)
+    try:
+        be.prefill(ids, mask)
+        e = be.entry
+        mamba_layers = [i for i, k in enumerate(be.rt.arch.kinds) if k == "mamba"]
+        for conv, ssm, i in zip(e.convs, e.ssms, mamba_layers, strict=True):
+            torch.testing.assert_close(conv[:3], cache.layers[i].conv_states[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(ssm[:3], cache.layers[i].recurrent_states[0], atol=1e-4, rtol=1e-4)
+        attention_layers = [i for i, k in enumerate(be.rt.arch.kinds) if k == "attention"]
+        for kc, i in zip(e.ks, attention_layers, strict=True):
+            keys = cache.layers[i].keys  # (3, kv_heads, 11, head_dim), padded positions included
+            torch.testing.assert_close(kc[:3, :, :11] * mask[:, None, :, None], keys * mask[:, None, :, None],
+                                       atol=1e-5, rtol=1e-5)
+    finally:
+        be.release()
+
+
 def test_prompt_shorter_than_the_conv_window_and_one_chunk():
     _check(_model(_nemotron("*M-M", chunk_size=8)), [1, 3], steps=6)
 
