@@ -162,3 +162,28 @@ def test_unsupported_hybrid_layers_raise_not_implemented():
     model = _model(cfg)
     with pytest.raises(NotImplementedError, match="moe"):
         StaticGraphBackend(model, 1, 16)
+
+
+def test_blocks_trace_as_whole_graphs_for_torch_compile():
+    # On CUDA each block function is compiled with fullgraph=True (one graph per block, captured as a CUDA
+    # graph). Tracing them here with dynamo's eager backend fails on any graph break, and must not change
+    # the results (dynamic batch and prompt length, as marked by the forward).
+    model = _model(_nemotron())
+    rt = hf_graphs._runtime(model, hf_graphs.GraphOptions())
+    plain = rt.fns
+
+    def trace(fn):
+        return torch.compile(fn, fullgraph=True, backend="eager")
+
+    rt.fns = hf_graphs._Fns(trace(plain.prologue), trace(plain.layer), trace(plain.epilogue), plain.cfg,
+                            trace(plain.mamba_step), trace(plain.mamba_prefill), trace(plain.mlp))
+    try:
+        ids, mask = _batch(model.config.vocab_size, [5, 11, 2])
+        ref_toks, ref_logits = _eager_reference(model, ids, mask, 4)
+        toks, logits = _fast(model, ids, mask, 4)
+        for a, b in zip(ref_logits, logits, strict=True):
+            torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
+        assert torch.equal(toks, ref_toks)
+    finally:
+        rt.fns = plain
+        torch._dynamo.reset()
