@@ -41,10 +41,10 @@ def _model(cfg):
     return model
 
 
-def _check(model, lens, steps):
+def _check(model, lens, steps, attention=hf_graphs.GraphOptions.attention):
     ids, mask = _batch(model.config.vocab_size, lens)
     ref_toks, ref_logits = _eager_reference(model, ids, mask, steps)
-    toks, logits = _fast(model, ids, mask, steps)
+    toks, logits = _fast(model, ids, mask, steps, attention)
     for a, b in zip(ref_logits, logits, strict=True):
         torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
     assert torch.equal(toks, ref_toks)
@@ -78,6 +78,11 @@ def test_prefill_leaves_transformers_states_in_the_buffers():
                                        atol=1e-5, rtol=1e-5)
     finally:
         be.release()
+
+
+@pytest.mark.parametrize("attention", ["reduce", "sdpa"])
+def test_hybrid_decode_with_the_other_attention_kernels(attention):
+    _check(_model(_nemotron()), [5, 11, 2], steps=16, attention=attention)
 
 
 def test_prompt_shorter_than_the_conv_window_and_one_chunk():
