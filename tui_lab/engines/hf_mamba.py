@@ -96,14 +96,17 @@ def decode_step(x: torch.Tensor, w: tuple, conv: torch.Tensor, ssm: torch.Tensor
     bm = bm.view(b, cfg.groups, 1, cfg.state).expand(b, cfg.groups, per_group, cfg.state).reshape(
         b, cfg.heads, 1, cfg.state)
     cm = cm.view(b, cfg.groups, 1, cfg.state).expand(b, cfg.groups, per_group, cfg.state).reshape(
-        b, cfg.heads, cfg.state, 1)
+        b, cfg.heads, 1, cfg.state)
     # Discretise: dt > 0 per head, decay exp(dt·A) in (0, 1), input dt·B ⊗ x.
     dt = F.softplus(dt.view(b, cfg.heads) + dt_bias.to(dt.dtype))[:, :, None, None]
     decay = torch.exp(dt.float() * a.float()[:, None, None])
     dbx = (dt * bm) * xs[..., None]
     h = ssm * decay + dbx
     ssm.copy_(h.to(ssm.dtype))
-    y = torch.matmul(h.to(cm.dtype), cm).view(b, cfg.heads, cfg.head_dim)
+    # y = C·h as a product and a sum over the state (not a batched matmul): the compiler fuses the update,
+    # the write-back and this read-out into one kernel, so the state is read and written once per token.
+    # h is rounded to the model dtype first, as transformers does before its matmul.
+    y = (h.to(cm.dtype).float() * cm.float()).sum(-1).to(cm.dtype)
     y = (y + xs * d[:, None]).to(y.dtype).to(dtype).view(b, 1, cfg.d_inner)
     y = gated_rms_norm(y, z, w_gn, cfg.groups, cfg.eps)
     return F.linear(y.to(dtype), w_out, b_out)
