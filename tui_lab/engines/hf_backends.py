@@ -12,7 +12,8 @@ engine drops their tokens), so the batch shape never changes.
   model returns, e.g. NemotronH's hybrid Mamba/attention cache).
 * ``NoCacheBackend`` — no cache at all: every step runs the whole sequence again.
   The naive loop of the KV-cache lesson; its cost grows with the length.
-* ``StaticGraphBackend`` (CUDA only, ``tui_lab.engines.hf_graphs``) — static cache + CUDA graphs.
+* ``StaticGraphBackend`` (CUDA only, ``tui_lab.engines.hf_graphs``) — static cache + CUDA graphs, for
+  Gemma 3, Llama, Qwen 3 and Nemotron-H (its Mamba layers' conv/SSM states are static buffers too).
 """
 
 from __future__ import annotations

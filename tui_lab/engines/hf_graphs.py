@@ -21,8 +21,13 @@ padded length.
 Batches are padded up to a bucket (1, 2, 4, ..., 1024); graphs and caches are kept per bucket and
 length, so once the step is compiled a new batch size is ready in a fraction of a second.
 
-Supported model families: Gemma 3 (text), Llama, Qwen 3 (their decoder layers are written out below).
-Anything else raises ``NotImplementedError`` and the engine falls back to eager decoding.
+Supported model families: Gemma 3 (text), Llama, Qwen 3 (their decoder layers are written out below),
+and the hybrid Mamba-2/attention Nemotron-H (Nemotron Nano 9B v2): its blocks are of three kinds, each
+one compiled function (Mamba-2 mixer, attention without positional encoding, MLP). Its Mamba layers
+keep a fixed-size conv window and SSM state per sequence (``tui_lab.engines.hf_mamba``), allocated per
+batch bucket next to the attention layers' static KV cache; prefill runs the chunked scan and leaves the
+final states in them. Anything else raises ``NotImplementedError`` and the engine falls back to eager
+decoding.
 """
 
 from __future__ import annotations
@@ -35,13 +40,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tui_lab.engines import hf_mamba
+from tui_lab.engines.hf_mamba import MambaCfg
 from tui_lab.errors import OutOfMemory
 from tui_lab.metrics import ModelShape, kv_bytes_per_sequence
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-SUPPORTED_MODEL_TYPES = ("gemma3_text", "llama", "qwen3")
+SUPPORTED_MODEL_TYPES = ("gemma3_text", "llama", "qwen3", "nemotron_h")
 BATCH_BUCKETS = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 """Batch 1 runs as 2: the step costs the same (it is bound by launches and weight reads), and a size-1
 dimension would make torch.compile specialise — one more compilation for nothing."""
@@ -120,6 +127,13 @@ class _Arch:
             raise NotImplementedError(
                 f"the CUDA-graph decode path supports {', '.join(SUPPORTED_MODEL_TYPES)}, not {model_type!r}"
             )
+        self.hybrid = model_type == "nemotron_h"
+        self.kinds: list[str] = []
+        """Hybrid models: each layer's kind, ``"mamba"``, ``"attention"`` or ``"mlp"`` (empty otherwise)."""
+        self.mamba: MambaCfg | None = None
+        if self.hybrid:
+            self._init_hybrid(model)
+            return
         if getattr(config, "attn_logit_softcapping", None):
             raise NotImplementedError("attention logit soft-capping is not supported by the CUDA-graph path")
         act = getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", None)
@@ -160,6 +174,86 @@ class _Arch:
         self.final_norm = self.body.norm.weight
         self.lm_head = model.lm_head.weight
 
+    def _init_hybrid(self, model: Any) -> None:
+        """Nemotron-H: blocks of one mixer each (Mamba-2, attention or MLP), pre-norm, residual."""
+        import torch
+
+        config = model.config
+        names = {"linear_attention": "mamba", "full_attention": "attention", "mlp": "mlp",
+                 "mamba": "mamba", "attention": "attention"}  # the second row: older transformers' names
+        block_types = list(config.layers_block_type)
+        unknown = sorted({t for t in block_types if t not in names})
+        if unknown:
+            raise NotImplementedError(f"layers of type {', '.join(unknown)} are not supported by the CUDA-graph path")
+        for what, act, ok in (("MLP", config.mlp_hidden_act, "relu2"), ("Mamba", config.mamba_hidden_act, "silu")):
+            if act != ok:
+                raise NotImplementedError(f"{what} activation {act!r} is not supported by the CUDA-graph path")
+        self.model = model
+        self.config = config
+        self.body = model.model
+        self.layers = list(self.body.layers)
+        self.kinds = [names[t] for t in block_types]
+        self.gemma = False
+        self.final_softcap = None
+        self.window_list = []
+        self.dtype = next(model.parameters()).dtype
+        self.vocab_size = model.lm_head.out_features
+        attn = [layer.mixer for layer, k in zip(self.layers, self.kinds, strict=True) if k == "attention"]
+        mixers = [layer.mixer for layer, k in zip(self.layers, self.kinds, strict=True) if k == "mamba"]
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = attn[0].head_dim if attn else int(config.head_dim)
+        scale = float(attn[0].scaling) if attn else 1.0
+        m0 = mixers[0] if mixers else None
+        self.mamba = MambaCfg(
+            heads=m0.num_heads, head_dim=m0.head_dim, groups=m0.n_groups, state=m0.ssm_state_size,
+            conv_kernel=m0.conv_kernel_size, chunk=m0.chunk_size, dt_min=float(m0.time_step_limit[0]),
+            eps=float(m0.norm.variance_epsilon),
+        ) if m0 is not None else None
+        self.cfg = _HybridCfg(
+            heads=self.num_heads, kv_heads=self.num_kv_heads, head_dim=self.head_dim, scale=scale,
+            eps=float(config.layer_norm_epsilon), attention="sdpa", mamba=self.mamba,
+        )
+        with torch.no_grad():
+            self.weights = [self._hybrid_weights(layer, kind) for layer, kind in zip(self.layers, self.kinds,
+                                                                                      strict=True)]
+        self.final_norm = self.body.norm_f.weight
+        self.lm_head = model.lm_head.weight
+
+    @staticmethod
+    def _hybrid_weights(layer: Any, kind: str) -> tuple:
+        import torch
+
+        mixer = layer.mixer
+        if kind == "attention":
+            w_qkv, b_qkv = _fuse_rows([mixer.q_proj, mixer.k_proj, mixer.v_proj])
+            return (layer.norm.weight, w_qkv, b_qkv, mixer.o_proj.weight, mixer.o_proj.bias)
+        if kind == "mlp":
+            return (layer.norm.weight, mixer.up_proj.weight, mixer.up_proj.bias, mixer.down_proj.weight,
+                    mixer.down_proj.bias)
+        a = -torch.exp(mixer.A_log.float())
+        return (layer.norm.weight, (
+            mixer.in_proj.weight, mixer.in_proj.bias, mixer.conv1d.weight.squeeze(1), mixer.conv1d.bias,
+            mixer.dt_bias, a, mixer.D, mixer.norm.weight, mixer.out_proj.weight, mixer.out_proj.bias,
+        ))
+
+    @property
+    def kv_layers(self) -> int:
+        """Layers that keep keys and values (every layer, or a hybrid model's attention layers)."""
+        return self.kinds.count("attention") if self.hybrid else len(self.layers)
+
+    def state_bytes_per_sequence(self) -> int:
+        """Fixed bytes one sequence keeps whatever its length (a hybrid model's Mamba conv windows and
+        float32 SSM states; 0 for pure attention models)."""
+        if self.mamba is None:
+            return 0
+        elem = self.dtype.itemsize if hasattr(self.dtype, "itemsize") else 2
+        return self.kinds.count("mamba") * self.mamba.state_bytes(elem, 4)
+
+    def cache_bytes_per_sequence(self, length: int) -> float:
+        """Static cache bytes of one sequence of ``length`` positions: KV plus fixed Mamba state."""
+        return kv_bytes_per_sequence(self.shape(), length) + self.state_bytes_per_sequence()
+
     def _layer_weights(self, layer: Any) -> tuple:
         attn, mlp = layer.self_attn, layer.mlp
         w_qkv, b_qkv = _fuse_rows([attn.q_proj, attn.k_proj, attn.v_proj])
@@ -177,11 +271,24 @@ class _Arch:
         """KV arithmetic for the static cache (every layer keeps the full length here)."""
         params = sum(p.numel() for p in self.model.parameters())
         elem = self.dtype.itemsize if hasattr(self.dtype, "itemsize") else 2
-        return ModelShape(params=params, bytes_per_param=elem, layers=len(self.layers),
+        return ModelShape(params=params, bytes_per_param=elem, layers=self.kv_layers,
                           kv_heads=self.num_kv_heads, head_dim=self.head_dim, kv_bytes_per_elem=elem)
 
 
 _ACTIVATIONS = ("gelu_pytorch_tanh", "silu")
+
+
+@dataclass(frozen=True)
+class _HybridCfg:
+    """Constants of a hybrid model's blocks (one compilation per block kind serves every layer)."""
+
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scale: float
+    eps: float
+    attention: str
+    mamba: MambaCfg | None
 
 
 @dataclass(frozen=True)
@@ -366,6 +473,108 @@ def forward_tokens(fns: _Fns, arch: _Arch, ids: torch.Tensor, pos: torch.Tensor,
     return fns.epilogue(last, arch.final_norm, arch.lm_head, arch.cfg.eps, arch.gemma, arch.final_softcap)
 
 
+# --------------------------------------------------------------------------------------------------
+# Hybrid Mamba-2/attention models (Nemotron-H): one function per block kind
+
+
+def _norm_f32_weight(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """Nemotron-H's RMSNorm: normalise and scale in float32, then cast back."""
+    import torch
+
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (w.float() * xf).to(x.dtype)
+
+
+def hybrid_prologue(arch: _Arch, ids: torch.Tensor, q_index: torch.Tensor,
+                    valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings and the attention mask (the model has no positional encoding: no rotary tables)."""
+    return arch.body.embeddings(ids), _masks(arch, valid, q_index)[0]
+
+
+def hybrid_mamba_step(h: torch.Tensor, w: tuple, conv: torch.Tensor, ssm: torch.Tensor,
+                      cfg: _HybridCfg) -> torch.Tensor:
+    """A Mamba block on one token per sequence (B, 1, hidden); advances ``conv`` and ``ssm`` in place."""
+    return h + hf_mamba.decode_step(_norm_f32_weight(h, w[0], cfg.eps), w[1], conv, ssm, cfg.mamba)
+
+
+def hybrid_mamba_prefill(h: torch.Tensor, w: tuple, conv: torch.Tensor, ssm: torch.Tensor, tok_mask: torch.Tensor,
+                         cfg: _HybridCfg) -> torch.Tensor:
+    """A Mamba block on left-padded prompts (B, S, hidden); sets ``conv`` and ``ssm`` to their final states."""
+    return h + hf_mamba.prefill(_norm_f32_weight(h, w[0], cfg.eps), w[1], conv, ssm, tok_mask, cfg.mamba)
+
+
+def hybrid_attention(h: torch.Tensor, w: tuple, kc: torch.Tensor, vc: torch.Tensor, mask: torch.Tensor,
+                     wpos: torch.Tensor, cfg: _HybridCfg) -> torch.Tensor:
+    """An attention block (no rotary embedding in this family); writes K/V at cache indices ``wpos``."""
+    import torch.nn.functional as F  # noqa: N812
+
+    w_norm, w_qkv, b_qkv, w_o, b_o = w
+    b, s, _ = h.shape
+    nq, nkv = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    q, k, v = F.linear(_norm_f32_weight(h, w_norm, cfg.eps), w_qkv, b_qkv).split([nq, nkv, nkv], dim=-1)
+    q = q.view(b, s, cfg.heads, cfg.head_dim).transpose(1, 2)
+    kc.index_copy_(2, wpos, k.view(b, s, cfg.kv_heads, cfg.head_dim).transpose(1, 2))
+    vc.index_copy_(2, wpos, v.reshape(b, s, cfg.kv_heads, cfg.head_dim).transpose(1, 2))
+    return h + F.linear(_attend(q, kc, vc, mask, cfg.scale, cfg.attention), w_o, b_o)
+
+
+def hybrid_mlp(h: torch.Tensor, w: tuple, cfg: _HybridCfg) -> torch.Tensor:
+    """An MLP block: up, squared ReLU, down (no gate)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    w_norm, w_up, b_up, w_down, b_down = w
+    x = F.linear(_norm_f32_weight(h, w_norm, cfg.eps), w_up, b_up)
+    return h + F.linear(torch.square(F.relu(x)), w_down, b_down)
+
+
+def hybrid_epilogue(h: torch.Tensor, w_norm: torch.Tensor, w_lm: torch.Tensor, eps: float) -> torch.Tensor:
+    """Final norm and the vocabulary projection of the last position: (B, hidden) → (B, V)."""
+    import torch
+
+    return torch.nn.functional.linear(_norm_f32_weight(h, w_norm, eps), w_lm)
+
+
+def forward_hybrid(fns: _Fns, arch: _Arch, ids: torch.Tensor, q_index: torch.Tensor, valid: torch.Tensor,
+                   ks: list[torch.Tensor], vs: list[torch.Tensor], convs: list[torch.Tensor],
+                   ssms: list[torch.Tensor], tok_mask: torch.Tensor | None) -> torch.Tensor:
+    """A hybrid model's tokens ``ids`` (B, S) → last-position logits. With ``tok_mask`` (B, S) it is a
+    prefill from zero Mamba states (any S, 1 included); without, a decode step of one token that
+    continues the states. Attention layers write K/V at cache indices ``q_index``."""
+    prefill = tok_mask is not None
+    bs = (0, 1) if prefill else (0,)
+    _mark(ids, *bs)
+    _mark(valid, 0, 1)
+    if prefill:
+        _mark(q_index, 0)
+        _mark(tok_mask, 0, 1)
+    h, mask = fns.prologue(arch, ids, q_index, valid)
+    cfg = fns.cfg
+    a = m = 0
+    for kind, w in zip(arch.kinds, arch.weights, strict=True):
+        _mark(h, *bs)
+        if kind == "mamba":
+            _mark(convs[m], 0)
+            _mark(ssms[m], 0)
+            if prefill:
+                h = fns.mamba_prefill(h, w, convs[m], ssms[m], tok_mask, cfg)
+            else:
+                h = fns.mamba_step(h, w, convs[m], ssms[m], cfg)
+            m += 1
+        elif kind == "attention":
+            _mark(mask, 0, 3, *bs[1:] and (2,))
+            _mark(ks[a], 0, 2)
+            _mark(vs[a], 0, 2)
+            h = fns.layer(h, w, ks[a], vs[a], mask, q_index, cfg)
+            a += 1
+        else:
+            h = fns.mlp(h, w, cfg)
+    last = h[:, -1]
+    _mark(last, 0)
+    return fns.epilogue(last, arch.final_norm, arch.lm_head, cfg.eps)
+
+
 def _mark(t: torch.Tensor, *dims: int) -> None:
     """Tell dynamo these dims vary (batch, cache length), so the first compilation is already general."""
     import torch
@@ -384,8 +593,13 @@ class _Fns:
 
     prologue: Any
     layer: Any
+    """The decoder layer (a hybrid model's attention block)."""
     epilogue: Any
-    cfg: _LayerCfg
+    cfg: _LayerCfg | _HybridCfg
+    mamba_step: Any = None
+    """Hybrid models only: the Mamba block's decode step, its prefill, and the MLP block."""
+    mamba_prefill: Any = None
+    mlp: Any = None
 
 
 @dataclass
@@ -400,6 +614,11 @@ class _Entry:
     valid: torch.Tensor
     ks: list[torch.Tensor]
     vs: list[torch.Tensor]
+    convs: list[torch.Tensor] = field(default_factory=list)
+    """Hybrid models: per Mamba layer, the conv windows (bucket, conv_dim, K) and SSM states
+    (bucket, heads, head_dim, state), float32 like transformers keeps them. Their size does not
+    depend on the length."""
+    ssms: list[torch.Tensor] = field(default_factory=list)
     graph: Any = None
     out: torch.Tensor | None = None
     prefill: dict = field(default_factory=dict)
@@ -459,8 +678,10 @@ def _make_fns(arch: _Arch, options: GraphOptions) -> _Fns:
 
     cfg = dataclasses.replace(arch.cfg, attention=options.attention)
     device = next(arch.model.parameters()).device
+    fns = (_Fns(hybrid_prologue, hybrid_attention, hybrid_epilogue, cfg, hybrid_mamba_step, hybrid_mamba_prefill,
+                hybrid_mlp) if arch.hybrid else _Fns(prologue, layer_step, epilogue, cfg))
     if options.compile == "none" or device.type != "cuda":
-        return _Fns(prologue, layer_step, epilogue, cfg)
+        return fns
     mode = None if options.compile == "default" else options.compile
     # Every runtime (model, options) shares these three functions' code objects, and dynamo counts
     # compilations per code object: 8 by default, which a session that loads a few models (or the
@@ -470,8 +691,11 @@ def _make_fns(arch: _Arch, options: GraphOptions) -> _Fns:
             setattr(torch._dynamo.config, name, 64)
     if getattr(torch._dynamo.config, "accumulated_recompile_limit", 1 << 30) < 512:
         torch._dynamo.config.accumulated_recompile_limit = 512
-    compiled = [torch.compile(fn, fullgraph=True, mode=mode) for fn in (prologue, layer_step, epilogue)]
-    return _Fns(*compiled, cfg)
+    def compiled(fn: Any) -> Any:
+        return None if fn is None else torch.compile(fn, fullgraph=True, mode=mode)
+
+    return _Fns(compiled(fns.prologue), compiled(fns.layer), compiled(fns.epilogue), cfg,
+                compiled(fns.mamba_step), compiled(fns.mamba_prefill), compiled(fns.mlp))
 
 
 def _inductor_patch() -> Any:
@@ -490,7 +714,10 @@ def _inductor_patch() -> Any:
 def _run_step(rt: _Runtime, e: _Entry, fns: _Fns | None = None) -> torch.Tensor:
     """The captured region: mark the new cache slot valid, run the step, advance positions."""
     e.valid.index_fill_(1, e.wp, True)
-    out = forward_tokens(fns or rt.fns, rt.arch, e.ids, e.pos, e.wp, e.valid, e.ks, e.vs)
+    if rt.arch.hybrid:
+        out = forward_hybrid(fns or rt.fns, rt.arch, e.ids, e.wp, e.valid, e.ks, e.vs, e.convs, e.ssms, None)
+    else:
+        out = forward_tokens(fns or rt.fns, rt.arch, e.ids, e.pos, e.wp, e.valid, e.ks, e.vs)
     e.wp.add_(1)
     e.pos.add_(1)
     return out
@@ -510,8 +737,15 @@ def _run_prefill(rt: _Runtime, e: _Entry, ids: torch.Tensor, mask: torch.Tensor)
     e.valid[:rows, :plen].copy_(mask)
     pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
     q_index = torch.arange(plen, device=ids.device)
-    logits = forward_tokens(rt.fns, rt.arch, ids, pos, q_index, e.valid[:rows],
-                            [k[:rows] for k in e.ks], [v[:rows] for v in e.vs])
+    if rt.arch.hybrid:
+        for t in (*e.convs, *e.ssms):  # rows past R are computed too: start them from zero states
+            t[rows:].zero_()
+        logits = forward_hybrid(rt.fns, rt.arch, ids, q_index, e.valid[:rows], [k[:rows] for k in e.ks],
+                                [v[:rows] for v in e.vs], [c[:rows] for c in e.convs], [s[:rows] for s in e.ssms],
+                                mask)
+    else:
+        logits = forward_tokens(rt.fns, rt.arch, ids, pos, q_index, e.valid[:rows],
+                                [k[:rows] for k in e.ks], [v[:rows] for v in e.vs])
     e.pos.zero_()
     e.pos[:rows, 0].copy_(mask.long().sum(-1))
     e.valid[:, 0].logical_or_(e.pos[:, 0] == 0)
@@ -591,8 +825,7 @@ def _evict(rt: _Runtime, keep_bytes: int = 0) -> None:
 
 def largest_batch_that_fits(arch: _Arch, length: int, free_bytes: float) -> int:
     """The largest batch whose static cache, logits and sampling buffers fit in ``free_bytes``."""
-    shape = arch.shape()
-    per_seq = kv_bytes_per_sequence(shape, length) + arch.vocab_size * (2 + 4 * 3)
+    per_seq = arch.cache_bytes_per_sequence(length) + arch.vocab_size * (2 + 4 * 3)
     fits = int(0.9 * free_bytes // per_seq)
     best = 0
     for b in BATCH_BUCKETS:
@@ -606,22 +839,29 @@ def _build_entry(rt: _Runtime, bucket: int, length: int, device: Any) -> _Entry:
 
     arch = rt.arch
     kv_shape = (bucket, arch.num_kv_heads, length, arch.head_dim)
-    ks = [torch.zeros(kv_shape, dtype=arch.dtype, device=device) for _ in arch.layers]
-    vs = [torch.zeros(kv_shape, dtype=arch.dtype, device=device) for _ in arch.layers]
+    ks = [torch.zeros(kv_shape, dtype=arch.dtype, device=device) for _ in range(arch.kv_layers)]
+    vs = [torch.zeros(kv_shape, dtype=arch.dtype, device=device) for _ in range(arch.kv_layers)]
+    convs: list[torch.Tensor] = []
+    ssms: list[torch.Tensor] = []
+    mc = arch.mamba
+    if mc is not None:
+        for _ in range(arch.kinds.count("mamba")):
+            convs.append(torch.zeros((bucket, mc.conv_dim, mc.conv_kernel), dtype=arch.dtype, device=device))
+            ssms.append(torch.zeros((bucket, mc.heads, mc.head_dim, mc.state), dtype=torch.float32, device=device))
     e = _Entry(
         bucket=bucket, length=length,
         ids=torch.zeros((bucket, 1), dtype=torch.long, device=device),
         pos=torch.zeros((bucket, 1), dtype=torch.long, device=device),
         wp=torch.zeros((1,), dtype=torch.long, device=device),
         valid=torch.zeros((bucket, length), dtype=torch.bool, device=device),
-        ks=ks, vs=vs,
-        nbytes=2 * sum(t.numel() * t.element_size() for t in ks) + bucket * arch.vocab_size * 2,
+        ks=ks, vs=vs, convs=convs, ssms=ssms,
+        nbytes=sum(t.numel() * t.element_size() for t in (*ks, *vs, *convs, *ssms)) + bucket * arch.vocab_size * 2,
     )
     if device.type != "cuda" or not rt.options.graphs:
         return e
     if rt.options.compile == "reduce-overhead":
         # torch.compile records and replays its own CUDA graphs; it needs the buffers at fixed addresses.
-        for t in (e.ids, e.pos, e.wp, e.valid, *e.ks, *e.vs):
+        for t in (e.ids, e.pos, e.wp, e.valid, *e.ks, *e.vs, *e.convs, *e.ssms):
             torch._dynamo.mark_static_address(t)
         t0 = time.perf_counter()
         with _inductor_patch():
@@ -647,7 +887,7 @@ def _acquire(rt: _Runtime, bucket: int, length: int, device: Any) -> tuple[_Entr
             rt.entries.move_to_end(key)
             e.in_use = True
             return e, True
-    need = 2 * len(rt.arch.layers) * bucket * rt.arch.num_kv_heads * length * rt.arch.head_dim * 2
+    need = int(bucket * rt.arch.cache_bytes_per_sequence(length))
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         _evict(rt, keep_bytes=max(0, int(CACHE_BUDGET_FRACTION * total) - need))
@@ -680,9 +920,10 @@ def _acquire(rt: _Runtime, bucket: int, length: int, device: Any) -> tuple[_Entr
 
 def _oom(rt: _Runtime, bucket: int, length: int, free: int) -> OutOfMemory:
     largest = largest_batch_that_fits(rt.arch, length, free)
+    what = "KV cache and Mamba states" if rt.arch.hybrid else "KV cache"
     return OutOfMemory(
-        f"out of GPU memory for a batch of {bucket} × {length} tokens (KV cache "
-        f"{kv_bytes_per_sequence(rt.arch.shape(), length) * bucket / 2**30:.1f} GiB)",
+        f"out of GPU memory for a batch of {bucket} × {length} tokens ({what} "
+        f"{rt.arch.cache_bytes_per_sequence(length) * bucket / 2**30:.1f} GiB)",
         hint=f"largest batch that fits now: {largest}; lower the batch size or the number of new tokens.",
         largest_batch=largest,
     )
@@ -734,8 +975,11 @@ class StaticGraphBackend:
     def describe(self) -> str:
         """One line for EngineInfo.notes / result files."""
         how = "CUDA graph" if self.uses_graphs else "eager step"
-        text = (f"static KV cache {self.bucket}×{self.length}, {how}, compile={self.options.compile}, "
-                f"attention={self.options.attention}")
+        cache = f"static KV cache {self.bucket}×{self.length}"
+        if self.rt.arch.hybrid:
+            state = self.rt.arch.state_bytes_per_sequence() * self.bucket / 2**20
+            cache = f"{cache} + Mamba conv/SSM states {state:.0f} MiB"
+        text = f"{cache}, {how}, compile={self.options.compile}, attention={self.options.attention}"
         for note in (self.rt.fallback, self.rt.prefill_fallback):
             if note:
                 text = f"{text}; {note}"
