@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lab against vLLM itself on one GPU: `inference-lab bench` with the vllm-offline, lab-vllm and lab
-# modes for the three architecture models, one result file each under $OUT (default /tmp/out).
+# modes (and vllm-stream: the same LLM stepped by hand with delta outputs) for the three architecture models, one result file each under $OUT (default /tmp/out).
 # Needs vLLM importable (on the lent GPU machine: `. .gpu/deps/setup.sh` after staging) and, where there
 # is no model cache, a tarball of the materialized arch-* entries at ${ARCHS:-.gpucache/archs.tar.xz}.
 # MODELS (gemma llama nemotron), MODES, GEMMA_SIZES, VARIANTS=1 (--vllm-variants) and *_BUDGET (s) select.
@@ -16,7 +16,7 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$O/card.txt"
 # vLLM modes first: the second vLLM load of a model reuses the first one's torch.compile cache (a cold
 # load with graph capture took ~2 min on an H200 in 2026-12); the lab's transformers engine last.
-b() { python3 -m tui_lab.bench --modes "${MODES:-vllm-offline,lab-vllm,lab}" --repeats 1 "$@" 2>&1 \
+b() { python3 -m tui_lab.bench --modes "${MODES:-vllm-offline,vllm-stream,lab-vllm,lab}" --repeats 1 "$@" 2>&1 \
         | grep -v '^INFO\|^(EngineCore'; }
 for m in ${MODELS:-gemma llama nemotron}; do
   case $m in
