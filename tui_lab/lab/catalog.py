@@ -12,11 +12,16 @@ from typing import Any
 
 from tui_lab.engines.base import Engine, Request
 from tui_lab.lab.experiment import Experiment, RunContext, register
-from tui_lab.lab.experiments import EXPERIMENTS, get_experiment, sampling_from, sweep_plan
+from tui_lab.lab.experiments import EXPERIMENTS, get_experiment, sampling_from, schema, sweep_plan
+from tui_lab.params import Param
 
 
 class SpecExperiment(Experiment):
     """An experiment whose schema is an ``ExperimentSpec`` of ``tui_lab.lab.experiments``."""
+
+    def parameters(self) -> tuple[Param, ...]:
+        """The spec's parameters (``tui_lab.lab.experiments.schema``)."""
+        return tuple(schema(self.name))
 
     def validate(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``params``, checked by the spec."""
