@@ -28,7 +28,8 @@ class Param:
     """One parameter: its name, check, default, help text, type and limits (for forms, flags and presets).
 
     ``type`` is a short word for people and for reading a value typed on a command line: ``int``,
-    ``number``, ``bool``, ``text``, ``choice``, ``int list``, ``number list``, ``text list``, ``budget``
+    ``number``, ``bool``, ``text``, ``choice``, ``int list``, ``number list``, ``choice list``, ``text list``
+    (a list of one text on a command line), ``budget``
     (a preset name, seconds, or limits) or ``any``. ``optional`` means None is taken as it is (off, auto,
     unset) without going through ``check``.
     """
@@ -69,7 +70,7 @@ class Param:
         """One line: ``name  type limits  default: value  help``."""
         default = "none" if self.default is None else _shown(self.default)
         kind = f"{self.type} {self.limits}".strip()
-        text = f"{self.name:24} {kind:18} default: {default}"
+        text = f"{self.name:22} {kind:20} default: {default}"
         return f"{text}  {self.help}" if self.help else text
 
     def from_text(self, text: str) -> Any:
@@ -93,6 +94,8 @@ class Param:
             return text
         if self.type in ("int list", "number list"):
             return [_number_or_text(v) for v in value.replace(" ", "").split(",") if v]
+        if self.type == "choice list":
+            return [v for v in value.replace(" ", "").split(",") if v]
         if self.type == "text list":
             return [text]
         return text

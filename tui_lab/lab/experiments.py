@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from tui_lab.engines.base import MAX_BATCH_SIZE, SamplingParams
 from tui_lab.errors import InvalidInput
+from tui_lab.lab.modalities import AUDIO_RECIPES, IMAGE_RECIPES
 from tui_lab.lab.modalities import DEFAULT_PARAMS as MODALITIES_DEFAULTS
 from tui_lab.lab.sweep import (
     DEFAULT_BATCH_SIZES,
@@ -121,6 +122,13 @@ def _optional_positive(name: str, value: Any) -> float | None:
     return x
 
 
+def _positive(name: str, value: Any) -> float:
+    x = _float(name, value)
+    if x <= 0:
+        raise InvalidInput(f"{name} must be > 0 (got {x:g})")
+    return x
+
+
 def _budget(name: str, value: Any) -> str | dict[str, float] | None:
     if value is None:
         return None
@@ -184,7 +192,8 @@ PARAMS: dict[str, Param] = {
         _rule("knee_threshold_pct", lambda n, v: _optional_positive(n, v) or KNEE_GAIN_PCT, "number", 0, None,
               help="knee: a doubling that gains less than this % of throughput", above=True),
         _whole("k", 1, 100, help="how many top tokens"),
-        _rule("devices", lambda n, v: _list(n, v, _choice(_DEVICES), 2), "text list", choices=_DEVICES),
+        _rule("devices", lambda n, v: _list(n, v, _choice(_DEVICES), 2), "choice list", choices=_DEVICES,
+              help="devices to time, in order"),
         _rule("device", _choice(("auto", *_DEVICES)), "choice", choices=("auto", *_DEVICES),
               help="none: the loaded engine's"),
         _rule("engine", _choice(_ENGINES), "choice", choices=_ENGINES, help="none: the loaded one"),
@@ -198,6 +207,18 @@ PARAMS: dict[str, Param] = {
         _whole("seq_len", 1, 1_048_576, help="tokens in the sequence"),
         _rule("bandwidth_gb_s", _optional_positive, "number", 0, None, help="memory bandwidth, GB/s (none: the GPU's)",
               above=True),
+        _whole("image_width", 1, None, help="image width, pixels"),
+        _whole("image_height", 1, None, help="image height, pixels"),
+        _rule("image_recipe", _choice(tuple(IMAGE_RECIPES)), "choice", choices=tuple(IMAGE_RECIPES),
+              help="how the model cuts an image into tokens"),
+        _rule("audio_seconds", _positive, "number", 0, None, help="length of the sound clip", above=True),
+        _rule("audio_recipe", _choice(tuple(AUDIO_RECIPES)), "choice", choices=tuple(AUDIO_RECIPES)),
+        _rule("video_seconds", _positive, "number", 0, None, help="length of the video", above=True),
+        _rule("video_fps", _positive, "number", 0, None, help="frames per second of the source", above=True),
+        _rule("video_sample_fps", _positive, "number", 0, None, help="frames per second the model sees",
+              above=True),
+        _rule("video_max_frames", lambda n, v: None if v is None else _int(n, v, 1, None), "int", 1, None,
+              help="cap on sampled frames (none: no cap)"),
         _rule("peak_tflops", _optional_positive, "number", 0, None, help="peak compute, TFLOP/s (none: the GPU's)",
               above=True),
     )
