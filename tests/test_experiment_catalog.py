@@ -224,3 +224,13 @@ def test_param_text_reading_and_description() -> None:
     assert seed.from_text("none") is None and seed(None) is None
     assert seed.describe().split() == ["seed", "int", "0..10", "default:", "none", "how"]
     assert PARAMS["top_p"].limits == "(0, 1]" and PARAMS["temperature"].limits == ">= 0"
+
+
+def test_sweep_progress_counts_measured_runs_from_one() -> None:
+    exp = get("batch_sweep")
+    engine = ScriptedEngine()
+    engine.load()
+    lines: list[str] = []
+    ctx = RunContext(engine=engine, engine_name="scripted", progress=lambda p: lines.append(p.text))
+    exp.run(exp.validate({"batch_sizes": "1", "max_new_tokens": "2", "runs": "2", "warmup": "1"}), ctx)
+    assert lines == ["batch 1 · warm-up", "batch 1 · run 1/2", "batch 1 · run 2/2"]

@@ -96,7 +96,8 @@ class Sweep(SpecExperiment):
         done = [0]
 
         def on_run(configuration: Any, index: int, warmup: bool) -> None:
-            what = "warm-up" if warmup else f"run {index + 1}/{plan.runs}"
+            # ``index`` counts the warm-ups too; the line counts the measured runs from 1.
+            what = "warm-up" if warmup else f"run {index - plan.warmup + 1}/{plan.runs}"
             ctx.report(f"{configuration.label} · {what}", done[0] / total, new_run=True)
             done[0] += 1
 
