@@ -194,6 +194,25 @@ def number(name: str, value: Any) -> float:
     return x
 
 
+def positive(name: str, value: Any) -> float:
+    """A finite number > 0."""
+    x = number(name, value)
+    if x <= 0:
+        raise InvalidInput(f"{name} must be > 0 (got {x:g})")
+    return x
+
+
+def one_of(options: Sequence[str]) -> Check:
+    """A check for one of ``options``."""
+
+    def check(name: str, value: Any) -> str:
+        if value not in options:
+            raise InvalidInput(f"{name} must be one of: {', '.join(options)} (got {value!r})")
+        return value
+
+    return check
+
+
 def listed(name: str, value: Any, item: Callable[[str, Any], Any], max_items: int = 64) -> list:
     """A non-empty list (or "a,b,c") of at most ``max_items`` values, each checked by ``item``."""
     if isinstance(value, str):

@@ -26,7 +26,19 @@ from tui_lab.lab.sweep import (
     sampling_grid,
 )
 from tui_lab.metrics import BUDGET_PRESETS, KNEE_GAIN_PCT
-from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS, MAX_RUNS, MAX_WARMUP, Check, Param, listed, number, whole
+from tui_lab.params import (
+    MAX_NEW_TOKENS,
+    MAX_REQUESTS,
+    MAX_RUNS,
+    MAX_WARMUP,
+    Check,
+    Param,
+    listed,
+    number,
+    one_of,
+    positive,
+    whole,
+)
 
 ExperimentKind = Literal["run", "sweep", "compare", "inspect"]
 
@@ -104,29 +116,11 @@ def _texts(name: str, value: Any) -> list[str]:
     return [_text(name, v) for v in value]
 
 
-def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
-    def check(name: str, value: Any) -> str:
-        if value not in options:
-            raise InvalidInput(f"{name} must be one of: {', '.join(options)} (got {value!r})")
-        return value
-
-    return check
+_choice = one_of
 
 
 def _optional_positive(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    x = _float(name, value)
-    if x <= 0:
-        raise InvalidInput(f"{name} must be > 0 (got {x:g})")
-    return x
-
-
-def _positive(name: str, value: Any) -> float:
-    x = _float(name, value)
-    if x <= 0:
-        raise InvalidInput(f"{name} must be > 0 (got {x:g})")
-    return x
+    return None if value is None else positive(name, value)
 
 
 def _budget(name: str, value: Any) -> str | dict[str, float] | None:
@@ -211,11 +205,11 @@ PARAMS: dict[str, Param] = {
         _whole("image_height", 1, None, help="image height, pixels"),
         _rule("image_recipe", _choice(tuple(IMAGE_RECIPES)), "choice", choices=tuple(IMAGE_RECIPES),
               help="how the model cuts an image into tokens"),
-        _rule("audio_seconds", _positive, "number", 0, None, help="length of the sound clip", above=True),
+        _rule("audio_seconds", positive, "number", 0, None, help="length of the sound clip", above=True),
         _rule("audio_recipe", _choice(tuple(AUDIO_RECIPES)), "choice", choices=tuple(AUDIO_RECIPES)),
-        _rule("video_seconds", _positive, "number", 0, None, help="length of the video", above=True),
-        _rule("video_fps", _positive, "number", 0, None, help="frames per second of the source", above=True),
-        _rule("video_sample_fps", _positive, "number", 0, None, help="frames per second the model sees",
+        _rule("video_seconds", positive, "number", 0, None, help="length of the video", above=True),
+        _rule("video_fps", positive, "number", 0, None, help="frames per second of the source", above=True),
+        _rule("video_sample_fps", positive, "number", 0, None, help="frames per second the model sees",
               above=True),
         _rule("video_max_frames", lambda n, v: None if v is None else _int(n, v, 1, None), "int", 1, None,
               help="cap on sampled frames (none: no cap)"),

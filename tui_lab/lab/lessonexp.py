@@ -15,7 +15,7 @@ from tui_lab.engines.base import Engine, Request, SamplingParams
 from tui_lab.errors import InvalidInput
 from tui_lab.lab.experiment import Experiment, RunContext
 from tui_lab.lab.run import RunResult, execute_run
-from tui_lab.params import Check, Param, Rule
+from tui_lab.params import Check, Param, Rule, one_of
 
 
 def integer(lo: int, hi: int) -> Rule:
@@ -46,13 +46,7 @@ def number(lo: float, hi: float) -> Rule:
 
 def choice(*options: str) -> Rule:
     """A rule for one of ``options``."""
-
-    def check(name: str, value: Any) -> str:
-        if value not in options:
-            raise InvalidInput(f"{name} must be one of: {', '.join(options)} (got {value!r})")
-        return str(value)
-
-    return Rule(check, "choice", choices=options)
+    return Rule(one_of(options), "choice", choices=options)
 
 
 def _flag(name: str, value: Any) -> bool:

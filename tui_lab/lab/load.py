@@ -67,7 +67,7 @@ from tui_lab.metrics import (
     summarize,
     ttft,
 )
-from tui_lab.params import Check, Param, check_params, number, whole
+from tui_lab.params import Check, Param, check_params, one_of, positive, whole
 
 LoadMode = Literal["concurrency", "rate"]
 LOAD_AXES: tuple[str, ...] = ("concurrency", "rate")
@@ -748,13 +748,6 @@ _SWEEP_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _positive(name: str, value: Any) -> float:
-    x = number(name, value)
-    if x <= 0:
-        raise InvalidInput(f"{name} must be > 0 (got {x:g})")
-    return x
-
-
 def _cap(name: str, value: Any) -> int | None:
     return None if value in ("", 0) else whole(name, value, 1, MAX_BATCH_SIZE)
 
@@ -780,13 +773,13 @@ def _shared(name: str, default: Any) -> Param:
 def _load_params() -> tuple[Param, ...]:
     d = _LOAD_DEFAULTS
     return (
-        Param("mode", lambda n, v: _choice(n, v, LOAD_AXES), d["mode"], "closed loop or arrivals at a rate",
+        Param("mode", one_of(LOAD_AXES), d["mode"], "closed loop or arrivals at a rate",
               choices=LOAD_AXES, type="choice"),
         Param("concurrency", lambda n, v: whole(n, v, 1, MAX_BATCH_SIZE), d["concurrency"],
               "requests in flight (concurrency mode)", 1, MAX_BATCH_SIZE, type="int"),
-        Param("request_rate", _positive, d["request_rate"], "arrivals per second (rate mode)", 0, type="number",
+        Param("request_rate", positive, d["request_rate"], "arrivals per second (rate mode)", 0, type="number",
               above_min=True),
-        Param("burstiness", _positive, d["burstiness"], "1 gives Poisson arrivals; lower is burstier", 0,
+        Param("burstiness", positive, d["burstiness"], "1 gives Poisson arrivals; lower is burstier", 0,
               type="number", above_min=True),
         Param("max_concurrency", _cap, d["max_concurrency"], "cap on requests in flight (rate mode)", 1,
               MAX_BATCH_SIZE, type="int", optional=True),
@@ -806,7 +799,7 @@ def _sweep_params() -> tuple[Param, ...]:
     d = _SWEEP_DEFAULTS
     return (
         *_load_params(),
-        Param("axis", lambda n, v: _choice(n, v, LOAD_AXES), d["axis"], "what the sweep varies", choices=LOAD_AXES,
+        Param("axis", one_of(LOAD_AXES), d["axis"], "what the sweep varies", choices=LOAD_AXES,
               type="choice"),
         Param("concurrencies", _value_list(int), d["concurrencies"], "concurrencies (axis concurrency)", 1,
               MAX_BATCH_SIZE, type="int list"),
@@ -815,12 +808,6 @@ def _sweep_params() -> tuple[Param, ...]:
         _shared("runs", d["runs"]),
         _shared("latency_budget", d["latency_budget"]),
     )
-
-
-def _choice(name: str, value: Any, options: Sequence[str]) -> str:
-    if value not in options:
-        raise InvalidInput(f"{name} must be one of: {', '.join(options)} (got {value!r})")
-    return str(value)
 
 
 def _values(text: Any, kind: type) -> tuple[float, ...]:
