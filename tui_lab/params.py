@@ -28,10 +28,10 @@ class Param:
     """One parameter: its name, check, default, help text, type and limits (for forms, flags and presets).
 
     ``type`` is a short word for people and for reading a value typed on a command line: ``int``,
-    ``number``, ``bool``, ``text``, ``choice``, ``int list``, ``number list``, ``choice list``, ``text list``
-    (a list of one text on a command line), ``budget``
-    (a preset name, seconds, or limits) or ``any``. ``optional`` means None is taken as it is (off, auto,
-    unset) without going through ``check``.
+    ``number``, ``bool``, ``text``, ``choice``, ``int list``, ``number list``, ``choice list``,
+    ``text list`` (one text when typed on a command line), ``budget`` (a preset name, seconds, or
+    limits) or ``any``. ``optional`` means None is taken as it is (off, auto, unset) without going
+    through ``check``.
     """
 
     name: str

@@ -608,6 +608,7 @@ def prefix_cache_compare(
                     mode.queued_values.append(times["queued_s"])
             mode.runs_done += 1
 
+        # The first request is the one warm-up run: timed and reported apart, never pooled with the runs.
         m = measure(Variant(lambda on=enabled: factory(on), progress), batch, sampling, warmup=1, runs=runs,
                     stop=stop, sink=sink, on_result=record)
         if m.ended == "unavailable":
