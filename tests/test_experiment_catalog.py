@@ -131,3 +131,106 @@ def test_every_result_type_has_a_view(name: str) -> None:
         console = Console(width=width, record=True, color_system=None)
         console.print(view(result, width))
         assert console.export_text().strip()
+
+
+# ------------------------------------------------------------------------------------- the parameter schema
+
+
+def _preset_steps() -> list[tuple[str, str, dict]]:
+    from tui_lab.lessons import load_lessons
+
+    return [(lesson.id, step.experiment, dict(step.params)) for lesson in load_lessons() for step in lesson.steps
+            if step.experiment]
+
+
+@pytest.mark.parametrize(("lesson", "name", "params"), _preset_steps(),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_every_lesson_preset_key_is_in_its_experiments_schema(lesson: str, name: str, params: dict) -> None:
+    from tui_lab.ui.experiments import validate
+
+    schema = {p.name for p in get(name).parameters()}
+    assert set(params) <= schema, f"lesson {lesson}: {name} has no {sorted(set(params) - schema)}"
+    checked = validate(name, params)  # the presets go through the same schema as the CLI
+    assert set(checked) <= schema
+
+
+def test_every_schema_validates_its_own_defaults() -> None:
+    for name in names():
+        exp = get(name)
+        params = exp.parameters()
+        assert params and len({p.name for p in params}) == len(params), name
+        assert all(p.type != "any" for p in params), name
+        defaults = {p.name: p.default for p in params if p.default is not None}
+        assert exp.validate(defaults) == exp.validate({}), name
+
+
+def test_new_token_and_request_limits_are_the_same_everywhere() -> None:
+    from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS
+
+    requests = {"batch_size", "batch_sizes", "num_requests", "max_num_seqs", "concurrency", "concurrencies",
+                "streams", "throughput_batch", "probe_limit", "sweep"}
+    for name in names():
+        for p in get(name).parameters():
+            if p.name in ("max_new_tokens", "lengths", "stream_tokens"):
+                assert p.max == MAX_NEW_TOKENS, (name, p.name)
+            # A load's num_requests counts every request it sends over time, not the ones in flight.
+            elif p.name in requests and not (name.startswith("load_") and p.name == "num_requests"):
+                assert p.max == MAX_REQUESTS, (name, p.name)
+
+
+def test_experiment_help_shows_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["experiment", "queueing", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--param KEY=VALUE" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert "int 1..1024" in lines["num_requests"] and "default: 64" in lines["num_requests"]
+    assert "int 1..32768" in lines["max_new_tokens"]
+    assert main(["experiment", "--list", "weight_precision"]) == 0
+    out = capsys.readouterr().out
+    assert "max_new_tokens" in out and "int 2..32768" in out and "bool" in out and "queueing" not in out
+    assert main(["experiment", "--help"]) == 0
+    assert "--param KEY=VALUE" in capsys.readouterr().out
+
+
+def test_param_values_are_read_by_type_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # A lesson 05 experiment: whole numbers and true/false typed as text.
+    argv = ["experiment", "weight_precision", "--engine", "scripted", "-q", "--json",
+            "--param", "max_new_tokens=4", "--param", "measure_fp8=false"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["rows"]
+    # A bare number as the latency budget is an E2E p50 limit in seconds.
+    argv = ["experiment", "batch_sweep", "--engine", "scripted", "-q", "--json", "--param", "batch_sizes=1,2",
+            "--param", "max_new_tokens=3", "--param", "runs=1", "--param", "latency_budget=2"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["budget"] == {"e2e_p50": 2.0}
+    for bad in ("max_new_tokens=32769", "measure_fp8=maybe"):
+        assert main(["experiment", "weight_precision", "--engine", "scripted", "-q", "--param", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and bad.split("=")[0] in err
+
+
+def test_param_text_reading_and_description() -> None:
+    from tui_lab.lab.experiments import PARAMS
+    from tui_lab.params import Param, whole
+
+    assert PARAMS["batch_size"].from_text("8") == 8
+    assert PARAMS["batch_sizes"].from_text("1, 8,32") == [1, 8, 32]
+    assert PARAMS["top_p"].from_text("0.9") == 0.9
+    assert PARAMS["ignore_eos"].from_text("yes") is True
+    assert PARAMS["devices"].from_text("cpu,cuda") == ["cpu", "cuda"]
+    assert PARAMS["prompts"].from_text("a, b") == ["a, b"]
+    assert PARAMS["batch_size"].from_text("eight") == "eight"  # left for the check to refuse
+    seed = Param("seed", lambda n, v: whole(n, v, 0, 10), None, "how", 0, 10, type="int", optional=True)
+    assert seed.from_text("none") is None and seed(None) is None
+    assert seed.describe().split() == ["seed", "int", "0..10", "default:", "none", "how"]
+    assert PARAMS["top_p"].limits == "(0, 1]" and PARAMS["temperature"].limits == ">= 0"
+
+
+def test_sweep_progress_counts_measured_runs_from_one() -> None:
+    exp = get("batch_sweep")
+    engine = ScriptedEngine()
+    engine.load()
+    lines: list[str] = []
+    ctx = RunContext(engine=engine, engine_name="scripted", progress=lambda p: lines.append(p.text))
+    exp.run(exp.validate({"batch_sizes": "1", "max_new_tokens": "2", "runs": "2", "warmup": "1"}), ctx)
+    assert lines == ["batch 1 · warm-up", "batch 1 · run 1/2", "batch 1 · run 2/2"]

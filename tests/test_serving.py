@@ -34,7 +34,6 @@ from tui_lab.errors import DeviceUnavailable, InvalidInput
 from tui_lab.lab import serving as S
 from tui_lab.lessons import resolve_metric
 from tui_lab.ui import serving_views as V
-from tui_lab.ui.settings import LabSettings
 
 
 class SlotEngine(ScriptedEngine):
@@ -400,33 +399,33 @@ def test_static_vs_continuous_stop_is_partial() -> None:
 # ------------------------------------------------------------------------------------------ runners
 
 
-from tui_lab.ui.experiments import runner_for  # noqa: E402
+def run_by_name(name: str, params: dict, factory, stop: threading.Event, sink):  # noqa: ANN001, ANN201
+    """Run registered experiment ``name`` as the engine host does: by name, with a ``RunContext``."""
+    from tui_lab.lab.experiment import RunContext, get
+
+    exp = get(name)
+    ctx = RunContext(engine=None, engine_name="scripted", engine_options={"model": "scripted", "device": "cpu"},
+                     engine_factory=factory, stop=stop, sink=sink)
+    return exp.run(exp.validate(params), ctx)
 
 
-def fake_app(factory) -> SimpleNamespace:
-    return SimpleNamespace(options=SimpleNamespace(engine_factory=factory, cache_dir=None),
-                           settings=LabSettings(engine="scripted", device="cpu"))
-
-
-def test_runners_build_engines_with_the_experiment_options() -> None:
+def test_experiments_build_engines_with_their_options() -> None:
     calls = []
 
     def factory(name: str, **options) -> SlotEngine:
         calls.append((name, options))
         return SlotEngine(max_num_seqs=options.get("max_num_seqs", 64))
 
-    app = fake_app(factory)
     stop = threading.Event()
     sink = lambda events: None  # noqa: E731
-    res = runner_for("queueing")(app, {"num_requests": 6, "max_num_seqs": 2, "max_new_tokens": 3},
-                                        stop, sink)
+    res = run_by_name("queueing", {"num_requests": 6, "max_num_seqs": 2, "max_new_tokens": 3}, factory, stop, sink)
     assert res.waited == 4 and calls[-1][1]["max_num_seqs"] == 2
-    res = runner_for("prefix_cache")(app, {"num_requests": 3, "shared_prefix_words": 40,
-                                                  "max_new_tokens": 2, "runs": 1}, stop, sink)
+    res = run_by_name("prefix_cache", {"num_requests": 3, "shared_prefix_words": 40, "max_new_tokens": 2,
+                                       "runs": 1}, factory, stop, sink)
     assert [c[1].get("enable_prefix_caching") for c in calls[-2:]] == [False, True]
-    res = runner_for("graphs_compare")(app, {"max_new_tokens": 4, "runs": 1}, stop, sink)
+    res = run_by_name("graphs_compare", {"max_new_tokens": 4, "runs": 1}, factory, stop, sink)
     assert [c[1].get("cuda_graphs") for c in calls[-2:]] == [False, True]
-    res = runner_for("static_vs_continuous")(app, {"lengths": [3, 1, 2], "max_num_seqs": 2}, stop, sink)
+    res = run_by_name("static_vs_continuous", {"lengths": [3, 1, 2], "max_num_seqs": 2}, factory, stop, sink)
     assert res.mode("continuous_vllm").output_tokens == 6
     assert set(V.SERVING_EXPERIMENTS) == {"graphs_compare", "prefix_cache", "queueing", "static_vs_continuous"}
 

@@ -496,10 +496,9 @@ async def test_lesson_flag_opens_that_lesson():
         assert app.query_one("#lesson-title").content.startswith("01 · Test lesson")
 
 
-async def test_serving_experiment_runs_through_its_runner():
+async def test_serving_experiment_runs_through_the_host_by_name():
     from tui_lab.ui import experiments
 
-    assert experiments.kind_of("queueing") == "compare"
     app = make_test_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)

@@ -1076,23 +1076,46 @@ def _serve(argv: list[str]) -> int:
 
 def _add_experiment_parser(sub: Any, engine: argparse.ArgumentParser) -> None:
     """``inference-lab experiment NAME [--param key=value ...] [--json]`` for every registered experiment."""
-    exp = sub.add_parser("experiment", parents=[engine], help="run any lab experiment headless (--list names them)")
+    exp = sub.add_parser(
+        "experiment", parents=[engine], add_help=False,
+        help="run any lab experiment headless (--list names them and their parameters)",
+        description="Run one registered experiment headless: progress on stderr, the result on stdout. "
+        "Its parameters come from the experiment's own schema, the one lesson presets and the Controls use: "
+        "'inference-lab experiment NAME --help' lists them with their types, limits and defaults.",
+    )
     exp.add_argument("name", nargs="?", default=None, help="experiment name (see --list)")
-    exp.add_argument("--list", action="store_true", help="list the experiments and their parameters")
+    exp.add_argument("-h", "--help", action="store_true", help="show this help; with NAME, NAME's parameters too")
+    exp.add_argument("--list", action="store_true",
+                     help="list the experiments (or only NAME) with every parameter's type, limits and default")
     exp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="set a parameter (repeatable; lists as comma-separated values)")
+                     help="set one of the experiment's parameters (repeatable; lists as comma-separated values; "
+                     "'none' where a parameter may be unset)")
     exp.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
-    exp.set_defaults(func=cmd_experiment)
+    exp.set_defaults(func=cmd_experiment, experiment_parser=exp)
 
 
-def _experiment_params(pairs: Sequence[str]) -> dict[str, Any]:
+def _experiment_params(pairs: Sequence[str], schema: Sequence[Any] = ()) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as parameters, each value read as its ``Param``'s type (unknown keys kept as text)."""
+    by_name = {p.name: p for p in schema}
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise InvalidInput(f"--param needs KEY=VALUE (got {pair!r})")
-        params[key.strip()] = value
+        param = by_name.get(key)
+        params[key] = param.from_text(value) if param is not None else value
     return params
+
+
+def _schema_text(exp: Any) -> str:
+    """An experiment's name, kind and description, then one line per parameter."""
+    from tui_lab.params import describe
+
+    lines = [f"{exp.name} ({exp.kind}): {exp.description}",
+             "parameters (--param KEY=VALUE; lists as 1,8,32):"]
+    lines += [f"  {line}" for line in describe(exp.parameters())]
+    return "\n".join(lines)
 
 
 def _result_dict(result: Any) -> Any:
@@ -1112,16 +1135,19 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from tui_lab.lab import experiment as registry
     from tui_lab.lab.experiment import RunContext
 
+    if args.help:
+        print(args.experiment_parser.format_help().rstrip())
+        if args.name:
+            print("\n" + _schema_text(registry.get(args.name)))
+        return 0
     if args.list:
-        for name in registry.names():
-            exp = registry.get(name)
-            keys = ", ".join(exp.validate({}))
-            print(f"{name:22} {exp.kind:8} {exp.description}\n{'':31}params: {keys}")
+        chosen = [args.name] if args.name else registry.names()
+        print("\n\n".join(_schema_text(registry.get(name)) for name in chosen))
         return 0
     if not args.name:
         raise UsageError("experiment needs a NAME (inference-lab experiment --list shows them)")
     exp = registry.get(args.name)
-    params = exp.validate(_experiment_params(args.param))
+    params = exp.validate(_experiment_params(args.param, exp.parameters()))
     engine = None
     if exp.needs_engine:
         engine, _info = create_and_load(args)

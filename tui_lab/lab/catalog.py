@@ -12,11 +12,16 @@ from typing import Any
 
 from tui_lab.engines.base import Engine, Request
 from tui_lab.lab.experiment import Experiment, RunContext, register
-from tui_lab.lab.experiments import EXPERIMENTS, get_experiment, sampling_from, sweep_plan
+from tui_lab.lab.experiments import EXPERIMENTS, get_experiment, sampling_from, schema, sweep_plan
+from tui_lab.params import Param
 
 
 class SpecExperiment(Experiment):
     """An experiment whose schema is an ``ExperimentSpec`` of ``tui_lab.lab.experiments``."""
+
+    def parameters(self) -> tuple[Param, ...]:
+        """The spec's parameters (``tui_lab.lab.experiments.schema``)."""
+        return tuple(schema(self.name))
 
     def validate(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``params``, checked by the spec."""
@@ -91,7 +96,8 @@ class Sweep(SpecExperiment):
         done = [0]
 
         def on_run(configuration: Any, index: int, warmup: bool) -> None:
-            what = "warm-up" if warmup else f"run {index + 1}/{plan.runs}"
+            # ``index`` counts the warm-ups too; the line counts the measured runs from 1.
+            what = "warm-up" if warmup else f"run {index - plan.warmup + 1}/{plan.runs}"
             ctx.report(f"{configuration.label} · {what}", done[0] / total, new_run=True)
             done[0] += 1
 

@@ -2,7 +2,8 @@
 
 Both take engine factories (or ready engines), so they work with any engine that
 follows the contract — the transformers engine for the lessons, the scripted one
-in tests. Every figure comes from the per-token timestamps of ``execute_run``.
+in tests. Each variant is loaded, timed and unloaded by ``tui_lab.lab.measure``; every figure
+comes from the per-token timestamps of ``execute_run``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingParams
-from tui_lab.errors import InvalidInput, LabError
-from tui_lab.lab import error_text
-from tui_lab.lab.run import EventSink, RunResult, execute_run
+from tui_lab.errors import InvalidInput
+from tui_lab.lab.measure import Variant, measure
+from tui_lab.lab.run import EventSink, RunResult
 from tui_lab.metrics import e2e, ttft
 
 DeviceFactory = Callable[[str], Engine]
@@ -82,20 +83,6 @@ def _timed(index: int, res: RunResult) -> TimedRun:
         text=req.text,
         partial=res.partial,
     )
-
-
-def _failure_text(exc: Exception) -> str:
-    if isinstance(exc, LabError):
-        return error_text(exc)
-    # A missing optional package (e.g. vLLM) or an engine module not installed.
-    return f"engine unavailable: {exc}"
-
-
-def _safe_unload(engine: Engine) -> None:
-    try:
-        engine.unload()
-    except LabError:
-        pass
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -244,40 +231,29 @@ def cpu_vs_gpu(
             if not ok:
                 timing.available, timing.reason = False, reason
                 continue
-        engine: Engine | None = None
-        try:
-            engine = engine_factory(device)
-            timing.engine = engine.load(progress).to_dict()
-        except (LabError, ImportError) as exc:
-            timing.available, timing.reason = False, _failure_text(exc)
-            if engine is not None:
-                _safe_unload(engine)
+
+        def keep(index: int, warm: bool, res: RunResult, timing: DeviceTiming = timing, device: str = device) -> None:
+            if warm or res.error:
+                return
+            run = _timed(index - warmup, res)
+            if res.partial and run.output_tokens == 0:
+                return
+            timing.runs.append(run)
+            if on_run:
+                on_run(device, run)
+
+        m = measure(Variant(lambda d=device: engine_factory(d), progress), [Request("r0", prompt)], sampling,
+                    warmup=warmup, runs=runs, stop=stop, sink=sink, on_result=keep)
+        if m.ended == "unavailable":
+            timing.available, timing.reason = False, m.error
             continue
-        try:
-            for index in range(warmup + runs):
-                if stop is not None and stop.is_set():
-                    result.partial = True
-                    break
-                res = execute_run(engine, [Request("r0", prompt)], sampling, stop=stop, sink=sink)
-                if res.error:
-                    timing.reason = res.error
-                    result.partial = True
-                    break
-                if index < warmup:
-                    continue
-                run = _timed(index - warmup, res)
-                if res.partial:
-                    result.partial = True
-                    if run.output_tokens == 0:
-                        break
-                timing.runs.append(run)
-                if on_run:
-                    on_run(device, run)
-                if res.partial:
-                    break
-        finally:
-            engine.unload()
-        if result.partial:
+        timing.engine = m.engine
+        if m.raised:
+            raise m.exception  # type: ignore[misc]
+        if m.last is not None and m.last.error:
+            timing.reason = m.last.error
+        if m.cut_short:
+            result.partial = True
             break
     return result
 
@@ -398,27 +374,16 @@ def kv_cache_compare(
             break
         timing = ModeTiming(mode=MODE_LABELS[kv_cache], kv_cache=kv_cache)
         result.modes.append(timing)
-        owned = engines is None
-        engine = None
-        try:
-            if engines is not None:
-                engine = engines[kv_cache]
-            else:
-                engine = engine_factory(kv_cache)  # type: ignore[misc]
-                engine.load(progress)
-        except (LabError, ImportError) as exc:
-            timing.error = _failure_text(exc)
-            if owned and engine is not None:
-                _safe_unload(engine)
+        source = engines[kv_cache] if engines is not None else Variant(
+            lambda kv=kv_cache: engine_factory(kv), progress)  # type: ignore[misc]
+        m = measure(source, [Request("r0", prompt)], sampling, stop=stop, sink=sink)
+        if m.ended == "unavailable" or m.raised:
+            timing.error = m.error
             continue
-        try:
-            res = execute_run(engine, [Request("r0", prompt)], sampling, stop=stop, sink=sink)
-        except LabError as exc:
-            timing.error = error_text(exc)
-            continue
-        finally:
-            if owned:
-                engine.unload()
+        if not m.runs:  # stopped before the run began
+            result.partial = True
+            break
+        res = m.runs[0][1]
         trace = res.requests[0].trace
         first = ttft(trace)
         if first is not None:

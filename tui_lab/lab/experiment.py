@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from tui_lab.engines.base import Engine, StreamEvent
 from tui_lab.errors import InvalidInput
+from tui_lab.params import Param, check_params
 
 ExperimentKind = Literal["run", "sweep", "compare", "inspect"]
 
@@ -89,8 +90,9 @@ class RunContext:
 class Experiment:
     """One experiment. Subclasses set the class attributes and implement ``run``.
 
-    ``params`` is the experiment's parameter schema (the one source of truth for CLI flags,
-    the Controls form and lesson presets); ``validate`` checks a dict against it.
+    ``parameters()`` is the experiment's parameter schema (the one source of truth for the CLI's
+    ``--param`` help and checks, the Controls form and lesson presets); ``validate`` checks a dict
+    against it.
     """
 
     name: ClassVar[str]
@@ -99,9 +101,13 @@ class Experiment:
     kind: ClassVar[ExperimentKind]
     needs_engine: ClassVar[bool] = True
 
+    def parameters(self) -> tuple[Param, ...]:
+        """Every parameter this experiment takes: name, type, limits, default and help."""
+        raise NotImplementedError
+
     def validate(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``params``, every value checked (``InvalidInput`` on the first bad one)."""
-        raise NotImplementedError
+        return check_params(self.name, self.parameters(), params)
 
     def run(self, params: Mapping[str, Any], ctx: RunContext) -> Any:
         """Run with validated ``params``; return a typed, picklable result (partial if stopped)."""

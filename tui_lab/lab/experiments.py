@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from tui_lab.engines.base import MAX_BATCH_SIZE, SamplingParams
 from tui_lab.errors import InvalidInput
+from tui_lab.lab.modalities import AUDIO_RECIPES, IMAGE_RECIPES
 from tui_lab.lab.modalities import DEFAULT_PARAMS as MODALITIES_DEFAULTS
 from tui_lab.lab.sweep import (
     DEFAULT_BATCH_SIZES,
@@ -25,7 +26,19 @@ from tui_lab.lab.sweep import (
     sampling_grid,
 )
 from tui_lab.metrics import BUDGET_PRESETS, KNEE_GAIN_PCT
-from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS, MAX_RUNS, MAX_WARMUP, Param, listed, number, whole
+from tui_lab.params import (
+    MAX_NEW_TOKENS,
+    MAX_REQUESTS,
+    MAX_RUNS,
+    MAX_WARMUP,
+    Check,
+    Param,
+    listed,
+    number,
+    one_of,
+    positive,
+    whole,
+)
 
 ExperimentKind = Literal["run", "sweep", "compare", "inspect"]
 
@@ -70,10 +83,6 @@ def check_top_p(name: str, value: Any) -> float:
     return x
 
 
-def _top_k(name: str, value: Any) -> int:
-    return _int(name, value, 0, None)
-
-
 def _repetition_penalty(name: str, value: Any) -> float:
     x = _float(name, value)
     if x <= 0:
@@ -107,22 +116,11 @@ def _texts(name: str, value: Any) -> list[str]:
     return [_text(name, v) for v in value]
 
 
-def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
-    def check(name: str, value: Any) -> str:
-        if value not in options:
-            raise InvalidInput(f"{name} must be one of: {', '.join(options)} (got {value!r})")
-        return value
-
-    return check
+_choice = one_of
 
 
 def _optional_positive(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    x = _float(name, value)
-    if x <= 0:
-        raise InvalidInput(f"{name} must be > 0 (got {x:g})")
-    return x
+    return None if value is None else positive(name, value)
 
 
 def _budget(name: str, value: Any) -> str | dict[str, float] | None:
@@ -149,41 +147,79 @@ def _model(name: str, value: Any) -> str:
     return _text(name, value)
 
 
-CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "prompt": _text,
-    "prompts": _texts,
-    "text": _text,
-    "batch_size": check_batch_size,
-    "batch_sizes": lambda n, v: _list(n, v, check_batch_size),
-    "max_new_tokens": check_max_new_tokens,
-    "lengths": lambda n, v: _list(n, v, check_max_new_tokens),
-    "temperature": check_temperature,
-    "temperatures": lambda n, v: _list(n, v, check_temperature),
-    "top_p": check_top_p,
-    "top_ps": lambda n, v: _list(n, v, check_top_p),
-    "top_k": _top_k,
-    "repetition_penalty": _repetition_penalty,
-    "seed": _seed,
-    "ignore_eos": _bool,
-    "runs": lambda n, v: _int(n, v, 1, MAX_RUNS),
-    "warmup": lambda n, v: _int(n, v, 0, MAX_WARMUP),
-    "latency_budget": _budget,
-    "knee_threshold_pct": lambda n, v: _optional_positive(n, v) or KNEE_GAIN_PCT,
-    "k": lambda n, v: _int(n, v, 1, 100),
-    "devices": lambda n, v: _list(n, v, _choice(("cpu", "cuda")), 2),
-    "device": _choice(("auto", "cpu", "cuda")),
-    "engine": _choice(("transformers", "vllm", "openai", "scripted")),
-    "model": _model,
-    "kv_cache": _bool,
-    "cuda_graphs": _bool,
-    "enable_prefix_caching": _bool,
-    "max_num_seqs": lambda n, v: _int(n, v, 1, MAX_REQUESTS),
-    "num_requests": lambda n, v: _int(n, v, 1, MAX_REQUESTS),
-    "shared_prefix_words": lambda n, v: _int(n, v, 0, 4096),
-    "seq_len": lambda n, v: _int(n, v, 1, 1_048_576),
-    "bandwidth_gb_s": _optional_positive,
-    "peak_tflops": _optional_positive,
+def _rule(name: str, check: Check, type: str, lo: float | None = None, hi: float | None = None,
+          choices: tuple[str, ...] | None = None, help: str = "", above: bool = False) -> Param:
+    return Param(name, check, help=help, min=lo, max=hi, choices=choices, type=type, above_min=above)
+
+
+def _whole(name: str, lo: int, hi: int | None, help: str = "") -> Param:
+    return _rule(name, lambda n, v: _int(n, v, lo, hi), "int", lo, hi, help=help)
+
+
+_DEVICES = ("cpu", "cuda")
+_ENGINES = ("transformers", "vllm", "openai", "scripted")
+
+PARAMS: dict[str, Param] = {
+    p.name: p
+    for p in (
+        _rule("prompt", _text, "text", help="the prompt"),
+        _rule("prompts", _texts, "text list", help="prompts of different lengths"),
+        _rule("text", _text, "text", help="the text to tokenize"),
+        _rule("batch_size", check_batch_size, "int", 1, MAX_BATCH_SIZE, help="requests in one batch"),
+        _rule("batch_sizes", lambda n, v: _list(n, v, check_batch_size), "int list", 1, MAX_BATCH_SIZE,
+              help="batch sizes, e.g. 1,8,32"),
+        _rule("max_new_tokens", check_max_new_tokens, "int", 1, MAX_NEW_TOKENS, help="new tokens per request"),
+        _rule("lengths", lambda n, v: _list(n, v, check_max_new_tokens), "int list", 1, MAX_NEW_TOKENS,
+              help="output lengths, e.g. 32,64,128"),
+        _rule("temperature", check_temperature, "number", 0, None, help="0 means greedy"),
+        _rule("temperatures", lambda n, v: _list(n, v, check_temperature), "number list", 0, None),
+        _rule("top_p", check_top_p, "number", 0, 1, help="1 switches it off", above=True),
+        _rule("top_ps", lambda n, v: _list(n, v, check_top_p), "number list", 0, 1, above=True),
+        _whole("top_k", 0, None, help="0 switches it off"),
+        _rule("repetition_penalty", _repetition_penalty, "number", 0, None, help="1 switches it off", above=True),
+        _rule("seed", _seed, "int", 0, 2**63 - 1, help="the same seed gives the same tokens and prompts"),
+        _rule("ignore_eos", _bool, "bool", help="generate every token even past end-of-sequence"),
+        _whole("runs", 1, MAX_RUNS, help="measured runs"),
+        _whole("warmup", 0, MAX_WARMUP, help="discarded warm-up runs"),
+        _rule("latency_budget", _budget, "budget",
+              help=f"a preset ({'|'.join(BUDGET_PRESETS)}), E2E p50 seconds, or limits"),
+        _rule("knee_threshold_pct", lambda n, v: _optional_positive(n, v) or KNEE_GAIN_PCT, "number", 0, None,
+              help="knee: a doubling that gains less than this % of throughput", above=True),
+        _whole("k", 1, 100, help="how many top tokens"),
+        _rule("devices", lambda n, v: _list(n, v, _choice(_DEVICES), 2), "choice list", choices=_DEVICES,
+              help="devices to time, in order"),
+        _rule("device", _choice(("auto", *_DEVICES)), "choice", choices=("auto", *_DEVICES),
+              help="none: the loaded engine's"),
+        _rule("engine", _choice(_ENGINES), "choice", choices=_ENGINES, help="none: the loaded one"),
+        _rule("model", _model, "text", help="none: the loaded one (inference-lab models lists them)"),
+        _rule("kv_cache", _bool, "bool"),
+        _rule("cuda_graphs", _bool, "bool"),
+        _rule("enable_prefix_caching", _bool, "bool"),
+        _whole("max_num_seqs", 1, MAX_REQUESTS, help="sequences the engine runs at once"),
+        _whole("num_requests", 1, MAX_REQUESTS, help="requests sent at once"),
+        _whole("shared_prefix_words", 0, 4096, help="words every prompt shares at its start"),
+        _whole("seq_len", 1, 1_048_576, help="tokens in the sequence"),
+        _rule("bandwidth_gb_s", _optional_positive, "number", 0, None, help="memory bandwidth, GB/s (none: the GPU's)",
+              above=True),
+        _whole("image_width", 1, None, help="image width, pixels"),
+        _whole("image_height", 1, None, help="image height, pixels"),
+        _rule("image_recipe", _choice(tuple(IMAGE_RECIPES)), "choice", choices=tuple(IMAGE_RECIPES),
+              help="how the model cuts an image into tokens"),
+        _rule("audio_seconds", positive, "number", 0, None, help="length of the sound clip", above=True),
+        _rule("audio_recipe", _choice(tuple(AUDIO_RECIPES)), "choice", choices=tuple(AUDIO_RECIPES)),
+        _rule("video_seconds", positive, "number", 0, None, help="length of the video", above=True),
+        _rule("video_fps", positive, "number", 0, None, help="frames per second of the source", above=True),
+        _rule("video_sample_fps", positive, "number", 0, None, help="frames per second the model sees",
+              above=True),
+        _rule("video_max_frames", lambda n, v: None if v is None else _int(n, v, 1, None), "int", 1, None,
+              help="cap on sampled frames (none: no cap)"),
+        _rule("peak_tflops", _optional_positive, "number", 0, None, help="peak compute, TFLOP/s (none: the GPU's)",
+              above=True),
+    )
 }
+"""Parameter name → ``Param`` (check, type, limits): one place for every experiment of this registry."""
+
+CHECKS: dict[str, Callable[[str, Any], Any]] = {name: p.check for name, p in PARAMS.items()}
 """Parameter name → check. An experiment accepts the keys of its defaults (plus ``ENGINE_KEYS``)."""
 
 SAMPLING_DEFAULTS: dict[str, Any] = {
@@ -377,21 +413,15 @@ def sweep_plan(name: str, params: Mapping[str, Any] | None = None) -> SweepPlan:
     return plan.validate()
 
 
-_LIMITS: dict[str, tuple[float | None, float | None]] = {
-    "batch_size": (1, MAX_BATCH_SIZE), "batch_sizes": (1, MAX_BATCH_SIZE), "max_new_tokens": (1, MAX_NEW_TOKENS),
-    "lengths": (1, MAX_NEW_TOKENS), "temperature": (0, None), "top_p": (0, 1), "top_k": (0, None),
-    "runs": (1, MAX_RUNS), "warmup": (0, MAX_WARMUP), "k": (1, 100), "max_num_seqs": (1, MAX_REQUESTS),
-    "num_requests": (1, MAX_REQUESTS), "shared_prefix_words": (0, 4096), "seq_len": (1, 1_048_576),
-}
-
-
 def schema(name: str) -> list[Param]:
-    """Experiment ``name``'s parameters as ``Param`` objects (defaults and limits from one place)."""
+    """Experiment ``name``'s parameters as ``Param`` objects, with its defaults (checks and limits from ``PARAMS``)."""
+    from dataclasses import replace
+
     spec = get_experiment(name)
     out = []
     for key in spec.allowed_keys:
-        lo, hi = _LIMITS.get(key, (None, None))
-        out.append(Param(key, CHECKS.get(key, lambda _n, v: v), spec.defaults.get(key), min=lo, max=hi))
+        base = PARAMS.get(key) or Param(key, lambda _n, v: v)
+        out.append(replace(base, default=spec.defaults.get(key), optional=key in ENGINE_KEYS))
     return out
 
 

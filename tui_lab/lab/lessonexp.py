@@ -1,12 +1,13 @@
 """What the experiments of lessons 04 (tensor parallelism), 05 and 06 share.
 
-A small parameter schema (default + checker per key), engine variants that are loaded and
-always unloaded, one batch run, and the one-line notes that say what this machine can show.
+A small parameter schema (default + rule per key; a rule carries its type and limits), engine
+variants that are loaded and always unloaded, one batch run, and the one-line notes that say what
+this machine can show.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -14,12 +15,11 @@ from tui_lab.engines.base import Engine, Request, SamplingParams
 from tui_lab.errors import InvalidInput
 from tui_lab.lab.experiment import Experiment, RunContext
 from tui_lab.lab.run import RunResult, execute_run
+from tui_lab.params import Check, Param, Rule, one_of
 
-Check = Callable[[str, Any], Any]
 
-
-def integer(lo: int, hi: int) -> Check:
-    """A checker for whole numbers in ``[lo, hi]``."""
+def integer(lo: int, hi: int) -> Rule:
+    """A rule for whole numbers in ``[lo, hi]``."""
 
     def check(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
@@ -28,11 +28,11 @@ def integer(lo: int, hi: int) -> Check:
             raise InvalidInput(f"{name} must be between {lo} and {hi} (got {value})")
         return int(value)
 
-    return check
+    return Rule(check, "int", lo, hi)
 
 
-def number(lo: float, hi: float) -> Check:
-    """A checker for numbers in ``[lo, hi]``."""
+def number(lo: float, hi: float) -> Rule:
+    """A rule for numbers in ``[lo, hi]``."""
 
     def check(name: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -41,29 +41,26 @@ def number(lo: float, hi: float) -> Check:
             raise InvalidInput(f"{name} must be between {lo:g} and {hi:g} (got {value})")
         return float(value)
 
-    return check
+    return Rule(check, "number", lo, hi)
 
 
-def choice(*options: str) -> Check:
-    """A checker for one of ``options``."""
-
-    def check(name: str, value: Any) -> str:
-        if value not in options:
-            raise InvalidInput(f"{name} must be one of: {', '.join(options)} (got {value!r})")
-        return str(value)
-
-    return check
+def choice(*options: str) -> Rule:
+    """A rule for one of ``options``."""
+    return Rule(one_of(options), "choice", choices=options)
 
 
-def flag(name: str, value: Any) -> bool:
-    """A checker for true/false."""
+def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidInput(f"{name} must be true or false (got {value!r})")
     return value
 
 
-def int_list(lo: int, hi: int, max_items: int = 16) -> Check:
-    """A checker for a non-empty list of whole numbers in ``[lo, hi]``."""
+flag = Rule(_flag, "bool")
+"""A rule for true/false."""
+
+
+def int_list(lo: int, hi: int, max_items: int = 16) -> Rule:
+    """A rule for a non-empty list of whole numbers in ``[lo, hi]``."""
     item = integer(lo, hi)
 
     def check(name: str, value: Any) -> list[int]:
@@ -71,18 +68,20 @@ def int_list(lo: int, hi: int, max_items: int = 16) -> Check:
             raise InvalidInput(f"{name} must be a list of 1 to {max_items} numbers (got {value!r})")
         return [item(name, v) for v in value]
 
-    return check
+    return Rule(check, "int list", lo, hi)
 
 
-def text(name: str, value: Any) -> str:
-    """A checker for a non-empty string."""
+def _text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{name} must be a non-empty text")
     return value
 
 
-def arch_name(name: str, value: Any) -> str:
-    """A checker for an architecture the lab ships (``gemma-3-270m``, ``llama-3-8b``, ...)."""
+text = Rule(_text, "text")
+"""A rule for a non-empty string."""
+
+
+def _arch_name(name: str, value: Any) -> str:
     from tui_lab.models.arch import ARCH_MODELS
 
     value = str(value).removeprefix("arch:")
@@ -91,22 +90,27 @@ def arch_name(name: str, value: Any) -> str:
     return value
 
 
+arch_name = Rule(_arch_name, "text")
+"""A rule for an architecture the lab ships (``gemma-3-270m``, ``llama-3-8b``, ...)."""
+
+
 class LessonExperiment(Experiment):
-    """An experiment whose parameters are ``schema``: key → (default, checker)."""
+    """An experiment whose parameters are ``schema``: key → (default, rule).
 
-    schema: ClassVar[dict[str, tuple[Any, Check]]] = {}
+    Every value may also be None (then it is not checked): the experiment picks its own.
+    """
 
-    def validate(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overlaid with ``params``, every value checked (``InvalidInput`` on the first bad one)."""
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(self.schema))
-        if unknown:
-            raise InvalidInput(f"{self.name} has no parameter {unknown[0]!r}; it takes: {', '.join(self.schema)}")
-        out = {}
-        for key, (default, check) in self.schema.items():
-            value = params.get(key, default)
-            out[key] = check(key, value) if value is not None else None
-        return out
+    schema: ClassVar[dict[str, tuple[Any, Rule | Check]]] = {}
+
+    def parameters(self) -> tuple[Param, ...]:
+        """The schema as ``Param`` objects (types and limits from each rule)."""
+        out = []
+        for key, (default, rule) in self.schema.items():
+            if isinstance(rule, Rule):
+                out.append(rule.param(key, default, optional=True))
+            else:
+                out.append(Param(key, rule, default, optional=True))
+        return tuple(out)
 
 
 def is_vllm(ctx: RunContext) -> bool:

@@ -67,6 +67,7 @@ from tui_lab.metrics import (
     summarize,
     ttft,
 )
+from tui_lab.params import Check, Param, check_params, one_of, positive, whole
 
 LoadMode = Literal["concurrency", "rate"]
 LOAD_AXES: tuple[str, ...] = ("concurrency", "rate")
@@ -747,6 +748,68 @@ _SWEEP_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _cap(name: str, value: Any) -> int | None:
+    return None if value in ("", 0) else whole(name, value, 1, MAX_BATCH_SIZE)
+
+
+def _value_list(kind: type) -> Check:
+    def check(name: str, value: Any) -> Any:
+        if not _values(value, kind):
+            raise InvalidInput(f"{name} needs at least one value (e.g. 1,2,4)")
+        return value  # a list or "1,2,4": the plan reads either
+
+    return check
+
+
+def _shared(name: str, default: Any) -> Param:
+    """One of the lab's common parameters (``tui_lab.lab.experiments.PARAMS``) with this default."""
+    from dataclasses import replace
+
+    from tui_lab.lab.experiments import PARAMS
+
+    return replace(PARAMS[name], default=default)
+
+
+def _load_params() -> tuple[Param, ...]:
+    d = _LOAD_DEFAULTS
+    return (
+        Param("mode", one_of(LOAD_AXES), d["mode"], "closed loop or arrivals at a rate",
+              choices=LOAD_AXES, type="choice"),
+        Param("concurrency", lambda n, v: whole(n, v, 1, MAX_BATCH_SIZE), d["concurrency"],
+              "requests in flight (concurrency mode)", 1, MAX_BATCH_SIZE, type="int"),
+        Param("request_rate", positive, d["request_rate"], "arrivals per second (rate mode)", 0, type="number",
+              above_min=True),
+        Param("burstiness", positive, d["burstiness"], "1 gives Poisson arrivals; lower is burstier", 0,
+              type="number", above_min=True),
+        Param("max_concurrency", _cap, d["max_concurrency"], "cap on requests in flight (rate mode)", 1,
+              MAX_BATCH_SIZE, type="int", optional=True),
+        Param("num_requests", lambda n, v: whole(n, v, 1, MAX_LOAD_REQUESTS), d["num_requests"],
+              "requests in the whole load", 1, MAX_LOAD_REQUESTS, type="int"),
+        Param("output_lens", lambda _n, v: v, d["output_lens"], "output lengths: 16,64,128 or uniform:LO:HI "
+              "(empty: max_new_tokens each)", type="text"),
+        _shared("max_new_tokens", d["max_new_tokens"]),
+        _shared("temperature", d["temperature"]),
+        _shared("top_p", d["top_p"]),
+        _shared("seed", d["seed"]),
+        _shared("ignore_eos", d["ignore_eos"]),
+    )
+
+
+def _sweep_params() -> tuple[Param, ...]:
+    d = _SWEEP_DEFAULTS
+    return (
+        *_load_params(),
+        Param("axis", one_of(LOAD_AXES), d["axis"], "what the sweep varies", choices=LOAD_AXES,
+              type="choice"),
+        Param("concurrencies", _value_list(int), d["concurrencies"], "concurrencies (axis concurrency)", 1,
+              MAX_BATCH_SIZE, type="int list"),
+        Param("request_rates", _value_list(float), d["request_rates"], "requests per second (axis rate)", 0,
+              type="number list", above_min=True),
+        _shared("runs", d["runs"]),
+        _shared("latency_budget", d["latency_budget"]),
+    )
+
+
 def _values(text: Any, kind: type) -> tuple[float, ...]:
     if isinstance(text, (list, tuple)):
         items = list(text)
@@ -789,15 +852,6 @@ def load_sweep_plan_from(params: Mapping[str, Any]) -> LoadSweepPlan:
                          latency_budget=params.get("latency_budget") or None)
 
 
-def _overlay(defaults: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
-    values = dict(defaults)
-    for key, value in (params or {}).items():
-        if key not in defaults:
-            raise InvalidInput(f"unknown parameter {key!r}; known: {', '.join(defaults)}")
-        values[key] = value
-    return values
-
-
 class LoadRunExperiment(Experiment):
     """One load (closed loop at a concurrency, or arrivals at a request rate) on a serving engine."""
 
@@ -807,9 +861,13 @@ class LoadRunExperiment(Experiment):
                    "the send, client queue time apart, window output throughput.")
     kind = "run"
 
+    def parameters(self) -> tuple[Param, ...]:
+        """Arrivals, request count, output lengths and sampling."""
+        return _load_params()
+
     def validate(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overlaid with ``params``, checked by building the plan."""
-        values = _overlay(_LOAD_DEFAULTS, params)
+        """Defaults overlaid with ``params``, each checked by its ``Param``, then together by building the plan."""
+        values = check_params(self.name, self.parameters(), params)
         try:
             load_plan_from(values).validate()
         except (TypeError, ValueError) as exc:
@@ -833,9 +891,13 @@ class LoadSweepExperiment(Experiment):
                    "time, window throughput, the knee and the budget pick.")
     kind = "sweep"
 
+    def parameters(self) -> tuple[Param, ...]:
+        """The load's parameters, the sweep's axis and values, runs and the latency budget."""
+        return _sweep_params()
+
     def validate(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overlaid with ``params``, checked by building the plan."""
-        values = _overlay(_SWEEP_DEFAULTS, params)
+        """Defaults overlaid with ``params``, each checked by its ``Param``, then together by building the plan."""
+        values = check_params(self.name, self.parameters(), params)
         try:
             load_sweep_plan_from(values).validate()
         except (TypeError, ValueError) as exc:

@@ -39,6 +39,7 @@ from tui_lab.metrics.memory import (
     mamba_state_bytes,
     weight_bytes,
 )
+from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS
 
 GIB = 2**30
 H200_HBM_GBS = 4800.0
@@ -96,7 +97,7 @@ class WeightPrecision(LessonExperiment):
     schema = {
         "model": ("llama-3-8b", arch_name),
         "bandwidth_gbs": (H200_HBM_GBS, number(1, 100000)),
-        "max_new_tokens": (32, integer(2, 512)),
+        "max_new_tokens": (32, integer(2, MAX_NEW_TOKENS)),
         "measure_fp8": (True, flag),
     }
 
@@ -195,9 +196,9 @@ class KvCapacity(LessonExperiment):
         "memory_gib": (H200_MEMORY_GIB, number(0.1, 4096)),
         "kv_cache_dtype": ("bf16", choice("bf16", "fp8")),
         "compare_fp8": (False, flag),
-        "probe_limit": (16, integer(1, 1024)),
+        "probe_limit": (16, integer(1, MAX_REQUESTS)),
         "probe_tokens": (4, integer(1, 64)),
-        "throughput_batch": (8, integer(1, 1024)),
+        "throughput_batch": (8, integer(1, MAX_REQUESTS)),
     }
 
     def run(self, params: Mapping[str, Any], ctx: RunContext) -> KvCapacityResult:
@@ -287,10 +288,10 @@ class Preemption(LessonExperiment):
     description = "More requests than the KV cache holds: running, waiting, KV usage and preemptions live."
     kind = "run"
     schema = {
-        "num_requests": (32, integer(1, 1024)),
-        "max_new_tokens": (96, integer(1, 4096)),
+        "num_requests": (32, integer(1, MAX_REQUESTS)),
+        "max_new_tokens": (96, integer(1, MAX_NEW_TOKENS)),
         "num_kv_blocks": (64, integer(1, 1_000_000)),
-        "max_num_seqs": (32, integer(1, 1024)),
+        "max_num_seqs": (32, integer(1, MAX_REQUESTS)),
         "max_model_len": (256, integer(32, 131072)),
         "sample_interval_s": (0.1, number(0.01, 5)),
     }

@@ -1,8 +1,8 @@
 """Serving experiments for lessons 03 and 04: CUDA graphs, prefix caching, queueing, static vs continuous batching.
 
 Every experiment takes engine *factories* (a callable that builds an engine not
-yet loaded), loads one engine at a time, measures through ``execute_run`` and
-unloads it again, so the same code drives the transformers and vLLM engines and,
+yet loaded), loads one engine at a time, measures it with ``tui_lab.lab.measure``
+and unloads it again, so the same code drives the transformers and vLLM engines and,
 in tests, scripted engines with a fake clock. Every figure is computed from the
 per-token timestamps of the run (and, where vLLM gives them, its own
 queued / prefill / decode times). Nothing here imports torch, vLLM or Textual.
@@ -21,9 +21,9 @@ from typing import Any
 
 from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingParams
 from tui_lab.errors import InvalidInput, LabError
-from tui_lab.lab import error_text
 from tui_lab.lab.compare import default_gpu_check
-from tui_lab.lab.run import EventSink, RunResult, execute_run
+from tui_lab.lab.measure import Variant, loaded, measure
+from tui_lab.lab.run import EventSink, RunResult
 from tui_lab.metrics import Percentiles, e2e, output_throughput, summarize, tpot, ttft
 from tui_lab.params import MAX_REQUESTS
 
@@ -84,36 +84,6 @@ def _stopped(stop: threading.Event | None) -> bool:
     return stop is not None and stop.is_set()
 
 
-def _failure_text(exc: BaseException) -> str:
-    if isinstance(exc, LabError):
-        return error_text(exc)
-    # A missing optional package or engine module.
-    return f"engine unavailable: {exc}"
-
-
-def _safe_unload(engine: Engine | None) -> None:
-    if engine is None:
-        return
-    try:
-        engine.unload()
-    except Exception:  # unloading a half-loaded engine must not hide why it failed
-        pass
-
-
-def _load(
-    make: Callable[[], Engine], progress: ProgressCallback | None
-) -> tuple[Engine | None, dict | None, str | None]:
-    """(loaded engine, its info as a dict, None) or (None, None, why it could not load)."""
-    engine: Engine | None = None
-    try:
-        engine = make()
-        info = engine.load(progress)
-    except (LabError, ImportError) as exc:
-        _safe_unload(engine)
-        return None, None, _failure_text(exc)
-    return engine, info.to_dict(), None
-
-
 def _median(values: Sequence[float | None]) -> float | None:
     xs = [v for v in values if v is not None]
     return statistics.median(xs) if xs else None
@@ -124,14 +94,12 @@ def _gaps(times: Sequence[float]) -> list[float]:
 
 
 def _warm_up(engine: Engine, stop: threading.Event | None) -> None:
-    """One tiny discarded request: the first request of a fresh engine pays one-time costs."""
-    if _stopped(stop):
-        return
-    try:
-        execute_run(engine, [Request("warmup", _WARMUP_PROMPT)], SamplingParams(max_new_tokens=2, ignore_eos=True),
-                    stop=stop)
-    except LabError:
-        pass  # the measured run will meet (and report) the same problem
+    """One tiny discarded request: the first request of a fresh engine pays one-time costs.
+
+    An engine error is not reported here: the measured run will meet (and report) the same problem.
+    """
+    measure(engine, [Request("warmup", _WARMUP_PROMPT)], SamplingParams(max_new_tokens=2, ignore_eos=True),
+            stop=stop)
 
 
 def _check_positive(name: str, value: int, lo: int = 1, hi: int | None = None) -> None:
@@ -372,47 +340,46 @@ def graphs_compare(
         label = "CUDA graphs" if graphs else f"eager ({device})"
         mode = GraphsMode(label=label, cuda_graphs=graphs, device=device)
         result.modes.append(mode)
-        engine, info, why = _load(lambda g=graphs, d=device: factory(g, d), progress)
-        if engine is None:
-            mode.available, mode.reason = False, why
-            continue
-        mode.engine = info
-        sampler = None
-        try:
-            for _ in range(warmup):
-                if _stopped(stop):
-                    break
-                execute_run(engine, requests, sampling, stop=stop, sink=sink)
-            if device != "cpu":
-                sampler = (sampler_factory or _default_sampler)()
-            for index in range(runs):
-                if _stopped(stop):
-                    result.partial = True
-                    break
-                res = execute_run(engine, requests, sampling, stop=stop, sink=sink)
-                run = _graph_run(index, res)
-                if res.partial:
-                    result.partial = True
+        with loaded(Variant(lambda g=graphs, d=device: factory(g, d), progress)) as variant:
+            if variant.engine is None:
+                mode.available, mode.reason = False, variant.error
+                continue
+            mode.engine = variant.info
+            sampler: list[Any] = []
+
+            def start_sampler(index: int, warm: bool, device: str = device, sampler: list[Any] = sampler) -> None:
+                # GPU telemetry covers the measured runs only: it starts once the warm-ups are done.
+                if not warm and not sampler and device != "cpu":
+                    sampler.append((sampler_factory or _default_sampler)())
+
+            def keep(index: int, warm: bool, res: RunResult, mode: GraphsMode = mode) -> None:
+                if warm:
+                    return
+                run = _graph_run(index - warmup, res)
                 if run.output_tokens:
                     mode.runs.append(run)
-                if res.error:
-                    mode.reason = res.error
-                if res.partial:
-                    break
-            if graphs:
-                # The backend is built per run, so a fallback to eager shows in the notes only after a run.
-                notes = [n for n in engine.info.notes if "eager" in n.lower()]
-                mode.fell_back = notes[0] if notes else None
-        except LabError as exc:
-            mode.reason = error_text(exc)
-        finally:
-            if sampler is not None:
-                try:
-                    sampler.stop()
-                except Exception:
-                    pass
-                mode.gpu = _sampler_summary(sampler)
-            _safe_unload(engine)
+
+            try:
+                m = measure(variant.engine, requests, sampling, warmup=warmup, runs=runs, stop=stop, sink=sink,
+                            on_run=start_sampler, on_result=keep)
+            finally:
+                if sampler and sampler[0] is not None:
+                    try:
+                        sampler[0].stop()
+                    except Exception:
+                        pass
+                    mode.gpu = _sampler_summary(sampler[0])
+            if m.raised:
+                mode.reason = m.error
+            else:
+                if m.last is not None and m.last.error:
+                    mode.reason = m.last.error
+                if m.ended in ("stopped", "interrupted") or (m.last is not None and not m.last_warm):
+                    result.partial = True
+                if graphs:
+                    # The backend is built per run, so a fallback to eager shows in the notes only after a run.
+                    notes = [n for n in variant.engine.info.notes if "eager" in n.lower()]
+                    mode.fell_back = notes[0] if notes else None
         if result.partial:
             break
     return result
@@ -614,53 +581,51 @@ def prefix_cache_compare(
             break
         mode = PrefixMode(enabled=enabled)
         result.modes.append(mode)
-        engine, info, why = _load(lambda on=enabled: factory(on), progress)
-        if engine is None:
-            mode.available, mode.reason = False, why
+
+        def batch(index: int) -> list[Request]:
+            if index == 0:  # the first request, alone: with the cache on, it fills the cache
+                return [Request("first", shared_prefix_prompts(1, shared_prefix_words, 0, seed)[0])]
+            offset = 1 + (index - 1) * num_requests
+            prompts = shared_prefix_prompts(num_requests, shared_prefix_words, offset, seed)
+            return [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+
+        def record(index: int, warm: bool, res: RunResult, mode: PrefixMode = mode) -> None:
+            if warm:
+                mode.first_ttft_s = ttft(res.requests[0].trace)
+                return
+            for rr in res.requests:
+                if rr.trace.output_tokens == 0:
+                    continue
+                mode.ttft_values.append(ttft(rr.trace))  # type: ignore[arg-type]
+                value = tpot(rr.trace)
+                if value is not None:
+                    mode.tpot_values.append(value)
+                mode.prompt_tokens.append(rr.trace.prompt_tokens)
+                times = rr.engine_times or {}
+                if "prefill_s" in times:
+                    mode.prefill_values.append(times["prefill_s"])
+                if "queued_s" in times:
+                    mode.queued_values.append(times["queued_s"])
+            mode.runs_done += 1
+
+        # The first request is the one warm-up run: timed and reported apart, never pooled with the runs.
+        m = measure(Variant(lambda on=enabled: factory(on), progress), batch, sampling, warmup=1, runs=runs,
+                    stop=stop, sink=sink, on_result=record)
+        if m.ended == "unavailable":
+            mode.available, mode.reason = False, m.error
             continue
-        mode.engine = info
-        try:
-            first = shared_prefix_prompts(1, shared_prefix_words, 0, seed)
-            res = execute_run(engine, [Request("first", first[0])], sampling, stop=stop, sink=sink)
-            mode.first_ttft_s = ttft(res.requests[0].trace)
-            if res.error:
-                mode.reason = res.error
-            if res.partial:
-                result.partial = True
-                continue
-            for run in range(runs):
-                if _stopped(stop):
-                    result.partial = True
-                    break
-                prompts = shared_prefix_prompts(num_requests, shared_prefix_words, 1 + run * num_requests, seed)
-                requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
-                res = execute_run(engine, requests, sampling, stop=stop, sink=sink)
-                for rr in res.requests:
-                    if rr.trace.output_tokens == 0:
-                        continue
-                    mode.ttft_values.append(ttft(rr.trace))  # type: ignore[arg-type]
-                    value = tpot(rr.trace)
-                    if value is not None:
-                        mode.tpot_values.append(value)
-                    mode.prompt_tokens.append(rr.trace.prompt_tokens)
-                    times = rr.engine_times or {}
-                    if "prefill_s" in times:
-                        mode.prefill_values.append(times["prefill_s"])
-                    if "queued_s" in times:
-                        mode.queued_values.append(times["queued_s"])
-                mode.runs_done += 1
-                if res.error:
-                    mode.reason = res.error
-                if res.partial:
-                    result.partial = True
-                    break
-        except LabError as exc:
+        mode.engine = m.engine
+        if m.raised:
             # Bad input found by the engine (e.g. the prompt does not fit its context): say so, go on.
-            mode.available, mode.reason = False, error_text(exc)
-        finally:
-            _safe_unload(engine)
-        if result.partial:
-            break
+            mode.available, mode.reason = False, m.error
+            continue
+        if m.last is not None and m.last.error:
+            mode.reason = m.last.error
+        if m.cut_short:
+            result.partial = True
+            # A first request cut short by an engine error leaves the other mode to try; a stop ends here.
+            if not (m.last is not None and m.last_warm and not _stopped(stop)):
+                break
     return result
 
 
@@ -821,32 +786,30 @@ def queueing_run(
     base = sampling or SamplingParams(temperature=0.0, ignore_eos=True)
     sampling = base.with_(max_new_tokens=max_new_tokens).validate()
     result = QueueingResult(num_requests, max_num_seqs, max_new_tokens)
-    owned = engine is None
+    requests = [Request(f"r{i}", p) for i, p in enumerate(prompt_schedule(num_requests, seed))]
+    source: Engine | Variant
     if engine is None:
-        engine, result.engine, why = _load(lambda: factory(max_num_seqs), progress)  # type: ignore[misc]
-        if engine is None:
-            result.error = why
-            return result
+        source = Variant(lambda: factory(max_num_seqs), progress,  # type: ignore[misc]
+                         prepare=lambda loaded_engine: _warm_up(loaded_engine, stop))
     else:
+        source = engine
         result.engine = engine.info.to_dict()
+    m = measure(source, requests, sampling, stop=stop, sink=sink)
+    if m.ended == "unavailable":
+        result.error = m.error
+        return result
+    if engine is None:
+        result.engine = m.engine
     if result.engine and result.engine.get("engine") == "transformers":
         result.extra_notes.append("The transformers engine runs the whole batch at once (static batching), so "
                                   "nothing queues inside it; use the vLLM engine to see a queue.")
-    try:
-        if _stopped(stop):
-            result.partial = True
-            return result
-        if owned:
-            _warm_up(engine, stop)
-        requests = [Request(f"r{i}", p) for i, p in enumerate(prompt_schedule(num_requests, seed))]
-        try:
-            res = execute_run(engine, requests, sampling, stop=stop, sink=sink)
-        except LabError as exc:
-            result.error = error_text(exc)
-            return result
-    finally:
-        if owned:
-            _safe_unload(engine)
+    if m.raised:
+        result.error = m.error
+        return result
+    if not m.runs:  # stopped before the run began
+        result.partial = True
+        return result
+    res = m.runs[0][1]
     result.run = res
     result.partial = res.partial
     if res.error:
@@ -1047,11 +1010,9 @@ def _serve(engine: Engine, mode: BatchingMode, requests: list[Request], slots: i
     t0: float | None = None
     last: float | None = None
     batch_steps = padded = 0
-    for b, group in enumerate(groups):
-        if _stopped(stop):
-            mode.partial = True
-            break
-        res = execute_run(engine, group, sampling, stop=stop, sink=sink)
+
+    def record(b: int, _warm: bool, res: RunResult) -> None:
+        nonlocal t0, last, batch_steps, padded
         sends = [r.trace.t_send for r in res.requests if r.trace.t_send == r.trace.t_send]  # NaN: never sent
         if t0 is None and sends:
             t0 = min(sends)
@@ -1059,7 +1020,7 @@ def _serve(engine: Engine, mode: BatchingMode, requests: list[Request], slots: i
         if mode.policy == "static" and produced:
             batch_steps += max(produced)
             padded += sum(max(produced) - n for n in produced)
-        for req, rr in zip(group, res.requests, strict=True):
+        for req, rr in zip(groups[b], res.requests, strict=True):
             tr = rr.trace
             base = t0 if t0 is not None else tr.t_send
             t1, tn = tr.first_token_time, tr.last_token_time
@@ -1075,9 +1036,14 @@ def _serve(engine: Engine, mode: BatchingMode, requests: list[Request], slots: i
             ))
         if res.error:
             mode.reason = res.error
-        if res.partial:
-            mode.partial = True
-            break
+
+    # Each group is one run: the next static batch starts only when the previous one has ended.
+    m = measure(engine, lambda b: groups[b], sampling, runs=len(groups), stop=stop, sink=sink, on_result=record)
+    if m.raised:
+        mode.available, mode.reason = False, m.error
+        return
+    if m.cut_short:
+        mode.partial = True
     if t0 is not None and last is not None:
         mode.wall_s = last - t0
     if mode.policy == "static":
@@ -1144,29 +1110,22 @@ def static_vs_continuous(
         if _stopped(stop):
             result.partial = True
             break
-        engine, info, why = _load(make, progress)
         result.modes.extend(modes)
-        if engine is None:
+        with loaded(Variant(make, progress, prepare=lambda engine: _warm_up(engine, stop))) as variant:
+            if variant.engine is None:
+                for m in modes:
+                    m.available, m.reason = False, variant.error
+                continue
             for m in modes:
-                m.available, m.reason = False, why
-            continue
-        try:
-            _warm_up(engine, stop)
-            for m in modes:
-                m.engine = info
+                m.engine = variant.info
                 if _stopped(stop):
                     m.partial = result.partial = True
                     break
-                try:
-                    _forget_prefixes(engine)
-                    _serve(engine, m, requests, slots, sampling, stop, sink)
-                except LabError as exc:
-                    m.available, m.reason = False, error_text(exc)
+                _forget_prefixes(variant.engine)
+                _serve(variant.engine, m, requests, slots, sampling, stop, sink)
                 if m.partial:
                     result.partial = True
                     break
-        finally:
-            _safe_unload(engine)
         if result.partial:
             break
     return result

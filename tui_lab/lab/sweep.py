@@ -29,11 +29,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tui_lab.engines.base import MAX_BATCH_SIZE, Engine, SamplingParams
+from tui_lab.engines.base import MAX_BATCH_SIZE, Engine, Request, SamplingParams
 from tui_lab.errors import InvalidInput, LabError, OutOfMemory
-from tui_lab.lab import error_text
+from tui_lab.lab.measure import measure
 from tui_lab.lab.prompts import prompt_schedule
-from tui_lab.lab.run import EventSink, RunResult, execute_run, make_requests
+from tui_lab.lab.run import EventSink, RunResult, make_requests
 from tui_lab.metrics import (
     BUDGET_PRESETS,
     KNEE_GAIN_PCT,
@@ -558,66 +558,33 @@ def _run_configuration(
 
     Returns (point or None, "stopped"/"interrupted"/None, whether it ran out of memory).
     """
-    measured: list[tuple[int, RunResult]] = []
-    partial_run: tuple[int, RunResult] | None = None
-    ended: str | None = None
-    error: str | None = None
-    oom = False
-    for index in range(plan.warmup + plan.runs):
-        if stop is not None and stop.is_set():
-            ended = "stopped"
-            break
-        warm = index < plan.warmup
-        run_index = index - plan.warmup
-        if on_run:
-            on_run(config, index, warm)
-        # Every run of a configuration (warm-up included) sends the same seeded prompts, so the runs
-        # differ only by the system's own noise, and the warm-up does the shape-specific work (CUDA graph
-        # capture, kernel selection, allocator growth) for exactly the shapes that are then timed.
-        # (Measured on an H200: with different prompts per run, each new prompt length added ~40 ms of TTFT.)
-        requests = make_requests(prompt_schedule(config.batch_size, plan.seed), config.batch_size)
-        try:
-            res = execute_run(engine, requests, config.sampling, stop=stop, sink=sink)
-        except OutOfMemory as exc:
-            error = error_text(exc)
-            oom = True
-            break
-        except LabError as exc:
-            error = error_text(exc)
-            break
-        if res.error == "interrupted":
-            ended = "interrupted"
-            if not warm:
-                partial_run = (run_index, res)
-            break
-        if res.error:
-            error = error_text(res.exception) if res.exception is not None else res.error
-            oom = isinstance(res.exception, OutOfMemory)
-            break
-        if res.partial:
-            if stop is not None and stop.is_set():
-                ended = "stopped"
-                if not warm:
-                    partial_run = (run_index, res)
-            else:
-                error = "the engine ended the run before every request finished"
-            break
-        if not warm:
-            measured.append((run_index, res))
-    if error is not None:
-        status = "error"
+
+    # Every run of a configuration (warm-up included) sends the same seeded prompts, so the runs
+    # differ only by the system's own noise, and the warm-up does the shape-specific work (CUDA graph
+    # capture, kernel selection, allocator growth) for exactly the shapes that are then timed.
+    # (Measured on an H200: with different prompts per run, each new prompt length added ~40 ms of TTFT.)
+    def requests(_index: int) -> list[Request]:
+        return make_requests(prompt_schedule(config.batch_size, plan.seed), config.batch_size)
+
+    m = measure(
+        engine, requests, config.sampling, warmup=plan.warmup, runs=plan.runs, stop=stop, sink=sink,
+        on_run=None if on_run is None else (lambda index, warm: on_run(config, index, warm)),
+    )
+    measured = m.complete
+    if m.ended == "error":
+        oom = isinstance(m.exception, OutOfMemory)
         if measured:
             # Keep the completed runs' figures beside the error; the point does not count as complete.
-            return _point_from_runs(config, measured, status, error), ended, oom
+            return _point_from_runs(config, measured, "error", m.error), None, oom
         return SweepPoint(
-            config.label, config.value, config.batch_size, status=status, error=error,
+            config.label, config.value, config.batch_size, status="error", error=m.error,
             max_new_tokens=config.sampling.max_new_tokens,
             temperature=config.sampling.temperature, top_p=config.sampling.top_p,
-        ), ended, oom
-    if ended is None:
+        ), None, oom
+    if m.ended is None:
         return _point_from_runs(config, measured, "ok", None), None, False
     # Stopped: prefer the completed measured runs; a truncated run only when nothing else exists.
-    runs = measured or ([partial_run] if partial_run is not None else [])
+    runs = measured or [(i, res) for i, res in m.runs if res.partial]
     if not runs:
-        return None, ended, False
-    return _point_from_runs(config, runs, "partial", None), ended, False
+        return None, m.ended, False
+    return _point_from_runs(config, runs, "partial", None), m.ended, False

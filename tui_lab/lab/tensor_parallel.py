@@ -28,6 +28,7 @@ from tui_lab.lab.lessonexp import (
 )
 from tui_lab.metrics import percentile, tpot, ttft
 from tui_lab.metrics.memory import kv_bytes_per_token_layer, tp_figures
+from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS
 
 H200_NVLINK_GBS = 450.0
 """NVLink on an H200 SXM: 900 GB/s in both directions together, so 450 GB/s each way (NVIDIA datasheet)."""
@@ -85,10 +86,10 @@ class OneGpuOrTwo(LessonExperiment):
     kind = "compare"
     schema = {
         "model": ("llama-3-8b", arch_name),
-        "batch_sizes": ([1, 32], int_list(1, 1024)),
-        "sweep": ([1, 8, 32, 64, 128, 256], int_list(1, 1024)),
+        "batch_sizes": ([1, 32], int_list(1, MAX_REQUESTS)),
+        "sweep": ([1, 8, 32, 64, 128, 256], int_list(1, MAX_REQUESTS)),
         "context": (1024, integer(16, 131072)),
-        "max_new_tokens": (32, integer(2, 4096)),
+        "max_new_tokens": (32, integer(2, MAX_NEW_TOKENS)),
         "gpu_memory_gib": (141e9 / 2**30, number(1, 4096)),
         "hbm_gbs": (4800.0, number(1, 100000)),
         "link_gbs": (H200_NVLINK_GBS, number(1, 100000)),

@@ -44,6 +44,7 @@ from tui_lab.metrics.toolmetrics import (
     time_to_first_answer,
     tool_numbers,
 )
+from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS
 
 # ----------------------------------------------------------------------------------- closed / open
 
@@ -87,10 +88,10 @@ class LoadLoop(LessonExperiment):
     kind = "run"
     schema = {
         "mode": ("closed", choice("closed", "open")),
-        "concurrency": (4, integer(1, 256)),
+        "concurrency": (4, integer(1, MAX_REQUESTS)),
         "rate": (8.0, number(0.01, 10000)),
-        "num_requests": (16, integer(1, 1024)),
-        "max_new_tokens": (24, integer(1, 2048)),
+        "num_requests": (16, integer(1, MAX_REQUESTS)),
+        "max_new_tokens": (24, integer(1, MAX_NEW_TOKENS)),
         "seed": (0, integer(0, 2**31 - 1)),
     }
 
@@ -205,8 +206,8 @@ class Interference(LessonExperiment):
     description = "A long prompt joins running streams; chunked prefill and its token budget bound the stall."
     kind = "compare"
     schema = {
-        "streams": (4, integer(1, 256)),
-        "stream_tokens": (64, integer(8, 4096)),
+        "streams": (4, integer(1, MAX_REQUESTS)),
+        "stream_tokens": (64, integer(8, MAX_NEW_TOKENS)),
         "long_prompt_words": (1200, integer(16, 100000)),
         "max_num_batched_tokens": (256, integer(16, 65536)),
         "arrive_after_s": (0.5, number(0.0, 60)),
@@ -321,7 +322,7 @@ class Speculation(LessonExperiment):
     kind = "compare"
     schema = {
         "k": (4, integer(1, 16)),
-        "max_new_tokens": (96, integer(8, 4096)),
+        "max_new_tokens": (96, integer(8, MAX_NEW_TOKENS)),
         "repetitive_prompt": (REPETITIVE, text),
         "fresh_prompt": (FRESH, text),
     }
@@ -377,8 +378,8 @@ class ToolMetrics(LessonExperiment):
     description = "vLLM bench serve, AIPerf, guidellm and LLMPerf definitions applied to one run."
     kind = "run"
     schema = {
-        "batch_size": (8, integer(1, 1024)),
-        "max_new_tokens": (48, integer(2, 4096)),
+        "batch_size": (8, integer(1, MAX_REQUESTS)),
+        "max_new_tokens": (48, integer(2, MAX_NEW_TOKENS)),
         "weighting": ("request", choice("request", "token")),
         "ignore_eos": (False, flag),
     }
@@ -447,8 +448,8 @@ class EnergyCost(LessonExperiment):
     description = "Joules per token (NVML total-energy counter) and cost per million tokens per batch size."
     kind = "sweep"
     schema = {
-        "batch_sizes": ([1, 8, 32], int_list(1, 1024)),
-        "max_new_tokens": (48, integer(2, 4096)),
+        "batch_sizes": ([1, 8, 32], int_list(1, MAX_REQUESTS)),
+        "max_new_tokens": (48, integer(2, MAX_NEW_TOKENS)),
         "price_per_hour": (3.5, number(0, 10000)),
     }
 
@@ -501,8 +502,8 @@ class AnswerLatency(LessonExperiment):
     kind = "run"
     schema = {
         "prompt": ("Think it through, then answer: what is 17 times 23?", text),
-        "batch_size": (1, integer(1, 256)),
-        "max_new_tokens": (64, integer(1, 32768)),
+        "batch_size": (1, integer(1, MAX_REQUESTS)),
+        "max_new_tokens": (64, integer(1, MAX_NEW_TOKENS)),
     }
 
     def run(self, params: Mapping[str, Any], ctx: RunContext) -> AnswerLatencyResult:

@@ -2,16 +2,14 @@
 
 ``tui_lab.lab.experiments`` says what each experiment is and which parameters
 it takes; this module turns a step's preset into control values, builds sweep
-plans from the learner's current settings, runs comparisons with engines made
-the way the app makes them, and turns results into table rows and renderables.
+plans from the learner's current settings, and turns results into table rows and
+renderables. Experiments themselves run in the engine host, by name.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.pretty import Pretty
@@ -20,25 +18,8 @@ from rich.text import Text
 
 from tui_lab.ui.theme import BAR_WIDTH, TTFT_STYLE, format_rate, format_seconds
 
-if TYPE_CHECKING:
-    from tui_lab.ui.app import LabApp
-
 SETTING_KEYS = ("prompt", "batch_size", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed")
 """Experiment parameters that are also controls (temperature is handled with greedy)."""
-
-
-def kind_of(name: str) -> str:
-    """"run", "sweep", "compare" or "inspect" (unknown names run as a single generation).
-
-    Experiments with a runner of their own (comparisons, serving experiments) are "compare",
-    whatever their registry kind, so the panel runs them through that runner.
-    """
-    from tui_lab.lab.experiments import EXPERIMENTS
-
-    if name != "generate" and runner_for(name) is not None:
-        return "compare"
-    spec = EXPERIMENTS.get(name)
-    return spec.kind if spec is not None else "run"
 
 
 def validate(name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -164,35 +145,6 @@ def format_measured(prediction: Any, result: Any) -> str:
     if unit == "ms" and seconds_metric:
         value *= 1000.0
     return f"{value:,.3g} {unit}".strip()
-
-
-# ------------------------------------------------------------------ comparisons
-def runner_for(name: str) -> Callable[[LabApp, dict, threading.Event, Callable], Any] | None:
-    """Compatibility for the in-process app: run registered experiment ``name`` with a context made from ``app``.
-
-    The experiment itself lives in ``tui_lab.lab.catalog``; this only gathers what the app knows
-    (loaded engine, engine name and options, factory) into a ``RunContext``.
-    """
-    from tui_lab.lab.experiment import RunContext, get, names
-
-    if name not in names():
-        return None
-    exp = get(name)
-
-    def run(app: LabApp, params: dict, stop: threading.Event, sink: Callable) -> Any:
-        settings = app.settings
-        options: dict[str, Any] = {"model": settings.model, "device": settings.device}
-        injected = app.options.engine_factory is not None
-        if app.options.cache_dir and not injected:
-            options["cache_dir"] = app.options.cache_dir
-        # Tests inject one factory that stands in for every engine: it plays the scripted engine's part.
-        engine_name = "scripted" if injected else settings.engine
-        base = {"prompt": settings.prompt} if "prompt" in exp.validate({}) else {}
-        ctx = RunContext(engine=getattr(app, "engine", None), engine_name=engine_name, engine_options=options,
-                         engine_factory=app.options.engine_factory, stop=stop, sink=sink)
-        return exp.run(exp.validate({**base, **params}), ctx)
-
-    return run
 
 
 def _bar(value: float | None, scale: float, style: str) -> Text:
