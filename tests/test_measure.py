@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from tui_lab.engines.base import EngineInfo, Request, SamplingParams, StreamEvent, TokenEvent
+from tui_lab.engines.base import EngineInfo, Request, SamplingParams, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.scripted import ScriptedEngine
 from tui_lab.errors import DeviceUnavailable, EngineFailure, OutOfMemory
 from tui_lab.lab.measure import ENDED_EARLY, Variant, loaded, measure
@@ -42,7 +42,7 @@ class Engine(ScriptedEngine):
             raise self.error("no room for the batch")
         for event in super().stream(requests, sampling, stop):
             yield event
-            if this and isinstance(event, TokenEvent):
+            if this and isinstance(event, (TokenEvent, TokenStep)):
                 if self.how == "stop":
                     self.stop_event.set()  # type: ignore[union-attr]
                 else:
