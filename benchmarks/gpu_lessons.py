@@ -3,8 +3,9 @@
 Runs the lessons' experiments headless on vLLM, one experiment per process (so each frees its GPU
 memory), with architecture models only (random weights, no downloads; the embedded checkpoint is
 too large to carry to a lent GPU). Speculation then measures what n-gram drafting costs and gains on a
-random-weight model's text, which is noise: its acceptance is not that of real text. Prints one JSON line per experiment and writes them
-all to ``$OUT/gpu-lessons.json``. Budget: about 4 minutes on an H200 (six vLLM engine starts).
+random-weight model's text, which is noise: its acceptance is not that of real text. Prints one JSON
+line per experiment and writes them all to ``$OUT/gpu-lessons.json``. Budget: about 8 minutes on an
+H200 (each experiment starts one or two vLLM engines; a cold start with compilation took 100-140 s).
 
     python benchmarks/gpu_lessons.py            # all, in order, within --budget seconds
     python benchmarks/gpu_lessons.py --only kv_capacity

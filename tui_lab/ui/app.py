@@ -42,16 +42,13 @@ from tui_lab.ui.theme import (
     NARROW_WIDTH,
     OK_STYLE,
     PARTIAL_STYLE,
-    TOKEN_REFRESH_S,
 )
 from tui_lab.ui.widgets.charts import SweepCharts, chart_point
 from tui_lab.ui.widgets.controls import ControlsForm
-from tui_lab.ui.widgets.figures import FiguresView
 from tui_lab.ui.widgets.lesson_pane import LessonPane, lesson_loader
-from tui_lab.ui.widgets.request_list import RequestList
+from tui_lab.ui.widgets.live_panel import LivePanel
 from tui_lab.ui.widgets.results_table import ResultsTable
 from tui_lab.ui.widgets.telemetry import GpuPanel
-from tui_lab.ui.widgets.token_stream import TokenStream
 
 EngineFactory = Callable[..., Any]
 """Same call shape as ``tui_lab.engines.create_engine(name, model=, device=, cache_dir=)``."""
@@ -178,11 +175,7 @@ class LabApp(App[int]):
         self._stop = threading.Event()
         self.busy: str | None = None
         """What is running ("run", "sweep", ...) or None."""
-        self.live: LiveRun | None = None
-        self._drawn_version = -1
-        self._selected = 0
         self._figures_state = "idle"
-        self._figures_key: tuple = ()
         self.experiment = "generate"
         self.experiment_params: dict[str, Any] = {}
         self.results: list[dict[str, Any]] = []
@@ -208,11 +201,7 @@ class LabApp(App[int]):
                     yield ProgressBar(total=1.0, show_eta=False, id="engine-progress")
                 with TabbedContent(id="tabs", initial="run"):
                     with TabPane("Run", id="run"):
-                        yield FiguresView(id="figures")
-                        yield Static("", id="run-note")
-                        with Horizontal(id="run-pane"):
-                            yield TokenStream(id="tokens")
-                            yield RequestList(id="requests")
+                        yield LivePanel(id="live-panel")
                     with TabPane("Controls", id="controls"):
                         yield ControlsForm(self.settings, self.options.engine_choices, id="controls-form")
                     with TabPane("Charts", id="charts"):
@@ -242,7 +231,6 @@ class LabApp(App[int]):
 
     def on_mount(self) -> None:
         """Start the redraw timers and load the engine in the background."""
-        self.set_interval(TOKEN_REFRESH_S, self._tick_tokens, name="tokens")
         self.set_interval(CHART_REFRESH_S, self._tick_charts, name="charts")
         self.query_one(SweepCharts).budget_s = DEFAULT_LATENCY_BUDGET_S
         self.query_one("#inspection").display = False
@@ -251,7 +239,6 @@ class LabApp(App[int]):
             for box in self.query(Input):
                 box.cursor_blink = False
         self._update_status()
-        self._tick_tokens()
         self._tick_charts()
         self.load_engine()
 
@@ -309,8 +296,8 @@ class LabApp(App[int]):
         if isinstance(event, hp.Frame):
             if self.host is not None:
                 ids = self.host.reader.table(event)  # every frame extends its run's table, shown or not
-                if event.run_id == self._run_id and self.live is not None:
-                    self.live.apply_frame(event, ids)
+                if event.run_id == self._run_id:
+                    self._panel.apply_frame(event, ids)
         elif isinstance(event, hp.RunProgressLine):
             if event.run_id == self._run_id:
                 self._show_progress(event.progress)
@@ -464,16 +451,11 @@ class LabApp(App[int]):
 
     def action_toggle_requests(self) -> None:
         """One progress row per request, beside (or, when narrow, instead of) the tokens."""
-        self.query_one("#run-pane").toggle_class("-show-list")
-        self._drawn_version = -1
+        self._panel.toggle_list()
 
     def action_request(self, delta: int) -> None:
         """Show another request's tokens."""
-        count = len(self.live.requests) if self.live else 0
-        if count:
-            self._selected = (self._selected + delta) % count
-            self._drawn_version = -1
-            self._tick_tokens()
+        self._panel.select(delta)
 
     def action_chart_view(self) -> None:
         """All charts, or one zoomed."""
@@ -643,9 +625,7 @@ class LabApp(App[int]):
         self._run_id += 1
         self._stop = threading.Event()
         self.busy = what
-        self.live = live
-        self._selected = 0
-        self._drawn_version = -1
+        self._panel.start(live)
         self._figures_state = "running"
         self._note("")
         self._update_status()
@@ -658,8 +638,7 @@ class LabApp(App[int]):
     def _show_progress(self, progress: Any) -> None:
         """A progress line ("batch 8 · run 2/3"); a new generation starts a fresh token view."""
         if progress.new_run and self.live is not None and self.experiment != "generate":
-            self.live.reset()
-            self._drawn_version = -1
+            self._panel.reset()
         if self.busy and self.busy != "run":
             self.query_one("#charts-note", Static).update(f"{self.experiment}: {progress.text} · s stops")
 
@@ -706,8 +685,8 @@ class LabApp(App[int]):
         if result.error:
             note.append(result.error, ERROR_STYLE)
         self._note(note)
-        self._drawn_version = -1
-        self._tick_tokens()
+        self._panel.invalidate()
+        self._panel.refresh_tokens()
         self._tick_charts()
         self._show_prediction(result)
 
@@ -802,28 +781,17 @@ class LabApp(App[int]):
             return Text(f"{name}: {result!r}\n(view failed: {exc})")
 
     # -------------------------------------------------------------- redraw
-    def _tick_tokens(self) -> None:
-        try:
-            self._draw_tokens()
-        except NoMatches:
-            pass  # the screen is being torn down (quit) or another screen is on top
+    @property
+    def _panel(self) -> LivePanel:
+        return self.query_one(LivePanel)
 
-    def _draw_tokens(self) -> None:
-        live = self.live
-        version = live.version if live is not None else 0
-        if version == self._drawn_version:
-            return
-        self._drawn_version = version
-        tokens_view = self.query_one(TokenStream)
-        if live is None or not live.requests:
-            tokens_view.show(None, [])
-            self.query_one(RequestList).show([], 0)
-            return
-        self._selected = min(self._selected, len(live.requests) - 1)
-        req, tokens = live.snapshot_request(self._selected)
-        tokens_view.show(req, tokens)
-        if self.query_one("#run-pane").has_class("-show-list"):
-            self.query_one(RequestList).show(live.rows(), self._selected)
+    @property
+    def live(self) -> LiveRun | None:
+        """The run on screen (the live panel owns it)."""
+        try:
+            return self._panel.live
+        except NoMatches:
+            return None
 
     def _tick_charts(self) -> None:
         try:
@@ -832,14 +800,9 @@ class LabApp(App[int]):
             pass  # the screen is being torn down (quit) or another screen is on top
 
     def _draw_charts(self) -> None:
-        # Redraw the figures only when something changed: every cycle the UI spends is taken from
-        # generation on a small CPU machine (the overhead benchmark measures this).
-        state = self.busy and "running" or self._figures_state
-        key = (id(self.live), self.live.version if self.live is not None else -1, state)
-        if key != self._figures_key:
-            self._figures_key = key
-            fig = self.live.figures() if self.live is not None else None
-            self.query_one(FiguresView).show(fig, state)
+        # The live panel redraws its figures itself when the run or this state moves; charts redraw only
+        # what changed: every cycle the UI spends is taken from generation on a small CPU machine.
+        self._panel.state = self.busy and "running" or self._figures_state
         self.query_one(SweepCharts).redraw()
         self.query_one(GpuPanel).refresh_sample()
 

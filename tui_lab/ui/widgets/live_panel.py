@@ -1,0 +1,133 @@
+"""The Run tab's live view: it owns the run on screen and redraws itself from it.
+
+The app hands the panel a ``LiveRun`` when a run starts and passes it the host's token
+frames; the panel keeps the run, which request is shown and whether the request list is
+open, and redraws on its own timers, only when the run's version moved. ``state`` (the
+label of the figures line: running, done, stopped, ...) is reactive: setting it redraws the
+figures at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from tui_lab.host.protocol import Frame
+from tui_lab.ui.live import LiveRun
+from tui_lab.ui.theme import CHART_REFRESH_S, TOKEN_REFRESH_S
+from tui_lab.ui.widgets.figures import FiguresView
+from tui_lab.ui.widgets.request_list import RequestList
+from tui_lab.ui.widgets.token_stream import TokenStream
+
+
+class LivePanel(Vertical):
+    """Figures line, run note, the shown request's tokens and (``v``) one row per request."""
+
+    DEFAULT_CSS = """
+    LivePanel {
+        height: 1fr;
+    }
+    """
+
+    state: reactive[str] = reactive("idle")
+    """The figures line's state label."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.live: LiveRun | None = None
+        self.selected = 0
+        self._drawn_version = -1
+        self._figures_key: tuple = ()
+
+    def compose(self) -> ComposeResult:
+        yield FiguresView(id="figures")
+        yield Static("", id="run-note")
+        with Horizontal(id="run-pane"):
+            yield TokenStream(id="tokens")
+            yield RequestList(id="requests")
+
+    def on_mount(self) -> None:
+        self.set_interval(TOKEN_REFRESH_S, self.refresh_tokens, name="tokens")
+        self.set_interval(CHART_REFRESH_S, self.refresh_figures, name="figures")
+        self.refresh_tokens()
+        self.refresh_figures()
+
+    def watch_state(self) -> None:
+        self.refresh_figures()
+
+    # ------------------------------------------------------------- the run
+    def start(self, live: LiveRun | None) -> None:
+        """Show a new run (None: nothing to stream, e.g. an inspection)."""
+        self.live = live
+        self.selected = 0
+        self.invalidate()
+
+    def apply_frame(self, frame: Frame, ids: Sequence[str]) -> None:
+        """Fold one frame of the host's token columns into the run on screen."""
+        if self.live is not None:
+            self.live.apply_frame(frame, ids)
+
+    def reset(self) -> None:
+        """Forget the run's requests (a sweep moves to its next configuration)."""
+        if self.live is not None:
+            self.live.reset()
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Redraw the tokens at the next tick even if the run did not move."""
+        self._drawn_version = -1
+
+    def select(self, delta: int) -> None:
+        """Show another request's tokens."""
+        count = len(self.live.requests) if self.live else 0
+        if count:
+            self.selected = (self.selected + delta) % count
+            self.invalidate()
+            self.refresh_tokens()
+
+    def toggle_list(self) -> None:
+        """One progress row per request, beside (or, when narrow, instead of) the tokens."""
+        self.query_one("#run-pane").toggle_class("-show-list")
+        self.invalidate()
+
+    # -------------------------------------------------------------- redraw
+    def refresh_tokens(self) -> None:
+        """Redraw the shown request (and the list) if the run moved."""
+        try:
+            self._draw_tokens()
+        except NoMatches:
+            pass  # being torn down
+
+    def _draw_tokens(self) -> None:
+        live = self.live
+        version = live.version if live is not None else 0
+        if version == self._drawn_version:
+            return
+        self._drawn_version = version
+        tokens_view = self.query_one(TokenStream)
+        if live is None or not live.requests:
+            tokens_view.show(None, [])
+            self.query_one(RequestList).show([], 0)
+            return
+        self.selected = min(self.selected, len(live.requests) - 1)
+        req, tokens = live.snapshot_request(self.selected)
+        tokens_view.show(req, tokens)
+        if self.query_one("#run-pane").has_class("-show-list"):
+            self.query_one(RequestList).show(live.rows(), self.selected)
+
+    def refresh_figures(self) -> None:
+        """Redraw the figures line if the run or the state moved."""
+        key = (id(self.live), self.live.version if self.live is not None else -1, self.state)
+        if key == self._figures_key:
+            return
+        try:
+            figures = self.query_one(FiguresView)
+        except NoMatches:
+            return
+        self._figures_key = key
+        figures.show(self.live.figures() if self.live is not None else None, self.state)
