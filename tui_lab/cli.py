@@ -1182,10 +1182,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if "error" in box:
         raise box["error"]
     result = box.get("result")
+    from tui_lab.lab.caveats import caveats
+
+    warnings = caveats(result)
     if args.json:
-        print(json.dumps(_result_dict(result), indent=2, default=str))
+        doc = _result_dict(result)
+        if warnings and isinstance(doc, dict):
+            doc = {**doc, "caveats": warnings}
+        print(json.dumps(doc, indent=2, default=str))
     else:
         print(_experiment_text(exp.name, result))
+        for line in warnings:
+            print(f"caveat: {line}")
     return EXIT_INTERRUPTED if interrupted else 0
 
 

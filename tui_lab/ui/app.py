@@ -770,15 +770,23 @@ class LabApp(App[int]):
         self._show_prediction(result)
 
     def _render(self, name: str, result: Any) -> Any:
+        from rich.console import Group
+
         import tui_lab.ui.views.results  # noqa: F401  (registers the views)
+        from tui_lab.lab.caveats import caveats
         from tui_lab.ui.views.registry import view_for
 
         draw = view_for(result)
         width = max(20, self.query_one("#inspection").size.width or self.size.width // 2)
         try:
-            return draw(result, width) if draw is not None else lab_experiments.render_result(name, result)
+            shown = draw(result, width) if draw is not None else lab_experiments.render_result(name, result)
         except Exception as exc:  # a view's bug must not cost the result: show it raw
             return Text(f"{name}: {result!r}\n(view failed: {exc})")
+        warnings = caveats(result)
+        if not warnings:
+            return shown
+        # A measurement that contradicts what the step teaches is named, with the reason, under the view.
+        return Group(shown, Text(), *(Text.assemble(("⚠ can't trust: ", PARTIAL_STYLE), line) for line in warnings))
 
     # -------------------------------------------------------------- redraw
     @property
