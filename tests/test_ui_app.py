@@ -483,6 +483,28 @@ async def test_progress_is_saved_and_resumed(tmp_path):
         assert again.experiment == "batch_sweep"
 
 
+async def test_resume_shows_saved_guess_and_result_and_marks_steps_done(tmp_path):
+    path = tmp_path / "progress.json"
+    app = make_test_app()
+    app.options.save_progress, app.options.progress_path = True, str(path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("i", "4", "2", "enter")
+        await run_and_wait(pilot, app)
+        measured = " ".join(text_of(app, "#predict-result").split()).split("measured: ")[1]
+    step = json.loads(path.read_text())["lessons"]["01"]["steps"]["one-request"]
+    assert step["done"] is True and step["details"]["measured"] == measured
+    again = make_test_app()
+    again.options.save_progress, again.options.progress_path = True, str(path)
+    async with again.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, again)
+        shown = " ".join(text_of(again, "#predict-result").split())
+        assert shown == f"your guess: 42 measured: {measured} (last session)"
+        await pilot.press("n", "n", "n")  # past the reading step at the end: it is done too
+    steps = json.loads(path.read_text())["lessons"]["01"]["steps"]
+    assert steps["reading-only"]["done"] is True and "a-batch-sweep" not in steps
+
+
 async def test_lesson_flag_opens_that_lesson():
     from tui_lab.ui.testing import FIXTURE_LESSONS, FixtureLesson, FixtureStep
 

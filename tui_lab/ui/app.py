@@ -191,6 +191,8 @@ class LabApp(App[int]):
         """(kind, settings, result object) of the last run / sweep / comparison / inspection."""
         self.last_export: list[Path] = []
         self._started = time.monotonic()
+        self._run_step: tuple[Any, Any] | None = None
+        """(lesson, step) the running (or last) experiment belongs to; its prediction gets the result."""
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -350,6 +352,8 @@ class LabApp(App[int]):
             return
         self._figures_state = "failed"
         self._show_error_text(error.what, error.message, error.hint)
+        if error.run_id == self._run_id:
+            self._prediction_not_measured(f"the run failed: {error.message}")
 
     def _on_host_died(self, died: Any) -> None:
         """The engine process ended by itself: say what happened and what to do; keep the results."""
@@ -358,6 +362,7 @@ class LabApp(App[int]):
             self._end()
             self._figures_state = "failed"
             self._show_error_text(self.experiment, died.message, "")
+            self._prediction_not_measured(f"the engine process ended: {died.message}")
         self._banner(f"engine error: {died.message}", None, style=ERROR_STYLE)
         self._update_status()
 
@@ -586,6 +591,8 @@ class LabApp(App[int]):
             # The step is about that engine: a run on another one would record the wrong engine's numbers.
             self._show_error_text("run", f"this step runs on the {wanted} engine, but {loaded} is loaded",
                                   f"set engine to {wanted} in Controls (2) and press m, then r")
+            self._run_step = self._step_of_run()
+            self._prediction_not_measured(f"this step runs on the {wanted} engine; {loaded} is loaded")
             return
         try:
             self.settings.validate()
@@ -620,6 +627,7 @@ class LabApp(App[int]):
                 view = self.query_one("#inspection", Static)
                 view.update(Text(f"{self.experiment}: running — its result appears here when it ends", "dim"))
                 view.display = True
+        self._run_step = self._step_of_run()
         run_id = self._begin(what, live)
         self._run_params = params
         self.action_tab(tab)
@@ -707,7 +715,10 @@ class LabApp(App[int]):
         self._drawn_version = -1
         self._tick_tokens()
         self._tick_charts()
-        self._show_prediction(result)
+        if result.error and not summary.output_tokens:
+            self._prediction_not_measured(f"the run failed: {result.error}")
+        else:
+            self._show_prediction(result, complete=not (result.partial or result.error or self._stop.is_set()))
 
     @property
     def last_result(self) -> dict[str, Any] | None:
@@ -727,13 +738,33 @@ class LabApp(App[int]):
         widget.update(note)
         widget.display = bool(str(note))
 
-    def _show_prediction(self, result: Any) -> None:
-        pane = self.query_one(LessonPane)
-        prediction = getattr(pane.step, "predict", None) if pane.step is not None else None
-        if prediction is None:
+    def _show_prediction(self, result: Any, complete: bool) -> None:
+        """Put the measured value of the step's prediction beside the guess, save it, mark the step done.
+
+        The step is the one whose experiment this run was (the learner may have moved on meanwhile).
+        """
+        if self._run_step is None:
             return
-        pane.show_measured(lab_experiments.format_measured(prediction, result))
-        pane.record("set_result", lab_experiments.measured_value(prediction, result))
+        lesson, step = self._run_step
+        prediction = getattr(step, "predict", None)
+        value, text = (None, "") if prediction is None else lab_experiments.measure(prediction, result)
+        self.query_one(LessonPane).step_finished(lesson, step, value, text, done=complete)
+
+    def _prediction_not_measured(self, reason: str) -> None:
+        """The run that should answer the step's prediction failed or was refused: say why beside the guess."""
+        if self._run_step is None:
+            return
+        lesson, step = self._run_step
+        if getattr(step, "predict", None) is not None:
+            self.query_one(LessonPane).step_finished(lesson, step, None, f"not measured ({reason})", done=False)
+
+    def _step_of_run(self) -> tuple[Any, Any] | None:
+        """(lesson, step) whose experiment is loaded, or None when the panel runs something else."""
+        pane = self.query_one(LessonPane)
+        step = pane.step
+        if step is None or getattr(step, "experiment", None) != self.experiment:
+            return None
+        return pane.lesson, step
 
     def _add_result(self, row: dict[str, Any], key: str) -> None:
         self.results.append(row)
@@ -772,7 +803,7 @@ class LabApp(App[int]):
                 text.append(f" · knee at batch {knee.x:g} (next doubling +{knee.gain_pct:.0f}%"
                             f" < {knee.threshold_pct:g}%)")
         self.query_one("#charts-note", Static).update(text)
-        self._show_prediction(result)
+        self._show_prediction(result, complete=not (getattr(result, "partial", False) or self._stop.is_set()))
 
     def _finish_other(self, name: str, result: Any) -> None:
         """Comparisons, inspections and the lesson experiments: their registered view, by result type."""
@@ -786,7 +817,7 @@ class LabApp(App[int]):
         kind = getattr(self.experiment_object, "kind", "")
         self.query_one("#charts-note", Static).update(
             f"{name} — change the prompt in Controls and press r again" if kind == "inspect" else f"{name} finished")
-        self._show_prediction(result)
+        self._show_prediction(result, complete=not (getattr(result, "partial", False) or self._stop.is_set()))
 
     def _render(self, name: str, result: Any) -> Any:
         import tui_lab.ui.views.results  # noqa: F401  (registers the views)

@@ -137,26 +137,28 @@ def point_row(name: str, point: Any, cp: Any) -> dict[str, Any]:
 
 def measured_value(prediction: Any, result: Any) -> float | None:
     """The number ``prediction.metric`` names in ``result`` (None when not measured)."""
-    try:
-        from tui_lab.lessons import resolve_metric
-
-        return resolve_metric(result, prediction.metric)
-    except (ImportError, ValueError):
-        return None
+    return measure(prediction, result)[0]
 
 
-def format_measured(prediction: Any, result: Any) -> str:
-    """The measured value named by ``prediction.metric`` in ``result``, in the prediction's unit."""
+def measure(prediction: Any, result: Any) -> tuple[float | None, str]:
+    """(value, what the learner reads beside their guess) for ``prediction.metric`` in ``result``.
+
+    A missing value says why ("no batch met the budget", "the run was stopped before 128 tokens").
+    """
+    from tui_lab.lessons import measure_metric
+
     try:
-        from tui_lab.lessons import resolve_metric
-    except ImportError:
-        return "not measured (lessons module unavailable)"
-    try:
-        value = resolve_metric(result, prediction.metric)
+        measured = measure_metric(result, prediction.metric)
     except ValueError as exc:
-        return f"not measured ({exc})"
-    if value is None:
-        return "not measured (n too small or no data)"
+        return None, f"not measured ({exc})"
+    if measured.value is None:
+        return None, f"not measured ({measured.reason})"
+    text = format_value(prediction, measured.value)
+    return measured.value, f"{text} ({measured.reason})" if measured.reason else text
+
+
+def format_value(prediction: Any, value: float) -> str:
+    """``value`` in the prediction's unit (seconds shown as ms when the unit is ms)."""
     unit = (getattr(prediction, "unit", "") or "").strip()
     if unit in ("batch size", "batch"):
         return f"batch {value:g}"
@@ -164,6 +166,11 @@ def format_measured(prediction: Any, result: Any) -> str:
     if unit == "ms" and seconds_metric:
         value *= 1000.0
     return f"{value:,.3g} {unit}".strip()
+
+
+def format_measured(prediction: Any, result: Any) -> str:
+    """The measured value named by ``prediction.metric`` in ``result``, in the prediction's unit, or why not."""
+    return measure(prediction, result)[1]
 
 
 # ------------------------------------------------------------------ comparisons
