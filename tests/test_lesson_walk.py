@@ -138,3 +138,82 @@ async def test_model_inspection_steps_resolve_in_the_app(hf_engine) -> None:
             assert measured.value is not None, (step.key, measured.reason, text_of(app, "#run-note"))
             shown = " ".join(text_of(app, "#predict-result").split())
             assert f"measured: {lab_experiments.format_value(step.predict, measured.value)}" in shown, shown
+
+
+async def test_every_preset_key_reaches_the_run() -> None:
+    """What a step's preset sets is what its run gets, with the Controls laid over it."""
+    from tui_lab.lab.experiment import get
+
+    app = make_test_app(lessons=LESSONS)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        pane = app.query_one(LessonPane)
+        for lesson_index, lesson in enumerate(LESSONS):
+            for step_index, step in enumerate(lesson.steps):
+                if not step.experiment:
+                    continue
+                pane.lesson_index, pane.step_index = lesson_index, step_index
+                pane._render_step(announce=True)
+                await pilot.pause(0.01)
+                params = app.run_params()
+                wanted = get(step.experiment).validate(step.params)
+                for key in step.params:
+                    assert key in params, f"{lesson.id} {step.key}: {key} does not reach the run"
+                    assert params[key] == wanted[key], f"{lesson.id} {step.key}: {key}"
+
+
+async def test_experiment_values_the_lessons_ask_for_are_in_the_controls() -> None:
+    """Lesson 01 asks for other image sizes, lesson 03 for another seq_len, lesson 02 for another budget."""
+    from textual.widgets import Input
+
+    app = make_test_app(lessons=LESSONS, lesson="01")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        pane = app.query_one(LessonPane)
+        wanted = {"modalities": ("image_width", "800", 800), "roofline": ("seq_len", "4096", 4096),
+                  "batch_sweep": ("latency_budget", "rag", "rag")}
+        for name, (key, typed, value) in wanted.items():
+            lesson, step = next((lesson, step) for lesson in LESSONS for step in lesson.steps
+                                if step.experiment == name and key in step.params)
+            pane.lesson_index, pane.step_index = LESSONS.index(lesson), lesson.steps.index(step)
+            pane._render_step(announce=True)
+            await pilot.press("2")
+            box = app.query_one(f"#exp-{key}", Input)
+            assert box.value == str(step.params[key])
+            box.focus()
+            box.value = typed
+            await pilot.press("enter")
+            await pilot.pause(0.05)
+            assert app.run_params()[key] == value, name
+        box = app.query_one("#exp-latency_budget", Input)
+        box.value = "lunch"
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        assert "latency_budget must be one of: chat, rag" in str(app.query_one("#controls-error").render())
+        assert app.run_params()["latency_budget"] == "rag"
+        await pilot.press("escape")
+        assert box.value == "rag"
+        pane.move(1)  # the next step's preset replaces what was typed
+        await pilot.pause(0.05)
+        assert app.run_params().get("latency_budget") == app.experiment_params.get("latency_budget")
+
+
+async def test_each_lesson_opens_with_its_intro_and_says_what_it_needs() -> None:
+    from textual.widgets import Markdown
+
+    app = make_test_app(lessons=LESSONS)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        pane = app.query_one(LessonPane)
+        for index, lesson in enumerate(LESSONS):
+            pane.lesson_index, pane.step_index = index, 0
+            pane._render_step(announce=True)
+            first = app.query_one("#lesson-md", Markdown).source
+            assert lesson.intro.splitlines()[0] in first
+            assert first.index(lesson.intro.splitlines()[0]) < first.index(f"## {lesson.steps[0].title}")
+            pane.move(1)
+            second = app.query_one("#lesson-md", Markdown).source
+            assert lesson.intro.splitlines()[0] not in second
+            for text in (first, second):
+                assert (f"**This lesson needs:** {lesson.needs}" in text) == bool(lesson.needs)
+        assert any(lesson.needs for lesson in LESSONS)

@@ -191,6 +191,8 @@ class LabApp(App[int]):
         """(kind, settings, result object) of the last run / sweep / comparison / inspection."""
         self.last_export: list[Path] = []
         self._started = time.monotonic()
+        self._preset_keys: set[str] = set()
+        """Keys the current step's preset sets (``model``/``engine``/``device`` among them reach the run)."""
         self._run_step: tuple[Any, Any] | None = None
         """(lesson, step) the running (or last) experiment belongs to; its prediction gets the result."""
 
@@ -216,7 +218,8 @@ class LabApp(App[int]):
                             yield TokenStream(id="tokens")
                             yield RequestList(id="requests")
                     with TabPane("Controls", id="controls"):
-                        yield ControlsForm(self.settings, self.options.engine_choices, id="controls-form")
+                        yield ControlsForm(self.settings, self.options.engine_choices,
+                                           cursor_blink=self.options.cursor_blink, id="controls-form")
                     with TabPane("Charts", id="charts"):
                         yield Static("Run a sweep (batch, length or sampling) to fill these charts.",
                                      id="charts-note")
@@ -398,6 +401,8 @@ class LabApp(App[int]):
             self.notify(f"this step's experiment cannot be loaded: {exc}", severity="error")
             return
         self.experiment, self.experiment_params = name, params
+        self._preset_keys = set(getattr(message.step, "params", None) or {})
+        self.query_one(ControlsForm).show_experiment(name, params)
         changes = lab_experiments.settings_changes(params)
         if changes:
             try:
@@ -525,6 +530,20 @@ class LabApp(App[int]):
         if reload:
             self.load_engine()
 
+    def on_controls_form_experiment_value(self, message: ControlsForm.ExperimentValue) -> None:
+        """A value typed into one of the experiment's boxes: checked by the experiment, then used by the next run."""
+        form = self.query_one(ControlsForm)
+        try:
+            params = lab_experiments.validate(self.experiment, {**self.experiment_params, message.key: message.value})
+        except LabError as exc:
+            form.experiment_refused(message.key, exc.message, message.widget)
+            return
+        self.experiment_params = params
+        self._preset_keys.add(message.key)
+        form.show_experiment(self.experiment, params)
+        form.show_error("")
+        self.notify(f"{self.experiment}: {message.key} set — press r to run", timeout=2)
+
     def on_controls_form_settings_changed(self, message: ControlsForm.SettingsChanged) -> None:
         """A valid edit in the controls."""
         self._apply_settings(message.settings, reload=message.reload)
@@ -576,7 +595,10 @@ class LabApp(App[int]):
         }
         params.update({k: v for k, v in current.items() if k in accepted})
         for key in ("model", "engine", "device"):
-            params.pop(key, None)
+            # The loaded engine's model and device are not the run's; a step that names one
+            # (an architecture to model, the engine it is about) keeps it.
+            if key not in self._preset_keys:
+                params.pop(key, None)
         return params
 
     def action_run(self) -> None:
