@@ -557,3 +557,81 @@ async def test_a_step_about_another_engine_refuses_to_run_on_the_loaded_one():
         app.experiment_params = {"max_new_tokens": 4}
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and bool(app.results))
+
+
+def test_knee_text_signs_and_partial_points_left_out():
+    from types import SimpleNamespace
+
+    from tui_lab.metrics import Knee
+    from tui_lab.ui.widgets.charts import ChartPoint, knee_text, noise_of, tradeoff_points
+
+    assert "next doubling -31% < 10%" in knee_text(Knee(8, -31.2, 10, "gain per doubling (stayed below)"))
+    assert "next doubling +4% < 10%" in knee_text(Knee(8, 4.2, 10, "gain per doubling (stayed below)"))
+    assert "+-" not in knee_text(Knee(8, -31.2, 10, "gain per doubling"))
+
+    def point(x, thr, partial=False):
+        return ChartPoint(f"batch {x}", x, thr, 1.0, 1.2, 0.1, 0.1, 0.01, 0.01, partial=partial)
+
+    kept = tradeoff_points([point(1, 100), point(2, 190), point(4, 20, partial=True)])
+    assert [p.x for p in kept] == [1, 2]
+
+    def runs(*rates):
+        return [SimpleNamespace(output_tokens_per_s=r) for r in rates]
+
+    steady = SimpleNamespace(e2e_s=SimpleNamespace(p50=1.0, p90=1.5), runs=runs(100, 105, 98))
+    assert noise_of(steady) == ""
+    wild = SimpleNamespace(e2e_s=SimpleNamespace(p50=1.0, p90=2.6), runs=runs(100, 150))
+    assert noise_of(wild) == "E2E p90 is 2.6× p50, runs differ by 40%"
+
+
+async def test_a_moved_budget_line_stays_with_its_step():
+    from tui_lab.lessons import load_lessons
+    from tui_lab.ui.theme import DEFAULT_LATENCY_BUDGET_S
+
+    lessons = load_lessons()
+    app = make_test_app(lessons=lessons, lesson="02")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        charts = app.query_one(SweepCharts)
+        pane = app.query_one("#lesson")
+        budget_step = next(i for i, s in enumerate(pane.lesson.steps) if s.params.get("latency_budget"))
+        pane.step_index = budget_step - 1
+        pane._render_step(announce=True)
+        await pilot.pause()
+        assert charts.budget_s == DEFAULT_LATENCY_BUDGET_S
+        await pilot.press("minus", "minus", "minus")
+        assert charts.budget_s < DEFAULT_LATENCY_BUDGET_S
+        await pilot.press("n")  # the summarization preset: E2E p90 within 5 s
+        assert charts.budget_s == 5.0
+        await pilot.press("plus", "n")
+        assert charts.budget_s == DEFAULT_LATENCY_BUDGET_S
+
+
+async def test_sweep_progress_shows_above_the_tabs():
+    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.01, decode_per_seq=0.0))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("n")
+        app.settings = app.settings.with_(max_new_tokens=60)
+        await pilot.press("r")
+        line = app.query_one("#progress-line")
+        await wait_until(pilot, lambda: line.display and "run 1/1" in text_of(app, "#progress-line"))
+        assert text_of(app, "#progress-line").startswith("batch_sweep: batch ")
+        await pilot.press("1")  # the Run tab: the line is still there
+        assert line.display
+        await wait_until(pilot, lambda: app.busy is None, timeout=30)
+        assert not line.display
+
+
+async def test_loading_stage_shows_its_elapsed_time():
+    import time as _time
+
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.engine_state = "loading"
+        app._load_stage("materializing the embedded model", 0.3)
+        app._stage = (app._stage[0], _time.monotonic() - 12.2, 0.3)
+        app._tick_stage()
+        await pilot.pause()
+        assert "loading: materializing the embedded model · 12 s" in text_of(app, "#engine-text")

@@ -133,11 +133,24 @@ class CpuVsGpu(Comparison):
         """One engine per device, loaded one at a time."""
         from tui_lab.lab.compare import cpu_vs_gpu
 
+        runs, devices = int(params["runs"]), list(params["devices"])
+        loading = [""]
+
+        def make(device: str) -> Engine:
+            loading[0] = device
+            ctx.report(f"{device}: loading the engine", None)
+            return variant(ctx, ctx.engine_name, device=device)
+
+        def on_run(device: str, run: Any) -> None:
+            done = devices.index(device) * runs + run.run_index + 1 if device in devices else None
+            ctx.report(f"{device} · run {run.run_index + 1}/{runs} done",
+                       done / (runs * len(devices)) if done is not None else None)
+
         return cpu_vs_gpu(
-            lambda device: variant(ctx, ctx.engine_name, device=device),
-            prompt=params["prompt"], max_new_tokens=int(params["max_new_tokens"]),
-            runs=int(params["runs"]), warmup=int(params["warmup"]), devices=params["devices"],
-            gpu_check=_gpu_check(ctx), stop=ctx.stop, sink=ctx.sink,
+            make, prompt=params["prompt"], max_new_tokens=int(params["max_new_tokens"]),
+            runs=runs, warmup=int(params["warmup"]), devices=devices,
+            gpu_check=_gpu_check(ctx), stop=ctx.stop, sink=ctx.sink, on_run=on_run,
+            progress=lambda stage, fraction: ctx.report(f"{loading[0]}: {stage}", fraction),
         )
 
 

@@ -27,6 +27,7 @@ from textual.widgets import Footer, Input, Label, ProgressBar, Static, TabbedCon
 from tui_lab.engines.base import Request
 from tui_lab.errors import InvalidInput, LabError, OutOfMemory
 from tui_lab.lab.export import write_csv, write_json
+from tui_lab.metrics.tradeoff import KNEE_GAIN_PCT
 from tui_lab.ui import experiments as lab_experiments
 from tui_lab.ui.commands import LabCommands
 from tui_lab.ui.live import LiveRun
@@ -44,7 +45,7 @@ from tui_lab.ui.theme import (
     PARTIAL_STYLE,
     TOKEN_REFRESH_S,
 )
-from tui_lab.ui.widgets.charts import SweepCharts, chart_point
+from tui_lab.ui.widgets.charts import SweepCharts, chart_point, knee_text
 from tui_lab.ui.widgets.controls import ControlsForm
 from tui_lab.ui.widgets.figures import FiguresView
 from tui_lab.ui.widgets.lesson_pane import LessonPane, lesson_loader
@@ -191,6 +192,8 @@ class LabApp(App[int]):
         """(kind, settings, result object) of the last run / sweep / comparison / inspection."""
         self.last_export: list[Path] = []
         self._started = time.monotonic()
+        self._stage: tuple[str, float, float | None] = ("", 0.0, None)
+        """The engine's loading stage, when it began (monotonic) and its fraction."""
         self._preset_keys: set[str] = set()
         """Keys the current step's preset sets (``model``/``engine``/``device`` among them reach the run)."""
         self._run_step: tuple[Any, Any] | None = None
@@ -210,6 +213,7 @@ class LabApp(App[int]):
                 with Horizontal(id="engine-banner"):
                     yield Label("", id="engine-text")
                     yield ProgressBar(total=1.0, show_eta=False, id="engine-progress")
+                yield Static("", id="progress-line")
                 with TabbedContent(id="tabs", initial="run"):
                     with TabPane("Run", id="run"):
                         yield FiguresView(id="figures")
@@ -249,8 +253,10 @@ class LabApp(App[int]):
         """Start the redraw timers and load the engine in the background."""
         self.set_interval(TOKEN_REFRESH_S, self._tick_tokens, name="tokens")
         self.set_interval(CHART_REFRESH_S, self._tick_charts, name="charts")
+        self.set_interval(1.0, self._tick_stage, name="load-stage")
         self.query_one(SweepCharts).budget_s = DEFAULT_LATENCY_BUDGET_S
         self.query_one("#inspection").display = False
+        self.query_one("#progress-line").display = False
         self._note("")
         if not self.options.cursor_blink:
             for box in self.query(Input):
@@ -287,6 +293,7 @@ class LabApp(App[int]):
         self._stop_host()
         self.engine, self.engine_info = None, None
         self.engine_state = "loading"
+        self._stage = ("", 0.0, None)
         self._banner(f"loading {self.settings.model} on {self.settings.engine}/{self.settings.device}…", None)
         settings = self.settings
         if self.options.engine_factory is None and self.options.engine_spec is None:
@@ -327,11 +334,26 @@ class LabApp(App[int]):
             self._on_host_error(event)
         elif isinstance(event, hp.LoadProgress):
             if self.engine_state == "loading":
-                self._banner(f"loading: {event.stage}", event.fraction)
+                self._load_stage(event.stage, event.fraction)
         elif isinstance(event, hp.Loaded):
             self._on_loaded(event.info)
         elif isinstance(event, hp.HostDied):
             self._on_host_died(event)
+
+    def _load_stage(self, stage: str, fraction: float | None) -> None:
+        """A loading stage: shown with how long it has taken so far (materializing a model takes a while)."""
+        if stage != self._stage[0]:
+            self._stage = (stage, time.monotonic(), fraction)
+        else:
+            self._stage = (stage, self._stage[1], fraction)
+        self._tick_stage()
+
+    def _tick_stage(self) -> None:
+        """Redraw the loading banner with the stage's elapsed time (every second while loading)."""
+        stage, started, fraction = self._stage
+        if self.engine_state != "loading" or not stage:
+            return
+        self._banner(f"loading: {stage} · {time.monotonic() - started:.0f} s", fraction)
 
     def _on_loaded(self, info: Any) -> None:
         self.engine, self.engine_info, self.engine_state = self.host, info, "ready"
@@ -402,6 +424,8 @@ class LabApp(App[int]):
             return
         self.experiment, self.experiment_params = name, params
         self._preset_keys = set(getattr(message.step, "params", None) or {})
+        # A budget line moved with -/+ belongs to the step it was moved on: this step starts at its own.
+        self.query_one(SweepCharts).set_budget(lab_experiments.budget_line_s(params, DEFAULT_LATENCY_BUDGET_S))
         self.query_one(ControlsForm).show_experiment(name, params)
         changes = lab_experiments.settings_changes(params)
         if changes:
@@ -636,7 +660,8 @@ class LabApp(App[int]):
             what, tab = ("sweep" if exp.kind == "sweep" else self.experiment), "charts"
             charts = self.query_one(SweepCharts)
             if exp.kind == "sweep":
-                charts.reset(lab_experiments.sweep_kind(self.experiment))
+                charts.reset(lab_experiments.sweep_kind(self.experiment),
+                             threshold_pct=float(params.get("knee_threshold_pct") or KNEE_GAIN_PCT))
                 self.query_one("#inspection").display = False
                 charts.display = True
                 self.query_one("#charts-note", Static).update(
@@ -681,6 +706,7 @@ class LabApp(App[int]):
 
     def _end(self) -> None:
         self.busy = None
+        self.query_one("#progress-line").display = False
         self._update_status()
 
     def _show_progress(self, progress: Any) -> None:
@@ -690,6 +716,11 @@ class LabApp(App[int]):
             self._drawn_version = -1
         if self.busy and self.busy != "run":
             self.query_one("#charts-note", Static).update(f"{self.experiment}: {progress.text} · s stops")
+            # Above the tabs too: a long sweep or comparison says where it is on whichever tab is open.
+            line = self.query_one("#progress-line", Static)
+            done = f" · {progress.fraction * 100:.0f}%" if progress.fraction is not None else ""
+            line.update(f"{self.experiment}: {progress.text}{done} · s stops")
+            line.display = True
 
     def _on_partial(self, item: Any) -> None:
         """A sweep point: chart it and put it in the results table."""
@@ -817,13 +848,13 @@ class LabApp(App[int]):
                             style=PARTIAL_STYLE))
         else:
             self._note("")
-        if knee is not None and charts.kind == "batch":
-            if knee.method.startswith("not reached"):
-                text.append(f" · knee not reached up to batch {knee.x:g}"
-                            f" (each doubling ≥ +{knee.threshold_pct:g}%)")
-            else:
-                text.append(f" · knee at batch {knee.x:g} (next doubling +{knee.gain_pct:.0f}%"
-                            f" < {knee.threshold_pct:g}%)")
+        if charts.kind == "batch":
+            # The sweep's own knee: over its complete points, as the CLI reports it.
+            text.append(knee_text(getattr(result, "knee", knee)))
+        noisy = [f"{p.label} ({p.noise})" for p in charts.points if p.noise and not p.partial]
+        if noisy:
+            text.append(" · noisy: " + "; ".join(noisy) + " — read these points with care, or add runs",
+                        PARTIAL_STYLE)
         self.query_one("#charts-note", Static).update(text)
         self._show_prediction(result, complete=not (getattr(result, "partial", False) or self._stop.is_set()))
 

@@ -95,6 +95,20 @@ def build_sweep_plan(name: str, params: dict[str, Any], settings: Any) -> Any:
     return sweep_plan(name, _overlay_settings(name, params, settings))
 
 
+def budget_line_s(params: dict[str, Any], default: float) -> float:
+    """Where the trade-off chart's budget line starts for a sweep with ``params``: its budget's E2E p90
+    limit (a preset's or one given), else ``default``."""
+    from tui_lab.metrics import BUDGET_PRESETS
+
+    budget = params.get("latency_budget")
+    limits = BUDGET_PRESETS[budget].limits if isinstance(budget, str) and budget in BUDGET_PRESETS else budget
+    if isinstance(limits, dict):
+        for key in ("e2e_p90", "e2e_p50"):
+            if isinstance(limits.get(key), (int, float)):
+                return float(limits[key])
+    return default
+
+
 def sweep_kind(name: str) -> str:
     """Chart axis kind of a sweep experiment."""
     return {"batch_sweep": "batch", "length_sweep": "length", "sampling_grid": "sampling"}.get(name, "batch")
@@ -131,7 +145,7 @@ def point_row(name: str, point: Any, cp: Any) -> dict[str, Any]:
         "ttft_p50": cp.ttft_p50, "ttft_p90": cp.ttft_p90, "e2e_p50": cp.e2e_p50, "e2e_p90": cp.e2e_p90,
         "tpot_p50": cp.tpot_p50, "tpot_p90": cp.tpot_p90,
         "n": getattr(getattr(point, "e2e_s", None), "n", ""), "state": status,
-        "error": getattr(point, "error", None),
+        "error": getattr(point, "error", None), "noise": cp.noise or None,
     }
 
 
