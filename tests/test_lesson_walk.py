@@ -121,7 +121,7 @@ async def test_model_inspection_steps_resolve_in_the_app(hf_engine) -> None:
                          engine_factory=lambda name, **kw: _LentEngine(hf_engine),
                          lessons=LESSONS, cursor_blink=False, save_progress=False)
     app = LabApp(options)
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot, app)
         pane = app.query_one(LessonPane)
         for lesson, step in MODEL_STEPS:
@@ -138,6 +138,7 @@ async def test_model_inspection_steps_resolve_in_the_app(hf_engine) -> None:
             assert measured.value is not None, (step.key, measured.reason, text_of(app, "#run-note"))
             shown = " ".join(text_of(app, "#predict-result").split())
             assert f"measured: {lab_experiments.format_value(step.predict, measured.value)}" in shown, shown
+            assert "Some cells are cut" not in text_of(app, "#inspection"), step.key  # laid out for 120×36
 
 
 async def test_every_preset_key_reaches_the_run() -> None:
@@ -217,3 +218,55 @@ async def test_each_lesson_opens_with_its_intro_and_says_what_it_needs() -> None
             for text in (first, second):
                 assert (f"**This lesson needs:** {lesson.needs}" in text) == bool(lesson.needs)
         assert any(lesson.needs for lesson in LESSONS)
+
+
+async def test_results_fit_the_panel_at_120x36() -> None:
+    """Every comparison and inspection the scripted engine runs is laid out for the panel's real width."""
+    from tui_lab.ui.fit import cut_cells
+
+    app = make_test_app(lessons=LESSONS)
+    seen: set[str] = set()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot, app)
+        pane = app.query_one(LessonPane)
+        view = app.query_one("#inspection")
+        for lesson_index, lesson in enumerate(LESSONS):
+            for step_index, step in enumerate(lesson.steps):
+                if (not step.experiment or step.experiment in seen or step.experiment in NEEDS_ENGINE
+                        or step.experiment in ("generate", "batch_sweep", "length_sweep", "sampling_grid")):
+                    continue
+                seen.add(step.experiment)
+                pane.lesson_index, pane.step_index = lesson_index, step_index
+                pane._render_step(announce=True)
+                await pilot.pause(0.02)
+                runs = app._run_id
+                await pilot.press("r")
+                await wait_until(pilot, lambda runs=runs: app._run_id > runs)
+                await wait_until(pilot, lambda: app.busy is None, timeout=60)
+                await pilot.pause(0.05)
+                shown = view.content
+                assert "Some cells are cut" not in text_of(app, "#inspection"), step.experiment
+                assert not cut_cells(shown, view.size.width), step.experiment
+        assert {"cpu_vs_gpu", "kv_cache_compare", "graphs_compare", "static_vs_continuous"} <= seen
+
+
+def test_padding_grid_keeps_its_ends_when_the_batch_is_long() -> None:
+    from tui_lab.ui.views import padding_columns
+
+    assert padding_columns(10, None) == (7, list(range(10)))
+    assert padding_columns(10, 68) == (5, list(range(10)))
+    cell, shown = padding_columns(40, 68)
+    assert cell == 4 and -1 in shown and shown[0] == 0 and shown[-1] == 39
+    assert len(shown) * cell <= 68 - 12
+
+
+def test_a_table_too_wide_for_the_panel_says_l_widens_it() -> None:
+    from rich.table import Table
+
+    from tui_lab.ui.fit import cut_cells
+
+    table = Table()
+    for n in range(8):
+        table.add_column(f"column {n}", no_wrap=True)
+    table.add_row(*[f"value {n} of a wide table" for n in range(8)])
+    assert cut_cells(table, 68) and not cut_cells(table, 400)

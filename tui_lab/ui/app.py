@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -246,8 +247,9 @@ class LabApp(App[int]):
             return None
 
     def on_resize(self) -> None:
-        """The status line drops its title on narrow terminals."""
+        """The status line drops its title on narrow terminals; a shown result is laid out for the new width."""
         self._update_status()
+        self.call_after_refresh(self._redraw_result)
 
     def on_mount(self) -> None:
         """Start the redraw timers and load the engine in the background."""
@@ -491,6 +493,7 @@ class LabApp(App[int]):
         main.remove_class(*self.LESSON_LAYOUTS[1:])
         if nxt:
             main.add_class(nxt)
+        self.call_after_refresh(self._redraw_result)
         self.notify({"": "lesson beside the panel", "-lesson-only": "lesson only (l again: panel only)",
                      "-no-lesson": "panel only (l again: both)"}[nxt], timeout=2)
 
@@ -874,14 +877,27 @@ class LabApp(App[int]):
 
     def _render(self, name: str, result: Any) -> Any:
         import tui_lab.ui.views.results  # noqa: F401  (registers the views)
+        from tui_lab.ui.fit import cut_cells
         from tui_lab.ui.views.registry import view_for
 
         draw = view_for(result)
         width = max(20, self.query_one("#inspection").size.width or self.size.width // 2)
         try:
-            return draw(result, width) if draw is not None else lab_experiments.render_result(name, result)
+            shown = draw(result, width) if draw is not None else lab_experiments.render_result(name, result)
         except Exception as exc:  # a view's bug must not cost the result: show it raw
             return Text(f"{name}: {result!r}\n(view failed: {exc})")
+        if cut_cells(shown, width):
+            # Laid out for this width and still cut somewhere: say how to get the room.
+            return Group(shown, Text("Some cells are cut (…) at this width: press l until the panel is alone "
+                                     "to see them whole.", style=PARTIAL_STYLE))
+        return shown
+
+    def _redraw_result(self) -> None:
+        """Lay the shown comparison or inspection out again for the panel's new width."""
+        view = self.query_one("#inspection", Static)
+        if self.busy or self._last is None or not view.display or self._last[0] == "run":
+            return
+        view.update(self._render(self._last[0], self._last[2]))
 
     # -------------------------------------------------------------- redraw
     def _tick_tokens(self) -> None:
