@@ -635,3 +635,29 @@ async def test_loading_stage_shows_its_elapsed_time():
         app._tick_stage()
         await pilot.pause()
         assert "loading: materializing the embedded model · 12 s" in text_of(app, "#engine-text")
+
+
+async def test_charts_tab_drops_the_last_result_when_a_new_run_starts():
+    from tui_lab.ui import experiments
+
+    app = make_test_app()
+
+    async def run_and_wait(pilot, app):
+        runs = app._run_id
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app._run_id > runs and app.busy is None)
+        await pilot.pause(0.05)
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.experiment = "kv_cache_compare"
+        app.experiment_params = experiments.validate("kv_cache_compare", {"max_new_tokens": 8})
+        await run_and_wait(pilot, app)
+        assert app.query_one("#inspection").display and "KV cache" in text_of(app, "#inspection")
+        app.experiment, app.experiment_params = "generate", {"max_new_tokens": 4}
+        await run_and_wait(pilot, app)
+        assert not app.query_one("#inspection").display and not app.query_one(SweepCharts).display
+        assert "generate runs on the Run tab" in text_of(app, "#charts-note")
+        await pilot.press("n")  # a sweep brings the charts back
+        await run_and_wait(pilot, app)
+        assert app.query_one(SweepCharts).display

@@ -658,6 +658,12 @@ class LabApp(App[int]):
             prompts = prompts_for(checked["prompt"], int(checked["batch_size"]), checked.get("seed"))
             live = LiveRun([Request(f"r{i}", p) for i, p in enumerate(prompts)], int(checked["max_new_tokens"]))
             what, tab = "run", "run"
+            if self._last is not None and self._last[0] != "run":
+                # The Charts tab holds an earlier experiment's result: not this run's, so it leaves.
+                self.query_one(SweepCharts).display = False
+                self.query_one("#inspection").display = False
+                self.query_one("#charts-note", Static).update(
+                    "generate runs on the Run tab (1); a sweep, comparison or inspection fills this tab")
         else:
             live = LiveRun([], int(params.get("max_new_tokens", self.settings.max_new_tokens) or 1))
             what, tab = ("sweep" if exp.kind == "sweep" else self.experiment), "charts"
