@@ -50,11 +50,11 @@ def step_markdown(lesson: Any, step: Any, index: int, saved: Any = None) -> str:
     """A step's Markdown: the lesson's intro and what it needs above the first step, the step text,
     and the experiment it loads."""
     head = ""
-    if index == 0 and (getattr(lesson, "intro", "") or "").strip():
-        head += f"{lesson.intro.strip()}\n\n"
     needs = (getattr(lesson, "needs", "") or "").strip()
     if needs:
         head += f"> **This lesson needs:** {needs}\n\n"
+    if index == 0 and (getattr(lesson, "intro", "") or "").strip():
+        head += f"{lesson.intro.strip()}\n\n"
     if head:
         head += "---\n\n"
     done = " ✓" if saved is not None and getattr(saved, "done", False) else ""
