@@ -46,6 +46,11 @@ def variant(ctx: RunContext, engine_name: str, **changes: Any) -> Engine:
     return ctx.make_engine(engine_name, **changes)
 
 
+def _loading(ctx: RunContext) -> Any:
+    """A load-progress callback that puts each loading stage of a variant on the run's progress line."""
+    return lambda stage, fraction: ctx.report(f"loading: {stage}", fraction)
+
+
 def _gpu_check(ctx: RunContext) -> Any:
     if _scripted(ctx):
         return None
@@ -162,14 +167,19 @@ class KVCache(Comparison):
         from tui_lab.errors import InvalidInput
         from tui_lab.lab.compare import kv_cache_compare
 
+        def on_mode(mode: Any) -> None:
+            ctx.report(f"{mode.mode} done", None)
+
         if _scripted(ctx):
             return kv_cache_compare(engines={False: ctx.engine, True: ctx.engine}, prompt=params["prompt"],
-                                    max_new_tokens=int(params["max_new_tokens"]), stop=ctx.stop, sink=ctx.sink)
+                                    max_new_tokens=int(params["max_new_tokens"]), stop=ctx.stop, sink=ctx.sink,
+                                    on_mode=on_mode)
         if ctx.engine_name != "transformers":
             raise InvalidInput("the KV-cache comparison needs the transformers engine",
                                "set engine to transformers")
         return kv_cache_compare(lambda kv: ctx.make_engine("transformers", kv_cache=kv), prompt=params["prompt"],
-                                max_new_tokens=int(params["max_new_tokens"]), stop=ctx.stop, sink=ctx.sink)
+                                max_new_tokens=int(params["max_new_tokens"]), stop=ctx.stop, sink=ctx.sink,
+                                progress=_loading(ctx), on_mode=on_mode)
 
 
 class Graphs(Comparison):
@@ -190,7 +200,7 @@ class Graphs(Comparison):
             lambda graphs, device: variant(ctx, "transformers", device=device, cuda_graphs=graphs),
             prompt=params["prompt"], batch_size=int(params["batch_size"]),
             max_new_tokens=int(params["max_new_tokens"]), runs=int(params["runs"]),
-            gpu_check=None if base is None else gpu_check, stop=ctx.stop, sink=ctx.sink,
+            gpu_check=None if base is None else gpu_check, stop=ctx.stop, sink=ctx.sink, progress=_loading(ctx),
         )
 
 
@@ -205,7 +215,7 @@ class PrefixCache(Comparison):
             lambda on: variant(ctx, "vllm", enable_prefix_caching=on),
             num_requests=int(params["num_requests"]), shared_prefix_words=int(params["shared_prefix_words"]),
             max_new_tokens=int(params["max_new_tokens"]), runs=int(params["runs"]),
-            seed=int(params.get("seed") or 0), stop=ctx.stop, sink=ctx.sink,
+            seed=int(params.get("seed") or 0), stop=ctx.stop, sink=ctx.sink, progress=_loading(ctx),
         )
 
 
@@ -221,7 +231,7 @@ class Queueing(Comparison):
             lambda n: variant(ctx, "vllm", max_num_seqs=n),
             num_requests=int(params["num_requests"]), max_num_seqs=int(params["max_num_seqs"]),
             max_new_tokens=sampling.max_new_tokens, sampling=sampling, seed=int(params.get("seed") or 0),
-            stop=ctx.stop, sink=ctx.sink,
+            stop=ctx.stop, sink=ctx.sink, progress=_loading(ctx),
         )
 
 
@@ -237,7 +247,7 @@ class StaticVsContinuous(Comparison):
             lambda: variant(ctx, "transformers"),
             lambda n: variant(ctx, "vllm", max_num_seqs=n),
             lengths=[int(n) for n in lengths], slots=int(params["max_num_seqs"]),
-            seed=int(params.get("seed") or 0), stop=ctx.stop, sink=ctx.sink,
+            seed=int(params.get("seed") or 0), stop=ctx.stop, sink=ctx.sink, progress=_loading(ctx),
         )
 
 

@@ -860,6 +860,12 @@ class LabApp(App[int]):
         if charts.kind == "batch":
             # The sweep's own knee: over its complete points, as the CLI reports it.
             text.append(knee_text(getattr(result, "knee", knee)))
+        limits = getattr(result, "budget_limits", None)
+        if limits:
+            preset = getattr(getattr(result, "plan", None), "latency_budget", None)
+            name = f"{preset} budget" if isinstance(preset, str) else "budget"
+            pick = getattr(result, "budget_pick", None)
+            text.append(f" · {name}: pick {pick.label}" if pick is not None else f" · no batch meets the {name}")
         noisy = [f"{p.label} ({p.noise})" for p in charts.points if p.noise and not p.partial]
         if noisy:
             text.append(" · noisy: " + "; ".join(noisy) + " — read these points with care, or add runs",
