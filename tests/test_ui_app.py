@@ -257,6 +257,9 @@ async def test_engine_load_error_is_shown_and_app_keeps_running():
         await pilot.press("r")
         await pilot.pause(0.05)
         assert app.busy is None and not app.results
+        # The step's prediction says why nothing was measured: the engine's own reason.
+        shown = " ".join(text_of(app, "#predict-result").split())
+        assert "not measured (the engine did not load:" in shown and "gated" in shown
         await pilot.press("n")
         assert app.experiment == "batch_sweep"
 
@@ -554,6 +557,8 @@ async def test_a_step_about_another_engine_refuses_to_run_on_the_loaded_one():
         await pilot.pause()
         assert app.busy is None and not app.results
         assert "runs on the vllm engine" in text_of(app, "#run-note")
+        assert "not measured (this step runs on the vllm engine; transformers is loaded)" in " ".join(
+            text_of(app, "#predict-result").split())
         app.experiment_params = {"max_new_tokens": 4}
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and bool(app.results))

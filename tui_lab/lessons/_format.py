@@ -509,7 +509,7 @@ def measure_metric(result: object, metric: str) -> Measured:
             if not -len(parent) <= part < len(parent):
                 where = _dotted(trail) or "the result"
                 return Measured(None, f"{where} has {len(parent)} entries, none at [{part}]" if parent
-                                else f"{where} is empty{_stopped(partial)}")
+                                else result_problem(data) or f"{where} is empty{_stopped(partial)}")
             node = parent[part]
         elif isinstance(parent, dict):
             if part not in parent:
@@ -584,7 +584,25 @@ def _why_missing(data: object, parent: object, trail: list[str | int], partial: 
 
         need = {"p90": MIN_SAMPLES_P90, "p99": MIN_SAMPLES_P99}.get(str(last))
         return f"too few samples for {last} (n={n}" + (f", it needs {need})" if need else ")")
+    problem = result_problem(doc)
+    if problem:
+        return problem
     return f"{_dotted(trail)} was not measured{_stopped(partial)}"
+
+
+def result_problem(doc: object) -> str:
+    """What a result says went wrong ("the run failed: ...", "vllm not run: ..."), or ""."""
+    if not isinstance(doc, dict):
+        return ""
+    error = doc.get("error")
+    if isinstance(error, str) and error:
+        return f"the run failed: {error}"
+    for key in ("modes", "devices", "variants"):
+        for item in doc.get(key) or []:
+            if isinstance(item, dict) and item.get("available") is False and item.get("reason"):
+                name = item.get("label") or item.get("device") or item.get("mode") or item.get("key") or key
+                return f"{name} not run: {item['reason']}"
+    return ""
 
 
 def _as_data(obj: object) -> object:

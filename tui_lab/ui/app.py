@@ -193,6 +193,8 @@ class LabApp(App[int]):
         """(kind, settings, result object) of the last run / sweep / comparison / inspection."""
         self.last_export: list[Path] = []
         self._started = time.monotonic()
+        self._load_error = ""
+        """Why the engine last failed to load (shown beside a guess that cannot be measured without it)."""
         self._stage: tuple[str, float, float | None] = ("", 0.0, None)
         """The engine's loading stage, when it began (monotonic) and its fraction."""
         self._preset_keys: set[str] = set()
@@ -371,6 +373,7 @@ class LabApp(App[int]):
     def _on_host_error(self, error: Any) -> None:
         if error.what == "load":
             self.engine_state = "failed"
+            self._load_error = error.message
             self._banner(f"engine error: {error.message}" + (f" — {error.hint}" if error.hint else "") +
                          " (change model/engine/device in Controls, then Enter or m)", None, style=ERROR_STYLE)
             self._update_status()
@@ -585,6 +588,9 @@ class LabApp(App[int]):
                    "failed": "the engine failed to load — see the message above the tabs (m starts a fresh one)"}.get(
                 self.engine_state, "no engine loaded — press m to load one")
             self.notify(msg, severity="warning")
+            if self.engine_state == "failed" and self._load_error:
+                self._run_step = self._step_of_run()
+                self._prediction_not_measured(f"the engine did not load: {self._load_error}")
             return False
         if self.host is None:
             self.notify("no engine process — press m to start one", severity="warning")
