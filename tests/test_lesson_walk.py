@@ -270,3 +270,29 @@ def test_a_table_too_wide_for_the_panel_says_l_widens_it() -> None:
         table.add_column(f"column {n}", no_wrap=True)
     table.add_row(*[f"value {n} of a wide table" for n in range(8)])
     assert cut_cells(table, 68) and not cut_cells(table, 400)
+
+
+async def test_a_stopped_sweep_does_not_answer_for_its_last_point() -> None:
+    """Lesson 02 asks for the median E2E at the longest length: a sweep stopped before it says so."""
+    from tui_lab.engines.scripted import StepModel
+
+    lesson = next(lesson for lesson in LESSONS
+                  if any(s.predict and s.predict.metric.startswith("points[-1]") and s.experiment == "length_sweep"
+                         for s in lesson.steps))
+    index, step = next((i, s) for i, s in enumerate(lesson.steps) if s.experiment == "length_sweep")
+    app = make_test_app(lessons=LESSONS, lesson=lesson.id, real_time=True,
+                        timing=StepModel(decode_base=0.004, decode_per_seq=0.0))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        pane = app.query_one(LessonPane)
+        pane.step_index = index
+        pane._render_step(announce=True)
+        await wait_until(pilot, lambda: app.experiment == "length_sweep")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: len(app.results) >= 1, timeout=30)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.busy is None, timeout=30)
+        await pilot.pause(0.05)
+        last = step.params["lengths"][-1]
+        shown = " ".join(text_of(app, "#predict-result").split())
+        assert f"not measured (the run was stopped before {last} tokens)" in shown, shown
