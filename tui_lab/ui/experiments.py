@@ -172,6 +172,11 @@ def measure(prediction: Any, result: Any) -> tuple[float | None, str]:
     return measured.value, f"{text} ({measured.reason})" if measured.reason else text
 
 
+def format_measured(prediction: Any, result: Any) -> str:
+    """The measured value named by ``prediction.metric`` in ``result``, in the prediction's unit, or why not."""
+    return measure(prediction, result)[1]
+
+
 def format_value(prediction: Any, value: float) -> str:
     """``value`` in the prediction's unit (seconds shown as ms when the unit is ms)."""
     unit = (getattr(prediction, "unit", "") or "").strip()
@@ -181,11 +186,6 @@ def format_value(prediction: Any, value: float) -> str:
     if unit == "ms" and seconds_metric:
         value *= 1000.0
     return f"{value:,.3g} {unit}".strip()
-
-
-def format_measured(prediction: Any, result: Any) -> str:
-    """The measured value named by ``prediction.metric`` in ``result``, in the prediction's unit, or why not."""
-    return measure(prediction, result)[1]
 
 
 # ------------------------------------------------------------------ comparisons
