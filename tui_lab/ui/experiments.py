@@ -217,7 +217,15 @@ def runner_for(name: str) -> Callable[[LabApp, dict, threading.Event, Callable],
     return run
 
 
-def _bar(value: float | None, scale: float, style: str, cells: int = BAR_WIDTH) -> Text:
+def _bar(value: float | None, scale: float, style: str) -> Text:
+    if value is None or scale <= 0:
+        return Text("")
+    cells = max(1, round(value / scale * BAR_WIDTH))
+    return Text("█" * min(cells, BAR_WIDTH), style)
+
+
+def _sized_bar(value: float | None, scale: float, style: str, cells: int) -> Text:
+    """A bar of at most ``cells`` cells for ``value`` on a ``scale`` that fills them."""
     if value is None or scale <= 0:
         return Text("")
     n = max(1, round(value / scale * cells))
@@ -242,10 +250,10 @@ def render_device_comparison(result: Any, width: int | None = None) -> Renderabl
                 continue
             style = "green" if d.device == "cuda" else "cyan"
             for r in d.runs:
-                table.add_row(d.device, str(r.run_index), format_seconds(r.e2e_s), _bar(r.e2e_s, scale, style, cells),
-                              format_rate(r.tokens_per_s), "")
+                table.add_row(d.device, str(r.run_index), format_seconds(r.e2e_s),
+                              _sized_bar(r.e2e_s, scale, style, cells), format_rate(r.tokens_per_s), "")
             table.add_row(Text(d.device, "bold"), "median", Text(format_seconds(d.median_e2e_s), "bold"),
-                          _bar(d.median_e2e_s, scale, "bold " + style, cells),
+                          _sized_bar(d.median_e2e_s, scale, "bold " + style, cells),
                           Text(format_rate(d.median_tokens_per_s), "bold"),
                           f"{d.spread_pct:.0f}%" if d.spread_pct is not None else "—")
         return table
