@@ -290,3 +290,16 @@ def test_decode_and_prefill_floors() -> None:
     assert max_sequences(shape, 0, 1_000_000) == 0
     assert GEMMA.weight_bytes == 536_000_000
     assert math.isfinite(decode_step_floor_s(GEMMA, [2000] * 8, 3.35e12))
+
+
+def test_one_noisy_dip_does_not_decide_the_knee() -> None:
+    # 4 → 8 dips (-3 %), 8 → 16 recovers (+66 %): noise. 16 → 32 (+4 %) and 32 → 64 (+1 %) stay low: the knee.
+    points = pts([(1, 100), (2, 180), (4, 300), (8, 290), (16, 480), (32, 500), (64, 505)])
+    knee = knee_by_gain(points, threshold_pct=10)
+    assert knee is not None and knee.x == 16 and knee.dips == (4,)
+    assert knee.method.startswith("gain per doubling (stayed below")
+    # A drop at the last step has nothing after it to confirm it: taken, and said so.
+    last = knee_by_gain(pts([(1, 100), (2, 180), (4, 185)]), threshold_pct=10)
+    assert last.x == 2 and "last step" in last.method
+    # Dips only: the knee is not reached.
+    assert knee_by_gain(pts([(1, 100), (2, 95), (4, 200)]), threshold_pct=10).method.startswith("not reached")

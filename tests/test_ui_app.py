@@ -257,6 +257,9 @@ async def test_engine_load_error_is_shown_and_app_keeps_running():
         await pilot.press("r")
         await pilot.pause(0.05)
         assert app.busy is None and not app.results
+        # The step's prediction says why nothing was measured: the engine's own reason.
+        shown = " ".join(text_of(app, "#predict-result").split())
+        assert "not measured (the engine did not load:" in shown and "gated" in shown
         await pilot.press("n")
         assert app.experiment == "batch_sweep"
 
@@ -483,6 +486,28 @@ async def test_progress_is_saved_and_resumed(tmp_path):
         assert again.experiment == "batch_sweep"
 
 
+async def test_resume_shows_saved_guess_and_result_and_marks_steps_done(tmp_path):
+    path = tmp_path / "progress.json"
+    app = make_test_app()
+    app.options.save_progress, app.options.progress_path = True, str(path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("i", "4", "2", "enter")
+        await run_and_wait(pilot, app)
+        measured = " ".join(text_of(app, "#predict-result").split()).split("measured: ")[1]
+    step = json.loads(path.read_text())["lessons"]["01"]["steps"]["one-request"]
+    assert step["done"] is True and step["details"]["measured"] == measured
+    again = make_test_app()
+    again.options.save_progress, again.options.progress_path = True, str(path)
+    async with again.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, again)
+        shown = " ".join(text_of(again, "#predict-result").split())
+        assert shown == f"your guess: 42 measured: {measured} (last session)"
+        await pilot.press("n", "n", "n")  # past the reading step at the end: it is done too
+    steps = json.loads(path.read_text())["lessons"]["01"]["steps"]
+    assert steps["reading-only"]["done"] is True and "a-batch-sweep" not in steps
+
+
 async def test_lesson_flag_opens_that_lesson():
     from tui_lab.ui.testing import FIXTURE_LESSONS, FixtureLesson, FixtureStep
 
@@ -531,6 +556,112 @@ async def test_a_step_about_another_engine_refuses_to_run_on_the_loaded_one():
         await pilot.pause()
         assert app.busy is None and not app.results
         assert "runs on the vllm engine" in text_of(app, "#run-note")
+        assert "not measured (this step runs on the vllm engine; transformers is loaded)" in " ".join(
+            text_of(app, "#predict-result").split())
         app.experiment_params = {"max_new_tokens": 4}
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and bool(app.results))
+
+
+def test_knee_text_signs_and_partial_points_left_out():
+    from types import SimpleNamespace
+
+    from tui_lab.metrics import Knee
+    from tui_lab.ui.widgets.charts import ChartPoint, knee_text, noise_of, tradeoff_points
+
+    assert "next doubling -31% < 10%" in knee_text(Knee(8, -31.2, 10, "gain per doubling (stayed below)"))
+    assert "next doubling +4% < 10%" in knee_text(Knee(8, 4.2, 10, "gain per doubling (stayed below)"))
+    assert "+-" not in knee_text(Knee(8, -31.2, 10, "gain per doubling"))
+
+    def point(x, thr, partial=False):
+        return ChartPoint(f"batch {x}", x, thr, 1.0, 1.2, 0.1, 0.1, 0.01, 0.01, partial=partial)
+
+    kept = tradeoff_points([point(1, 100), point(2, 190), point(4, 20, partial=True)])
+    assert [p.x for p in kept] == [1, 2]
+
+    def runs(*rates):
+        return [SimpleNamespace(output_tokens_per_s=r) for r in rates]
+
+    steady = SimpleNamespace(e2e_s=SimpleNamespace(p50=1.0, p90=1.5), runs=runs(100, 105, 98))
+    assert noise_of(steady) == ""
+    wild = SimpleNamespace(e2e_s=SimpleNamespace(p50=1.0, p90=2.6), runs=runs(100, 150))
+    assert noise_of(wild) == "E2E p90 is 2.6× p50, runs differ by 40%"
+
+
+async def test_a_moved_budget_line_stays_with_its_step():
+    from tui_lab.lessons import load_lessons
+    from tui_lab.ui.theme import DEFAULT_LATENCY_BUDGET_S
+
+    lessons = load_lessons()
+    app = make_test_app(lessons=lessons, lesson="02")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        charts = app.query_one(SweepCharts)
+        pane = app.query_one("#lesson")
+        budget_step = next(i for i, s in enumerate(pane.lesson.steps) if s.params.get("latency_budget"))
+        pane.step_index = budget_step - 1
+        pane._render_step(announce=True)
+        await pilot.pause()
+        assert charts.budget_s == DEFAULT_LATENCY_BUDGET_S
+        await pilot.press("minus", "minus", "minus")
+        assert charts.budget_s < DEFAULT_LATENCY_BUDGET_S
+        await pilot.press("n")  # the summarization preset: E2E p90 within 5 s
+        assert charts.budget_s == 5.0
+        await pilot.press("plus", "n")
+        assert charts.budget_s == DEFAULT_LATENCY_BUDGET_S
+
+
+async def test_sweep_progress_shows_above_the_tabs():
+    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.01, decode_per_seq=0.0))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("n")
+        app.settings = app.settings.with_(max_new_tokens=60)
+        await pilot.press("r")
+        line = app.query_one("#progress-line")
+        await wait_until(pilot, lambda: line.display and "run 1/1" in text_of(app, "#progress-line"))
+        assert text_of(app, "#progress-line").startswith("batch_sweep: batch ")
+        await pilot.press("1")  # the Run tab: the line is still there
+        assert line.display
+        await wait_until(pilot, lambda: app.busy is None, timeout=30)
+        assert not line.display
+
+
+async def test_loading_stage_shows_its_elapsed_time():
+    import time as _time
+
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.engine_state = "loading"
+        app._load_stage("materializing the embedded model", 0.3)
+        app._stage = (app._stage[0], _time.monotonic() - 12.2, 0.3)
+        app._tick_stage()
+        await pilot.pause()
+        assert "loading: materializing the embedded model · 12 s" in text_of(app, "#engine-text")
+
+
+async def test_charts_tab_drops_the_last_result_when_a_new_run_starts():
+    from tui_lab.ui import experiments
+
+    app = make_test_app()
+
+    async def run_and_wait(pilot, app):
+        runs = app._run_id
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app._run_id > runs and app.busy is None)
+        await pilot.pause(0.05)
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.experiment = "kv_cache_compare"
+        app.experiment_params = experiments.validate("kv_cache_compare", {"max_new_tokens": 8})
+        await run_and_wait(pilot, app)
+        assert app.query_one("#inspection").display and "KV cache" in text_of(app, "#inspection")
+        app.experiment, app.experiment_params = "generate", {"max_new_tokens": 4}
+        await run_and_wait(pilot, app)
+        assert not app.query_one("#inspection").display and not app.query_one(SweepCharts).display
+        assert "generate runs on the Run tab" in text_of(app, "#charts-note")
+        await pilot.press("n")  # a sweep brings the charts back
+        await run_and_wait(pilot, app)
+        assert app.query_one(SweepCharts).display

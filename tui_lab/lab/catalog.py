@@ -51,6 +51,11 @@ def variant(ctx: RunContext, engine_name: str, **changes: Any) -> Engine:
     return ctx.make_engine(engine_name, **changes)
 
 
+def _loading(ctx: RunContext) -> Any:
+    """A load-progress callback that puts each loading stage of a variant on the run's progress line."""
+    return lambda stage, fraction: ctx.report(f"loading: {stage}", fraction)
+
+
 def _gpu_check(ctx: RunContext) -> Any:
     if _scripted(ctx):
         return None
@@ -139,11 +144,24 @@ class CpuVsGpu(Comparison):
         """One engine per device, loaded one at a time."""
         from tui_lab.lab.compare import cpu_vs_gpu
 
+        runs, devices = int(params["runs"]), list(params["devices"])
+        loading = [""]
+
+        def make(device: str) -> Engine:
+            loading[0] = device
+            ctx.report(f"{device}: loading the engine", None)
+            return variant(ctx, ctx.engine_name, device=device)
+
+        def on_run(device: str, run: Any) -> None:
+            done = devices.index(device) * runs + run.run_index + 1 if device in devices else None
+            ctx.report(f"{device} · run {run.run_index + 1}/{runs} done",
+                       done / (runs * len(devices)) if done is not None else None)
+
         return cpu_vs_gpu(
-            lambda device: variant(ctx, ctx.engine_name, device=device),
-            prompt=params["prompt"], max_new_tokens=int(params["max_new_tokens"]),
-            runs=int(params["runs"]), warmup=int(params["warmup"]), devices=params["devices"],
-            gpu_check=_gpu_check(ctx), stop=ctx.stop, sink=ctx.sink,
+            make, prompt=params["prompt"], max_new_tokens=int(params["max_new_tokens"]),
+            runs=runs, warmup=int(params["warmup"]), devices=devices,
+            gpu_check=_gpu_check(ctx), stop=ctx.stop, sink=ctx.sink, on_run=on_run,
+            progress=lambda stage, fraction: ctx.report(f"{loading[0]}: {stage}", fraction),
         )
 
 
@@ -155,14 +173,19 @@ class KVCache(Comparison):
         from tui_lab.errors import InvalidInput
         from tui_lab.lab.compare import kv_cache_compare
 
+        def on_mode(mode: Any) -> None:
+            ctx.report(f"{mode.mode} done", None)
+
         if _scripted(ctx):
             return kv_cache_compare(engines={False: ctx.engine, True: ctx.engine}, prompt=params["prompt"],
-                                    max_new_tokens=int(params["max_new_tokens"]), stop=ctx.stop, sink=ctx.sink)
+                                    max_new_tokens=int(params["max_new_tokens"]), stop=ctx.stop, sink=ctx.sink,
+                                    on_mode=on_mode)
         if ctx.engine_name != "transformers":
             raise InvalidInput("the KV-cache comparison needs the transformers engine",
                                "set engine to transformers")
         return kv_cache_compare(lambda kv: ctx.make_engine("transformers", kv_cache=kv), prompt=params["prompt"],
-                                max_new_tokens=int(params["max_new_tokens"]), stop=ctx.stop, sink=ctx.sink)
+                                max_new_tokens=int(params["max_new_tokens"]), stop=ctx.stop, sink=ctx.sink,
+                                progress=_loading(ctx), on_mode=on_mode)
 
 
 class Graphs(Comparison):
@@ -183,7 +206,7 @@ class Graphs(Comparison):
             lambda graphs, device: variant(ctx, "transformers", device=device, cuda_graphs=graphs),
             prompt=params["prompt"], batch_size=int(params["batch_size"]),
             max_new_tokens=int(params["max_new_tokens"]), runs=int(params["runs"]),
-            gpu_check=None if base is None else gpu_check, stop=ctx.stop, sink=ctx.sink,
+            gpu_check=None if base is None else gpu_check, stop=ctx.stop, sink=ctx.sink, progress=_loading(ctx),
         )
 
 
@@ -198,7 +221,7 @@ class PrefixCache(Comparison):
             lambda on: variant(ctx, "vllm", enable_prefix_caching=on),
             num_requests=int(params["num_requests"]), shared_prefix_words=int(params["shared_prefix_words"]),
             max_new_tokens=int(params["max_new_tokens"]), runs=int(params["runs"]),
-            seed=int(params.get("seed") or 0), stop=ctx.stop, sink=ctx.sink,
+            seed=int(params.get("seed") or 0), stop=ctx.stop, sink=ctx.sink, progress=_loading(ctx),
         )
 
 
@@ -214,7 +237,7 @@ class Queueing(Comparison):
             lambda n: variant(ctx, "vllm", max_num_seqs=n),
             num_requests=int(params["num_requests"]), max_num_seqs=int(params["max_num_seqs"]),
             max_new_tokens=sampling.max_new_tokens, sampling=sampling, seed=int(params.get("seed") or 0),
-            stop=ctx.stop, sink=ctx.sink,
+            stop=ctx.stop, sink=ctx.sink, progress=_loading(ctx),
         )
 
 
@@ -230,7 +253,7 @@ class StaticVsContinuous(Comparison):
             lambda: variant(ctx, "transformers"),
             lambda n: variant(ctx, "vllm", max_num_seqs=n),
             lengths=[int(n) for n in lengths], slots=int(params["max_num_seqs"]),
-            seed=int(params.get("seed") or 0), stop=ctx.stop, sink=ctx.sink,
+            seed=int(params.get("seed") or 0), stop=ctx.stop, sink=ctx.sink, progress=_loading(ctx),
         )
 
 

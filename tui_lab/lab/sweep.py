@@ -352,6 +352,9 @@ class SweepResult:
                 f"knee: batch {self.knee.x:g} — the next step gains {self.knee.gain_pct:.1f}% per doubling "
                 f"(< {self.knee.threshold_pct:g}%)"
             )
+        if self.knee.dips:
+            dips = ", ".join(f"{x:g}" for x in self.knee.dips)
+            text += f"; a one-step dip after batch {dips} recovered at the next step (noise, passed over)"
         if self.knee_balance is not None:
             text += f"; balance point (seed notebook's rule, E2E p50): batch {self.knee_balance:g}"
         return text
@@ -365,6 +368,7 @@ class SweepResult:
                 "gain_pct": self.knee.gain_pct,
                 "threshold_pct": self.knee.threshold_pct,
                 "method": self.knee.method,
+                "dips": list(self.knee.dips),
             }
         pick = None
         if self.budget_pick is not None:

@@ -470,6 +470,141 @@ def resolve_metric(result: object, metric: str) -> float | None:
     return float(node)
 
 
+@dataclass(frozen=True)
+class Measured:
+    """The value a prediction's metric names in a result, or why there is none.
+
+    ``reason`` says why ``value`` is None ("no batch met the budget", "the run was stopped before
+    128 tokens"), or, beside a value, what to keep in mind (it comes from a run that was stopped).
+    """
+
+    value: float | None
+    reason: str = ""
+
+
+def measure_metric(result: object, metric: str) -> Measured:
+    """The number at ``metric`` in ``result``, with the reason when it is missing.
+
+    In a sweep, ``points[i]`` names the plan's i-th configuration (``points[-1]``: the last one
+    planned), not whatever point came last: a sweep stopped at 64 tokens does not answer a question
+    about 128 tokens. Raises ``ValueError`` for a malformed path.
+    """
+    parts = parse_metric_path(metric)
+    data = _as_data(result)
+    partial = isinstance(data, dict) and bool(data.get("partial"))
+    node: object = data
+    trail: list[str | int] = []
+    if (isinstance(data, dict) and isinstance(data.get("plan"), dict) and len(parts) > 1
+            and parts[0] == "points" and isinstance(parts[1], int)):
+        found = _planned_point(data, parts[1])
+        if isinstance(found, str):
+            return Measured(None, found)
+        node, trail, parts = found, parts[:2], parts[2:]
+        partial = False  # the named configuration finished: its figures stand on their own
+    for part in parts:
+        parent = _as_data(node)
+        if isinstance(part, int):
+            if not isinstance(parent, (list, tuple)):
+                return Measured(None, f"{_dotted(trail) or 'the result'} is not a list")
+            if not -len(parent) <= part < len(parent):
+                where = _dotted(trail) or "the result"
+                return Measured(None, f"{where} has {len(parent)} entries, none at [{part}]" if parent
+                                else result_problem(data) or f"{where} is empty{_stopped(partial)}")
+            node = parent[part]
+        elif isinstance(parent, dict):
+            if part not in parent:
+                return Measured(None, f"the result has no field {_dotted([*trail, part])!r}")
+            node = parent[part]
+        else:
+            node = getattr(parent, part, None)
+        trail.append(part)
+        if node is None:
+            return Measured(None, _why_missing(data, parent, trail, partial))
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        return Measured(None, f"{_dotted(trail)} is not a number")
+    return Measured(float(node), "partial: the run was stopped before it finished" if partial else "")
+
+
+def _dotted(trail: Sequence[str | int]) -> str:
+    out = ""
+    for part in trail:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _stopped(partial: bool) -> str:
+    return " (the run was stopped)" if partial else ""
+
+
+def _point_label(kind: object, value: object) -> str:
+    if kind == "length":
+        return f"{value} tokens"
+    if kind == "sampling" and isinstance(value, (list, tuple)) and len(value) == 2:
+        return f"T={float(value[0]):g} top-p={float(value[1]):g}"
+    return f"batch {value}"
+
+
+def _planned_point(data: dict, index: int) -> dict | str:
+    """The point of the plan's ``index``-th configuration, or why it has no figures."""
+    plan = data["plan"]
+    values = list(plan.get("values") or [])
+    if not -len(values) <= index < len(values):
+        return f"the sweep plans {len(values)} configurations, none at [{index}]"
+    wanted = values[index]
+    label = _point_label(plan.get("kind"), wanted)
+    points = [p for p in data.get("points") or [] if isinstance(p, dict)]
+    point = next((p for p in points if p.get("value") == wanted), None)
+    if point is not None and point.get("status") == "ok":
+        return point
+    if point is None:
+        return f"the run was stopped before {label}" if data.get("partial") else f"{label} was not measured"
+    if point.get("status") == "partial":
+        return f"the run was stopped during {label}"
+    return f"{label}: {point.get('error') or point.get('status')}"
+
+
+_PERCENTILES = {"p50", "p90", "p99", "mean"}
+
+
+def _why_missing(data: object, parent: object, trail: list[str | int], partial: bool) -> str:
+    """Why the figure at ``trail`` is None, in the learner's words."""
+    last = trail[-1]
+    doc = data if isinstance(data, dict) else {}
+    if last == "budget_pick":
+        limits = doc.get("budget") or {}
+        said = ", ".join(f"{k} ≤ {v:g} s" for k, v in limits.items() if isinstance(v, (int, float)))
+        return f"no batch met the budget ({said})" if said else "no latency budget was given"
+    if last == "knee":
+        return str(doc.get("knee_note") or "no knee: it needs at least two complete batch sizes") + _stopped(partial)
+    if last in _PERCENTILES and isinstance(parent, dict) and "n" in parent:
+        n = parent.get("n") or 0
+        if not n:
+            return "no request finished" + _stopped(partial)
+        from tui_lab.metrics.percentiles import MIN_SAMPLES_P90, MIN_SAMPLES_P99
+
+        need = {"p90": MIN_SAMPLES_P90, "p99": MIN_SAMPLES_P99}.get(str(last))
+        return f"too few samples for {last} (n={n}" + (f", it needs {need})" if need else ")")
+    problem = result_problem(doc)
+    if problem:
+        return problem
+    return f"{_dotted(trail)} was not measured{_stopped(partial)}"
+
+
+def result_problem(doc: object) -> str:
+    """What a result says went wrong ("the run failed: ...", "vllm not run: ..."), or ""."""
+    if not isinstance(doc, dict):
+        return ""
+    error = doc.get("error")
+    if isinstance(error, str) and error:
+        return f"the run failed: {error}"
+    for key in ("modes", "devices", "variants"):
+        for item in doc.get(key) or []:
+            if isinstance(item, dict) and item.get("available") is False and item.get("reason"):
+                name = item.get("label") or item.get("device") or item.get("mode") or item.get("key") or key
+                return f"{name} not run: {item['reason']}"
+    return ""
+
+
 def _as_data(obj: object) -> object:
     to_dict = getattr(obj, "to_dict", None)
     if callable(to_dict):

@@ -31,31 +31,48 @@ class Knee:
     gain_pct: float | None
     threshold_pct: float
     method: str
+    dips: tuple[float, ...] = ()
+    """x values where the gain fell below the threshold for one step only and then recovered:
+    one noisy measurement, passed over rather than taken as the knee."""
 
 
 def knee_by_gain(points: Sequence[TradeoffPoint], threshold_pct: float = KNEE_GAIN_PCT) -> Knee | None:
-    """The x after which one more step (a doubling in a 1, 2, 4, ... sweep) buys < threshold% throughput.
+    """The x after which more steps (doublings in a 1, 2, 4, ... sweep) buy < threshold% throughput.
 
     Points are taken in order of x. The gain is normalised per doubling
     (``(T_next / T)^(1 / log2(x_next / x)) - 1``) so uneven steps (1 → 8 → 32)
-    compare fairly. If every step gains at least the threshold, the last x is the
-    best seen, and the knee is not reached: ``gain_pct`` of the last step is given.
+    compare fairly. The drop must last: a step under the threshold followed by a
+    step that gains the threshold again is one noisy dip (listed in ``dips``), not
+    the knee. A drop at the last step has nothing after it to confirm it; it is
+    taken, and ``method`` says so. If no step falls under the threshold, the last
+    x is the best seen and the knee is not reached: ``gain_pct`` of the last step is given.
     """
     pts = sorted((p for p in points if p.throughput > 0 and p.x > 0), key=lambda p: p.x)
     if len(pts) < 2:
         return None
     import math
 
-    last_gain: float | None = None
+    steps: list[tuple[TradeoffPoint, float]] = []
     for a, b in zip(pts, pts[1:], strict=False):
         doublings = math.log2(b.x / a.x)
-        if doublings <= 0:
+        if doublings > 0:
+            steps.append((a, ((b.throughput / a.throughput) ** (1.0 / doublings) - 1.0) * 100.0))
+    if not steps:
+        return None
+    dips: list[float] = []
+    for i, (a, gain) in enumerate(steps):
+        if gain >= threshold_pct:
             continue
-        gain = ((b.throughput / a.throughput) ** (1.0 / doublings) - 1.0) * 100.0
-        last_gain = gain
-        if gain < threshold_pct:
-            return Knee(x=a.x, gain_pct=gain, threshold_pct=threshold_pct, method="gain per doubling")
-    return Knee(x=pts[-1].x, gain_pct=last_gain, threshold_pct=threshold_pct, method="not reached (last point)")
+        if i + 1 < len(steps):
+            if steps[i + 1][1] >= threshold_pct:
+                dips.append(a.x)  # the next step recovers: noise, not the knee
+                continue
+            method = "gain per doubling (stayed below for two steps)"
+        else:
+            method = "gain per doubling (last step: a larger batch would confirm it)"
+        return Knee(x=a.x, gain_pct=gain, threshold_pct=threshold_pct, method=method, dips=tuple(dips))
+    return Knee(x=pts[-1].x, gain_pct=steps[-1][1], threshold_pct=threshold_pct, method="not reached (last point)",
+                dips=tuple(dips))
 
 
 def knee_by_balance(points: Sequence[TradeoffPoint], latency_key: str = "e2e_p50") -> float | None:

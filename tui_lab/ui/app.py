@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -27,6 +28,7 @@ from textual.widgets import Footer, Input, Label, ProgressBar, Static, TabbedCon
 from tui_lab.engines.base import Request
 from tui_lab.errors import InvalidInput, LabError, OutOfMemory
 from tui_lab.lab.export import write_csv, write_json
+from tui_lab.metrics.tradeoff import KNEE_GAIN_PCT
 from tui_lab.ui import experiments as lab_experiments
 from tui_lab.ui.commands import LabCommands
 from tui_lab.ui.live import LiveRun
@@ -43,7 +45,7 @@ from tui_lab.ui.theme import (
     OK_STYLE,
     PARTIAL_STYLE,
 )
-from tui_lab.ui.widgets.charts import SweepCharts, chart_point
+from tui_lab.ui.widgets.charts import SweepCharts, chart_point, knee_text
 from tui_lab.ui.widgets.controls import ControlsForm
 from tui_lab.ui.widgets.lesson_pane import LessonPane, lesson_loader
 from tui_lab.ui.widgets.live_panel import LivePanel
@@ -184,6 +186,14 @@ class LabApp(App[int]):
         """(kind, settings, result object) of the last run / sweep / comparison / inspection."""
         self.last_export: list[Path] = []
         self._started = time.monotonic()
+        self._load_error = ""
+        """Why the engine last failed to load (shown beside a guess that cannot be measured without it)."""
+        self._stage: tuple[str, float, float | None] = ("", 0.0, None)
+        """The engine's loading stage, when it began (monotonic) and its fraction."""
+        self._preset_keys: set[str] = set()
+        """Keys the current step's preset sets (``model``/``engine``/``device`` among them reach the run)."""
+        self._run_step: tuple[Any, Any] | None = None
+        """(lesson, step) the running (or last) experiment belongs to; its prediction gets the result."""
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -199,11 +209,13 @@ class LabApp(App[int]):
                 with Horizontal(id="engine-banner"):
                     yield Label("", id="engine-text")
                     yield ProgressBar(total=1.0, show_eta=False, id="engine-progress")
+                yield Static("", id="progress-line")
                 with TabbedContent(id="tabs", initial="run"):
                     with TabPane("Run", id="run"):
                         yield LivePanel(id="live-panel")
                     with TabPane("Controls", id="controls"):
-                        yield ControlsForm(self.settings, self.options.engine_choices, id="controls-form")
+                        yield ControlsForm(self.settings, self.options.engine_choices,
+                                           cursor_blink=self.options.cursor_blink, id="controls-form")
                     with TabPane("Charts", id="charts"):
                         yield Static("Run a sweep (batch, length or sampling) to fill these charts.",
                                      id="charts-note")
@@ -226,14 +238,17 @@ class LabApp(App[int]):
             return None
 
     def on_resize(self) -> None:
-        """The status line drops its title on narrow terminals."""
+        """The status line drops its title on narrow terminals; a shown result is laid out for the new width."""
         self._update_status()
+        self.call_after_refresh(self._redraw_result)
 
     def on_mount(self) -> None:
         """Start the redraw timers and load the engine in the background."""
         self.set_interval(CHART_REFRESH_S, self._tick_charts, name="charts")
+        self.set_interval(1.0, self._tick_stage, name="load-stage")
         self.query_one(SweepCharts).budget_s = DEFAULT_LATENCY_BUDGET_S
         self.query_one("#inspection").display = False
+        self.query_one("#progress-line").display = False
         self._note("")
         if not self.options.cursor_blink:
             for box in self.query(Input):
@@ -269,6 +284,7 @@ class LabApp(App[int]):
         self._stop_host()
         self.engine, self.engine_info = None, None
         self.engine_state = "loading"
+        self._stage = ("", 0.0, None)
         self._banner(f"loading {self.settings.model} on {self.settings.engine}/{self.settings.device}…", None)
         settings = self.settings
         if self.options.engine_factory is None and self.options.engine_spec is None:
@@ -311,11 +327,26 @@ class LabApp(App[int]):
             self._on_host_error(event)
         elif isinstance(event, hp.LoadProgress):
             if self.engine_state == "loading":
-                self._banner(f"loading: {event.stage}", event.fraction)
+                self._load_stage(event.stage, event.fraction)
         elif isinstance(event, hp.Loaded):
             self._on_loaded(event.info)
         elif isinstance(event, hp.HostDied):
             self._on_host_died(event)
+
+    def _load_stage(self, stage: str, fraction: float | None) -> None:
+        """A loading stage: shown with how long it has taken so far (materializing a model takes a while)."""
+        if stage != self._stage[0]:
+            self._stage = (stage, time.monotonic(), fraction)
+        else:
+            self._stage = (stage, self._stage[1], fraction)
+        self._tick_stage()
+
+    def _tick_stage(self) -> None:
+        """Redraw the loading banner with the stage's elapsed time (every second while loading)."""
+        stage, started, fraction = self._stage
+        if self.engine_state != "loading" or not stage:
+            return
+        self._banner(f"loading: {stage} · {time.monotonic() - started:.0f} s", fraction)
 
     def _on_loaded(self, info: Any) -> None:
         self.engine, self.engine_info, self.engine_state = self.host, info, "ready"
@@ -331,6 +362,7 @@ class LabApp(App[int]):
     def _on_host_error(self, error: Any) -> None:
         if error.what == "load":
             self.engine_state = "failed"
+            self._load_error = error.message
             self._banner(f"engine error: {error.message}" + (f" — {error.hint}" if error.hint else "") +
                          " (change model/engine/device in Controls, then Enter or m)", None, style=ERROR_STYLE)
             self._update_status()
@@ -339,6 +371,8 @@ class LabApp(App[int]):
             return
         self._figures_state = "failed"
         self._show_error_text(error.what, error.message, error.hint)
+        if error.run_id == self._run_id:
+            self._prediction_not_measured(f"the run failed: {error.message}")
 
     def _on_host_died(self, died: Any) -> None:
         """The engine process ended by itself: say what happened and what to do; keep the results."""
@@ -347,6 +381,7 @@ class LabApp(App[int]):
             self._end()
             self._figures_state = "failed"
             self._show_error_text(self.experiment, died.message, "")
+            self._prediction_not_measured(f"the engine process ended: {died.message}")
         self._banner(f"engine error: {died.message}", None, style=ERROR_STYLE)
         self._update_status()
 
@@ -382,6 +417,10 @@ class LabApp(App[int]):
             self.notify(f"this step's experiment cannot be loaded: {exc}", severity="error")
             return
         self.experiment, self.experiment_params = name, params
+        self._preset_keys = set(getattr(message.step, "params", None) or {})
+        # A budget line moved with -/+ belongs to the step it was moved on: this step starts at its own.
+        self.query_one(SweepCharts).set_budget(lab_experiments.budget_line_s(params, DEFAULT_LATENCY_BUDGET_S))
+        self.query_one(ControlsForm).show_experiment(name, params)
         changes = lab_experiments.settings_changes(params)
         if changes:
             try:
@@ -446,6 +485,7 @@ class LabApp(App[int]):
         main.remove_class(*self.LESSON_LAYOUTS[1:])
         if nxt:
             main.add_class(nxt)
+        self.call_after_refresh(self._redraw_result)
         self.notify({"": "lesson beside the panel", "-lesson-only": "lesson only (l again: panel only)",
                      "-no-lesson": "panel only (l again: both)"}[nxt], timeout=2)
 
@@ -504,6 +544,20 @@ class LabApp(App[int]):
         if reload:
             self.load_engine()
 
+    def on_controls_form_experiment_value(self, message: ControlsForm.ExperimentValue) -> None:
+        """A value typed into one of the experiment's boxes: checked by the experiment, then used by the next run."""
+        form = self.query_one(ControlsForm)
+        try:
+            params = lab_experiments.validate(self.experiment, {**self.experiment_params, message.key: message.value})
+        except LabError as exc:
+            form.experiment_refused(message.key, exc.message, message.widget)
+            return
+        self.experiment_params = params
+        self._preset_keys.add(message.key)
+        form.show_experiment(self.experiment, params)
+        form.show_error("")
+        self.notify(f"{self.experiment}: {message.key} set — press r to run", timeout=2)
+
     def on_controls_form_settings_changed(self, message: ControlsForm.SettingsChanged) -> None:
         """A valid edit in the controls."""
         self._apply_settings(message.settings, reload=message.reload)
@@ -518,6 +572,9 @@ class LabApp(App[int]):
                    "failed": "the engine failed to load — see the message above the tabs (m starts a fresh one)"}.get(
                 self.engine_state, "no engine loaded — press m to load one")
             self.notify(msg, severity="warning")
+            if self.engine_state == "failed" and self._load_error:
+                self._run_step = self._step_of_run()
+                self._prediction_not_measured(f"the engine did not load: {self._load_error}")
             return False
         if self.host is None:
             self.notify("no engine process — press m to start one", severity="warning")
@@ -555,7 +612,10 @@ class LabApp(App[int]):
         }
         params.update({k: v for k, v in current.items() if k in accepted})
         for key in ("model", "engine", "device"):
-            params.pop(key, None)
+            # The loaded engine's model and device are not the run's; a step that names one
+            # (an architecture to model, the engine it is about) keeps it.
+            if key not in self._preset_keys:
+                params.pop(key, None)
         return params
 
     def action_run(self) -> None:
@@ -570,6 +630,8 @@ class LabApp(App[int]):
             # The step is about that engine: a run on another one would record the wrong engine's numbers.
             self._show_error_text("run", f"this step runs on the {wanted} engine, but {loaded} is loaded",
                                   f"set engine to {wanted} in Controls (2) and press m, then r")
+            self._run_step = self._step_of_run()
+            self._prediction_not_measured(f"this step runs on the {wanted} engine; {loaded} is loaded")
             return
         try:
             self.settings.validate()
@@ -586,12 +648,19 @@ class LabApp(App[int]):
             prompts = prompts_for(checked["prompt"], int(checked["batch_size"]), checked.get("seed"))
             live = LiveRun([Request(f"r{i}", p) for i, p in enumerate(prompts)], int(checked["max_new_tokens"]))
             what, tab = "run", "run"
+            if self._last is not None and self._last[0] != "run":
+                # The Charts tab holds an earlier experiment's result: not this run's, so it leaves.
+                self.query_one(SweepCharts).display = False
+                self.query_one("#inspection").display = False
+                self.query_one("#charts-note", Static).update(
+                    "generate runs on the Run tab (1); a sweep, comparison or inspection fills this tab")
         else:
             live = LiveRun([], int(params.get("max_new_tokens", self.settings.max_new_tokens) or 1))
             what, tab = ("sweep" if exp.kind == "sweep" else self.experiment), "charts"
             charts = self.query_one(SweepCharts)
             if exp.kind == "sweep":
-                charts.reset(lab_experiments.sweep_kind(self.experiment))
+                charts.reset(lab_experiments.sweep_kind(self.experiment),
+                             threshold_pct=float(params.get("knee_threshold_pct") or KNEE_GAIN_PCT))
                 self.query_one("#inspection").display = False
                 charts.display = True
                 self.query_one("#charts-note", Static).update(
@@ -604,6 +673,7 @@ class LabApp(App[int]):
                 view = self.query_one("#inspection", Static)
                 view.update(Text(f"{self.experiment}: running — its result appears here when it ends", "dim"))
                 view.display = True
+        self._run_step = self._step_of_run()
         run_id = self._begin(what, live)
         self._run_params = params
         self.action_tab(tab)
@@ -633,6 +703,7 @@ class LabApp(App[int]):
 
     def _end(self) -> None:
         self.busy = None
+        self.query_one("#progress-line").display = False
         self._update_status()
 
     def _show_progress(self, progress: Any) -> None:
@@ -641,6 +712,11 @@ class LabApp(App[int]):
             self._panel.reset()
         if self.busy and self.busy != "run":
             self.query_one("#charts-note", Static).update(f"{self.experiment}: {progress.text} · s stops")
+            # Above the tabs too: a long sweep or comparison says where it is on whichever tab is open.
+            line = self.query_one("#progress-line", Static)
+            done = f" · {progress.fraction * 100:.0f}%" if progress.fraction is not None else ""
+            line.update(f"{self.experiment}: {progress.text}{done} · s stops")
+            line.display = True
 
     def _on_partial(self, item: Any) -> None:
         """A sweep point: chart it and put it in the results table."""
@@ -688,7 +764,10 @@ class LabApp(App[int]):
         self._panel.invalidate()
         self._panel.refresh_tokens()
         self._tick_charts()
-        self._show_prediction(result)
+        if result.error and not summary.output_tokens:
+            self._prediction_not_measured(f"the run failed: {result.error}")
+        else:
+            self._show_prediction(result, complete=not (result.partial or result.error or self._stop.is_set()))
 
     @property
     def last_result(self) -> dict[str, Any] | None:
@@ -708,13 +787,33 @@ class LabApp(App[int]):
         widget.update(note)
         widget.display = bool(str(note))
 
-    def _show_prediction(self, result: Any) -> None:
-        pane = self.query_one(LessonPane)
-        prediction = getattr(pane.step, "predict", None) if pane.step is not None else None
-        if prediction is None:
+    def _show_prediction(self, result: Any, complete: bool) -> None:
+        """Put the measured value of the step's prediction beside the guess, save it, mark the step done.
+
+        The step is the one whose experiment this run was (the learner may have moved on meanwhile).
+        """
+        if self._run_step is None:
             return
-        pane.show_measured(lab_experiments.format_measured(prediction, result))
-        pane.record("set_result", lab_experiments.measured_value(prediction, result))
+        lesson, step = self._run_step
+        prediction = getattr(step, "predict", None)
+        value, text = (None, "") if prediction is None else lab_experiments.measure(prediction, result)
+        self.query_one(LessonPane).step_finished(lesson, step, value, text, done=complete)
+
+    def _prediction_not_measured(self, reason: str) -> None:
+        """The run that should answer the step's prediction failed or was refused: say why beside the guess."""
+        if self._run_step is None:
+            return
+        lesson, step = self._run_step
+        if getattr(step, "predict", None) is not None:
+            self.query_one(LessonPane).step_finished(lesson, step, None, f"not measured ({reason})", done=False)
+
+    def _step_of_run(self) -> tuple[Any, Any] | None:
+        """(lesson, step) whose experiment is loaded, or None when the panel runs something else."""
+        pane = self.query_one(LessonPane)
+        step = pane.step
+        if step is None or getattr(step, "experiment", None) != self.experiment:
+            return None
+        return pane.lesson, step
 
     def _add_result(self, row: dict[str, Any], key: str) -> None:
         self.results.append(row)
@@ -745,15 +844,21 @@ class LabApp(App[int]):
                             style=PARTIAL_STYLE))
         else:
             self._note("")
-        if knee is not None and charts.kind == "batch":
-            if knee.method.startswith("not reached"):
-                text.append(f" · knee not reached up to batch {knee.x:g}"
-                            f" (each doubling ≥ +{knee.threshold_pct:g}%)")
-            else:
-                text.append(f" · knee at batch {knee.x:g} (next doubling +{knee.gain_pct:.0f}%"
-                            f" < {knee.threshold_pct:g}%)")
+        if charts.kind == "batch":
+            # The sweep's own knee: over its complete points, as the CLI reports it.
+            text.append(knee_text(getattr(result, "knee", knee)))
+        limits = getattr(result, "budget_limits", None)
+        if limits:
+            preset = getattr(getattr(result, "plan", None), "latency_budget", None)
+            name = f"{preset} budget" if isinstance(preset, str) else "budget"
+            pick = getattr(result, "budget_pick", None)
+            text.append(f" · {name}: pick {pick.label}" if pick is not None else f" · no batch meets the {name}")
+        noisy = [f"{p.label} ({p.noise})" for p in charts.points if p.noise and not p.partial]
+        if noisy:
+            text.append(" · noisy: " + "; ".join(noisy) + " — read these points with care, or add runs",
+                        PARTIAL_STYLE)
         self.query_one("#charts-note", Static).update(text)
-        self._show_prediction(result)
+        self._show_prediction(result, complete=not (getattr(result, "partial", False) or self._stop.is_set()))
 
     def _finish_other(self, name: str, result: Any) -> None:
         """Comparisons, inspections and the lesson experiments: their registered view, by result type."""
@@ -767,13 +872,12 @@ class LabApp(App[int]):
         kind = getattr(self.experiment_object, "kind", "")
         self.query_one("#charts-note", Static).update(
             f"{name} — change the prompt in Controls and press r again" if kind == "inspect" else f"{name} finished")
-        self._show_prediction(result)
+        self._show_prediction(result, complete=not (getattr(result, "partial", False) or self._stop.is_set()))
 
     def _render(self, name: str, result: Any) -> Any:
-        from rich.console import Group
-
         import tui_lab.ui.views.results  # noqa: F401  (registers the views)
         from tui_lab.lab.caveats import caveats
+        from tui_lab.ui.fit import cut_cells
         from tui_lab.ui.views.registry import view_for
 
         draw = view_for(result)
@@ -782,11 +886,24 @@ class LabApp(App[int]):
             shown = draw(result, width) if draw is not None else lab_experiments.render_result(name, result)
         except Exception as exc:  # a view's bug must not cost the result: show it raw
             return Text(f"{name}: {result!r}\n(view failed: {exc})")
+        parts: list[Any] = [shown]
+        if cut_cells(shown, width):
+            # Laid out for this width and still cut somewhere: say how to get the room.
+            parts.append(Text("Some cells are cut (…) at this width: press l until the panel is alone "
+                              "to see them whole.", style=PARTIAL_STYLE))
         warnings = caveats(result)
-        if not warnings:
-            return shown
-        # A measurement that contradicts what the step teaches is named, with the reason, under the view.
-        return Group(shown, Text(), *(Text.assemble(("⚠ can't trust: ", PARTIAL_STYLE), line) for line in warnings))
+        if warnings:
+            # A measurement that contradicts what the step teaches is named, with the reason, under the view.
+            parts.append(Text())
+            parts.extend(Text.assemble(("⚠ can't trust: ", PARTIAL_STYLE), line) for line in warnings)
+        return shown if len(parts) == 1 else Group(*parts)
+
+    def _redraw_result(self) -> None:
+        """Lay the shown comparison or inspection out again for the panel's new width."""
+        view = self.query_one("#inspection", Static)
+        if self.busy or self._last is None or not view.display or self._last[0] == "run":
+            return
+        view.update(self._render(self._last[0], self._last[2]))
 
     # -------------------------------------------------------------- redraw
     @property

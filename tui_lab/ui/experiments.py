@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.pretty import Pretty
 from rich.table import Table
@@ -76,6 +77,20 @@ def build_sweep_plan(name: str, params: dict[str, Any], settings: Any) -> Any:
     return sweep_plan(name, _overlay_settings(name, params, settings))
 
 
+def budget_line_s(params: dict[str, Any], default: float) -> float:
+    """Where the trade-off chart's budget line starts for a sweep with ``params``: its budget's E2E p90
+    limit (a preset's or one given), else ``default``."""
+    from tui_lab.metrics import BUDGET_PRESETS
+
+    budget = params.get("latency_budget")
+    limits = BUDGET_PRESETS[budget].limits if isinstance(budget, str) and budget in BUDGET_PRESETS else budget
+    if isinstance(limits, dict):
+        for key in ("e2e_p90", "e2e_p50"):
+            if isinstance(limits.get(key), (int, float)):
+                return float(limits[key])
+    return default
+
+
 def sweep_kind(name: str) -> str:
     """Chart axis kind of a sweep experiment."""
     return {"batch_sweep": "batch", "length_sweep": "length", "sampling_grid": "sampling"}.get(name, "batch")
@@ -112,32 +127,39 @@ def point_row(name: str, point: Any, cp: Any) -> dict[str, Any]:
         "ttft_p50": cp.ttft_p50, "ttft_p90": cp.ttft_p90, "e2e_p50": cp.e2e_p50, "e2e_p90": cp.e2e_p90,
         "tpot_p50": cp.tpot_p50, "tpot_p90": cp.tpot_p90,
         "n": getattr(getattr(point, "e2e_s", None), "n", ""), "state": status,
-        "error": getattr(point, "error", None),
+        "error": getattr(point, "error", None), "noise": cp.noise or None,
     }
 
 
 def measured_value(prediction: Any, result: Any) -> float | None:
     """The number ``prediction.metric`` names in ``result`` (None when not measured)."""
-    try:
-        from tui_lab.lessons import resolve_metric
+    return measure(prediction, result)[0]
 
-        return resolve_metric(result, prediction.metric)
-    except (ImportError, ValueError):
-        return None
+
+def measure(prediction: Any, result: Any) -> tuple[float | None, str]:
+    """(value, what the learner reads beside their guess) for ``prediction.metric`` in ``result``.
+
+    A missing value says why ("no batch met the budget", "the run was stopped before 128 tokens").
+    """
+    from tui_lab.lessons import measure_metric
+
+    try:
+        measured = measure_metric(result, prediction.metric)
+    except ValueError as exc:
+        return None, f"not measured ({exc})"
+    if measured.value is None:
+        return None, f"not measured ({measured.reason})"
+    text = format_value(prediction, measured.value)
+    return measured.value, f"{text} ({measured.reason})" if measured.reason else text
 
 
 def format_measured(prediction: Any, result: Any) -> str:
-    """The measured value named by ``prediction.metric`` in ``result``, in the prediction's unit."""
-    try:
-        from tui_lab.lessons import resolve_metric
-    except ImportError:
-        return "not measured (lessons module unavailable)"
-    try:
-        value = resolve_metric(result, prediction.metric)
-    except ValueError as exc:
-        return f"not measured ({exc})"
-    if value is None:
-        return "not measured (n too small or no data)"
+    """The measured value named by ``prediction.metric`` in ``result``, in the prediction's unit, or why not."""
+    return measure(prediction, result)[1]
+
+
+def format_value(prediction: Any, value: float) -> str:
+    """``value`` in the prediction's unit (seconds shown as ms when the unit is ms)."""
     unit = (getattr(prediction, "unit", "") or "").strip()
     if unit in ("batch size", "batch"):
         return f"batch {value:g}"
@@ -147,59 +169,79 @@ def format_measured(prediction: Any, result: Any) -> str:
     return f"{value:,.3g} {unit}".strip()
 
 
-def _bar(value: float | None, scale: float, style: str) -> Text:
+def _sized_bar(value: float | None, scale: float, style: str, cells: int) -> Text:
+    """A bar of at most ``cells`` cells for ``value`` on a ``scale`` that fills them."""
     if value is None or scale <= 0:
         return Text("")
-    cells = max(1, round(value / scale * BAR_WIDTH))
-    return Text("█" * min(cells, BAR_WIDTH), style)
+    n = max(1, round(value / scale * cells))
+    return Text("█" * min(n, cells), style)
 
 
-def render_device_comparison(result: Any) -> RenderableType:
-    """Per-run E2E bars for each device, with the median and spread."""
+def render_device_comparison(result: Any, width: int | None = None) -> RenderableType:
+    """Per-run E2E bars for each device, with the median and spread, sized to ``width`` cells."""
+    from tui_lab.ui.fit import bar_cells
+
     devices = list(getattr(result, "devices", []))
     scale = max((r.e2e_s or 0.0 for d in devices for r in d.runs), default=0.0)
-    table = Table(title="CPU vs GPU · end-to-end time per run (same prompt, greedy)", expand=False)
-    for col in ("device", "run", "E2E", "", "tok/s"):
-        table.add_column(col, no_wrap=True)
-    for d in devices:
-        if not d.available:
-            table.add_row(d.device, "—", Text(f"not run: {d.reason}", "yellow"), "", "")
-            continue
-        style = "green" if d.device == "cuda" else "cyan"
-        for r in d.runs:
-            table.add_row(d.device, str(r.run_index), format_seconds(r.e2e_s), _bar(r.e2e_s, scale, style),
-                          format_rate(r.tokens_per_s))
-        spread = f" · spread {d.spread_pct:.0f}%" if d.spread_pct is not None else ""
-        table.add_row(Text(d.device, "bold"), "median", Text(format_seconds(d.median_e2e_s), "bold"),
-                      _bar(d.median_e2e_s, scale, "bold " + style),
-                      Text(format_rate(d.median_tokens_per_s) + spread, "bold"))
-    return Group(table, Text(getattr(result, "note", ""), "bold"))
+
+    def build(cells: int) -> Table:
+        table = Table(title="CPU vs GPU · E2E per run (same prompt, greedy)", expand=False,
+                      box=box.SIMPLE_HEAD, padding=(0, 1))
+        for col in ("device", "run", "E2E", "", "tok/s", "spread"):
+            table.add_column(col, no_wrap=True)
+        for d in devices:
+            if not d.available:
+                table.add_row(d.device, "—", Text(f"not run: {d.reason}", "yellow"), "", "", "")
+                continue
+            style = "green" if d.device == "cuda" else "cyan"
+            for r in d.runs:
+                table.add_row(d.device, str(r.run_index), format_seconds(r.e2e_s),
+                              _sized_bar(r.e2e_s, scale, style, cells), format_rate(r.tokens_per_s), "")
+            table.add_row(Text(d.device, "bold"), "median", Text(format_seconds(d.median_e2e_s), "bold"),
+                          _sized_bar(d.median_e2e_s, scale, "bold " + style, cells),
+                          Text(format_rate(d.median_tokens_per_s), "bold"),
+                          f"{d.spread_pct:.0f}%" if d.spread_pct is not None else "—")
+        return table
+
+    cells = BAR_WIDTH if width is None else bar_cells(build, width, BAR_WIDTH)
+    return Group(build(cells), Text(getattr(result, "note", ""), "bold"))
 
 
-def render_kv_comparison(result: Any) -> RenderableType:
-    """Step times of the naive loop against the KV-cache loop."""
+def render_kv_comparison(result: Any, width: int | None = None) -> RenderableType:
+    """Step times of the naive loop against the KV-cache loop, sized to ``width`` cells."""
+    from tui_lab.ui.fit import bar_cells
+
     modes = list(getattr(result, "modes", []))
-    table = Table(title="decoding without and with a KV cache (same prompt, greedy)")
-    for col in ("mode", "E2E", "tok/s", "step growth", "last steps"):
-        table.add_column(col, no_wrap=True)
     scale = max((t for m in modes for t in m.step_times_s[1:]), default=0.0)
-    for m in modes:
-        if m.error:
-            table.add_row(m.mode, Text(m.error, "red"), "", "", "")
-            continue
-        growth = m.growth()
-        spark = Text()
-        for t in m.step_times_s[1:][-BAR_WIDTH:]:
-            level = 0 if scale <= 0 else min(7, int(t / scale * 7))
-            spark.append("▁▂▃▄▅▆▇█"[level], TTFT_STYLE if m.kv_cache is False else "green")
-        table.add_row(m.mode, format_seconds(m.e2e_s), format_rate(m.tokens_per_s),
-                      "—" if growth is None else f"×{growth:.2f}", spark)
+
+    def build(cells: int) -> Table:
+        table = Table(title="decoding without and with a KV cache (same prompt, greedy)", box=box.SIMPLE_HEAD,
+                      padding=(0, 1))
+        for col in ("mode", "E2E", "tok/s", "step growth", "last steps"):
+            table.add_column(col, no_wrap=True)
+        for m in modes:
+            name = "no cache" if m.kv_cache is False else m.mode
+            if m.error:
+                table.add_row(name, Text(m.error, "red"), "", "", "")
+                continue
+            growth = m.growth()
+            spark = Text()
+            for t in m.step_times_s[1:][-cells:]:
+                level = 0 if scale <= 0 else min(7, int(t / scale * 7))
+                spark.append("▁▂▃▄▅▆▇█"[level], TTFT_STYLE if m.kv_cache is False else "green")
+            table.add_row(name, format_seconds(m.e2e_s), format_rate(m.tokens_per_s),
+                          "—" if growth is None else f"×{growth:.2f}", spark)
+        return table
+
+    cells = BAR_WIDTH if width is None else bar_cells(build, width, BAR_WIDTH)
     foot = Text()
+    if any(m.kv_cache is False for m in modes):
+        foot.append("no cache: every step recomputes the whole sequence. ", "dim")
     if getattr(result, "speedup", None):
         foot.append(f"KV cache is {result.speedup:.1f}x faster end to end. ", "bold")
     if getattr(result, "same_text", None) is not None:
         foot.append("Same text from both loops." if result.same_text else "The texts differ (they should not).")
-    return Group(table, foot)
+    return Group(build(cells), foot)
 
 
 def render_result(name: str, result: Any) -> RenderableType:

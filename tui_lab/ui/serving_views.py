@@ -44,9 +44,9 @@ LANE_WIDTH = 20
 IN_TABLE_BAR = 12
 
 SHORT_MODES = {
-    "static_hf": "static · transformers",
-    "static_vllm": "static · vLLM",
-    "continuous_vllm": "continuous · vLLM",
+    "static_hf": "static HF",
+    "static_vllm": "static vLLM",
+    "continuous_vllm": "continuous vLLM",
 }
 
 
@@ -59,7 +59,8 @@ def _data(result: Any) -> dict:
 
 
 def _table(title: str) -> Table:
-    return Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), expand=False, title_justify="left")
+    return Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, expand=False,
+                 title_justify="left")
 
 
 def _bar(value: float | None, scale: float, style: str, width: int = IN_TABLE_BAR) -> Text:
@@ -114,53 +115,67 @@ def _legend(wait: str) -> Text:
     return text
 
 
-def render_graphs(result: Any) -> RenderableType:
-    """Decode step times eager vs CUDA graphs, per mode and per run."""
+def render_graphs(result: Any, width: int | None = None) -> RenderableType:
+    """Decode step times eager vs CUDA graphs, per mode and per run, sized to ``width`` cells."""
+    from tui_lab.ui.fit import bar_cells
+
     data = _data(result)
     modes = data.get("modes", [])
     scale = max((r.get("step_ms_p50") or 0.0 for m in modes for r in m.get("runs", [])), default=0.0)
-    table = _table(f"decode step: eager vs CUDA graphs · batch {data.get('batch_size')}, "
-                   f"{data.get('max_new_tokens')} tokens")
-    for col in ("mode", "run", "step p50", "", "p90", "tok/s", "GPU busy"):
-        table.add_column(col, no_wrap=True)
-    for m in modes:
-        if not m.get("available", True):
-            table.add_row(m["label"], "—", Text(f"not run: {m.get('reason')}", "yellow"), "", "", "", "")
-            continue
-        style = "green" if m.get("cuda_graphs") else "cyan"
-        for r in m.get("runs", []):
-            table.add_row(m["label"], str(r["run_index"]), _ms(r.get("step_ms_p50")),
-                          _bar(r.get("step_ms_p50"), scale, style), "", _rate(r.get("tokens_per_s")), "")
-        steps = m.get("step_ms") or {}
-        table.add_row(Text(m["label"], "bold"), "all", Text(_ms(steps.get("p50")), "bold"),
-                      _bar(steps.get("p50"), scale, "bold " + style), _ms(steps.get("p90")),
-                      Text(_rate(m.get("tokens_per_s")), "bold"), _pct(m.get("gpu_busy_pct")))
-        if m.get("reason"):
-            table.add_row("", "", Text(str(m["reason"]), "red"), "", "", "", "")
-    return Group(table, Text(data.get("note", ""), NOTE_STYLE))
+
+    def build(cells: int) -> Table:
+        table = _table(f"decode step: eager vs CUDA graphs · batch {data.get('batch_size')}, "
+                       f"{data.get('max_new_tokens')} tokens")
+        for col in ("mode", "run", "step p50", "", "p90", "tok/s", "busy"):
+            table.add_column(col, no_wrap=True)
+        for m in modes:
+            if not m.get("available", True):
+                table.add_row(m["label"], "—", Text(f"not run: {m.get('reason')}", "yellow"), "", "", "", "")
+                continue
+            style = "green" if m.get("cuda_graphs") else "cyan"
+            for r in m.get("runs", []):
+                table.add_row(m["label"], str(r["run_index"]), _ms(r.get("step_ms_p50")),
+                              _bar(r.get("step_ms_p50"), scale, style, cells), "", _rate(r.get("tokens_per_s")), "")
+            steps = m.get("step_ms") or {}
+            table.add_row(Text(m["label"], "bold"), "all", Text(_ms(steps.get("p50")), "bold"),
+                          _bar(steps.get("p50"), scale, "bold " + style, cells), _ms(steps.get("p90")),
+                          Text(_rate(m.get("tokens_per_s")), "bold"), _pct(m.get("gpu_busy_pct")))
+            if m.get("reason"):
+                table.add_row("", "", Text(str(m["reason"]), "red"), "", "", "", "")
+        return table
+
+    cells = IN_TABLE_BAR if width is None else bar_cells(build, width, IN_TABLE_BAR)
+    caption = Text("busy: share of the time the GPU was running kernels", "dim")
+    return Group(build(cells), caption, Text(data.get("note", ""), NOTE_STYLE))
 
 
-def render_prefix(result: Any) -> RenderableType:
-    """TTFT with the prefix cache off and on, with vLLM's own prefill time."""
+def render_prefix(result: Any, width: int | None = None) -> RenderableType:
+    """TTFT with the prefix cache off and on, with vLLM's own prefill time, sized to ``width`` cells."""
+    from tui_lab.ui.fit import bar_cells
+
     data = _data(result)
     modes = data.get("modes", [])
     scale = max((_p(m.get("ttft_s"), "p50") or 0.0 for m in modes), default=0.0)
-    table = _table(f"prefix caching · {data.get('num_requests')} requests share {data.get('shared_prefix_words')} "
-                   f"words, {data.get('max_new_tokens')} tokens each")
-    for col in ("cache", "1st request", "TTFT p50", "", "p90", "prefill p50", "TPOT p50"):
-        table.add_column(col, no_wrap=True)
-    for m in modes:
-        name = "on" if m.get("enable_prefix_caching") else "off"
-        if not m.get("available", True):
-            table.add_row(name, Text(f"not run: {m.get('reason')}", "yellow"), "", "", "", "", "")
-            continue
-        style = "green" if m.get("enable_prefix_caching") else "cyan"
-        ttft = m.get("ttft_s") or {}
-        table.add_row(name, format_seconds(m.get("first_request_ttft_s")),
-                      Text(format_seconds(ttft.get("p50")), "bold"), _bar(ttft.get("p50"), scale, style),
-                      format_seconds(ttft.get("p90")), format_seconds(_p(m.get("engine_prefill_s"), "p50")),
-                      format_seconds(_p(m.get("tpot_s"), "p50")))
-    caption = Text("1st request: the one that fills the cache (not in the percentiles) · prefill: vLLM's own "
+    def build(cells: int) -> Table:
+        table = _table(f"prefix caching · {data.get('num_requests')} requests share "
+                       f"{data.get('shared_prefix_words')} words, {data.get('max_new_tokens')} tokens each")
+        for col in ("cache", "1st req", "TTFT p50", "", "p90", "prefill", "TPOT p50"):
+            table.add_column(col, no_wrap=True)
+        for m in modes:
+            name = "on" if m.get("enable_prefix_caching") else "off"
+            if not m.get("available", True):
+                table.add_row(name, Text(f"not run: {m.get('reason')}", "yellow"), "", "", "", "", "")
+                continue
+            style = "green" if m.get("enable_prefix_caching") else "cyan"
+            ttft = m.get("ttft_s") or {}
+            table.add_row(name, format_seconds(m.get("first_request_ttft_s")),
+                          Text(format_seconds(ttft.get("p50")), "bold"), _bar(ttft.get("p50"), scale, style, cells),
+                          format_seconds(ttft.get("p90")), format_seconds(_p(m.get("engine_prefill_s"), "p50")),
+                          format_seconds(_p(m.get("tpot_s"), "p50")))
+        return table
+
+    table = build(IN_TABLE_BAR if width is None else bar_cells(build, width, IN_TABLE_BAR))
+    caption = Text("1st req: the request that fills the cache (not in the percentiles) · prefill: vLLM's own "
                    "scheduled → first token", "dim")
     return Group(table, caption, Text(data.get("note", ""), NOTE_STYLE))
 
@@ -207,14 +222,17 @@ def _engine_of(mode: dict) -> str:
     return str(engine.get("engine") or mode.get("key", "?").split("_")[-1])
 
 
-def render_batching(result: Any) -> RenderableType:
-    """Static vs continuous batching: totals per mode, then every request on a shared time axis."""
+def render_batching(result: Any, width: int | None = None) -> RenderableType:
+    """Static vs continuous batching: totals per mode, then every request on a shared time axis
+    (its lanes sized to ``width`` cells)."""
+    from tui_lab.ui.fit import bar_cells
+
     data = _data(result)
     modes = data.get("modes", [])
     table = _table(f"static vs continuous batching · {len(data.get('lengths', []))} replies of "
                    f"{min(data.get('lengths') or [0])}–{max(data.get('lengths') or [0])} tokens, "
                    f"{data.get('slots')} slots")
-    for col in ("mode", "wall", "tok/s", "E2E p50", "E2E p90", "steps", "idle"):
+    for col in ("mode", "wall", "tok/s", "E2E p50", "p90", "steps", "idle"):
         table.add_column(col, no_wrap=True)
     for m in modes:
         name = SHORT_MODES.get(m.get("key", ""), m.get("label", "?"))
@@ -226,8 +244,8 @@ def render_batching(result: Any) -> RenderableType:
                       format_seconds(e2e.get("p50")), format_seconds(e2e.get("p90")),
                       "—" if m.get("batch_steps") is None else str(m["batch_steps"]),
                       "—" if m.get("padded_steps") is None else str(m["padded_steps"]))
-    caption = Text("steps: decode steps the static batches ran (each as long as its longest reply) · idle: "
-                   "sequence-steps whose slot was held by a finished reply", "dim")
+    caption = Text("HF: the transformers engine · steps: decode steps the static batches ran (each as long as "
+                   "its longest reply) · idle: sequence-steps whose slot was held by a finished reply", "dim")
     # Modes on the same engine share a time axis (the policy is what differs); engines of very different
     # speed get their own, or the fast one's lanes shrink to a cell.
     scales: dict[str, float] = {}
@@ -235,15 +253,20 @@ def render_batching(result: Any) -> RenderableType:
         key = _engine_of(m)
         longest = max((r.get("e2e_s") or 0.0 for r in m.get("requests", [])), default=0.0)
         scales[key] = max(scales.get(key, 0.0), longest)
-    lanes = _table("each request, from the moment all arrived (one time axis per engine)")
-    for col in ("mode", "req", "tokens", "E2E", "timeline"):
-        lanes.add_column(col, no_wrap=True)
-    for m in modes:
-        name = SHORT_MODES.get(m.get("key", ""), m.get("key", "?"))
-        for r in m.get("requests", [])[:MAX_ROWS]:
-            lanes.add_row(name, r["request_id"], f"{r.get('output_tokens')}/{r.get('target_tokens')}",
-                          format_seconds(r.get("e2e_s")),
-                          _timeline(_wait(r), r.get("ttft_s"), r.get("e2e_s"), scales.get(_engine_of(m), 0.0)))
+    def build(cells: int) -> Table:
+        lanes = _table("each request, from the moment all arrived (one time axis per engine)")
+        for col in ("mode", "req", "tokens", "E2E", "timeline"):
+            lanes.add_column(col, no_wrap=True)
+        for m in modes:
+            name = SHORT_MODES.get(m.get("key", ""), m.get("key", "?"))
+            for r in m.get("requests", [])[:MAX_ROWS]:
+                lanes.add_row(name, r["request_id"], f"{r.get('output_tokens')}/{r.get('target_tokens')}",
+                              format_seconds(r.get("e2e_s")),
+                              _timeline(_wait(r), r.get("ttft_s"), r.get("e2e_s"), scales.get(_engine_of(m), 0.0),
+                                        cells))
+        return lanes
+
+    lanes = build(LANE_WIDTH if width is None else bar_cells(build, width, LANE_WIDTH, least=8))
     return Group(table, caption, lanes, _legend("waiting (for its batch, or for a free slot)"),
                  Text(data.get("note", ""), NOTE_STYLE))
 

@@ -96,9 +96,30 @@ def render_tokenize(d: dict) -> RenderableType:
 # -- padding -------------------------------------------------------------------------------
 
 
-def render_padding(d: dict) -> RenderableType:
-    """The padded batch as a grid of pieces, and the attention mask as a coloured 1/0 grid."""
+LABEL_WIDTH = 12
+"""The row label of the padding grids: ``"0:   6 real "``."""
+
+
+def padding_columns(cols: int, width: int | None) -> tuple[int, list[int]]:
+    """(cell width, the columns shown) for a padded batch of ``cols`` positions in ``width`` cells:
+    narrower cells first (down to 4), then the first and last positions with a gap between."""
+    if width is None:
+        return CELL_WIDTH, list(range(cols))
+    room = max(4, width - LABEL_WIDTH)
+    cell = max(4, min(CELL_WIDTH, room // max(1, cols)))
+    fit = room // cell
+    if fit >= cols:
+        return cell, list(range(cols))
+    head = (fit - 1) // 2
+    tail = fit - 1 - head
+    return cell, [*range(head), -1, *range(cols - tail, cols)]
+
+
+def render_padding(d: dict, width: int | None = None) -> RenderableType:
+    """The padded batch as a grid of pieces, and the attention mask as a coloured 1/0 grid, in ``width`` cells
+    (long batches show their first and last positions)."""
     rows, cols = d["shape"]
+    cell, shown = padding_columns(cols, width)
     head = Text.assemble(
         ("batch tensor ", "bold"), f"shape ({rows}, {cols}) · padded on the {d['side']} with ",
         (d["pad_token"], SPECIAL_STYLE), f" (id {d['pad_token_id']}) · ",
@@ -108,26 +129,37 @@ def render_padding(d: dict) -> RenderableType:
     mask = Table(box=None, show_header=False, pad_edge=False, padding=(0, 0))
     tokens.add_column("prompt", style="dim", no_wrap=True)
     mask.add_column("prompt", style="dim", no_wrap=True)
-    for _ in range(cols):
+    for _ in shown:
         tokens.add_column(no_wrap=True)
         mask.add_column(no_wrap=True)
     for r in range(rows):
         label = f"{r}: {d['lengths'][r]:>3} real "
         cells, bits = [], []
-        for c in range(cols):
+        for c in shown:
+            if c < 0:
+                cells.append(Text("…".center(cell - 1) + " ", style="dim"))
+                bits.append(Text(" … ", style="dim"))
+                continue
             real = d["mask"][r][c] == 1
             style = REAL_STYLE if real else PAD_STYLE
-            piece = _clip(_visible(d["pieces"][r][c]), CELL_WIDTH - 1)
-            cells.append(Text(piece.center(CELL_WIDTH - 1) + " ", style=style))
+            raw = _visible(d["pieces"][r][c])
+            if len(raw) > cell - 1 and raw.startswith("<") and raw.endswith(">"):
+                raw = raw[1:-1]  # <pad> → pad, <bos> → bos: the name stays readable in a narrow cell
+            piece = _clip(raw, cell - 1)
+            cells.append(Text(piece.center(cell - 1) + " ", style=style))
             bits.append(Text(" 1 " if real else " 0 ", style=style))
         tokens.add_row(label, *cells)
         mask.add_row(label, *bits)
     ids = Table(box=None, show_header=False, pad_edge=False)
-    for _ in range(cols):
+    for _ in shown:
         ids.add_column(justify="right", no_wrap=True)
     for r in range(rows):
-        ids.add_row(*[Text(str(i), style="" if m else "dim") for i, m in zip(d["ids"][r], d["mask"][r], strict=True)])
+        ids.add_row(*[Text("…", style="dim") if c < 0 else Text(str(d["ids"][r][c]), style="" if d["mask"][r][c]
+                                                                 else "dim") for c in shown])
     legend = Text.assemble(("  1  ", REAL_STYLE), " real token   ", ("  0  ", PAD_STYLE), " padding (masked out)")
+    if len(shown) < cols:
+        legend.append(f"\n… {cols - len(shown) + 1} positions in the middle left out at this width (l widens the "
+                      "panel)", style="dim")
     return Group(
         head, Text(), Text("tokens", style="bold"), tokens, Text(), Text("input_ids", style="bold"), ids, Text(),
         Text("attention_mask", style="bold"), mask, legend,
@@ -137,8 +169,11 @@ def render_padding(d: dict) -> RenderableType:
 # -- logits --------------------------------------------------------------------------------
 
 
-def render_logits(d: dict) -> RenderableType:
-    """The logits' shape and size, then per prompt the top-k next tokens with probability bars."""
+def render_logits(d: dict, width: int | None = None) -> RenderableType:
+    """The logits' shape and size, then per prompt the top-k next tokens with probability bars (sized to
+    ``width`` cells)."""
+    from tui_lab.ui.fit import bar_cells
+
     b, s, v = d["logits_shape"]
     head = Text.assemble(
         ("logits ", "bold"), f"shape (batch={b}, seq_len={s}, vocab={v:,}) · {d['dtype']}",
@@ -151,21 +186,25 @@ def render_logits(d: dict) -> RenderableType:
     for prompt, row in zip(d["prompts"], d["top"], strict=True):
         parts.append(Text())
         parts.append(Text.assemble(("next token after ", "dim"), repr(_clip(prompt, 60))))
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        table.add_column("rank", justify="right", style="dim")
-        table.add_column("token")
-        table.add_column("id", justify="right", style="dim")
-        table.add_column("probability")
-        table.add_column("", justify="right")
-        table.add_column("logit", justify="right", style="dim")
-        for rank, tok in enumerate(row, start=1):
-            label = Text(_visible(tok["text"]), style="bold #e9c46a" if rank == 1 else "")
-            if rank == 1:
-                label.append("  ← greedy pick", style="dim")
-            table.add_row(
-                str(rank), label, str(tok["id"]), bar(tok["prob"] / top_prob), f"{100 * tok['prob']:.1f}%",
-                f"{tok['logit']:.2f}",
-            )
+        def build(cells: int, row: list = row) -> Table:
+            table = Table(box=None, pad_edge=False, header_style="bold")
+            table.add_column("rank", justify="right", style="dim")
+            table.add_column("token", no_wrap=True)
+            table.add_column("id", justify="right", style="dim")
+            table.add_column("probability", no_wrap=True)
+            table.add_column("", justify="right")
+            table.add_column("logit", justify="right", style="dim")
+            for rank, tok in enumerate(row, start=1):
+                label = Text(_visible(tok["text"]), style="bold #e9c46a" if rank == 1 else "")
+                if rank == 1:
+                    label.append("  ← greedy pick", style="dim")
+                table.add_row(
+                    str(rank), label, str(tok["id"]), bar(tok["prob"] / top_prob, cells), f"{100 * tok['prob']:.1f}%",
+                    f"{tok['logit']:.2f}",
+                )
+            return table
+
+        table = build(BAR_WIDTH if width is None else bar_cells(build, width, BAR_WIDTH, least=6))
         parts.append(table)
     return Group(*parts)
 
@@ -173,8 +212,9 @@ def render_logits(d: dict) -> RenderableType:
 # -- roofline ------------------------------------------------------------------------------
 
 
-def render_roofline(d: dict) -> RenderableType:
-    """Measured decode step time against the bandwidth floor, prefill against the compute floor, and KV fits."""
+def render_roofline(d: dict, width: int | None = None) -> RenderableType:
+    """Measured decode step time against the bandwidth floor, prefill against the compute floor, and KV fits,
+    laid out for ``width`` cells."""
     sliding = (
         f"; {d['sliding_layers']} of {d['layers']} layers keep only the last {d['sliding_window']} positions"
         if d.get("sliding_layers") else ""
@@ -192,26 +232,32 @@ def render_roofline(d: dict) -> RenderableType:
     flops = Text.assemble(
         ("peak compute ", "bold"), f"{d['peak_tflops']:,.2f} TFLOP/s — ", (d["peak_tflops_method"], "dim"),
     ) if d.get("peak_tflops") else Text()
-    table = Table(title="decode step: measured vs bandwidth floor", title_justify="left", header_style="bold")
-    table.add_column("batch", justify="right")
-    table.add_column("context", justify="right")
-    table.add_column("measured ms", justify="right")
-    table.add_column("floor ms", justify="right")
-    table.add_column("floor / measured")
-    table.add_column("", justify="right")
-    table.add_column("achieved GB/s", justify="right")
-    table.add_column(f"floor ms at {d['seq_len']:,} tok", justify="right")
-    table.add_column("decode tokens/s", justify="right")
-    for m in d["measurements"]:
-        frac = m.get("floor_fraction")
-        table.add_row(
-            str(m["batch_size"]), str(m["context_tokens"]), _ms(m["step_ms"]), _ms(m["floor_ms"]), bar(frac or 0.0, 12),
-            "—" if frac is None else f"{100 * frac:.0f}%",
-            "—" if m.get("achieved_gb_s") is None else f"{m['achieved_gb_s']:,.1f}",
-            _ms(m.get("floor_at_seq_len_ms")),
-            "—" if m.get("tokens_per_s") is None else f"{m['tokens_per_s']:,.1f}",
-        )
-    prefill = Table(title="prefill: measured TTFT vs compute floor", title_justify="left", header_style="bold")
+    from rich import box
+
+    from tui_lab.ui.fit import bar_cells
+
+    def decode_table(cells: int) -> Table:
+        table = Table(title="decode step: measured vs bandwidth floor", title_justify="left", header_style="bold",
+                      box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+        for name in ("batch", "ctx", "step\nms", "floor\nms", "floor /\nmeas.", "", "GB/s\nused",
+                     f"floor @\n{d['seq_len']:,}", "tok/s"):
+            table.add_column(name, justify="left" if name.startswith("floor /") else "right", no_wrap=True)
+        for m in d["measurements"]:
+            frac = m.get("floor_fraction")
+            table.add_row(
+                str(m["batch_size"]), str(m["context_tokens"]), _ms(m["step_ms"]), _ms(m["floor_ms"]),
+                bar(frac or 0.0, cells), "—" if frac is None else f"{100 * frac:.0f}%",
+                "—" if m.get("achieved_gb_s") is None else f"{m['achieved_gb_s']:,.1f}",
+                _ms(m.get("floor_at_seq_len_ms")),
+                "—" if m.get("tokens_per_s") is None else f"{m['tokens_per_s']:,.1f}",
+            )
+        return table
+
+    table = decode_table(12 if width is None else bar_cells(decode_table, width, 12))
+    caption = Text(f"ctx: tokens in the KV cache while measuring · floor @{d['seq_len']:,}: the floor in ms if every "
+                   f"sequence held {d['seq_len']:,} tokens", style="dim")
+    prefill = Table(title="prefill: measured TTFT vs compute floor", title_justify="left", header_style="bold",
+                    box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     prefill.add_column("batch", justify="right")
     prefill.add_column("prompt tokens", justify="right")
     prefill.add_column("TTFT ms (p50)", justify="right")
@@ -221,7 +267,7 @@ def render_roofline(d: dict) -> RenderableType:
                         _ms(m.get("prefill_floor_ms")))
     fits = Table(
         title=f"KV cache: sequences that fit in {_bytes(d['free_bytes'])} free ({d['free_bytes_method']})",
-        title_justify="left", header_style="bold",
+        title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
     )
     fits.add_column("tokens per sequence", justify="right")
     fits.add_column("KV bytes per sequence", justify="right")
@@ -233,7 +279,7 @@ def render_roofline(d: dict) -> RenderableType:
         " of KV cache → ", (f"{d['sequences_at_seq_len']:,}", "bold #e9c46a"), " such sequences fit",
     )
     notes = [Text(f"• {n}", style="dim") for n in d.get("notes", [])]
-    return Group(head, bw, flops, Text(), table, Text(), prefill, Text(), fits, at_len, *notes)
+    return Group(head, bw, flops, Text(), table, caption, Text(), prefill, Text(), fits, at_len, *notes)
 
 
 # -- modalities ----------------------------------------------------------------------------

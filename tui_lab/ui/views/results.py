@@ -30,25 +30,25 @@ from tui_lab.ui.views.registry import renders
 @renders(DeviceComparison)
 def device_comparison_view(result: Any, width: int) -> RenderableType:
     """CPU vs GPU: per-run bars and medians."""
-    return render_device_comparison(result)
+    return render_device_comparison(result, width)
 
 
 @renders(KVCacheComparison)
 def kv_view(result: Any, width: int) -> RenderableType:
     """KV cache off and on: step times side by side."""
-    return render_kv_comparison(result)
+    return render_kv_comparison(result, width)
 
 
 @renders(GraphsComparison)
 def graphs_view(result: Any, width: int) -> RenderableType:
     """CUDA graphs off and on."""
-    return render_graphs(result)
+    return render_graphs(result, width)
 
 
 @renders(PrefixCacheComparison)
 def prefix_view(result: Any, width: int) -> RenderableType:
     """Prefix cache off and on."""
-    return render_prefix(result)
+    return render_prefix(result, width)
 
 
 @renders(QueueingResult)
@@ -60,7 +60,7 @@ def queueing_view(result: Any, width: int) -> RenderableType:
 @renders(BatchingComparison)
 def batching_view(result: Any, width: int) -> RenderableType:
     """Static against continuous batching."""
-    return render_batching(result)
+    return render_batching(result, width)
 
 
 @renders(TokenizeView)
@@ -72,19 +72,19 @@ def tokenize_view(result: Any, width: int) -> RenderableType:
 @renders(PaddingView)
 def padding_view(result: Any, width: int) -> RenderableType:
     """The padded batch and its mask."""
-    return render_padding(_data(result))
+    return render_padding(_data(result), width)
 
 
 @renders(LogitsView)
 def logits_view(result: Any, width: int) -> RenderableType:
     """The most likely next tokens."""
-    return render_logits(_data(result))
+    return render_logits(_data(result), width)
 
 
 @renders(RooflineView)
 def roofline_view(result: Any, width: int) -> RenderableType:
     """Measured decode steps against the bandwidth floor."""
-    return render_roofline(_data(result))
+    return render_roofline(_data(result), width)
 
 
 @renders(ModalitiesView)

@@ -17,7 +17,7 @@ from textual.color import Color
 from textual.containers import Grid
 from textual_plotext import PlotextPlot
 
-from tui_lab.metrics import TradeoffPoint, budget_pick, knee_by_gain
+from tui_lab.metrics import KNEE_GAIN_PCT, TradeoffPoint, budget_pick, knee_by_gain
 from tui_lab.ui.theme import NARROW_WIDTH
 
 
@@ -35,6 +35,32 @@ class ChartPoint:
     tpot_p50: float | None
     tpot_p90: float | None
     partial: bool = False
+    """Stopped before every run finished, or failed: drawn apart and left out of the knee and the pick."""
+    noise: str = ""
+    """Why the figures of this point are not to be trusted as they stand ("" when they are)."""
+
+
+NOISY_TAIL_RATIO = 2.0
+"""E2E p90 above this multiple of p50: requests of one configuration differ too much for one figure."""
+NOISY_RUN_SPREAD = 0.25
+"""Runs' throughputs spread by more than this fraction of their median: the machine was not steady."""
+
+
+def noise_of(point: Any) -> str:
+    """Why a sweep point's figures are too noisy for a confident curve ("" when they are steady)."""
+    e2e = getattr(point, "e2e_s", None)
+    p50, p90 = getattr(e2e, "p50", None), getattr(e2e, "p90", None)
+    reasons = []
+    if p50 and p90 and p90 / p50 > NOISY_TAIL_RATIO:
+        reasons.append(f"E2E p90 is {p90 / p50:.1f}× p50")
+    rates = sorted(r.output_tokens_per_s for r in getattr(point, "runs", None) or []
+                   if getattr(r, "output_tokens_per_s", None))
+    if len(rates) >= 2:
+        median = rates[len(rates) // 2] if len(rates) % 2 else (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2
+        spread = (rates[-1] - rates[0]) / median if median else 0.0
+        if spread > NOISY_RUN_SPREAD:
+            reasons.append(f"runs differ by {spread * 100:.0f}%")
+    return ", ".join(reasons)
 
 
 def chart_point(point: Any) -> ChartPoint:
@@ -53,18 +79,32 @@ def chart_point(point: Any) -> ChartPoint:
         e2e_p50=p("e2e_s", "p50"), e2e_p90=p("e2e_s", "p90"),
         ttft_p50=p("ttft_s", "p50"), ttft_p90=p("ttft_s", "p90"),
         tpot_p50=p("tpot_s", "p50"), tpot_p90=p("tpot_s", "p90"),
-        partial=bool(getattr(point, "partial", False)),
+        partial=bool(getattr(point, "partial", False)) or getattr(point, "status", "ok") != "ok",
+        noise=noise_of(point),
     )
 
 
 def tradeoff_points(points: list[ChartPoint]) -> list[TradeoffPoint]:
-    """Points usable for the knee and the budget pick."""
+    """Points usable for the knee and the budget pick: complete ones (a stopped point's figures cover
+    only part of its runs, as the CLI's sweep leaves them out too)."""
     return [
         TradeoffPoint(x=p.x, throughput=p.throughput,
                       latency={"e2e_p50": p.e2e_p50, "e2e_p90": p.e2e_p90 if p.e2e_p90 is not None else p.e2e_p50,
                                "ttft_p90": p.ttft_p90, "tpot_p90": p.tpot_p90})
-        for p in points if p.x is not None and p.throughput
+        for p in points if p.x is not None and p.throughput and not p.partial
     ]
+
+
+def knee_text(knee: Any) -> str:
+    """" · knee at batch 8 (next doubling -31% < 10%)" or why there is none yet, for the charts note."""
+    if knee is None:
+        return ""
+    if knee.method.startswith("not reached"):
+        return f" · knee not reached up to batch {knee.x:g} (each doubling ≥ +{knee.threshold_pct:g}%)"
+    text = f" · knee at batch {knee.x:g} (next doubling {knee.gain_pct:+.0f}% < {knee.threshold_pct:g}%)"
+    if getattr(knee, "dips", ()):
+        text += " · one-step dip after batch " + ", ".join(f"{x:g}" for x in knee.dips) + " passed over"
+    return text
 
 
 def latency_of(p: ChartPoint) -> float | None:
@@ -82,6 +122,7 @@ class SweepCharts(Grid):
         self.points: list[ChartPoint] = []
         self.kind = "batch"
         self.budget_s = 2.0
+        self.threshold_pct = KNEE_GAIN_PCT
         self.view = "all"
         self._dirty = True
 
@@ -90,12 +131,14 @@ class SweepCharts(Grid):
         for name in self.VIEWS[1:]:
             yield PlotextPlot(id=f"chart-{name}", classes="chart")
 
-    def reset(self, kind: str, budget_s: float | None = None) -> None:
-        """Start a new sweep of ``kind`` ("batch", "length", "sampling")."""
+    def reset(self, kind: str, budget_s: float | None = None, threshold_pct: float | None = None) -> None:
+        """Start a new sweep of ``kind`` ("batch", "length", "sampling") with its budget line and knee threshold."""
         self.kind = kind
         self.points = []
         if budget_s is not None:
             self.budget_s = budget_s
+        if threshold_pct is not None:
+            self.threshold_pct = threshold_pct
         self._dirty = True
 
     def add_point(self, point: Any) -> None:
@@ -139,8 +182,8 @@ class SweepCharts(Grid):
 
     @property
     def knee(self) -> Any:
-        """The knee of throughput vs x (None before two points)."""
-        return knee_by_gain(tradeoff_points(self.points))
+        """The knee of throughput vs x over the complete points (None before two)."""
+        return knee_by_gain(tradeoff_points(self.points), self.threshold_pct)
 
     @property
     def pick(self) -> TradeoffPoint | None:
@@ -199,15 +242,18 @@ class SweepCharts(Grid):
         xs, labels, numeric = self._xs()
         for attr, label, color in series:
             pairs = [(x, getattr(p, attr)) for x, p in zip(xs, self.points, strict=True)
-                     if getattr(p, attr) is not None]
-            if not pairs:
-                continue
+                     if getattr(p, attr) is not None and not p.partial]
             scale = 1000.0 if ylabel.endswith("(ms)") else 1.0
-            px, py = [a for a, _ in pairs], [b * scale for _, b in pairs]
-            if numeric and len(self.points) > 1:
-                plt.plot(px, py, marker="braille", color=color, label=label)
-            plt.scatter(px, py, marker="dot" if len(series) > 1 else "●", color=color,
-                        label=None if numeric and len(self.points) > 1 else label)
+            if pairs:
+                px, py = [a for a, _ in pairs], [b * scale for _, b in pairs]
+                if numeric and len(pairs) > 1:
+                    plt.plot(px, py, marker="braille", color=color, label=label)
+                plt.scatter(px, py, marker="dot" if len(series) > 1 else "●", color=color,
+                            label=None if numeric and len(pairs) > 1 else label)
+            stopped = [(x, getattr(p, attr)) for x, p in zip(xs, self.points, strict=True)
+                       if getattr(p, attr) is not None and p.partial]
+            if stopped:
+                plt.scatter([a for a, _ in stopped], [b * scale for _, b in stopped], marker="x", color=color)
         plt.xticks(xs, labels)
         self._fix_xlim(plt, xs)
         widget.refresh()
@@ -227,9 +273,20 @@ class SweepCharts(Grid):
         xs, labels, numeric = self._xs()
         ys = [p.throughput or 0.0 for p in self.points]
         if numeric:
-            if len(xs) > 1:
-                plt.plot(xs, ys, marker="braille", color="cyan")
-            plt.scatter(xs, ys, marker="●", color="cyan")
+            steady = [(x, y) for x, y, p in zip(xs, ys, self.points, strict=True) if not p.partial and not p.noise]
+            noisy = [(x, y) for x, y, p in zip(xs, ys, self.points, strict=True) if not p.partial and p.noise]
+            stopped = [(x, y) for x, y, p in zip(xs, ys, self.points, strict=True) if p.partial and y]
+            whole = sorted(steady + noisy)
+            if len(whole) > 1:
+                plt.plot([a for a, _ in whole], [b for _, b in whole], marker="braille", color="cyan")
+            if steady:
+                plt.scatter([a for a, _ in steady], [b for _, b in steady], marker="●", color="cyan")
+            if noisy:
+                plt.scatter([a for a, _ in noisy], [b for _, b in noisy], marker="?", color="orange",
+                            label="noisy (see note)")
+            if stopped:
+                plt.scatter([a for a, _ in stopped], [b for _, b in stopped], marker="x", color="yellow",
+                            label="stopped: not in the knee")
             knee = self.knee
             if knee is not None and self.kind == "batch" and not knee.method.startswith("not reached"):
                 kx = math.log2(knee.x) if knee.x > 0 else 0.0
@@ -238,7 +295,8 @@ class SweepCharts(Grid):
             plt.xticks(xs, labels)
             self._fix_xlim(plt, xs)
         else:
-            plt.bar(labels, ys, color="cyan")
+            plt.bar(labels, ys, color=["yellow" if p.partial else "orange" if p.noise else "cyan"
+                                       for p in self.points])
         widget.refresh()
 
     def _draw_latency(self) -> None:
@@ -253,7 +311,8 @@ class SweepCharts(Grid):
     def _draw_tradeoff(self) -> None:
         widget, plt = self._prepare(
             "tradeoff", f"tok/s vs latency · budget {self.budget_s:.2f} s (◆ best within, ✚ knee)", "tok/s")
-        pts = [(latency_of(p), p.throughput, p) for p in self.points if latency_of(p) is not None and p.throughput]
+        pts = [(latency_of(p), p.throughput, p) for p in self.points
+               if latency_of(p) is not None and p.throughput and not p.partial]
         if not pts:
             self._empty(widget, plt)
             return

@@ -50,6 +50,33 @@ FIELDS: tuple[Field, ...] = (
 )
 
 
+CONTROLLED_KEYS = frozenset({
+    "prompt", "text", "prompts", "batch_size", "max_new_tokens", "temperature", "top_p", "top_k",
+    "repetition_penalty", "seed", "engine", "device",
+})
+"""Experiment parameters the fields above already set (``text``/``prompts`` from the prompt box)."""
+
+
+def experiment_keys(params: dict[str, Any]) -> list[str]:
+    """The experiment parameters that get a box of their own: every one the fields above do not set."""
+    return [k for k in params if k not in CONTROLLED_KEYS]
+
+
+def show_value(value: Any) -> str:
+    """A parameter value as the box shows it (lists in brackets, ``None`` empty), typed back the same way."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {show_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def check_value(name: str, text: str, engine_choices: tuple[str, ...] = ENGINE_CHOICES) -> Any:
     """The typed ``text`` of control ``name`` as its value, or ``LabError`` with a one-line reason.
 
@@ -77,6 +104,15 @@ class ControlsForm(VerticalScroll):
 
     BINDINGS = [Binding("escape", "restore", "restore the applied value and leave the box", show=False)]
 
+    class ExperimentValue(Message):
+        """A value typed into one of the experiment's own boxes (the app checks and applies it)."""
+
+        def __init__(self, key: str, value: Any, widget: Input) -> None:
+            super().__init__()
+            self.key = key
+            self.value = value
+            self.widget = widget
+
     class SettingsChanged(Message):
         """A valid value was applied; ``reload`` is True when model, engine, device or server changed."""
 
@@ -85,10 +121,14 @@ class ControlsForm(VerticalScroll):
             self.settings = settings
             self.reload = reload
 
-    def __init__(self, settings: LabSettings, engine_choices: tuple[str, ...] = ENGINE_CHOICES, **kwargs) -> None:
+    def __init__(self, settings: LabSettings, engine_choices: tuple[str, ...] = ENGINE_CHOICES,
+                 cursor_blink: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self._settings = settings
         self._engine_choices = engine_choices
+        self._cursor_blink = cursor_blink
+        self._experiment: str = ""
+        self._experiment_values: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         """Label + input per field, the greedy checkbox, and the message line."""
@@ -110,6 +150,63 @@ class ControlsForm(VerticalScroll):
                 yield Input(self._shown(self._settings, f), id=f"ctl-{f.name}", suggester=suggester, compact=True)
             yield Label("greedy", classes="control-label")
             yield Checkbox("temperature 0", self._settings.greedy, id="ctl-greedy", compact=True)
+        yield Static("", id="experiment-title")
+        yield Grid(id="experiment-grid")
+
+    def show_experiment(self, name: str, params: dict[str, Any]) -> None:
+        """The loaded experiment's own values (image size, ``seq_len``, the budget preset, ...), one box each."""
+        keys = experiment_keys(params)
+        shown = {k: params[k] for k in keys}
+        if name == self._experiment and shown == self._experiment_values:
+            return
+        same_keys = name == self._experiment and list(shown) == list(self._experiment_values)
+        self._experiment, self._experiment_values = name, shown
+        title = self.query_one("#experiment-title", Static)
+        title.update(f"{name}: its own values (Enter applies; lists as [1, 4, 16])" if keys else "")
+        title.display = bool(keys)
+        grid = self.query_one("#experiment-grid", Grid)
+        if same_keys:
+            for key, value in shown.items():
+                box = self.query_one(f"#exp-{key}", Input)
+                if box.value != show_value(value):
+                    with box.prevent(Input.Changed):
+                        box.value = show_value(value)
+            return
+        self.call_next(self._rebuild, grid, shown)
+
+    async def _rebuild(self, grid: Grid, shown: dict[str, Any]) -> None:
+        """New boxes for another experiment's values (the old ones are gone first: the ids repeat)."""
+        await grid.remove_children()
+        widgets: list[Any] = []
+        for key, value in shown.items():
+            box = Input(show_value(value), id=f"exp-{key}", compact=True)
+            box.cursor_blink = self._cursor_blink
+            widgets += [Label(key.replace("_", " "), classes="control-label"), box]
+        if widgets:
+            await grid.mount(*widgets)
+
+    def _experiment_value(self, widget: Input, restore_if_invalid: bool) -> None:
+        key = (widget.id or "").removeprefix("exp-")
+        if key not in self._experiment_values or widget.value == show_value(self._experiment_values[key]):
+            return
+        from tui_lab.lessons._values import ValueSyntaxError, parse_value
+
+        try:
+            value = parse_value(widget.value)
+        except ValueSyntaxError as exc:
+            self.show_error(f"✗ {key}: {exc} — value not applied")
+            if restore_if_invalid:
+                with widget.prevent(Input.Changed):
+                    widget.value = show_value(self._experiment_values[key])
+            return
+        self.post_message(self.ExperimentValue(key, value, widget))
+
+    def experiment_refused(self, key: str, message: str, widget: Input) -> None:
+        """The app refused ``key``'s value: say why, put the applied value back unless the box is being edited."""
+        self.show_error(f"✗ {message} — value not applied")
+        if self.app.focused is not widget and key in self._experiment_values:
+            with widget.prevent(Input.Changed):
+                widget.value = show_value(self._experiment_values[key])
 
     @staticmethod
     def _shown(settings: LabSettings, f: Field) -> str:
@@ -133,9 +230,10 @@ class ControlsForm(VerticalScroll):
         if checkbox.value != settings.greedy:
             with checkbox.prevent(Checkbox.Changed):
                 checkbox.value = settings.greedy
-        self._show_error("")
+        self.show_error("")
 
-    def _show_error(self, message: str) -> None:
+    def show_error(self, message: str) -> None:
+        """The message line under the help (red when it refuses a value; empty clears it)."""
         label = self.query_one("#controls-error", Label)
         label.update(message)
         label.set_class(bool(message), "-error")
@@ -151,18 +249,18 @@ class ControlsForm(VerticalScroll):
             return
         applied = self._shown(self._settings, f)
         if widget.value == applied:
-            self._show_error("")
+            self.show_error("")
             return
         try:
             value = check_value(f.name, widget.value, self._engine_choices)
             new = self._settings.with_(**{f.name: value}).validate()
         except LabError as exc:
-            self._show_error(f"✗ {exc.message} — value not applied")
+            self.show_error(f"✗ {exc.message} — value not applied")
             if restore_if_invalid:
                 with widget.prevent(Input.Changed):
                     widget.value = applied
             return
-        self._show_error("")
+        self.show_error("")
         self._settings = new
         self.post_message(self.SettingsChanged(new, f.reload))
 
@@ -171,17 +269,23 @@ class ControlsForm(VerticalScroll):
         event.stop()
         f = self._field_of(event.input)
         if f is not None and event.value == self._shown(self._settings, f):
-            self._show_error("")  # back to the applied value: the refusal no longer applies
+            self.show_error("")  # back to the applied value: the refusal no longer applies
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter applies this box's value (model, engine, device or server reload the engine)."""
         event.stop()
-        self._apply(event.input, restore_if_invalid=False)
+        if (event.input.id or "").startswith("exp-"):
+            self._experiment_value(event.input, restore_if_invalid=False)
+        else:
+            self._apply(event.input, restore_if_invalid=False)
 
     def on_input_blurred(self, event: Input.Blurred) -> None:
         """Leaving a box applies its value; an invalid one is refused and the applied value shown again."""
         event.stop()
-        self._apply(event.input, restore_if_invalid=True)
+        if (event.input.id or "").startswith("exp-"):
+            self._experiment_value(event.input, restore_if_invalid=True)
+        else:
+            self._apply(event.input, restore_if_invalid=True)
 
     def action_restore(self) -> None:
         """Escape: put the applied value back in the focused box and leave the form."""
@@ -189,7 +293,10 @@ class ControlsForm(VerticalScroll):
         if isinstance(focused, Input) and (f := self._field_of(focused)) is not None:
             with focused.prevent(Input.Changed):
                 focused.value = self._shown(self._settings, f)
-        self._show_error("")
+        elif isinstance(focused, Input) and (key := (focused.id or "").removeprefix("exp-")) in self._experiment_values:
+            with focused.prevent(Input.Changed):
+                focused.value = show_value(self._experiment_values[key])
+        self.show_error("")
         self.screen.set_focus(None)
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:

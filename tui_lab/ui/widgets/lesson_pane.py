@@ -36,6 +36,34 @@ def lesson_loader() -> tuple[list[Any], str | None]:
     return lessons, None
 
 
+def _step_key(step: Any) -> str:
+    """The step's progress key: ``Step.key``, or its title as a slug (the same rule) for other step objects."""
+    key = getattr(step, "key", None)
+    if key:
+        return str(key)
+    from tui_lab.lessons._format import slugify
+
+    return slugify(step.title)
+
+
+def step_markdown(lesson: Any, step: Any, index: int, saved: Any = None) -> str:
+    """A step's Markdown: the lesson's intro and what it needs above the first step, the step text,
+    and the experiment it loads."""
+    head = ""
+    needs = (getattr(lesson, "needs", "") or "").strip()
+    if needs:
+        head += f"> **This lesson needs:** {needs}\n\n"
+    if index == 0 and (getattr(lesson, "intro", "") or "").strip():
+        head += f"{lesson.intro.strip()}\n\n"
+    if head:
+        head += "---\n\n"
+    done = " ✓" if saved is not None and getattr(saved, "done", False) else ""
+    extra = ""
+    if getattr(step, "experiment", None):
+        extra = f"\n\n---\n*Experiment:* `{step.experiment}` is loaded in the live panel — press **r** to run it."
+    return f"{head}## {step.title}{done}\n\n{step.body}{extra}"
+
+
 class LessonPane(Vertical):
     """Shows one step at a time; n / p move between steps, N / P between lessons."""
 
@@ -115,25 +143,50 @@ class LessonPane(Vertical):
             return None
         return lesson.steps[self.step_index]
 
-    def record(self, method: str, *args: Any) -> None:
-        """Save progress through the store; a failing save never interrupts the lesson."""
-        lesson, step = self.lesson, self.step
+    def record(self, method: str, *args: Any, lesson: Any = None, step: Any = None) -> None:
+        """Save progress through the store (for the current step unless told which); a failing save
+        never interrupts the lesson."""
+        lesson, step = lesson or self.lesson, step or self.step
         if self.store is None or lesson is None or step is None:
             return
         try:
             if method == "position":
                 self.store.set_position(lesson.id, self.step_index)
             else:
-                getattr(self.store, method)(lesson.id, getattr(step, "key", step.title), *args)
+                getattr(self.store, method)(lesson.id, _step_key(step), *args)
         except Exception as exc:  # a read-only home or a full disk must not stop the lab
             self.app.notify(f"progress not saved: {exc}", severity="warning", timeout=4)
             self.store = None
 
+    def step_finished(self, lesson: Any, step: Any, value: float | None, text: str, done: bool) -> None:
+        """The experiment of ``step`` ended: show and save the measured value (``text`` says why when
+        there is none); ``done`` marks the step finished in the progress file."""
+        if getattr(step, "predict", None) is not None and text:
+            if value is not None:
+                self.record("set_result", value, {"measured": text}, lesson=lesson, step=step)
+            if lesson is self.lesson and step is self.step:
+                self.show_measured(text)
+        if done:
+            self.record("mark_done", lesson=lesson, step=step)
+
+    def _saved(self) -> Any:
+        """The progress record of the current step (None without a store)."""
+        lesson, step = self.lesson, self.step
+        if self.store is None or lesson is None or step is None:
+            return None
+        try:
+            return self.store.step(lesson.id, _step_key(step))
+        except Exception:  # an unreadable record is no record
+            return None
+
     def move(self, delta: int) -> None:
         """Next / previous step, crossing into the next / previous lesson at the ends."""
-        lesson = self.lesson
+        lesson, leaving = self.lesson, self.step
         if lesson is None:
             return
+        if delta > 0 and leaving is not None and not getattr(leaving, "experiment", None):
+            # A reading step (no experiment) is finished once the learner moves on from it.
+            self.record("mark_done", lesson=lesson, step=leaving)
         target = self.step_index + delta
         if 0 <= target < len(lesson.steps):
             self.step_index = target
@@ -174,10 +227,8 @@ class LessonPane(Vertical):
             f"{lesson.id} · {lesson.title} · step {self.step_index + 1}/{len(lesson.steps)}"
             f" · ~{lesson.minutes} min   (n next · p back)"
         )
-        extra = ""
-        if getattr(step, "experiment", None):
-            extra = f"\n\n---\n*Experiment:* `{step.experiment}` is loaded in the live panel — press **r** to run it."
-        md.update(f"## {step.title}\n\n{step.body}{extra}")
+        saved = self._saved()
+        md.update(step_markdown(lesson, step, self.step_index, saved))
         self.query_one("#lesson-scroll", VerticalScroll).scroll_home(animate=False)
         prediction = getattr(step, "predict", None)
         box.display = prediction is not None
@@ -190,6 +241,13 @@ class LessonPane(Vertical):
             result = self.query_one("#predict-result", Static)
             result.update("")
             result.display = False
+            if saved is not None and (saved.prediction is not None or saved.result is not None):
+                # Resumed: the guess and the measurement of the last session, until the next run.
+                self.guess = str(saved.prediction) if saved.prediction is not None else None
+                if saved.result is not None:
+                    shown = (saved.details or {}).get("measured")
+                    self.measured = f"{shown if isinstance(shown, str) else f'{saved.result:g}'} (last session)"
+                self._show_comparison()
         self.record("position")
         if announce:
             self.post_message(self.StepShown(lesson, step, self.step_index))

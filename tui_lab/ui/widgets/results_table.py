@@ -28,7 +28,7 @@ class ResultsTable(DataTable):
             format_seconds(row.get("ttft_p50")), format_seconds(row.get("ttft_p90")),
             format_seconds(row.get("e2e_p50")), format_seconds(row.get("e2e_p90")),
             format_seconds(row.get("tpot_p50")), format_seconds(row.get("tpot_p90")),
-            row.get("n", ""), row.get("state", ""),
+            row.get("n", ""), f"{row.get('state', '')} · noisy" if row.get("noise") else row.get("state", ""),
         ]
         if key in self.rows:
             for name, value in zip(COLUMNS, values, strict=True):
