@@ -301,6 +301,10 @@ async def app_figures(engine_name: str, model: str, device: str, batches: list[i
     return out
 
 
+KEY_INTERVAL_S = 0.05
+"""How often ``g`` is pressed during an in-app run (``--key-interval``; 0: no keys, the app only streams)."""
+
+
 async def _run_pressing_keys(pilot, app: LabApp, batch: int, tokens: int, keys: list[float],
                              rss: list[float | None], t_start: float | None = None) -> float:
     """One ``generate`` run in the app while ``g`` is pressed every 50 ms; key→screen times go to ``keys``
@@ -310,6 +314,9 @@ async def _run_pressing_keys(pilot, app: LabApp, batch: int, tokens: int, keys: 
                                       prompt="The future of AI is")
     n_results = len(app.results)
     app.action_run()
+    while app.busy and not KEY_INTERVAL_S:
+        rss.append(_rss_mb() if t_start is None else (round(time.perf_counter() - t_start, 1), _rss_mb()))
+        await asyncio.sleep(0.05)
     while app.busy:
         # g flips greedy decoding in the settings (not the run in flight); the status line shows it.
         was_greedy = " greedy " in app.query_one("#status").content.plain
@@ -320,7 +327,7 @@ async def _run_pressing_keys(pilot, app: LabApp, batch: int, tokens: int, keys: 
         if app.busy:
             keys.append((time.perf_counter() - t0) * 1000)
         rss.append(_rss_mb() if t_start is None else (round(time.perf_counter() - t_start, 1), _rss_mb()))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(KEY_INTERVAL_S)
     await _wait(pilot, lambda n=n_results: len(app.results) > n, 60)
     return app.results[-1]["output_tokens_per_s"]
 
@@ -380,7 +387,7 @@ def engine_in_app(engines: list[str], model: str, device: str, batches: list[int
                   flush=True)
     card = _gpu_name()
     doc = {"gpu": card, "versions": _versions(), "model": model, "max_new_tokens": tokens, "repeats": repeats,
-           "command": " ".join(sys.argv), "runs": runs}
+           "key_interval_s": KEY_INTERVAL_S, "cpus": os.cpu_count(), "command": " ".join(sys.argv), "runs": runs}
     if soak_s > 0:
         doc["soak"] = [asyncio.run(app_soak(name, model, device, max(batches), soak_tokens, soak_s))
                        for name in engines]
@@ -394,6 +401,7 @@ def engine_in_app(engines: list[str], model: str, device: str, batches: list[int
 
 def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks, print the figures and write them as JSON."""
+    global KEY_INTERVAL_S
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter flood")
     parser.add_argument("--skip-real", action="store_true", help="use the scripted engine for the overhead test")
@@ -413,8 +421,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --device: also run the largest batch back to back in the app for this long and "
                         "report the UI process's memory over time")
     parser.add_argument("--soak-tokens", type=int, default=2048, help="new tokens per request in the soak runs")
+    parser.add_argument("--key-interval", type=float, default=KEY_INTERVAL_S, metavar="SECONDS",
+                        help="with --device: press g this often during in-app runs (0: no keys)")
     parser.add_argument("--tag", default="", help="suffix of the --device result file's name")
     args = parser.parse_args(argv)
+    KEY_INTERVAL_S = args.key_interval
     if args.device:
         engine_in_app(args.engine.split(","), args.model, args.device, [int(b) for b in args.batches.split(",")],
                       args.tokens, args.repeats, args.out_dir, args.soak, args.soak_tokens, args.tag)

@@ -35,4 +35,4 @@ class FiguresView(Static):
 
     def show(self, fig: LiveFigures | None, state: str) -> None:
         """Redraw."""
-        self.update(render_figures(fig, state))
+        self.update(render_figures(fig, state), layout=False)  # a fixed two lines: no layout pass

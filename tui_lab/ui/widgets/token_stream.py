@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
@@ -73,11 +72,6 @@ def render_tokens(
         body = Text("…", "dim") + body
     if req.error:
         body.append(f"\n{req.error}", ERROR_STYLE)
-    table = Table.grid(padding=(0, 1))
-    table.add_column(justify="right", style="dim", no_wrap=True, min_width=3)
-    table.add_column(no_wrap=True, width=TOKEN_WIDTH, overflow="ellipsis")
-    table.add_column(justify="right", no_wrap=True, min_width=12)
-    table.add_column(no_wrap=True)
     # index, token, gap label, three gutters: what is left is the bar.
     bar_width = max(4, min(BAR_WIDTH, width - 3 - TOKEN_WIDTH - 12 - 4))
     newest = tokens[-min(rows, TOKEN_ROWS_SHOWN):] if rows > 0 else []
@@ -85,12 +79,26 @@ def render_tokens(
     scale = max(decode_gaps, default=0.0)
     if scale <= 0:
         scale = max((t.gap_s for t in newest), default=1.0) or 1.0
-    for tok in newest:
+    # The rows are laid out by hand in fixed columns (a Rich table measures every cell on every redraw,
+    # and this view is redrawn for each frame of tokens: on a 2-core CPU that cost was taken from the engine).
+    labels = [("TTFT " if t.first else "") + format_seconds(t.gap_s) for t in newest]
+    index_width = max([3, *(len(str(t.index)) for t in newest)])
+    label_width = max([12, *(len(label) for label in labels)])
+    table = Text(no_wrap=True, overflow="crop", end="")
+    for n, (tok, label) in enumerate(zip(newest, labels, strict=True)):
         style = TTFT_STYLE if tok.first else gap_style(tok.gap_s)
-        label = ("TTFT " if tok.first else "") + format_seconds(tok.gap_s)
-        bar = timing_bar(tok.gap_s, scale, style, bar_width)
-        table.add_row(str(tok.index), _token_label(tok.text), Text(label, style), bar)
-    return Group(head, body, table)
+        token = Text(_token_label(tok.text))
+        token.truncate(TOKEN_WIDTH, overflow="ellipsis", pad=True)
+        if n:
+            table.append("\n")
+        table.append(str(tok.index).rjust(index_width), "dim")
+        table.append(" ")
+        table.append_text(token)
+        table.append(" ")
+        table.append(label.rjust(label_width), style)
+        table.append(" ")
+        table.append_text(timing_bar(tok.gap_s, scale, style, bar_width))
+    return Group(head, body, table) if newest else Group(head, body)
 
 
 class TokenStream(Static):
@@ -118,4 +126,6 @@ class TokenStream(Static):
         # A short panel (80×24) gets one line of text so that token rows still fit.
         text_lines = 3 if height >= 16 else 1
         rows = max(0, height - text_lines - 2)
-        self.update(render_tokens(req, tokens, rows, width, text_lines))
+        # The widget's size never depends on its content (1fr × 1fr): no layout pass per redraw, which would
+        # lay out the whole screen again for every frame of tokens.
+        self.update(render_tokens(req, tokens, rows, width, text_lines), layout=False)
