@@ -402,7 +402,7 @@ class LabApp(App[int]):
         status.append(f"{s.model} · {s.engine}/{s.device} · batch {s.batch_size} · {s.max_new_tokens} tok · {mode} · ")
         status.append(self.experiment, "bold cyan")
         status.append(f" · {state}")
-        self.query_one("#status", Static).update(status)
+        self.query_one("#status", Static).update(status, layout=False)  # one fixed line: no layout pass
 
     # ----------------------------------------------------------- lessons
     def on_lesson_pane_step_shown(self, message: LessonPane.StepShown) -> None:
