@@ -690,24 +690,34 @@ def close_llm(llm: Any) -> None:
         pass
 
 
-def run_vllm_offline(llm: Any, prompts: list[str], new_tokens: int, repeats: int) -> dict:
-    """``llm.generate`` on the whole batch, greedy, EOS ignored: median total s and first-run s."""
-    from vllm import SamplingParams as VSamplingParams
-
-    params = VSamplingParams(n=1, max_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0)
+def _timed_reps(run_once: Callable[[], int], expected: int, repeats: int) -> dict:
+    """``run_once`` (which returns the tokens it produced) once as warm-up and ``repeats`` times timed:
+    median total s and the first run's s; a short output is an error, not a fast run."""
     totals, first_s = [], None
     for rep in range(repeats + 1):
         t0 = time.perf_counter()
-        outputs = llm.generate(prompts, params, use_tqdm=False)
+        tokens = run_once()
         total = time.perf_counter() - t0
-        tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-        if tokens != len(prompts) * new_tokens:
-            raise RuntimeError(f"vLLM produced {tokens} tokens, expected {len(prompts) * new_tokens}")
+        if tokens != expected:
+            raise RuntimeError(f"vLLM produced {tokens} tokens, expected {expected}")
         if rep == 0:
             first_s = total
         else:
             totals.append(total)
     return {"total_s": statistics.median(totals), "first_run_s": first_s}
+
+
+def run_vllm_offline(llm: Any, prompts: list[str], new_tokens: int, repeats: int) -> dict:
+    """``llm.generate`` on the whole batch, greedy, EOS ignored: median total s and first-run s."""
+    from vllm import SamplingParams as VSamplingParams
+
+    params = VSamplingParams(n=1, max_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0)
+
+    def once() -> int:
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        return sum(len(o.outputs[0].token_ids) for o in outputs)
+
+    return _timed_reps(once, len(prompts) * new_tokens, repeats)
 
 
 def run_vllm_stream(llm: Any, prompts: list[str], new_tokens: int, repeats: int) -> dict:
@@ -721,24 +731,18 @@ def run_vllm_stream(llm: Any, prompts: list[str], new_tokens: int, repeats: int)
     params = VSamplingParams(n=1, max_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0,
                              output_kind=RequestOutputKind.DELTA)
     engine = llm.llm_engine
-    totals, first_s = [], None
-    for rep in range(repeats + 1):
+
+    def once() -> int:
         tag = uuid.uuid4().hex[:8]
-        t0 = time.perf_counter()
         for i, prompt in enumerate(prompts):
             engine.add_request(f"stream-{tag}-{i}", prompt, params)
         tokens = 0
         while engine.has_unfinished_requests():
             for out in engine.step():
                 tokens += len(out.outputs[0].token_ids)
-        total = time.perf_counter() - t0
-        if tokens != len(prompts) * new_tokens:
-            raise RuntimeError(f"vLLM produced {tokens} tokens, expected {len(prompts) * new_tokens}")
-        if rep == 0:
-            first_s = total
-        else:
-            totals.append(total)
-    return {"total_s": statistics.median(totals), "first_run_s": first_s}
+        return tokens
+
+    return _timed_reps(once, len(prompts) * new_tokens, repeats)
 
 
 def _run_offline_mode(spec: str, sizes: list[int], args: argparse.Namespace, device: Any, budget: _Budget,
