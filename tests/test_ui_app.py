@@ -364,7 +364,9 @@ async def test_inputs_do_not_blink_in_tests():
 
 
 async def test_stopping_a_sweep_keeps_measured_points():
-    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.01, decode_per_seq=0.0))
+    # 0.2 s a step: each point of the fixture's sweep takes 1.6 s, so the stop lands inside the sweep even
+    # on a loaded 2-core machine (at 10 ms a step the whole sweep could end before the key was read).
+    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.2, decode_per_seq=0.0))
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         await pilot.press("n")
