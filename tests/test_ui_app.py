@@ -327,7 +327,7 @@ async def test_keys_work_while_a_run_streams():
     app = make_test_app(real_time=True, timing=StepModel(decode_base=0.005, decode_per_seq=0.0))
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.settings = app.settings.with_(max_new_tokens=400)
+        app.settings = app.settings.with_(max_new_tokens=4000)  # stopped below, long before its end
         await pilot.press("r")
         await wait_until(pilot, lambda: app.live is not None and app.live.figures().tokens_done > 3)
         await pilot.press("r")  # refused, not queued
@@ -614,7 +614,8 @@ async def test_a_moved_budget_line_stays_with_its_step():
 
 
 async def test_sweep_progress_shows_above_the_tabs():
-    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.01, decode_per_seq=0.0))
+    # 30 ms a step: the sweep lasts seconds, so the line is there to be seen on a loaded machine.
+    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.03, decode_per_seq=0.0))
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         await pilot.press("n")
