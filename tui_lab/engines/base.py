@@ -347,3 +347,24 @@ def drain_session_events(events: queue.Queue, open_ids: set[str], timeout: float
         if isinstance(item, RequestFinished):
             open_ids.discard(item.request_id)
     return out
+
+
+def drain_closing_events(events: queue.Queue, open_ids: set[str]) -> tuple[list[StreamEvent], set[str]]:
+    """What a closing load session still holds: the queued events (a request that already finished leaves
+    ``open_ids``; a finish for one that was not open is dropped) and the ids whose ``RequestSubmitted``
+    was among them. The caller then closes what is still open."""
+    out: list[StreamEvent] = []
+    submitted: set[str] = set()
+    while True:
+        try:
+            item = events.get_nowait()
+        except queue.Empty:
+            break
+        if isinstance(item, RequestSubmitted):
+            submitted.add(item.request_id)
+        if isinstance(item, RequestFinished):
+            if item.request_id not in open_ids:
+                continue
+            open_ids.discard(item.request_id)
+        out.append(item)
+    return out, submitted

@@ -61,6 +61,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    drain_closing_events,
     drain_session_events,
     require_unique_ids,
     validate_batch,
@@ -660,20 +661,7 @@ class _OpenAISession:
         for rid in self._open:
             with contextlib.suppress(BaseException):
                 self._futures[rid].result(timeout=2)
-        out = []
-        submitted = set()
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, RequestSubmitted):
-                submitted.add(item.request_id)
-            if isinstance(item, RequestFinished):
-                if item.request_id not in self._open:
-                    continue
-                self._open.discard(item.request_id)
-            out.append(item)
+        out, submitted = drain_closing_events(self._queue, self._open)
         t = time.perf_counter()
         for rid in sorted(self._open):
             state = self._states[rid]

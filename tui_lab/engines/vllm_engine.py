@@ -38,6 +38,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    drain_closing_events,
     drain_session_events,
     require_unique_ids,
     settle_heap,
@@ -895,20 +896,7 @@ class _VLLMSession:
                 pass
         for rid in self._open:
             self._futures[rid].cancel()
-        out: list[StreamEvent] = []
-        submitted: set[str] = set()
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, RequestSubmitted):
-                submitted.add(item.request_id)
-            if isinstance(item, RequestFinished):
-                if item.request_id not in self._open:
-                    continue
-                self._open.discard(item.request_id)
-            out.append(item)
+        out, _ = drain_closing_events(self._queue, self._open)
         t = time.perf_counter()
         for rid in sorted(self._open):
             out.append(RequestFinished(rid, t, "cancelled"))
