@@ -234,3 +234,18 @@ def test_sweep_progress_counts_measured_runs_from_one() -> None:
     ctx = RunContext(engine=engine, engine_name="scripted", progress=lambda p: lines.append(p.text))
     exp.run(exp.validate({"batch_sizes": "1", "max_new_tokens": "2", "runs": "2", "warmup": "1"}), ctx)
     assert lines == ["batch 1 · warm-up", "batch 1 · run 1/2", "batch 1 · run 2/2"]
+
+
+def test_a_variant_on_another_engine_keeps_only_the_options_that_engine_takes():
+    """static_vs_continuous on a loaded vLLM engine builds a transformers variant: vLLM's max_num_seqs
+    must not reach the transformers constructor, while model, device and cache carry over."""
+    from tui_lab.lab.experiment import RunContext
+
+    made = []
+    ctx = RunContext(engine_name="vllm", engine_options={"model": "arch:gemma-3-270m", "device": "cpu",
+                                                         "cache_dir": "/c", "max_num_seqs": 8},
+                     engine_factory=lambda name, **options: made.append((name, options)))
+    ctx.make_engine("transformers")
+    ctx.make_engine("vllm", max_num_seqs=2)
+    assert made[0] == ("transformers", {"model": "arch:gemma-3-270m", "device": "cpu", "cache_dir": "/c"})
+    assert made[1] == ("vllm", {"model": "arch:gemma-3-270m", "device": "cpu", "cache_dir": "/c", "max_num_seqs": 2})

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from tui_lab.engines import create_engine
-from tui_lab.engines.base import Request, SamplingParams, TokenEvent
+from tui_lab.engines.base import Request, SamplingParams, TokenEvent, TokenStep
 from tui_lab.engines.vllm_engine import VLLMEngine, engine_breakdown
 from tui_lab.errors import EngineUnavailable, InvalidInput
 from tui_lab.lab.run import execute_run
@@ -183,7 +183,7 @@ def test_stop_mid_run_aborts_and_the_engine_carries_on(vllm_engine):
     stop = threading.Event()
 
     def sink(events: list) -> None:
-        if any(isinstance(e, TokenEvent) for e in events):
+        if any(isinstance(e, (TokenEvent, TokenStep)) for e in events):
             stop.set()
 
     requests = [Request(f"r{i}", PROMPT) for i in range(3)]
@@ -276,27 +276,107 @@ def test_unload_leaves_no_child_process(vllm_engine, children_before):
         _ = vllm_engine.info
 
 
-def test_events_of_one_loop_iteration_reach_the_consumer_as_one_item():
-    """Tasks woken by one vLLM step hand over one list, not one queue item each (host cost per token)."""
+class _FakeCollector:
+    """The part of vLLM's ``RequestOutputCollector`` the reader relies on: ``put`` sets ``ready`` only when
+    the previous output was taken, later puts merge into it (delta outputs)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.output = None
+        self.ready = asyncio.Event()
+
+    def put(self, output) -> None:
+        if self.output is None or isinstance(output, Exception):
+            self.output = output
+            self.ready.set()
+        else:
+            self.output.outputs[0].token_ids += output.outputs[0].token_ids
+            self.output.outputs[0].text += output.outputs[0].text
+            self.output.finished = output.finished
+
+    def get_nowait(self):
+        out, self.output = self.output, None
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+
+def _output(ids, text, finished=False):
+    from types import SimpleNamespace
+
+    completion = SimpleNamespace(token_ids=list(ids), text=text, finish_reason="length" if finished else None)
+    return SimpleNamespace(outputs=[completion], finished=finished, metrics=None)
+
+
+def test_one_reader_turns_a_step_of_outputs_into_one_token_step():
+    """All requests' outputs of one engine step reach the consumer as one list: one ``TokenStep`` for the
+    single-token deltas, a ``TokenEvent`` for a merged delta, then the finishes (host cost per token)."""
     import asyncio
-    import queue as queue_mod
 
-    from tui_lab.engines.vllm_engine import _Batched, _items
+    from tui_lab.engines.base import RequestFinished, RequestSubmitted
+    from tui_lab.engines.vllm_engine import VLLMEngine, _Reader
 
-    q: queue_mod.Queue = queue_mod.Queue()
+    emitted: list[list] = []
+    collectors: dict[str, _FakeCollector] = {}
+
+    class FakeLLM:
+        async def add_request(self, vllm_id, engine_input, params):
+            collectors[vllm_id] = _FakeCollector()
+            return collectors[vllm_id]
+
+        async def abort(self, ids):
+            pass
 
     async def main():
-        b = _Batched(q, asyncio.get_running_loop())
-
-        async def task(i):
-            b.put(("a", i))
-            await asyncio.sleep(0)
-            b.put(("b", i))
-
-        await asyncio.gather(*(task(i) for i in range(5)))
+        reader = _Reader(VLLMEngine(model="tiny"), FakeLLM(), emitted.append)
+        for i in range(3):
+            await reader.add(f"r{i}", f"v{i}", None, None, 5)
+        task = asyncio.create_task(reader.run(until_empty=True))
         await asyncio.sleep(0)
+        for i in range(3):  # one engine step: one token each
+            collectors[f"v{i}"].put(_output([10 + i], f"t{i}"))
+        await asyncio.sleep(0)
+        collectors["v1"].put(_output([20], "a"))  # the reader fell behind: two deltas merge
+        collectors["v1"].put(_output([21], "b"))
+        collectors["v0"].put(_output([30], "c", finished=True))
+        collectors["v2"].put(_output([31], "d", finished=True))
+        await asyncio.sleep(0)
+        collectors["v1"].put(_output([40], "e", finished=True))
+        await asyncio.wait_for(task, 2)
 
     asyncio.run(main())
-    got = [q.get_nowait() for _ in range(q.qsize())]
-    assert got == [[("a", i) for i in range(5)], [("b", i) for i in range(5)]]
+    submitted, first, second, third = emitted
+    assert [type(e) for e in submitted] == [RequestSubmitted] * 3
+    [step] = first
+    assert isinstance(step, TokenStep) and list(step.request_ids) == ["r0", "r1", "r2"]
+    assert list(step.token_ids) == [10, 11, 12] and list(step.texts) == ["t0", "t1", "t2"]
+    step2, merged, *finished = second
+    assert list(step2.request_ids) == ["r0", "r2"] and list(step2.token_ids) == [30, 31]
+    assert isinstance(merged, TokenEvent) and (merged.request_id, merged.n_tokens, merged.text) == ("r1", 2, "ab")
+    assert [(f.request_id, f.reason) for f in finished] == [("r0", "length"), ("r2", "length")]
+    assert isinstance(finished[0], RequestFinished) and finished[0].t == step2.t
+    assert [type(e) for e in third] == [TokenStep, RequestFinished]
+
+
+def test_a_request_vllm_refuses_finishes_as_an_error_and_the_rest_run():
+    import asyncio
+
+    from tui_lab.engines.vllm_engine import VLLMEngine, _items, _Reader
+
+    emitted: list[list] = []
+
+    class FakeLLM:
+        async def add_request(self, vllm_id, engine_input, params):
+            raise ValueError("prompt too long")
+
+    async def main():
+        reader = _Reader(VLLMEngine(model="tiny"), FakeLLM(), emitted.append)
+        await reader.add("r0", "v0", None, None, 5)
+        await asyncio.wait_for(reader.run(until_empty=True), 2)
+
+    asyncio.run(main())
+    [[submitted, failed]] = emitted
+    assert submitted.request_id == failed.request_id == "r0"
+    assert failed.reason == "error" and "prompt too long" in failed.error
     assert _items("x") == ["x"] and _items([1, 2]) == [1, 2]

@@ -17,9 +17,11 @@ new tokens with EOS ignored:
 * ``vllm-offline`` — vLLM's own ``LLM.generate`` (no streaming), with the engine arguments the lab's
   vLLM engine uses; ``vllm-stream`` — the same ``LLM``'s engine stepped by hand with per-step
   (delta) outputs on one thread, the cheapest way to stream from vLLM (it shares the offline
-  mode's ``LLM`` when both run); ``lab-vllm`` — the lab's vLLM engine, streamed through
-  ``Engine.stream`` like ``lab``. ``--vllm-variants`` adds offline runs at the largest batch size
-  with other vLLM settings (CUDA-graph capture sizes, ``max_num_seqs``, the scheduler's token budget).
+  mode's ``LLM`` when both run); ``vllm-offline-nodetok`` — ``LLM.generate`` with
+  ``detokenize=False``: what turning token ids into text costs vLLM's host side; ``lab-vllm`` — the
+  lab's vLLM engine, streamed through ``Engine.stream`` like ``lab``. ``--vllm-variants`` adds offline
+  runs at the largest batch size with other vLLM settings (CUDA-graph capture sizes, ``max_num_seqs``,
+  the scheduler's token budget).
 
 The table shows ms per decode step, tokens/s, the share of the memory roofline (weights + KV read
 once per step at the copy bandwidth measured in the same run) and the ratios the issue asks for.
@@ -44,10 +46,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_lab.gpu_share import turn
+
 DEFAULT_MODES = ("hf-generate", "hf-generate-compiled", "lab-eager", "lab")
-VLLM_MODES = ("lab-vllm", "vllm-offline", "vllm-stream")
+VLLM_MODES = ("lab-vllm", "vllm-offline", "vllm-stream", "vllm-offline-nodetok")
+OFFLINE_KINDS = ("vllm-offline", "vllm-stream", "vllm-offline-nodetok")
+"""The vLLM modes that share one offline ``LLM``."""
 ALL_MODES = DEFAULT_MODES + ("lab-serial", "lab-direct", "lab-direct-sync", "lab-direct-sync-serial") + VLLM_MODES
-ENGINE_MODES = ("lab", "lab-eager", "lab-serial", "lab-vllm", "vllm-offline", "vllm-stream")
+ENGINE_MODES = ("lab", "lab-eager", "lab-serial", "lab-vllm") + OFFLINE_KINDS
 """Modes that build their own engine: the bare random-weight model is not needed for them."""
 VS_VLLM_SUFFIX = "-vs-vllm"
 VLLM_VARIANTS: tuple[tuple[str, dict], ...] = (
@@ -591,25 +597,26 @@ def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, rep
     totals, decodes, firsts, first_s, n_prompt = [], [], [], None, None
     for rep in range(repeats + 1):
         requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
-        t0 = time.perf_counter()
-        times: dict[str, list[float]] = {}
-        tokens = 0
-        events = engine.stream(requests, sampling)
-        try:
-            for ev in events:
-                if type(ev) is TokenStep:
-                    for rid in ev.request_ids:
-                        times.setdefault(rid, []).append(ev.t)
-                    tokens += len(ev)
-                elif isinstance(ev, TokenEvent):
-                    times.setdefault(ev.request_id, []).append(ev.t)
-                    tokens += ev.n_tokens
-                elif isinstance(ev, RequestSubmitted):
-                    n_prompt = ev.prompt_tokens
-                _check_budget()
-        finally:
-            events.close()  # a stop mid-run frees the engine's requests now
-        total = time.perf_counter() - t0
+        with turn("run"):
+            t0 = time.perf_counter()
+            times: dict[str, list[float]] = {}
+            tokens = 0
+            events = engine.stream(requests, sampling)
+            try:
+                for ev in events:
+                    if type(ev) is TokenStep:
+                        for rid in ev.request_ids:
+                            times.setdefault(rid, []).append(ev.t)
+                        tokens += len(ev)
+                    elif isinstance(ev, TokenEvent):
+                        times.setdefault(ev.request_id, []).append(ev.t)
+                        tokens += ev.n_tokens
+                    elif isinstance(ev, RequestSubmitted):
+                        n_prompt = ev.prompt_tokens
+                    _check_budget()
+            finally:
+                events.close()  # a stop mid-run frees the engine's requests now
+            total = time.perf_counter() - t0
         if tokens != batch * new_tokens:
             raise RuntimeError(f"engine produced {tokens} tokens, expected {batch * new_tokens}")
         steps = [(ts[-1] - ts[0]) / max(1, len(ts) - 1) for ts in times.values()]
@@ -666,7 +673,8 @@ def offline_llm(options: dict, changes: dict | None = None) -> Any:
     # vLLM offline as users run it: no per-request stats (the lab's engine needs them for its timings).
     kwargs["disable_log_stats"] = True
     kwargs.update(changes or {})
-    return LLM(**kwargs)
+    with turn("load"):
+        return LLM(**kwargs)
 
 
 def close_llm(llm: Any) -> None:
@@ -674,20 +682,21 @@ def close_llm(llm: Any) -> None:
     import gc
 
     core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-    try:
-        if core is not None:
-            core.shutdown()
-    except Exception:  # a broken engine must not stop the benchmark
-        pass
-    del llm, core
-    gc.collect()
-    try:
-        import torch
+    with turn("unload"):
+        try:
+            if core is not None:
+                core.shutdown()
+        except Exception:  # a broken engine must not stop the benchmark
+            pass
+        del llm, core
+        gc.collect()
+        try:
+            import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:
-        pass
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:
+            pass
 
 
 def _timed_reps(run_once: Callable[[], int], expected: int, repeats: int) -> dict:
@@ -695,9 +704,10 @@ def _timed_reps(run_once: Callable[[], int], expected: int, repeats: int) -> dic
     median total s and the first run's s; a short output is an error, not a fast run."""
     totals, first_s = [], None
     for rep in range(repeats + 1):
-        t0 = time.perf_counter()
-        tokens = run_once()
-        total = time.perf_counter() - t0
+        with turn("run"):
+            t0 = time.perf_counter()
+            tokens = run_once()
+            total = time.perf_counter() - t0
         if tokens != expected:
             raise RuntimeError(f"vLLM produced {tokens} tokens, expected {expected}")
         if rep == 0:
@@ -707,11 +717,12 @@ def _timed_reps(run_once: Callable[[], int], expected: int, repeats: int) -> dic
     return {"total_s": statistics.median(totals), "first_run_s": first_s}
 
 
-def run_vllm_offline(llm: Any, prompts: list[str], new_tokens: int, repeats: int) -> dict:
+def run_vllm_offline(llm: Any, prompts: list[str], new_tokens: int, repeats: int, detokenize: bool = True) -> dict:
     """``llm.generate`` on the whole batch, greedy, EOS ignored: median total s and first-run s."""
     from vllm import SamplingParams as VSamplingParams
 
-    params = VSamplingParams(n=1, max_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0)
+    params = VSamplingParams(n=1, max_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0,
+                             detokenize=detokenize)
 
     def once() -> int:
         outputs = llm.generate(prompts, params, use_tqdm=False)
@@ -782,9 +793,13 @@ def _run_offline_mode(spec: str, sizes: list[int], args: argparse.Namespace, dev
                 # Both kinds on the same LLM, one batch size after the other (the stream kind only on the
                 # main plan, not on the variants).
                 for kind in (kinds if mode == kinds[0] else (mode,)):
-                    runner = run_vllm_stream if kind == "vllm-stream" else run_vllm_offline
+                    prompts = _prompts_for(tok, b, args.prompt_tokens)
                     try:
-                        m = runner(llm, _prompts_for(tok, b, args.prompt_tokens), args.new_tokens, args.repeats)
+                        if kind == "vllm-stream":
+                            m = run_vllm_stream(llm, prompts, args.new_tokens, args.repeats)
+                        else:
+                            m = run_vllm_offline(llm, prompts, args.new_tokens, args.repeats,
+                                                 detokenize=kind != "vllm-offline-nodetok")
                         run = Run(kind, b, 1e3 * m["total_s"] / args.new_tokens, b * args.new_tokens / m["total_s"],
                                   model=spec, setup_s=m["first_run_s"],
                                   extra={"load_s": load_s, "vllm_changes": changes or None})
@@ -811,7 +826,7 @@ def ratios(runs: list[Run]) -> list[dict]:
     out = []
     for (model, mode, b), r in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
         if mode not in ("lab", "lab-serial", "lab-direct-sync", "lab-direct-sync-serial", "lab-direct", "lab-vllm",
-                        "vllm-stream"):
+                        "vllm-stream", "vllm-offline-nodetok"):
             continue
         row = {"model": model, "mode": mode, "batch_size": b}
         for base in ("hf-generate", "hf-generate-compiled", "lab-eager", "vllm-offline", "vllm-stream"):
@@ -947,7 +962,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _save(out_path, result)
             if args.check_greedy and spec == args.model and budget.left():
                 try:
-                    result["greedy_check"] = check_greedy(model, min(args.new_tokens, 128))
+                    with turn("run"):
+                        result["greedy_check"] = check_greedy(model, min(args.new_tokens, 128))
                 except Exception as exc:  # report, keep going
                     result["greedy_check"] = {"error": _err(exc)}
                 print("greedy check:", json.dumps(result["greedy_check"]), flush=True)
@@ -1044,8 +1060,8 @@ def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse
     import torch
 
     n, p, reps = args.new_tokens, args.prompt_tokens, args.repeats
-    if mode in ("vllm-offline", "vllm-stream"):
-        kinds = tuple(k for k in ("vllm-offline", "vllm-stream") if k in args.modes)
+    if mode in OFFLINE_KINDS:
+        kinds = tuple(k for k in OFFLINE_KINDS if k in args.modes)
         if mode != kinds[0]:
             return 0  # ran beside the first kind, on its LLM
         return _run_offline_mode(spec, sizes, args, device, budget, record, variants=args.vllm_variants,

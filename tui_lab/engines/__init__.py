@@ -34,6 +34,19 @@ USER_ENGINES = ("transformers", "vllm", "openai")
 """The engines a learner picks from (the scripted one is for tests only)."""
 
 
+def engine_parameters(name: str) -> frozenset[str] | None:
+    """The option names engine ``name``'s constructor takes (None: it takes any, or the name is unknown)."""
+    import inspect
+
+    if name not in ENGINES:
+        return None
+    module_name, class_name = ENGINES[name].split(":")
+    params = inspect.signature(getattr(import_module(module_name), class_name).__init__).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.name != "self")
+
+
 def create_engine(name: str, **options: object) -> Engine:
     """Build an engine by name; ``options`` go to its constructor (model, device, ...)."""
     if name not in ENGINES:
@@ -46,4 +59,5 @@ def create_engine(name: str, **options: object) -> Engine:
 __all__ = [
     "ENGINES", "USER_ENGINES", "Engine", "EngineInfo", "ProgressCallback", "Request", "RequestFinished",
     "RequestSubmitted", "SamplingParams", "StreamEvent", "TokenEvent", "TokenStep", "create_engine",
+    "engine_parameters",
 ]

@@ -335,12 +335,16 @@ def drain_session_events(events: queue.Queue, open_ids: set[str], timeout: float
     that are there; finished requests leave ``open_ids``."""
     out: list[StreamEvent] = []
     try:
-        out.append(events.get(timeout=max(0.0, timeout)))
+        item = events.get(timeout=max(0.0, timeout))
     except queue.Empty:
         return out
     while True:
+        if type(item) is list:  # an engine may queue one list of events per wake-up
+            out.extend(item)
+        else:
+            out.append(item)
         try:
-            out.append(events.get_nowait())
+            item = events.get_nowait()
         except queue.Empty:
             break
     for item in out:
@@ -355,11 +359,17 @@ def drain_closing_events(events: queue.Queue, open_ids: set[str]) -> tuple[list[
     was among them. The caller then closes what is still open."""
     out: list[StreamEvent] = []
     submitted: set[str] = set()
+    queued: list = []
     while True:
         try:
-            item = events.get_nowait()
+            got = events.get_nowait()
         except queue.Empty:
             break
+        if type(got) is list:
+            queued.extend(got)
+        else:
+            queued.append(got)
+    for item in queued:
         if isinstance(item, RequestSubmitted):
             submitted.add(item.request_id)
         if isinstance(item, RequestFinished):

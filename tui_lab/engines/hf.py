@@ -42,6 +42,7 @@ from tui_lab.engines.base import (
 )
 from tui_lab.engines.options import LOCAL_OPTIONS
 from tui_lab.errors import DeviceUnavailable, EngineFailure, InvalidInput, LabError, OutOfMemory
+from tui_lab.gpu_share import turn
 
 if TYPE_CHECKING:
     import torch
@@ -300,6 +301,11 @@ class TransformersEngine(EngineBase):
         return getattr(torch, _DTYPES[want])
 
     def load(self, progress: ProgressCallback | None = None) -> EngineInfo:
+        """Load the model (taking the load turn when processes share the GPU: ``tui_lab.gpu_share``)."""
+        with turn("load"):
+            return self._load(progress)
+
+    def _load(self, progress: ProgressCallback | None = None) -> EngineInfo:
         """Resolve and materialize the model, load it on the device, warm up once."""
         report = progress or _noop
         from tui_lab.models import materialize, model_shape, resolve
@@ -414,6 +420,11 @@ class TransformersEngine(EngineBase):
         return factory
 
     def unload(self) -> None:
+        """Give the model's memory back (after any other process's load has sized its cache)."""
+        with turn("unload"):
+            self._unload()
+
+    def _unload(self) -> None:
         """Drop the model and tokenizer and give device memory back."""
         device = self.torch_device
         self.model = self.tokenizer = None

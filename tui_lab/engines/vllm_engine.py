@@ -38,6 +38,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenEvent,
+    TokenStep,
     drain_closing_events,
     drain_session_events,
     require_unique_ids,
@@ -47,6 +48,7 @@ from tui_lab.engines.base import (
 from tui_lab.engines.loop_thread import start_loop_thread
 from tui_lab.engines.options import LOCAL_OPTIONS
 from tui_lab.errors import DeviceUnavailable, EngineFailure, EngineUnavailable, InvalidInput, LabError
+from tui_lab.gpu_share import turn
 
 DEFAULT_MAX_NUM_SEQS = 256
 """vLLM's own default on GPUs; lower it to watch requests queue (lesson 04)."""
@@ -272,35 +274,142 @@ class _Failed:
         self.error = error
 
 
-class _Batched:
-    """Events put on the engine's loop thread, handed to the consumer as one list per loop iteration.
+class _Ready:
+    """Stands in for a ``RequestOutputCollector``'s ``asyncio.Event``: the collector calls ``set()`` when an
+    output arrives for a request whose previous one was taken, and that marks the request on a ``_Reader``."""
 
-    vLLM wakes every request's task once per step; a queue item (lock, condition, thread wake-up) per
-    request per step made the consuming thread fight the loop thread for the GIL at large batches. All
-    tasks woken by one step run before the flush scheduled by the first of them.
+    __slots__ = ("_reader", "_rid")
+
+    def __init__(self, reader: _Reader, rid: str) -> None:
+        self._reader = reader
+        self._rid = rid
+
+    def set(self) -> None:
+        self._reader.mark(self._rid)
+
+    def clear(self) -> None:
+        pass
+
+    def is_set(self) -> bool:
+        return False
+
+
+class _Reader:
+    """Reads every request's vLLM outputs on the loop thread with one task, not one task per request.
+
+    vLLM's output handler turns each engine step into one ``RequestOutput`` per running request and wakes
+    that request's ``generate()`` task; a task switch plus an event object per request per step cost the
+    lab a few microseconds per token, which is 5-30 % of vLLM's throughput at large batches of a small
+    model. Here each request's output collector marks the request as ready instead, and the reader wakes
+    once per batch of outputs: the requests that got exactly one new token become one ``TokenStep``
+    (stamped when the reader woke), the rest ``TokenEvent``s (n-gram speculation lands several tokens at
+    once), then the finishes. ``emit`` receives one list of events per wake-up (loop thread only).
     """
 
-    __slots__ = ("_queue", "_loop", "_buf")
+    def __init__(self, engine: VLLMEngine, llm: Any, emit: Any) -> None:
+        self._engine = engine
+        self._llm = llm
+        self._emit = emit
+        self._collectors: dict[str, Any] = {}
+        self._vllm_ids: dict[str, str] = {}
+        self._ready: list[str] = []
+        self._pending: list[StreamEvent] = []
+        self._wake = asyncio.Event()
 
-    def __init__(self, events: queue.Queue, loop: asyncio.AbstractEventLoop) -> None:
-        self._queue = events
-        self._loop = loop
-        self._buf: list = []
+    def mark(self, rid: str) -> None:
+        self._ready.append(rid)
+        self._wake.set()
 
-    def put(self, item: Any) -> None:
-        """Buffer ``item`` (loop thread only)."""
-        if not self._buf:
-            self._loop.call_soon(self._flush)
-        self._buf.append(item)
+    async def add(self, rid: str, vllm_id: str, engine_input: Any, params: Any, prompt_tokens: int) -> None:
+        """Stamp ``RequestSubmitted`` and hand one request to vLLM; its outputs arrive through ``run``. A
+        refusal finishes it as an error. What this queues goes out with the next ``flush`` or wake-up."""
+        self._pending.append(RequestSubmitted(rid, time.perf_counter(), prompt_tokens))
+        try:
+            collector = await self._llm.add_request(vllm_id, engine_input, params)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = self._engine._as_lab_error(exc, f"request {rid} failed").message
+            self._pending.append(RequestFinished(rid, time.perf_counter(), "error", error=message))
+            return
+        collector.ready = _Ready(self, rid)
+        self._collectors[rid] = collector
+        self._vllm_ids[rid] = vllm_id
+        if collector.output is not None:  # arrived before the swap
+            self.mark(rid)
 
-    def _flush(self) -> None:
-        buf, self._buf = self._buf, []
-        if buf:
-            self._queue.put(buf)
+    def flush(self) -> None:
+        """Send what ``add`` queued (submissions, refusals) now."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._emit(pending)
+
+    @property
+    def open_vllm_ids(self) -> list[str]:
+        return list(self._vllm_ids.values())
+
+    async def run(self, until_empty: bool) -> None:
+        """Turn outputs into events until cancelled (or, with ``until_empty``, until no request is left)."""
+        try:
+            self.flush()
+            while self._collectors or not until_empty:
+                await self._wake.wait()
+                self._wake.clear()
+                self._take()
+        except asyncio.CancelledError:
+            ids = self.open_vllm_ids
+            if ids:
+                try:
+                    await asyncio.shield(self._llm.abort(ids))
+                except BaseException:
+                    pass
+            raise
+
+    def _take(self) -> None:
+        ready, self._ready = self._ready, []
+        t = time.perf_counter()
+        step_ids: list[str] = []
+        step_tokens: list[int] = []
+        step_texts: list[str] = []
+        others: list[StreamEvent] = []
+        finishes: list[StreamEvent] = []
+        collectors = self._collectors
+        for rid in ready:
+            collector = collectors.get(rid)
+            if collector is None:
+                continue
+            try:
+                out = collector.get_nowait()
+            except Exception as exc:  # vLLM put an error for this request
+                del collectors[rid], self._vllm_ids[rid]
+                message = self._engine._as_lab_error(exc, f"request {rid} failed").message
+                finishes.append(RequestFinished(rid, t, "error", error=message))
+                continue
+            if out is None:
+                continue
+            completion = out.outputs[0]
+            new_ids = completion.token_ids
+            if len(new_ids) == 1:
+                step_ids.append(rid)
+                step_tokens.append(int(new_ids[0]))
+                step_texts.append(completion.text)
+            elif new_ids:
+                others.append(TokenEvent(rid, int(new_ids[-1]), completion.text, t, n_tokens=len(new_ids)))
+            if out.finished:
+                del collectors[rid], self._vllm_ids[rid]
+                reason = _FINISH_REASONS.get(str(completion.finish_reason), "eos")
+                finishes.append(RequestFinished(rid, t, reason, engine_times=engine_breakdown(out.metrics)))
+        events, self._pending = self._pending, []
+        if step_ids:
+            events.append(TokenStep(step_ids, step_tokens, step_texts, t))
+        events += others
+        events += finishes
+        if events:
+            self._emit(events)
 
 
 def _items(item: Any) -> list:
-    """A queue item as a list (``_Batched`` puts lists, the rest single items)."""
+    """A queue item as a list (the reader puts lists, the rest single items)."""
     return item if isinstance(item, list) else [item]
 
 
@@ -362,6 +471,11 @@ class VLLMEngine(EngineBase):
     # ----------------------------------------------------------------- lifecycle
 
     def load(self, progress: ProgressCallback | None = None) -> EngineInfo:
+        """Load the model (taking the load turn when processes share the GPU: ``tui_lab.gpu_share``)."""
+        with turn("load"):
+            return self._load(progress)
+
+    def _load(self, progress: ProgressCallback | None = None) -> EngineInfo:
         """Resolve the model, start vLLM's engine core (a child process) and return what was loaded."""
         if self._info is not None:
             return self._info
@@ -447,6 +561,11 @@ class VLLMEngine(EngineBase):
         return self._info
 
     def unload(self) -> None:
+        """Give the model's memory back (after any other process's load has sized its cache)."""
+        with turn("unload"):
+            self._unload()
+
+    def _unload(self) -> None:
         """Shut the engine core down (no child process is left) and stop the loop thread."""
         with self._lock:
             llm, self._llm = self._llm, None
@@ -537,8 +656,7 @@ class VLLMEngine(EngineBase):
         params = [self._sampling_params(sampling, r.budget(sampling), i) for i, r in enumerate(requests)]
         work = [(r, engine_input, ids, p) for r, (engine_input, ids), p in zip(requests, prompts, params, strict=True)]
         assert self._loop is not None
-        batched = _Batched(events, self._loop)
-        future = asyncio.run_coroutine_threadsafe(self._run_batch(llm, work, vllm_ids, batched), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._run_batch(llm, work, vllm_ids, events.put), self._loop)
         pending = {r.request_id for r in requests}
         try:
             while pending:
@@ -571,53 +689,26 @@ class VLLMEngine(EngineBase):
         llm: Any,
         work: list[tuple[Request, Any, list[int], Any]],
         vllm_ids: dict[str, str],
-        events: queue.Queue | _Batched,
+        emit: Any,
     ) -> None:
-        """Submit all requests concurrently (one task each) and wait for them."""
-        tasks = []
+        """Submit all requests, then read their outputs with one ``_Reader`` until every one has finished."""
+        reader = _Reader(self, llm, emit)
         try:
             for request, engine_input, token_ids, params in work:
-                events.put(RequestSubmitted(request.request_id, time.perf_counter(), len(token_ids)))
                 rid = request.request_id
-                tasks.append(asyncio.create_task(self._consume(llm, rid, vllm_ids[rid], engine_input, params, events)))
-            await asyncio.gather(*tasks)
-        except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            raise
-        except BaseException as exc:  # a failure outside one request's task ends the batch
-            for task in tasks:
-                task.cancel()
-            events.put(_Failed(exc))
-
-    async def _consume(
-        self,
-        llm: Any,
-        request_id: str,
-        vllm_id: str,
-        engine_input: Any,
-        params: Any,
-        events: queue.Queue | _Batched,
-    ) -> None:
-        """Turn one request's delta outputs into events, timestamped as each delta reaches this process."""
-        try:
-            async for out in llm.generate(engine_input, params, vllm_id):
-                t = time.perf_counter()
-                completion = out.outputs[0]
-                new_ids = list(completion.token_ids)
-                if new_ids:
-                    events.put(TokenEvent(request_id, int(new_ids[-1]), completion.text, t, n_tokens=len(new_ids)))
-                if out.finished:
-                    reason = _FINISH_REASONS.get(str(completion.finish_reason), "eos")
-                    events.put(RequestFinished(request_id, t, reason, engine_times=engine_breakdown(out.metrics)))
-                    return
-            # The stream ended without a finished output: vLLM aborted it (e.g. our own abort).
-            events.put(RequestFinished(request_id, time.perf_counter(), "cancelled"))
+                await reader.add(rid, vllm_ids[rid], engine_input, params, len(token_ids))
+            await reader.run(until_empty=True)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            message = self._as_lab_error(exc, f"request {request_id} failed").message
-            events.put(RequestFinished(request_id, time.perf_counter(), "error", error=message))
+        except BaseException as exc:  # a failure outside one request ends the batch
+            reader.flush()
+            ids = reader.open_vllm_ids
+            if ids:
+                try:
+                    await llm.abort(ids)
+                except BaseException:
+                    pass
+            emit([_Failed(exc)])
 
     def _abort(
         self,
@@ -835,7 +926,8 @@ class VLLMEngine(EngineBase):
 
 
 class _VLLMSession:
-    """``LoadSession`` in-process: each ``submit`` schedules one ``generate`` task on the engine's loop.
+    """``LoadSession`` in-process: each ``submit`` hands one request to vLLM from the engine's loop, and one
+    ``_Reader`` task reads every request's outputs.
 
     The prompt is tokenized on the loop (as ``stream`` does), then ``RequestSubmitted`` is stamped and
     the request handed to vLLM; its seed is the sampling seed + its submission index, as a batch row's.
@@ -845,12 +937,15 @@ class _VLLMSession:
         self._engine = engine
         self._llm = llm
         self._sampling = sampling
-        self._queue: queue.Queue[StreamEvent] = queue.Queue()
+        self._queue: queue.Queue[list[StreamEvent]] = queue.Queue()
         self._futures: dict[str, concurrent.futures.Future] = {}
         self._vllm_ids: dict[str, str] = {}
         self._open: set[str] = set()
         self._closed = False
         self._tag = uuid.uuid4().hex[:8]
+        assert engine._loop is not None
+        self._reader = _Reader(engine, llm, self._queue.put)
+        self._reading = asyncio.run_coroutine_threadsafe(self._reader.run(until_empty=False), engine._loop)
 
     def submit(self, request: Request) -> None:
         """Hand ``request`` to vLLM now (non-blocking)."""
@@ -874,14 +969,15 @@ class _VLLMSession:
         except Exception as exc:
             message = self._engine._as_lab_error(exc, f"request {rid} could not be tokenized").message
             t = time.perf_counter()
-            self._queue.put(RequestSubmitted(rid, t, 0))
-            self._queue.put(RequestFinished(rid, t, "error", error=message))
+            self._queue.put([RequestSubmitted(rid, t, 0), RequestFinished(rid, t, "error", error=message)])
             return
-        self._queue.put(RequestSubmitted(rid, time.perf_counter(), len(ids)))
-        await self._engine._consume(self._llm, rid, self._vllm_ids[rid], engine_input, params, self._queue)
+        await self._reader.add(rid, self._vllm_ids[rid], engine_input, params, len(ids))
+        self._reader.flush()
 
     def events(self, timeout: float) -> list[StreamEvent]:
         """What arrived since the last call (waits up to ``timeout`` for the first event)."""
+        if self._reading.done() and not self._reading.cancelled() and self._reading.exception() is not None:
+            raise self._engine._as_lab_error(self._reading.exception(), "vLLM failed while generating")
         return drain_session_events(self._queue, self._open, timeout)
 
     def close(self) -> list[StreamEvent]:
@@ -896,6 +992,11 @@ class _VLLMSession:
                 pass
         for rid in self._open:
             self._futures[rid].cancel()
+        self._reading.cancel()
+        try:
+            self._reading.result(timeout=5)
+        except BaseException:
+            pass
         out, _ = drain_closing_events(self._queue, self._open)
         t = time.perf_counter()
         for rid in sorted(self._open):

@@ -83,8 +83,17 @@ class RunContext:
             factory: EngineFactory = create_engine
         else:
             factory = self.engine_factory
-        options = {**self.engine_options, **changes}
-        return factory(engine_name or self.engine_name, **options)
+        name = engine_name or self.engine_name
+        base = dict(self.engine_options)
+        if name != self.engine_name:
+            # Another engine keeps what it understands of the loaded one's options (model, device, cache);
+            # vLLM's max_num_seqs means nothing to the transformers engine.
+            from tui_lab.engines import engine_parameters
+
+            accepted = engine_parameters(name)
+            if accepted is not None:
+                base = {k: v for k, v in base.items() if k in accepted}
+        return factory(name, **{**base, **changes})
 
 
 class Experiment:

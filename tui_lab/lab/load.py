@@ -49,6 +49,7 @@ from tui_lab.engines.base import (
     supports_sessions,
 )
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
+from tui_lab.gpu_share import turn
 from tui_lab.lab import error_text
 from tui_lab.lab.experiment import Experiment, RunContext, register
 from tui_lab.lab.prompts import prompt_schedule
@@ -359,6 +360,18 @@ def execute_load(
     ``cold`` overrides ``plan.cold_request``. A ``LabError`` before anything was sent propagates;
     an engine failure later ends the load with ``run.error`` set and ``run.partial``.
     """
+    with turn("run"):  # one timed load at a time when processes share the GPU
+        return _execute_load(engine, plan, stop, sink, flush_interval, cold)
+
+
+def _execute_load(
+    engine: Engine,
+    plan: LoadPlan,
+    stop: threading.Event | None,
+    sink: EventSink | None,
+    flush_interval: float,
+    cold: bool | None,
+) -> LoadRun:
     plan.validate()
     require_sessions(engine)
     requests = plan.requests()

@@ -24,6 +24,7 @@ from tui_lab.engines.base import (
     TokenStep,
 )
 from tui_lab.errors import LabError
+from tui_lab.gpu_share import turn
 from tui_lab.metrics import RequestTrace, RunSummary, e2e, summarize_run, tpot, ttft
 
 EventSink = Callable[[list[StreamEvent]], None]
@@ -209,32 +210,33 @@ def execute_run(
     recorder = RunRecorder(requests, sampling)
     pending: list[StreamEvent] = []
     last_flush = time.monotonic()
-    started = time.perf_counter()
     got_any = False
-    try:
-        for event in engine.stream(requests, sampling, stop):
-            got_any = True
-            recorder.add(event)
-            if sink is not None:
-                pending.append(event)
-                now = time.monotonic()
-                if now - last_flush >= flush_interval:
-                    sink(pending)
-                    pending = []
-                    last_flush = now
-    except LabError as exc:
-        if not got_any:
-            raise
-        recorder.result.error = str(exc)
-        recorder.result.exception = exc
-        recorder.result.partial = True
-    except KeyboardInterrupt:
-        engine.cancel()
-        recorder.result.error = "interrupted"
-        recorder.result.partial = True
-    finally:
-        if sink is not None and pending:
-            sink(pending)
+    with turn("run"):  # one timed run at a time when processes share the GPU
+        started = time.perf_counter()
+        try:
+            for event in engine.stream(requests, sampling, stop):
+                got_any = True
+                recorder.add(event)
+                if sink is not None:
+                    pending.append(event)
+                    now = time.monotonic()
+                    if now - last_flush >= flush_interval:
+                        sink(pending)
+                        pending = []
+                        last_flush = now
+        except LabError as exc:
+            if not got_any:
+                raise
+            recorder.result.error = str(exc)
+            recorder.result.exception = exc
+            recorder.result.partial = True
+        except KeyboardInterrupt:
+            engine.cancel()
+            recorder.result.error = "interrupted"
+            recorder.result.partial = True
+        finally:
+            if sink is not None and pending:
+                sink(pending)
     return recorder.finish(time.perf_counter() - started)
 
 
