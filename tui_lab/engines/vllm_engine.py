@@ -22,6 +22,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -198,6 +199,13 @@ class SchedulerCounters:
                 pass
 
         return _Logger
+
+
+def _file_size(path: str | None) -> int:
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0
 
 
 def _install_hint() -> str:
@@ -510,6 +518,7 @@ class VLLMEngine(EngineBase):
         self._abandoned.clear()
         self._start_loop()
         before = set(multiprocessing.active_children())
+        log_offset = _file_size(os.environ.get(_ERROR_LOG_ENV))
         try:
             self._llm = self._call(self._build(args), timeout=None)
             # The engine core (and whatever else vLLM started from this process), to reap at unload.
@@ -522,6 +531,9 @@ class VLLMEngine(EngineBase):
             raise
         except BaseException as exc:
             self.unload()
+            cause = self._startup_cause(log_offset)
+            if cause is not None and cause not in str(exc):
+                exc = _CoreCause(cause)  # what the engine core said, not "see root cause above"
             raise self._as_lab_error(exc, "vLLM could not start") from None
         self._tokenizer = self._llm.get_tokenizer()
         vllm_config = self._llm.vllm_config
@@ -908,13 +920,15 @@ class VLLMEngine(EngineBase):
         if len(text) > 300:
             text = text[:297] + "..."
         lowered = text.lower()
-        if "out of memory" in lowered or "kv cache" in lowered and "memory" in lowered:
+        if "out of memory" in lowered or ("kv cache" in lowered or "cache blocks" in lowered) and "memory" in lowered:
             from tui_lab.errors import OutOfMemory
 
             return OutOfMemory(
                 f"{what}: out of memory ({text})",
                 hint="lower max_model_len or max_num_seqs, or raise gpu_memory_utilization",
             )
+        if isinstance(exc, _CoreCause):  # already "SomeError: message"
+            return EngineFailure(f"{what}: {text}")
         return EngineFailure(f"{what}: {type(exc).__name__}: {text}")
 
     @staticmethod
@@ -923,6 +937,82 @@ class VLLMEngine(EngineBase):
         # These are read when vllm is first imported; a user's own settings win.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+        _log_errors_to_file()
+
+    @staticmethod
+    def _startup_cause(offset: int) -> str | None:
+        """The last ``SomeError: message`` line vLLM's processes logged since ``offset`` of the error log.
+
+        When the engine core fails to start, the front end only says "Engine core initialization failed.
+        See root cause above"; the cause (too little memory for the KV cache, a context the cache cannot
+        hold) is in the engine core's log, written by another process.
+        """
+        path = os.environ.get(_ERROR_LOG_ENV)
+        if not path:
+            return None
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                fh.seek(offset)
+                text = fh.read()
+        except OSError:
+            return None
+        causes = [ln.strip() for ln in text.splitlines() if _CAUSE_LINE.match(ln.strip())]
+        causes = [c for c in causes if "Engine core initialization failed" not in c]
+        return causes[-1] if causes else None
+
+
+class _CoreCause(Exception):
+    """The error line vLLM's engine core logged when it failed to start."""
+
+
+_ERROR_LOG_ENV = "INFERENCE_LAB_VLLM_ERROR_LOG"
+"""Where vLLM's processes (the engine core included) append their ERROR records, for ``_startup_cause``."""
+
+_CAUSE_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception): \S")
+
+
+def _log_errors_to_file() -> None:
+    """Send vLLM's ERROR records to a file as well as to stderr (a user's own logging config wins).
+
+    vLLM reads ``VLLM_LOGGING_CONFIG_PATH`` when it is imported, in this process and in the engine core it
+    starts, so both write there.
+    """
+    if os.environ.get("VLLM_LOGGING_CONFIG_PATH") or os.environ.get("VLLM_CONFIGURE_LOGGING") == "0":
+        return
+    import json
+    import tempfile
+
+    base = os.path.join(tempfile.gettempdir(), f"inference-lab-vllm-{os.getpid()}")
+    log_path = os.environ.setdefault(_ERROR_LOG_ENV, base + "-errors.log")
+    level = os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(levelname)s %(asctime)s [%(name)s] %(message)s"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "level": level,
+                       "stream": os.environ.get("VLLM_LOGGING_STREAM", "ext://sys.stderr")},
+            "errors": {"class": "logging.FileHandler", "formatter": "plain", "level": "ERROR",
+                       "filename": log_path, "encoding": "utf-8", "delay": True},
+        },
+        "loggers": {"vllm": {"handlers": ["stderr", "errors"], "level": level, "propagate": False}},
+    }
+    config_path = base + "-logging.json"
+    with open(config_path, "w", encoding="utf-8") as fh:
+        json.dump(config, fh)
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = config_path
+    if log_path.startswith(base):  # ours, not a path the user chose: gone when this process ends
+        import atexit
+
+        atexit.register(_remove_quietly, config_path, log_path)
+
+
+def _remove_quietly(*paths: str) -> None:
+    for path in paths:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 class _VLLMSession:

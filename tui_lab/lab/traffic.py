@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tui_lab.errors import LabError
+from tui_lab.errors import EngineFailure, InvalidInput, LabError
 from tui_lab.lab.experiment import RunContext, register
 from tui_lab.lab.lessonexp import (
     LessonExperiment,
@@ -133,9 +133,11 @@ class LoadLoop(LessonExperiment):
                 traces.extend(run.traces)
         from tui_lab.metrics import summarize_run
 
-        lc = little_check(traces)
+        mode = params["mode"] if driver is not None else "closed"
+        lc = little_check(traces, offered_rate=params["rate"] if mode == "open" else None,
+                          users=c if mode == "closed" else None)
         return LoadLoopResult(
-            params["mode"] if driver is not None else "closed", c, params["rate"], n,
+            mode, c, params["rate"], n,
             summarize_run(traces).to_dict(), lc.to_dict() if lc else None,
             coordinated_omission(traces, schedule).to_dict(), max_in_system(traces), note,
         )
@@ -186,15 +188,24 @@ def _with_late_prompt(ctx: RunContext, engine: Any, streams: list[str], long_pro
 
     def late() -> None:
         if not ctx.stop.wait(delay_s):
-            holder["run"] = execute_run(engine, [Request("long", long_prompt)],
-                                        sampling.with_(max_new_tokens=4), ctx.stop, None)
+            try:
+                holder["run"] = execute_run(engine, [Request("long", long_prompt)],
+                                            sampling.with_(max_new_tokens=4), ctx.stop, None)
+            except LabError as exc:  # e.g. longer than the context: said in the result, not lost on a thread
+                holder["error"] = exc.message
 
     thread = threading.Thread(target=late, daemon=True)
     ctx.report(label, None, new_run=True)
     thread.start()
     run = execute_run(engine, [Request(f"s{i}", p) for i, p in enumerate(streams)], sampling, ctx.stop, ctx.sink)
     thread.join()
+    if "error" in holder:
+        raise InvalidInput(f"the long prompt could not run: {holder['error']}",
+                           hint="lower long_prompt_words or raise the engine's max_model_len")
     long_run = holder.get("run")
+    long_trace = long_run.requests[0] if long_run is not None else None
+    if long_trace is not None and long_trace.error:
+        raise EngineFailure(f"the long prompt failed: {long_trace.error}")
     return run.traces, (long_run.traces[0] if long_run is not None else None)
 
 
@@ -240,7 +251,7 @@ class Interference(LessonExperiment):
                                                f"{label} · long prompt after {params['arrive_after_s']:g} s")
                 rows.append(_itl_row(label, st, lt))
             except LabError as exc:
-                note = f"{label} could not run: {exc.message}"
+                note = " ".join(filter(None, (note, f"{label} could not run: {exc.message}.")))
         return InterferenceResult(params["streams"], params["long_prompt_words"], rows, note)
 
 

@@ -33,20 +33,31 @@ def poisson_arrivals(n: int, rate: float, seed: int = 0) -> list[float]:
 
 @dataclass(frozen=True)
 class LittleCheck:
-    """Little's law on one run: L (time-averaged requests in the system) against λ·W."""
+    """Little's law on one run: the requests in the system, measured, against what the settings predict.
+
+    Measured over the window from the first send to the last finish, L (time-averaged requests in the
+    system) equals λ·W with λ = completions / window: that identity cannot fail, so it checks nothing.
+    The check is against the settings instead. Open loop: L should come out at the *offered* rate times
+    the measured W; it falls short when the engine could not keep up (the window stretches, fewer
+    requests per second finish than were offered). Closed loop: L should come out at the number of
+    users; it falls short when users sit idle between an answer and their next send, or when the last
+    round has fewer requests than users.
+    """
 
     arrival_rate: float
-    """λ: completed requests / the window from the first send to the last finish."""
+    """λ measured: completed requests / the window from the first send to the last finish."""
     mean_time_in_system_s: float
     """W: mean of (last token − send) over completed requests."""
     mean_in_system: float
-    """L measured: ∫ (requests sent and not finished) dt / window."""
-    predicted_in_system: float
-    """λ·W."""
+    """L measured: ∫ (requests sent and not finished) dt / window (= λ·W over that window)."""
+    predicted_in_system: float | None
+    """L from the settings: offered rate × W (open loop) or the number of users (closed loop)."""
+    offered_rate: float | None = None
+    users: int | None = None
 
     @property
     def ratio(self) -> float:
-        """L / (λ·W): 1.0 when the law holds for the window."""
+        """L measured / L predicted from the settings: 1.0 when the run behaved as configured."""
         return self.mean_in_system / self.predicted_in_system if self.predicted_in_system else math.nan
 
     def to_dict(self) -> dict:
@@ -63,12 +74,10 @@ def _spans(traces: Sequence[RequestTrace]) -> list[tuple[float, float]]:
     return spans
 
 
-def little_check(traces: Sequence[RequestTrace]) -> LittleCheck | None:
-    """L, λ and W from one run's traces; None without a finished request or with a zero-length window.
-
-    Over a window that starts empty and ends empty (every request's whole stay inside it), L = λ·W
-    holds exactly; a ratio far from 1 says the window cuts requests off (the run was stopped).
-    """
+def little_check(traces: Sequence[RequestTrace], offered_rate: float | None = None,
+                 users: int | None = None) -> LittleCheck | None:
+    """L, λ and W from one run's traces, and L as ``offered_rate`` (open loop) or ``users`` (closed loop)
+    predict it; None without a finished request or with a zero-length window."""
     spans = _spans(traces)
     if not spans:
         return None
@@ -77,10 +86,15 @@ def little_check(traces: Sequence[RequestTrace]) -> LittleCheck | None:
     window = end - start
     if window <= 0:
         return None
-    lam = len(spans) / window
     w = sum(e - s for s, e in spans) / len(spans)
     area = sum(e - s for s, e in spans)
-    return LittleCheck(lam, w, area / window, lam * w)
+    if offered_rate is not None:
+        predicted: float | None = offered_rate * w
+    elif users is not None:
+        predicted = float(users)
+    else:
+        predicted = None
+    return LittleCheck(len(spans) / window, w, area / window, predicted, offered_rate, users)
 
 
 def max_in_system(traces: Sequence[RequestTrace]) -> int:

@@ -120,8 +120,12 @@ def load_view(r: LoadLoopResult, width: int) -> RenderableType:
     """Little's law and coordinated omission."""
     lc = r.little or {}
     om = r.omission
-    rows = [("λ (req/s)", _f(lc.get("arrival_rate"))), ("W (s)", _f(lc.get("mean_time_in_system_s"), "{:.3f}")),
-            ("L measured", _f(lc.get("mean_in_system"))), ("λ·W", _f(lc.get("predicted_in_system"))),
+    predicted = (f"L = {r.rate:g}/s × W" if r.mode == "open" else f"L = {r.concurrency} users")
+    rows = [("λ measured (req/s)", _f(lc.get("arrival_rate"))),
+            ("W (s)", _f(lc.get("mean_time_in_system_s"), "{:.3f}")),
+            ("L measured (λ·W)", _f(lc.get("mean_in_system"))),
+            (f"predicted: {predicted}", _f(lc.get("predicted_in_system"))),
+            ("measured / predicted", _f(lc.get("ratio"))),
             ("most in system", str(r.max_in_system)),
             ("E2E p99 from send", _f(om.get("measured_p99_s"), "{:.3f}")),
             ("E2E p99 from schedule", _f(om.get("intended_p99_s"), "{:.3f}")),
