@@ -410,3 +410,25 @@ def test_interference_says_when_the_long_prompt_could_not_run() -> None:
     assert [row.label for row in result.rows] == ["streams alone"]
     assert "chunked prefill off could not run: the long prompt could not run: prompt (4876 tokens)" in result.note
     assert "chunked, budget 256 could not run" in result.note
+
+
+def test_speculation_warms_each_engine_up_before_its_measured_rows() -> None:
+    """A fresh engine's first steps pay one-time costs; they must not land in the first measured row."""
+    calls: list[tuple[int, int]] = []
+
+    class Counting(ScriptedEngine):
+        def stream(self, requests, sampling, stop=None):
+            calls.append((id(self), sampling.max_new_tokens))
+            return super().stream(requests, sampling, stop)
+
+    engine = Counting()
+    engine.load()
+    exp = get("speculation")
+    result = exp.run(exp.validate({"max_new_tokens": 32}),
+                     RunContext(engine=engine, engine_name="vllm", engine_factory=lambda name, **o: Counting()))
+    assert [(r.speculation, r.text) for r in result.rows] == [
+        ("off", "repetitive"), ("off", "fresh"), ("n-gram k=4", "repetitive"), ("n-gram k=4", "fresh")]
+    engines = list(dict.fromkeys(e for e, _ in calls))
+    assert len(engines) == 2
+    for e in engines:
+        assert [n for who, n in calls if who == e] == [16, 32, 32]  # the warm-up, then the two rows
