@@ -644,6 +644,19 @@ async def test_loading_stage_shows_its_elapsed_time():
         assert "loading: materializing the embedded model · 12 s" in text_of(app, "#engine-text")
 
 
+async def test_the_loading_tick_after_the_banner_is_gone_draws_nothing():
+    """Quitting while a model loads: the once-a-second tick can fire while the screen is torn down."""
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.engine_state = "loading"
+        app._load_stage("materializing the embedded model", 0.3)
+        await app.query_one("#engine-text").remove()
+        app._tick_stage()  # no NoMatches
+        await pilot.pause()
+        app.engine_state = "ready"
+
+
 async def test_charts_tab_drops_the_last_result_when_a_new_run_starts():
     from tui_lab.ui import experiments
 

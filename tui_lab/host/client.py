@@ -72,6 +72,11 @@ class EngineHost:
                 event = self._conn.recv()
             except (EOFError, OSError):
                 break
+            except TypeError:
+                # close() closed the pipe under a blocked recv (its handle became None): the end, not a fault.
+                if self._closing:
+                    break
+                raise
             if event is None:  # orderly shutdown
                 break
             self.on_event(event)

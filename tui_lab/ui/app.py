@@ -386,9 +386,12 @@ class LabApp(App[int]):
         self._update_status()
 
     def _banner(self, text: str, fraction: float | None, style: str = "") -> None:
-        label = self.query_one("#engine-text", Label)
+        try:
+            label = self.query_one("#engine-text", Label)
+            bar = self.query_one("#engine-progress", ProgressBar)
+        except NoMatches:  # the app is closing (quit while loading): the once-a-second tick has nothing to draw
+            return
         label.update(Text(text, style=style))
-        bar = self.query_one("#engine-progress", ProgressBar)
         bar.display = self.engine_state == "loading"
         bar.update(total=1.0 if fraction is not None else None, progress=fraction or 0.0)
 
