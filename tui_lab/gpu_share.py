@@ -27,7 +27,9 @@ ENV = "INFERENCE_LAB_GPU_LOCK"
 _mutex = threading.Lock()
 _held: dict[str, list] = {}
 """Lock file suffix -> [open file, holders in this process]: threads of one process share a turn (an
-experiment may time two runs at once on purpose, one per thread)."""
+experiment may time two runs at once on purpose, one per thread). A thread asking to unload while another
+thread of its process holds a load turn joins that shared turn: taking the exclusive lock through a second
+open file would wait on this process's own shared lock for ever."""
 
 
 @contextmanager
