@@ -12,7 +12,7 @@ import pytest
 from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.scripted import FakeClock, ScriptedEngine, StepModel
 from tui_lab.errors import DeviceUnavailable, InvalidInput, OutOfMemory
-from tui_lab.lab import error_text
+from tui_lab.errors import error_text
 from tui_lab.lab.compare import cpu_vs_gpu, kv_cache_compare
 from tui_lab.lab.experiments import EXPERIMENTS, sampling_from, sweep_plan, validate_params
 from tui_lab.lab.export import csv_text, export_format, to_jsonable, write_csv, write_json

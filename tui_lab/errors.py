@@ -55,3 +55,38 @@ class OutOfMemory(LabError):
 
 class EngineFailure(LabError):
     """The engine failed while generating (server error, malformed stream, ...)."""
+
+
+BUG_HINT = "this looks like a bug; the app keeps running — try another setting"
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    """(message, what to do) for any error the host, the app or the CLI reports: the one map of errors.
+
+    A ``LabError`` says both itself (an out-of-memory error adds the largest batch that should fit); a
+    missing package says to install it; anything else is a bug, named by its type.
+    """
+    if isinstance(exc, OutOfMemory):
+        hint = exc.hint or "lower the batch size or max new tokens"
+        if exc.largest_batch:
+            hint = f"{hint.rstrip('. ')}. Largest batch that should fit: {exc.largest_batch}."
+        return exc.message, hint
+    if isinstance(exc, LabError):
+        return exc.message, exc.hint or ""
+    if isinstance(exc, ImportError):
+        return (f"a package is missing: {exc}",
+                "install it (see README: pip install -e '.[cpu]' on CPU), or choose another engine")
+    return f"{type(exc).__name__}: {exc}", BUG_HINT
+
+
+def one_line(message: str, hint: str = "") -> str:
+    """A message and its hint as one line (``message; hint``), line breaks inside either flattened."""
+    text = " ".join(str(message).split())
+    if hint:
+        text = f"{text.rstrip(' .;:,')}; {' '.join(hint.split())}"
+    return text
+
+
+def error_text(exc: BaseException) -> str:
+    """Any error as one line with what to do (``describe`` then ``one_line``)."""
+    return one_line(*describe(exc))

@@ -40,7 +40,6 @@ from tui_lab.engines.base import (
     settle_heap,
     validate_batch,
 )
-from tui_lab.engines.options import LOCAL_OPTIONS
 from tui_lab.errors import DeviceUnavailable, EngineFailure, InvalidInput, LabError, OutOfMemory
 from tui_lab.gpu_share import turn
 
@@ -231,8 +230,6 @@ class TransformersEngine(EngineBase):
     """
 
     name = "transformers"
-    OPTIONS = LOCAL_OPTIONS
-    """What the learner's settings may pass (``tui_lab.engines.options.engine_kwargs``)."""
 
     def __init__(
         self,

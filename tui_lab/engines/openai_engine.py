@@ -67,7 +67,6 @@ from tui_lab.engines.base import (
     validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
-from tui_lab.engines.options import OPENAI_OPTIONS
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
 
 APIS = ("completions", "chat")
@@ -118,8 +117,6 @@ class OpenAIEngine(EngineBase):
     """Streams completions from any OpenAI-compatible server (vLLM, SGLang, TGI, ...)."""
 
     name = "openai"
-    OPTIONS = OPENAI_OPTIONS
-    """What the learner's settings may pass (``tui_lab.engines.options.engine_kwargs``)."""
 
     def __init__(
         self,

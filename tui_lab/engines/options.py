@@ -1,137 +1,118 @@
-"""Engine option declarations: each engine class lists what it accepts, and the CLI and Controls build from that.
+"""What each engine takes: its options as ``Param``s, the one vocabulary (pure: no engine is imported).
 
-Pure (no engine, lab or UI imports), so any layer can read it. ``Option`` carries what a form field or
-a command-line flag needs: name, type, default, one help line and a check that returns the normalised
-value or raises ``InvalidInput``. ``secret_name`` marks an option whose value is the NAME of an
-environment variable holding a secret (an API key): the name may be shown, the secret never is.
+The CLI builds its engine flags from these declarations (every command's, the lab's own command line
+included), the Controls build their engine fields from them, and ``create_engine`` checks an engine's
+options against them before the engine is made. An option an engine does not declare (a comparison's
+``quantization``, a test's clock) passes through unchecked: the engine's constructor takes it or refuses it.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from importlib import import_module
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Mapping
 
 from tui_lab.errors import InvalidInput
+from tui_lab.params import MAX_REQUESTS, Param, env_name, url
 
-Check = Callable[[str, Any], Any]
+ENGINE_NAMES = ("transformers", "vllm", "openai")
+"""The engines a learner picks from, in the order the lab offers them."""
+TEST_ENGINES = ("scripted",)
+"""Engines for tests and snapshots only: accepted, never offered."""
 
+DEFAULT_MAX_NUM_SEQS = 256
+"""vLLM's own default on GPUs; lower it to watch requests queue (lesson 04)."""
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.3
+"""A 270M model needs a few hundred MB; vLLM would otherwise reserve 90% of the card for KV cache."""
+DEFAULT_MAX_MODEL_LEN = 2048
+"""Enough for every lesson; a shorter context keeps the KV cache reservation small."""
+DEFAULT_CPU_KVCACHE_GIB = 2
+"""KV cache space on CPU (``VLLM_CPU_KVCACHE_SPACE``): ~100k tokens of Gemma 3 270M."""
 
-def _pass(name: str, value: Any) -> Any:
-    return value
+MODEL = Param("model", "text", "embedded", "'embedded', a hub id, a local dir, or arch:NAME")
+DEVICE = Param("device", "choice", "auto", "where to run", choices=("auto", "cpu", "cuda"))
+DTYPE = Param("dtype", "text", "auto", "weights dtype: auto, float32, bfloat16, float16")
+CACHE_DIR = Param("cache_dir", "text", None, "model cache (default: $INFERENCE_LAB_CACHE or ~/.cache/inference-lab)",
+                  optional=True)
 
+_LOCAL = (MODEL, DEVICE, DTYPE, CACHE_DIR)
 
-@dataclass(frozen=True)
-class Option:
-    """One engine constructor option: ``name`` (keyword), ``type``, ``default``, ``help``, ``check``."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    check: Check = _pass
-    secret_name: bool = False
-    """The value names an environment variable that holds a secret; the secret itself is never read here."""
-
-    @property
-    def flag(self) -> str:
-        """The command-line flag (``base_url`` → ``--base-url``)."""
-        return "--" + self.name.replace("_", "-")
-
-    def validate(self, value: Any) -> Any:
-        """The normalised value, or ``InvalidInput`` with a one-line reason."""
-        return self.check(self.name.replace("_", " "), value)
-
-
-def check_choice(options: tuple[str, ...]) -> Check:
-    """A check accepting one of ``options``."""
-
-    def check(name: str, value: Any) -> str:
-        if value not in options:
-            raise InvalidInput(f"{name} must be one of: {', '.join(options)} (got {value!r})")
-        return value
-
-    return check
-
-
-def check_text(name: str, value: Any) -> str:
-    """Some non-empty text."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{name} must be some text (got {value!r})")
-    return value.strip()
-
-
-def check_base_url(name: str, value: Any) -> str:
-    """An http(s) URL with a host, e.g. ``http://127.0.0.1:8000/v1``."""
-    text = value.strip() if isinstance(value, str) else ""
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidInput(f"{name} must look like http://host:port/v1 (got {value!r})")
-    return text
-
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def check_env_name(name: str, value: Any) -> str:
-    """The NAME of an environment variable (empty: none). A value that looks like a key itself is refused."""
-    text = value.strip() if isinstance(value, str) else ""
-    if text and not _ENV_NAME.fullmatch(text):
-        raise InvalidInput(f"{name} takes the name of an environment variable (like MY_API_KEY), not the key itself")
-    return text
+ENGINE_OPTIONS: dict[str, tuple[Param, ...]] = {
+    "transformers": (
+        *_LOCAL,
+        Param("kv_cache", "bool", True, "decode with a KV cache, or recompute the whole sequence every step"),
+        Param("cuda_graphs", "bool", True, "on CUDA, replay decode steps from CUDA graphs"),
+    ),
+    "vllm": (
+        *_LOCAL,
+        Param("max_num_seqs", "int", DEFAULT_MAX_NUM_SEQS, "most sequences scheduled at once", 1, MAX_REQUESTS),
+        Param("gpu_memory_utilization", "number", DEFAULT_GPU_MEMORY_UTILIZATION,
+              "fraction of GPU memory vLLM may use", 0, 1, above_min=True),
+        Param("max_model_len", "int", DEFAULT_MAX_MODEL_LEN, "context length to reserve", 16),
+        Param("enable_prefix_caching", "bool", True, "reuse the KV cache of shared prompt prefixes",
+              flag="--prefix-caching"),
+        Param("enforce_eager", "bool", None, "no CUDA graphs (none: vLLM decides)", optional=True),
+        Param("tensor_parallel_size", "int", 1, "GPUs to shard the model over", 1, 64),
+        Param("cpu_kvcache_gib", "int", DEFAULT_CPU_KVCACHE_GIB, "on CPU, GiB of RAM for the KV cache", 1, 1024),
+    ),
+    "openai": (
+        Param("base_url", "text", None, "the server's URL, e.g. http://127.0.0.1:8000/v1", optional=True, extra=url),
+        MODEL.but(default=None, optional=True, help="model name on the server (none: the server's first model)"),
+        Param("api_key_env", "text", None, "NAME of the environment variable holding the API key (none: no key)",
+              optional=True, extra=env_name, secret_name=True),
+        Param("api", "choice", "completions", "endpoint", choices=("completions", "chat")),
+    ),
+    "scripted": (
+        MODEL.but(default="scripted"),
+        Param("fail_at_batch", "int", None, "fail with out-of-memory at this batch size or above", 1,
+              optional=True, flag="--scripted-fail-at-batch"),
+        Param("real_time", "bool", False, "sleep through the modelled step times", flag="--scripted-real-time"),
+    ),
+}
+"""Engine name → the options it takes, in the order forms and help show them."""
 
 
-DEVICE_OPTION = Option("device", str, "auto", "where to run: auto, cpu or cuda", check_choice(("auto", "cpu", "cuda")))
-MODEL_OPTION = Option("model", str, "embedded", "'embedded', a hub id, a local dir, or arch:NAME", check_text)
-
-LOCAL_OPTIONS: tuple[Option, ...] = (MODEL_OPTION, DEVICE_OPTION)
-"""What the in-process engines (transformers, vLLM) take from the learner's settings."""
-
-OPENAI_OPTIONS: tuple[Option, ...] = (
-    Option("base_url", str, "", "the server's URL, e.g. http://127.0.0.1:8000/v1", check_base_url),
-    Option("model", str, "", "model name on the server (empty: the server's first model)"),
-    Option("api_key_env", str, "", "NAME of the environment variable holding the API key (empty: none)",
-           check_env_name, secret_name=True),
-    Option("api", str, "completions", "endpoint: completions or chat", check_choice(("completions", "chat"))),
-)
-"""The OpenAI-compatible client: where the server is and how to authenticate; no device."""
+def engine_options(engine: str) -> tuple[Param, ...]:
+    """The options engine ``engine`` declares (``InvalidInput`` naming the engines for an unknown name)."""
+    try:
+        return ENGINE_OPTIONS[engine]
+    except KeyError:
+        raise InvalidInput(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINE_NAMES)}") from None
 
 
-def declared_options(engine_name: str) -> tuple[Option, ...]:
-    """The ``OPTIONS`` the engine class declares (none for an unknown name or a class that declares none)."""
-    from tui_lab.engines import ENGINES  # engine modules import torch and friends only inside functions
-
-    target = ENGINES.get(engine_name)
-    if target is None:
-        return ()
-    module_name, class_name = target.split(":")
-    cls = getattr(import_module(module_name), class_name)
-    return tuple(getattr(cls, "OPTIONS", ()))
-
-
-def engine_kwargs(engine_name: str, settings: Any) -> dict[str, Any]:
-    """Constructor keywords for ``engine_name`` from ``settings`` (a mapping or an object with attributes).
-
-    Only the options that engine declares are passed, each checked; empty text means "not given" (the
-    engine's default). Passing ``device=`` to the OpenAI engine was a crash; this is the one place that
-    decides what each engine receives.
-    """
-    out: dict[str, Any] = {}
-    for option in declared_options(engine_name):
-        if isinstance(settings, Mapping):
-            value = settings.get(option.name)
-        else:
-            value = getattr(settings, option.name, None)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        out[option.name] = option.validate(value)
+def all_options() -> dict[str, Param]:
+    """Every option any engine a learner picks declares, by name (one flag each on the command line)."""
+    out: dict[str, Param] = {}
+    for engine in ENGINE_NAMES + TEST_ENGINES:
+        for option in ENGINE_OPTIONS[engine]:
+            out.setdefault(option.name, option)
     return out
 
 
-def secret_present(option: Option, value: str) -> bool:
+def check_options(engine: str, given: Mapping[str, object]) -> dict[str, object]:
+    """``given`` with every option ``engine`` declares checked; None and empty text mean "not given".
+
+    Options it does not declare pass through (a comparison's variant settings); the engine refuses what it
+    cannot take. The openai engine needs ``base_url``: said here, before anything connects.
+    """
+    declared = {p.name: p for p in engine_options(engine)}
+    out: dict[str, object] = {}
+    for name, value in given.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        option = declared.get(name)
+        out[name] = option.check(value) if option is not None else value
+    if engine == "openai" and not out.get("base_url"):
+        raise InvalidInput("the openai engine needs a base URL (e.g. http://127.0.0.1:8000/v1)",
+                           "set --base-url, or base url in Controls")
+    return out
+
+
+def declared_only(engine: str, given: Mapping[str, object]) -> dict[str, object]:
+    """The options of ``given`` that ``engine`` declares (a variant on another engine keeps model, device, ...)."""
+    names = {p.name for p in engine_options(engine)}
+    return {k: v for k, v in given.items() if k in names}
+
+
+def secret_present(option: Param, value: object) -> bool:
     """Whether the environment variable named by a ``secret_name`` option is set (its value is not returned)."""
-    return bool(option.secret_name and value and os.environ.get(value))
+    return bool(option.secret_name and isinstance(value, str) and value and os.environ.get(value))

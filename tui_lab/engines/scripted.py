@@ -74,7 +74,8 @@ class ScriptedEngine(EngineBase):
         real_time: bool = False,
         model: str = "scripted",
     ) -> None:
-        self.clock = clock or FakeClock()
+        # Sleeping through the modelled timing needs a real clock to stamp the tokens.
+        self.clock = clock or (time.perf_counter if real_time else FakeClock())
         self.timing = timing or StepModel()
         self.eos_after = eos_after or {}
         """request index → number of tokens after which it emits EOS (unless ignore_eos)."""

@@ -47,21 +47,14 @@ from tui_lab.engines.base import (
     validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
-from tui_lab.engines.options import LOCAL_OPTIONS
+from tui_lab.engines.options import (
+    DEFAULT_CPU_KVCACHE_GIB,
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    DEFAULT_MAX_MODEL_LEN,
+    DEFAULT_MAX_NUM_SEQS,
+)
 from tui_lab.errors import DeviceUnavailable, EngineFailure, EngineUnavailable, InvalidInput, LabError
 from tui_lab.gpu_share import turn
-
-DEFAULT_MAX_NUM_SEQS = 256
-"""vLLM's own default on GPUs; lower it to watch requests queue (lesson 04)."""
-
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.3
-"""A 270M model needs a few hundred MB; vLLM would otherwise reserve 90% of the card for KV cache."""
-
-DEFAULT_MAX_MODEL_LEN = 2048
-"""Enough for every lesson; a shorter context keeps the KV cache reservation small."""
-
-DEFAULT_CPU_KVCACHE_GIB = 2
-"""KV cache space on CPU (``VLLM_CPU_KVCACHE_SPACE``): ~100k tokens of Gemma 3 270M."""
 
 _POLL_S = 0.05
 """How often a waiting ``stream()`` checks its stop flag (bounds the reaction to Ctrl-C / stop)."""
@@ -425,8 +418,6 @@ class VLLMEngine(EngineBase):
     """vLLM's ``AsyncLLM`` behind the lab's blocking ``Engine`` protocol."""
 
     name = "vllm"
-    OPTIONS = LOCAL_OPTIONS
-    """What the learner's settings may pass (``tui_lab.engines.options.engine_kwargs``)."""
 
     def __init__(
         self,

@@ -5,9 +5,18 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Union
 
-from tui_lab.engines.base import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
+from tui_lab.engines.base import EngineInfo, RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
+from tui_lab.lab.experiment import Progress, Result
+
+if TYPE_CHECKING:
+    from tui_lab.lab.load import LoadPoint
+    from tui_lab.lab.sweep import SweepPoint
+    from tui_lab.lab.traffic import EnergyPoint
+
+PartialItem = Union["SweepPoint", "LoadPoint", "EnergyPoint", dict[str, float]]
+"""What an experiment emits while it runs: a sweep point, a load point, an energy point, a counter sample."""
 
 # ---------------------------------------------------------------- commands (UI → host)
 
@@ -19,7 +28,7 @@ class Load:
     engine: str
     model: str
     device: str = "auto"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, object] = field(default_factory=dict)
     cache_dir: str | None = None
 
 
@@ -29,7 +38,7 @@ class Run:
 
     run_id: int
     name: str
-    params: dict[str, Any]
+    params: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ class LoadProgress:
 class Loaded:
     """The engine is ready; ``info`` is its ``EngineInfo``."""
 
-    info: Any
+    info: EngineInfo
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class Partial:
     """A partial result of a run (a sweep point, one variant of a comparison)."""
 
     run_id: int
-    item: Any
+    item: PartialItem
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,7 @@ class RunProgressLine:
     """A ``Progress`` line of a run."""
 
     run_id: int
-    progress: Any
+    progress: Progress
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,7 @@ class RunDone:
 
     run_id: int
     name: str
-    result: Any
+    result: Result | None
 
 
 @dataclass(frozen=True)
@@ -232,3 +241,9 @@ class FrameReader:
     def events(self, frame: Frame) -> list[StreamEvent]:
         """The frame's events, in order."""
         return frame.events(self.table(frame))
+
+
+Command = Union[Load, Run, Stop, Unload, Shutdown, Ping]
+"""Everything the UI sends the host."""
+Event = Union[Pong, LoadProgress, Loaded, HostError, Partial, RunProgressLine, RunDone, HostDied, Frame]
+"""Everything the host (or the link watching it) hands the UI."""

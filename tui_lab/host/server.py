@@ -89,21 +89,10 @@ def _guard_parent(parent_pid: int) -> None:
 
 
 def _error(what: str, exc: BaseException, run_id: int | None = None) -> p.HostError:
-    from tui_lab.errors import LabError, OutOfMemory
+    from tui_lab.errors import describe
 
-    if isinstance(exc, OutOfMemory):
-        hint = exc.hint or "lower the batch size or max new tokens"
-        if exc.largest_batch:
-            hint = f"{hint} Largest batch that should fit: {exc.largest_batch}."
-        return p.HostError(what, exc.message, hint, run_id, type(exc).__name__)
-    if isinstance(exc, LabError):
-        return p.HostError(what, exc.message, exc.hint or "", run_id, type(exc).__name__)
-    if isinstance(exc, ImportError):
-        return p.HostError(what, f"a package is missing: {exc}",
-                           "install it (see README), or choose another engine in Controls", run_id, "ImportError")
-    return p.HostError(what, f"{type(exc).__name__}: {exc}",
-                       "this looks like a bug; the app keeps running — try another setting", run_id,
-                       type(exc).__name__)
+    message, hint = describe(exc)
+    return p.HostError(what, message, hint, run_id, type(exc).__name__)
 
 
 def _picklable(result: Any) -> Any:
@@ -257,56 +246,51 @@ class Host:
 
     def load(self, cmd: p.Load) -> None:
         """Create and load the engine, reporting progress."""
+        from tui_lab.lab.runner import load_engine
+
         self.unload()
+        options: dict[str, object] = {"model": cmd.model, **({"device": cmd.device} if cmd.device else {}),
+                                      **cmd.options}
+        if cmd.cache_dir and (cmd.engine == "transformers" or self.factory_spec != DEFAULT_FACTORY):
+            options["cache_dir"] = cmd.cache_dir
         try:
-            factory = resolve(self.factory_spec)
-            options: dict[str, Any] = {"model": cmd.model, **({"device": cmd.device} if cmd.device else {}),
-                                       **cmd.options}
-            if cmd.cache_dir and (cmd.engine == "transformers" or self.factory_spec != DEFAULT_FACTORY):
-                options["cache_dir"] = cmd.cache_dir
-            engine = factory(cmd.engine, **options)
-            info = engine.load(lambda stage, frac: self.send(p.LoadProgress(stage, frac)))
+            engine, info = load_engine(cmd.engine, options, lambda stage, frac: self.send(p.LoadProgress(stage, frac)),
+                                       resolve(self.factory_spec))
         except BaseException as exc:  # reported; the host keeps serving
             self.send(_error("load", exc))
             return
         # The engine's own name ("scripted" for a test's engine made under another name) tells comparisons
         # which variants it can make.
-        self.engine, self.engine_name, self.engine_options = engine, str(getattr(info, "engine", cmd.engine)), options
+        self.engine, self.engine_name, self.engine_options = engine, str(info.engine), options
         self.send(p.Loaded(plain_info(info)))
 
     def run(self, cmd: p.Run) -> None:
         """Run one experiment by name; frames at most every ``FRAME_INTERVAL_S``."""
-        from tui_lab.lab.experiment import RunContext, get
+        from tui_lab.lab.experiment import Progress, RunContext
+        from tui_lab.lab.runner import run_experiment
 
         self.stop = threading.Event()
         self.run_id = cmd.run_id
 
-        def sink(events: list) -> None:
+        def sink(events: list[StreamEvent]) -> None:
             self.send_events(cmd.run_id, events)
 
-        def progress(line: Any) -> None:
+        def progress(line: Progress) -> None:
             self.send(p.RunProgressLine(cmd.run_id, line))
 
-        def partial(item: Any) -> None:
+        def partial(item: p.PartialItem) -> None:
             self.send(p.Partial(cmd.run_id, _picklable(item)))
 
-        result: Any = None
+        ctx = RunContext(engine=self.engine, engine_name=self.engine_name, engine_options=self.engine_options,
+                         engine_factory=resolve(self.factory_spec), stop=self.stop, sink=sink, progress=progress,
+                         partial=partial)
         try:
-            experiment = get(cmd.name)
-            params = experiment.validate(cmd.params)
-            ctx = RunContext(engine=self.engine, engine_name=self.engine_name, engine_options=self.engine_options,
-                             engine_factory=resolve(self.factory_spec), stop=self.stop, sink=sink,
-                             progress=progress, partial=partial)
-            if experiment.needs_engine and self.engine is None:
-                from tui_lab.errors import EngineUnavailable
-
-                raise EngineUnavailable("no engine is loaded", "wait for loading to finish, or press m")
-            result = experiment.run(params, ctx)
-        except BaseException as exc:  # reported; the host keeps serving
-            self.send(_error(cmd.name, exc, cmd.run_id))
+            outcome = run_experiment(cmd.name, cmd.params, ctx)
         finally:
             self.run_id = None
-        self.send(p.RunDone(cmd.run_id, cmd.name, _picklable(result)))
+        if outcome.failed:
+            self.send(p.HostError(cmd.name, outcome.message, outcome.hint, cmd.run_id, outcome.error_type))
+        self.send(p.RunDone(cmd.run_id, cmd.name, _picklable(outcome.result)))
 
 
 class _Events:

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingParams
 from tui_lab.errors import InvalidInput
+from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
 from tui_lab.lab.measure import Variant, measure
-from tui_lab.lab.run import EventSink, RunResult
+from tui_lab.lab.run import RunResult
 from tui_lab.metrics import e2e, ttft
+from tui_lab.params import DEFAULT_PROMPT, MAX_NEW_TOKENS_PARAM, PROMPT, RUNS, WARMUP, Param
 
 DeviceFactory = Callable[[str], Engine]
 """device name ("cpu", "cuda") → an engine not yet loaded."""
@@ -185,17 +187,6 @@ class DeviceComparison:
         }
 
 
-def _check_common(prompt: str, max_new_tokens: int, runs: int = 1, warmup: int = 0) -> None:
-    if not prompt.strip():
-        raise InvalidInput("the prompt is empty; type a few words")
-    if max_new_tokens < 1:
-        raise InvalidInput(f"max new tokens must be at least 1 (got {max_new_tokens})")
-    if runs < 1:
-        raise InvalidInput(f"runs must be at least 1 (got {runs})")
-    if warmup < 0:
-        raise InvalidInput(f"warm-up runs must be >= 0 (got {warmup})")
-
-
 def cpu_vs_gpu(
     engine_factory: DeviceFactory,
     prompt: str,
@@ -217,7 +208,6 @@ def cpu_vs_gpu(
     unavailable with the reason, and the CPU side still runs. ``on_run(device,
     run)`` is called after each measured run, so a chart can fill in.
     """
-    _check_common(prompt, max_new_tokens, runs, warmup)
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, ignore_eos=True)
     result = DeviceComparison(prompt=prompt, max_new_tokens=max_new_tokens)
     for device in devices:
@@ -348,7 +338,7 @@ MODE_LABELS = {False: "no cache (recompute every step)", True: "KV cache"}
 
 def kv_cache_compare(
     engine_factory: KVFactory | None = None,
-    prompt: str = "The future of AI is",
+    prompt: str = DEFAULT_PROMPT,
     max_new_tokens: int = 64,
     engines: Mapping[bool, Engine] | None = None,
     stop: threading.Event | None = None,
@@ -363,7 +353,6 @@ def kv_cache_compare(
     ``kv_cache`` (False, True). Without a cache every step re-reads the whole
     sequence, so its step time grows with length; with the cache it stays flat.
     """
-    _check_common(prompt, max_new_tokens)
     if engine_factory is None and engines is None:
         raise InvalidInput("kv_cache_compare needs an engine factory or two engines")
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, ignore_eos=True)
@@ -399,3 +388,68 @@ def kv_cache_compare(
             result.partial = True
             break
     return result
+
+
+# ------------------------------------------------------------------------------------------ the experiments
+
+DEVICES_PARAM = Param("devices", "choice list", list(DEVICES), "devices to time, in order", choices=DEVICES,
+                      max_items=2)
+
+
+class CpuVsGpu(Experiment):
+    """The same prompt timed on each device."""
+
+    name = "cpu_vs_gpu"
+    title = "CPU vs GPU"
+    description = "The same prompt timed several times on each device: medians and spread side by side."
+    kind = "compare"
+    result_type = DeviceComparison
+    params = (PROMPT, MAX_NEW_TOKENS_PARAM, RUNS.but(default=5), WARMUP, DEVICES_PARAM)
+
+    def run(self, params: Params, ctx: RunContext) -> DeviceComparison:
+        """One engine per device, loaded one at a time (a device without its hardware is named, not run)."""
+        runs, devices = params["runs"], list(params["devices"])
+        loading = [""]
+
+        def make(device: str) -> Engine:
+            loading[0] = device
+            ctx.report(f"{device}: loading the engine")
+            return ctx.make_engine(device=device)
+
+        def on_run(device: str, run: TimedRun) -> None:
+            done = devices.index(device) * runs + run.run_index + 1
+            ctx.report(f"{device} · run {run.run_index + 1}/{runs} done", done / (runs * len(devices)))
+
+        return cpu_vs_gpu(
+            make, prompt=params["prompt"], max_new_tokens=params["max_new_tokens"], runs=runs,
+            warmup=params["warmup"], devices=devices,
+            gpu_check=None if ctx.engine_name == "scripted" else default_gpu_check, stop=ctx.stop, sink=ctx.sink,
+            on_run=on_run, progress=lambda stage, fraction: ctx.report(f"{loading[0]}: {stage}", fraction),
+        )
+
+
+class KVCache(Experiment):
+    """The naive loop beside the KV-cache loop (transformers only)."""
+
+    name = "kv_cache_compare"
+    title = "KV cache on/off"
+    description = "The naive loop that recomputes the whole sequence each step beside the KV-cache loop."
+    kind = "compare"
+    result_type = KVCacheComparison
+    params = (PROMPT, MAX_NEW_TOKENS_PARAM.but(default=64))
+
+    def run(self, params: Params, ctx: RunContext) -> KVCacheComparison:
+        """Both modes, each on its own engine (the scripted test engine stands in for both)."""
+
+        def on_mode(mode: ModeTiming) -> None:
+            ctx.report(f"{mode.mode} done")
+
+        prompt, tokens = params["prompt"], params["max_new_tokens"]
+        if ctx.engine_name == "scripted" and ctx.engine is not None:
+            return kv_cache_compare(engines={False: ctx.engine, True: ctx.engine}, prompt=prompt,
+                                    max_new_tokens=tokens, stop=ctx.stop, sink=ctx.sink, on_mode=on_mode)
+        if ctx.engine_name != "transformers":
+            raise InvalidInput("the KV-cache comparison needs the transformers engine", "set engine to transformers")
+        return kv_cache_compare(lambda kv: ctx.make_engine("transformers", kv_cache=kv), prompt=prompt,
+                                max_new_tokens=tokens, stop=ctx.stop, sink=ctx.sink, on_mode=on_mode,
+                                progress=ctx.loading("KV cache"))

@@ -34,12 +34,11 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from tui_lab.engines.base import (
-    MAX_BATCH_SIZE,
     Engine,
     Request,
     RequestFinished,
@@ -48,13 +47,12 @@ from tui_lab.engines.base import (
     StreamEvent,
     supports_sessions,
 )
-from tui_lab.errors import EngineFailure, InvalidInput, LabError
+from tui_lab.errors import EngineFailure, InvalidInput, LabError, error_text
 from tui_lab.gpu_share import turn
-from tui_lab.lab import error_text
-from tui_lab.lab.experiment import Experiment, RunContext, register
+from tui_lab.lab.experiment import ChartAxis, Experiment, Params, RunContext
 from tui_lab.lab.prompts import prompt_schedule
 from tui_lab.lab.run import DEFAULT_FLUSH_INTERVAL_S, EventSink, RunRecorder, RunResult
-from tui_lab.lab.sweep import Configuration, SweepPoint, _point_from_runs
+from tui_lab.lab.sweep import KNEE_THRESHOLD, LATENCY_BUDGET, Configuration, SweepPoint, _point_from_runs
 from tui_lab.metrics import (
     BUDGET_PRESETS,
     KNEE_GAIN_PCT,
@@ -68,7 +66,16 @@ from tui_lab.metrics import (
     summarize,
     ttft,
 )
-from tui_lab.params import Check, Param, check_params, one_of, positive, whole
+from tui_lab.params import (
+    IGNORE_EOS,
+    MAX_NEW_TOKENS_PARAM,
+    MAX_REQUESTS,
+    RUNS,
+    SEED,
+    TEMPERATURE,
+    TOP_P,
+    Param,
+)
 
 LoadMode = Literal["concurrency", "rate"]
 LOAD_AXES: tuple[str, ...] = ("concurrency", "rate")
@@ -205,15 +212,11 @@ class LoadPlan:
         """Raise ``InvalidInput`` (one line) for any value the load cannot run."""
         if (self.concurrency is None) == (self.request_rate is None):
             raise InvalidInput("give either a concurrency (closed loop) or a request rate (open loop), not both")
-        if not isinstance(self.num_requests, int) or not 1 <= self.num_requests <= MAX_LOAD_REQUESTS:
-            raise InvalidInput(f"number of requests must be from 1 to {MAX_LOAD_REQUESTS} (got {self.num_requests})")
-        for name, value in (("concurrency", self.concurrency), ("max concurrency", self.max_concurrency)):
-            if value is not None and not 1 <= value <= MAX_BATCH_SIZE:
-                raise InvalidInput(f"{name} must be from 1 to {MAX_BATCH_SIZE} (got {value})")
-        if self.request_rate is not None and not (self.request_rate > 0 and math.isfinite(self.request_rate)):
-            raise InvalidInput(f"request rate must be a number of requests per second > 0 (got {self.request_rate})")
-        if not (self.burstiness > 0 and math.isfinite(self.burstiness)):
-            raise InvalidInput(f"burstiness must be > 0 (got {self.burstiness}); 1 gives Poisson arrivals")
+        NUM_REQUESTS.check(self.num_requests)
+        CONCURRENCY.but(optional=True).check(self.concurrency)
+        MAX_CONCURRENCY.check(self.max_concurrency)
+        REQUEST_RATE.but(optional=True).check(self.request_rate)
+        BURSTINESS.check(self.burstiness)
         if self.mode == "concurrency" and self.burstiness != 1.0:
             raise InvalidInput("burstiness shapes request-rate arrivals; a closed loop (concurrency) has none")
         if self.mode == "concurrency" and self.max_concurrency is not None:
@@ -491,10 +494,8 @@ class LoadSweepPlan:
             raise InvalidInput("a load sweep needs at least one value")
         if self.axis == "concurrency" and any(float(v) != int(v) for v in self.values):
             raise InvalidInput("concurrencies are whole numbers, e.g. 1,2,4,8")
-        if self.runs < 1:
-            raise InvalidInput(f"runs must be at least 1 (got {self.runs})")
-        if self.knee_threshold_pct <= 0:
-            raise InvalidInput(f"the knee threshold must be > 0 % (got {self.knee_threshold_pct})")
+        RUNS.check(self.runs)
+        KNEE_THRESHOLD.check(self.knee_threshold_pct)
         for plan in self.plans():
             plan.validate()
         self.limits()
@@ -512,7 +513,7 @@ class LoadSweepPlan:
                 "latency_budget": self.latency_budget, "knee_threshold_pct": self.knee_threshold_pct}
 
 
-def _replace(plan: LoadPlan, **changes: Any) -> LoadPlan:
+def _replace(plan: LoadPlan, **changes: object) -> LoadPlan:
     from dataclasses import replace
 
     return replace(plan, **changes)
@@ -747,122 +748,50 @@ def run_load_sweep(
     return finalize_load(result)
 
 
-# ------------------------------------------------------------------------------------ experiment objects
+# ------------------------------------------------------------------------------------------ the experiments
+
+MODE = Param("mode", "choice", "concurrency", "closed loop (concurrency) or arrivals at a rate", choices=LOAD_AXES)
+CONCURRENCY = Param("concurrency", "int", 4, "requests in flight (concurrency mode)", 1, MAX_REQUESTS)
+REQUEST_RATE = Param("request_rate", "number", 1.0, "arrivals per second (rate mode)", 0, above_min=True)
+BURSTINESS = Param("burstiness", "number", 1.0, "1 gives Poisson arrivals; lower is burstier", 0, above_min=True)
+MAX_CONCURRENCY = Param("max_concurrency", "int", None, "cap on requests in flight (rate mode; none: no cap)", 1,
+                        MAX_REQUESTS, optional=True)
+NUM_REQUESTS = Param("num_requests", "int", 8, "requests in the whole load", 1, MAX_LOAD_REQUESTS)
+OUTPUT_LENS = Param("output_lens", "text", None, "output lengths: 16,64,128 (cycled) or uniform:LO:HI (seeded); "
+                    "none: max_new_tokens each", optional=True, extra=lambda _n, v: (parse_output_lens(v), v)[1])
+LOAD_PARAMS: tuple[Param, ...] = (
+    MODE, CONCURRENCY, REQUEST_RATE, BURSTINESS, MAX_CONCURRENCY, NUM_REQUESTS, OUTPUT_LENS, MAX_NEW_TOKENS_PARAM,
+    TEMPERATURE, TOP_P, SEED, IGNORE_EOS.but(default=True),
+)
+AXIS = Param("axis", "choice", "concurrency", "what the sweep varies", choices=LOAD_AXES)
+CONCURRENCIES = Param("concurrencies", "int list", [1, 2, 4], "concurrencies (axis concurrency)", 1, MAX_REQUESTS)
+REQUEST_RATES = Param("request_rates", "number list", [0.5, 1.0, 2.0], "requests per second (axis rate)", 0,
+                      above_min=True)
 
 
-_LOAD_DEFAULTS: dict[str, Any] = {
-    "mode": "concurrency", "concurrency": 4, "request_rate": 1.0, "burstiness": 1.0, "max_concurrency": None,
-    "num_requests": 8, "output_lens": "", "max_new_tokens": 32, "temperature": 0.0, "top_p": 1.0, "seed": 0,
-    "ignore_eos": True,
-}
-_SWEEP_DEFAULTS: dict[str, Any] = {
-    **_LOAD_DEFAULTS, "axis": "concurrency", "concurrencies": "1,2,4", "request_rates": "0.5,1,2", "runs": 1,
-    "latency_budget": "chat",
-}
+def load_plan_from(params: Params) -> LoadPlan:
+    """A ``LoadPlan`` from checked experiment parameters (``mode`` picks the closed or the open loop)."""
+    from tui_lab.lab.run import sampling_from
 
-
-def _cap(name: str, value: Any) -> int | None:
-    return None if value in ("", 0) else whole(name, value, 1, MAX_BATCH_SIZE)
-
-
-def _value_list(kind: type) -> Check:
-    def check(name: str, value: Any) -> Any:
-        if not _values(value, kind):
-            raise InvalidInput(f"{name} needs at least one value (e.g. 1,2,4)")
-        return value  # a list or "1,2,4": the plan reads either
-
-    return check
-
-
-def _shared(name: str, default: Any) -> Param:
-    """One of the lab's common parameters (``tui_lab.lab.experiments.PARAMS``) with this default."""
-    from dataclasses import replace
-
-    from tui_lab.lab.experiments import PARAMS
-
-    return replace(PARAMS[name], default=default)
-
-
-def _load_params() -> tuple[Param, ...]:
-    d = _LOAD_DEFAULTS
-    return (
-        Param("mode", one_of(LOAD_AXES), d["mode"], "closed loop or arrivals at a rate",
-              choices=LOAD_AXES, type="choice"),
-        Param("concurrency", lambda n, v: whole(n, v, 1, MAX_BATCH_SIZE), d["concurrency"],
-              "requests in flight (concurrency mode)", 1, MAX_BATCH_SIZE, type="int"),
-        Param("request_rate", positive, d["request_rate"], "arrivals per second (rate mode)", 0, type="number",
-              above_min=True),
-        Param("burstiness", positive, d["burstiness"], "1 gives Poisson arrivals; lower is burstier", 0,
-              type="number", above_min=True),
-        Param("max_concurrency", _cap, d["max_concurrency"], "cap on requests in flight (rate mode)", 1,
-              MAX_BATCH_SIZE, type="int", optional=True),
-        Param("num_requests", lambda n, v: whole(n, v, 1, MAX_LOAD_REQUESTS), d["num_requests"],
-              "requests in the whole load", 1, MAX_LOAD_REQUESTS, type="int"),
-        Param("output_lens", lambda _n, v: v, d["output_lens"], "output lengths: 16,64,128 or uniform:LO:HI "
-              "(empty: max_new_tokens each)", type="text"),
-        _shared("max_new_tokens", d["max_new_tokens"]),
-        _shared("temperature", d["temperature"]),
-        _shared("top_p", d["top_p"]),
-        _shared("seed", d["seed"]),
-        _shared("ignore_eos", d["ignore_eos"]),
-    )
-
-
-def _sweep_params() -> tuple[Param, ...]:
-    d = _SWEEP_DEFAULTS
-    return (
-        *_load_params(),
-        Param("axis", one_of(LOAD_AXES), d["axis"], "what the sweep varies", choices=LOAD_AXES,
-              type="choice"),
-        Param("concurrencies", _value_list(int), d["concurrencies"], "concurrencies (axis concurrency)", 1,
-              MAX_BATCH_SIZE, type="int list"),
-        Param("request_rates", _value_list(float), d["request_rates"], "requests per second (axis rate)", 0,
-              type="number list", above_min=True),
-        _shared("runs", d["runs"]),
-        _shared("latency_budget", d["latency_budget"]),
-    )
-
-
-def _values(text: Any, kind: type) -> tuple[float, ...]:
-    if isinstance(text, (list, tuple)):
-        items = list(text)
-    else:
-        items = [v for v in str(text).split(",") if v.strip()]
-    try:
-        return tuple(kind(v) for v in items)
-    except ValueError:
-        raise InvalidInput(f"not a list of numbers: {text!r} (e.g. 1,2,4)") from None
-
-
-def load_plan_from(params: Mapping[str, Any]) -> LoadPlan:
-    """A ``LoadPlan`` from experiment parameters (``mode`` picks the closed or the open loop)."""
-    sampling = SamplingParams(
-        max_new_tokens=int(params["max_new_tokens"]), temperature=float(params["temperature"]),
-        top_p=float(params["top_p"]), seed=int(params["seed"]), ignore_eos=bool(params["ignore_eos"]),
-    )
     closed = params["mode"] == "concurrency"
-    if params["mode"] not in LOAD_AXES:
-        raise InvalidInput(f"unknown load mode {params['mode']!r}; choose concurrency or rate")
-    cap = params.get("max_concurrency")
     return LoadPlan(
-        num_requests=int(params["num_requests"]),
-        concurrency=int(params["concurrency"]) if closed else None,
-        request_rate=None if closed else float(params["request_rate"]),
-        burstiness=1.0 if closed else float(params["burstiness"]),
-        max_concurrency=None if closed or cap in (None, "", 0) else int(cap),
-        output_lens=params.get("output_lens") or None, sampling=sampling, seed=int(params["seed"]),
-    )
+        num_requests=params["num_requests"],
+        concurrency=params["concurrency"] if closed else None,
+        request_rate=None if closed else params["request_rate"],
+        burstiness=1.0 if closed else params["burstiness"],
+        max_concurrency=None if closed else params["max_concurrency"],
+        output_lens=params["output_lens"], sampling=sampling_from(params), seed=params["seed"],
+    ).validate()
 
 
-def load_sweep_plan_from(params: Mapping[str, Any]) -> LoadSweepPlan:
-    """A ``LoadSweepPlan`` from experiment parameters (``axis`` picks concurrencies or request rates)."""
+def load_sweep_plan_from(params: Params) -> LoadSweepPlan:
+    """A ``LoadSweepPlan`` from checked experiment parameters (``axis`` picks concurrencies or request rates)."""
     axis = params["axis"]
-    if axis not in LOAD_AXES:
-        raise InvalidInput(f"unknown load axis {axis!r}; choose concurrency or rate")
     base = load_plan_from({**params, "mode": axis})
-    values = _values(params["concurrencies"], int) if axis == "concurrency" else _values(params["request_rates"], float)
-    return LoadSweepPlan(axis=axis, values=values, base=base, runs=int(params["runs"]),
-                         latency_budget=params.get("latency_budget") or None)
+    values = tuple(params["concurrencies"] if axis == "concurrency" else params["request_rates"])
+    return LoadSweepPlan(axis=axis, values=values, base=base, runs=params["runs"],
+                         latency_budget=params["latency_budget"],
+                         knee_threshold_pct=params["knee_threshold_pct"]).validate()
 
 
 class LoadRunExperiment(Experiment):
@@ -873,23 +802,17 @@ class LoadRunExperiment(Experiment):
     description = ("C requests in flight (closed loop) or arrivals at R requests/s (open loop); TTFT from "
                    "the send, client queue time apart, window output throughput.")
     kind = "run"
+    result_type = LoadRun
+    params = LOAD_PARAMS
 
-    def parameters(self) -> tuple[Param, ...]:
-        """Arrivals, request count, output lengths and sampling."""
-        return _load_params()
+    def check_together(self, values: Params) -> None:
+        """The values must make a runnable load."""
+        load_plan_from(values)
 
-    def validate(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overlaid with ``params``, each checked by its ``Param``, then together by building the plan."""
-        values = check_params(self.name, self.parameters(), params)
-        try:
-            load_plan_from(values).validate()
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"bad load parameter: {exc}") from None
-        return values
-
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> LoadRun:
+    def run(self, params: Params, ctx: RunContext) -> LoadRun:
         """Run the load; the ``LoadRun`` (partial if stopped)."""
         plan = load_plan_from(params)
+        assert ctx.engine is not None
         require_sessions(ctx.engine)
         ctx.report(f"{plan.label} · {plan.num_requests} requests", 0.0, new_run=True)
         return execute_load(ctx.engine, plan, stop=ctx.stop, sink=ctx.sink)
@@ -903,23 +826,21 @@ class LoadSweepExperiment(Experiment):
     description = ("The same load at each concurrency (or request rate): latency percentiles, client queue "
                    "time, window throughput, the knee and the budget pick.")
     kind = "sweep"
+    result_type = LoadSweepResult
+    params = (*(p for p in LOAD_PARAMS if p.name not in ("mode", "concurrency", "request_rate")), AXIS,
+              CONCURRENCIES, REQUEST_RATES, RUNS.but(default=1), LATENCY_BUDGET, KNEE_THRESHOLD)
 
-    def parameters(self) -> tuple[Param, ...]:
-        """The load's parameters, the sweep's axis and values, runs and the latency budget."""
-        return _sweep_params()
+    def check_together(self, values: Params) -> None:
+        """The values must make a runnable load sweep."""
+        load_sweep_plan_from({**values, "concurrency": 1, "request_rate": 1.0})
 
-    def validate(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overlaid with ``params``, each checked by its ``Param``, then together by building the plan."""
-        values = check_params(self.name, self.parameters(), params)
-        try:
-            load_sweep_plan_from(values).validate()
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"bad load sweep parameter: {exc}") from None
-        return values
+    def chart_axis(self, params: Params) -> ChartAxis:
+        """Points are charted against the concurrency or the request rate."""
+        return "concurrency" if params["axis"] == "concurrency" else "rate"
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> LoadSweepResult:
+    def run(self, params: Params, ctx: RunContext) -> LoadSweepResult:
         """Run the sweep, emitting each point as it ends; the ``LoadSweepResult``."""
-        plan = load_sweep_plan_from(params)
+        plan = load_sweep_plan_from({**params, "concurrency": 1, "request_rate": 1.0})
         total = len(plan.values) * plan.runs
         done = [0]
 
@@ -927,8 +848,5 @@ class LoadSweepExperiment(Experiment):
             ctx.report(f"{label} · run {index + 1}/{plan.runs}", done[0] / total, new_run=True)
             done[0] += 1
 
+        assert ctx.engine is not None
         return run_load_sweep(ctx.engine, plan, stop=ctx.stop, on_point=ctx.emit, sink=ctx.sink, on_run=on_run)
-
-
-register(LoadRunExperiment())
-register(LoadSweepExperiment())

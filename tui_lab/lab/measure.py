@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingParams
-from tui_lab.errors import LabError
-from tui_lab.lab import error_text
-from tui_lab.lab.run import EventSink, RunResult, execute_run
+from tui_lab.errors import LabError, error_text
+from tui_lab.lab.experiment import EventSink, RunContext
+from tui_lab.lab.run import RunRecorder, RunResult, execute_run
 
 RequestMaker = Callable[[int], Sequence[Request]]
 """Run index (warm-ups first, from 0) → the requests of that run."""
@@ -74,8 +74,9 @@ class Loaded:
     """A loaded variant (``engine`` and its info as a dict), or why it could not be loaded (``error``)."""
 
     engine: Engine | None
-    info: dict | None = None
+    info: dict[str, object] | None = None
     error: str | None = None
+    exception: BaseException | None = None
 
 
 @contextmanager
@@ -87,11 +88,7 @@ def loaded(variant: Variant) -> Iterator[Loaded]:
         info = engine.load(variant.progress)
     except (LabError, ImportError) as exc:
         safe_unload(engine)
-        why: str | None = failure_text(exc)
-    else:
-        why = None
-    if why is not None:
-        yield Loaded(None, None, why)
+        yield Loaded(None, None, failure_text(exc), exc)
         return
     try:
         if variant.prepare is not None:
@@ -209,3 +206,41 @@ def _why(res: RunResult, stop: threading.Event | None) -> tuple[Ended, str | Non
     if stop is not None and stop.is_set():
         return "stopped", None
     return "error", ENDED_EARLY
+
+
+# --------------------------------------------------------------------------- variants inside an experiment
+
+
+@contextmanager
+def variant(ctx: RunContext, label: str, engine_name: str | None = None, **changes: object) -> Iterator[Engine]:
+    """A loaded engine like the lab's with ``changes`` (a comparison's variant); unloaded afterwards.
+
+    Its loading stages go to the run's progress line; a variant that cannot be made or loaded raises
+    its error (the caller says what that means for its result).
+    """
+    ctx.report(f"starting {label}")
+    with loaded(Variant(lambda: ctx.make_engine(engine_name, **changes), ctx.loading(label))) as got:
+        if got.engine is None:
+            assert got.exception is not None
+            raise got.exception
+        yield got.engine
+
+
+def run_batch(ctx: RunContext, engine: Engine, prompts: Sequence[str], max_new_tokens: int, label: str,
+              ignore_eos: bool = True) -> RunResult:
+    """One greedy measured run of ``prompts`` (a request each), streamed to the live view."""
+    sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, ignore_eos=ignore_eos)
+    ctx.report(label, None, new_run=True)
+    requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+    m = measure(engine, requests, sampling, stop=ctx.stop, sink=ctx.sink)
+    if m.raised:
+        assert m.exception is not None
+        raise m.exception
+    if not m.runs:  # stopped before it began: nothing was sent, every request unfinished
+        return RunRecorder(requests, sampling).finish(0.0)
+    return m.runs[0][1]
+
+
+def ms(seconds: float | None) -> float | None:
+    """Seconds → milliseconds (None stays None): results keep step times in ms."""
+    return None if seconds is None else seconds * 1000.0

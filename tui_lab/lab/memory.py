@@ -14,22 +14,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tui_lab.errors import LabError, OutOfMemory
-from tui_lab.lab.experiment import RunContext, register
-from tui_lab.lab.lessonexp import (
-    LessonExperiment,
-    arch_name,
-    choice,
-    engine_device,
-    flag,
-    integer,
-    is_vllm,
-    ms,
-    number,
-    run_batch,
-    variant,
-    varied_prompts,
-)
+from tui_lab.errors import InvalidInput, LabError, OutOfMemory
+from tui_lab.lab.experiment import Experiment, Params, RunContext
+from tui_lab.lab.measure import ms, run_batch, variant
+from tui_lab.lab.prompts import varied_prompts
 from tui_lab.metrics import percentile
 from tui_lab.metrics.memory import (
     ATTENTION_DESIGNS,
@@ -39,9 +27,24 @@ from tui_lab.metrics.memory import (
     mamba_state_bytes,
     weight_bytes,
 )
-from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS
+from tui_lab.params import MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, Param, Value
 
 GIB = 2**30
+
+
+def arch_name(name: str, value: Value) -> str:
+    """An architecture the lab ships (``llama-3-8b``; ``arch:llama-3-8b`` is taken too)."""
+    from tui_lab.models.arch import ARCH_MODELS
+
+    text = str(value).removeprefix("arch:")
+    if text not in ARCH_MODELS:
+        raise InvalidInput(f"{name} must be one of: {', '.join(ARCH_MODELS)} (got {value!r})")
+    return text
+
+
+ARCH_MODEL = Param("model", "text", "llama-3-8b", "the architecture to model (inference-lab models lists them)",
+                   extra=arch_name)
+NUM_REQUESTS = Param("num_requests", "int", 16, "requests sent together", 1, MAX_REQUESTS)
 H200_HBM_GBS = 4800.0
 """NVIDIA H200 SXM memory bandwidth, 4.8 TB/s (NVIDIA H200 Tensor Core GPU datasheet)."""
 H200_MEMORY_GIB = 141e9 / GIB
@@ -87,21 +90,22 @@ class PrecisionResult:
         return asdict(self)
 
 
-class WeightPrecision(LessonExperiment):
+class WeightPrecision(Experiment):
     """bf16, fp8 and int4 weights: the floor from the bytes, then the measured step."""
 
     name = "weight_precision"
     title = "Bytes per weight"
     description = "Decode step floor from weight bytes (bf16/fp8/int4) against the measured step."
     kind = "compare"
-    schema = {
-        "model": ("llama-3-8b", arch_name),
-        "bandwidth_gbs": (H200_HBM_GBS, number(1, 100000)),
-        "max_new_tokens": (32, integer(2, MAX_NEW_TOKENS)),
-        "measure_fp8": (True, flag),
-    }
+    result_type = PrecisionResult
+    params = (
+        ARCH_MODEL,
+        Param("bandwidth_gbs", "number", H200_HBM_GBS, "memory bandwidth the floors assume, GB/s", 1, 100000),
+        MAX_NEW_TOKENS_PARAM.but(min=2),
+        Param("measure_fp8", "bool", True, "on vLLM with a GPU, also time fp8 weights"),
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> PrecisionResult:
+    def run(self, params: Params, ctx: RunContext) -> PrecisionResult:
         """Compute the three floors; time the loaded engine; on vLLM with a GPU also time fp8 weights."""
         from tui_lab.models.arch import ARCH_MODELS
 
@@ -111,11 +115,11 @@ class WeightPrecision(LessonExperiment):
         for dt in ("bf16", "fp8", "int4"):
             wb = weight_bytes(config, dt)
             rows.append(PrecisionRow(dt, wb / 1e9, decode_floor_s(wb, bw) * 1000))
-        device = engine_device(ctx.engine)
+        device = ctx.device()
         base = run_batch(ctx, ctx.engine, ["The future of AI is"], params["max_new_tokens"], "batch 1 · loaded engine")
         loaded = ms(_tpot_p50(base))
         note = ""
-        gpu_vllm = is_vllm(ctx) and device == "cuda"
+        gpu_vllm = ctx.engine_name == "vllm" and device == "cuda"
         if gpu_vllm and params["measure_fp8"] and not ctx.stopped():
             model = ctx.engine_options.get("model")
             try:
@@ -126,7 +130,7 @@ class WeightPrecision(LessonExperiment):
             except LabError as exc:
                 note = f"fp8 weights could not run: {exc.message}"
             rows[0] = PrecisionRow("bf16", rows[0].weight_gb, rows[0].floor_ms, loaded, f"measured on {model}")
-        elif is_vllm(ctx):
+        elif ctx.engine_name == "vllm":
             note = "fp8 weights need vLLM on an H100/H200-class GPU; this run timed the loaded weights only"
         else:
             note = "fp8 weights are a vLLM option (engine vllm on a GPU); this run timed the loaded engine only"
@@ -184,24 +188,25 @@ def _largest_batch(ctx: RunContext, engine: Any, limit: int, tokens: int) -> tup
     return best, f"largest batch tried (limit {limit}; raise probe_limit to go further)"
 
 
-class KvCapacity(LessonExperiment):
+class KvCapacity(Experiment):
     """KV cache per token by attention design, then the largest batch that fits."""
 
     name = "kv_capacity"
     title = "KV cache per token"
     description = "KV bytes per token for MHA/GQA/MQA/sliding/hybrid designs and the largest batch that fits."
     kind = "inspect"
-    schema = {
-        "context": (4096, integer(16, 131072)),
-        "memory_gib": (H200_MEMORY_GIB, number(0.1, 4096)),
-        "kv_cache_dtype": ("bf16", choice("bf16", "fp8")),
-        "compare_fp8": (False, flag),
-        "probe_limit": (16, integer(1, MAX_REQUESTS)),
-        "probe_tokens": (4, integer(1, 64)),
-        "throughput_batch": (8, integer(1, MAX_REQUESTS)),
-    }
+    result_type = KvCapacityResult
+    params = (
+        Param("context", "int", 4096, "tokens per sequence", 16, 131072),
+        Param("memory_gib", "number", H200_MEMORY_GIB, "GPU memory the table assumes, GiB", 0.1, 4096),
+        Param("kv_cache_dtype", "choice", "bf16", "KV cache element type", choices=("bf16", "fp8")),
+        Param("compare_fp8", "bool", False, "on vLLM, also load an fp8 KV cache and measure it"),
+        Param("probe_limit", "int", 16, "largest batch the probe tries", 1, MAX_REQUESTS),
+        Param("probe_tokens", "int", 4, "new tokens per probe run", 1, 64),
+        Param("throughput_batch", "int", 8, "batch of the throughput runs", 1, MAX_REQUESTS),
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> KvCapacityResult:
+    def run(self, params: Params, ctx: RunContext) -> KvCapacityResult:
         """Tabulate the designs; measure capacity (vLLM: KV blocks; others: doubling probe)."""
         from tui_lab.models.arch import ARCH_MODELS
 
@@ -215,7 +220,7 @@ class KvCapacity(LessonExperiment):
         note = ""
         fp8_batch = None
         thr: dict[str, float | None] = {}
-        if is_vllm(ctx) and hasattr(ctx.engine, "scheduler_stats"):
+        if ctx.engine_name == "vllm" and hasattr(ctx.engine, "scheduler_stats"):
             measured = _vllm_capacity(ctx.engine, context)
             how = f"vLLM's KV blocks × block size ÷ {context} tokens"
             run = run_batch(ctx, ctx.engine, varied_prompts(params["throughput_batch"]), 32, "throughput · auto KV")
@@ -280,27 +285,28 @@ def counters_from_trace(run: Any) -> list[dict]:
     return out
 
 
-class Preemption(LessonExperiment):
+class Preemption(Experiment):
     """Push concurrency past the KV cache and watch vLLM preempt."""
 
     name = "preemption"
     title = "Preemption"
     description = "More requests than the KV cache holds: running, waiting, KV usage and preemptions live."
     kind = "run"
-    schema = {
-        "num_requests": (32, integer(1, MAX_REQUESTS)),
-        "max_new_tokens": (96, integer(1, MAX_NEW_TOKENS)),
-        "num_kv_blocks": (64, integer(1, 1_000_000)),
-        "max_num_seqs": (32, integer(1, MAX_REQUESTS)),
-        "max_model_len": (256, integer(32, 131072)),
-        "sample_interval_s": (0.1, number(0.01, 5)),
-    }
+    result_type = PreemptionResult
+    params = (
+        NUM_REQUESTS.but(default=32),
+        MAX_NEW_TOKENS_PARAM.but(default=96),
+        Param("num_kv_blocks", "int", 64, "KV cache blocks vLLM gets (16 tokens each)", 1, 1_000_000),
+        Param("max_num_seqs", "int", 32, "sequences vLLM runs at once", 1, MAX_REQUESTS),
+        Param("max_model_len", "int", 256, "context length vLLM reserves", 32, 131072),
+        Param("sample_interval_s", "number", 0.1, "seconds between counter samples", 0.01, 5),
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> PreemptionResult:
+    def run(self, params: Params, ctx: RunContext) -> PreemptionResult:
         """On vLLM: a variant with ``num_kv_blocks`` blocks, polled while it runs; else counters from the trace."""
         prompts = varied_prompts(params["num_requests"])
         n = params["max_new_tokens"]
-        if not is_vllm(ctx):
+        if not ctx.engine_name == "vllm":
             run = run_batch(ctx, ctx.engine, prompts, n, f"{len(prompts)} requests")
             samples = counters_from_trace(run)
             return _preemption_result(params, samples, "derived from the trace", None, run,
@@ -353,9 +359,6 @@ def _preemption_result(params: Mapping[str, Any], samples: list[dict], source: s
     )
 
 
-register(WeightPrecision())
-register(KvCapacity())
-register(Preemption())
 
 __all__ = ["KvCapacityResult", "PrecisionResult", "PreemptionResult", "counters_from_trace", "dtype_bytes",
            "mamba_state_bytes"]

@@ -29,9 +29,12 @@ Sources for the presets (numbers from model configs and papers):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 from tui_lab.errors import InvalidInput
+from tui_lab.lab.experiment import Experiment, Params, RunContext
+from tui_lab.params import Param, check_params
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -295,46 +298,65 @@ class ModalitiesView:
     text_tokens_equivalent: dict[str, int]
     """Each signal's token count, to compare with a prompt's length."""
 
-
-DEFAULT_PARAMS: dict = {
-    "image_width": 1280,
-    "image_height": 720,
-    "image_recipe": "gemma3",
-    "audio_seconds": 12.0,
-    "audio_recipe": "whisper",
-    "video_seconds": 60.0,
-    "video_fps": 30.0,
-    "video_sample_fps": 1.0,
-    "video_max_frames": None,
-}
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form (export, ``--json``, the views)."""
+        return asdict(self)
 
 
-def calculate(params: dict | None = None) -> ModalitiesView:
-    """Run all three calculators; the video's frame cost comes from the image recipe."""
-    p = {**DEFAULT_PARAMS, **(params or {})}
-    unknown = set(p) - set(DEFAULT_PARAMS)
-    if unknown:
-        raise InvalidInput(f"unknown modalities parameter(s): {', '.join(sorted(unknown))}.")
-    try:
-        image = image_tokens(int(p["image_width"]), int(p["image_height"]), str(p["image_recipe"]))
-        audio = audio_frames(float(p["audio_seconds"]), str(p["audio_recipe"]))
-        qwen = str(p["image_recipe"]) == "qwen2-vl"
-        video = video_tokens(
-            float(p["video_seconds"]),
-            source_fps=float(p["video_fps"]),
-            sample_fps=float(p["video_sample_fps"]),
-            tokens_per_frame=image.tokens,
-            max_frames=int(p["video_max_frames"]) if p["video_max_frames"] is not None else None,
-            temporal_patch=2 if qwen else 1,
-        )
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"modalities parameters must be numbers: {exc}.") from None
+PARAMS: tuple[Param, ...] = (
+    Param("image_width", "int", 1280, "image width, pixels", 1),
+    Param("image_height", "int", 720, "image height, pixels", 1),
+    Param("image_recipe", "choice", "gemma3", "how the model cuts an image into tokens",
+          choices=tuple(IMAGE_RECIPES)),
+    Param("audio_seconds", "number", 12.0, "length of the sound clip", 0, above_min=True),
+    Param("audio_recipe", "choice", "whisper", "how the model turns sound into frames", choices=tuple(AUDIO_RECIPES)),
+    Param("video_seconds", "number", 60.0, "length of the video", 0, above_min=True),
+    Param("video_fps", "number", 30.0, "frames per second of the source", 0, above_min=True),
+    Param("video_sample_fps", "number", 1.0, "frames per second the model sees", 0, above_min=True),
+    Param("video_max_frames", "int", None, "cap on sampled frames (none: no cap)", 1, optional=True),
+)
+DEFAULT_PARAMS: dict[str, object] = {p.name: p.default for p in PARAMS}
+
+
+def calculate(params: Mapping[str, object] | None = None) -> ModalitiesView:
+    """Run all three calculators on checked ``params`` (defaults for what is left out)."""
+    p = check_params("modalities", PARAMS, params)
+    image = image_tokens(p["image_width"], p["image_height"], p["image_recipe"])
+    audio = audio_frames(p["audio_seconds"], p["audio_recipe"])
+    video = video_tokens(
+        p["video_seconds"],
+        source_fps=p["video_fps"],
+        sample_fps=p["video_sample_fps"],
+        tokens_per_frame=image.tokens,
+        max_frames=p["video_max_frames"],
+        temporal_patch=2 if p["image_recipe"] == "qwen2-vl" else 1,
+    )
     return ModalitiesView(
         image=image,
         audio=audio,
         video=video,
         text_tokens_equivalent={"image": image.tokens, "audio": audio.encoder_positions, "video": video.tokens},
     )
+
+
+class Modalities(Experiment):
+    """How many tokens an image, a clip or a video becomes (no model needed)."""
+
+    name = "modalities"
+    title = "Other modalities"
+    description = "How many tokens an image, a sound clip or a video becomes before the model sees it."
+    kind = "inspect"
+    result_type = ModalitiesView
+    needs_engine = False
+    params = PARAMS
+
+    def check_together(self, values: Params) -> None:
+        """The three calculators must accept the values together (e.g. an image too small for its recipe)."""
+        calculate(values)
+
+    def run(self, params: Params, ctx: RunContext) -> ModalitiesView:
+        """The three calculators."""
+        return calculate(params)
 
 
 def _positive(**values: float) -> None:

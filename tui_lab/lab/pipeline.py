@@ -16,15 +16,15 @@ cheap.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tui_lab.errors import InvalidInput, LabError
-from tui_lab.lab import modalities as _modalities
+from tui_lab.lab.experiment import Experiment, Params, RunContext
+from tui_lab.params import DEFAULT_PROMPT, MAX_REQUESTS, PROMPT, Param
 
-DEFAULT_TEXT = "The future of AI is"
-DEFAULT_PADDING_PROMPTS = ("The future of AI is", "Inference turns a trained model into answers, one token at a time.")
+DEFAULT_TEXT = DEFAULT_PROMPT
+DEFAULT_PADDING_PROMPTS = (DEFAULT_PROMPT, "Inference turns a trained model into answers, one token at a time.")
 MAX_INSPECT_TOKENS = 512
 MAX_TOP_K = 100
 """Longest text an inspection accepts: the views are for reading, not for benchmarks."""
@@ -72,6 +72,10 @@ class TokenizeView:
     special_tokens: dict[str, int] = field(default_factory=dict)
     """The tokenizer's named special tokens (bos, eos, pad, ...) and their ids."""
 
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form (export, ``--json``, the views)."""
+        return asdict(self)
 
 def tokenize_view(engine: Any, text: str = DEFAULT_TEXT) -> TokenizeView:
     """Tokenize ``text`` as the engine does (special tokens added) and decode it back."""
@@ -125,6 +129,10 @@ class PaddingView:
     padding_fraction: float
     """Share of the tensor that is padding: compute spent on nothing."""
 
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form (export, ``--json``, the views)."""
+        return asdict(self)
 
 def padding_view(
     engine: Any, prompts: list[str] | tuple[str, ...] = DEFAULT_PADDING_PROMPTS, side: str = "left"
@@ -192,6 +200,10 @@ class LogitsView:
     k: int
     device: str
 
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form (export, ``--json``, the views)."""
+        return asdict(self)
 
 def logits_view(engine: Any, prompt: str | list[str] = DEFAULT_TEXT, k: int = 10) -> LogitsView:
     """Run one forward pass (no KV cache kept) and read the next-token distribution at the last position."""
@@ -361,6 +373,10 @@ class RooflineView:
     kv_fits: list[KVFit]
     notes: list[str] = field(default_factory=list)
 
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form (export, ``--json``, the views)."""
+        return asdict(self)
 
 def _device_type(device: Any) -> str:
     return getattr(device, "type", str(device).split(":")[0])
@@ -600,71 +616,80 @@ def roofline_view(
     )
 
 
-# -- registry ------------------------------------------------------------------------------
+# -- the experiments ---------------------------------------------------------------------------
+
+TEXT = Param("text", "text", DEFAULT_TEXT, "the text to tokenize")
+PADDING_PROMPTS = Param("prompts", "text list", list(DEFAULT_PADDING_PROMPTS), "prompts of different lengths",
+                        max_items=16)
+PADDING_SIDE = Param("side", "choice", "left", "where the padding goes", choices=("left", "right"))
+TOP_TOKENS = Param("k", "int", 10, "how many top tokens", 1, MAX_TOP_K)
+ROOFLINE_BATCH_SIZES = Param("batch_sizes", "int list", [1, 8, 32, 64, 128, 256], "batch sizes to time", 1,
+                             MAX_REQUESTS)
+SEQ_LEN = Param("seq_len", "int", 512, "tokens in the sequence (KV-cache arithmetic)", 1, 1_048_576)
+BANDWIDTH = Param("bandwidth_gb_s", "number", None, "memory bandwidth, GB/s (none: measured on the device)", 0,
+                  optional=True, above_min=True)
+PEAK_TFLOPS = Param("peak_tflops", "number", None, "peak compute, TFLOP/s (none: measured on the device)", 0,
+                    optional=True, above_min=True)
 
 
-ENGINE_KEYS = ("model", "engine", "device")
-"""Parameters that choose the engine; the live panel may pass them along, inspections ignore them."""
+class Tokenize(Experiment):
+    """Text to token ids and back."""
 
-PANEL_KEYS = (*ENGINE_KEYS, "prompt")
-"""Keys the live panel may add to any inspection's parameters (its current prompt among them)."""
+    name = "tokenize"
+    title = "Tokenization"
+    description = "Text to token ids and back: the pieces the model actually sees."
+    kind = "inspect"
+    result_type = TokenizeView
+    params = (TEXT,)
+    controls = {"text": "prompt"}
 
-
-def _params(params: dict | None, allowed: dict[str, Any]) -> dict[str, Any]:
-    params = {k: v for k, v in (params or {}).items() if k in allowed or k not in PANEL_KEYS}
-    unknown = set(params) - set(allowed)
-    if unknown:
-        raise InvalidInput(f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(allowed)}.")
-    return {**allowed, **params}
-
-
-def _tokenize(engine: Any, params: dict) -> TokenizeView:
-    # The panel's prompt stands in for the text when no text is given.
-    text = (params or {}).get("text") or (params or {}).get("prompt") or DEFAULT_TEXT
-    p = _params({**(params or {}), "text": text}, {"text": DEFAULT_TEXT})
-    return tokenize_view(engine, p["text"])
+    def run(self, params: Params, ctx: RunContext) -> TokenizeView:
+        """Tokenize ``text`` with the loaded model's tokenizer."""
+        return tokenize_view(ctx.engine, params["text"])
 
 
-def _padding(engine: Any, params: dict) -> PaddingView:
-    p = _params(params, {"prompts": list(DEFAULT_PADDING_PROMPTS), "side": "left"})
-    return padding_view(engine, p["prompts"], p["side"])
+class Padding(Experiment):
+    """Prompts of different lengths made one rectangle."""
+
+    name = "padding"
+    title = "Batching and padding"
+    description = "Prompts of different lengths made one rectangle: the padding and the attention mask."
+    kind = "inspect"
+    result_type = PaddingView
+    params = (PADDING_PROMPTS, PADDING_SIDE)
+
+    def run(self, params: Params, ctx: RunContext) -> PaddingView:
+        """Pad the prompts into one batch."""
+        return padding_view(ctx.engine, params["prompts"], params["side"])
 
 
-def _logits(engine: Any, params: dict) -> LogitsView:
-    p = _params(params, {"prompt": DEFAULT_TEXT, "k": 10})
-    return logits_view(engine, p["prompt"], p["k"])
+class Logits(Experiment):
+    """One forward pass and the most likely next tokens."""
+
+    name = "logits"
+    title = "Logits"
+    description = "The forward pass output and the most likely next tokens at the last position."
+    kind = "inspect"
+    result_type = LogitsView
+    params = (PROMPT, TOP_TOKENS)
+
+    def run(self, params: Params, ctx: RunContext) -> LogitsView:
+        """One forward pass of ``prompt``."""
+        return logits_view(ctx.engine, params["prompt"], params["k"])
 
 
-def _roofline(engine: Any, params: dict) -> RooflineView:
-    p = _params(params, {"batch_sizes": [1, 8], "seq_len": 512, "bandwidth_gb_s": None, "peak_tflops": None})
-    return roofline_view(engine, tuple(p["batch_sizes"]), p["seq_len"], p["bandwidth_gb_s"], p["peak_tflops"])
+class Roofline(Experiment):
+    """Measured decode steps against the bandwidth floor."""
 
+    name = "roofline"
+    title = "Decode roofline"
+    description = "Measured decode step time against the memory-bandwidth floor and KV-cache arithmetic."
+    kind = "inspect"
+    result_type = RooflineView
+    params = (ROOFLINE_BATCH_SIZES, SEQ_LEN, BANDWIDTH, PEAK_TFLOPS)
 
-def _modalities_calc(engine: Any, params: dict) -> _modalities.ModalitiesView:
-    return _modalities.calculate({k: v for k, v in (params or {}).items() if k not in PANEL_KEYS})
-
-
-INSPECTIONS: dict[str, Callable[[Any, dict], Any]] = {
-    "tokenize": _tokenize,
-    "padding": _padding,
-    "logits": _logits,
-    "roofline": _roofline,
-    "modalities": _modalities_calc,
-}
-"""Inspection name → ``fn(engine, params) -> dataclass``. ``modalities`` ignores the engine (may be None)."""
-
-NEEDS_ENGINE: frozenset[str] = frozenset({"tokenize", "padding", "logits", "roofline"})
-
-
-def run_inspection(name: str, engine: Any, params: dict | None = None) -> Any:
-    """Run inspection ``name``; raises ``InvalidInput`` for an unknown name or bad parameters."""
-    if name not in INSPECTIONS:
-        raise InvalidInput(f"unknown inspection {name!r}.", f"Use one of: {', '.join(INSPECTIONS)}.")
-    if name in NEEDS_ENGINE and engine is None:
-        raise InvalidInput(f"the {name} inspection needs a loaded model.", "Load the transformers engine first.")
-    return INSPECTIONS[name](engine, params or {})
-
-
-def to_data(view: Any) -> dict:
-    """An inspection result as a plain dict (what the views and JSON export take)."""
-    return asdict(view)
+    def run(self, params: Params, ctx: RunContext) -> RooflineView:
+        """Time prefill and decode at each batch size; put them against their floors."""
+        ctx.report(self.title)
+        return roofline_view(ctx.engine, tuple(params["batch_sizes"]), params["seq_len"], params["bandwidth_gb_s"],
+                             params["peak_tflops"])

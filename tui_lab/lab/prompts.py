@@ -66,3 +66,15 @@ def prompt_schedule(n: int, seed: int = 0) -> list[str]:
         rng.shuffle(block)
         out.extend(block[: n - len(out)])
     return out
+
+
+def batch_prompts(given: list[str], batch_size: int, seed: int = 0) -> list[str]:
+    """A batch of ``batch_size`` prompts: the ``given`` ones first, then the seeded schedule (a real batch varies)."""
+    if batch_size <= len(given):
+        return list(given[:batch_size])
+    return [*given, *prompt_schedule(batch_size - len(given), seed)]
+
+
+def varied_prompts(n: int, seed: int = 0) -> list[str]:
+    """``n`` different prompts from the seeded schedule (no prefix-cache flattery)."""
+    return prompt_schedule(n, seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tui_lab.engines.base import (
@@ -23,11 +23,12 @@ from tui_lab.engines.base import (
     TokenEvent,
     TokenStep,
 )
-from tui_lab.errors import LabError
+from tui_lab.errors import InvalidInput, LabError
 from tui_lab.gpu_share import turn
+from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
+from tui_lab.lab.prompts import batch_prompts
 from tui_lab.metrics import RequestTrace, RunSummary, e2e, summarize_run, tpot, ttft
-
-EventSink = Callable[[list[StreamEvent]], None]
+from tui_lab.params import BATCH_SIZE, IGNORE_EOS, MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, PROMPT, SAMPLING
 
 DEFAULT_FLUSH_INTERVAL_S = 0.04
 
@@ -242,12 +243,50 @@ def execute_run(
 
 def make_requests(prompts: Sequence[str], batch_size: int, max_new_tokens: int | None = None) -> list[Request]:
     """``batch_size`` requests cycling through ``prompts`` (ids r0, r1, ...)."""
-    if batch_size < 1:
-        from tui_lab.errors import InvalidInput
-
-        raise InvalidInput(f"batch size must be at least 1 (got {batch_size})")
+    BATCH_SIZE.check(batch_size)
     if not prompts:
-        from tui_lab.errors import InvalidInput
-
         raise InvalidInput("at least one prompt is needed")
     return [Request(f"r{i}", prompts[i % len(prompts)], max_new_tokens) for i in range(batch_size)]
+
+
+def sampling_from(params: Params) -> SamplingParams:
+    """``SamplingParams`` from checked experiment parameters (missing keys take the defaults)."""
+    base = SamplingParams()
+    return SamplingParams(
+        max_new_tokens=int(params.get("max_new_tokens", base.max_new_tokens)),
+        temperature=float(params.get("temperature", base.temperature)),
+        top_p=float(params.get("top_p", base.top_p)),
+        top_k=int(params.get("top_k", base.top_k)),
+        repetition_penalty=float(params.get("repetition_penalty", base.repetition_penalty)),
+        seed=params.get("seed", base.seed),
+        ignore_eos=bool(params.get("ignore_eos", base.ignore_eos)),
+    ).validate()
+
+
+PROMPTS = PROMPT.but(type="text list", max_items=MAX_REQUESTS,
+                     help="the prompts (repeat --prompt for several); the batch takes them first, then the lab's "
+                          "seeded schedule")
+
+
+class Generate(Experiment):
+    """One batch streamed token by token."""
+
+    name = "generate"
+    title = "Generate"
+    description = "One batch streamed token by token, with TTFT, TPOT and throughput."
+    kind = "run"
+    result_type = RunResult
+    params = (PROMPTS, BATCH_SIZE, MAX_NEW_TOKENS_PARAM, *SAMPLING, IGNORE_EOS)
+
+    def requests(self, params: Params) -> list[Request]:
+        """The batch ``params`` describe: the given prompts first, then the seeded schedule."""
+        prompts = batch_prompts(list(params["prompt"]), int(params["batch_size"]), int(params["seed"]))
+        return [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+
+    def run(self, params: Params, ctx: RunContext) -> RunResult:
+        """Generate one batch; the ``RunResult`` (partial if stopped)."""
+        sampling = sampling_from(params)
+        requests = self.requests(params)
+        ctx.report(f"batch {len(requests)} · {sampling.max_new_tokens} tokens", 0.0, new_run=True)
+        assert ctx.engine is not None
+        return execute_run(ctx.engine, requests, sampling, ctx.stop, ctx.sink)

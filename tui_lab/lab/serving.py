@@ -22,10 +22,22 @@ from typing import Any
 from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingParams
 from tui_lab.errors import InvalidInput, LabError
 from tui_lab.lab.compare import default_gpu_check
+from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
 from tui_lab.lab.measure import Variant, loaded, measure
-from tui_lab.lab.run import EventSink, RunResult
+from tui_lab.lab.run import RunResult
 from tui_lab.metrics import Percentiles, e2e, output_throughput, summarize, tpot, ttft
-from tui_lab.params import MAX_REQUESTS
+from tui_lab.params import (
+    BATCH_SIZE,
+    IGNORE_EOS,
+    MAX_NEW_TOKENS,
+    MAX_NEW_TOKENS_PARAM,
+    MAX_REQUESTS,
+    PROMPT,
+    RUNS,
+    SAMPLING,
+    SEED,
+    Param,
+)
 
 GraphsFactory = Callable[[bool, str], Engine]
 """(cuda_graphs, device) → a transformers-like engine, not yet loaded."""
@@ -36,8 +48,6 @@ SeqsFactory = Callable[[int], Engine]
 PlainFactory = Callable[[], Engine]
 """() → an engine, not yet loaded."""
 
-MAX_SERVING_REQUESTS = MAX_REQUESTS  # the engines take as many (one limit, tui_lab.params)
-"""One batch handed to an engine is at most this many requests (the engines' own limit)."""
 
 _WARMUP_PROMPT = "Warm-up: say hello."
 
@@ -100,13 +110,6 @@ def _warm_up(engine: Engine, stop: threading.Event | None) -> None:
     """
     measure(engine, [Request("warmup", _WARMUP_PROMPT)], SamplingParams(max_new_tokens=2, ignore_eos=True),
             stop=stop)
-
-
-def _check_positive(name: str, value: int, lo: int = 1, hi: int | None = None) -> None:
-    if value < lo:
-        raise InvalidInput(f"{name} must be at least {lo} (got {value})")
-    if hi is not None and value > hi:
-        raise InvalidInput(f"{name} must be at most {hi} (got {value})")
 
 
 # ------------------------------------------------------------------------------------- 1. CUDA graphs on/off
@@ -319,12 +322,6 @@ def graphs_compare(
     CUDA graphs need a GPU. On a GPU, ``sampler_factory()`` (default: the telemetry
     module's ``GpuSampler``, if present) gives GPU busy % per mode.
     """
-    if not prompt.strip():
-        raise InvalidInput("the prompt is empty; type a few words")
-    _check_positive("batch size", batch_size, 1, MAX_SERVING_REQUESTS)
-    _check_positive("max new tokens", max_new_tokens, 2)
-    _check_positive("runs", runs)
-    _check_positive("warm-up runs", warmup, 0)
     if gpu_check is None:
         ok, reason = True, "assumed"
     else:
@@ -569,10 +566,6 @@ def prefix_cache_compare(
     ``num_requests`` prompts are submitted at once; every batch uses new
     questions after the prefix, so only the prefix can come from the cache.
     """
-    _check_positive("number of requests", num_requests, 1, MAX_SERVING_REQUESTS)
-    _check_positive("shared prefix words", shared_prefix_words, 0, 4096)
-    _check_positive("max new tokens", max_new_tokens)
-    _check_positive("runs", runs)
     result = PrefixCacheComparison(num_requests, shared_prefix_words, max_new_tokens, runs)
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, ignore_eos=True)
     for enabled in (False, True):
@@ -776,9 +769,6 @@ def queueing_run(
     started in. Only a continuous-batching engine (vLLM) has a queue to show: the
     transformers engine runs the whole batch at once (the note says so).
     """
-    _check_positive("number of requests", num_requests, 1, MAX_SERVING_REQUESTS)
-    _check_positive("max_num_seqs", max_num_seqs)
-    _check_positive("max new tokens", max_new_tokens)
     if factory is None and engine is None:
         raise InvalidInput("queueing_run needs an engine factory or a loaded engine")
     from tui_lab.lab.prompts import prompt_schedule
@@ -861,7 +851,6 @@ def default_lengths(n: int = 8, lo: int = 8, hi: int = 64) -> list[int]:
     Interleaving puts a long reply into every static batch, so each batch runs as
     long as its longest member while the short ones sit finished.
     """
-    _check_positive("number of requests", n, 1, MAX_SERVING_REQUESTS)
     if n == 1:
         return [hi]
     spread = [round(lo + (hi - lo) * i / (n - 1)) for i in range(n)]
@@ -1086,12 +1075,6 @@ def static_vs_continuous(
     Latencies count from the common arrival time. Either factory may be None to skip its modes.
     """
     lengths = list(lengths) if lengths is not None else default_lengths()
-    if not lengths:
-        raise InvalidInput("give at least one reply length")
-    _check_positive("number of requests", len(lengths), 1, MAX_SERVING_REQUESTS)
-    for n in lengths:
-        _check_positive("reply length", n)
-    _check_positive("slots (max_num_seqs)", slots)
     from tui_lab.lab.prompts import prompt_schedule
 
     prompts = prompt_schedule(len(lengths), seed)
@@ -1129,3 +1112,101 @@ def static_vs_continuous(
         if result.partial:
             break
     return result
+
+
+# ------------------------------------------------------------------------------------------ the experiments
+
+NUM_REQUESTS = Param("num_requests", "int", 16, "requests sent at once", 1, MAX_REQUESTS)
+MAX_NUM_SEQS = Param("max_num_seqs", "int", 8, "sequences the engine runs at once", 1, MAX_REQUESTS)
+REPLY_LENGTHS = Param("lengths", "int list", [32, 4, 28, 8, 24, 12, 20, 16], "each request's exact reply length",
+                      1, MAX_NEW_TOKENS, max_items=MAX_REQUESTS)
+
+
+class Graphs(Experiment):
+    """CUDA graphs off and on."""
+
+    name = "graphs_compare"
+    title = "CUDA graphs on/off"
+    description = "The same decode loop eager and replayed from CUDA graphs: launch overhead made visible."
+    kind = "compare"
+    result_type = GraphsComparison
+    params = (PROMPT, BATCH_SIZE, MAX_NEW_TOKENS_PARAM.but(default=64, min=2), RUNS)
+
+    def run(self, params: Params, ctx: RunContext) -> GraphsComparison:
+        """Eager and graph-replayed decode (the eager loop on the CPU alone without a GPU)."""
+
+        def gpu_check() -> tuple[bool, str]:
+            if ctx.engine_options.get("device") == "cpu":
+                return False, "the device is set to cpu"
+            return default_gpu_check()
+
+        return graphs_compare(
+            lambda graphs, device: ctx.make_engine("transformers", device=device, cuda_graphs=graphs),
+            prompt=params["prompt"], batch_size=params["batch_size"], max_new_tokens=params["max_new_tokens"],
+            runs=params["runs"], gpu_check=None if ctx.engine_name == "scripted" else gpu_check, stop=ctx.stop,
+            sink=ctx.sink, progress=ctx.loading("CUDA graphs"),
+        )
+
+
+class PrefixCache(Experiment):
+    """vLLM's prefix cache off and on."""
+
+    name = "prefix_cache"
+    title = "Prefix caching"
+    description = "Requests sharing a long prefix with vLLM's prefix cache off and on: TTFT drops."
+    kind = "compare"
+    result_type = PrefixCacheComparison
+    params = (NUM_REQUESTS, Param("shared_prefix_words", "int", 400, "words every prompt shares at its start", 0, 4096),
+              MAX_NEW_TOKENS_PARAM.but(default=16), RUNS.but(default=2), SEED)
+
+    def run(self, params: Params, ctx: RunContext) -> PrefixCacheComparison:
+        """One vLLM load per mode."""
+        return prefix_cache_compare(
+            lambda on: ctx.make_engine("vllm", enable_prefix_caching=on),
+            num_requests=params["num_requests"], shared_prefix_words=params["shared_prefix_words"],
+            max_new_tokens=params["max_new_tokens"], runs=params["runs"], seed=params["seed"], stop=ctx.stop,
+            sink=ctx.sink, progress=ctx.loading("prefix cache"),
+        )
+
+
+class Queueing(Experiment):
+    """More requests than vLLM runs at once."""
+
+    name = "queueing"
+    title = "Queueing"
+    description = "More requests than the engine runs at once (max_num_seqs): waiting shows up in TTFT."
+    kind = "compare"
+    result_type = QueueingResult
+    params = (NUM_REQUESTS.but(default=64), MAX_NUM_SEQS, MAX_NEW_TOKENS_PARAM, *SAMPLING, IGNORE_EOS.but(default=True))
+
+    def run(self, params: Params, ctx: RunContext) -> QueueingResult:
+        """Waiting shows up in TTFT."""
+        from tui_lab.lab.run import sampling_from
+
+        sampling = sampling_from(params)
+        return queueing_run(
+            lambda n: ctx.make_engine("vllm", max_num_seqs=n),
+            num_requests=params["num_requests"], max_num_seqs=params["max_num_seqs"],
+            max_new_tokens=sampling.max_new_tokens, sampling=sampling, seed=params["seed"], stop=ctx.stop,
+            sink=ctx.sink, progress=ctx.loading("queueing"),
+        )
+
+
+class StaticVsContinuous(Experiment):
+    """Static batches (transformers, vLLM) and continuous batching (vLLM)."""
+
+    name = "static_vs_continuous"
+    title = "Static vs continuous batching"
+    description = ("Replies of very different lengths in static batches (transformers, vLLM) and continuously "
+                   "batched (vLLM).")
+    kind = "compare"
+    result_type = BatchingComparison
+    params = (REPLY_LENGTHS, MAX_NUM_SEQS.but(default=4), SEED)
+
+    def run(self, params: Params, ctx: RunContext) -> BatchingComparison:
+        """Replies of very different lengths, three ways."""
+        return static_vs_continuous(
+            lambda: ctx.make_engine("transformers"), lambda n: ctx.make_engine("vllm", max_num_seqs=n),
+            lengths=params["lengths"], slots=params["max_num_seqs"], seed=params["seed"], stop=ctx.stop,
+            sink=ctx.sink, progress=ctx.loading("batching"),
+        )

@@ -29,8 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tui_lab.engines.base import MAX_BATCH_SIZE, Engine, Request, SamplingParams
+from tui_lab.engines.base import Engine, Request, SamplingParams
 from tui_lab.errors import InvalidInput, LabError, OutOfMemory
+from tui_lab.lab.experiment import ChartAxis, Experiment, Params, RunContext
 from tui_lab.lab.measure import measure
 from tui_lab.lab.prompts import prompt_schedule
 from tui_lab.lab.run import EventSink, RunResult, make_requests
@@ -51,12 +52,27 @@ from tui_lab.metrics import (
     tpot,
     ttft,
 )
+from tui_lab.params import (
+    BATCH_SIZE,
+    DEFAULT_BATCH_SIZES,
+    IGNORE_EOS,
+    MAX_NEW_TOKENS,
+    MAX_NEW_TOKENS_PARAM,
+    MAX_REQUESTS,
+    REPETITION_PENALTY,
+    RUNS,
+    SAMPLING,
+    SEED,
+    TOP_K,
+    WARMUP,
+    Param,
+    Value,
+    number,
+)
 
 SweepKind = Literal["batch", "length", "sampling"]
 SWEEP_KINDS: tuple[str, ...] = ("batch", "length", "sampling")
 
-DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 8, 32, 64, 128, 256)
-"""The seed notebook's batch sizes."""
 DEFAULT_LENGTHS: tuple[int, ...] = (32, 64, 128, 256)
 """The seed notebook's output lengths (at a fixed batch)."""
 DEFAULT_TEMPERATURES: tuple[float, ...] = (0.0, 0.7, 1.0)
@@ -96,25 +112,22 @@ class SweepPlan:
     knee_threshold_pct: float = KNEE_GAIN_PCT
 
     def validate(self) -> SweepPlan:
-        """Raise ``InvalidInput`` (one line) for any value the sweep cannot run."""
+        """Raise ``InvalidInput`` (one line) for any value the sweep cannot run (the parameters' own checks)."""
         if self.kind not in SWEEP_KINDS:
             raise InvalidInput(f"unknown sweep kind {self.kind!r}; choose one of: {', '.join(SWEEP_KINDS)}")
         if not self.values:
             raise InvalidInput("a sweep needs at least one value")
-        if self.runs < 1:
-            raise InvalidInput(f"runs must be at least 1 (got {self.runs})")
-        if self.warmup < 0:
-            raise InvalidInput(f"warm-up runs must be >= 0 (got {self.warmup})")
-        if self.knee_threshold_pct <= 0:
-            raise InvalidInput(f"the knee threshold must be > 0 % (got {self.knee_threshold_pct})")
-        _check_batch(self.batch_size)
-        _check_tokens(self.max_new_tokens)
+        RUNS.check(self.runs)
+        WARMUP.check(self.warmup)
+        KNEE_THRESHOLD.check(self.knee_threshold_pct)
+        BATCH_SIZE.check(self.batch_size)
+        MAX_NEW_TOKENS_PARAM.check(self.max_new_tokens)
         self.sampling.validate()
         for value in self.values:
             if self.kind == "batch":
-                _check_batch(value)
+                BATCH_SIZE.check(value)
             elif self.kind == "length":
-                _check_tokens(value)
+                MAX_NEW_TOKENS_PARAM.check(value)
             else:
                 if not (isinstance(value, (tuple, list)) and len(value) == 2):
                     raise InvalidInput(f"a sampling sweep value is a (temperature, top-p) pair (got {value!r})")
@@ -124,21 +137,10 @@ class SweepPlan:
 
     def limits(self) -> dict[str, float] | None:
         """The budget as limits on latency keys (a preset name resolved), or None."""
-        budget = self.latency_budget
-        if budget is None:
-            return None
+        budget = check_budget("latency_budget", self.latency_budget)
         if isinstance(budget, str):
-            if budget not in BUDGET_PRESETS:
-                raise InvalidInput(
-                    f"unknown latency budget preset {budget!r}; choose one of: {', '.join(BUDGET_PRESETS)}"
-                )
             return dict(BUDGET_PRESETS[budget].limits)
-        for key, limit in budget.items():
-            if key not in LATENCY_KEYS:
-                raise InvalidInput(f"unknown latency metric {key!r}; choose one of: {', '.join(LATENCY_KEYS)}")
-            if not limit > 0:
-                raise InvalidInput(f"a latency budget must be > 0 s (got {key} <= {limit})")
-        return {k: float(v) for k, v in budget.items()}
+        return budget
 
     def configurations(self) -> list[Configuration]:
         """One ``Configuration`` per value, in the order given."""
@@ -171,16 +173,6 @@ class SweepPlan:
             "latency_budget": budget if isinstance(budget, str) or budget is None else dict(budget),
             "knee_threshold_pct": self.knee_threshold_pct,
         }
-
-
-def _check_batch(value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_BATCH_SIZE:
-        raise InvalidInput(f"batch size must be a whole number from 1 to {MAX_BATCH_SIZE} (got {value!r})")
-
-
-def _check_tokens(value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidInput(f"max new tokens must be a whole number >= 1 (got {value!r})")
 
 
 @dataclass(frozen=True)
@@ -592,3 +584,154 @@ def _run_configuration(
     if not runs:
         return None, m.ended, False
     return _point_from_runs(config, runs, "partial", None), m.ended, False
+
+
+# ------------------------------------------------------------------------------------------ the experiments
+
+
+def check_budget(name: str, value: Value) -> str | dict[str, float] | None:
+    """A latency budget: a preset name, E2E p50 seconds, or limits (``{"e2e_p90": 2}`` or ``e2e_p90=2,ttft_p50=1``).
+
+    None means no budget.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text in BUDGET_PRESETS:
+            return text
+        if "=" in text:
+            pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+            return check_budget(name, {k.strip(): v.strip() for k, _, v in pairs})
+        try:
+            float(text)
+        except ValueError:
+            raise InvalidInput(f"{name} must be one of: {', '.join(BUDGET_PRESETS)}, seconds, or limits like "
+                               f"e2e_p90=2 (got {value!r})") from None
+        value = text
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        # A bare number is an end-to-end p50 budget in seconds, the seed notebook's choice.
+        return {"e2e_p50": _limit(name, value)}
+    if isinstance(value, dict):
+        out = {}
+        for key, limit in value.items():
+            if key not in LATENCY_KEYS:
+                raise InvalidInput(f"{name}: unknown latency metric {key!r}; choose from {', '.join(LATENCY_KEYS)}")
+            out[key] = _limit(f"{name}.{key}", limit)
+        return out
+    raise InvalidInput(f"{name} must be a preset name or a map of limits (got {value!r})")
+
+
+def _limit(name: str, value: Value) -> float:
+    x = number(name, value)
+    if x <= 0:
+        raise InvalidInput(f"{name} must be > 0 seconds (got {x:g})")
+    return x
+
+
+LATENCY_BUDGET = Param("latency_budget", "other", "chat",
+                       f"a preset ({'|'.join(BUDGET_PRESETS)}), E2E p50 seconds, or limits like e2e_p90=2,ttft_p50=0.5",
+                       optional=True, extra=check_budget)
+KNEE_THRESHOLD = Param("knee_threshold_pct", "number", KNEE_GAIN_PCT,
+                       "knee: a doubling that gains less than this % of throughput", 0, above_min=True,
+                       flag="--knee-gain")
+BATCH_SIZES = Param("batch_sizes", "int list", list(DEFAULT_BATCH_SIZES), "batch sizes, e.g. 1,8,32", 1, MAX_REQUESTS)
+LENGTHS = Param("lengths", "int list", list(DEFAULT_LENGTHS), "output lengths, e.g. 32,64,128", 1, MAX_NEW_TOKENS)
+TEMPERATURES = Param("temperatures", "number list", list(DEFAULT_TEMPERATURES), "temperatures of the grid", 0)
+TOP_PS = Param("top_ps", "number list", list(DEFAULT_TOP_PS), "top-p values of the grid", 0, 1, above_min=True)
+
+_MEASURED = (RUNS, WARMUP, IGNORE_EOS.but(default=True))
+
+
+class SweepExperiment(Experiment):
+    """A sweep over one axis; each point goes to ``ctx.emit`` as it finishes, charted against ``axis``."""
+
+    kind = "sweep"
+    result_type = SweepResult
+    axis: ChartAxis = "batch"
+
+    def plan(self, params: Params) -> SweepPlan:
+        """The ``SweepPlan`` of validated ``params``."""
+        raise NotImplementedError
+
+    def check_together(self, values: Params) -> None:
+        """The plan the values make must be runnable."""
+        self.plan(values)
+
+    def chart_axis(self, params: Params) -> ChartAxis:
+        """Points are charted against the swept value."""
+        return self.axis
+
+    def run(self, params: Params, ctx: RunContext) -> SweepResult:
+        """Run the plan on the loaded engine; the ``SweepResult`` (points so far if stopped)."""
+        plan = self.plan(params)
+        total = max(1, len(plan.configurations()) * (plan.runs + plan.warmup))
+        done = [0]
+
+        def on_run(configuration: Configuration, index: int, warmup: bool) -> None:
+            # ``index`` counts the warm-ups too; the line counts the measured runs from 1.
+            what = "warm-up" if warmup else f"run {index - plan.warmup + 1}/{plan.runs}"
+            ctx.report(f"{configuration.label} · {what}", done[0] / total, new_run=True)
+            done[0] += 1
+
+        assert ctx.engine is not None
+        return run_sweep(ctx.engine, plan, stop=ctx.stop, on_point=ctx.emit, sink=ctx.sink, on_run=on_run)
+
+
+def _plan(kind: SweepKind, values: tuple[object, ...], params: Params, **fixed: object) -> SweepPlan:
+    from tui_lab.lab.run import sampling_from
+
+    return SweepPlan(
+        kind=kind, values=values, runs=int(params["runs"]), warmup=int(params["warmup"]),
+        sampling=sampling_from(params), seed=int(params["seed"]),
+        latency_budget=params["latency_budget"],
+        knee_threshold_pct=float(params.get("knee_threshold_pct") or KNEE_GAIN_PCT),
+        **fixed,
+    ).validate()
+
+
+class BatchSweep(SweepExperiment):
+    """Throughput and latency as the batch grows."""
+
+    name = "batch_sweep"
+    title = "Batch-size sweep"
+    description = "Throughput and p50/p90 latency as the batch grows; the knee and a budget pick."
+    axis = "batch"
+    params = (BATCH_SIZES, MAX_NEW_TOKENS_PARAM, *SAMPLING, *_MEASURED, LATENCY_BUDGET, KNEE_THRESHOLD)
+
+    def plan(self, params: Params) -> SweepPlan:
+        """Batch sizes at ``max_new_tokens`` each."""
+        return _plan("batch", tuple(params["batch_sizes"]), params,
+                     max_new_tokens=params["max_new_tokens"])
+
+
+class LengthSweep(SweepExperiment):
+    """Latency against output length at a fixed batch."""
+
+    name = "length_sweep"
+    title = "Output-length sweep"
+    description = "Latency against the number of generated tokens at a fixed batch: decode grows linearly."
+    axis = "length"
+    params = (LENGTHS, BATCH_SIZE.but(default=8), *SAMPLING, RUNS.but(default=2), WARMUP,
+              IGNORE_EOS.but(default=True), LATENCY_BUDGET.but(default=None))
+
+    def plan(self, params: Params) -> SweepPlan:
+        """Output lengths at ``batch_size``."""
+        return _plan("length", tuple(params["lengths"]), params, batch_size=params["batch_size"])
+
+
+class SamplingGrid(SweepExperiment):
+    """Temperature × top-p."""
+
+    name = "sampling_grid"
+    title = "Temperature × top-p"
+    description = "Speed and text across a grid of sampling settings: little effect on speed, large on output."
+    axis = "sampling"
+    params = (TEMPERATURES, TOP_PS, BATCH_SIZE.but(default=4), MAX_NEW_TOKENS_PARAM, TOP_K, REPETITION_PENALTY, SEED,
+              RUNS.but(default=2), WARMUP, IGNORE_EOS.but(default=True), LATENCY_BUDGET.but(default=None))
+
+    def plan(self, params: Params) -> SweepPlan:
+        """Every (temperature, top-p) pair at ``batch_size``."""
+        values = sampling_grid(params["temperatures"], params["top_ps"])
+        return _plan("sampling", values, {**params, "temperature": 0.0, "top_p": 1.0}, batch_size=params["batch_size"],
+                     max_new_tokens=params["max_new_tokens"])

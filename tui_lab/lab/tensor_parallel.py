@@ -13,22 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tui_lab.errors import LabError
-from tui_lab.lab.experiment import RunContext, register
-from tui_lab.lab.lessonexp import (
-    LessonExperiment,
-    arch_name,
-    int_list,
-    integer,
-    is_vllm,
-    ms,
-    number,
-    run_batch,
-    variant,
-    varied_prompts,
-)
+from tui_lab.lab.experiment import Experiment, Params, RunContext
+from tui_lab.lab.measure import ms, run_batch, variant
+from tui_lab.lab.memory import ARCH_MODEL
+from tui_lab.lab.prompts import varied_prompts
 from tui_lab.metrics import percentile, tpot, ttft
 from tui_lab.metrics.memory import kv_bytes_per_token_layer, tp_figures
-from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS
+from tui_lab.params import MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, Param
 
 H200_NVLINK_GBS = 450.0
 """NVLink on an H200 SXM: 900 GB/s in both directions together, so 450 GB/s each way (NVIDIA datasheet)."""
@@ -77,27 +68,28 @@ class TpResult:
         return asdict(self)
 
 
-class OneGpuOrTwo(LessonExperiment):
+class OneGpuOrTwo(Experiment):
     """Tensor-parallel size 1 against 2 on vLLM."""
 
     name = "one_gpu_or_two"
     title = "One GPU or two"
     description = "Tensor parallelism 1 vs 2: decode step at batch 1 and 32, TTFT, batch sweep, KV room per GPU."
     kind = "compare"
-    schema = {
-        "model": ("llama-3-8b", arch_name),
-        "batch_sizes": ([1, 32], int_list(1, MAX_REQUESTS)),
-        "sweep": ([1, 8, 32, 64, 128, 256], int_list(1, MAX_REQUESTS)),
-        "context": (1024, integer(16, 131072)),
-        "max_new_tokens": (32, integer(2, MAX_NEW_TOKENS)),
-        "gpu_memory_gib": (141e9 / 2**30, number(1, 4096)),
-        "hbm_gbs": (4800.0, number(1, 100000)),
-        "link_gbs": (H200_NVLINK_GBS, number(1, 100000)),
-        "allreduce_latency_us": (10.0, number(0, 10000)),
-        "memory_utilization": (0.5, number(0.05, 1.0)),
-    }
+    result_type = TpResult
+    params = (
+        ARCH_MODEL,
+        Param("batch_sizes", "int list", [1, 32], "batch sizes of the step-time rows", 1, MAX_REQUESTS),
+        Param("sweep", "int list", [1, 8, 32, 64, 128, 256], "batch sizes of the modelled sweep", 1, MAX_REQUESTS),
+        Param("context", "int", 1024, "tokens per sequence", 16, 131072),
+        MAX_NEW_TOKENS_PARAM.but(min=2),
+        Param("gpu_memory_gib", "number", 141e9 / 2**30, "memory per GPU, GiB", 1, 4096),
+        Param("hbm_gbs", "number", 4800.0, "memory bandwidth per GPU, GB/s", 1, 100000),
+        Param("link_gbs", "number", H200_NVLINK_GBS, "GPU-to-GPU link bandwidth each way, GB/s", 1, 100000),
+        Param("allreduce_latency_us", "number", 10.0, "fixed cost of one all-reduce, µs (an assumption)", 0, 10000),
+        Param("memory_utilization", "number", 0.5, "share of GPU memory the engine may use", 0.05, 1.0),
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> TpResult:
+    def run(self, params: Params, ctx: RunContext) -> TpResult:
         """Figures for both sizes; measurements when vLLM sees two GPUs."""
         from tui_lab.models.arch import ARCH_MODELS
 
@@ -117,8 +109,8 @@ class OneGpuOrTwo(LessonExperiment):
         b1 = [d for d in predicted if d["batch"] == 1]
         modelled = b1[1]["modelled_step_ms"] / b1[0]["modelled_step_ms"]
         gpus = visible_gpus()
-        if not is_vllm(ctx) or gpus < 1:
-            why = "tensor parallelism needs the vLLM engine" if not is_vllm(ctx) else "this machine has no GPU"
+        if ctx.engine_name != "vllm" or gpus < 1:
+            why = "tensor parallelism needs the vLLM engine" if ctx.engine_name != "vllm" else "this machine has no GPU"
             return TpResult(params["model"], gpus, predicted, [], modelled, "modelled",
                             f"{why}: showing the figures to predict TP=1 vs TP=2 with")
         measured, note = [], ""
@@ -168,4 +160,3 @@ class OneGpuOrTwo(LessonExperiment):
         return TpMeasured(tp, steps, first, sweep, tokens, tokens * per_tok_gpu / 2**30 if tokens else None)
 
 
-register(OneGpuOrTwo())

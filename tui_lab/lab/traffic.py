@@ -12,27 +12,14 @@ whichever driver produced it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
-from tui_lab.lab.experiment import RunContext, register
-from tui_lab.lab.lessonexp import (
-    LessonExperiment,
-    choice,
-    engine_device,
-    flag,
-    int_list,
-    integer,
-    is_vllm,
-    ms,
-    number,
-    run_batch,
-    text,
-    variant,
-    varied_prompts,
-)
+from tui_lab.lab.experiment import Experiment, Params, RunContext
+from tui_lab.lab.measure import ms, run_batch, variant
+from tui_lab.lab.memory import NUM_REQUESTS
+from tui_lab.lab.prompts import varied_prompts
 from tui_lab.metrics import itl_samples, percentile, tpot, ttft
 from tui_lab.metrics.toolmetrics import (
     coordinated_omission,
@@ -44,7 +31,16 @@ from tui_lab.metrics.toolmetrics import (
     time_to_first_answer,
     tool_numbers,
 )
-from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS
+from tui_lab.params import (
+    BATCH_SIZE,
+    IGNORE_EOS,
+    MAX_NEW_TOKENS,
+    MAX_NEW_TOKENS_PARAM,
+    MAX_REQUESTS,
+    PROMPT,
+    SEED,
+    Param,
+)
 
 # ----------------------------------------------------------------------------------- closed / open
 
@@ -79,23 +75,25 @@ def load_driver() -> Any:
     return load
 
 
-class LoadLoop(LessonExperiment):
+class LoadLoop(Experiment):
     """Closed loop (fixed concurrency) and open loop (Poisson rate), checked with Little's law."""
 
     name = "load_loop"
     title = "Closed and open loop"
     description = "Fixed concurrency vs a Poisson request rate; Little's law and coordinated omission."
     kind = "run"
-    schema = {
-        "mode": ("closed", choice("closed", "open")),
-        "concurrency": (4, integer(1, MAX_REQUESTS)),
-        "rate": (8.0, number(0.01, 10000)),
-        "num_requests": (16, integer(1, MAX_REQUESTS)),
-        "max_new_tokens": (24, integer(1, MAX_NEW_TOKENS)),
-        "seed": (0, integer(0, 2**31 - 1)),
-    }
+    result_type = LoadLoopResult
+    params = (
+        Param("mode", "choice", "closed", "closed loop (fixed concurrency) or open loop (a request rate)",
+              choices=("closed", "open")),
+        Param("concurrency", "int", 4, "requests in flight (closed loop)", 1, MAX_REQUESTS),
+        Param("rate", "number", 8.0, "arrivals per second (open loop)", 0.01, 10000),
+        NUM_REQUESTS.but(default=16),
+        MAX_NEW_TOKENS_PARAM.but(default=24),
+        SEED,
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> LoadLoopResult:
+    def run(self, params: Params, ctx: RunContext) -> LoadLoopResult:
         """Run the pattern; compute L vs λ·W and latency from the intended (Poisson) send times."""
         n, c = params["num_requests"], params["concurrency"]
         prompts = varied_prompts(n, params["seed"])
@@ -209,22 +207,23 @@ def _with_late_prompt(ctx: RunContext, engine: Any, streams: list[str], long_pro
     return run.traces, (long_run.traces[0] if long_run is not None else None)
 
 
-class Interference(LessonExperiment):
+class Interference(Experiment):
     """A long prompt arrives while other streams decode: ITL p99 jumps; chunked prefill bounds it."""
 
     name = "interference"
     title = "Prefill–decode interference"
     description = "A long prompt joins running streams; chunked prefill and its token budget bound the stall."
     kind = "compare"
-    schema = {
-        "streams": (4, integer(1, MAX_REQUESTS)),
-        "stream_tokens": (64, integer(8, MAX_NEW_TOKENS)),
-        "long_prompt_words": (1200, integer(16, 100000)),
-        "max_num_batched_tokens": (256, integer(16, 65536)),
-        "arrive_after_s": (0.5, number(0.0, 60)),
-    }
+    result_type = InterferenceResult
+    params = (
+        Param("streams", "int", 4, "short streams decoding when the long prompt arrives", 1, MAX_REQUESTS),
+        Param("stream_tokens", "int", 64, "new tokens per stream", 8, MAX_NEW_TOKENS),
+        Param("long_prompt_words", "int", 1200, "words in the long prompt", 16, 100000),
+        Param("max_num_batched_tokens", "int", 256, "chunked prefill's token budget per step", 16, 65536),
+        Param("arrive_after_s", "number", 0.5, "seconds after the streams start that the long prompt arrives", 0, 60),
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> InterferenceResult:
+    def run(self, params: Params, ctx: RunContext) -> InterferenceResult:
         """Streams alone; then with the long prompt, chunked prefill off and on (vLLM only)."""
         streams = varied_prompts(params["streams"])
         long_prompt = " ".join(["Summarise the following notes carefully."] +
@@ -232,7 +231,7 @@ class Interference(LessonExperiment):
         tokens = params["stream_tokens"]
         alone = run_batch(ctx, ctx.engine, streams, tokens, f"{len(streams)} streams alone")
         rows = [_itl_row("streams alone", alone.traces, None)]
-        if not is_vllm(ctx):
+        if not ctx.engine_name == "vllm":
             lone = run_batch(ctx, ctx.engine, [long_prompt], 2, "the long prompt alone")
             rows.append(_itl_row("long prompt alone (its TTFT)", [], lone.traces[0]))
             return InterferenceResult(params["streams"], params["long_prompt_words"], rows,
@@ -324,21 +323,22 @@ def _speedup(rows: list[SpecRow], kind: str) -> float | None:
     return off.tpot_ms / on.tpot_ms
 
 
-class Speculation(LessonExperiment):
+class Speculation(Experiment):
     """vLLM n-gram speculation: acceptance, tokens per step and speed-up on repetitive vs fresh text."""
 
     name = "speculation"
     title = "Speculative decoding"
     description = "n-gram speculation off and on, repetitive and fresh text; tokens per chunk in the token bars."
     kind = "compare"
-    schema = {
-        "k": (4, integer(1, 16)),
-        "max_new_tokens": (96, integer(8, MAX_NEW_TOKENS)),
-        "repetitive_prompt": (REPETITIVE, text),
-        "fresh_prompt": (FRESH, text),
-    }
+    result_type = SpeculationResult
+    params = (
+        Param("k", "int", 4, "draft tokens proposed per step", 1, 16),
+        MAX_NEW_TOKENS_PARAM.but(default=96, min=8),
+        Param("repetitive_prompt", "text", REPETITIVE, "a prompt whose answer repeats itself"),
+        Param("fresh_prompt", "text", FRESH, "a prompt whose answer does not"),
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> SpeculationResult:
+    def run(self, params: Params, ctx: RunContext) -> SpeculationResult:
         """Both texts on the loaded engine (off), then on a vLLM variant with ``k`` n-gram tokens."""
         n = params["max_new_tokens"]
         texts = (("repetitive", params["repetitive_prompt"]), ("fresh", params["fresh_prompt"]))
@@ -350,7 +350,7 @@ class Speculation(LessonExperiment):
             rows.append(_spec_row("off", kind, run_batch(ctx, ctx.engine, [prompt], n, f"speculation off · {kind}",
                                                          ignore_eos=False), None, None))
         note = ""
-        if not is_vllm(ctx):
+        if not ctx.engine_name == "vllm":
             note = "n-gram speculation is a vLLM option: pick engine vllm to measure it"
         else:
             try:
@@ -385,21 +385,22 @@ class ToolMetricsResult:
         return asdict(self)
 
 
-class ToolMetrics(LessonExperiment):
+class ToolMetrics(Experiment):
     """One trace, every tool's ITL, TPOT and throughput side by side."""
 
     name = "tool_metrics"
     title = "One trace, every tool's numbers"
     description = "vLLM bench serve, AIPerf, guidellm and LLMPerf definitions applied to one run."
     kind = "run"
-    schema = {
-        "batch_size": (8, integer(1, MAX_REQUESTS)),
-        "max_new_tokens": (48, integer(2, MAX_NEW_TOKENS)),
-        "weighting": ("request", choice("request", "token")),
-        "ignore_eos": (False, flag),
-    }
+    result_type = ToolMetricsResult
+    params = (
+        BATCH_SIZE.but(default=8),
+        MAX_NEW_TOKENS_PARAM.but(default=48, min=2),
+        Param("weighting", "choice", "request", "average per request or per token", choices=("request", "token")),
+        IGNORE_EOS,
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> ToolMetricsResult:
+    def run(self, params: Params, ctx: RunContext) -> ToolMetricsResult:
         """One batch (replies of different lengths unless ``ignore_eos``), then every definition."""
         run = run_batch(ctx, ctx.engine, varied_prompts(params["batch_size"]), params["max_new_tokens"],
                         f"batch {params['batch_size']}", ignore_eos=params["ignore_eos"])
@@ -455,22 +456,23 @@ def _energy_mj() -> int | None:
         return None
 
 
-class EnergyCost(LessonExperiment):
+class EnergyCost(Experiment):
     """Joules per token from NVML's energy counter, and cost per million tokens from a price you type."""
 
     name = "energy_cost"
     title = "Energy and cost"
     description = "Joules per token (NVML total-energy counter) and cost per million tokens per batch size."
     kind = "sweep"
-    schema = {
-        "batch_sizes": ([1, 8, 32], int_list(1, MAX_REQUESTS)),
-        "max_new_tokens": (48, integer(2, MAX_NEW_TOKENS)),
-        "price_per_hour": (3.5, number(0, 10000)),
-    }
+    result_type = EnergyResult
+    params = (
+        Param("batch_sizes", "int list", [1, 8, 32], "batch sizes to measure", 1, MAX_REQUESTS),
+        MAX_NEW_TOKENS_PARAM.but(default=48, min=2),
+        Param("price_per_hour", "number", 3.5, "what the GPU costs per hour, in your currency", 0, 10000),
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> EnergyResult:
+    def run(self, params: Params, ctx: RunContext) -> EnergyResult:
         """Each batch size once, with the energy counter read before and after."""
-        device = engine_device(ctx.engine)
+        device = ctx.device()
         on_gpu = device == "cuda"
         points = []
         for b in params["batch_sizes"]:
@@ -508,20 +510,21 @@ class AnswerLatencyResult:
         return asdict(self)
 
 
-class AnswerLatency(LessonExperiment):
+class AnswerLatency(Experiment):
     """A reasoning model thinks first: the user waits for the first answer token, not the first token."""
 
     name = "answer_latency"
     title = "Time to first answer token"
     description = "TTFT against time to the first token after the think section, think tokens counted apart."
     kind = "run"
-    schema = {
-        "prompt": ("Think it through, then answer: what is 17 times 23?", text),
-        "batch_size": (1, integer(1, MAX_REQUESTS)),
-        "max_new_tokens": (64, integer(1, MAX_NEW_TOKENS)),
-    }
+    result_type = AnswerLatencyResult
+    params = (
+        PROMPT.but(default="Think it through, then answer: what is 17 times 23?"),
+        BATCH_SIZE,
+        MAX_NEW_TOKENS_PARAM.but(default=64),
+    )
 
-    def run(self, params: Mapping[str, Any], ctx: RunContext) -> AnswerLatencyResult:
+    def run(self, params: Params, ctx: RunContext) -> AnswerLatencyResult:
         """Stream the batch and split every reply at its ``</think>``."""
         prompts = [params["prompt"]] * params["batch_size"]
         run = run_batch(ctx, ctx.engine, prompts, params["max_new_tokens"], "reasoning stream", ignore_eos=False)
@@ -541,10 +544,4 @@ class AnswerLatency(LessonExperiment):
         )
 
 
-register(LoadLoop())
-register(Interference())
-register(Speculation())
-register(ToolMetrics())
-register(EnergyCost())
-register(AnswerLatency())
 

@@ -21,7 +21,6 @@ from tui_lab.lessons._format import (
     parse_lesson,
     parse_metric_path,
     resolve_metric,
-    validate_experiment_params,
 )
 from tui_lab.lessons.progress import ProgressStore
 
@@ -41,5 +40,4 @@ __all__ = [
     "parse_lesson",
     "parse_metric_path",
     "resolve_metric",
-    "validate_experiment_params",
 ]

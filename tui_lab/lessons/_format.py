@@ -86,7 +86,9 @@ class Step:
     title: str
     body: str
     experiment: str | None = None
-    params: dict = field(default_factory=dict)
+    params: dict[str, object] = field(default_factory=dict)
+    engine: str | None = None
+    """The engine the step is about (``engine: vllm`` in its experiment block): a run on another is refused."""
     predict: Prediction | None = None
     line: int = 0
     """Line of the step's heading in its file (1-based)."""
@@ -251,6 +253,7 @@ def _parse_steps(lines: list[str], start: int, path: Path | str | None) -> tuple
                 body="\n".join(current["body"]).strip("\n"),
                 experiment=current["experiment"],
                 params=current["params"],
+                engine=current.get("engine"),
                 predict=current["predict"],
                 line=current["line"],
                 experiment_line=current.get("experiment_line", 0),
@@ -329,8 +332,16 @@ def _apply_directive(current: dict, kind: str, buf: list[str], fence_line: int, 
         name = values.pop("name", None)
         if not isinstance(name, str) or not name:
             raise LessonError(path, fence_line, "an 'experiment' block needs 'name: <experiment>'")
+        engine = values.pop("engine", None)
+        if engine is not None:
+            from tui_lab.engines.options import ENGINE_NAMES
+
+            if engine not in ENGINE_NAMES:
+                known = ", ".join(ENGINE_NAMES)
+                raise LessonError(path, where["engine"], f"unknown engine {engine!r} (known: {known})")
         current["experiment"] = name
         current["params"] = values
+        current["engine"] = engine
         current["experiment_line"] = fence_line
         return
     if current["predict"] is not None:
@@ -351,55 +362,20 @@ def _apply_directive(current: dict, kind: str, buf: list[str], fence_line: int, 
 
 
 def check_lesson_experiments(lesson: Lesson) -> None:
-    """Every named experiment exists in the lab registry and its params validate; predictions need one.
+    """Every named experiment is in the lab's inventory and its preset passes its checks; predictions need one."""
+    from tui_lab.lab.inventory import get
 
-    When the registry cannot be imported (a partial install), names are not checked.
-    """
-    try:
-        from tui_lab.lab.experiments import EXPERIMENTS
-    except ImportError:
-        EXPERIMENTS = None
     for step in lesson.steps:
         if step.predict is not None and step.experiment is None:
             raise LessonError(lesson.path, step.line, f"step {step.title!r} predicts a metric but runs no experiment")
-        if step.experiment is None or EXPERIMENTS is None:
+        if step.experiment is None:
             continue
-        if step.experiment not in EXPERIMENTS and _check_registered(lesson, step):
-            continue
-        if step.experiment not in EXPERIMENTS:
-            known = ", ".join(sorted(EXPERIMENTS))
-            raise LessonError(
-                lesson.path, step.experiment_line, f"unknown experiment {step.experiment!r} (known: {known})"
-            )
         try:
-            validate_experiment_params(step.experiment, step.params)
+            get(step.experiment).validate(step.params)
         except LabError as exc:
-            problem = f"experiment {step.experiment!r}: {exc.message}"
+            problem = exc.message if exc.message.startswith("unknown experiment") else (
+                f"experiment {step.experiment!r}: {exc.message}")
             raise LessonError(lesson.path, step.experiment_line, problem) from None
-
-
-def _check_registered(lesson: Lesson, step: Step) -> bool:
-    """Validate a step's params with an experiment object of ``tui_lab.lab.experiment``; False if none has its name."""
-    from tui_lab.lab import experiment as objects
-
-    if step.experiment not in objects.names():
-        return False
-    try:
-        objects.get(str(step.experiment)).validate(step.params)
-    except LabError as exc:
-        raise LessonError(lesson.path, step.experiment_line, f"experiment {step.experiment!r}: {exc.message}") from None
-    return True
-
-
-def validate_experiment_params(name: str, params: dict) -> dict:
-    """Validate ``params`` for experiment ``name`` through the lab registry; returns the merged params."""
-    from tui_lab.lab import experiments
-
-    validate = getattr(experiments, "validate_params", None)
-    if validate is not None:
-        return validate(name, params)
-    spec = experiments.EXPERIMENTS[name]
-    return spec.validate_params(params)
 
 
 def find_lesson(lessons: Sequence[Lesson], query: str) -> Lesson:
@@ -592,17 +568,10 @@ def _why_missing(data: object, parent: object, trail: list[str | int], partial: 
 
 def result_problem(doc: object) -> str:
     """What a result says went wrong ("the run failed: ...", "vllm not run: ..."), or ""."""
-    if not isinstance(doc, dict):
-        return ""
-    error = doc.get("error")
-    if isinstance(error, str) and error:
-        return f"the run failed: {error}"
-    for key in ("modes", "devices", "variants"):
-        for item in doc.get(key) or []:
-            if isinstance(item, dict) and item.get("available") is False and item.get("reason"):
-                name = item.get("label") or item.get("device") or item.get("mode") or item.get("key") or key
-                return f"{name} not run: {item['reason']}"
-    return ""
+    from tui_lab.lab.runner import problems_in
+
+    found = problems_in(doc)
+    return found[0] if found else ""
 
 
 def _as_data(obj: object) -> object:

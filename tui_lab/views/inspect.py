@@ -1,21 +1,21 @@
-"""Rich renderables for the pipeline inspections (``tui_lab.lab.pipeline``).
+"""Views of the pipeline inspections (``tui_lab.lab.pipeline``, ``tui_lab.lab.modalities``).
 
-``render_inspection(name, data)`` takes an inspection's result (the dataclass or
-its ``asdict`` form, e.g. read back from JSON) and returns something Rich (and so
-Textual's ``Static``) can draw: tables, a coloured grid for the attention mask,
-bars for probabilities. Only Rich is imported here.
+Each takes the inspection's result as its ``asdict`` form (so a saved file draws the same) and returns
+tables, a coloured grid for the attention mask, bars for probabilities.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
+
+from tui_lab import formatting
+from tui_lab.formatting import milliseconds as ms
+from tui_lab.formatting import size
+from tui_lab.views.fit import bar_cells
 
 TOKEN_COLOURS = ("on #264653", "on #2a6f4e", "on #6d597a", "on #8a5a24", "on #355070", "on #5f0f40")
 """Alternating backgrounds that tell neighbouring tokens apart (readable with light text)."""
@@ -26,7 +26,7 @@ BAR_WIDTH = 24
 CELL_WIDTH = 7
 
 
-def _data(data: Any) -> dict:
+def _data(data: object) -> dict[str, object]:
     if is_dataclass(data) and not isinstance(data, type):
         return asdict(data)
     if isinstance(data, dict):
@@ -43,25 +43,9 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else (f"{value:.3f}" if value < 1 else f"{value:.1f}")
-
-
 def bar(fraction: float, width: int = BAR_WIDTH) -> Text:
-    """A horizontal bar of ``fraction`` (0..1) of ``width`` cells, with eighth-cell resolution."""
-    fraction = min(max(fraction, 0.0), 1.0)
-    eighths = round(fraction * width * 8)
-    full, rest = divmod(eighths, 8)
-    partial = " ▏▎▍▌▋▊▉"[rest] if rest else ""
-    return Text("█" * full + partial, style="#e9c46a") + Text(" " * (width - full - len(partial)))
+    """A horizontal bar of ``fraction`` (0..1) of ``width`` cells."""
+    return Text(formatting.bar(fraction, width), style="#e9c46a")
 
 
 # -- tokenize ------------------------------------------------------------------------------
@@ -172,12 +156,10 @@ def render_padding(d: dict, width: int | None = None) -> RenderableType:
 def render_logits(d: dict, width: int | None = None) -> RenderableType:
     """The logits' shape and size, then per prompt the top-k next tokens with probability bars (sized to
     ``width`` cells)."""
-    from tui_lab.ui.fit import bar_cells
-
     b, s, v = d["logits_shape"]
     head = Text.assemble(
         ("logits ", "bold"), f"shape (batch={b}, seq_len={s}, vocab={v:,}) · {d['dtype']}",
-        f" · {_bytes(d['logits_bytes'])}",
+        f" · {size(d['logits_bytes'])}",
         f" · forward pass {d['forward_ms']:.1f} ms on {d['device']}",
         (f" (first call {d['first_forward_ms']:.1f} ms)", "dim") if d.get("first_forward_ms") else "",
     )
@@ -221,8 +203,8 @@ def render_roofline(d: dict, width: int | None = None) -> RenderableType:
     )
     head = Text.assemble(
         (f"{d['model']}", "bold"), f" · {d['params'] / 1e6:.0f} M parameters · {d['dtype']} · weights ",
-        (_bytes(d["weight_bytes"]), "bold"), f" · {d['layers']} layers, {d['kv_heads']} KV head(s) × {d['head_dim']}",
-        f" · KV cache {_bytes(d['kv_bytes_per_token'])} per token{sliding}",
+        (size(d["weight_bytes"]), "bold"), f" · {d['layers']} layers, {d['kv_heads']} KV head(s) × {d['head_dim']}",
+        f" · KV cache {size(d['kv_bytes_per_token'])} per token{sliding}",
     )
     sheet = f" (datasheet {d['datasheet_gb_s']:,.0f} GB/s)" if d.get("datasheet_gb_s") else ""
     bw = Text.assemble(
@@ -234,8 +216,6 @@ def render_roofline(d: dict, width: int | None = None) -> RenderableType:
     ) if d.get("peak_tflops") else Text()
     from rich import box
 
-    from tui_lab.ui.fit import bar_cells
-
     def decode_table(cells: int) -> Table:
         table = Table(title="decode step: measured vs bandwidth floor", title_justify="left", header_style="bold",
                       box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
@@ -245,10 +225,10 @@ def render_roofline(d: dict, width: int | None = None) -> RenderableType:
         for m in d["measurements"]:
             frac = m.get("floor_fraction")
             table.add_row(
-                str(m["batch_size"]), str(m["context_tokens"]), _ms(m["step_ms"]), _ms(m["floor_ms"]),
+                str(m["batch_size"]), str(m["context_tokens"]), ms(m["step_ms"]), ms(m["floor_ms"]),
                 bar(frac or 0.0, cells), "—" if frac is None else f"{100 * frac:.0f}%",
                 "—" if m.get("achieved_gb_s") is None else f"{m['achieved_gb_s']:,.1f}",
-                _ms(m.get("floor_at_seq_len_ms")),
+                ms(m.get("floor_at_seq_len_ms")),
                 "—" if m.get("tokens_per_s") is None else f"{m['tokens_per_s']:,.1f}",
             )
         return table
@@ -263,19 +243,19 @@ def render_roofline(d: dict, width: int | None = None) -> RenderableType:
     prefill.add_column("TTFT ms (p50)", justify="right")
     prefill.add_column("floor ms", justify="right")
     for m in d["measurements"]:
-        prefill.add_row(str(m["batch_size"]), str(m["prompt_tokens"]), _ms(m.get("ttft_ms")),
-                        _ms(m.get("prefill_floor_ms")))
+        prefill.add_row(str(m["batch_size"]), str(m["prompt_tokens"]), ms(m.get("ttft_ms")),
+                        ms(m.get("prefill_floor_ms")))
     fits = Table(
-        title=f"KV cache: sequences that fit in {_bytes(d['free_bytes'])} free ({d['free_bytes_method']})",
+        title=f"KV cache: sequences that fit in {size(d['free_bytes'])} free ({d['free_bytes_method']})",
         title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
     )
     fits.add_column("tokens per sequence", justify="right")
     fits.add_column("KV bytes per sequence", justify="right")
     fits.add_column("sequences that fit", justify="right")
     for f in d["kv_fits"]:
-        fits.add_row(f"{f['seq_len']:,}", _bytes(f["kv_bytes_per_sequence"]), f"{f['sequences']:,}")
+        fits.add_row(f"{f['seq_len']:,}", size(f["kv_bytes_per_sequence"]), f"{f['sequences']:,}")
     at_len = Text.assemble(
-        f"one sequence of {d['seq_len']:,} tokens holds ", (_bytes(d["kv_bytes_at_seq_len"]), "bold"),
+        f"one sequence of {d['seq_len']:,} tokens holds ", (size(d["kv_bytes_at_seq_len"]), "bold"),
         " of KV cache → ", (f"{d['sequences_at_seq_len']:,}", "bold #e9c46a"), " such sequences fit",
     )
     notes = [Text(f"• {n}", style="dim") for n in d.get("notes", [])]
@@ -299,7 +279,7 @@ def render_modalities(d: dict) -> RenderableType:
     image.add_row("patches", f"{img['grid_cols']} × {img['grid_rows']} of {img['patch']} px = {img['patches']:,}")
     if img["pool"] > 1:
         image.add_row("merge", f"{img['pool']} × {img['pool']} patches → 1 token")
-    image.add_row("tensor", f"{tuple(img['pixel_shape'])} float32, {_bytes(img['pixel_values_bytes'])}")
+    image.add_row("tensor", f"{tuple(img['pixel_shape'])} float32, {size(img['pixel_values_bytes'])}")
     image.add_row(Text("tokens", style="bold"), Text(f"{img['tokens']:,}", style="bold #e9c46a"))
     image.add_row("source", Text(img["source"], style="dim"))
 
@@ -325,24 +305,3 @@ def render_modalities(d: dict) -> RenderableType:
     video.add_row("per frame", f"{vid['tokens_per_frame']:,} tokens{merge}")
     video.add_row(Text("tokens", style="bold"), Text(f"{vid['tokens']:,}", style="bold #e9c46a"))
     return Group(image, Text(), audio, Text(), video)
-
-
-RENDERERS: dict[str, Callable[[dict], RenderableType]] = {
-    "tokenize": render_tokenize,
-    "padding": render_padding,
-    "logits": render_logits,
-    "roofline": render_roofline,
-    "modalities": render_modalities,
-}
-
-
-def render_inspection(name: str, data: Any) -> RenderableType:
-    """A Rich renderable for inspection ``name``'s result; unknown names are shown as plain data."""
-    d = _data(data)
-    renderer = RENDERERS.get(name)
-    if renderer is None:
-        return Pretty(d)
-    return renderer(d)
-
-
-__all__ = ["RENDERERS", "bar", "render_inspection"]

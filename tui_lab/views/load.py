@@ -11,18 +11,25 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tui_lab.lab.load import THROUGHPUT_NOTE, LoadRun, LoadSweepResult
-from tui_lab.metrics import Percentiles
-from tui_lab.ui.theme import format_rate, format_seconds
-from tui_lab.ui.views.registry import renders
+from tui_lab.formatting import MISSING, rate, seconds
+from tui_lab.lab.load import THROUGHPUT_NOTE, LoadPoint, LoadRun, LoadSweepResult
+from tui_lab.views.runs import cell
+
+LOAD_COLUMNS = ("config", "TTFT p50", "TTFT p90", "TPOT p50", "TPOT p90", "E2E p50", "queue p50", "window tok/s",
+                "mean/run tok/s", "")
+"""The columns of a load sweep's table (the CLI prints its rows as the points come, with ``load_cells``)."""
 
 
-def _pct(p: Percentiles, q: int) -> str:
-    value = p.p50 if q == 50 else p.p90
-    return format_seconds(value) if value is not None else p.label(q)
+def load_cells(point: LoadPoint) -> list[str]:
+    """One row of a load sweep's table."""
+    p = point.point
+    if p.status in ("error", "skipped"):
+        return [p.label] + [MISSING] * 8 + [p.error or p.status]
+    return [p.label, cell(p.ttft_s, 50), cell(p.ttft_s, 90), cell(p.tpot_s, 50), cell(p.tpot_s, 90),
+            cell(p.e2e_s, 50), cell(point.client_queue_s, 50), rate(point.window_output_tokens_per_s, ""),
+            rate(point.mean_run_output_tokens_per_s, ""), "partial" if p.partial else ""]
 
 
-@renders(LoadRun)
 def view_load_run(result: LoadRun, width: int) -> RenderableType:
     """Latency percentiles, client queue time and window throughput of one load."""
     s = result.run.summary()
@@ -32,30 +39,24 @@ def view_load_run(result: LoadRun, width: int) -> RenderableType:
         table.add_column(name, justify="left" if name == "metric" else "right")
     for name, p in (("TTFT (from the send)", s.ttft_s), ("TPOT", s.tpot_s), ("ITL", s.itl_s), ("E2E", s.e2e_s),
                     ("client queue time", result.client_queue_s)):
-        table.add_row(name, _pct(p, 50), _pct(p, 90), str(p.n))
-    lines = [Text.assemble(("window output throughput ", "bold"), format_rate(result.window_output_tokens_per_s),
+        table.add_row(name, cell(p, 50), cell(p, 90), str(p.n))
+    lines = [Text.assemble(("window output throughput ", "bold"), rate(result.window_output_tokens_per_s),
                            f" · at most {result.max_in_flight} in flight")]
     if result.cold is not None:
-        cold = format_seconds(result.cold.ttft_s)
+        cold = seconds(result.cold.ttft_s)
         lines.append(Text(f"cold request (sent alone first, not in the table): TTFT {cold}", style="dim"))
     if result.run.partial:
         lines.append(Text(f"partial: {result.run.error or 'stopped before every request finished'}", style="yellow"))
     return Group(table, *lines)
 
 
-@renders(LoadSweepResult)
 def view_load_sweep(result: LoadSweepResult, width: int) -> RenderableType:
     """One row per concurrency or rate, then the knee, the budget pick and the cold request."""
     table = Table(header_style="bold")
-    for name in ("config", "TTFT p50", "TPOT p50", "E2E p50", "queue p50", "window tok/s", "mean/run tok/s"):
-        table.add_column(name, justify="left" if name == "config" else "right")
-    for p in result.points:
-        sp = p.point
-        if sp.status in ("error", "skipped"):
-            table.add_row(sp.label, Text(sp.error or sp.status, style="red"), "", "", "", "", "")
-            continue
-        label = sp.label + (" (partial)" if sp.partial else "")
-        table.add_row(label, _pct(sp.ttft_s, 50), _pct(sp.tpot_s, 50), _pct(sp.e2e_s, 50), _pct(p.client_queue_s, 50),
-                      format_rate(p.window_output_tokens_per_s), format_rate(p.mean_run_output_tokens_per_s))
+    for i, name in enumerate(LOAD_COLUMNS):
+        table.add_column(name, justify="left" if i in (0, len(LOAD_COLUMNS) - 1) else "right")
+    for point in result.points:
+        style = "red" if point.point.status in ("error", "skipped") else "yellow" if point.point.partial else ""
+        table.add_row(*load_cells(point), style=style)
     notes = [result.knee_note(), result.budget_note(), result.cold_note(), THROUGHPUT_NOTE, *result.messages]
     return Group(table, *[Text(n, style="dim") for n in notes])

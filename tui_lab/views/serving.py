@@ -1,29 +1,20 @@
-"""The panel side of the serving experiments (``tui_lab.lab.serving``): Rich views.
+"""Views of the serving experiments' results (``tui_lab.lab.serving``): tables with bars, laid out for a width.
 
-The experiments themselves run as objects of ``tui_lab.lab.catalog``.
-``render_serving(name, result)`` draws a result — the dataclass or its
-``to_dict()`` form, e.g. read back from a saved file — as tables with bars.
-Only Rich is imported here; Textual types appear in type hints only.
+Each view takes the result (the dataclass, or its ``to_dict()`` form read back from a saved file).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich import box
 from rich.console import Group, RenderableType
-from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
 
-from tui_lab.ui.theme import TTFT_STYLE, format_rate, format_seconds
-
-if TYPE_CHECKING:
-    pass
-
-SERVING_EXPERIMENTS = ("graphs_compare", "prefix_cache", "queueing", "static_vs_continuous")
+from tui_lab.formatting import blocks, milliseconds, percent, rate, seconds
+from tui_lab.views.fit import bar_cells
+from tui_lab.views.style import TTFT_STYLE
 
 WAIT_STYLE = "yellow"
 DECODE_STYLE = "green"
@@ -31,13 +22,6 @@ NOTE_STYLE = "bold"
 MAX_ROWS = 64
 """Per-request rows drawn at most (the result keeps them all)."""
 
-
-# ------------------------------------------------------------------------------------------------- runners
-
-
-
-
-# --------------------------------------------------------------------------------------------------- views
 
 LANE_WIDTH = 20
 """Cells of a per-request timeline; the panel is ~80-90 columns wide, so tables stay compact."""
@@ -64,22 +48,7 @@ def _table(title: str) -> Table:
 
 
 def _bar(value: float | None, scale: float, style: str, width: int = IN_TABLE_BAR) -> Text:
-    if value is None or scale <= 0:
-        return Text("")
-    cells = max(1, round(value / scale * width))
-    return Text("█" * min(cells, width), style)
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f} ms"
-
-
-def _rate(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.1f}"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0f}%"
+    return Text(blocks(value, scale, width), style)
 
 
 def _p(stats: dict | None, key: str) -> float | None:
@@ -117,8 +86,6 @@ def _legend(wait: str) -> Text:
 
 def render_graphs(result: Any, width: int | None = None) -> RenderableType:
     """Decode step times eager vs CUDA graphs, per mode and per run, sized to ``width`` cells."""
-    from tui_lab.ui.fit import bar_cells
-
     data = _data(result)
     modes = data.get("modes", [])
     scale = max((r.get("step_ms_p50") or 0.0 for m in modes for r in m.get("runs", [])), default=0.0)
@@ -134,12 +101,12 @@ def render_graphs(result: Any, width: int | None = None) -> RenderableType:
                 continue
             style = "green" if m.get("cuda_graphs") else "cyan"
             for r in m.get("runs", []):
-                table.add_row(m["label"], str(r["run_index"]), _ms(r.get("step_ms_p50")),
-                              _bar(r.get("step_ms_p50"), scale, style, cells), "", _rate(r.get("tokens_per_s")), "")
+                table.add_row(m["label"], str(r["run_index"]), milliseconds(r.get("step_ms_p50")),
+                              _bar(r.get("step_ms_p50"), scale, style, cells), "", rate(r.get("tokens_per_s")), "")
             steps = m.get("step_ms") or {}
-            table.add_row(Text(m["label"], "bold"), "all", Text(_ms(steps.get("p50")), "bold"),
-                          _bar(steps.get("p50"), scale, "bold " + style, cells), _ms(steps.get("p90")),
-                          Text(_rate(m.get("tokens_per_s")), "bold"), _pct(m.get("gpu_busy_pct")))
+            table.add_row(Text(m["label"], "bold"), "all", Text(milliseconds(steps.get("p50")), "bold"),
+                          _bar(steps.get("p50"), scale, "bold " + style, cells), milliseconds(steps.get("p90")),
+                          Text(rate(m.get("tokens_per_s")), "bold"), percent(m.get("gpu_busy_pct")))
             if m.get("reason"):
                 table.add_row("", "", Text(str(m["reason"]), "red"), "", "", "", "")
         return table
@@ -151,8 +118,6 @@ def render_graphs(result: Any, width: int | None = None) -> RenderableType:
 
 def render_prefix(result: Any, width: int | None = None) -> RenderableType:
     """TTFT with the prefix cache off and on, with vLLM's own prefill time, sized to ``width`` cells."""
-    from tui_lab.ui.fit import bar_cells
-
     data = _data(result)
     modes = data.get("modes", [])
     scale = max((_p(m.get("ttft_s"), "p50") or 0.0 for m in modes), default=0.0)
@@ -168,10 +133,10 @@ def render_prefix(result: Any, width: int | None = None) -> RenderableType:
                 continue
             style = "green" if m.get("enable_prefix_caching") else "cyan"
             ttft = m.get("ttft_s") or {}
-            table.add_row(name, format_seconds(m.get("first_request_ttft_s")),
-                          Text(format_seconds(ttft.get("p50")), "bold"), _bar(ttft.get("p50"), scale, style, cells),
-                          format_seconds(ttft.get("p90")), format_seconds(_p(m.get("engine_prefill_s"), "p50")),
-                          format_seconds(_p(m.get("tpot_s"), "p50")))
+            table.add_row(name, seconds(m.get("first_request_ttft_s")),
+                          Text(seconds(ttft.get("p50")), "bold"), _bar(ttft.get("p50"), scale, style, cells),
+                          seconds(ttft.get("p90")), seconds(_p(m.get("engine_prefill_s"), "p50")),
+                          seconds(_p(m.get("tpot_s"), "p50")))
         return table
 
     table = build(IN_TABLE_BAR if width is None else bar_cells(build, width, IN_TABLE_BAR))
@@ -191,8 +156,8 @@ def render_queueing(result: Any) -> RenderableType:
         table.add_column(col, no_wrap=True)
     for r in rows[:MAX_ROWS]:
         queued = r.get("queued_s")
-        table.add_row(str(r["index"]), "—" if r.get("wave") is None else str(r["wave"]), format_seconds(queued),
-                      format_seconds(r.get("ttft_s")), format_seconds(r.get("e2e_s")),
+        table.add_row(str(r["index"]), "—" if r.get("wave") is None else str(r["wave"]), seconds(queued),
+                      seconds(r.get("ttft_s")), seconds(r.get("e2e_s")),
                       _timeline(queued, r.get("ttft_s"), r.get("e2e_s"), scale))
     parts: list[RenderableType] = [table]
     if rows:
@@ -203,9 +168,9 @@ def render_queueing(result: Any) -> RenderableType:
     if summary:
         ttft = summary.get("ttft_s") or {}
         line = Text()
-        line.append(f"TTFT p50 {format_seconds(ttft.get('p50'))} · p90 {format_seconds(ttft.get('p90'))} · ",
+        line.append(f"TTFT p50 {seconds(ttft.get('p50'))} · p90 {seconds(ttft.get('p90'))} · ",
                     "bold")
-        line.append(f"throughput {format_rate(summary.get('output_tokens_per_s'))}")
+        line.append(f"throughput {rate(summary.get('output_tokens_per_s'))}")
         parts.append(line)
     parts.append(Text(data.get("note", ""), NOTE_STYLE))
     return Group(*parts)
@@ -225,8 +190,6 @@ def _engine_of(mode: dict) -> str:
 def render_batching(result: Any, width: int | None = None) -> RenderableType:
     """Static vs continuous batching: totals per mode, then every request on a shared time axis
     (its lanes sized to ``width`` cells)."""
-    from tui_lab.ui.fit import bar_cells
-
     data = _data(result)
     modes = data.get("modes", [])
     table = _table(f"static vs continuous batching · {len(data.get('lengths', []))} replies of "
@@ -240,8 +203,8 @@ def render_batching(result: Any, width: int | None = None) -> RenderableType:
             table.add_row(name, Text(f"not run: {m.get('reason')}", "yellow"), "", "", "", "", "")
             continue
         e2e = m.get("e2e_s") or {}
-        table.add_row(name, Text(format_seconds(m.get("wall_s")), "bold"), _rate(m.get("tokens_per_s")),
-                      format_seconds(e2e.get("p50")), format_seconds(e2e.get("p90")),
+        table.add_row(name, Text(seconds(m.get("wall_s")), "bold"), rate(m.get("tokens_per_s")),
+                      seconds(e2e.get("p50")), seconds(e2e.get("p90")),
                       "—" if m.get("batch_steps") is None else str(m["batch_steps"]),
                       "—" if m.get("padded_steps") is None else str(m["padded_steps"]))
     caption = Text("HF: the transformers engine · steps: decode steps the static batches ran (each as long as "
@@ -261,7 +224,7 @@ def render_batching(result: Any, width: int | None = None) -> RenderableType:
             name = SHORT_MODES.get(m.get("key", ""), m.get("key", "?"))
             for r in m.get("requests", [])[:MAX_ROWS]:
                 lanes.add_row(name, r["request_id"], f"{r.get('output_tokens')}/{r.get('target_tokens')}",
-                              format_seconds(r.get("e2e_s")),
+                              seconds(r.get("e2e_s")),
                               _timeline(_wait(r), r.get("ttft_s"), r.get("e2e_s"), scales.get(_engine_of(m), 0.0),
                                         cells))
         return lanes
@@ -269,23 +232,3 @@ def render_batching(result: Any, width: int | None = None) -> RenderableType:
     lanes = build(LANE_WIDTH if width is None else bar_cells(build, width, LANE_WIDTH, least=8))
     return Group(table, caption, lanes, _legend("waiting (for its batch, or for a free slot)"),
                  Text(data.get("note", ""), NOTE_STYLE))
-
-
-_RENDERERS: dict[str, Callable[[Any], RenderableType]] = {
-    "graphs_compare": render_graphs,
-    "prefix_cache": render_prefix,
-    "queueing": render_queueing,
-    "static_vs_continuous": render_batching,
-}
-
-
-def render_serving(name: str, result: Any) -> RenderableType:
-    """A renderable for a serving experiment's result (raw data for an unknown name)."""
-    render = _RENDERERS.get(name)
-    if render is not None:
-        return render(result)
-    data = _data(result) if hasattr(result, "to_dict") else result
-    try:
-        return Pretty(json.loads(json.dumps(data, default=str)))
-    except (TypeError, ValueError):
-        return Text(repr(data))

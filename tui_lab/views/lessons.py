@@ -19,7 +19,6 @@ from tui_lab.lab.traffic import (
     SpeculationResult,
     ToolMetricsResult,
 )
-from tui_lab.ui.views.registry import renders
 
 
 def _f(value: Any, fmt: str = "{:.2f}", none: str = "—") -> str:
@@ -44,7 +43,6 @@ def _note(text: str) -> list[RenderableType]:
     return [Text(text, style="yellow")] if text else []
 
 
-@renders(PrecisionResult)
 def precision_view(r: PrecisionResult, width: int) -> RenderableType:
     """Weight formats: GB, floor and measured step."""
     rows = [(row.dtype, _f(row.weight_gb), _f(row.floor_ms, "{:.3f}"), _f(row.measured_ms, "{:.3f}"))
@@ -55,7 +53,6 @@ def precision_view(r: PrecisionResult, width: int) -> RenderableType:
                  *_note(r.note))
 
 
-@renders(KvCapacityResult)
 def kv_view(r: KvCapacityResult, width: int) -> RenderableType:
     """KV bytes per token by model and design, and the measured largest batch."""
     short = {"nemotron-nano-9b-v2": "nemotron-9b", "gemma-3-270m": "gemma-270m"}
@@ -83,7 +80,6 @@ def _spark(values: Sequence[float], width: int) -> str:
     return "".join(bars[min(7, int(v / top * 7))] for v in vs)
 
 
-@renders(PreemptionResult)
 def preemption_view(r: PreemptionResult, width: int) -> RenderableType:
     """Running / waiting / KV usage over time, and the preemption total."""
     w = max(10, min(width, 72) - 12)
@@ -98,7 +94,6 @@ def preemption_view(r: PreemptionResult, width: int) -> RenderableType:
     return Group(*lines, *_note(r.note))
 
 
-@renders(TpResult)
 def tp_view(r: TpResult, width: int) -> RenderableType:
     """TP=1 vs TP=2: the prediction figures, then the measurements if any."""
     rows = [(f"TP={d['tp']} b={d['batch']}", _f(d["weight_gib_per_gpu"], "{:.1f}"), _f(d["memory_floor_ms"], "{:.2f}"),
@@ -115,7 +110,6 @@ def tp_view(r: TpResult, width: int) -> RenderableType:
     return Group(*parts, *_note(r.note))
 
 
-@renders(LoadLoopResult)
 def load_view(r: LoadLoopResult, width: int) -> RenderableType:
     """Little's law and coordinated omission."""
     lc = r.little or {}
@@ -134,7 +128,6 @@ def load_view(r: LoadLoopResult, width: int) -> RenderableType:
     return Group(_table(title, ("", "value"), rows, width), *_note(r.note))
 
 
-@renders(InterferenceResult)
 def interference_view(r: InterferenceResult, width: int) -> RenderableType:
     """Running streams' ITL and the long prompt's TTFT per configuration."""
     rows = [(row.label, _f(row.itl_p50_ms, "{:.1f}"), _f(row.itl_p99_ms, "{:.1f}"), _f(row.itl_max_ms, "{:.1f}"),
@@ -143,7 +136,6 @@ def interference_view(r: InterferenceResult, width: int) -> RenderableType:
     return Group(_table(title, ("", "ITL p50", "ITL p99", "ITL max", "long TTFT"), rows, width), *_note(r.note))
 
 
-@renders(SpeculationResult)
 def speculation_view(r: SpeculationResult, width: int) -> RenderableType:
     """Speculation off/on × repetitive/fresh."""
     rows = [(f"{row.speculation} · {row.text}", _f(row.tpot_ms), _f(row.tokens_per_event),
@@ -154,7 +146,6 @@ def speculation_view(r: SpeculationResult, width: int) -> RenderableType:
     return Group(head, speed, *_note(r.note))
 
 
-@renders(ToolMetricsResult)
 def tools_view(r: ToolMetricsResult, width: int) -> RenderableType:
     """Each tool's ITL / TPOT / throughput on the same trace."""
     rows = [(d["tool"], _f(d["itl_mean_ms"], "{:.2f}"), _f(d["itl_p99_ms"], "{:.2f}"), _f(d["tpot_mean_ms"], "{:.2f}"),
@@ -164,7 +155,6 @@ def tools_view(r: ToolMetricsResult, width: int) -> RenderableType:
                         ("tool", "ITL ms", "ITL p99", "TPOT ms", "tok/s"), rows, width), *defs)
 
 
-@renders(EnergyResult)
 def energy_view(r: EnergyResult, width: int) -> RenderableType:
     """Throughput, TPOT, J/token and cost per million per batch size."""
     rows = [(str(p.batch_size), _f(p.tokens_per_s, "{:.0f}"), _f(p.tpot_ms), _f(p.joules_per_token, "{:.3f}"),
@@ -174,7 +164,6 @@ def energy_view(r: EnergyResult, width: int) -> RenderableType:
                  Text(f"energy: {r.energy_source}", style="dim"), *_note(r.note))
 
 
-@renders(AnswerLatencyResult)
 def answer_view(r: AnswerLatencyResult, width: int) -> RenderableType:
     """TTFT vs time to first answer token."""
     rows = [(q["request_id"], _f(q["ttft_ms"], "{:.0f}"), _f(q["ttfa_ms"], "{:.0f}"), str(q["think_tokens"]))

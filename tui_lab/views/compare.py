@@ -1,0 +1,84 @@
+"""Views of the lesson 01 comparisons: CPU against GPU, and decoding without and with a KV cache."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from tui_lab.formatting import blocks, rate, seconds
+from tui_lab.lab.compare import DeviceComparison, KVCacheComparison
+from tui_lab.views.fit import bar_cells
+from tui_lab.views.style import TTFT_STYLE
+
+BAR_WIDTH = 24
+"""Cells of the longest bar; the others scale to it."""
+
+
+def _sized_bar(value: float | None, scale: float, style: str, cells: int) -> Text:
+    """A bar of at most ``cells`` cells for ``value`` on a ``scale`` that fills them."""
+    return Text(blocks(value, scale, cells), style)
+
+
+def device_view(result: DeviceComparison, width: int) -> RenderableType:
+    """Per-run E2E bars for each device, with the median and spread, sized to ``width`` cells."""
+    devices = result.devices
+    scale = max((r.e2e_s or 0.0 for d in devices for r in d.runs), default=0.0)
+
+    def build(cells: int) -> Table:
+        table = Table(title="CPU vs GPU · E2E per run (same prompt, greedy)", expand=False,
+                      box=box.SIMPLE_HEAD, padding=(0, 1))
+        for col in ("device", "run", "E2E", "", "tok/s", "spread"):
+            table.add_column(col, no_wrap=True)
+        for d in devices:
+            if not d.available:
+                table.add_row(d.device, "—", Text(f"not run: {d.reason}", "yellow"), "", "", "")
+                continue
+            style = "green" if d.device == "cuda" else "cyan"
+            for r in d.runs:
+                table.add_row(d.device, str(r.run_index), seconds(r.e2e_s),
+                              _sized_bar(r.e2e_s, scale, style, cells), rate(r.tokens_per_s), "")
+            table.add_row(Text(d.device, "bold"), "median", Text(seconds(d.median_e2e_s), "bold"),
+                          _sized_bar(d.median_e2e_s, scale, "bold " + style, cells),
+                          Text(rate(d.median_tokens_per_s), "bold"),
+                          f"{d.spread_pct:.0f}%" if d.spread_pct is not None else "—")
+        return table
+
+    cells = bar_cells(build, width, BAR_WIDTH)
+    return Group(build(cells), Text(getattr(result, "note", ""), "bold"))
+
+
+def kv_view(result: KVCacheComparison, width: int) -> RenderableType:
+    """Step times of the naive loop against the KV-cache loop, sized to ``width`` cells."""
+    modes = result.modes
+    scale = max((t for m in modes for t in m.step_times_s[1:]), default=0.0)
+
+    def build(cells: int) -> Table:
+        table = Table(title="decoding without and with a KV cache (same prompt, greedy)", box=box.SIMPLE_HEAD,
+                      padding=(0, 1))
+        for col in ("mode", "E2E", "tok/s", "step growth", "last steps"):
+            table.add_column(col, no_wrap=True)
+        for m in modes:
+            name = "no cache" if m.kv_cache is False else m.mode
+            if m.error:
+                table.add_row(name, Text(m.error, "red"), "", "", "")
+                continue
+            growth = m.growth()
+            spark = Text()
+            for t in m.step_times_s[1:][-cells:]:
+                level = 0 if scale <= 0 else min(7, int(t / scale * 7))
+                spark.append("▁▂▃▄▅▆▇█"[level], TTFT_STYLE if m.kv_cache is False else "green")
+            table.add_row(name, seconds(m.e2e_s), rate(m.tokens_per_s),
+                          "—" if growth is None else f"×{growth:.2f}", spark)
+        return table
+
+    cells = bar_cells(build, width, BAR_WIDTH)
+    foot = Text()
+    if any(m.kv_cache is False for m in modes):
+        foot.append("no cache: every step recomputes the whole sequence. ", "dim")
+    if getattr(result, "speedup", None):
+        foot.append(f"KV cache is {result.speedup:.1f}x faster end to end. ", "bold")
+    if getattr(result, "same_text", None) is not None:
+        foot.append("Same text from both loops." if result.same_text else "The texts differ (they should not).")
+    return Group(build(cells), foot)
