@@ -99,10 +99,7 @@ async def _run_in_app(engine, batch: int, tokens: int, prompts: list[str]) -> fl
 
 def overhead(engine, label: str, batch: int, tokens: int, repeats: int) -> dict:
     """Alternate headless and in-app runs; compare median tokens/s."""
-    from tui_lab.ui.experiments import prompts_for
-
-    prompts = prompts_for("The future of AI is", batch, 0)
-    requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+    requests = [Request(f"r{i}", p) for i, p in enumerate(_prompts(batch))]
     # Exactly what the app sends for these settings (greedy, EOS honoured).
     sampling = SamplingParams(max_new_tokens=tokens, temperature=0.0, ignore_eos=False)
     def in_thread() -> float:
@@ -250,9 +247,9 @@ def headless_figures(engine_name: str, model: str, device: str, batches: list[in
                      repeats: int) -> dict[int, float]:
     """Tokens/s of ``generate`` with the engine in this process (no UI): median of ``repeats`` after a warm-up."""
     from tui_lab.engines import create_engine
-    from tui_lab.engines.options import engine_kwargs
+    from tui_lab.engines.options import declared_only
 
-    engine = create_engine(engine_name, **engine_kwargs(engine_name, {"model": model, "device": device}))
+    engine = create_engine(engine_name, **declared_only(engine_name, {"model": model, "device": device}))
     engine.load()
     out = {}
     try:
@@ -269,9 +266,10 @@ def headless_figures(engine_name: str, model: str, device: str, batches: list[in
 
 
 def _prompts(batch: int) -> list[str]:
-    from tui_lab.lab.catalog import prompts_for
+    from tui_lab.lab.prompts import batch_prompts
+    from tui_lab.params import DEFAULT_PROMPT
 
-    return prompts_for("The future of AI is", batch, 0)
+    return batch_prompts([DEFAULT_PROMPT], batch, 0)
 
 
 async def app_figures(engine_name: str, model: str, device: str, batches: list[int], tokens: int,

@@ -78,7 +78,8 @@ half the card: run them with ``--only``."""
 def run_one(name: str, params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """Load the engine ``options`` name, run experiment ``name`` and return its result as JSON data."""
     from tui_lab.engines import create_engine
-    from tui_lab.lab.experiment import RunContext, get
+    from tui_lab.lab.experiment import RunContext
+    from tui_lab.lab.inventory import get
     from tui_lab.lab.export import to_jsonable
 
     engine_options = dict(options)

@@ -69,10 +69,13 @@ def test_run_json_document_shape_and_consistency(capsys: pytest.CaptureFixture[s
     assert summary["output_tokens_per_s"] == pytest.approx(6 / req["e2e_s"])
 
 
-def test_run_batch_cycles_through_prompts(capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_batch_takes_the_prompts_then_the_seeded_schedule(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI and the TUI fill a batch the same way: the prompts given first, then varied prompts."""
+    from tui_lab.lab.prompts import prompt_schedule
+
     code, doc, _ = run_json(capsys, "--prompt", "a b", "--prompt", "c", "--batch-size", "5", "--max-tokens", "3")
     assert code == 0
-    assert [r["prompt"] for r in doc["requests"]] == ["a b", "c", "a b", "c", "a b"]
+    assert [r["prompt"] for r in doc["requests"]] == ["a b", "c", *prompt_schedule(3, 0)]
     assert doc["batch_size"] == 5 and doc["summary"]["ttft_s"]["n"] == 5
     assert doc["summary"]["ttft_s"]["p90"] is not None  # 5 samples: p90 reported, p99 not
     assert doc["summary"]["ttft_s"]["p99"] is None
@@ -100,7 +103,7 @@ def test_run_batch_text_shows_r0_and_the_others(capsys: pytest.CaptureFixture[st
     assert main(["run", *SCRIPTED, "--prompt", "x", "--batch-size", "12", "--max-tokens", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("[r0 of 12] x")
-    assert "[r1] x" in out and "[r8] x" in out and "[r9]" not in out
+    assert "[r1] " in out and "[r8] " in out and "[r9]" not in out
     assert "... and 3 more requests" in out
 
 
@@ -180,16 +183,18 @@ def test_sigint_in_a_real_process_exits_130_without_traceback() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch-size", "0"], "batch size must be from 1 to 1024"),
-        (["--batch-size", "1025"], "batch size must be from 1 to 1024"),
-        (["--max-tokens", "0"], "max new tokens must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be in 1..1024 (got 0)"),
+        (["--batch-size", "1025"], "--batch-size must be in 1..1024 (got 1025)"),
+        (["--max-tokens", "0"], "--max-tokens must be in 1..32768 (got 0)"),
         (["--max-tokens", "5000"], "beyond the model's context of 4096"),
-        (["--top-p", "0"], "top-p must be in (0, 1]"),
-        (["--top-p", "1.5"], "top-p must be in (0, 1]"),
-        (["--temperature", "-0.5"], "temperature must be >= 0"),
-        (["--top-k", "-1"], "top-k must be >= 0"),
-        (["--batch-size", "two"], "invalid int value"),
-        (["--prompt", "  "], "a prompt is empty"),
+        (["--top-p", "0"], "--top-p must be in (0, 1] (got 0)"),
+        (["--top-p", "1.5"], "--top-p must be in (0, 1] (got 1.5)"),
+        (["--temperature", "-0.5"], "--temperature must be >= 0"),
+        (["--temperature", "nan"], "--temperature must be a finite number"),
+        (["--temperature", "inf"], "--temperature must be a finite number"),
+        (["--top-k", "-1"], "--top-k must be >= 0"),
+        (["--batch-size", "two"], "--batch-size must be a whole number (got 'two')"),
+        (["--prompt", "  "], "--prompt must be some text"),
         (["--max-num-seqs", "4"], "--max-num-seqs applies only to --engine vllm"),
         (["--base-url", "http://x/v1"], "--base-url applies only to --engine openai"),
         (["--no-such-flag"], "unrecognized arguments"),
@@ -210,13 +215,13 @@ def test_bad_input_is_one_line_and_status_2(capsys: pytest.CaptureFixture[str], 
         (["run", "--engine", "tgi"], "unknown engine 'tgi'; choose one of: transformers, vllm, openai"),
         (["run", "--model", "arch:no-such-model"], "unknown architecture model"),
         (["run", "--model", "./definitely/not/here"], "no checkpoint directory"),
-        (["run", "--engine", "openai"], "needs --base-url"),
-        (["sweep", *SCRIPTED, "--batch-sizes", "1,0"], "batch size must be a whole number from 1 to 1024"),
-        (["sweep", *SCRIPTED, "--batch-sizes", "1,x"], "comma-separated whole numbers"),
-        (["sweep", *SCRIPTED, "--runs", "0"], "runs must be at least 1"),
+        (["run", "--engine", "openai"], "needs a base URL"),
+        (["sweep", *SCRIPTED, "--batch-sizes", "1,0"], "--batch-sizes must be in 1..1024 (got 0)"),
+        (["sweep", *SCRIPTED, "--batch-sizes", "1,x"], "--batch-sizes must be a whole number (got 'x')"),
+        (["sweep", *SCRIPTED, "--runs", "0"], "--runs must be in 1..100 (got 0)"),
         (["sweep", *SCRIPTED, "--out", "results.txt"], "must end in .json or .csv"),
         (["sweep", *SCRIPTED, "--lengths", "8", "--batch-sizes", "1"], "one thing at a time"),
-        (["sweep", *SCRIPTED, "--budget-preset", "fast"], "unknown latency budget preset"),
+        (["sweep", *SCRIPTED, "--budget-preset", "fast"], "--latency-budget must be one of: chat"),
         (["sweep", *SCRIPTED, "--latency-budget", "1", "--budget-metric", "e2e_p77"], "unknown latency metric"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -240,7 +245,7 @@ def test_missing_engine_module_is_a_clear_error(capsys: pytest.CaptureFixture[st
 def test_subprocess_exit_status_and_stderr_for_bad_input() -> None:
     res = cli_subprocess("run", *SCRIPTED, "--top-p", "2")
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == ["inference-lab: error: top-p must be in (0, 1] (got 2.0)"]
+    assert res.stderr.strip().splitlines() == ["inference-lab: error: --top-p must be in (0, 1] (got 2)"]
     assert res.stdout == ""
     res = cli_subprocess("run", "--engine", "nope")
     assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("\n") == 1
@@ -362,8 +367,25 @@ def test_no_command_opens_the_tui_with_options(monkeypatch) -> None:
     fake.run_app = lambda options: 0
     monkeypatch.setitem(sys.modules, "tui_lab.ui.app", fake)
     assert main(["--lesson", "02", "--model", "arch:gemma-3-270m", "--device", "cpu", "--cache-dir", "/tmp/c"]) == 0
-    assert seen == {"model": "arch:gemma-3-270m", "engine": "transformers", "device": "cpu", "lesson": "02",
-                    "cache_dir": "/tmp/c"}
+    assert seen == {"engine": "transformers", "lesson": "02",
+                    "engine_options": {"model": "arch:gemma-3-270m", "device": "cpu", "cache_dir": "/tmp/c"}}
+
+
+def test_the_lab_opens_on_an_openai_server_from_its_own_command_line(monkeypatch) -> None:
+    """``inference-lab --engine openai --base-url URL`` stopped with "invalid choice": the lab had no engine flags."""
+    seen = {}
+
+    class AppOptions:
+        def __init__(self, **kw: object) -> None:
+            seen.update(kw)
+
+    fake = types.ModuleType("tui_lab.ui.app")
+    fake.AppOptions = AppOptions
+    fake.run_app = lambda options: 0
+    monkeypatch.setitem(sys.modules, "tui_lab.ui.app", fake)
+    assert main(["--engine", "openai", "--base-url", "http://127.0.0.1:8000/v1", "--api-key-env", "MY_KEY"]) == 0
+    assert seen["engine"] == "openai"
+    assert seen["engine_options"] == {"base_url": "http://127.0.0.1:8000/v1", "api_key_env": "MY_KEY"}
 
 
 def test_bench_and_serve_are_dispatched_with_their_arguments(monkeypatch) -> None:
@@ -394,15 +416,23 @@ def test_engine_options_are_passed_only_to_their_engine() -> None:
     args = parser.parse_args(["run", "--engine", "vllm", "--max-num-seqs", "8", "--no-prefix-caching",
                               "--enforce-eager", "--gpu-memory-utilization", "0.5", "--max-model-len", "1024",
                               "--tensor-parallel-size", "2", "--cache-dir", "/c", "--device", "cuda"])
-    assert cli.engine_options(args) == {
-        "model": "embedded", "device": "cuda", "cache_dir": "/c", "max_num_seqs": 8, "enable_prefix_caching": False,
+    assert cli.engine_flags(args) == ("vllm", {
+        "device": "cuda", "cache_dir": "/c", "max_num_seqs": 8, "enable_prefix_caching": False,
         "enforce_eager": True, "gpu_memory_utilization": 0.5, "max_model_len": 1024, "tensor_parallel_size": 2,
-    }
+    })
     args = parser.parse_args(["run", "--model", "arch:gemma-3-270m", "--no-kv-cache"])
-    assert cli.engine_options(args) == {"model": "arch:gemma-3-270m", "device": "auto", "kv_cache": False}
+    assert cli.engine_flags(args) == ("transformers", {"model": "arch:gemma-3-270m", "kv_cache": False})
     args = parser.parse_args(["run", "--engine", "openai", "--base-url", "http://h:8000/v1", "--api-key-env", "K",
                               "--api", "chat"])
-    assert cli.engine_options(args) == {"base_url": "http://h:8000/v1", "api_key_env": "K", "api": "chat"}
+    assert cli.engine_flags(args) == ("openai", {"base_url": "http://h:8000/v1", "api_key_env": "K", "api": "chat"})
+    # Every engine's every option has a flag, on every command and on the lab's own command line.
+    from tui_lab.engines.options import all_options
+
+    for command in ([], ["run"], ["sweep"], ["experiment"]):
+        text = (parser if not command else parser._subparsers._group_actions[0].choices[command[0]]).format_help()
+        for option in all_options().values():
+            if option.name not in ("fail_at_batch", "real_time"):
+                assert option.cli_flag in text, (command, option.cli_flag)
 
 
 # -------------------------------------------------------------------------------------------------- real model

@@ -30,8 +30,8 @@ def test_unwritable_out_is_refused_before_the_load(no_load, capsys):
 
 @pytest.mark.parametrize("command", [["run"], ["sweep", "--batch-sizes", "1"]])
 def test_max_tokens_beyond_context_refused_before_the_load(no_load, capsys, command):
-    """`--max-tokens 100000` was refused only after a 19 s model load."""
-    assert cli.main([*command, "--max-tokens", "100000"]) == 2
+    """`--max-tokens 32768` (the embedded model's whole context) was refused only after a 19 s model load."""
+    assert cli.main([*command, "--max-tokens", "32768"]) == 2
     assert "beyond the model's context of 32768 tokens" in capsys.readouterr().err
 
 
@@ -43,7 +43,7 @@ def test_arch_model_context_from_its_config(no_load, capsys):
 def test_out_failing_at_the_end_goes_to_a_fallback(monkeypatch, tmp_path, capsys):
     """If the file still cannot be written after the sweep, the results go elsewhere and the CLI says where."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "check_before_load", lambda args, max_tokens: None)
+    monkeypatch.setattr(cli, "check_before_load", lambda args, experiment, params: None)
     code = cli.main(["sweep", "--engine", "scripted", "--batch-sizes", "1,2", "--max-tokens", "4", "--runs", "1",
                      "--warmup", "0", "-q", "--out", "/proc/forbidden.json"])
     assert code == 0

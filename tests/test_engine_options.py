@@ -1,39 +1,45 @@
-"""Each engine declares its options; the app passes an engine only what it declares."""
+"""Each engine declares its options as Params; the CLI, the Controls and create_engine all read those."""
 
 from __future__ import annotations
 
 import pytest
 
 from tui_lab.engines import create_engine
-from tui_lab.engines.options import declared_options, engine_kwargs
+from tui_lab.engines.options import ENGINE_NAMES, ENGINE_OPTIONS, check_options, declared_only, engine_options
 from tui_lab.errors import InvalidInput
-from tui_lab.ui.settings import LabSettings
 
 
 def test_openai_gets_no_device_and_builds() -> None:
     """``--engine openai`` in the TUI crashed: the app passed device= to every engine."""
-    settings = LabSettings(engine="openai", model="", base_url="http://127.0.0.1:9/v1", api_key_env="MY_KEY")
-    kwargs = engine_kwargs("openai", settings)
-    assert "device" not in kwargs
+    options = declared_only("openai", {"model": "", "device": "cpu", "base_url": "http://127.0.0.1:9/v1",
+                                       "api_key_env": "MY_KEY"})
+    assert "device" not in options
+    kwargs = check_options("openai", options)
     assert kwargs == {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "MY_KEY"}
     engine = create_engine("openai", **kwargs)  # constructing does not connect
     assert engine.name == "openai"
 
 
-def test_local_engines_get_model_and_device_only() -> None:
-    settings = LabSettings(model="embedded", device="cpu", base_url="http://x:1/v1")
-    for name in ("transformers", "vllm"):
-        assert engine_kwargs(name, settings) == {"model": "embedded", "device": "cpu"}
-
-
 def test_api_key_is_a_variable_name_never_the_key() -> None:
-    with pytest.raises(InvalidInput, match="name of an environment variable"):
-        engine_kwargs("openai", {"base_url": "http://h:1/v1", "api_key_env": "sk-abc123/xyz"})
+    with pytest.raises(InvalidInput, match="name of an environment variable") as info:
+        check_options("openai", {"base_url": "http://h:1/v1", "api_key_env": "sk-abc123/xyz"})
+    assert "sk-abc123" not in str(info.value)
 
 
-def test_bad_base_url_refused_with_one_line() -> None:
+def test_bad_base_url_and_missing_base_url_refused_with_one_line() -> None:
     with pytest.raises(InvalidInput, match="http://host:port/v1"):
-        engine_kwargs("openai", {"base_url": "localhost"})
+        check_options("openai", {"base_url": "localhost"})
+    with pytest.raises(InvalidInput, match="base URL"):
+        check_options("openai", {})
+
+
+def test_engine_options_are_checked_by_their_params_before_the_engine_is_made() -> None:
+    assert check_options("vllm", {"max_num_seqs": "8", "enable_prefix_caching": "off"}) == {
+        "max_num_seqs": 8, "enable_prefix_caching": False}
+    with pytest.raises(InvalidInput, match="max_num_seqs"):
+        create_engine("vllm", max_num_seqs=0)
+    with pytest.raises(InvalidInput, match="unknown engine"):
+        engine_options("nope")
 
 
 def test_declarations_match_constructor_keywords() -> None:
@@ -42,8 +48,10 @@ def test_declarations_match_constructor_keywords() -> None:
 
     from tui_lab.engines import ENGINES
 
-    for name in ("transformers", "vllm", "openai"):
+    assert set(ENGINE_NAMES) <= set(ENGINE_OPTIONS) and set(ENGINE_OPTIONS) == set(ENGINES)
+    for name in ENGINE_OPTIONS:
         module, cls = ENGINES[name].split(":")
         params = inspect.signature(getattr(import_module(module), cls).__init__).parameters
-        for option in declared_options(name):
+        for option in ENGINE_OPTIONS[name]:
             assert option.name in params, (name, option.name)
+            assert option.check(option.default) == option.default or option.default is None, (name, option.name)

@@ -1,4 +1,4 @@
-"""Every registered experiment runs headless through ``inference-lab experiment`` and its result pickles."""
+"""Every experiment of the inventory runs headless; its result pickles and has a view."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from tui_lab.cli import main
 from tui_lab.engines.scripted import ScriptedEngine
-from tui_lab.lab.experiment import RunContext, get, names
+from tui_lab.lab.experiment import RunContext
+from tui_lab.lab.inventory import get, names
 
 # The scripted engine has no tokenizer: these inspections need a real model (checked to refuse cleanly).
 NEEDS_TOKENIZER = {"tokenize", "padding", "logits", "roofline"}
@@ -27,7 +28,7 @@ CORE = {"generate", "batch_sweep", "length_sweep", "sampling_grid", "cpu_vs_gpu"
         "static_vs_continuous"}
 
 
-def test_the_lessons_first_fifteen_registered() -> None:
+def test_the_lessons_first_fifteen_are_in_the_inventory() -> None:
     assert CORE <= set(names())
     assert len(names()) == len(set(names()))
 
@@ -99,38 +100,69 @@ def test_stop_keeps_partial_sweep() -> None:
 def test_one_limit_each_from_the_parameter_module() -> None:
     from tui_lab.engines.base import MAX_BATCH_SIZE
     from tui_lab.errors import InvalidInput
-    from tui_lab.lab.experiments import check, schema
-    from tui_lab.lab.serving import MAX_SERVING_REQUESTS
-    from tui_lab.params import MAX_NEW_TOKENS, MAX_REQUESTS
+    from tui_lab.params import MAX_NEW_TOKENS, MAX_NEW_TOKENS_PARAM, MAX_REQUESTS
 
-    assert MAX_REQUESTS == MAX_BATCH_SIZE == MAX_SERVING_REQUESTS  # serving capped at 256 before
-    assert check("num_requests", "1024") == 1024
-    assert check("max_new_tokens", MAX_NEW_TOKENS) == MAX_NEW_TOKENS
+    queueing = get("queueing")
+    assert MAX_REQUESTS == MAX_BATCH_SIZE
+    assert queueing.param("num_requests").check("1024") == 1024
+    assert MAX_NEW_TOKENS_PARAM.check(MAX_NEW_TOKENS) == MAX_NEW_TOKENS
     with pytest.raises(InvalidInput):
-        check("max_new_tokens", MAX_NEW_TOKENS + 1)
-    limits = {p.name: p.max for p in schema("queueing")}
+        MAX_NEW_TOKENS_PARAM.check(MAX_NEW_TOKENS + 1)
+    limits = {p.name: p.max for p in queueing.params}
     assert limits["num_requests"] == MAX_REQUESTS and limits["max_new_tokens"] == MAX_NEW_TOKENS
 
 
-@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER | NEEDS_SESSIONS
-                                  and get(n).kind != "sweep" and n != "generate"])
-def test_every_result_type_has_a_view(name: str) -> None:
-    from rich.console import Console
+def test_a_whole_number_typed_as_text_reads_the_same_for_every_experiment() -> None:
+    """``generate`` took batch_size "8" while ``kv_capacity`` refused context "8": one meaning of int now."""
+    assert get("generate").validate({"batch_size": "8"})["batch_size"] == 8
+    assert get("kv_capacity").validate({"context": "16"})["context"] == 16
+    for exp in (get(n) for n in names()):
+        for p in exp.params:
+            if p.type == "int" and p.default is not None:
+                assert p.check(str(p.default)) == p.default, (exp.name, p.name)
 
-    import tui_lab.ui.views.results  # noqa: F401  (registers the views)
-    from tui_lab.ui.views.registry import view_for
+
+def test_nan_and_infinity_are_refused_for_every_number() -> None:
+    from tui_lab.errors import InvalidInput
+
+    for exp in (get(n) for n in names()):
+        for p in exp.params:
+            if p.type == "number":
+                for bad in ("nan", float("nan"), "inf", float("-inf")):
+                    with pytest.raises(InvalidInput, match="finite"):
+                        p.check(bad)
+
+
+@pytest.mark.parametrize("name", [n for n in names() if n not in NEEDS_TOKENIZER | NEEDS_SESSIONS])
+def test_every_result_type_has_a_view(name: str) -> None:
+    from tui_lab.views import render, to_text, view_for
 
     exp = get(name)
+    assert view_for(exp.result_type) is not None, exp.result_type.__name__
     engine = ScriptedEngine() if exp.needs_engine else None
     if engine is not None:
         engine.load()
     result = exp.run(exp.validate(SMALL.get(name, {})), RunContext(engine=engine, engine_name="scripted"))
-    view = view_for(result)
-    assert view is not None, type(result).__name__
+    assert isinstance(result, exp.result_type)
     for width in (60, 100):
-        console = Console(width=width, record=True, color_system=None)
-        console.print(view(result, width))
-        assert console.export_text().strip()
+        assert to_text(render(result, width), width).strip()
+
+
+def test_experiment_text_output_is_the_view(capsys: pytest.CaptureFixture[str]) -> None:
+    """``experiment generate`` printed its name, partial and error and no figure; now it prints the view."""
+    assert main(["experiment", "generate", "--engine", "scripted", "-q", "--param", "batch_size=2",
+                 "--param", "max_new_tokens=4"]) == 0
+    out = capsys.readouterr().out
+    for figure in ("TTFT", "TPOT", "ITL", "E2E", "output throughput"):
+        assert figure in out
+    assert "partial: False" not in out
+    assert main(["experiment", "batch_sweep", "--engine", "scripted", "-q", "--param", "batch_sizes=1,2",
+                 "--param", "max_new_tokens=3", "--param", "runs=1"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 1" in out and "batch 2" in out and "knee" in out
+    assert main(["experiment", "modalities", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "image" in out and "tokens" in out and "audio" in out
 
 
 # ------------------------------------------------------------------------------------- the parameter schema
@@ -146,20 +178,17 @@ def _preset_steps() -> list[tuple[str, str, dict]]:
 @pytest.mark.parametrize(("lesson", "name", "params"), _preset_steps(),
                          ids=lambda v: v if isinstance(v, str) else "")
 def test_every_lesson_preset_key_is_in_its_experiments_schema(lesson: str, name: str, params: dict) -> None:
-    from tui_lab.ui.experiments import validate
-
-    schema = {p.name for p in get(name).parameters()}
+    schema = {p.name for p in get(name).params}
     assert set(params) <= schema, f"lesson {lesson}: {name} has no {sorted(set(params) - schema)}"
-    checked = validate(name, params)  # the presets go through the same schema as the CLI
+    checked = get(name).validate(params)  # the presets go through the same schema as the CLI
     assert set(checked) <= schema
 
 
 def test_every_schema_validates_its_own_defaults() -> None:
     for name in names():
         exp = get(name)
-        params = exp.parameters()
+        params = exp.params
         assert params and len({p.name for p in params}) == len(params), name
-        assert all(p.type != "any" for p in params), name
         defaults = {p.name: p.default for p in params if p.default is not None}
         assert exp.validate(defaults) == exp.validate({}), name
 
@@ -170,7 +199,7 @@ def test_new_token_and_request_limits_are_the_same_everywhere() -> None:
     requests = {"batch_size", "batch_sizes", "num_requests", "max_num_seqs", "concurrency", "concurrencies",
                 "streams", "throughput_batch", "probe_limit", "sweep"}
     for name in names():
-        for p in get(name).parameters():
+        for p in get(name).params:
             if p.name in ("max_new_tokens", "lengths", "stream_tokens"):
                 assert p.max == MAX_NEW_TOKENS, (name, p.name)
             # A load's num_requests counts every request it sends over time, not the ones in flight.
@@ -210,20 +239,19 @@ def test_param_values_are_read_by_type_from_the_command_line(capsys: pytest.Capt
 
 
 def test_param_text_reading_and_description() -> None:
-    from tui_lab.lab.experiments import PARAMS
-    from tui_lab.params import Param, whole
+    from tui_lab.params import BATCH_SIZE, IGNORE_EOS, TEMPERATURE, TOP_P, Param
 
-    assert PARAMS["batch_size"].from_text("8") == 8
-    assert PARAMS["batch_sizes"].from_text("1, 8,32") == [1, 8, 32]
-    assert PARAMS["top_p"].from_text("0.9") == 0.9
-    assert PARAMS["ignore_eos"].from_text("yes") is True
-    assert PARAMS["devices"].from_text("cpu,cuda") == ["cpu", "cuda"]
-    assert PARAMS["prompts"].from_text("a, b") == ["a, b"]
-    assert PARAMS["batch_size"].from_text("eight") == "eight"  # left for the check to refuse
-    seed = Param("seed", lambda n, v: whole(n, v, 0, 10), None, "how", 0, 10, type="int", optional=True)
-    assert seed.from_text("none") is None and seed(None) is None
+    sweep, compare, padding = get("batch_sweep"), get("cpu_vs_gpu"), get("padding")
+    assert BATCH_SIZE.check(BATCH_SIZE.from_text("8")) == 8
+    assert sweep.param("batch_sizes").check(sweep.param("batch_sizes").from_text("1, 8,32")) == [1, 8, 32]
+    assert TOP_P.check(TOP_P.from_text("0.9")) == 0.9
+    assert IGNORE_EOS.check(IGNORE_EOS.from_text("yes")) is True
+    assert compare.param("devices").check(compare.param("devices").from_text("cpu,cuda")) == ["cpu", "cuda"]
+    assert padding.param("prompts").check(padding.param("prompts").from_text("a, b")) == ["a, b"]
+    seed = Param("seed", "int", None, "how", 0, 10, optional=True)
+    assert seed.from_text("none") is None and seed.check(None) is None
     assert seed.describe().split() == ["seed", "int", "0..10", "default:", "none", "how"]
-    assert PARAMS["top_p"].limits == "(0, 1]" and PARAMS["temperature"].limits == ">= 0"
+    assert TOP_P.limits == "(0, 1]" and TEMPERATURE.limits == ">= 0"
 
 
 def test_sweep_progress_counts_measured_runs_from_one() -> None:
@@ -239,9 +267,7 @@ def test_sweep_progress_counts_measured_runs_from_one() -> None:
 def test_a_variant_on_another_engine_keeps_only_the_options_that_engine_takes():
     """static_vs_continuous on a loaded vLLM engine builds a transformers variant: vLLM's max_num_seqs
     must not reach the transformers constructor, while model, device and cache carry over."""
-    from tui_lab.lab.experiment import RunContext
-
-    made = []
+    made: list[tuple[str, dict[str, object]]] = []
     ctx = RunContext(engine_name="vllm", engine_options={"model": "arch:gemma-3-270m", "device": "cpu",
                                                          "cache_dir": "/c", "max_num_seqs": 8},
                      engine_factory=lambda name, **options: made.append((name, options)))

@@ -9,14 +9,15 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from tests.lab_helpers import sweep_plan, validate_params
 from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.scripted import FakeClock, ScriptedEngine, StepModel
-from tui_lab.errors import DeviceUnavailable, InvalidInput, OutOfMemory
-from tui_lab.errors import error_text
+from tui_lab.errors import DeviceUnavailable, InvalidInput, OutOfMemory, error_text
 from tui_lab.lab.compare import cpu_vs_gpu, kv_cache_compare
-from tui_lab.lab.experiments import EXPERIMENTS, sampling_from, sweep_plan, validate_params
 from tui_lab.lab.export import csv_text, export_format, to_jsonable, write_csv, write_json
+from tui_lab.lab.inventory import get, names
 from tui_lab.lab.prompts import all_prompts, prompt_schedule
+from tui_lab.lab.run import sampling_from
 from tui_lab.lab.sweep import SweepPlan, SweepPoint, run_sweep, sampling_grid
 
 # ------------------------------------------------------------------------------------------------ test engines
@@ -401,8 +402,8 @@ def test_cpu_vs_gpu_with_two_devices_and_a_failing_load() -> None:
                      gpu_check=None)
     assert res.device("cpu").runs and not res.device("cuda").available
     assert res.device("cuda").reason == "CUDA was requested but no GPU is available; use --device cpu"
-    with pytest.raises(InvalidInput):
-        cpu_vs_gpu(lambda d: ScriptedEngine(), "  ", runs=1)
+    with pytest.raises(InvalidInput, match="prompt must be some text"):
+        validate_params("cpu_vs_gpu", {"prompt": "  ", "runs": 1})
 
 
 def test_kv_cache_compare_naive_steps_grow_cached_stay_flat() -> None:
@@ -433,38 +434,40 @@ def test_kv_cache_compare_with_ready_engines_and_stop() -> None:
 # ------------------------------------------------------------------------------------------------- experiments
 
 
-def test_every_experiment_in_the_brief_is_registered_with_valid_defaults() -> None:
-    names = {"generate", "batch_sweep", "length_sweep", "sampling_grid", "cpu_vs_gpu", "kv_cache_compare",
-             "tokenize", "padding", "logits", "modalities", "roofline", "graphs_compare", "prefix_cache",
-             "queueing"}
-    assert names <= set(EXPERIMENTS)
-    for name, spec in EXPERIMENTS.items():
-        assert spec.kind in ("run", "sweep", "compare", "inspect")
-        assert spec.title and spec.description and "\n" not in spec.description
-        assert validate_params(name, {}) == validate_params(name, dict(spec.defaults))
+def test_every_experiment_of_the_lessons_is_in_the_inventory_with_valid_defaults() -> None:
+    wanted = {"generate", "batch_sweep", "length_sweep", "sampling_grid", "cpu_vs_gpu", "kv_cache_compare",
+              "tokenize", "padding", "logits", "modalities", "roofline", "graphs_compare", "prefix_cache",
+              "queueing"}
+    assert wanted <= set(names())
+    for name in names():
+        exp = get(name)
+        assert exp.kind in ("run", "sweep", "compare", "inspect")
+        assert exp.title and exp.description and "\n" not in exp.description
+        assert validate_params(name, {}) == validate_params(name, {p.name: p.default for p in exp.params})
 
 
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("generate", {"batch_size": 0}, "batch_size must be from 1 to 1024"),
-        ("generate", {"batch_size": 1025}, "batch_size must be from 1 to 1024"),
+        ("generate", {"batch_size": 0}, "batch_size must be in 1..1024"),
+        ("generate", {"batch_size": 1025}, "batch_size must be in 1..1024"),
         ("generate", {"batch_size": 2.5}, "whole number"),
         ("generate", {"max_new_tokens": 0}, "max_new_tokens"),
         ("generate", {"top_p": 0}, "top_p must be in (0, 1]"),
         ("generate", {"top_p": 1.5}, "top_p must be in (0, 1]"),
         ("generate", {"temperature": -0.1}, "temperature must be >= 0"),
         ("generate", {"repetition_penalty": 0}, "repetition_penalty must be > 0"),
-        ("generate", {"top_k": -1}, "top_k must be at least 0"),
+        ("generate", {"top_k": -1}, "top_k must be >= 0"),
         ("generate", {"prompt": "   "}, "prompt must be some text"),
         ("generate", {"colour": "red"}, "has no parameter 'colour'"),
-        ("batch_sweep", {"batch_sizes": [1, 8, 2048]}, "batch_sizes must be from 1 to 1024"),
+        ("batch_sweep", {"batch_sizes": [1, 8, 2048]}, "batch_sizes must be in 1..1024"),
         ("batch_sweep", {"batch_sizes": []}, "non-empty list"),
-        ("batch_sweep", {"runs": 0}, "runs must be from 1"),
+        ("batch_sweep", {"runs": 0}, "runs must be in 1..100"),
         ("batch_sweep", {"latency_budget": "fast"}, "latency_budget must be one of"),
         ("sampling_grid", {"top_ps": [0.5, 0.0]}, "top_ps must be in (0, 1]"),
         ("cpu_vs_gpu", {"devices": ["tpu"]}, "devices must be one of"),
-        ("generate", {"device": "gpu"}, "device must be one of"),
+        ("generate", {"device": "gpu"}, "has no parameter 'device'"),
+        ("generate", {"temperature": "nan"}, "finite"),
         ("nonexistent", {}, "unknown experiment"),
     ],
 )
@@ -487,7 +490,7 @@ def test_validate_params_normalises_and_builds_plans() -> None:
     assert lp.kind == "length" and lp.values == (8, 16) and lp.batch_size == 4
     gp = sweep_plan("sampling_grid", {"temperatures": [0, 1], "top_ps": [1]})
     assert gp.values == ((0.0, 1.0), (1.0, 1.0))
-    with pytest.raises(InvalidInput):
+    with pytest.raises(AssertionError):
         sweep_plan("generate")
     # A plan built from a lesson's params runs.
     result = run_sweep(loaded(ScriptedEngine()), sweep_plan("batch_sweep", {"batch_sizes": [1, 2], "runs": 1,
@@ -509,8 +512,11 @@ def test_lab_modules_import_neither_textual_nor_torch() -> None:
 
     code = (
         "import sys\n"
-        "import tui_lab.lab.sweep, tui_lab.lab.compare, tui_lab.lab.experiments, tui_lab.lab.export\n"
+        "import tui_lab.lab.sweep, tui_lab.lab.compare, tui_lab.lab.export, tui_lab.lab.runner, tui_lab.views\n"
         "import tui_lab.lab.prompts, tui_lab.cli\n"
+        "from tui_lab.lab import inventory\n"
+        "inventory.experiments()\n"
+        "tui_lab.views.view_for(object)\n"
         "print([m for m in ('textual', 'torch', 'transformers', 'vllm') if m in sys.modules])\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -262,7 +262,6 @@ def test_padding_grid_keeps_its_ends_when_the_batch_is_long() -> None:
 
 def test_a_table_too_wide_for_the_panel_says_l_widens_it() -> None:
     from rich.table import Table
-
     from tui_lab.ui.fit import cut_cells
 
     table = Table()

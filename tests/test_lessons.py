@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab_helpers import sweep_plan, validate_params
 from tui_lab.engines.scripted import ScriptedEngine
 from tui_lab.errors import LabError
-from tui_lab.lab.compare import cpu_vs_gpu, kv_cache_compare
-from tui_lab.lab.experiments import EXPERIMENTS, sampling_from, sweep_plan, validate_params
+from tui_lab.lab.inventory import get, names
 from tui_lab.lab.modalities import calculate
-from tui_lab.lab.run import execute_run, make_requests
 from tui_lab.lab.sweep import run_sweep
 from tui_lab.lessons import (
     Lesson,
@@ -40,9 +39,12 @@ from tui_lab.lessons._values import parse_value
 from tui_lab.lessons.progress import DATA_ENV, data_dir
 
 LESSONS = load_lessons()
-# Steps whose experiment is a spec of ``EXPERIMENTS``; those of experiment objects are tested in
+# The lesson 01-04 experiments run here with the scripted engine; those of lessons 04-06 are tested in
 # test_lessons_memory_traffic.py.
-NAMED = [pair for pair in experiments_named(LESSONS) if pair[1].experiment in EXPERIMENTS]
+CORE = {"generate", "batch_sweep", "length_sweep", "sampling_grid", "cpu_vs_gpu", "kv_cache_compare", "tokenize",
+        "padding", "logits", "modalities", "roofline", "graphs_compare", "prefix_cache", "queueing",
+        "static_vs_continuous"}
+NAMED = [pair for pair in experiments_named(LESSONS) if pair[1].experiment in CORE]
 
 
 def _id(pair: tuple[Lesson, object]) -> str:
@@ -87,20 +89,18 @@ def test_lessons_cover_the_required_experiments() -> None:
     assert {"roofline", "graphs_compare", "batch_sweep"} <= by_lesson["03"]
     assert {"prefix_cache", "queueing", "generate"} <= by_lesson["04"]
     every = set().union(*by_lesson.values()) - {None}
-    from tui_lab.lab.experiment import names
-
-    assert set(EXPERIMENTS) <= every, "every experiment of the registry is used by some lesson"
-    assert every - set(EXPERIMENTS) <= set(names()), "the other lessons' experiments are registered objects"
+    assert every <= set(names()), "every experiment a lesson names is in the inventory"
+    assert set(names()) - every == {"load_run", "load_sweep"}, "every other experiment is used by some lesson"
 
 
 @pytest.mark.parametrize("pair", NAMED, ids=_id)
 def test_named_experiment_exists_and_params_validate(pair: tuple[Lesson, object]) -> None:
     _lesson, step = pair
-    assert step.experiment in EXPERIMENTS
+    assert step.experiment in names()
     merged = validate_params(step.experiment, step.params)
     for key, value in step.params.items():
         if key in merged and not isinstance(value, (list, dict)):
-            assert merged[key] == value or float(merged[key]) == float(value)
+            assert merged[key] in (value, [value]) or float(merged[key]) == float(value)
 
 
 def _loaded() -> ScriptedEngine:
@@ -109,34 +109,15 @@ def _loaded() -> ScriptedEngine:
     return engine
 
 
-def _run_with_scripted(name: str, params: dict) -> object | None:
-    """Run experiment ``name`` as the lab would, with the scripted engine; None for inspections."""
-    spec = EXPERIMENTS[name]
-    p = validate_params(name, params)
-    if name == "queueing":
-        from tui_lab.lab.serving import queueing_run
+def _run_with_scripted(name: str, params: dict) -> object:
+    """Run experiment ``name`` as the lab does (its own ``run``), with the scripted engine."""
+    from tui_lab.lab.experiment import RunContext
 
-        return queueing_run(
-            lambda n: ScriptedEngine(), p["num_requests"], p["max_num_seqs"], p["max_new_tokens"], sampling_from(p)
-        )
-    if spec.kind == "sweep":
-        return run_sweep(_loaded(), sweep_plan(name, params))
-    if spec.kind == "run":
-        requests = make_requests([p["prompt"]], p["batch_size"], p["max_new_tokens"])
-        return execute_run(_loaded(), requests, sampling_from(p))
-    if name == "cpu_vs_gpu":
-        return cpu_vs_gpu(
-            lambda device: ScriptedEngine(), p["prompt"], p["max_new_tokens"], p["runs"], p["warmup"],
-            devices=p["devices"], gpu_check=lambda: (False, "no CUDA device in this test"),
-        )
-    if name == "kv_cache_compare":
-        return kv_cache_compare(lambda kv: ScriptedEngine(), p["prompt"], p["max_new_tokens"])
-    if name == "modalities":
-        return calculate(p)
-    return None
+    exp = get(name)
+    return exp.run(exp.validate(params), RunContext(engine=_loaded(), engine_name="scripted"))
 
 
-RUNNABLE = [pair for pair in NAMED if EXPERIMENTS[pair[1].experiment].kind in ("run", "sweep")]
+RUNNABLE = [pair for pair in NAMED if get(pair[1].experiment).kind in ("run", "sweep")]
 
 
 @pytest.mark.parametrize("pair", RUNNABLE, ids=_id)
@@ -145,7 +126,7 @@ def test_run_and_sweep_experiments_run_with_scripted_engine(pair: tuple[Lesson, 
     result = _run_with_scripted(step.experiment, step.params)
     data = result.to_dict()
     assert not data["partial"]
-    if EXPERIMENTS[step.experiment].kind == "sweep":
+    if get(step.experiment).kind == "sweep":
         assert len(data["points"]) == len(sweep_plan(step.experiment, step.params).values)
         assert all(p["output_tokens_per_s"] for p in data["points"])
     else:

@@ -27,7 +27,7 @@ from tui_lab.engines.base import (
 )
 from tui_lab.engines.scripted import ScriptedEngine
 from tui_lab.errors import InvalidInput
-from tui_lab.lab import experiment
+from tui_lab.lab import inventory
 from tui_lab.lab.experiment import RunContext
 from tui_lab.lab.load import (
     LoadPlan,
@@ -240,19 +240,14 @@ def test_load_sweep_knee_budget_and_cold_request():
 
 
 def _render(result) -> str:
-    from rich.console import Console
+    from tui_lab.views import render, to_text
 
-    import tui_lab.ui.views.load  # noqa: F401  (registers the views)
-    from tui_lab.ui.views.registry import view_for
-
-    console = Console(width=120, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
-    console.print(view_for(result)(result, 120))
-    return console.export_text()
+    return to_text(render(result, 120), 120)
 
 
-def test_experiment_objects_are_registered_and_run():
-    assert {"load_run", "load_sweep"} <= set(experiment.names())
-    exp = experiment.get("load_run")
+def test_experiment_objects_are_in_the_inventory_and_run():
+    assert {"load_run", "load_sweep"} <= set(inventory.names())
+    exp = inventory.get("load_run")
     params = exp.validate({"mode": "rate", "request_rate": 50.0, "num_requests": 4, "max_new_tokens": 3})
     reports = []
     result = exp.run(params, RunContext(engine=ThreadedEngine(), progress=reports.append))
@@ -262,7 +257,7 @@ def test_experiment_objects_are_registered_and_run():
         exp.validate({"mode": "nope"})
     with pytest.raises(InvalidInput):
         exp.validate({"no_such_key": 1})
-    sweep = experiment.get("load_sweep")
+    sweep = inventory.get("load_sweep")
     partials = []
     res = sweep.run(sweep.validate({"concurrencies": "1,2", "num_requests": 4, "max_new_tokens": 3}),
                     RunContext(engine=ThreadedEngine(), partial=partials.append))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.lab_helpers import validate_params
 from tui_lab.errors import InvalidInput
-from tui_lab.lab.experiments import validate_params
 from tui_lab.lab.modalities import (
     DEFAULT_PARAMS,
     audio_frames,

@@ -7,69 +7,59 @@ forward passes. The views are also checked on hand-made data.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict
 
 import pytest
-from rich.console import Console
 
 from tui_lab.engines.base import Request, SamplingParams
 from tui_lab.errors import InvalidInput
-from tui_lab.lab.experiments import EXPERIMENTS, validate_params
+from tui_lab.lab.experiment import RunContext
+from tui_lab.lab.inventory import get
 from tui_lab.lab.modalities import calculate
 from tui_lab.lab.pipeline import (
-    INSPECTIONS,
     datasheet_bandwidth,
     logits_view,
     padding_view,
     roofline_view,
-    run_inspection,
     tokenize_view,
 )
 from tui_lab.lab.run import execute_run
 from tui_lab.lessons import load_lessons, resolve_metric
-from tui_lab.ui.views import bar, render_inspection
+from tui_lab.views import render as view
+from tui_lab.views import to_text
+from tui_lab.views.inspect import bar, render_modalities, render_padding
 
 
-def render(name: str, data: object, width: int = 140) -> str:
+def render(result: object, width: int = 140) -> str:
     """Render to plain text the way a terminal of ``width`` columns would show it."""
-    buf = io.StringIO()
-    Console(file=buf, width=width, color_system=None, legacy_windows=False).print(render_inspection(name, data))
-    return buf.getvalue()
+    return to_text(view(result, width), width)  # type: ignore[arg-type]
+
+
+def run_inspection(name: str, engine: object, params: dict) -> object:
+    """Inspection ``name`` with ``params`` checked, as the runner runs it."""
+    exp = get(name)
+    return exp.run(exp.validate(params), RunContext(engine=engine))  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------ no model needed
 
 
-def test_every_inspect_experiment_has_an_inspection() -> None:
-    inspect = {name for name, spec in EXPERIMENTS.items() if spec.kind == "inspect"}
-    assert inspect == set(INSPECTIONS)
-
-
-def test_inspections_accept_the_registry_defaults_without_a_model() -> None:
-    """The registry's parameter names are the inspections' (checked where no model is needed)."""
-    view = run_inspection("modalities", None, validate_params("modalities", {}) | {"device": "cpu"})
-    assert view.image.tokens == 256
+def test_inspections_accept_their_defaults_without_a_model() -> None:
+    assert run_inspection("modalities", None, {}).image.tokens == 256  # type: ignore[attr-defined]
 
 
 def test_user_errors() -> None:
-    with pytest.raises(InvalidInput, match="unknown inspection"):
-        run_inspection("x-ray", None)
-    with pytest.raises(InvalidInput, match="needs a loaded model"):
-        run_inspection("tokenize", None, {"text": "hi"})
     with pytest.raises(InvalidInput, match="transformers engine"):
         tokenize_view(object(), "hi")
-    with pytest.raises(InvalidInput, match="unknown parameter"):
+    with pytest.raises(InvalidInput, match="has no parameter"):
         run_inspection("tokenize", object(), {"txt": "hi"})
-    with pytest.raises(InvalidInput, match="unknown parameter"):
+    with pytest.raises(InvalidInput, match="has no parameter"):
         run_inspection("padding", object(), {"prompts": ["a", "b"], "k": 3})
 
 
-def test_panel_keys_are_tolerated() -> None:
-    """The live panel adds its prompt and engine choice to every inspection's parameters."""
-    extra = {"prompt": "The future of AI is", "model": "embedded", "engine": "transformers", "device": None}
-    assert run_inspection("modalities", None, extra).image.tokens == 256
+def test_the_prompt_box_sets_the_text_to_tokenize() -> None:
+    assert get("tokenize").controls == {"text": "prompt"}
 
 
 class _EchoTokenizer:
@@ -91,20 +81,20 @@ class _EchoTokenizer:
         return 0x110000
 
 
-def test_tokenize_uses_the_panel_prompt_when_no_text_is_given() -> None:
+def test_tokenize_takes_its_text_and_defaults_to_the_lab_prompt() -> None:
     class Engine:
         tokenizer = _EchoTokenizer()
 
-    assert run_inspection("tokenize", Engine(), {"prompt": "abc"}).text == "abc"
-    assert run_inspection("tokenize", Engine(), {"prompt": "abc", "text": "xy"}).text == "xy"
-    assert run_inspection("tokenize", Engine(), {}).n_tokens == len("The future of AI is")
+    assert run_inspection("tokenize", Engine(), {"text": "xy"}).text == "xy"  # type: ignore[attr-defined]
+    assert run_inspection("tokenize", Engine(), {}).n_tokens == len("The future of AI is")  # type: ignore[attr-defined]
 
 
 def test_modalities_view_renders() -> None:
-    out = render("modalities", calculate({"image_width": 1280, "image_height": 720}))
+    out = render(calculate({"image_width": 1280, "image_height": 720}))
     assert "256" in out and "3,000 frames" in out and "1,500" in out and "15,360" in out
     # The same from plain data (as read back from a JSON export).
-    assert render("modalities", json.loads(json.dumps(asdict(calculate({}))))) == render("modalities", calculate({}))
+    plain = to_text(render_modalities(json.loads(json.dumps(asdict(calculate({}))))), 140)
+    assert plain == render(calculate({}))
 
 
 def test_bar_and_unknown_view() -> None:
@@ -112,9 +102,8 @@ def test_bar_and_unknown_view() -> None:
     assert bar(0.0, 8).plain == " " * 8
     assert bar(0.5, 8).plain == "████    "
     assert len(bar(0.33, 10).plain) == 10
-    assert "'a': 1" in render("something-new", {"a": 1})
-    with pytest.raises(TypeError):
-        render_inspection("tokenize", 42)
+    with pytest.raises(TypeError, match="no view"):
+        view(42, 80)  # type: ignore[arg-type]
 
 
 def test_datasheet_lookup() -> None:
@@ -133,7 +122,7 @@ PADDING_DATA = {
 
 
 def test_padding_view_draws_the_mask_grid() -> None:
-    out = render("padding", PADDING_DATA)
+    out = to_text(render_padding(PADDING_DATA, 140), 140)
     assert "shape (2, 4)" in out and "25% padding" in out
     mask_rows = [line for line in out.splitlines() if line.startswith(("0:", "1:")) and ("1" in line[8:])]
     assert any(" 0  0  1  1" in line for line in mask_rows)
@@ -163,7 +152,7 @@ def test_tokenize_real(engine) -> None:  # noqa: ANN001
     assert view.decoded == "<bos>" + text and view.decoded_clean == text
     assert view.special_tokens["<bos>"] == 2 and view.special_tokens["<eos>"] == 1
     json.dumps(asdict(view))
-    out = render("tokenize", view)
+    out = render(view)
     assert "special" in out and "▁future" in out and repr(text) in out
 
 
@@ -186,7 +175,7 @@ def test_padding_real(engine) -> None:  # noqa: ANN001
         padding_view(engine, ["only one"])
     with pytest.raises(InvalidInput):
         padding_view(engine, prompts, side="middle")
-    assert "attention_mask" in render("padding", view)
+    assert "attention_mask" in render(view)
 
 
 @pytest.mark.real_model
@@ -207,7 +196,7 @@ def test_logits_real_and_greedy_matches_the_engine(engine) -> None:  # noqa: ANN
     # Left padding keeps the first prompt's last-position distribution (up to float noise).
     assert batch.top[0][0].id == view.top[0][0].id
     assert batch.top[0][0].prob == pytest.approx(view.top[0][0].prob, abs=1e-3)
-    out = render("logits", view)
+    out = render(view)
     assert "vocab=262,144" in out and "greedy pick" in out
     assert resolve_metric(view, "logits_shape[2]") == 262_144
     with pytest.raises(InvalidInput):
@@ -237,7 +226,7 @@ def test_roofline_real(engine) -> None:  # noqa: ANN001
     assert fit_lengths == [2048, 8192, 32768]  # 131,072 is past Gemma 3 270M's 32k context
     assert all(f.kv_bytes_per_sequence > 0 for f in view.kv_fits)
     json.dumps(asdict(view))
-    out = render("roofline", view)
+    out = render(view)
     assert "floor" in out and "given" in out and "such sequences fit" in out
     with pytest.raises(InvalidInput):
         roofline_view(engine, batch_sizes=(0,))
@@ -250,8 +239,7 @@ def test_lesson_inspections_run_on_the_real_model(engine) -> None:  # noqa: ANN0
         for step in lesson.steps:
             if step.experiment not in ("tokenize", "padding", "logits", "modalities"):
                 continue
-            params = validate_params(step.experiment, step.params)
-            view = run_inspection(step.experiment, engine, params)
-            assert render(step.experiment, view)
+            result = run_inspection(step.experiment, engine, step.params)
+            assert render(result)
             if step.predict:
-                assert resolve_metric(view, step.predict.metric) is not None, (lesson.id, step.title)
+                assert resolve_metric(result, step.predict.metric) is not None, (lesson.id, step.title)

@@ -33,7 +33,7 @@ from tui_lab.engines.scripted import FakeClock, ScriptedEngine, StepModel
 from tui_lab.errors import DeviceUnavailable, InvalidInput
 from tui_lab.lab import serving as S
 from tui_lab.lessons import resolve_metric
-from tui_lab.ui import serving_views as V
+from tui_lab.views import serving as V
 
 
 class SlotEngine(ScriptedEngine):
@@ -197,7 +197,7 @@ def test_graphs_on_gpu_reports_step_ratio_and_gpu_busy() -> None:
     assert res.mode(False).gpu_busy_pct == pytest.approx(50.0)
     assert res.mode(True).gpu_busy_pct is None and "too short for NVML" in res.note
     assert "6.0x per step" in res.note
-    assert "GPU busy" in render_text(V.render_serving("graphs_compare", res))
+    assert "GPU busy" in render_text(V.render_graphs(res))
 
 
 def test_graphs_fallback_and_load_failure_are_reported() -> None:
@@ -226,10 +226,14 @@ def test_graphs_stop_mid_run_is_partial() -> None:
 
 
 def test_graphs_rejects_bad_input() -> None:
-    with pytest.raises(InvalidInput):
-        S.graphs_compare(lambda g, d: scripted(), prompt="  ", gpu_check=None)
-    with pytest.raises(InvalidInput):
-        S.graphs_compare(lambda g, d: scripted(), runs=0, gpu_check=None)
+    from tui_lab.lab.inventory import get
+
+    with pytest.raises(InvalidInput, match="prompt"):
+        get("graphs_compare").validate({"prompt": "  "})
+    with pytest.raises(InvalidInput, match="runs"):
+        get("graphs_compare").validate({"runs": 0})
+    with pytest.raises(InvalidInput, match="max_new_tokens"):
+        get("graphs_compare").validate({"max_new_tokens": 1})  # TPOT needs two tokens
 
 
 # ------------------------------------------------------------------------------------------ prefix cache
@@ -261,7 +265,7 @@ def test_prefix_cache_cuts_ttft_and_reports_first_request_apart() -> None:
     assert on.first_ttft_s > on.ttft.p50
     assert on.tpot.p50 == pytest.approx(off.tpot.p50)
     assert "paid full price" in res.note
-    text = render_text(V.render_serving("prefix_cache", roundtrip(res)))
+    text = render_text(V.render_prefix(roundtrip(res)))
     assert "1st req" in text and "Prefix caching: TTFT p50" in text
 
 
@@ -272,7 +276,7 @@ def test_prefix_cache_without_vllm_says_how_to_install(monkeypatch) -> None:
     assert [m.available for m in res.modes] == [False, False]
     assert "vLLM is not installed" in res.note and "pip install vllm" in res.note
     assert res.ttft_ratio is None
-    assert "not run" in render_text(V.render_serving("prefix_cache", res))
+    assert "not run" in render_text(V.render_prefix(res))
 
 
 def test_prefix_cache_stop_mid_run_is_partial() -> None:
@@ -304,7 +308,7 @@ def test_queueing_shows_waves_of_max_num_seqs() -> None:
     # The lesson's prediction reads summary.ttft_s.p90 from this result.
     assert resolve_metric(res, "summary.ttft_s.p90") == pytest.approx(res.summary.ttft_s.p90)
     assert "6 of 10 requests waited" in res.note
-    text = render_text(V.render_serving("queueing", roundtrip(res)))
+    text = render_text(V.render_queueing(roundtrip(res)))
     assert "░" in text and "max_num_seqs=4" in text
 
 
@@ -332,7 +336,7 @@ def test_queueing_without_vllm_is_a_message(monkeypatch) -> None:
     res = S.queueing_run(S.seqs_engine_factory(model="embedded"), num_requests=4, max_num_seqs=2, max_new_tokens=2)
     assert res.error and "pip install vllm" in res.error and not res.requests
     assert "Not measured" in res.note
-    render_text(V.render_serving("queueing", res))
+    render_text(V.render_queueing(res))
 
 
 def test_queueing_stop_mid_run_is_partial() -> None:
@@ -375,7 +379,7 @@ def test_static_vs_continuous_shows_idle_slots_and_policy_gain() -> None:
     assert res.policy_speedup > 1.2
     assert cont.tokens_per_s > static.tokens_per_s
     assert "sooner" in res.note
-    text = render_text(V.render_serving("static_vs_continuous", roundtrip(res)))
+    text = render_text(V.render_batching(roundtrip(res)))
     assert "static vLLM" in text and "160" in text
 
 
@@ -401,7 +405,8 @@ def test_static_vs_continuous_stop_is_partial() -> None:
 
 def run_by_name(name: str, params: dict, factory, stop: threading.Event, sink):  # noqa: ANN001, ANN201
     """Run registered experiment ``name`` as the engine host does: by name, with a ``RunContext``."""
-    from tui_lab.lab.experiment import RunContext, get
+    from tui_lab.lab.experiment import RunContext
+    from tui_lab.lab.inventory import get
 
     exp = get(name)
     ctx = RunContext(engine=None, engine_name="scripted", engine_options={"model": "scripted", "device": "cpu"},
@@ -427,11 +432,6 @@ def test_experiments_build_engines_with_their_options() -> None:
     assert [c[1].get("cuda_graphs") for c in calls[-2:]] == [False, True]
     res = run_by_name("static_vs_continuous", {"lengths": [3, 1, 2], "max_num_seqs": 2}, factory, stop, sink)
     assert res.mode("continuous_vllm").output_tokens == 6
-    assert set(V.SERVING_EXPERIMENTS) == {"graphs_compare", "prefix_cache", "queueing", "static_vs_continuous"}
-
-
-def test_render_unknown_name_falls_back_to_data() -> None:
-    assert "1" in render_text(V.render_serving("other", {"a": 1}))
 
 
 # ------------------------------------------------------------------------------------------ real vLLM

@@ -74,7 +74,8 @@ def add_param_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, p
         if p.name in seen:
             continue
         seen.add(p.name)
-        shown = f"{p.help} ({p.type} {p.limits})".replace(" ()", "").replace("( ", "(")
+        kind = f"{p.type} {p.limits}".strip()
+        shown = f"{p.help} ({kind})".replace("%", "%%")
         help_text = argparse.SUPPRESS if p.name in hide else shown
         if p.type == "bool":
             parser.add_argument(p.cli_flag, dest=p.name, action=argparse.BooleanOptionalAction,
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_flags(run, out=False)
     run.add_argument("--vllm-bench-json", default=None, metavar="FILE",
                      help="also write the run as a vllm-bench-serve result JSON (its field names)")
-    run.add_argument("--goodput", default=None, metavar="SLOS",
+    run.add_argument("--goodput", type=_goodput, default=None, metavar="SLOS",
                      help="SLOs for request_goodput in vLLM's syntax, e.g. ttft:500,tpot:50,e2el:2000 (ms)")
     run.set_defaults(func=cmd_run)
 
@@ -326,7 +327,7 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
     """
     from tui_lab.lab.runner import run_experiment, safe_unload
 
-    params = experiment.validate(given)
+    params = _in_flag_words(experiment, given)
     check_before_load(args, experiment, params)
     engine, info = (create_and_load(args) if experiment.needs_engine else (None, None))
     name, options = engine_flags(args)
@@ -338,19 +339,23 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
         ctx = RunContext(engine=engine, engine_name=str(info.engine) if info else name,  # type: ignore[arg-type]
                          engine_options=options, sink=sink, progress=progress, partial=partial)
         box: dict[str, object] = {}
+        done = threading.Event()
 
         def work() -> None:
             try:
                 box["outcome"] = run_experiment(experiment.name, params, ctx)
             except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
                 box["error"] = exc
+            finally:
+                done.set()
 
-        worker = threading.Thread(target=work, name=f"experiment-{experiment.name}", daemon=True)
+        # The main thread waits on an event, not on Thread.join: a join that Ctrl-C interrupts can return
+        # at once the next time, while the worker still runs.
         interrupted = False
-        worker.start()
+        threading.Thread(target=work, name=f"experiment-{experiment.name}", daemon=True).start()
         try:
-            while worker.is_alive():
-                worker.join(0.2)
+            while not done.wait(0.2):
+                pass
         except KeyboardInterrupt:
             interrupted = True
             print(f"\n{PROG}: stopping (partial results follow)", file=sys.stderr)
@@ -358,7 +363,7 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
             if engine is not None:
                 with contextlib.suppress(Exception):
                     engine.cancel()  # type: ignore[attr-defined]
-            worker.join()
+            done.wait()
     finally:
         safe_unload(engine)  # type: ignore[arg-type]
     if "error" in box:
@@ -369,7 +374,26 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
     assert isinstance(outcome, Outcome)
     if outcome.result is None:
         raise LabError(outcome.message, outcome.hint or None)
-    return Execution(info, outcome.result, interrupted)
+    return Execution(info, outcome.result, interrupted or _cut_by_ctrl_c(outcome.result))
+
+
+def _cut_by_ctrl_c(result: Result) -> bool:
+    """Whether Ctrl-C reached the engine inside a run (it ends that run as "interrupted")."""
+    doc = result.to_dict()
+    run = doc.get("run")
+    return bool(doc.get("interrupted") or doc.get("error") == "interrupted"
+                or (isinstance(run, dict) and run.get("error") == "interrupted"))
+
+
+def _in_flag_words(experiment: Experiment, given: dict[str, Value]) -> dict[str, Value]:
+    """``experiment.validate(given)``, its refusal naming the flag (``--max-tokens``) rather than the parameter."""
+    try:
+        return experiment.validate(given)
+    except InvalidInput as exc:
+        for p in experiment.params:
+            if exc.message.startswith(f"{p.name} ") and p.name in given:
+                raise InvalidInput(p.cli_flag + exc.message[len(p.name):], exc.hint) from None
+        raise
 
 
 def check_before_load(args: argparse.Namespace, experiment: Experiment, params: dict[str, Value]) -> None:
@@ -530,7 +554,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(prompts, list) and "batch_size" not in given:
         given["batch_size"] = len(prompts)
     generate = get("generate")
-    params = generate.validate(given)
+    params = _in_flag_words(generate, given)
     batch = int(params["batch_size"])
     with stdout_to_stderr() if args.json else contextlib.nullcontext(sys.stdout) as out:
         printer = None if args.json else TokenPrinter(out, batch, params["prompt"][0])
@@ -596,11 +620,19 @@ def _print_run_text(result: object, info: EngineInfo, batch_size: int) -> None:
     if not info.text_is_meaningful:
         out.write("note: this model has random weights — the text is meaningless, the timing is real\n")
     out.write("\n")
-    _print_view(result, out)  # type: ignore[arg-type]
-    from tui_lab.formatting import seconds
-
-    out.write(f"{info.engine} · {info.model} · {info.device} · {info.dtype} · wall {seconds(result.wall_s)}\n")
+    _print_view(result, out)
+    out.write(f"{info.engine} · {info.model} · {info.device} · {info.dtype}\n")
     out.flush()
+
+
+def _goodput(text: str) -> dict[str, float]:
+    """``--goodput``: vLLM's ``KEY:MS`` pairs (spaces or commas between them)."""
+    from tui_lab.metrics.toolmetrics import parse_goodput
+
+    try:
+        return parse_goodput(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _write_bench_json(args: argparse.Namespace, traces: Sequence[object], info: EngineInfo) -> None:
@@ -610,13 +642,8 @@ def _write_bench_json(args: argparse.Namespace, traces: Sequence[object], info: 
         return
     from tui_lab.lab.bench_export import bench_document
     from tui_lab.lab.export import write_json
-    from tui_lab.metrics.toolmetrics import parse_goodput
 
-    try:
-        goodput = parse_goodput(args.goodput) if args.goodput else None
-    except ValueError as exc:
-        raise InvalidInput(f"--goodput: {exc}") from None
-    written = write_json(os.fspath(path), bench_document(traces, info.to_dict(), goodput))  # type: ignore[arg-type]
+    written = write_json(os.fspath(path), bench_document(traces, info.to_dict(), args.goodput))  # type: ignore[arg-type]
     print(f"wrote {written}", file=sys.stderr)
 
 

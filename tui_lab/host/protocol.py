@@ -5,7 +5,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, TypeAlias
 
 from tui_lab.engines.base import EngineInfo, RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.lab.experiment import Progress, Result
@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from tui_lab.lab.sweep import SweepPoint
     from tui_lab.lab.traffic import EnergyPoint
 
-PartialItem = Union["SweepPoint", "LoadPoint", "EnergyPoint", dict[str, float]]
-"""What an experiment emits while it runs: a sweep point, a load point, an energy point, a counter sample."""
+    PartialItem: TypeAlias = SweepPoint | LoadPoint | EnergyPoint | dict[str, float]
+    """What an experiment emits while it runs: a sweep point, a load point, an energy point, a counter sample."""
 
 # ---------------------------------------------------------------- commands (UI → host)
 
@@ -243,7 +243,7 @@ class FrameReader:
         return frame.events(self.table(frame))
 
 
-Command = Union[Load, Run, Stop, Unload, Shutdown, Ping]
+Command: TypeAlias = Load | Run | Stop | Unload | Shutdown | Ping
 """Everything the UI sends the host."""
-Event = Union[Pong, LoadProgress, Loaded, HostError, Partial, RunProgressLine, RunDone, HostDied, Frame]
+Event: TypeAlias = Pong | LoadProgress | Loaded | HostError | Partial | RunProgressLine | RunDone | HostDied | Frame
 """Everything the host (or the link watching it) hands the UI."""

@@ -22,9 +22,12 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui_lab.host import protocol as p
+
+if TYPE_CHECKING:
+    from tui_lab.engines.base import StreamEvent
 
 FRAME_INTERVAL_S = 1 / 30
 """At most ~30 token frames a second reach the UI."""

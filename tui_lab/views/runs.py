@@ -43,7 +43,7 @@ def run_view(result: RunResult, width: int) -> RenderableType:
         lines.append(Text(f"per-user decode speed (1/TPOT), p50: {rate(s.decode_tokens_per_s.p50)}"))
     if result.partial:
         reason = result.error or "not every request finished"
-        lines.append(Text(f"partial ({reason}): the figures cover the tokens received so far", PARTIAL_STYLE))
+        lines.append(Text(f"PARTIAL RESULTS ({reason}): the figures cover the tokens received so far", PARTIAL_STYLE))
     return Group(*lines)
 
 
