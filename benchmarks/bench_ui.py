@@ -99,7 +99,8 @@ async def _run_in_app(engine, batch: int, tokens: int, prompts: list[str]) -> fl
 
 def overhead(engine, label: str, batch: int, tokens: int, repeats: int) -> dict:
     """Alternate headless and in-app runs; compare median tokens/s."""
-    requests = [Request(f"r{i}", p) for i, p in enumerate(_prompts(batch))]
+    prompts = _prompts(batch)
+    requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
     # Exactly what the app sends for these settings (greedy, EOS honoured).
     sampling = SamplingParams(max_new_tokens=tokens, temperature=0.0, ignore_eos=False)
     def in_thread() -> float:

@@ -79,8 +79,8 @@ def run_one(name: str, params: dict[str, Any], options: dict[str, Any]) -> dict[
     """Load the engine ``options`` name, run experiment ``name`` and return its result as JSON data."""
     from tui_lab.engines import create_engine
     from tui_lab.lab.experiment import RunContext
-    from tui_lab.lab.inventory import get
     from tui_lab.lab.export import to_jsonable
+    from tui_lab.lab.inventory import get
 
     engine_options = dict(options)
     engine_name = engine_options.pop("engine")
