@@ -29,7 +29,7 @@ from typing import NoReturn, TextIO
 from tui_lab.engines.base import EngineInfo, RequestFinished, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.options import ENGINE_NAMES, TEST_ENGINES, all_options, check_options, engine_options
 from tui_lab.errors import EngineUnavailable, InvalidInput, LabError, error_text
-from tui_lab.lab.experiment import Experiment, PartialItem, Progress, Result, RunContext
+from tui_lab.lab.experiment import Experiment, Params, PartialItem, Progress, Result, RunContext
 from tui_lab.params import Param, Value
 
 PROG = "inference-lab"
@@ -385,7 +385,7 @@ def _cut_by_ctrl_c(result: Result) -> bool:
                 or (isinstance(run, dict) and run.get("error") == "interrupted"))
 
 
-def _in_flag_words(experiment: Experiment, given: dict[str, Value]) -> dict[str, Value]:
+def _in_flag_words(experiment: Experiment, given: dict[str, Value]) -> Params:
     """``experiment.validate(given)``, its refusal naming the flag (``--max-tokens``) rather than the parameter."""
     try:
         return experiment.validate(given)
@@ -555,7 +555,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         given["batch_size"] = len(prompts)
     generate = get("generate")
     params = _in_flag_words(generate, given)
-    batch = int(params["batch_size"])
+    batch: int = params["batch_size"]
     with stdout_to_stderr() if args.json else contextlib.nullcontext(sys.stdout) as out:
         printer = None if args.json else TokenPrinter(out, batch, params["prompt"][0])
         execution = execute(args, generate, given, sink=printer)

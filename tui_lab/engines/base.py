@@ -28,9 +28,10 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from tui_lab.errors import EngineFailure, InvalidInput
+from tui_lab.params import MAX_NEW_TOKENS_PARAM, REPETITION_PENALTY, SEED, TEMPERATURE, TOP_K, TOP_P
 
 ProgressCallback = Callable[[str, "float | None"], None]
 """Called with a human-readable stage and a completed fraction (0..1) or None."""
@@ -62,24 +63,18 @@ class SamplingParams:
         return self.temperature == 0.0
 
     def validate(self) -> SamplingParams:
-        """Raise ``InvalidInput`` with a one-line message for any bad value."""
-        if self.max_new_tokens < 1:
-            raise InvalidInput(f"max new tokens must be at least 1 (got {self.max_new_tokens})")
-        if self.temperature < 0:
-            raise InvalidInput(f"temperature must be >= 0 (got {self.temperature}); 0 means greedy")
-        if not 0.0 < self.top_p <= 1.0:
-            raise InvalidInput(f"top-p must be in (0, 1] (got {self.top_p})")
-        if self.top_k < 0:
-            raise InvalidInput(f"top-k must be >= 0 (got {self.top_k}); 0 switches it off")
-        if self.repetition_penalty <= 0:
-            raise InvalidInput(f"repetition penalty must be > 0 (got {self.repetition_penalty}); 1 switches it off")
+        """Raise ``InvalidInput`` with a one-line message for any bad value (the parameters' own checks)."""
+        for param, value in ((MAX_NEW_TOKENS_PARAM, self.max_new_tokens), (TEMPERATURE, self.temperature),
+                             (TOP_P, self.top_p), (TOP_K, self.top_k), (REPETITION_PENALTY, self.repetition_penalty),
+                             (SEED.but(optional=True), self.seed)):
+            param.check(value)
         return self
 
     def to_dict(self) -> dict:
         """Plain-JSON form (used in result files)."""
         return asdict(self)
 
-    def with_(self, **changes: object) -> SamplingParams:
+    def with_(self, **changes: Any) -> SamplingParams:
         """A copy with some fields changed."""
         return replace(self, **changes)
 

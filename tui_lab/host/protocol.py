@@ -144,11 +144,11 @@ class Frame:
 
     run_id: int
     new_ids: list[str] = field(default_factory=list)
-    index: array = field(default_factory=lambda: array("i"))
-    token_id: array = field(default_factory=lambda: array("q"))
-    t: array = field(default_factory=lambda: array("d"))
+    index: array[int] = field(default_factory=lambda: array("i"))
+    token_id: array[int] = field(default_factory=lambda: array("q"))
+    t: array[float] = field(default_factory=lambda: array("d"))
     text: list[str] = field(default_factory=list)
-    n_tokens: array = field(default_factory=lambda: array("i"))
+    n_tokens: array[int] = field(default_factory=lambda: array("i"))
     submitted: list[RequestSubmitted] = field(default_factory=list)
     finished: list[RequestFinished] = field(default_factory=list)
 
@@ -215,7 +215,7 @@ class FrameBuilder:
             elif isinstance(ev, RequestSubmitted):
                 self._index(ev.request_id)
                 f.submitted.append(ev)
-            else:
+            elif isinstance(ev, RequestFinished):
                 f.finished.append(ev)
 
     def take(self) -> Frame | None:

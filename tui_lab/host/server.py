@@ -281,7 +281,7 @@ class Host:
         def progress(line: Progress) -> None:
             self.send(p.RunProgressLine(cmd.run_id, line))
 
-        def partial(item: p.PartialItem) -> None:
+        def partial(item: object) -> None:
             self.send(p.Partial(cmd.run_id, _picklable(item)))
 
         ctx = RunContext(engine=self.engine, engine_name=self.engine_name, engine_options=self.engine_options,

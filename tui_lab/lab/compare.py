@@ -12,6 +12,7 @@ import statistics
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingParams
 from tui_lab.errors import InvalidInput
@@ -232,7 +233,7 @@ def cpu_vs_gpu(
             if on_run:
                 on_run(device, run)
 
-        m = measure(Variant(lambda d=device: engine_factory(d), progress), [Request("r0", prompt)], sampling,
+        m = measure(Variant(partial(engine_factory, device), progress), [Request("r0", prompt)], sampling,
                     warmup=warmup, runs=runs, stop=stop, sink=sink, on_result=keep)
         if m.ended == "unavailable":
             timing.available, timing.reason = False, m.error

@@ -82,6 +82,15 @@ class RunContext:
     partial: Callable[[PartialItem], None] | None = None
     """Partial results as they come (a sweep point, one variant of a comparison)."""
 
+    @property
+    def loaded(self) -> Engine:
+        """The loaded engine (the runner refuses an experiment that needs one before it starts)."""
+        if self.engine is None:
+            from tui_lab.errors import EngineUnavailable
+
+            raise EngineUnavailable("no engine is loaded", "wait for loading to finish, or press m")
+        return self.engine
+
     def stopped(self) -> bool:
         """Whether the learner asked to stop (check between runs and steps)."""
         return self.stop.is_set()

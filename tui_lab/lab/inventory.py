@@ -65,7 +65,7 @@ def get(name: str) -> Experiment:
         raise InvalidInput(f"unknown experiment {name!r}; choose one of: {', '.join(names())}")
     module, _, cls = where.partition(":")
     experiment = getattr(import_module(module), cls)()
-    if experiment.name != name:
+    if not isinstance(experiment, Experiment) or experiment.name != name:
         raise RuntimeError(f"{where} describes {experiment.name!r}, not {name!r}")
     return experiment
 

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from tui_lab.engines.base import (
     Engine,
@@ -513,7 +513,7 @@ class LoadSweepPlan:
                 "latency_budget": self.latency_budget, "knee_threshold_pct": self.knee_threshold_pct}
 
 
-def _replace(plan: LoadPlan, **changes: object) -> LoadPlan:
+def _replace(plan: LoadPlan, **changes: Any) -> LoadPlan:
     from dataclasses import replace
 
     return replace(plan, **changes)
@@ -757,8 +757,15 @@ BURSTINESS = Param("burstiness", "number", 1.0, "1 gives Poisson arrivals; lower
 MAX_CONCURRENCY = Param("max_concurrency", "int", None, "cap on requests in flight (rate mode; none: no cap)", 1,
                         MAX_REQUESTS, optional=True)
 NUM_REQUESTS = Param("num_requests", "int", 8, "requests in the whole load", 1, MAX_LOAD_REQUESTS)
+def _lengths_spec(name: str, value: object) -> str:
+    """A lengths spec (``16,64,128`` or ``uniform:LO:HI``) that ``parse_output_lens`` reads."""
+    text = str(value)
+    parse_output_lens(text)
+    return text
+
+
 OUTPUT_LENS = Param("output_lens", "text", None, "output lengths: 16,64,128 (cycled) or uniform:LO:HI (seeded); "
-                    "none: max_new_tokens each", optional=True, extra=lambda _n, v: (parse_output_lens(v), v)[1])
+                    "none: max_new_tokens each", optional=True, extra=_lengths_spec)
 LOAD_PARAMS: tuple[Param, ...] = (
     MODE, CONCURRENCY, REQUEST_RATE, BURSTINESS, MAX_CONCURRENCY, NUM_REQUESTS, OUTPUT_LENS, MAX_NEW_TOKENS_PARAM,
     TEMPERATURE, TOP_P, SEED, IGNORE_EOS.but(default=True),
@@ -812,10 +819,9 @@ class LoadRunExperiment(Experiment):
     def run(self, params: Params, ctx: RunContext) -> LoadRun:
         """Run the load; the ``LoadRun`` (partial if stopped)."""
         plan = load_plan_from(params)
-        assert ctx.engine is not None
-        require_sessions(ctx.engine)
+        require_sessions(ctx.loaded)
         ctx.report(f"{plan.label} · {plan.num_requests} requests", 0.0, new_run=True)
-        return execute_load(ctx.engine, plan, stop=ctx.stop, sink=ctx.sink)
+        return execute_load(ctx.loaded, plan, stop=ctx.stop, sink=ctx.sink)
 
 
 class LoadSweepExperiment(Experiment):
@@ -848,5 +854,4 @@ class LoadSweepExperiment(Experiment):
             ctx.report(f"{label} · run {index + 1}/{plan.runs}", done[0] / total, new_run=True)
             done[0] += 1
 
-        assert ctx.engine is not None
-        return run_load_sweep(ctx.engine, plan, stop=ctx.stop, on_point=ctx.emit, sink=ctx.sink, on_run=on_run)
+        return run_load_sweep(ctx.loaded, plan, stop=ctx.stop, on_point=ctx.emit, sink=ctx.sink, on_run=on_run)

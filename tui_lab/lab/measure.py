@@ -92,7 +92,7 @@ def loaded(variant: Variant) -> Iterator[Loaded]:
         return
     try:
         if variant.prepare is not None:
-            variant.prepare(engine)  # type: ignore[arg-type]
+            variant.prepare(engine)
         yield Loaded(engine, info.to_dict())
     finally:
         safe_unload(engine)
@@ -119,7 +119,7 @@ class Measurement:
     """The run that cut the measurement short (a warm-up run too); None when it ended between runs."""
     last_warm: bool = False
     """Whether the run that cut it short (``last``, or the one that raised) was a warm-up run."""
-    engine: dict | None = None
+    engine: dict[str, object] | None = None
     """The info of the variant ``measure`` loaded (None for an engine given loaded)."""
 
     @property

@@ -116,7 +116,7 @@ class WeightPrecision(Experiment):
             wb = weight_bytes(config, dt)
             rows.append(PrecisionRow(dt, wb / 1e9, decode_floor_s(wb, bw) * 1000))
         device = ctx.device()
-        base = run_batch(ctx, ctx.engine, ["The future of AI is"], params["max_new_tokens"], "batch 1 · loaded engine")
+        base = run_batch(ctx, ctx.loaded, ["The future of AI is"], params["max_new_tokens"], "batch 1 · loaded engine")
         loaded = ms(_tpot_p50(base))
         note = ""
         gpu_vllm = ctx.engine_name == "vllm" and device == "cuda"
@@ -223,7 +223,7 @@ class KvCapacity(Experiment):
         if ctx.engine_name == "vllm" and hasattr(ctx.engine, "scheduler_stats"):
             measured = _vllm_capacity(ctx.engine, context)
             how = f"vLLM's KV blocks × block size ÷ {context} tokens"
-            run = run_batch(ctx, ctx.engine, varied_prompts(params["throughput_batch"]), 32, "throughput · auto KV")
+            run = run_batch(ctx, ctx.loaded, varied_prompts(params["throughput_batch"]), 32, "throughput · auto KV")
             thr["auto"] = run.summary().output_tokens_per_s
             if params["compare_fp8"] and not ctx.stopped():
                 try:
@@ -307,11 +307,11 @@ class Preemption(Experiment):
         prompts = varied_prompts(params["num_requests"])
         n = params["max_new_tokens"]
         if not ctx.engine_name == "vllm":
-            run = run_batch(ctx, ctx.engine, prompts, n, f"{len(prompts)} requests")
+            run = run_batch(ctx, ctx.loaded, prompts, n, f"{len(prompts)} requests")
             samples = counters_from_trace(run)
             return _preemption_result(params, samples, "derived from the trace", None, run,
                                       "only vLLM's scheduler preempts: this engine runs the whole batch at once")
-        samples: list[dict] = []
+        samples = []
         stop_poll = threading.Event()
         with variant(ctx, f"vLLM with {params['num_kv_blocks']} KV blocks",
                      num_kv_blocks=params["num_kv_blocks"], max_num_seqs=params["max_num_seqs"],

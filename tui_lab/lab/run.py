@@ -148,7 +148,7 @@ class RunRecorder:
 
     def add(self, event: StreamEvent) -> None:
         """Apply one event."""
-        if type(event) is TokenStep:
+        if isinstance(event, TokenStep):
             self._steps.append(event)
             return
         rr = self._by_id.get(event.request_id)
@@ -288,5 +288,4 @@ class Generate(Experiment):
         sampling = sampling_from(params)
         requests = self.requests(params)
         ctx.report(f"batch {len(requests)} · {sampling.max_new_tokens} tokens", 0.0, new_run=True)
-        assert ctx.engine is not None
-        return execute_run(ctx.engine, requests, sampling, ctx.stop, ctx.sink)
+        return execute_run(ctx.loaded, requests, sampling, ctx.stop, ctx.sink)

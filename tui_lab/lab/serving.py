@@ -17,6 +17,7 @@ import statistics
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingParams
@@ -337,7 +338,7 @@ def graphs_compare(
         label = "CUDA graphs" if graphs else f"eager ({device})"
         mode = GraphsMode(label=label, cuda_graphs=graphs, device=device)
         result.modes.append(mode)
-        with loaded(Variant(lambda g=graphs, d=device: factory(g, d), progress)) as variant:
+        with loaded(Variant(partial(factory, graphs, device), progress)) as variant:
             if variant.engine is None:
                 mode.available, mode.reason = False, variant.error
                 continue
@@ -602,7 +603,7 @@ def prefix_cache_compare(
             mode.runs_done += 1
 
         # The first request is the one warm-up run: timed and reported apart, never pooled with the runs.
-        m = measure(Variant(lambda on=enabled: factory(on), progress), batch, sampling, warmup=1, runs=runs,
+        m = measure(Variant(partial(factory, enabled), progress), batch, sampling, warmup=1, runs=runs,
                     stop=stop, sink=sink, on_result=record)
         if m.ended == "unavailable":
             mode.available, mode.reason = False, m.error

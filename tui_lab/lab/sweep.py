@@ -515,8 +515,9 @@ def run_sweep(
                 if on_point:
                     on_point(point)
                 continue
-            point, ended, oom = _run_configuration(engine, plan, config, stop, sink, on_run)
-            if point is not None:
+            measured, ended, oom = _run_configuration(engine, plan, config, stop, sink, on_run)
+            if measured is not None:
+                point = measured
                 result.points.append(point)
                 if point.status == "error":
                     result.messages.append(f"{config.label}: {point.error}")
@@ -674,19 +675,18 @@ class SweepExperiment(Experiment):
             ctx.report(f"{configuration.label} · {what}", done[0] / total, new_run=True)
             done[0] += 1
 
-        assert ctx.engine is not None
-        return run_sweep(ctx.engine, plan, stop=ctx.stop, on_point=ctx.emit, sink=ctx.sink, on_run=on_run)
+        return run_sweep(ctx.loaded, plan, stop=ctx.stop, on_point=ctx.emit, sink=ctx.sink, on_run=on_run)
 
 
-def _plan(kind: SweepKind, values: tuple[object, ...], params: Params, **fixed: object) -> SweepPlan:
+def _plan(kind: SweepKind, values: tuple[object, ...], params: Params, batch_size: int = 8,
+          max_new_tokens: int = 64) -> SweepPlan:
     from tui_lab.lab.run import sampling_from
 
     return SweepPlan(
-        kind=kind, values=values, runs=int(params["runs"]), warmup=int(params["warmup"]),
-        sampling=sampling_from(params), seed=int(params["seed"]),
-        latency_budget=params["latency_budget"],
-        knee_threshold_pct=float(params.get("knee_threshold_pct") or KNEE_GAIN_PCT),
-        **fixed,
+        kind=kind, values=values, runs=params["runs"], warmup=params["warmup"], sampling=sampling_from(params),
+        seed=params["seed"], latency_budget=params["latency_budget"],
+        knee_threshold_pct=params.get("knee_threshold_pct") or KNEE_GAIN_PCT, batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
     ).validate()
 
 

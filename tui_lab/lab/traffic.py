@@ -67,7 +67,7 @@ class LoadLoopResult:
 def load_driver() -> Any:
     """The lab's load driver module (``tui_lab.lab.load``: sessions, closed and open loops), or None."""
     try:
-        from tui_lab.lab import load  # type: ignore[attr-defined]
+        from tui_lab.lab import load
     except ImportError:
         return None
     if not all(hasattr(load, n) for n in ("execute_load", "LoadPlan", "supports_sessions")):
@@ -116,7 +116,7 @@ class LoadLoop(Experiment):
                 seed=params["seed"], cold_request=False,
             )
             ctx.report(f"{params['mode']} loop · {plan.label}", None, new_run=True)
-            traces = list(driver.execute_load(ctx.engine, plan, ctx.stop, ctx.sink).traces)
+            traces = list(driver.execute_load(ctx.loaded, plan, ctx.stop, ctx.sink).traces)
         else:
             if params["mode"] == "open":
                 note = ("open-loop arrivals need an engine that takes requests while others run (vllm, openai); "
@@ -126,7 +126,7 @@ class LoadLoop(Experiment):
             for start in range(0, n, c):
                 if ctx.stopped():
                     break
-                run = run_batch(ctx, ctx.engine, prompts[start:start + c], params["max_new_tokens"],
+                run = run_batch(ctx, ctx.loaded, prompts[start:start + c], params["max_new_tokens"],
                                 f"closed loop · requests {start + 1}–{min(n, start + c)} of {n}")
                 traces.extend(run.traces)
         from tui_lab.metrics import summarize_run
@@ -229,10 +229,10 @@ class Interference(Experiment):
         long_prompt = " ".join(["Summarise the following notes carefully."] +
                                [f"note{i % 97} about topic {i % 13}." for i in range(params["long_prompt_words"] // 5)])
         tokens = params["stream_tokens"]
-        alone = run_batch(ctx, ctx.engine, streams, tokens, f"{len(streams)} streams alone")
+        alone = run_batch(ctx, ctx.loaded, streams, tokens, f"{len(streams)} streams alone")
         rows = [_itl_row("streams alone", alone.traces, None)]
         if not ctx.engine_name == "vllm":
-            lone = run_batch(ctx, ctx.engine, [long_prompt], 2, "the long prompt alone")
+            lone = run_batch(ctx, ctx.loaded, [long_prompt], 2, "the long prompt alone")
             rows.append(_itl_row("long prompt alone (its TTFT)", [], lone.traces[0]))
             return InterferenceResult(params["streams"], params["long_prompt_words"], rows,
                                       "a prompt can join running streams only on vLLM (continuous batching); "
@@ -345,9 +345,9 @@ class Speculation(Experiment):
         rows = []
         # One short unmeasured reply first on each engine: a fresh engine's first steps pay one-time costs
         # (kernel compilation, first allocations) that would land in whichever row runs first.
-        run_batch(ctx, ctx.engine, [texts[1][1]], min(n, 16), "warm-up (not measured)", ignore_eos=False)
+        run_batch(ctx, ctx.loaded, [texts[1][1]], min(n, 16), "warm-up (not measured)", ignore_eos=False)
         for kind, prompt in texts:
-            rows.append(_spec_row("off", kind, run_batch(ctx, ctx.engine, [prompt], n, f"speculation off · {kind}",
+            rows.append(_spec_row("off", kind, run_batch(ctx, ctx.loaded, [prompt], n, f"speculation off · {kind}",
                                                          ignore_eos=False), None, None))
         note = ""
         if not ctx.engine_name == "vllm":
@@ -402,7 +402,7 @@ class ToolMetrics(Experiment):
 
     def run(self, params: Params, ctx: RunContext) -> ToolMetricsResult:
         """One batch (replies of different lengths unless ``ignore_eos``), then every definition."""
-        run = run_batch(ctx, ctx.engine, varied_prompts(params["batch_size"]), params["max_new_tokens"],
+        run = run_batch(ctx, ctx.loaded, varied_prompts(params["batch_size"]), params["max_new_tokens"],
                         f"batch {params['batch_size']}", ignore_eos=params["ignore_eos"])
         rows = []
         for r in tool_numbers(run.traces, params["weighting"]):
@@ -479,7 +479,7 @@ class EnergyCost(Experiment):
             if ctx.stopped():
                 break
             start = _energy_mj() if on_gpu else None
-            run = run_batch(ctx, ctx.engine, varied_prompts(b), params["max_new_tokens"], f"batch {b}")
+            run = run_batch(ctx, ctx.loaded, varied_prompts(b), params["max_new_tokens"], f"batch {b}")
             end = _energy_mj() if on_gpu else None
             s = run.summary()
             tokens = s.output_tokens
@@ -527,8 +527,8 @@ class AnswerLatency(Experiment):
     def run(self, params: Params, ctx: RunContext) -> AnswerLatencyResult:
         """Stream the batch and split every reply at its ``</think>``."""
         prompts = [params["prompt"]] * params["batch_size"]
-        run = run_batch(ctx, ctx.engine, prompts, params["max_new_tokens"], "reasoning stream", ignore_eos=False)
-        reqs = []
+        run = run_batch(ctx, ctx.loaded, prompts, params["max_new_tokens"], "reasoning stream", ignore_eos=False)
+        reqs: list[dict[str, Any]] = []
         for r in run.requests:
             ta, think = time_to_first_answer(r.trace, r.texts)
             reqs.append({"request_id": r.request_id, "ttft_ms": ms(ttft(r.trace)), "ttfa_ms": ms(ta),

@@ -281,8 +281,7 @@ def _parse_steps(lines: list[str], start: int, path: Path | str | None) -> tuple
         m = _FENCE.match(raw.strip()) if raw.startswith(("```", "~~~")) else None
         if m:
             info = m.group(2).lower()
-            buf: list[str] = [] if info in _DIRECTIVES else [raw]
-            fence = (m.group(1), info, lineno, buf)
+            fence = (m.group(1), info, lineno, [] if info in _DIRECTIVES else [raw])
             continue
         if raw.startswith("## "):
             finish_step()
@@ -432,7 +431,7 @@ def resolve_metric(result: object, metric: str) -> float | None:
         node = _as_data(node)
         try:
             if isinstance(part, int):
-                node = node[part] if isinstance(node, (list, tuple)) else None  # type: ignore[index]
+                node = node[part] if isinstance(node, (list, tuple)) else None
             elif isinstance(node, dict):
                 node = node.get(part)
             else:

@@ -103,7 +103,8 @@ class LessonProgress:
     @classmethod
     def from_dict(cls, data: dict) -> LessonProgress:
         """Read back what :meth:`to_dict` wrote."""
-        steps = data.get("steps") if isinstance(data.get("steps"), dict) else {}
+        raw = data.get("steps")
+        steps: dict[str, object] = raw if isinstance(raw, dict) else {}
         pos = data.get("position", 0)
         return cls(
             position=pos if isinstance(pos, int) and pos >= 0 else 0,

@@ -204,7 +204,7 @@ def tool_numbers(traces: Sequence[RequestTrace], weighting: str = "request") -> 
 
     # Lab (METRICS.md): per-token gaps (a chunk of k tokens after gap g counts as k gaps of g/k).
     per_token = [g / k for tr in done for g, k in _gaps(tr) for _ in range(k)]
-    tpots = [(tpot(tr), tr.output_tokens - 1) for tr in done if tpot(tr) is not None]
+    tpots = [(t, tr.output_tokens - 1) for tr in done if (t := tpot(tr)) is not None]
     if weighting == "request":
         lab_tpot = _mean([t for t, _ in tpots])
     else:

@@ -78,19 +78,19 @@ def knee_by_gain(points: Sequence[TradeoffPoint], threshold_pct: float = KNEE_GA
 def knee_by_balance(points: Sequence[TradeoffPoint], latency_key: str = "e2e_p50") -> float | None:
     """The seed notebook's rule: the x where normalised latency and inverted normalised
     throughput are closest (both min-max scaled to [0, 1] over the sweep)."""
-    pts = [p for p in points if p.latency.get(latency_key) is not None]
+    pts = [(p, v) for p in points if (v := p.latency.get(latency_key)) is not None]
     if len(pts) < 2:
         return None
-    lat = [p.latency[latency_key] for p in pts]
-    thr = [p.throughput for p in pts]
+    lat = [v for _, v in pts]
+    thr = [p.throughput for p, _ in pts]
 
     def scale(v: float, lo: float, hi: float) -> float:
         return 0.0 if hi == lo else (v - lo) / (hi - lo)
 
-    best = min(
+    best, _ = min(
         pts,
-        key=lambda p: abs(
-            scale(p.latency[latency_key], min(lat), max(lat)) - (1.0 - scale(p.throughput, min(thr), max(thr)))
+        key=lambda pv: abs(
+            scale(pv[1], min(lat), max(lat)) - (1.0 - scale(pv[0].throughput, min(thr), max(thr)))
         ),
     )
     return best.x

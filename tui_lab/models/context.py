@@ -12,7 +12,8 @@ from tui_lab.models.spec import resolve
 
 def _from_dict(config: dict[str, Any]) -> int | None:
     # Multimodal configs keep the language model's settings under text_config (as transformers' get_text_config).
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    nested = config.get("text_config")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else config
     value = text.get("max_position_embeddings") or config.get("max_position_embeddings")
     return int(value) if isinstance(value, (int, float)) and value > 0 else None
 

@@ -39,7 +39,7 @@ def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], wi
     return table
 
 
-def _note(text: str) -> list[RenderableType]:
+def _note(text: str) -> list[Text]:
     return [Text(text, style="yellow")] if text else []
 
 
@@ -60,7 +60,8 @@ def kv_view(r: KvCapacityResult, width: int) -> RenderableType:
              str(d["kv_heads"]), _f(d["bytes_per_token"] / 1024, "{:.1f}"),
              _f(d["fixed_state_bytes"] / 2**20, "{:.0f}"), str(d["max_batch"])) for d in r.designs]
     title = f"KV cache at {r.context} tokens, {r.kv_dtype}, {r.free_gib:.0f} GiB card"
-    lines = [_table(title, ("model · design", "KV h", "KiB/tok", "state MiB", "max batch"), rows, width),
+    lines: list[RenderableType] = [
+             _table(title, ("model · design", "KV h", "KiB/tok", "state MiB", "max batch"), rows, width),
              Text(f"measured: {_f(r.measured_max_batch, '{}')} sequences ({r.measured_how})")]
     if r.fp8_max_batch is not None:
         lines.append(Text(f"fp8 KV cache: {r.fp8_max_batch} sequences"))
