@@ -136,7 +136,8 @@ def test_tool_definitions_differ_as_documented() -> None:
     # send 0, first token 1.0, then one chunk of 3 tokens at 1.3 (so 4 tokens in 2 events)
     tr = _trace("a", 0.0, [1.0, 1.3], [1, 3])
     rows = {r.tool: r for r in tool_numbers([tr])}
-    assert rows["lab"].itl_mean_s == pytest.approx(0.1)  # 0.3 s spread over 3 tokens
+    # The lab's ITL (METRICS.md, tui_lab.metrics.itl_samples): one gap per token event, as in the live views.
+    assert rows["lab"].itl_mean_s == pytest.approx(0.3)
     assert rows["vllm bench serve"].itl_mean_s == pytest.approx(0.3)  # one chunk gap
     assert rows["AIPerf"].itl_mean_s == pytest.approx(0.3 / 3)  # (E2E - TTFT) / (n - 1)
     assert rows["LLMPerf"].itl_mean_s == pytest.approx(1.3 / 4)  # E2E / n

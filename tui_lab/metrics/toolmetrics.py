@@ -13,7 +13,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from tui_lab.metrics.latency import RequestTrace, e2e, output_throughput, tpot, ttft
+from tui_lab.metrics.latency import RequestTrace, e2e, itl_samples, output_throughput, tpot, ttft
 from tui_lab.metrics.percentiles import percentile
 
 # ------------------------------------------------------------------------------------------- queues
@@ -184,7 +184,8 @@ class ToolNumbers:
 
 
 TOOL_SOURCES = {
-    "lab": "METRICS.md (this project): ITL per token, TPOT per request, Σn / (last token − first send)",
+    "lab": "METRICS.md (this project): ITL per token event (a k-token chunk is one gap), TPOT per request, "
+           "Σn / (last token − first send)",
     "vllm": "vLLM 0.32, vllm/benchmarks/serve.py calculate_metrics (itls += output.itl; tpot per request)",
     "aiperf": "AIPerf docs/metrics_reference.md (ai-dynamo/aiperf, 2025): ITL, Inter Chunk Latency",
     "guidellm": "guidellm (vllm-project/guidellm) benchmark statistics: time per output token incl. TTFT",
@@ -202,16 +203,16 @@ def tool_numbers(traces: Sequence[RequestTrace], weighting: str = "request") -> 
     thr = output_throughput(list(done)) if done else None
     rows: list[ToolNumbers] = []
 
-    # Lab (METRICS.md): per-token gaps (a chunk of k tokens after gap g counts as k gaps of g/k).
-    per_token = [g / k for tr in done for g, k in _gaps(tr) for _ in range(k)]
+    # Lab (METRICS.md): one gap per token event; a chunk of k tokens is one gap (the engine gave no finer timing).
+    per_event = itl_samples(done)
     tpots = [(t, tr.output_tokens - 1) for tr in done if (t := tpot(tr)) is not None]
     if weighting == "request":
         lab_tpot = _mean([t for t, _ in tpots])
     else:
         w = sum(n for _, n in tpots)
         lab_tpot = sum(t * n for t, n in tpots) / w if w else None
-    rows.append(ToolNumbers("lab", _mean(per_token), percentile(per_token, 99), lab_tpot, thr,
-                            f"ITL per token; TPOT {weighting}-weighted", TOOL_SOURCES["lab"]))
+    rows.append(ToolNumbers("lab", _mean(per_event), percentile(per_event, 99), lab_tpot, thr,
+                            f"ITL per token event; TPOT {weighting}-weighted", TOOL_SOURCES["lab"]))
 
     # vLLM bench serve: ITL pooled over chunk gaps (one gap per streamed chunk, whatever it holds).
     chunk = [g for tr in done for g, _ in _gaps(tr)]
