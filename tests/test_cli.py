@@ -459,3 +459,75 @@ def test_real_embedded_model_run_json() -> None:
     assert doc["summary"]["output_tokens_per_s"] == pytest.approx(len(times) / req["e2e_s"])
     assert "torch" in doc["versions"] or "transformers" in doc["versions"]
     assert "loading" in res.stderr or "loaded" in res.stderr  # progress on stderr, not in the JSON
+
+
+# ---------------------------------------------------------------------------------- what could not be measured
+
+
+def test_a_broken_stream_prints_its_cause_and_exits_1(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    """A stream that broke ended as PARTIAL RESULTS with exit 0; the cause was only in --json."""
+    from tui_lab.engines.base import RequestFinished
+    from tui_lab.engines.scripted import ScriptedEngine
+
+    original = ScriptedEngine.stream
+
+    def broken(self, requests, sampling, stop=None):  # noqa: ANN001, ANN202
+        for event in original(self, requests, sampling, stop):
+            if isinstance(event, RequestFinished) and event.request_id == "r1":
+                yield RequestFinished("r1", event.t, "error", error="the server closed the stream")
+            else:
+                yield event
+
+    monkeypatch.setattr(ScriptedEngine, "stream", broken)
+    assert main(["run", *SCRIPTED, "--batch-size", "3", "--max-tokens", "4"]) == cli.EXIT_INCOMPLETE
+    out, err = capsys.readouterr()
+    assert "TTFT" in out
+    assert "not measured: 1 request: the server closed the stream" in err
+    assert main(["run", *SCRIPTED, "--batch-size", "3", "--max-tokens", "4", "--json"]) == cli.EXIT_INCOMPLETE
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["error"] for r in doc["requests"]].count("the server closed the stream") == 1
+
+
+def test_an_experiment_whose_variant_cannot_run_exits_1_and_says_why(capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch) -> None:
+    """prefix_cache without vLLM exited 0 with the failure only inside its JSON."""
+    from tui_lab.engines.scripted import ScriptedEngine
+    from tui_lab.errors import EngineUnavailable
+
+    loads = []
+    original = ScriptedEngine.load
+
+    def only_the_first(self, progress=None):  # noqa: ANN001, ANN202
+        loads.append(self)
+        if len(loads) > 1:
+            raise EngineUnavailable("vLLM is not installed", "pip install vllm")
+        return original(self, progress)
+
+    monkeypatch.setattr(ScriptedEngine, "load", only_the_first)
+    argv = ["experiment", "prefix_cache", *SCRIPTED, "--param", "num_requests=2", "--param", "runs=1"]
+    assert main(argv) == cli.EXIT_INCOMPLETE
+    out, err = capsys.readouterr()
+    assert "not measured:" in err and "vLLM is not installed" in err
+    assert "not run" in out  # the view names the mode that could not run
+
+
+def test_vllm_bench_json_is_written_in_the_load_modes_too(tmp_path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch) -> None:
+    """`run --vllm-bench-json FILE` was ignored without a word with --concurrency / --request-rate."""
+    from tests.test_load import ThreadedEngine
+    from tui_lab.engines import scripted
+
+    class Loadable(ThreadedEngine):
+        def load(self, progress=None):  # noqa: ANN001, ANN202
+            return self.info
+
+        def unload(self) -> None:
+            pass
+
+    monkeypatch.setattr(scripted, "ScriptedEngine", lambda **kw: Loadable())
+    monkeypatch.setattr(cli, "_require_serving_engine", lambda args: None)
+    out = tmp_path / "bench.json"
+    assert main(["run", *SCRIPTED, "--concurrency", "2", "--num-requests", "4", "--max-tokens", "3",
+                 "--vllm-bench-json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["completed"] == 4 and len(doc["ttfts"]) == 4
