@@ -93,6 +93,10 @@ class RecomputeEngine(ScriptedEngine):
             seconds += 0.002 * self._step
         super()._sleep(seconds)
 
+    def stream(self, requests, sampling, stop=None):  # noqa: ANN001, ANN201
+        self._step = 0  # every run recomputes from its own first token
+        yield from super().stream(requests, sampling, stop)
+
 
 def loaded(engine: ScriptedEngine) -> ScriptedEngine:
     engine.load()
@@ -413,7 +417,8 @@ def test_kv_cache_compare_naive_steps_grow_cached_stay_flat() -> None:
     assert naive.growth() > 2.0  # later steps recompute more
     assert cached.growth() == pytest.approx(1.0)
     assert res.same_text is True
-    assert res.speedup > 1.0
+    assert res.speedup > 1.0 and res.ratio is not None and res.ratio.pairs == 3 and res.ratio.measurable
+    assert len(naive.e2e_runs_s) == len(cached.e2e_runs_s) == 3
     assert naive.step_times_s[0] == pytest.approx(naive.e2e_s - sum(naive.step_times_s[1:]))
     data = res.to_dict()
     assert data["modes"][0]["kv_cache"] is False and data["modes"][1]["kv_cache"] is True
@@ -426,7 +431,8 @@ def test_kv_cache_compare_with_ready_engines_and_stop() -> None:
     stop = threading.Event()
     stop.set()
     res = kv_cache_compare(engines=engines, prompt="Hi", max_new_tokens=4, stop=stop)
-    assert res.partial and res.modes == []
+    assert res.partial and not res.complete and all(not m.e2e_runs_s for m in res.modes)
+    assert res.speedup is None and res.same_text is None and "nothing is compared" in res.note
     with pytest.raises(InvalidInput):
         kv_cache_compare(prompt="Hi")
 
@@ -541,3 +547,34 @@ def test_token_steps_are_recorded_per_request_in_order() -> None:
     # a token event after kept steps lands after them
     assert r1.token_ids == [6, 8, 9] and r1.trace.event_tokens == [1, 1, 2] and r1.text == "yw!"
     assert not res.partial
+
+
+def test_a_stopped_kv_comparison_claims_no_speedup_and_no_text_verdict() -> None:
+    """Stopped during the KV-cache run, the comparison said "KV cache is 98.6x faster" and "the texts differ"."""
+    engines = {False: loaded(RecomputeEngine(False)), True: loaded(RecomputeEngine(True))}
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def on_mode(mode) -> None:  # noqa: ANN001
+        seen.append(mode.mode)
+        if mode.kv_cache is False and mode.complete_runs == 2:
+            stop.set()  # the second no-cache run finished: stop before its cache partner runs
+
+    res = kv_cache_compare(engines=engines, prompt="Hi", max_new_tokens=6, runs=3, stop=stop, on_mode=on_mode)
+    assert res.partial and not res.complete
+    assert res.speedup is None and res.same_text is None and res.to_dict()["speedup"] is None
+    assert "nothing is compared" in res.note
+    from tui_lab.views import render, to_text
+
+    text = to_text(render(res, 100), 100)
+    assert "faster" not in text and "differ" not in text and "nothing is compared" in text
+
+
+def test_a_ratio_whose_range_covers_one_is_not_measurable() -> None:
+    from tui_lab.metrics.spread import paired_ratio
+
+    noisy = paired_ratio([1.0, 1.3, 0.8], [1.1, 1.0, 1.0])
+    assert noisy is not None and not noisy.measurable and "not measurable here" in noisy.verdict("speed-up")
+    clear = paired_ratio([2.0, 2.2, 1.9], [1.0, 1.0, 1.0])
+    assert clear is not None and clear.measurable and clear.low == pytest.approx(1.9)
+    assert "too few repeats" in paired_ratio([2.0], [1.0]).verdict("speed-up")

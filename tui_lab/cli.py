@@ -319,15 +319,16 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
             sink: Callable[[list[StreamEvent]], None] | None = None,
             partial: Callable[[PartialItem], None] | None = None,
             progress: Callable[[Progress], None] | None = None,
-            before: Callable[[EngineInfo | None], None] | None = None) -> Execution:
+            before: Callable[[EngineInfo | None], None] | None = None, flags: bool = True) -> Execution:
     """Check ``given``, load the engine the flags name (if the experiment needs one), run, unload.
 
     Runs in a worker thread so Ctrl-C stops the experiment within one step and keeps what was measured.
-    ``before(info)`` is called once the engine is loaded, before the first run (a table's header).
+    ``before(info)`` is called once the engine is loaded, before the first run (a table's header). ``flags``:
+    the parameters came from flags, so a refusal names the flag (``--max-tokens``), not the parameter.
     """
     from tui_lab.lab.runner import run_experiment, safe_unload
 
-    params = _in_flag_words(experiment, given)
+    params = _in_flag_words(experiment, given) if flags else experiment.validate(given)
     check_before_load(args, experiment, params)
     engine, info = (create_and_load(args) if experiment.needs_engine else (None, None))
     name, options = engine_flags(args)
@@ -885,7 +886,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         print(f"  {p.text}", file=sys.stderr, flush=True)
 
     with stdout_to_stderr() if args.json else contextlib.nullcontext(sys.stdout):
-        execution = execute(args, exp, given, progress=None if _quiet(args) else progress)
+        execution = execute(args, exp, given, progress=None if _quiet(args) else progress, flags=False)
     result = execution.result
     if args.json:
         from tui_lab.lab.caveats import caveats

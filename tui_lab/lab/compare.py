@@ -11,15 +11,17 @@ from __future__ import annotations
 import statistics
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 
 from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingParams
 from tui_lab.errors import InvalidInput
 from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
-from tui_lab.lab.measure import Variant, measure
+from tui_lab.lab.measure import Variant, loaded, measure
 from tui_lab.lab.run import RunResult
 from tui_lab.metrics import e2e, ttft
+from tui_lab.metrics.spread import Ratio, Spread, paired_ratio, spread
 from tui_lab.params import DEFAULT_PROMPT, MAX_NEW_TOKENS_PARAM, PROMPT, RUNS, WARMUP, Param
 
 DeviceFactory = Callable[[str], Engine]
@@ -161,8 +163,8 @@ class DeviceComparison:
     def speedup(self) -> float | None:
         """Median CPU E2E / median GPU E2E (None unless both ran)."""
         cpu, gpu = self.device("cpu"), self.device("cuda")
-        if cpu is None or gpu is None or not cpu.median_e2e_s or not gpu.median_e2e_s:
-            return None
+        if self.partial or cpu is None or gpu is None or not cpu.median_e2e_s or not gpu.median_e2e_s:
+            return None  # cut short: the devices did not run the same number of times, nothing is compared
         return cpu.median_e2e_s / gpu.median_e2e_s
 
     @property
@@ -173,6 +175,8 @@ class DeviceComparison:
             return f"no GPU: {gpu.reason} — only the CPU side was measured"
         if self.speedup is not None:
             return f"GPU is {self.speedup:.1f}x faster than CPU (median end-to-end time)"
+        if self.partial:
+            return "stopped before both devices finished every run: nothing is compared"
         return "not enough runs to compare"
 
     def to_dict(self) -> dict:
@@ -251,21 +255,41 @@ def cpu_vs_gpu(
 
 @dataclass
 class ModeTiming:
-    """One decoding mode's generation: per-step times and the text it produced."""
+    """One decoding mode (KV cache on or off): every run's end-to-end time, and the steps of its last run."""
 
     mode: str
     kv_cache: bool
     step_times_s: list[float] = field(default_factory=list)
-    """Step 0 is the prefill (TTFT); step i > 0 is the gap before token i + 1."""
-    e2e_s: float | None = None
+    """Of the last complete run: step 0 is the prefill (TTFT); step i > 0 is the gap before token i + 1."""
+    e2e_runs_s: list[float | None] = field(default_factory=list)
+    """End-to-end time of each run, in order (None for a run cut short: it compares nothing)."""
     output_tokens: int = 0
     text: str = ""
+    texts_agree: bool = True
+    """Every complete run of this mode produced the same text (greedy decoding is deterministic)."""
     error: str | None = None
 
     @property
+    def e2e_s(self) -> float | None:
+        """Median end-to-end time over the complete runs."""
+        found = spread(self.e2e_runs_s)
+        return None if found is None else found.median
+
+    @property
+    def e2e_spread(self) -> Spread | None:
+        """Median, fastest and slowest run."""
+        return spread(self.e2e_runs_s)
+
+    @property
+    def complete_runs(self) -> int:
+        """Runs that finished."""
+        return sum(1 for t in self.e2e_runs_s if t is not None)
+
+    @property
     def tokens_per_s(self) -> float | None:
-        """Output tokens / E2E."""
-        return self.output_tokens / self.e2e_s if self.e2e_s else None
+        """Output tokens / median E2E."""
+        e2e_s = self.e2e_s
+        return self.output_tokens / e2e_s if e2e_s else None
 
     def growth(self) -> float | None:
         """Mean of the last quarter of decode steps / mean of the first quarter (≈1 flat, >1 growing)."""
@@ -277,27 +301,30 @@ class ModeTiming:
         last = sum(steps[-q:]) / q
         return last / first if first > 0 else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
+        found = self.e2e_spread
         return {
-            "mode": self.mode,
-            "kv_cache": self.kv_cache,
-            "step_times_s": list(self.step_times_s),
-            "e2e_s": self.e2e_s,
-            "output_tokens": self.output_tokens,
-            "tokens_per_s": self.tokens_per_s,
-            "growth": self.growth(),
-            "text": self.text,
-            "error": self.error,
+            "mode": self.mode, "kv_cache": self.kv_cache, "step_times_s": list(self.step_times_s),
+            "e2e_s": self.e2e_s, "e2e_runs_s": list(self.e2e_runs_s),
+            "e2e_spread": None if found is None else found.to_dict(), "output_tokens": self.output_tokens,
+            "tokens_per_s": self.tokens_per_s, "growth": self.growth(), "text": self.text,
+            "texts_agree": self.texts_agree, "error": self.error,
         }
 
 
 @dataclass
 class KVCacheComparison:
-    """The naive recompute loop beside the KV-cache loop, on the same prompt."""
+    """The naive recompute loop beside the KV-cache loop, on the same prompt, repeated interleaved.
+
+    The speed-up is a ratio over the pairs of runs that both finished (no cache ÷ cache, run by run): its
+    median, and its range over the pairs. A comparison cut short (stopped, failed) compares nothing: it has
+    no speed-up and no verdict on the texts.
+    """
 
     prompt: str
     max_new_tokens: int
+    runs: int = 1
     modes: list[ModeTiming] = field(default_factory=list)
     partial: bool = False
 
@@ -306,31 +333,53 @@ class KVCacheComparison:
         return next((m for m in self.modes if m.kv_cache == kv_cache), None)
 
     @property
-    def same_text(self) -> bool | None:
-        """Whether both loops produced the same greedy text (they should)."""
+    def complete(self) -> bool:
+        """Both modes ran every planned run to the end."""
         naive, cached = self.mode(False), self.mode(True)
-        if naive is None or cached is None or naive.error or cached.error:
+        return (not self.partial and naive is not None and cached is not None and not naive.error
+                and not cached.error and naive.complete_runs == cached.complete_runs == self.runs)
+
+    @property
+    def ratio(self) -> Ratio | None:
+        """No-cache E2E ÷ cache E2E over the finished pairs (None unless the comparison is complete)."""
+        naive, cached = self.mode(False), self.mode(True)
+        if not self.complete or naive is None or cached is None:
             return None
-        return naive.text == cached.text
+        return paired_ratio(naive.e2e_runs_s, cached.e2e_runs_s)
 
     @property
     def speedup(self) -> float | None:
-        """Naive E2E / KV-cache E2E."""
-        naive, cached = self.mode(False), self.mode(True)
-        if naive is None or cached is None or not naive.e2e_s or not cached.e2e_s:
-            return None
-        return naive.e2e_s / cached.e2e_s
+        """The median speed-up of the KV cache (None when incomplete)."""
+        ratio = self.ratio
+        return None if ratio is None else ratio.median
 
-    def to_dict(self) -> dict:
+    @property
+    def same_text(self) -> bool | None:
+        """Whether both loops produced the same greedy text (they should); None when incomplete."""
+        naive, cached = self.mode(False), self.mode(True)
+        if not self.complete or naive is None or cached is None:
+            return None
+        return naive.texts_agree and cached.texts_agree and naive.text == cached.text
+
+    @property
+    def note(self) -> str:
+        """One line: the speed-up with its range, whether it is measurable, or why there is none."""
+        ratio = self.ratio
+        if ratio is not None:
+            return ratio.verdict("speed-up of the KV cache (end to end)")
+        if self.partial:
+            return "stopped before both loops finished every run: nothing is compared"
+        errors = [f"{m.mode}: {m.error}" for m in self.modes if m.error]
+        return "; ".join(errors) if errors else "nothing to compare"
+
+    def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
+        ratio = self.ratio
         return {
-            "experiment": "kv_cache_compare",
-            "prompt": self.prompt,
-            "max_new_tokens": self.max_new_tokens,
-            "partial": self.partial,
-            "modes": [m.to_dict() for m in self.modes],
-            "same_text": self.same_text,
-            "speedup": self.speedup,
+            "experiment": "kv_cache_compare", "prompt": self.prompt, "max_new_tokens": self.max_new_tokens,
+            "runs": self.runs, "partial": self.partial, "complete": self.complete,
+            "modes": [m.to_dict() for m in self.modes], "same_text": self.same_text, "speedup": self.speedup,
+            "speedup_range": None if ratio is None else ratio.to_dict(), "note": self.note,
         }
 
 
@@ -342,53 +391,75 @@ def kv_cache_compare(
     prompt: str = DEFAULT_PROMPT,
     max_new_tokens: int = 64,
     engines: Mapping[bool, Engine] | None = None,
+    runs: int = 3,
     stop: threading.Event | None = None,
     progress: ProgressCallback | None = None,
     sink: EventSink | None = None,
     on_mode: Callable[[ModeTiming], None] | None = None,
 ) -> KVCacheComparison:
-    """Generate the same greedy continuation without and then with the KV cache, timing every step.
+    """Generate the same greedy continuation without and with the KV cache, ``runs`` times each, interleaved.
 
-    Give either ``engine_factory(kv_cache)`` (engines are created, loaded and
-    unloaded here, one at a time) or ready, loaded ``engines`` keyed by
-    ``kv_cache`` (False, True). Without a cache every step re-reads the whole
-    sequence, so its step time grows with length; with the cache it stays flat.
+    Give either ``engine_factory(kv_cache)`` (both engines are loaded together for the interleaved runs, and
+    unloaded at the end) or ready, loaded ``engines`` keyed by ``kv_cache`` (False, True). Runs alternate
+    (no cache, cache, no cache, ...) so a busy machine slows both alike; the result keeps every run's time.
+    Without a cache every step re-reads the whole sequence, so its step time grows with length.
     """
     if engine_factory is None and engines is None:
         raise InvalidInput("kv_cache_compare needs an engine factory or two engines")
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, ignore_eos=True)
-    result = KVCacheComparison(prompt=prompt, max_new_tokens=max_new_tokens)
-    for kv_cache in (False, True):
-        if stop is not None and stop.is_set():
-            result.partial = True
-            break
-        timing = ModeTiming(mode=MODE_LABELS[kv_cache], kv_cache=kv_cache)
-        result.modes.append(timing)
-        source = engines[kv_cache] if engines is not None else Variant(
-            lambda kv=kv_cache: engine_factory(kv), progress)  # type: ignore[misc]
-        m = measure(source, [Request("r0", prompt)], sampling, stop=stop, sink=sink)
-        if m.ended == "unavailable" or m.raised:
-            timing.error = m.error
-            continue
-        if not m.runs:  # stopped before the run began
-            result.partial = True
-            break
-        res = m.runs[0][1]
-        trace = res.requests[0].trace
-        first = ttft(trace)
-        if first is not None:
-            times = trace.event_times
-            timing.step_times_s = [first] + [b - a for a, b in zip(times, times[1:], strict=False)]
-        timing.e2e_s = e2e(trace)
-        timing.output_tokens = trace.output_tokens
-        timing.text = res.requests[0].text
-        timing.error = res.error
-        if on_mode:
-            on_mode(timing)
-        if res.partial:
-            result.partial = True
-            break
+    result = KVCacheComparison(prompt=prompt, max_new_tokens=max_new_tokens, runs=runs)
+    timings = {kv: ModeTiming(mode=MODE_LABELS[kv], kv_cache=kv) for kv in (False, True)}
+    result.modes.extend(timings.values())
+    with ExitStack() as stack:
+        ready: dict[bool, Engine] = {}
+        for kv in (False, True):
+            if engines is not None:
+                ready[kv] = engines[kv]
+                continue
+            assert engine_factory is not None
+            got = stack.enter_context(loaded(Variant(partial(engine_factory, kv), progress)))
+            if got.engine is None:
+                timings[kv].error = got.error
+            else:
+                ready[kv] = got.engine
+        if len(ready) < 2:
+            return result
+        for run in range(runs):
+            for kv in (False, True):
+                if stop is not None and stop.is_set():
+                    result.partial = True
+                    return result
+                timing = timings[kv]
+                m = measure(ready[kv], [Request("r0", prompt)], sampling, stop=stop, sink=sink)
+                if m.raised or not m.runs:
+                    timing.error = m.error
+                    result.partial = True
+                    return result
+                res = m.runs[0][1]
+                if res.partial or res.error:
+                    timing.e2e_runs_s.append(None)
+                    timing.error = res.error
+                    result.partial = True
+                    return result
+                _record(timing, res, first=run == 0)
+                if on_mode:
+                    on_mode(timing)
     return result
+
+
+def _record(timing: ModeTiming, res: RunResult, first: bool) -> None:
+    """One finished run of a mode: its time, its steps (the last run's), whether its text agrees."""
+    trace = res.requests[0].trace
+    start = ttft(trace)
+    if start is not None:
+        times = trace.event_times
+        timing.step_times_s = [start] + [b - a for a, b in zip(times, times[1:], strict=False)]
+    timing.e2e_runs_s.append(e2e(trace))
+    text = res.requests[0].text
+    if not first and text != timing.text:
+        timing.texts_agree = False
+    timing.text = text
+    timing.output_tokens = trace.output_tokens
 
 
 # ------------------------------------------------------------------------------------------ the experiments
@@ -437,20 +508,22 @@ class KVCache(Experiment):
     description = "The naive loop that recomputes the whole sequence each step beside the KV-cache loop."
     kind = "compare"
     result_type = KVCacheComparison
-    params = (PROMPT, MAX_NEW_TOKENS_PARAM.but(default=64))
+    params = (PROMPT, MAX_NEW_TOKENS_PARAM.but(default=64), RUNS)
 
     def run(self, params: Params, ctx: RunContext) -> KVCacheComparison:
-        """Both modes, each on its own engine (the scripted test engine stands in for both)."""
+        """Both modes loaded together, their runs interleaved (the scripted test engine stands in for both)."""
+
+        runs = params["runs"]
 
         def on_mode(mode: ModeTiming) -> None:
-            ctx.report(f"{mode.mode} done")
+            ctx.report(f"{mode.mode} · run {mode.complete_runs}/{runs} done", None, new_run=True)
 
         prompt, tokens = params["prompt"], params["max_new_tokens"]
         if ctx.engine_name == "scripted" and ctx.engine is not None:
             return kv_cache_compare(engines={False: ctx.engine, True: ctx.engine}, prompt=prompt,
-                                    max_new_tokens=tokens, stop=ctx.stop, sink=ctx.sink, on_mode=on_mode)
+                                    max_new_tokens=tokens, runs=runs, stop=ctx.stop, sink=ctx.sink, on_mode=on_mode)
         if ctx.engine_name != "transformers":
             raise InvalidInput("the KV-cache comparison needs the transformers engine", "set engine to transformers")
         return kv_cache_compare(lambda kv: ctx.make_engine("transformers", kv_cache=kv), prompt=prompt,
-                                max_new_tokens=tokens, stop=ctx.stop, sink=ctx.sink, on_mode=on_mode,
+                                max_new_tokens=tokens, runs=runs, stop=ctx.stop, sink=ctx.sink, on_mode=on_mode,
                                 progress=ctx.loading("KV cache"))

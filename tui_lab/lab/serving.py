@@ -212,7 +212,8 @@ class GraphsComparison:
 
     def _both(self) -> tuple[GraphsMode, GraphsMode] | None:
         eager, graphs = self.mode(False), self.mode(True)
-        if eager is None or graphs is None or not eager.runs or not graphs.runs:
+        # A comparison cut short compares nothing: its modes did not run the same work.
+        if self.partial or eager is None or graphs is None or not eager.runs or not graphs.runs:
             return None
         return eager, graphs
 
@@ -503,7 +504,7 @@ class PrefixCacheComparison:
 
     def _ratio(self, attr: str) -> float | None:
         off, on = self.mode(False), self.mode(True)
-        if off is None or on is None:
+        if self.partial or off is None or on is None:  # cut short: nothing is compared
             return None
         a, b = getattr(off, attr).p50, getattr(on, attr).p50
         return a / b if a and b else None
@@ -948,7 +949,7 @@ class BatchingComparison:
 
     def _wall_ratio(self, slow: str, fast: str) -> float | None:
         a, b = self.mode(slow), self.mode(fast)
-        if a is None or b is None or not a.wall_s or not b.wall_s or a.partial or b.partial:
+        if self.partial or a is None or b is None or not a.wall_s or not b.wall_s or a.partial or b.partial:
             return None
         return a.wall_s / b.wall_s
 

@@ -7,10 +7,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tui_lab.formatting import blocks, rate, seconds
+from tui_lab.formatting import blocks, rate, ratio, seconds
 from tui_lab.lab.compare import DeviceComparison, KVCacheComparison
 from tui_lab.views.fit import bar_cells
-from tui_lab.views.style import TTFT_STYLE
+from tui_lab.views.style import ERROR_STYLE, NOTE_STYLE, PARTIAL_STYLE, TTFT_STYLE
 
 BAR_WIDTH = 24
 """Cells of the longest bar; the others scale to it."""
@@ -50,35 +50,39 @@ def device_view(result: DeviceComparison, width: int) -> RenderableType:
 
 
 def kv_view(result: KVCacheComparison, width: int) -> RenderableType:
-    """Step times of the naive loop against the KV-cache loop, sized to ``width`` cells."""
+    """Step times of the naive loop against the KV-cache loop (the last run's), every run's E2E, and the ratio
+    with its spread — or, when the comparison was cut short, that nothing is compared."""
     modes = result.modes
     scale = max((t for m in modes for t in m.step_times_s[1:]), default=0.0)
 
     def build(cells: int) -> Table:
-        table = Table(title="decoding without and with a KV cache (same prompt, greedy)", box=box.SIMPLE_HEAD,
-                      padding=(0, 1))
-        for col in ("mode", "E2E", "tok/s", "step growth", "last steps"):
+        table = Table(title=f"decoding without and with a KV cache (same prompt, greedy, {result.runs} runs each, "
+                      "interleaved)", box=box.SIMPLE_HEAD, padding=(0, 1))
+        for col in ("mode", "E2E (median)", "runs", "tok/s", "step growth", "last run's steps"):
             table.add_column(col, no_wrap=True)
         for m in modes:
             name = "no cache" if m.kv_cache is False else m.mode
-            if m.error:
-                table.add_row(name, Text(m.error, "red"), "", "", "")
+            if m.error and not m.complete_runs:
+                table.add_row(name, Text(m.error, ERROR_STYLE), "", "", "", "")
                 continue
+            found = m.e2e_spread
+            runs = "—" if found is None else f"{seconds(found.low)}–{seconds(found.high)} ({found.n})"
             growth = m.growth()
             spark = Text()
             for t in m.step_times_s[1:][-cells:]:
                 level = 0 if scale <= 0 else min(7, int(t / scale * 7))
                 spark.append("▁▂▃▄▅▆▇█"[level], TTFT_STYLE if m.kv_cache is False else "green")
-            table.add_row(name, seconds(m.e2e_s), rate(m.tokens_per_s),
-                          "—" if growth is None else f"×{growth:.2f}", spark)
+            table.add_row(name, seconds(m.e2e_s), runs, rate(m.tokens_per_s),
+                          "—" if growth is None else ratio(growth), spark)
         return table
 
     cells = bar_cells(build, width, BAR_WIDTH)
     foot = Text()
     if any(m.kv_cache is False for m in modes):
-        foot.append("no cache: every step recomputes the whole sequence. ", "dim")
-    if getattr(result, "speedup", None):
-        foot.append(f"KV cache is {result.speedup:.1f}x faster end to end. ", "bold")
-    if getattr(result, "same_text", None) is not None:
+        foot.append("no cache: every step recomputes the whole sequence. ", NOTE_STYLE)
+    measured = result.ratio
+    style = "bold" if measured is not None and measured.measurable else PARTIAL_STYLE
+    foot.append(result.note + ". ", style)
+    if result.same_text is not None:
         foot.append("Same text from both loops." if result.same_text else "The texts differ (they should not).")
     return Group(build(cells), foot)
