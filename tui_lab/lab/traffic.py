@@ -20,7 +20,7 @@ from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
 from tui_lab.lab.memory import NUM_REQUESTS
 from tui_lab.lab.prompts import varied_prompts
-from tui_lab.metrics import itl_samples, percentile, tpot, ttft
+from tui_lab.metrics import itl_samples, percentile, summarize, tpot, ttft
 from tui_lab.metrics.toolmetrics import (
     coordinated_omission,
     cost_per_million_tokens,
@@ -171,7 +171,7 @@ class InterferenceResult:
 
 def _itl_row(label: str, stream_traces: list, long_trace: Any) -> InterferenceRow:
     gaps = itl_samples(stream_traces)
-    return InterferenceRow(label, ms(percentile(gaps, 50)), ms(percentile(gaps, 99)), ms(max(gaps, default=None)),
+    return InterferenceRow(label, ms(percentile(gaps, 50)), ms(summarize(gaps).p99), ms(max(gaps, default=None)),
                            ms(ttft(long_trace)) if long_trace is not None else None)
 
 

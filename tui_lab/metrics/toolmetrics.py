@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from tui_lab.metrics.latency import RequestTrace, e2e, itl_samples, output_throughput, tpot, ttft
-from tui_lab.metrics.percentiles import percentile
+from tui_lab.metrics.percentiles import summarize
 
 # ------------------------------------------------------------------------------------------- queues
 
@@ -118,6 +118,9 @@ class OmissionCheck:
     intended_p50_s: float | None
     intended_p99_s: float | None
     mean_send_delay_s: float
+    measured_p90_s: float | None = None
+    intended_p90_s: float | None = None
+    """Tails are reported by the lab's rule (p90 from 5 samples, p99 from 100): None below it."""
     """How late, on average, the closed loop sent a request after the schedule said it arrived."""
 
     def to_dict(self) -> dict:
@@ -133,7 +136,7 @@ def coordinated_omission(traces: Sequence[RequestTrace], intended_offsets: Seque
     a user arriving on schedule sees it. Requests without a finish are left out of both.
     """
     if not traces:
-        return OmissionCheck(0, None, None, None, None, 0.0)
+        return OmissionCheck(0, None, None, None, None, 0.0)  # no requests: nothing to compare
     t0 = min(tr.t_send for tr in traces if not math.isnan(tr.t_send))
     measured, intended, delays = [], [], []
     for tr, off in zip(traces, intended_offsets, strict=False):
@@ -147,10 +150,8 @@ def coordinated_omission(traces: Sequence[RequestTrace], intended_offsets: Seque
         intended.append(end - tr.t_send + delay)
         delays.append(delay)
     n = len(measured)
-    return OmissionCheck(
-        n, percentile(measured, 50), percentile(measured, 99), percentile(intended, 50), percentile(intended, 99),
-        sum(delays) / n if n else 0.0,
-    )
+    m, i = summarize(measured), summarize(intended)
+    return OmissionCheck(n, m.p50, m.p99, i.p50, i.p99, sum(delays) / n if n else 0.0, m.p90, i.p90)
 
 
 # -------------------------------------------------------------------------------- tools' definitions
@@ -211,17 +212,17 @@ def tool_numbers(traces: Sequence[RequestTrace], weighting: str = "request") -> 
     else:
         w = sum(n for _, n in tpots)
         lab_tpot = sum(t * n for t, n in tpots) / w if w else None
-    rows.append(ToolNumbers("lab", _mean(per_event), percentile(per_event, 99), lab_tpot, thr,
+    rows.append(ToolNumbers("lab", _mean(per_event), summarize(per_event).p99, lab_tpot, thr,
                             f"ITL per token event; TPOT {weighting}-weighted", TOOL_SOURCES["lab"]))
 
     # vLLM bench serve: ITL pooled over chunk gaps (one gap per streamed chunk, whatever it holds).
     chunk = [g for tr in done for g, _ in _gaps(tr)]
-    rows.append(ToolNumbers("vllm bench serve", _mean(chunk), percentile(chunk, 99), _mean([t for t, _ in tpots]),
+    rows.append(ToolNumbers("vllm bench serve", _mean(chunk), summarize(chunk).p99, _mean([t for t, _ in tpots]),
                             thr, "ITL = pooled chunk gaps; TPOT per request, excl. 1st token", TOOL_SOURCES["vllm"]))
 
     # AIPerf: ITL per request = (latency − TTFT)/(OSL − 1) (= the lab's TPOT); chunk gaps are "ICL".
     per_req_icl = [g for tr in done for g, _ in _gaps(tr)]
-    rows.append(ToolNumbers("AIPerf", _mean([t for t, _ in tpots]), percentile([t for t, _ in tpots], 99),
+    rows.append(ToolNumbers("AIPerf", _mean([t for t, _ in tpots]), summarize([t for t, _ in tpots]).p99,
                             _mean([t for t, _ in tpots]), thr,
                             f"ITL per request; ICL mean {_fmt_ms(_mean(per_req_icl))}", TOOL_SOURCES["aiperf"]))
 
@@ -236,7 +237,7 @@ def tool_numbers(traces: Sequence[RequestTrace], weighting: str = "request") -> 
 
     # LLMPerf: per-request E2E / output tokens, averaged over requests.
     ll = [(e2e(tr) or 0.0) / tr.output_tokens for tr in done]
-    rows.append(ToolNumbers("LLMPerf", _mean(ll), percentile(ll, 99), _mean(ll), thr,
+    rows.append(ToolNumbers("LLMPerf", _mean(ll), summarize(ll).p99, _mean(ll), thr,
                             "ITL = E2E / output tokens per request", TOOL_SOURCES["llmperf"]))
     return rows
 

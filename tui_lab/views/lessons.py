@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from tui_lab.formatting import seconds
 from tui_lab.lab.memory import KvCapacityResult, PrecisionResult, PreemptionResult
 from tui_lab.lab.tensor_parallel import TpResult
 from tui_lab.lab.traffic import (
@@ -37,6 +38,14 @@ def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], wi
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def _tail(figures: dict[str, object], key: str, needs: int) -> str:
+    """A tail latency in seconds, or why there is none (the lab's rule: p90 from 5 samples, p99 from 100)."""
+    value = figures.get(key)
+    if isinstance(value, (int, float)):
+        return seconds(value)
+    return f"n too small ({figures.get('n', 0)} < {needs})"
 
 
 def _note(text: str) -> list[Text]:
@@ -122,8 +131,10 @@ def load_view(r: LoadLoopResult, width: int) -> RenderableType:
             (f"predicted: {predicted}", _f(lc.get("predicted_in_system"))),
             ("measured / predicted", _f(lc.get("ratio"))),
             ("most in system", str(r.max_in_system)),
-            ("E2E p99 from send", _f(om.get("measured_p99_s"), "{:.3f}")),
-            ("E2E p99 from schedule", _f(om.get("intended_p99_s"), "{:.3f}")),
+            ("E2E p90 from send", _tail(om, "measured_p90_s", 5)),
+            ("E2E p90 from schedule", _tail(om, "intended_p90_s", 5)),
+            ("E2E p99 from send", _tail(om, "measured_p99_s", 100)),
+            ("E2E p99 from schedule", _tail(om, "intended_p99_s", 100)),
             ("mean send delay (s)", _f(om.get("mean_send_delay_s"), "{:.3f}"))]
     title = f"{r.mode} loop · concurrency {r.concurrency} · schedule {r.rate:g} req/s"
     return Group(_table(title, ("", "value"), rows, width), *_note(r.note))
@@ -131,7 +142,7 @@ def load_view(r: LoadLoopResult, width: int) -> RenderableType:
 
 def interference_view(r: InterferenceResult, width: int) -> RenderableType:
     """Running streams' ITL and the long prompt's TTFT per configuration."""
-    rows = [(row.label, _f(row.itl_p50_ms, "{:.1f}"), _f(row.itl_p99_ms, "{:.1f}"), _f(row.itl_max_ms, "{:.1f}"),
+    rows = [(row.label, _f(row.itl_p50_ms, "{:.1f}"), _f(row.itl_p99_ms, "{:.1f}", "n < 100"), _f(row.itl_max_ms, "{:.1f}"),
              _f(row.long_ttft_ms, "{:.0f}")) for row in r.rows]
     title = f"{r.streams} streams + a {r.long_prompt_words}-word prompt (ms)"
     return Group(_table(title, ("", "ITL p50", "ITL p99", "ITL max", "long TTFT"), rows, width), *_note(r.note))
@@ -149,7 +160,7 @@ def speculation_view(r: SpeculationResult, width: int) -> RenderableType:
 
 def tools_view(r: ToolMetricsResult, width: int) -> RenderableType:
     """Each tool's ITL / TPOT / throughput on the same trace."""
-    rows = [(d["tool"], _f(d["itl_mean_ms"], "{:.2f}"), _f(d["itl_p99_ms"], "{:.2f}"), _f(d["tpot_mean_ms"], "{:.2f}"),
+    rows = [(d["tool"], _f(d["itl_mean_ms"], "{:.2f}"), _f(d["itl_p99_ms"], "{:.2f}", "n < 100"), _f(d["tpot_mean_ms"], "{:.2f}"),
              _f(d["throughput_tok_s"], "{:.0f}")) for d in r.rows]
     defs = [Text(f"{d['tool']}: {d['definition']}", style="dim") for d in r.rows]
     return Group(_table(f"One trace, five definitions (lab TPOT {r.weighting}-weighted)",
