@@ -227,3 +227,29 @@ def test_engine_info_crosses_as_builtin_values() -> None:
     info = plain_info(EngineInfo("e", "m", "cpu", "float32", versions={"torch": Version("2.13")}))
     assert type(info.versions["torch"]) is str
     assert b"Version" not in pickle.dumps(info, protocol=5)
+
+
+def test_a_vllm_variant_makes_room_and_the_lab_engine_comes_back() -> None:
+    """A second vLLM beside the loaded one ran out of memory: the loaded one is released, then loaded again."""
+    from tui_lab.engines.scripted import ScriptedEngine
+    from tui_lab.lab.experiment import RunContext
+
+    made: list[str] = []
+    loaded = ScriptedEngine()
+    loaded.load()
+    released: list[bool] = []
+
+    def reload() -> ScriptedEngine:
+        engine = ScriptedEngine()
+        engine.load()
+        made.append("reloaded")
+        return engine
+
+    ctx = RunContext(engine=loaded, engine_name="vllm", engine_options={"model": "m"},
+                     engine_factory=lambda name, **kw: made.append(name) or ScriptedEngine(),
+                     release=lambda: released.append(True), reload=reload)
+    ctx.make_engine("transformers")
+    assert not released and ctx.engine is loaded  # another engine kind: the loaded one stays
+    ctx.make_engine("vllm", max_num_seqs=2)
+    assert released == [True] and ctx.engine is None
+    assert ctx.loaded is not None and made[-1] == "reloaded"

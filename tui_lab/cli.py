@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from tui_lab.engines.base import EngineInfo, RequestFinished, StreamEvent, TokenEvent, TokenStep
+from tui_lab.engines.base import Engine, EngineInfo, RequestFinished, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.options import ENGINE_NAMES, TEST_ENGINES, all_options, check_options, engine_options
 from tui_lab.errors import EngineUnavailable, InvalidInput, LabError, error_text
 from tui_lab.lab.experiment import Experiment, Params, PartialItem, Progress, Result, RunContext
@@ -149,7 +149,7 @@ def _quiet(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "quiet", False))
 
 
-def create_and_load(args: argparse.Namespace) -> tuple[object, EngineInfo]:
+def create_and_load(args: argparse.Namespace) -> tuple[Engine, EngineInfo]:
     """Create the engine the flags name and load it, reporting progress on stderr."""
     from tui_lab.lab.runner import load_engine
 
@@ -337,8 +337,12 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
             _refuse_beyond_context(info.max_context, _longest(params))
         if before is not None:
             before(info)
-        ctx = RunContext(engine=engine, engine_name=str(info.engine) if info else name,  # type: ignore[arg-type]
-                         engine_options=options, sink=sink, progress=progress, partial=partial)
+        def reload() -> Engine:
+            return create_and_load(args)[0]
+
+        ctx = RunContext(engine=engine, engine_name=str(info.engine) if info else name, engine_options=options,
+                         sink=sink, progress=progress, partial=partial, reload=reload,
+                         release=None if engine is None else lambda: safe_unload(ctx.engine))
         box: dict[str, object] = {}
         done = threading.Event()
 
@@ -361,12 +365,12 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
             interrupted = True
             print(f"\n{PROG}: stopping (partial results follow)", file=sys.stderr)
             ctx.stop.set()
-            if engine is not None:
+            if ctx.engine is not None:
                 with contextlib.suppress(Exception):
-                    engine.cancel()  # type: ignore[attr-defined]
+                    ctx.engine.cancel()
             done.wait()
     finally:
-        safe_unload(engine)  # type: ignore[arg-type]
+        safe_unload(ctx.engine if "ctx" in locals() else engine)
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     from tui_lab.lab.runner import Outcome

@@ -131,6 +131,8 @@ class Host:
         self.in_process = in_process
         """A host thread inside the UI process (engines injected as objects): it ends its loop instead of exiting."""
         self.engine: Any = None
+        self.loaded_with: p.Load | None = None
+        """The command that loaded the engine (to load it again after a variant released it)."""
         self.engine_name = ""
         self.engine_options: dict[str, Any] = {}
         self.stop = threading.Event()
@@ -236,9 +238,16 @@ class Host:
             elif isinstance(cmd, p.Load):
                 self.load(cmd)
             elif isinstance(cmd, p.Unload):
+                self.loaded_with = None
                 self.unload()
             elif isinstance(cmd, p.Run):
                 self.run(cmd)
+
+    def _reload(self) -> Any:
+        """Load the released engine again (its progress goes to the UI as any load's does)."""
+        if self.loaded_with is not None:
+            self.load(self.loaded_with)
+        return self.engine
 
     def unload(self) -> None:
         """Free the engine (and, for vLLM, its engine core)."""
@@ -265,6 +274,7 @@ class Host:
         # The engine's own name ("scripted" for a test's engine made under another name) tells comparisons
         # which variants it can make.
         self.engine, self.engine_name, self.engine_options = engine, str(info.engine), options
+        self.loaded_with = cmd
         self.send(p.Loaded(plain_info(info)))
 
     def run(self, cmd: p.Run) -> None:
@@ -286,11 +296,13 @@ class Host:
 
         ctx = RunContext(engine=self.engine, engine_name=self.engine_name, engine_options=self.engine_options,
                          engine_factory=resolve(self.factory_spec), stop=self.stop, sink=sink, progress=progress,
-                         partial=partial)
+                         partial=partial, release=self.unload, reload=self._reload)
         try:
             outcome = run_experiment(cmd.name, cmd.params, ctx)
         finally:
             self.run_id = None
+            if self.engine is None and self.loaded_with is not None:
+                self.load(self.loaded_with)  # a variant released it: the lab's engine is back before the next run
         if outcome.failed:
             self.send(p.HostError(cmd.name, outcome.message, outcome.hint, cmd.run_id, outcome.error_type))
         self.send(p.RunDone(cmd.run_id, cmd.name, _picklable(outcome.result)))

@@ -81,10 +81,17 @@ class RunContext:
     progress: Callable[[Progress], None] | None = None
     partial: Callable[[PartialItem], None] | None = None
     """Partial results as they come (a sweep point, one variant of a comparison)."""
+    release: Callable[[], None] | None = None
+    """Unloads the loaded engine (its owner keeps what it needs to load it again)."""
+    reload: Callable[[], Engine] | None = None
+    """Loads the released engine again, the same way."""
 
     @property
     def loaded(self) -> Engine:
-        """The loaded engine (the runner refuses an experiment that needs one before it starts)."""
+        """The loaded engine (loaded again if a variant made room for itself by releasing it)."""
+        if self.engine is None and self.reload is not None:
+            self.report("loading the lab's engine again")
+            self.engine = self.reload()
         if self.engine is None:
             from tui_lab.errors import EngineUnavailable
 
@@ -131,6 +138,12 @@ class RunContext:
         if self.engine_name == "scripted":
             return factory("scripted", **changes) if self.engine_factory is not None else factory("scripted")
         name = engine_name or self.engine_name
+        if name == "vllm" == self.engine_name and self.engine is not None and self.release is not None:
+            # Two vLLM engine cores side by side each reserve their KV cache: on a small machine the second runs
+            # out of memory. The loaded one makes room; ``loaded`` brings it back when it is needed again.
+            self.report("unloading the lab's engine to make room for the variant")
+            self.release()
+            self.engine = None
         base = dict(self.engine_options)
         if name != self.engine_name:
             # Another engine keeps what it understands of the loaded one's options (model, device, cache).

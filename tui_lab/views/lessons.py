@@ -142,8 +142,8 @@ def load_view(r: LoadLoopResult, width: int) -> RenderableType:
 
 def interference_view(r: InterferenceResult, width: int) -> RenderableType:
     """Running streams' ITL and the long prompt's TTFT per configuration."""
-    rows = [(row.label, _f(row.itl_p50_ms, "{:.1f}"), _f(row.itl_p99_ms, "{:.1f}", "n < 100"), _f(row.itl_max_ms, "{:.1f}"),
-             _f(row.long_ttft_ms, "{:.0f}")) for row in r.rows]
+    rows = [(row.label, _f(row.itl_p50_ms, "{:.1f}"), _f(row.itl_p99_ms, "{:.1f}", "n < 100"),
+             _f(row.itl_max_ms, "{:.1f}"), _f(row.long_ttft_ms, "{:.0f}")) for row in r.rows]
     title = f"{r.streams} streams + a {r.long_prompt_words}-word prompt (ms)"
     return Group(_table(title, ("", "ITL p50", "ITL p99", "ITL max", "long TTFT"), rows, width), *_note(r.note))
 
@@ -160,8 +160,8 @@ def speculation_view(r: SpeculationResult, width: int) -> RenderableType:
 
 def tools_view(r: ToolMetricsResult, width: int) -> RenderableType:
     """Each tool's ITL / TPOT / throughput on the same trace."""
-    rows = [(d["tool"], _f(d["itl_mean_ms"], "{:.2f}"), _f(d["itl_p99_ms"], "{:.2f}", "n < 100"), _f(d["tpot_mean_ms"], "{:.2f}"),
-             _f(d["throughput_tok_s"], "{:.0f}")) for d in r.rows]
+    rows = [(d["tool"], _f(d["itl_mean_ms"], "{:.2f}"), _f(d["itl_p99_ms"], "{:.2f}", "n < 100"),
+             _f(d["tpot_mean_ms"], "{:.2f}"), _f(d["throughput_tok_s"], "{:.0f}")) for d in r.rows]
     defs = [Text(f"{d['tool']}: {d['definition']}", style="dim") for d in r.rows]
     return Group(_table(f"One trace, five definitions (lab TPOT {r.weighting}-weighted)",
                         ("tool", "ITL ms", "ITL p99", "TPOT ms", "tok/s"), rows, width), *defs)
