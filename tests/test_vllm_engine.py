@@ -395,3 +395,19 @@ def test_a_start_that_fails_in_the_engine_core_says_why():
     assert "vLLM could not start" in message
     assert "See root cause above" not in message
     assert "cache" in message.lower() and "Error: " in message  # the engine core's own words
+
+
+def test_out_of_memory_advice_names_the_cpu_knob_on_a_cpu() -> None:
+    """On a CPU the hint named gpu_memory_utilization, a GPU setting; the knob there is the KV cache space."""
+    from tui_lab.engines.vllm_engine import VLLMEngine
+    from tui_lab.errors import OutOfMemory
+
+    engine = VLLMEngine(device="cpu", cpu_kvcache_gib=3)
+    engine._platform = "cpu"
+    error = engine._as_lab_error(RuntimeError("not enough memory for the KV cache blocks"), "vLLM could not start")
+    assert isinstance(error, OutOfMemory)
+    assert "VLLM_CPU_KVCACHE_SPACE" in (error.hint or "") and "3 GiB" in (error.hint or "")
+    assert "gpu_memory_utilization" not in (error.hint or "")
+    engine._platform = "cuda"
+    gpu = engine._as_lab_error(RuntimeError("CUDA out of memory"), "vLLM could not start")
+    assert "gpu_memory_utilization" in (gpu.hint or "")

