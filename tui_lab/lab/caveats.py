@@ -8,7 +8,11 @@ sound); the app prints them under the result's view and ``inference-lab experime
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tui_lab.lab.compare import KVCacheComparison
+    from tui_lab.lab.pipeline import LogitsView, RooflineView
 
 FIRST_CALL_WARM = 1.1
 """A first call within 10 % of the best call paid no visible one-time cost."""
@@ -16,7 +20,7 @@ FLAT_GROWTH = 1.1
 """Recomputing a growing sequence that slows the step by less than 10 % over the run shows no growth."""
 
 
-def caveats(result: Any) -> list[str]:
+def caveats(result: object) -> list[str]:
     """Sentences naming the measurements in ``result`` that cannot be trusted for what they show, and why."""
     from tui_lab.lab.compare import KVCacheComparison
     from tui_lab.lab.pipeline import LogitsView, RooflineView
@@ -30,7 +34,7 @@ def caveats(result: Any) -> list[str]:
     return []
 
 
-def _roofline(r: Any) -> list[str]:
+def _roofline(r: RooflineView) -> list[str]:
     out = []
     over = [m for m in r.measurements if m.ttft_ms and m.prefill_floor_ms and m.prefill_floor_ms > m.ttft_ms]
     if over:
@@ -52,7 +56,7 @@ def _roofline(r: Any) -> list[str]:
     return out
 
 
-def _logits(r: Any) -> list[str]:
+def _logits(r: LogitsView) -> list[str]:
     if r.first_forward_ms and r.forward_ms and r.first_forward_ms <= FIRST_CALL_WARM * r.forward_ms:
         return [f"The first call ({r.first_forward_ms:.1f} ms) was no slower than the best "
                 f"({r.forward_ms:.1f} ms): the one-time costs (allocation, kernel selection) were paid before, "
@@ -61,7 +65,7 @@ def _logits(r: Any) -> list[str]:
     return []
 
 
-def _kv_cache(r: Any) -> list[str]:
+def _kv_cache(r: KVCacheComparison) -> list[str]:
     naive = r.mode(False)
     growth = naive.growth() if naive is not None and not naive.error else None
     if growth is not None and growth < FLAT_GROWTH:

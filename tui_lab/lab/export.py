@@ -17,20 +17,20 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from tui_lab.errors import InvalidInput, LabError
 
 EXPORT_FORMATS = ("json", "csv")
 
 
-def to_jsonable(obj: Any) -> Any:
+def to_jsonable(obj: object) -> object:
     """Plain JSON values from results: ``to_dict()`` objects, dataclasses, paths; NaN/inf become None.
 
     Strict JSON has no NaN; a missing figure is ``null``.
     """
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return to_jsonable(obj.to_dict())
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return to_jsonable(to_dict())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return to_jsonable(dataclasses.asdict(obj))
     if isinstance(obj, Mapping):
@@ -74,13 +74,13 @@ def _atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return target
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+def write_json(path: str | os.PathLike[str], obj: object) -> Path:
     """Write ``obj`` (results, dicts, dataclasses) as indented JSON, atomically; returns the path."""
     text = json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
     return _atomic_write_text(path, text)
 
 
-def csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
+def csv_text(rows: Iterable[Mapping[str, object]]) -> str:
     """CSV text with a header: the union of the rows' keys, in first-seen order."""
     rows = [dict(r) for r in rows]
     fields: list[str] = []
@@ -96,7 +96,7 @@ def csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _csv_cell(value: Any) -> Any:
+def _csv_cell(value: object) -> object:
     if value is None:
         return ""
     if isinstance(value, float) and not math.isfinite(value):
@@ -106,7 +106,7 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, object]]) -> Path:
     """Write one CSV row per mapping (missing figures as empty cells), atomically; returns the path."""
     return _atomic_write_text(path, csv_text(rows))
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TypedDict
 
+from tui_lab.engines.base import Engine
 from tui_lab.errors import InvalidInput, LabError, OutOfMemory
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
 from tui_lab.lab.prompts import varied_prompts
+from tui_lab.lab.run import RunResult
 from tui_lab.metrics import percentile
 from tui_lab.metrics.memory import (
     ATTENTION_DESIGNS,
@@ -51,7 +52,7 @@ H200_MEMORY_GIB = 141e9 / GIB
 """NVIDIA H200: 141 GB of HBM3e (same datasheet)."""
 
 
-def _tpot_p50(run: Any) -> float | None:
+def _tpot_p50(run: RunResult) -> float | None:
     values = [r.trace for r in run.requests]
     from tui_lab.metrics import tpot
 
@@ -164,7 +165,7 @@ class KvCapacityResult:
         return asdict(self)
 
 
-def _vllm_capacity(engine: Any, context: int) -> int | None:
+def _vllm_capacity(engine: Engine, context: int) -> int | None:
     stats = getattr(engine, "scheduler_stats", None)
     if stats is None:
         return None
@@ -173,7 +174,7 @@ def _vllm_capacity(engine: Any, context: int) -> int | None:
     return blocks * size // context if blocks and size else None
 
 
-def _largest_batch(ctx: RunContext, engine: Any, limit: int, tokens: int) -> tuple[int, str]:
+def _largest_batch(ctx: RunContext, engine: Engine, limit: int, tokens: int) -> tuple[int, str]:
     """Double the batch until the engine runs out of memory or ``limit`` is reached."""
     batch, best = 1, 0
     while batch <= limit and not ctx.stopped():
@@ -221,7 +222,7 @@ class KvCapacity(Experiment):
         fp8_batch = None
         thr: dict[str, float | None] = {}
         if ctx.engine_name == "vllm" and hasattr(ctx.engine, "scheduler_stats"):
-            measured = _vllm_capacity(ctx.engine, context)
+            measured = _vllm_capacity(ctx.loaded, context)
             how = f"vLLM's KV blocks × block size ÷ {context} tokens"
             run = run_batch(ctx, ctx.loaded, varied_prompts(params["throughput_batch"]), 32, "throughput · auto KV")
             thr["auto"] = run.summary().output_tokens_per_s
@@ -234,7 +235,7 @@ class KvCapacity(Experiment):
                 except LabError as exc:
                     note = f"fp8 KV cache could not run here: {exc.message}"
         else:
-            measured, how = _largest_batch(ctx, ctx.engine, params["probe_limit"], params["probe_tokens"])
+            measured, how = _largest_batch(ctx, ctx.loaded, params["probe_limit"], params["probe_tokens"])
             if params["compare_fp8"]:
                 note = "the fp8 KV cache is measured on the vLLM engine only (kv_cache_dtype=fp8)"
         shipped = {d["model"].replace("-", "_"): d for d in designs if d["design"] == "as shipped"}
@@ -245,12 +246,22 @@ class KvCapacity(Experiment):
 # ------------------------------------------------------------------------------------- preemption
 
 
+class CounterSample(TypedDict):
+    """The scheduler's counters at one moment (``t`` from the first send); None where the engine has none."""
+
+    t: float
+    running: int
+    waiting: int
+    kv_usage: float | None
+    preemptions: int | None
+
+
 @dataclass
 class PreemptionResult:
     """The scheduler's counters over one overloaded run, and the run's latency."""
 
     num_requests: int
-    samples: list[dict]
+    samples: list[CounterSample]
     """``{"t", "running", "waiting", "kv_usage", "preemptions"}`` over time (t from the first send)."""
     source: str
     preemptions: int | None
@@ -266,7 +277,7 @@ class PreemptionResult:
         return asdict(self)
 
 
-def counters_from_trace(run: Any) -> list[dict]:
+def counters_from_trace(run: RunResult) -> list[CounterSample]:
     """Running (first token seen, not finished) and waiting (sent, no token yet) at every event time."""
     spans = []
     for r in run.requests:
@@ -277,11 +288,11 @@ def counters_from_trace(run: Any) -> list[dict]:
         return []
     t0 = min(s for s, _, _ in spans)
     times = sorted({t for span in spans for t in span})
-    out = []
+    out: list[CounterSample] = []
     for t in times:
         running = sum(1 for _, first, last in spans if first <= t < last)
         waiting = sum(1 for sent, first, _ in spans if sent <= t < first)
-        out.append({"t": t - t0, "running": running, "waiting": waiting, "kv_usage": None, "preemptions": None})
+        out.append(CounterSample(t=t - t0, running=running, waiting=waiting, kv_usage=None, preemptions=None))
     return out
 
 
@@ -325,9 +336,9 @@ class Preemption(Experiment):
             def poll() -> None:
                 while not stop_poll.is_set() and stats is not None:
                     snap = stats()
-                    sample = {"t": time.perf_counter() - t0, "running": int(snap["running"]),
-                              "waiting": int(snap["waiting"]), "kv_usage": float(snap["kv_usage"]),
-                              "preemptions": int(snap["preemptions"])}
+                    sample = CounterSample(t=time.perf_counter() - t0, running=int(snap["running"]),
+                                           waiting=int(snap["waiting"]), kv_usage=float(snap["kv_usage"]),
+                                           preemptions=int(snap["preemptions"]))
                     samples.append(sample)
                     ctx.emit(sample)
                     stop_poll.wait(params["sample_interval_s"])
@@ -350,8 +361,8 @@ class Preemption(Experiment):
         return result
 
 
-def _preemption_result(params: Mapping[str, Any], samples: list[dict], source: str, total: int | None,
-                       run: Any, note: str) -> PreemptionResult:
+def _preemption_result(params: Params, samples: list[CounterSample], source: str, total: int | None,
+                       run: RunResult, note: str) -> PreemptionResult:
     return PreemptionResult(
         params["num_requests"], samples, source, total,
         max((s["waiting"] for s in samples), default=0), max((s["running"] for s in samples), default=0),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tui_lab.errors import InvalidInput, LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
@@ -25,12 +25,18 @@ from tui_lab.params import DEFAULT_PROMPT, MAX_REQUESTS, PROMPT, Param
 
 DEFAULT_TEXT = DEFAULT_PROMPT
 DEFAULT_PADDING_PROMPTS = (DEFAULT_PROMPT, "Inference turns a trained model into answers, one token at a time.")
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from tui_lab.engines.base import Engine
+
 MAX_INSPECT_TOKENS = 512
 MAX_TOP_K = 100
 """Longest text an inspection accepts: the views are for reading, not for benchmarks."""
 
 
-def _tokenizer(engine: Any) -> Any:
+def _tokenizer(engine: object) -> Tokenizer:
     tok = getattr(engine, "tokenizer", None)
     if tok is None:
         raise InvalidInput(
@@ -40,11 +46,19 @@ def _tokenizer(engine: Any) -> Any:
     return tok
 
 
-def _piece_text(tokenizer: Any, token_id: int) -> str:
-    return tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+def _model(engine: object) -> torch.nn.Module:
+    model = getattr(engine, "model", None)
+    if model is None:
+        _tokenizer(engine)  # says what the inspection needs
+        raise InvalidInput("this inspection needs a loaded model.")
+    return model
 
 
-def _special_ids(tokenizer: Any) -> set[int]:
+def _piece_text(tokenizer: Tokenizer, token_id: int) -> str:
+    return str(tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False))
+
+
+def _special_ids(tokenizer: Tokenizer) -> set[int]:
     return {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
 
 
@@ -77,7 +91,7 @@ class TokenizeView:
         """Plain-JSON form (export, ``--json``, the views)."""
         return asdict(self)
 
-def tokenize_view(engine: Any, text: str = DEFAULT_TEXT) -> TokenizeView:
+def tokenize_view(engine: object, text: str = DEFAULT_TEXT) -> TokenizeView:
     """Tokenize ``text`` as the engine does (special tokens added) and decode it back."""
     tok = _tokenizer(engine)
     if not isinstance(text, str) or not text:
@@ -135,15 +149,13 @@ class PaddingView:
         return asdict(self)
 
 def padding_view(
-    engine: Any, prompts: list[str] | tuple[str, ...] = DEFAULT_PADDING_PROMPTS, side: str = "left"
+    engine: object, prompts: list[str] | tuple[str, ...] = DEFAULT_PADDING_PROMPTS, side: str = "left"
 ) -> PaddingView:
     """Tokenize ``prompts`` together, padded on ``side`` (generation pads on the left)."""
     tok = _tokenizer(engine)
     prompts = [p for p in (prompts or []) if isinstance(p, str) and p]
     if len(prompts) < 2:
         raise InvalidInput("give at least two prompts to see padding.")
-    if side not in ("left", "right"):
-        raise InvalidInput(f"padding side must be 'left' or 'right' (got {side!r}).")
     enc = tok(list(prompts), padding=True, padding_side=side, add_special_tokens=True)
     ids = [[int(i) for i in row] for row in enc["input_ids"]]
     mask = [[int(m) for m in row] for row in enc["attention_mask"]]
@@ -205,7 +217,7 @@ class LogitsView:
         """Plain-JSON form (export, ``--json``, the views)."""
         return asdict(self)
 
-def logits_view(engine: Any, prompt: str | list[str] = DEFAULT_TEXT, k: int = 10) -> LogitsView:
+def logits_view(engine: object, prompt: str | list[str] = DEFAULT_TEXT, k: int = 10) -> LogitsView:
     """Run one forward pass (no KV cache kept) and read the next-token distribution at the last position."""
     import torch
 
@@ -213,9 +225,7 @@ def logits_view(engine: Any, prompt: str | list[str] = DEFAULT_TEXT, k: int = 10
     prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
     if not prompts or not all(isinstance(p, str) and p for p in prompts):
         raise InvalidInput("type a prompt to run the forward pass on.")
-    if not isinstance(k, int) or not 1 <= k <= MAX_TOP_K:
-        raise InvalidInput(f"k must be a whole number from 1 to {MAX_TOP_K} (got {k!r}).")
-    model = engine.model
+    model = _model(engine)
     device = getattr(engine, "torch_device", None) or next(model.parameters()).device
     enc = tok(prompts, padding=True, padding_side="left", add_special_tokens=True, return_tensors="pt")
     if enc["input_ids"].shape[1] > MAX_INSPECT_TOKENS:
@@ -260,7 +270,7 @@ def logits_view(engine: Any, prompt: str | list[str] = DEFAULT_TEXT, k: int = 10
     )
 
 
-def _sync(device: Any) -> None:
+def _sync(device: torch.device) -> None:
     """Wait for queued GPU work so a wall-clock timing covers it (a no-op on CPU)."""
     import torch
 
@@ -378,11 +388,11 @@ class RooflineView:
         """Plain-JSON form (export, ``--json``, the views)."""
         return asdict(self)
 
-def _device_type(device: Any) -> str:
+def _device_type(device: torch.device | str) -> str:
     return getattr(device, "type", str(device).split(":")[0])
 
 
-def measure_bandwidth_gb_s(device: Any, mib: int = 256, repeats: int = 5) -> float:
+def measure_bandwidth_gb_s(device: torch.device, mib: int = 256, repeats: int = 5) -> float:
     """Copy bandwidth of ``device`` memory: best of ``repeats`` copies of a ``mib`` MiB buffer.
 
     A copy reads and writes every byte, so 2 × size bytes move per copy. The
@@ -405,7 +415,7 @@ def measure_bandwidth_gb_s(device: Any, mib: int = 256, repeats: int = 5) -> flo
     return 2 * n * 4 / best / 1e9
 
 
-def measure_matmul_tflops(device: Any, dtype: Any, n: int, repeats: int = 3) -> float:
+def measure_matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 3) -> float:
     """Achieved FLOP/s of an ``n``×``n`` matrix product in ``dtype`` (best of ``repeats``), in TFLOP/s."""
     import torch
 
@@ -422,7 +432,7 @@ def measure_matmul_tflops(device: Any, dtype: Any, n: int, repeats: int = 3) -> 
     return 2 * n**3 / best / 1e12
 
 
-def free_memory_bytes(device: Any) -> tuple[float, str]:
+def free_memory_bytes(device: torch.device) -> tuple[float, str]:
     """Free memory for a KV cache on ``device`` and how it was found."""
     if _device_type(device) == "cuda":
         import torch
@@ -459,7 +469,7 @@ KV_FIT_LENGTHS = (2048, 8192, 32768, 131072)
 
 
 def roofline_view(
-    engine: Any,
+    engine: Engine,
     batch_sizes: list[int] | tuple[int, ...] = (1, 8),
     seq_len: int = 512,
     bandwidth_gb_s: float | None = None,
@@ -483,12 +493,8 @@ def roofline_view(
     from tui_lab.metrics import decode_step_floor_s, kv_bytes_per_sequence, max_sequences, prefill_floor_s
     from tui_lab.models import model_shape
 
-    if not batch_sizes or not all(isinstance(b, int) and 1 <= b <= 1024 for b in batch_sizes):
-        raise InvalidInput("roofline batch sizes must be whole numbers from 1 to 1024.")
-    if not isinstance(seq_len, int) or seq_len < 1:
-        raise InvalidInput("seq_len must be a positive whole number.")
     tok = _tokenizer(engine)
-    model = engine.model
+    model = _model(engine)
     device = getattr(engine, "torch_device", None) or next(model.parameters()).device
     on_gpu = _device_type(device) == "cuda"
     params = sum(p.numel() for p in model.parameters())
@@ -504,16 +510,12 @@ def roofline_view(
     notes: list[str] = []
     name = torch.cuda.get_device_name(device) if on_gpu else "cpu"
     if bandwidth_gb_s is not None:
-        if not bandwidth_gb_s > 0:
-            raise InvalidInput("bandwidth_gb_s must be positive.")
         bw, method = float(bandwidth_gb_s), "given"
     else:
         mib = 1024 if on_gpu else 256
         bw = measure_bandwidth_gb_s(device, mib=mib)
         method = f"measured: best of 5 copies of a {mib} MiB buffer (read + write counted)"
     if peak_tflops is not None:
-        if not peak_tflops > 0:
-            raise InvalidInput("peak_tflops must be positive.")
         peak, peak_method = float(peak_tflops), "given"
     else:
         n = 8192 if on_gpu else 1024
@@ -691,5 +693,5 @@ class Roofline(Experiment):
     def run(self, params: Params, ctx: RunContext) -> RooflineView:
         """Time prefill and decode at each batch size; put them against their floors."""
         ctx.report(self.title)
-        return roofline_view(ctx.engine, tuple(params["batch_sizes"]), params["seq_len"], params["bandwidth_gb_s"],
+        return roofline_view(ctx.loaded, tuple(params["batch_sizes"]), params["seq_len"], params["bandwidth_gb_s"],
                              params["peak_tflops"])

@@ -71,6 +71,8 @@ from tui_lab.params import (
 )
 
 SweepKind = Literal["batch", "length", "sampling"]
+SweepValue = float | tuple[float, float]
+"""A batch size, an output length, a concurrency or request rate, or a (temperature, top-p) pair."""
 SWEEP_KINDS: tuple[str, ...] = ("batch", "length", "sampling")
 
 DEFAULT_LENGTHS: tuple[int, ...] = (32, 64, 128, 256)
@@ -101,7 +103,7 @@ class SweepPlan:
     """
 
     kind: SweepKind = "batch"
-    values: tuple[Any, ...] = DEFAULT_BATCH_SIZES
+    values: tuple[SweepValue, ...] = DEFAULT_BATCH_SIZES
     runs: int = 3
     warmup: int = 1
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(ignore_eos=True))
@@ -146,16 +148,16 @@ class SweepPlan:
         """One ``Configuration`` per value, in the order given."""
         out = []
         for value in self.values:
-            if self.kind == "batch":
-                b = int(value)
-                out.append(Configuration(f"batch {b}", b, b, self.sampling.with_(max_new_tokens=self.max_new_tokens)))
-            elif self.kind == "length":
-                n = int(value)
-                out.append(Configuration(f"{n} tokens", n, self.batch_size, self.sampling.with_(max_new_tokens=n)))
-            else:
+            if isinstance(value, tuple):
                 t, p = float(value[0]), float(value[1])
                 sampling = self.sampling.with_(temperature=t, top_p=p, max_new_tokens=self.max_new_tokens)
                 out.append(Configuration(f"T={t:g} top-p={p:g}", (t, p), self.batch_size, sampling))
+            elif self.kind == "batch":
+                b = int(value)
+                out.append(Configuration(f"batch {b}", b, b, self.sampling.with_(max_new_tokens=self.max_new_tokens)))
+            else:
+                n = int(value)
+                out.append(Configuration(f"{n} tokens", n, self.batch_size, self.sampling.with_(max_new_tokens=n)))
         return out
 
     def to_dict(self) -> dict:
@@ -180,7 +182,7 @@ class Configuration:
     """One point of a sweep before it runs: its label, swept value, batch and sampling."""
 
     label: str
-    value: Any
+    value: SweepValue
     batch_size: int
     sampling: SamplingParams
 
@@ -216,7 +218,7 @@ class SweepPoint:
     """
 
     label: str
-    value: Any
+    value: SweepValue
     batch_size: int
     ttft_s: Percentiles = _EMPTY
     e2e_s: Percentiles = _EMPTY
@@ -678,7 +680,7 @@ class SweepExperiment(Experiment):
         return run_sweep(ctx.loaded, plan, stop=ctx.stop, on_point=ctx.emit, sink=ctx.sink, on_run=on_run)
 
 
-def _plan(kind: SweepKind, values: tuple[object, ...], params: Params, batch_size: int = 8,
+def _plan(kind: SweepKind, values: tuple[SweepValue, ...], params: Params, batch_size: int = 8,
           max_new_tokens: int = 64) -> SweepPlan:
     from tui_lab.lab.run import sampling_from
 

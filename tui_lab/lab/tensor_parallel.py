@@ -8,9 +8,7 @@ cost of the all-reduces, and the KV room per GPU (``tui_lab.metrics.memory.tp_fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from tui_lab.errors import LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
@@ -131,7 +129,7 @@ class OneGpuOrTwo(Experiment):
         return TpResult(params["model"], gpus, predicted, measured, ratio if ratio else modelled,
                         "measured" if ratio else "modelled", note)
 
-    def _measure(self, ctx: RunContext, params: Mapping[str, Any], tp: int, config: dict) -> TpMeasured:
+    def _measure(self, ctx: RunContext, params: Params, tp: int, config: dict[str, object]) -> TpMeasured:
         changes = {"tensor_parallel_size": tp, "model": f"arch:{params['model']}",
                    "gpu_memory_utilization": params["memory_utilization"],
                    "max_model_len": max(params["context"], 64) + params["max_new_tokens"],
@@ -155,7 +153,8 @@ class OneGpuOrTwo(Experiment):
                               "tpot_ms": ms(s.tpot_s.p50 if s.tpot_s is not None else None)})
             snap = eng.scheduler_stats() if hasattr(eng, "scheduler_stats") else {}
         tokens = int(snap.get("kv_blocks", 0)) * int(snap.get("block_size", 0)) or None
-        attn_layers = str(config.get("hybrid_override_pattern") or "").count("*") or int(config["num_hidden_layers"])
+        layers = int(str(config["num_hidden_layers"]))
+        attn_layers = str(config.get("hybrid_override_pattern") or "").count("*") or layers
         per_tok_gpu = kv_bytes_per_token_layer(config) * attn_layers / tp
         return TpMeasured(tp, steps, first, sweep, tokens, tokens * per_tok_gpu / 2**30 if tokens else None)
 

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
+from types import ModuleType
 from typing import Any
 
+from tui_lab.engines.base import Engine
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
 from tui_lab.lab.memory import NUM_REQUESTS
 from tui_lab.lab.prompts import varied_prompts
+from tui_lab.lab.run import RunResult
 from tui_lab.metrics import itl_samples, percentile, summarize, tpot, ttft
+from tui_lab.metrics.latency import RequestTrace
 from tui_lab.metrics.toolmetrics import (
     coordinated_omission,
     cost_per_million_tokens,
@@ -64,7 +68,7 @@ class LoadLoopResult:
         return asdict(self)
 
 
-def load_driver() -> Any:
+def load_driver() -> ModuleType | None:
     """The lab's load driver module (``tui_lab.lab.load``: sessions, closed and open loops), or None."""
     try:
         from tui_lab.lab import load
@@ -169,14 +173,14 @@ class InterferenceResult:
         return asdict(self)
 
 
-def _itl_row(label: str, stream_traces: list, long_trace: Any) -> InterferenceRow:
+def _itl_row(label: str, stream_traces: list[RequestTrace], long_trace: RequestTrace | None) -> InterferenceRow:
     gaps = itl_samples(stream_traces)
     return InterferenceRow(label, ms(percentile(gaps, 50)), ms(summarize(gaps).p99), ms(max(gaps, default=None)),
                            ms(ttft(long_trace)) if long_trace is not None else None)
 
 
-def _with_late_prompt(ctx: RunContext, engine: Any, streams: list[str], long_prompt: str, tokens: int,
-                      delay_s: float, label: str) -> tuple[list, Any]:
+def _with_late_prompt(ctx: RunContext, engine: Engine, streams: list[str], long_prompt: str, tokens: int,
+                      delay_s: float, label: str) -> tuple[list[RequestTrace], RequestTrace | None]:
     """Streams start decoding; ``delay_s`` later, in a second stream() call, the long prompt arrives."""
     from tui_lab.engines.base import Request, SamplingParams
     from tui_lab.lab.run import execute_run
@@ -296,7 +300,8 @@ REPETITIVE = ("Copy this list exactly, line by line, twice: apples, pears, plums
 FRESH = "Write a short original story about a lighthouse keeper who finds a strange map."
 
 
-def _spec_row(label: str, text_kind: str, run: Any, before: dict | None, after: dict | None) -> SpecRow:
+def _spec_row(label: str, text_kind: str, run: RunResult, before: dict[str, float] | None,
+              after: dict[str, float] | None) -> SpecRow:
     traces = run.traces
     events = sum(len(tr.event_times) for tr in traces)
     tokens = sum(tr.output_tokens for tr in traces)

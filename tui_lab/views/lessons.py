@@ -95,8 +95,10 @@ def preemption_view(r: PreemptionResult, width: int) -> RenderableType:
     w = max(10, min(width, 72) - 12)
     cache = f" · KV cache {r.kv_capacity_tokens} tokens" if r.kv_capacity_tokens else ""
     lines = [Text(f"{r.num_requests} requests · counters: {r.source}{cache}")]
-    for key, label in (("running", "running"), ("waiting", "waiting"), ("kv_usage", "KV use")):
-        vals = [float(s[key]) for s in r.samples if s.get(key) is not None]
+    series = (("running", [float(s["running"]) for s in r.samples]),
+              ("waiting", [float(s["waiting"]) for s in r.samples]),
+              ("KV use", [u for s in r.samples if (u := s["kv_usage"]) is not None]))
+    for label, vals in series:
         if vals:
             lines.append(Text(f"{label:<9} {_spark(vals, w)} max {max(vals):g}"))
     lines.append(Text(f"preemptions: {_f(r.preemptions, '{}', 'not counted')} · peak waiting {r.peak_waiting}"
