@@ -228,8 +228,8 @@ def test_roofline_real(engine) -> None:  # noqa: ANN001
     json.dumps(asdict(view))
     out = render(view)
     assert "floor" in out and "given" in out and "such sequences fit" in out
-    with pytest.raises(InvalidInput):
-        roofline_view(engine, batch_sizes=(0,))
+    with pytest.raises(InvalidInput, match="batch_sizes"):
+        get("roofline").validate({"batch_sizes": [0]})
 
 
 @pytest.mark.real_model
