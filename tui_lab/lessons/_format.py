@@ -89,6 +89,9 @@ class Step:
     params: dict[str, object] = field(default_factory=dict)
     engine: str | None = None
     """The engine the step is about (``engine: vllm`` in its experiment block): a run on another is refused."""
+    cpu: dict[str, object] = field(default_factory=dict)
+    """Preset values used instead when the engine runs on a CPU (``cpu: {batch_sizes: [1, 2, 4]}``), so the
+    step finishes in about a minute and a half there."""
     predict: Prediction | None = None
     line: int = 0
     """Line of the step's heading in its file (1-based)."""
@@ -99,6 +102,10 @@ class Step:
     def key(self) -> str:
         """A stable id for progress records: the title as a slug."""
         return slugify(self.title)
+
+    def preset(self, on_cpu: bool) -> dict[str, object]:
+        """The experiment's preset for the device the engine runs on (the CPU values over the others)."""
+        return {**self.params, **self.cpu} if on_cpu else dict(self.params)
 
 
 @dataclass(frozen=True)
@@ -254,6 +261,7 @@ def _parse_steps(lines: list[str], start: int, path: Path | str | None) -> tuple
                 experiment=current["experiment"],
                 params=current["params"],
                 engine=current.get("engine"),
+                cpu=current.get("cpu") or {},
                 predict=current["predict"],
                 line=current["line"],
                 experiment_line=current.get("experiment_line", 0),
@@ -332,6 +340,9 @@ def _apply_directive(current: dict, kind: str, buf: list[str], fence_line: int, 
         if not isinstance(name, str) or not name:
             raise LessonError(path, fence_line, "an 'experiment' block needs 'name: <experiment>'")
         engine = values.pop("engine", None)
+        cpu = values.pop("cpu", {})
+        if not isinstance(cpu, dict):
+            raise LessonError(path, where["cpu"], "'cpu' takes a map of preset values, e.g. {batch_sizes: [1, 2, 4]}")
         if engine is not None:
             from tui_lab.engines.options import ENGINE_NAMES
 
@@ -341,6 +352,7 @@ def _apply_directive(current: dict, kind: str, buf: list[str], fence_line: int, 
         current["experiment"] = name
         current["params"] = values
         current["engine"] = engine
+        current["cpu"] = cpu
         current["experiment_line"] = fence_line
         return
     if current["predict"] is not None:
@@ -371,6 +383,7 @@ def check_lesson_experiments(lesson: Lesson) -> None:
             continue
         try:
             get(step.experiment).validate(step.params)
+            get(step.experiment).validate(step.preset(on_cpu=True))
         except LabError as exc:
             problem = exc.message if exc.message.startswith("unknown experiment") else (
                 f"experiment {step.experiment!r}: {exc.message}")
