@@ -288,7 +288,7 @@ def test_length_and_sampling_sweeps() -> None:
 def test_budget_preset_by_name_and_no_pick() -> None:
     engine = loaded(ScriptedEngine())
     result = run_sweep(engine, plan(latency_budget={"e2e_p50": 1e-6}))
-    assert result.budget_pick is None and "no complete configuration" in result.budget_note()
+    assert result.budget_pick is None and "no complete point stays within it" in result.budget_note()
     result = run_sweep(engine, plan(latency_budget="chat"))
     assert result.budget_limits == {"ttft_p90": 0.5, "tpot_p90": 0.05}
     assert "rule of thumb" in result.budget_note()

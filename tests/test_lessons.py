@@ -359,7 +359,7 @@ def test_a_missing_measurement_says_why() -> None:
     assert measure_metric(tight, "budget_pick.batch_size").reason == "no batch met the budget (e2e_p90 ≤ 1e-06 s)"
     single = run_sweep(_loaded(), sweep_plan("batch_sweep", {"batch_sizes": [1], "max_new_tokens": 8, "runs": 1,
                                                              "warmup": 0}))
-    assert "at least two complete batch sizes" in measure_metric(single, "knee.batch_size").reason
+    assert "at least two complete points" in measure_metric(single, "knee.batch_size").reason
     assert measure_metric(single, "points[0].e2e_s.p90").reason == "too few samples for p90 (n=1, it needs 5)"
     run = _run_with_scripted("generate", {"batch_size": 1, "max_new_tokens": 4})
     assert measure_metric(run, "summary.nothing").reason == "the result has no field 'summary.nothing'"

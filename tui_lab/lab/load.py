@@ -48,20 +48,22 @@ from tui_lab.engines.base import (
     supports_sessions,
 )
 from tui_lab.errors import EngineFailure, InvalidInput, LabError, error_text
+from tui_lab.formatting import rate
 from tui_lab.gpu_share import turn
 from tui_lab.lab.experiment import ChartAxis, Experiment, Params, RunContext
 from tui_lab.lab.prompts import prompt_schedule
 from tui_lab.lab.run import DEFAULT_FLUSH_INTERVAL_S, EventSink, RunRecorder, RunResult
 from tui_lab.lab.sweep import KNEE_THRESHOLD, LATENCY_BUDGET, Configuration, SweepPoint, _point_from_runs
 from tui_lab.metrics import (
-    BUDGET_PRESETS,
     KNEE_GAIN_PCT,
     Knee,
     Percentiles,
     TradeoffPoint,
+    budget_note,
     budget_pick,
     e2e,
     knee_by_gain,
+    knee_note,
     output_throughput,
     summarize,
     ttft,
@@ -597,26 +599,14 @@ class LoadSweepResult:
 
     def knee_note(self) -> str:
         """One line naming the knee (window throughput gain per doubling of the axis, threshold stated)."""
-        if self.knee is None:
-            return "knee: needs at least two complete points"
-        if self.knee.method.startswith("not reached"):
-            return (f"knee: not reached — every doubling still gained >= {self.knee.threshold_pct:g}% window "
-                    f"throughput (best so far: {self._axis_label(self.knee.x)})")
-        return (f"knee: {self._axis_label(self.knee.x)} — the next step gains {self.knee.gain_pct:.1f}% window "
-                f"throughput per doubling (< {self.knee.threshold_pct:g}%)")
+        return knee_note(self.knee, self._axis_label, "window throughput")
 
     def budget_note(self) -> str:
         """One line on the budget and its pick (highest window throughput within it)."""
-        if self.budget_limits is None:
-            return "no latency budget given"
-        limits = ", ".join(f"{k} <= {v * 1000:.0f} ms" if v < 1 else f"{k} <= {v:.2f} s"
-                           for k, v in self.budget_limits.items())
         preset = self.plan.latency_budget if isinstance(self.plan.latency_budget, str) else None
-        label = f"{preset} budget ({BUDGET_PRESETS[preset].note}: {limits})" if preset else f"budget {limits}"
-        if self.budget_pick is None:
-            return f"{label}: no complete point stays within it"
-        tps = self.budget_pick.window_output_tokens_per_s
-        return f"{label}: pick {self.budget_pick.label} ({tps:.1f} window tokens/s)"
+        pick = self.budget_pick
+        return budget_note(self.budget_limits, preset, None if pick is None else
+                           f"{pick.label} ({rate(pick.window_output_tokens_per_s, 'window tokens/s')})")
 
     def cold_note(self) -> str:
         """One line on the cold first request (sent alone, kept out of every point)."""

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from tui_lab.engines.base import Engine, Request, SamplingParams
 from tui_lab.errors import InvalidInput, LabError, OutOfMemory
+from tui_lab.formatting import rate
 from tui_lab.lab.experiment import ChartAxis, Experiment, Params, RunContext
 from tui_lab.lab.measure import measure
 from tui_lab.lab.prompts import prompt_schedule
@@ -41,12 +42,14 @@ from tui_lab.metrics import (
     Knee,
     Percentiles,
     TradeoffPoint,
+    budget_note,
     budget_pick,
     decode_speed,
     e2e,
     itl_samples,
     knee_by_balance,
     knee_by_gain,
+    knee_note,
     output_throughput,
     summarize,
     tpot,
@@ -321,34 +324,16 @@ class SweepResult:
 
     def budget_note(self) -> str:
         """One line describing the budget and its pick (or why there is none)."""
-        if self.budget_limits is None:
-            return "no latency budget given"
-        limits = ", ".join(f"{k} <= {_fmt_s(v)}" for k, v in self.budget_limits.items())
         preset = self.plan.latency_budget if isinstance(self.plan.latency_budget, str) else None
-        label = f"{preset} budget ({BUDGET_PRESETS[preset].note}: {limits})" if preset else f"budget {limits}"
-        if self.budget_pick is None:
-            return f"{label}: no complete configuration stays within it"
-        return f"{label}: pick {self.budget_pick.label} ({_fmt_tps(self.budget_pick.output_tokens_per_s)})"
+        pick = self.budget_pick
+        return budget_note(self.budget_limits, preset,
+                           None if pick is None else f"{pick.label} ({rate(pick.output_tokens_per_s)})")
 
     def knee_note(self) -> str:
         """One line describing the knee (with its threshold) and the balance point."""
         if self.plan.kind != "batch":
             return "knee: only defined for batch-size sweeps"
-        if self.knee is None:
-            return "knee: needs at least two complete batch sizes"
-        if self.knee.method.startswith("not reached"):
-            text = (
-                f"knee: not reached — every step still gained >= {self.knee.threshold_pct:g}% throughput per "
-                f"doubling (best so far: batch {self.knee.x:g})"
-            )
-        else:
-            text = (
-                f"knee: batch {self.knee.x:g} — the next step gains {self.knee.gain_pct:.1f}% per doubling "
-                f"(< {self.knee.threshold_pct:g}%)"
-            )
-        if self.knee.dips:
-            dips = ", ".join(f"{x:g}" for x in self.knee.dips)
-            text += f"; a one-step dip after batch {dips} recovered at the next step (noise, passed over)"
+        text = knee_note(self.knee, lambda x: f"batch {x:g}")
         if self.knee_balance is not None:
             text += f"; balance point (seed notebook's rule, E2E p50): batch {self.knee_balance:g}"
         return text
@@ -392,14 +377,6 @@ class SweepResult:
     def rows(self) -> list[dict]:
         """CSV rows, one per point."""
         return [p.to_row() for p in self.points]
-
-
-def _fmt_s(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
-
-
-def _fmt_tps(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} tokens/s"
 
 
 def _point_from_runs(

@@ -563,7 +563,7 @@ def _why_missing(data: object, parent: object, trail: list[str | int], partial: 
         said = ", ".join(f"{k} ≤ {v:g} s" for k, v in limits.items() if isinstance(v, (int, float)))
         return f"no batch met the budget ({said})" if said else "no latency budget was given"
     if last == "knee":
-        return str(doc.get("knee_note") or "no knee: it needs at least two complete batch sizes") + _stopped(partial)
+        return str(doc.get("knee_note") or "no knee: it needs at least two complete points") + _stopped(partial)
     if last in _PERCENTILES and isinstance(parent, dict) and "n" in parent:
         n = parent.get("n") or 0
         if not n:

@@ -30,15 +30,17 @@ from tui_lab.metrics.tradeoff import (
     BudgetPreset,
     Knee,
     TradeoffPoint,
+    budget_note,
     budget_pick,
     knee_by_balance,
     knee_by_gain,
+    knee_note,
 )
 
 __all__ = [
     "BUDGET_PRESETS", "KNEE_GAIN_PCT", "METHOD", "SLO", "BudgetPreset", "Knee", "ModelShape", "Percentiles",
-    "RequestTrace", "RunSummary", "TradeoffPoint", "budget_pick", "decode_speed", "decode_step_floor_s", "e2e",
-    "goodput", "itl_samples", "knee_by_balance", "knee_by_gain", "kv_bytes_per_sequence", "max_sequences",
-    "output_throughput", "percentile", "prefill_floor_s", "prefill_speed", "summarize", "summarize_run", "tpot",
-    "ttft",
+    "RequestTrace", "RunSummary", "TradeoffPoint", "budget_note", "budget_pick", "knee_note", "decode_speed",
+    "decode_step_floor_s", "e2e", "goodput", "itl_samples", "knee_by_balance", "knee_by_gain",
+    "kv_bytes_per_sequence", "max_sequences", "output_throughput", "percentile", "prefill_floor_s", "prefill_speed",
+    "summarize", "summarize_run", "tpot", "ttft",
 ]

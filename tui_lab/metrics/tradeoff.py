@@ -6,8 +6,10 @@ batch-size sweeps, length sweeps and anything else with a throughput and latenci
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from tui_lab.formatting import seconds
 
 KNEE_GAIN_PCT = 10.0
 """Default X for the knee: the doubling after which throughput grows by less than X%."""
@@ -126,3 +128,28 @@ def budget_pick(points: Sequence[TradeoffPoint], limits: dict[str, float]) -> Tr
         if all(v is not None and v <= lim for v, lim in zip(values, limits.values(), strict=False)):
             ok.append(p)
     return max(ok, key=lambda p: p.throughput, default=None)
+
+
+def knee_note(knee: Knee | None, label: Callable[[float], str], gained: str = "throughput") -> str:
+    """One line naming the knee (with its threshold), or why there is none; ``label(x)`` names a point."""
+    if knee is None:
+        return "knee: needs at least two complete points"
+    if knee.method.startswith("not reached"):
+        text = (f"knee: not reached — every doubling still gained >= {knee.threshold_pct:g}% {gained} "
+                f"(best so far: {label(knee.x)})")
+    else:
+        text = (f"knee: {label(knee.x)} — the next step gains {knee.gain_pct or 0:.1f}% {gained} per doubling "
+                f"(< {knee.threshold_pct:g}%)")
+    if knee.dips:
+        dips = ", ".join(label(x) for x in knee.dips)
+        text += f"; a one-step dip after {dips} recovered at the next step (noise, passed over)"
+    return text
+
+
+def budget_note(limits: dict[str, float] | None, preset: str | None, pick: str | None) -> str:
+    """One line on the budget (a preset says it is a rule of thumb) and its pick, ``pick`` already worded."""
+    if limits is None:
+        return "no latency budget given"
+    shown = ", ".join(f"{key} <= {seconds(limit)}" for key, limit in limits.items())
+    label = f"{preset} budget ({BUDGET_PRESETS[preset].note}: {shown})" if preset else f"budget {shown}"
+    return f"{label}: pick {pick}" if pick is not None else f"{label}: no complete point stays within it"
