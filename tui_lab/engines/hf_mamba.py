@@ -38,6 +38,8 @@ class MambaCfg:
     dt_min: float
     """Prefill clamps ``dt`` from below at this (the decode step does not, like transformers)."""
     eps: float
+    fit_chunk: bool = False
+    """Run the prefill scan in chunks no longer than the prompt needs (``scan_chunk``), not always ``chunk``."""
 
     @property
     def d_inner(self) -> int:
@@ -140,6 +142,19 @@ def prefill(x: torch.Tensor, w: tuple, conv: torch.Tensor, ssm: torch.Tensor, to
     return F.linear(y.to(dtype), w_out, b_out)
 
 
+def scan_chunk(s: int, cfg: MambaCfg) -> int:
+    """The chunk length a scan over ``s`` positions runs in: ``cfg.chunk``, or with ``cfg.fit_chunk`` the
+    smallest power of two ≥ ``s`` from 16 up to ``cfg.chunk``. The chunked scan is exact for any chunk
+    length; a prompt far shorter than the model's chunk would otherwise be padded to it, and the blocks
+    computed inside a chunk grow with its square."""
+    if not cfg.fit_chunk:
+        return cfg.chunk
+    c = min(16, cfg.chunk)
+    while c < cfg.chunk and c < s:
+        c *= 2
+    return min(c, cfg.chunk)
+
+
 def _segment_sum(x: torch.Tensor) -> torch.Tensor:
     """``out[..., i, j] = x[..., j+1] + … + x[..., i]`` for j ≤ i, −inf above the diagonal (log decays)."""
     import torch
@@ -171,7 +186,7 @@ def chunk_scan(xs: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, bm: torch.Te
     # Head i reads group i // per_group (an expand, not repeat_interleave: no size to read back from the GPU).
     bm = bm.float()[:, :, :, None].expand(b, s, cfg.groups, per_group, bm.shape[-1]).reshape(b, s, h, -1)
     cm = cm.float()[:, :, :, None].expand(b, s, cfg.groups, per_group, cm.shape[-1]).reshape(b, s, h, -1)
-    c = cfg.chunk
+    c = scan_chunk(s, cfg)
     pad = (c - s % c) % c
     skip = d[..., None] * F.pad(xs, (0, 0, 0, 0, 0, pad))
     xs = xs * dt[..., None].float()
