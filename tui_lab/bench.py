@@ -843,15 +843,16 @@ def readiness(model: Any, prompt_tokens: int, new_tokens: int) -> dict:
     return out
 
 
-def profile_step(model: Any, batch: int, length: int, steps: int = 20) -> dict:
+def profile_step(model: Any, batch: int, length: int, steps: int = 20, options: Any = None,
+                 top: int | None = 14) -> dict:
     """Where a decode step's time goes: kernels per step and their device time (profiled without the graph),
-    against the replayed graph's wall time per step."""
+    against the replayed graph's wall time per step. ``top``: how many kernels to list (None: all)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from tui_lab.engines import hf_graphs
 
-    be = hf_graphs.StaticGraphBackend(model, batch, length)
+    be = hf_graphs.StaticGraphBackend(model, batch, length, options)
     try:
         ids = _prompt_ids(model, batch, 8, model.device)
         be.prefill(ids, torch.ones_like(ids))
@@ -886,7 +887,7 @@ def profile_step(model: Any, batch: int, length: int, steps: int = 20) -> dict:
     rows.sort(reverse=True)
     return {"batch": batch, "length": length, "kernels_per_step": n_kernels / steps,
             "kernel_us_per_step": total_us / steps, "graph_replay_us_per_step": replay_us,
-            "top": [{"us": round(u, 1), "per_step": c, "kernel": k} for u, c, k in rows[:14]]}
+            "top": [{"us": round(u, 2), "per_step": c, "kernel": k} for u, c, k in rows[:top]]}
 
 
 # --------------------------------------------------------------------------------------------------
