@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fast path's build options and floors on a lent H100/H200 (see benchmarks/GPU_NOTES.md), in one call.
 # Run from the repo root with .whl/ (the TUI stack's wheels) and, for engine modes, the materialized arch models
-# in .labcache/ (INFERENCE_LAB_CACHE); results go to $OUT (default ./gpu-out).
+# in .labcache/ (INFERENCE_LAB_CACHE) or packed as labcache.tar.xz; results go to $OUT (default ./gpu-out).
 #   STAGE=probe  benchmarks/fastpath_probe.py per model: option sets side by side, kernels, profiles, prefill
 #                (Nemotron-H at batch 32) and the greedy check
 #   STAGE=bench  inference-lab bench with --floors and --loads 3: the chosen build against the previous one,
@@ -11,6 +11,9 @@ OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null
+fi
+if [ -f labcache.tar.xz ] && [ ! -d .labcache/models ]; then  # arch models' config + tokenizer (tar -cJf)
+  mkdir -p .labcache && tar -xJf labcache.tar.xz -C .labcache
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 INFERENCE_LAB_CACHE=${INFERENCE_LAB_CACHE:-$PWD/.labcache}
 log="$OUT/log"
