@@ -100,11 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt-tokens", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--tokens", type=int, default=32,
+                    help="greedy tokens compared across option sets at the first batch size (0: no prefill, "
+                         "no comparison: saves compiling each option set's prefill)")
     ap.add_argument("--trials", type=int, default=7)
     ap.add_argument("--profile", default="", help="option specs whose batch-1 step is profiled (comma-separated)")
     ap.add_argument("--prefill-batch", type=int, default=0, help="hybrid models: time prefills at this batch")
+    ap.add_argument("--prefill-variants", default="", help="option specs for the prefill stage (default: --variants)")
     ap.add_argument("--greedy", type=int, default=0, help="bench.check_greedy with this many tokens (default options)")
-    ap.add_argument("--budget", type=float, default=1e9, help="seconds; later option sets are skipped after it")
+    ap.add_argument("--budget", type=float, default=1e9,
+                    help="seconds; option sets and profiles not yet started are skipped after it")
+    ap.add_argument("--stage-budget", type=float, default=1e9,
+                    help="seconds for the prefill and greedy stages, counted from their start")
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     res["build_model_s"] = time.perf_counter() - t0
     save()
     batches = [int(b) for b in args.batches.split(",")]
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    names = [v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "none"]
     length = args.prompt_tokens + args.new_tokens
     ctx = args.prompt_tokens + args.new_tokens // 2
     arch = hf_graphs._runtime(model, hf_graphs.GraphOptions()).arch
@@ -151,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 be = hf_graphs.StaticGraphBackend(model, b, length, opts)
                 setup = time.perf_counter() - t0
-                ids = bench._prompt_ids(model, b, args.prompt_tokens, device)
-                t0 = time.perf_counter()
-                toks, first = _greedy(be, ids, 32)
-                first_prefill = time.perf_counter() - t0
-                cell: dict[str, Any] = {"setup_s": setup, "first_prefill_s": first_prefill, "build": be.describe()}
-                if b == batches[0]:
+                cell: dict[str, Any] = {"setup_s": setup, "build": be.describe()}
+                if args.tokens and b == batches[0]:
+                    ids = bench._prompt_ids(model, b, args.prompt_tokens, device)
+                    t0 = time.perf_counter()
+                    toks, first = _greedy(be, ids, args.tokens)
+                    cell["first_prefill_s"] = time.perf_counter() - t0
                     if ref_tokens is None:
                         ref_tokens, ref_logits = toks, first
                     diff = [i for i, (x, y) in enumerate(zip(toks, ref_tokens, strict=True)) if x != y]
@@ -195,17 +202,19 @@ def main(argv: list[str] | None = None) -> int:
             break
         try:
             opts = hf_graphs.GraphOptions.from_env().with_(_spec(name))
-            res.setdefault("profiles", {})[name] = bench.profile_step(model, batches[0], length, options=opts, top=None)
+            res.setdefault("profiles", {})[name] = bench.profile_step(model, batches[0], length, options=opts,
+                                                                      top=None, prefill=bool(args.tokens))
         except Exception as exc:
             res.setdefault("profiles", {})[name] = {"error": bench._err(exc)}
         save()
+    t_stage = time.perf_counter()
     if args.prefill_batch and arch.hybrid:
         res["prefill"] = {}
         b = args.prefill_batch
         ids = bench._prompt_ids(model, b, args.prompt_tokens, device)
         mask = torch.ones_like(ids)
-        for name in names:
-            if time.perf_counter() - t_start > args.budget:
+        for name in [v.strip() for v in args.prefill_variants.split(",") if v.strip()] or names:
+            if time.perf_counter() - t_stage > args.stage_budget:
                 break
             opts = hf_graphs.GraphOptions.from_env().with_(_spec(name))
             cell = {}
@@ -244,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             res["prefill"][name] = cell
             print("prefill", name, json.dumps({k: v for k, v in cell.items() if k != "profile"}), flush=True)
             save()
-    if args.greedy and time.perf_counter() - t_start < args.budget:
+    if args.greedy and time.perf_counter() - t_stage < args.stage_budget:
         try:
             res["greedy_check"] = bench.check_greedy(model, args.greedy)
         except Exception as exc:

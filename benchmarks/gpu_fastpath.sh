@@ -4,6 +4,7 @@
 # in .labcache/ (INFERENCE_LAB_CACHE) or packed as labcache.tar.xz; results go to $OUT (default ./gpu-out).
 #   STAGE=probe  benchmarks/fastpath_probe.py per model: option sets side by side, kernels, profiles, prefill
 #                (Nemotron-H at batch 32) and the greedy check
+#   STAGE=second what the first probe left out (Gemma's steps, Nemotron-H's prefill, greedy check), bench on Gemma
 #   STAGE=bench  inference-lab bench with --floors and --loads 3: the chosen build against the previous one,
 #                interleaved over fresh loads, per model
 set -uo pipefail
@@ -35,6 +36,18 @@ probe)
   run "${T_NEMOTRON:-175}" nemotron python3 benchmarks/fastpath_probe.py arch:nemotron-nano-9b-v2 --budget 140 \
     --variants "v5,default,tuning=pdl" --batches 1 --new-tokens 32 --profile default --prefill-batch 32 \
     --greedy 32 --out "$OUT/probe-nemotron.json"
+  ;;
+second)
+  # What the first probe ran out of time for: Gemma's steps per option set (no prefills compiled), Nemotron-H's
+  # prefill at batch 32 (scan chunk of the model vs fitted) and the greedy check, then the bench itself on Gemma.
+  run "${T_GEMMA:-110}" gemma python3 benchmarks/fastpath_probe.py arch:gemma-3-270m --budget 70 --tokens 0 \
+    --variants "v5,default,tuning=pdl,linear=reduce,tuning=pdl+linear=reduce,tuning=coordinate" --batches 1,128 \
+    --profile default,v5 --out "$OUT/probe2-gemma.json"
+  run "${T_NEMOTRON:-150}" nemotron python3 benchmarks/fastpath_probe.py arch:nemotron-nano-9b-v2 --variants none \
+    --batches 1 --prefill-batch 32 --prefill-variants v5,default --stage-budget 120 --greedy 32 \
+    --out "$OUT/probe2-nemotron.json"
+  run "${T_BENCH:-80}" bench python3 -m tui_lab.bench --model arch:gemma-3-270m --modes lab-direct,lab-direct+v5 \
+    --batch-sizes 1 --new-tokens 32 --loads 3 --repeats 2 --floors --out "$OUT/bench-gemma.json"
   ;;
 bench)
   opts=${NEW:-}  # the chosen build, as fast-path options after '+' (empty: the defaults)

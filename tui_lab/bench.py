@@ -292,7 +292,7 @@ def fit_launch_cost(seconds_by_kernels: dict[int, float]) -> dict:
             "replay_us": {str(n): 1e6 * t for n, t in points}}
 
 
-def measure_launch_cost(device: Any, counts: Sequence[int] = (64, 256, 1024), replays: int = 20,
+def measure_launch_cost(device: Any, counts: Sequence[int] = (128, 256, 512), replays: int = 20,
                         trials: int = 5) -> dict:
     """What one kernel costs inside a CUDA graph: graphs of N dependent one-element kernels (``x += 1``),
     replayed; the median replay time per N, fitted by ``fit_launch_cost``. A real kernel adds its own work
@@ -325,6 +325,7 @@ def measure_launch_cost(device: Any, counts: Sequence[int] = (64, 256, 1024), re
         times[n] = statistics.median(trial_s)
         del graph
     out = fit_launch_cost(times)
+    out["replay_us_per_kernel"] = {str(n): 1e6 * t / n for n, t in sorted(times.items())}
     out["kernel"] = "one-element add, one block, each kernel waiting for the one before"
     return out
 
@@ -844,9 +845,10 @@ def readiness(model: Any, prompt_tokens: int, new_tokens: int) -> dict:
 
 
 def profile_step(model: Any, batch: int, length: int, steps: int = 20, options: Any = None,
-                 top: int | None = 14) -> dict:
+                 top: int | None = 14, prefill: bool = True) -> dict:
     """Where a decode step's time goes: kernels per step and their device time (profiled without the graph),
-    against the replayed graph's wall time per step. ``top``: how many kernels to list (None: all)."""
+    against the replayed graph's wall time per step. ``top``: how many kernels to list (None: all);
+    ``prefill=False`` profiles steps over an unfilled cache (same kernels, no prefill to compile)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -854,8 +856,9 @@ def profile_step(model: Any, batch: int, length: int, steps: int = 20, options: 
 
     be = hf_graphs.StaticGraphBackend(model, batch, length, options)
     try:
-        ids = _prompt_ids(model, batch, 8, model.device)
-        be.prefill(ids, torch.ones_like(ids))
+        if prefill:
+            ids = _prompt_ids(model, batch, 8, model.device)
+            be.prefill(ids, torch.ones_like(ids))
         e, rt = be.entry, be.rt
         with torch.inference_mode():
             for _ in range(3):
