@@ -159,11 +159,13 @@ def test_padded_prefill_for_capture_gives_the_same_results():
     assert torch.equal(toks, ref_toks)
 
 
-def test_chunk_scan_equals_the_recurrence():
-    # The chunked form and the token-by-token recurrence are the same linear system.
+@pytest.mark.parametrize("s", [11, 4, 3], ids=["three-chunks", "one-full-chunk", "one-padded-chunk"])
+def test_chunk_scan_equals_the_recurrence(s):
+    # The chunked form and the token-by-token recurrence are the same linear system (a single chunk skips
+    # the recurrence between chunks).
     cfg = hf_mamba.MambaCfg(heads=4, head_dim=3, groups=2, state=5, conv_kernel=4, chunk=4, dt_min=0.0, eps=1e-5)
     g = torch.Generator().manual_seed(0)
-    b, s = 2, 11
+    b = 2
     xs = torch.randn(b, s, 4, 3, generator=g)
     dt = torch.randn(b, s, 4, generator=g)
     a = -torch.rand(4, generator=g) - 0.1

@@ -1202,7 +1202,8 @@ def print_table(result: dict, stream: Any = None) -> None:
                 parts.append(f"host sync per token {q['host_sync_cost_pct']:+.1f}%")
             if q.get("engine_cost_pct") is not None:
                 parts.append(f"engine vs bare loop {q['engine_cost_pct']:+.1f}%")
-            w(f"  {q['model']:<20} {q['mode']:<16} bs {q['batch_size']:>4}: " + ", ".join(parts) + "\n")
+            if parts:
+                w(f"  {q['model']:<20} {q['mode']:<16} bs {q['batch_size']:>4}: " + ", ".join(parts) + "\n")
     for key in ("greedy_check", "overlap_check", "readiness"):
         if result.get(key):
             w(f"\n{key}: {json.dumps(result[key])[:2000]}\n")
