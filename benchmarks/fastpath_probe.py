@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         copy_s = bench.roofline_step_s(model, int(b), ctx, bw, 2) + 2 * arch.state_bytes_per_sequence() * int(b) / bw
         cell.update({"step_ms": statistics.median(ms), "step_min_ms": min(ms), "step_max_ms": max(ms),
                      "floors": bench.floor_report(step_s, cell.get("kernels_per_step"),
-                                                  res["launch_cost"]["per_kernel_us"] / 1e6, copy_s)})
+                                                  bench.per_kernel_s_at(res["launch_cost"],
+                                                                        cell.get("kernels_per_step")), copy_s)})
     save()
     for _, be in backends:
         be.release()

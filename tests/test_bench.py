@@ -314,6 +314,16 @@ def test_launch_cost_is_the_slope_over_kernel_counts():
         bench.fit_launch_cost({100: 1e-4})
 
 
+def test_per_kernel_cost_is_read_at_the_steps_kernel_count():
+    launch = {"per_kernel_us": 1.25, "replay_us_per_kernel": {"128": 1.0, "256": 1.0, "512": 1.2}}
+    assert bench.per_kernel_s_at(launch, 100) == pytest.approx(1.0e-6)
+    assert bench.per_kernel_s_at(launch, 249) == pytest.approx(1.0e-6)
+    assert bench.per_kernel_s_at(launch, 384) == pytest.approx(1.1e-6)
+    assert bench.per_kernel_s_at(launch, 2000) == pytest.approx(1.2e-6)
+    assert bench.per_kernel_s_at({"per_kernel_us": 1.25}, 300) == pytest.approx(1.25e-6)
+    assert bench.per_kernel_s_at(None, 300) is None and bench.per_kernel_s_at(launch, None) is None
+
+
 def test_floor_report_names_the_floor_a_step_sits_on():
     # A small model: 267 kernels at 1.2 µs = 0.32 ms of launches against a 0.126 ms copy: launch-bound.
     small = bench.floor_report(0.80e-3, 267, 1.2e-6, 0.126e-3)
