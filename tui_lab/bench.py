@@ -1492,7 +1492,8 @@ def cpu_preamble(args: argparse.Namespace) -> str:
     return (f"On a CPU this compares the lab's engine with model.generate() on host-bound timings: which one does "
             f"less work per token. CUDA graphs, torch.compile and the memory roofline need a GPU, so GPU figures "
             f"cannot come from here. Modes in order: {', '.join(args.modes)}; batch sizes "
-            f"{', '.join(map(str, args.batch_sizes))}; {args.new_tokens} new tokens; {budget}, checked every step.")
+            f"{', '.join(map(str, args.batch_sizes))}; {args.new_tokens} new tokens; each mode over {args.loads} "
+            f"load(s) (--loads); {budget}, checked every step.")
 
 
 def _save(path: Path | None, result: dict) -> None:
