@@ -369,24 +369,53 @@ async def app_soak(engine_name: str, model: str, device: str, batch: int, tokens
 
 
 def engine_in_app(engines: list[str], model: str, device: str, batches: list[int], tokens: int, repeats: int,
-                  out_dir: str, soak_s: float = 0.0, soak_tokens: int = 2048, tag: str = "") -> dict:
-    """Headless against in-app tokens/s per engine and batch; writes ``ui-<card>-<date>.json``."""
-    runs = []
+                  out_dir: str, soak_s: float = 0.0, soak_tokens: int = 2048, tag: str = "", loads: int = 3) -> dict:
+    """Headless against in-app tokens/s per engine and batch; writes ``ui-<card>-<date>.json``.
+
+    Each side loads its engine ``loads`` times, the sides taking turns (headless, app, headless, app, ...), so a
+    drift of the machine touches both alike. Per batch: each side's median and spread over the loads, and the
+    ratio app / headless with its range over every pairing of loads; a range that covers 1.0 says the app's
+    cost is not measurable here."""
+    from tui_lab.bench import compare_modes, summarize_loads
+
+    per_load, runs = [], []
     for engine_name in engines:
-        headless = headless_figures(engine_name, model, device, batches, tokens, repeats)
-        in_app = asyncio.run(app_figures(engine_name, model, device, batches, tokens, repeats))
-        for batch in batches:
-            a = in_app[batch]
-            runs.append({"engine": engine_name, "batch_size": batch, "headless_tokens_per_s": headless[batch],
-                         "app_tokens_per_s": a["tokens_per_s"], "ratio": a["tokens_per_s"] / headless[batch],
-                         "key_ms_p50": a["key_ms_p50"], "key_ms_p99": a["key_ms_p99"], "keys": a["keys"],
-                         "ui_rss_mb_min_max": a["ui_rss_mb"]})
-            print(f"{engine_name} batch {batch}: headless {headless[batch]:,.0f} · in app {a['tokens_per_s']:,.0f}"
-                  f" tok/s · ratio {runs[-1]['ratio']:.3f} · key p50/p99 {a['key_ms_p50']}/{a['key_ms_p99']} ms",
-                  flush=True)
+        for load in range(loads):
+            headless = headless_figures(engine_name, model, device, batches, tokens, repeats)
+            in_app = asyncio.run(app_figures(engine_name, model, device, batches, tokens, repeats))
+            for batch in batches:
+                a = in_app[batch]
+                per_load.append({"engine": engine_name, "load": load, "batch_size": batch,
+                                 "headless_tokens_per_s": headless[batch], "app_tokens_per_s": a["tokens_per_s"],
+                                 "ratio": a["tokens_per_s"] / headless[batch], "key_ms_p50": a["key_ms_p50"],
+                                 "key_ms_p99": a["key_ms_p99"], "keys": a["keys"], "ui_rss_mb_min_max": a["ui_rss_mb"]})
+                print(f"{engine_name} load {load + 1}/{loads} batch {batch}: headless {headless[batch]:,.0f} · in app "
+                      f"{a['tokens_per_s']:,.0f} tok/s · ratio {per_load[-1]['ratio']:.3f} · key p50/p99 "
+                      f"{a['key_ms_p50']}/{a['key_ms_p99']} ms", flush=True)
+        mine = [r for r in per_load if r["engine"] == engine_name]
+        sides = [{"model": engine_name, "mode": side, "batch_size": r["batch_size"],
+                  "tokens_per_s": r[f"{side}_tokens_per_s"]} for r in mine for side in ("app", "headless")]
+        summary = {(row["mode"], row["batch_size"]): row for row in summarize_loads(sides)}
+        for c in compare_modes(list(summary.values())):
+            b = c["batch_size"]
+            these = [r for r in mine if r["batch_size"] == b]
+            p50s = [r["key_ms_p50"] for r in these if r["key_ms_p50"] is not None]
+            p99s = [r["key_ms_p99"] for r in these if r["key_ms_p99"] is not None]
+            runs.append({"engine": engine_name, "batch_size": b, "loads": len(these),
+                         "headless_tokens_per_s": summary[("headless", b)]["tokens_per_s"]["median"],
+                         "app_tokens_per_s": summary[("app", b)]["tokens_per_s"]["median"],
+                         "headless_spread": [summary[("headless", b)]["tokens_per_s"][k] for k in ("min", "max")],
+                         "app_spread": [summary[("app", b)]["tokens_per_s"][k] for k in ("min", "max")],
+                         "ratio": c["ratio"], "ratio_range": [c["low"], c["high"]], "measurable": c["measurable"],
+                         "key_ms_p50": statistics.median(p50s) if p50s else None,
+                         "key_ms_p99": max(p99s) if p99s else None, "keys": sum(r["keys"] for r in these)})
+            verdict = "" if c["measurable"] else " — the range covers 1.0: the app's cost is not measurable here"
+            print(f"{engine_name} batch {b} over {len(these)} loads: in app / headless {c['ratio']:.3f} "
+                  f"[{c['low']:.3f}–{c['high']:.3f}]{verdict}", flush=True)
     card = _gpu_name()
     doc = {"gpu": card, "versions": _versions(), "model": model, "max_new_tokens": tokens, "repeats": repeats,
-           "key_interval_s": KEY_INTERVAL_S, "cpus": os.cpu_count(), "command": " ".join(sys.argv), "runs": runs}
+           "loads": loads, "key_interval_s": KEY_INTERVAL_S, "cpus": os.cpu_count(), "command": " ".join(sys.argv),
+           "runs": runs, "per_load": per_load}
     if soak_s > 0:
         doc["soak"] = [asyncio.run(app_soak(name, model, device, max(batches), soak_tokens, soak_s))
                        for name in engines]
@@ -415,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,64,256,1024", help="batch sizes for --device")
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per request for --device")
     parser.add_argument("--repeats", type=int, default=2, help="measured runs per point for --device")
+    parser.add_argument("--loads", type=int, default=3,
+                        help="with --device: fresh engine loads per side, headless and app taking turns (default 3)")
     parser.add_argument("--out-dir", default="benchmarks/results", help="where --device writes its JSON")
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="with --device: also run the largest batch back to back in the app for this long and "
@@ -427,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     KEY_INTERVAL_S = args.key_interval
     if args.device:
         engine_in_app(args.engine.split(","), args.model, args.device, [int(b) for b in args.batches.split(",")],
-                      args.tokens, args.repeats, args.out_dir, args.soak, args.soak_tokens, args.tag)
+                      args.tokens, args.repeats, args.out_dir, args.soak, args.soak_tokens, args.tag, args.loads)
         return 0
     if args.transport:
         t = transport()

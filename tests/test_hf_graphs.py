@@ -95,9 +95,11 @@ def _eager_reference(model, ids, mask, steps):
     return torch.cat(toks, 1), logits
 
 
-def _fast(model, ids, mask, steps, attention=GraphOptions.attention, prefill=None):
-    """Greedy tokens and logits of the fast path; ``prefill(backend)`` replaces its own prefill."""
-    be = StaticGraphBackend(model, ids.shape[0], ids.shape[1] + steps + 1, GraphOptions(attention=attention))
+def _fast(model, ids, mask, steps, attention=GraphOptions.attention, prefill=None, options=""):
+    """Greedy tokens and logits of the fast path; ``prefill(backend)`` replaces its own prefill; ``options``
+    changes the build (``GraphOptions.with_``)."""
+    opts = GraphOptions(attention=attention).with_(options)
+    be = StaticGraphBackend(model, ids.shape[0], ids.shape[1] + steps + 1, opts)
     try:
         logits = [(prefill(be) if prefill else be.prefill(ids, mask)).float()]
         nxt = logits[-1].argmax(-1, keepdim=True)
@@ -122,6 +124,77 @@ def test_fast_step_matches_eager_with_left_padding(make, attention):
     for a, b in zip(ref_logits, logits, strict=True):
         torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
     assert torch.equal(toks, ref_toks)
+
+
+@pytest.mark.parametrize("make", [_gemma, _llama, _qwen3], ids=["gemma3", "llama", "qwen3"])
+@pytest.mark.parametrize("options", ["boundary=0", "linear=reduce", "v5+linear=reduce"])
+def test_build_options_keep_eager_tokens(make, options):
+    # Layer boundaries kept or moved (the residual add and norm finishing a layer fused with the next
+    # layer's input norm), projections as cuBLAS products or as reductions for small batches: the same
+    # arithmetic, so the same tokens and logits as transformers' eager decoding in float32.
+    model = _model(make())
+    ids, mask = _batch(model.config.vocab_size, [5, 9, 2])  # decode steps have 3 rows: "reduce" applies
+    steps = 10
+    ref_toks, ref_logits = _eager_reference(model, ids, mask, steps)
+    toks, logits = _fast(model, ids, mask, steps, options=options)
+    for a, b in zip(ref_logits, logits, strict=True):
+        torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
+    assert torch.equal(toks, ref_toks)
+
+
+@pytest.mark.parametrize("options", ["", "linear=reduce", "v5"])
+def test_layer_traces_as_one_graph_for_torch_compile(options):
+    # On CUDA the layer function is compiled with fullgraph=True; dynamo's eager backend fails here on any
+    # graph break (a data-dependent branch, say) and must not change the tokens.
+    model = _model(_gemma())
+    opts = GraphOptions().with_(options)
+    rt = hf_graphs._runtime(model, opts)
+    plain = rt.fns
+
+    def trace(fn):
+        return torch.compile(fn, fullgraph=True, backend="eager")
+
+    rt.fns = hf_graphs._Fns(trace(plain.prologue), trace(plain.layer), trace(plain.epilogue), plain.cfg)
+    try:
+        ids, mask = _batch(model.config.vocab_size, [5, 9, 2])
+        ref_toks, ref_logits = _eager_reference(model, ids, mask, 4)
+        toks, logits = _fast(model, ids, mask, 4, options=options)
+        for a, b in zip(ref_logits, logits, strict=True):
+            torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
+        assert torch.equal(toks, ref_toks)
+    finally:
+        rt.fns = plain
+        torch._dynamo.reset()
+
+
+def test_options_parse_presets_fields_and_refuse_unknowns():
+    base = GraphOptions()
+    assert base.boundary is True and base.scan_chunk == "fit" and base.linear == "mm"
+    v5 = base.with_("v5")
+    assert v5.boundary is False and v5.scan_chunk == "model" and v5.compile == base.compile
+    o = base.with_("tuning=pdl/coordinate+linear=reduce+boundary=0")
+    assert (o.tuning_knobs(), o.linear, o.boundary) == (["pdl", "coordinate"], "reduce", False)
+    for bad in ("warp", "tuning=turbo", "linear=fast", "boundary=maybe", "colour=red"):
+        with pytest.raises(ValueError):
+            base.with_(bad)
+
+
+def test_compile_options_map_knobs_and_skip_what_torch_lacks(monkeypatch):
+    pytest.importorskip("torch._inductor.config")
+    opts, skipped = hf_graphs.compile_options(GraphOptions(tuning="coordinate"))
+    assert opts["coordinate_descent_tuning"] is True and skipped == []
+    monkeypatch.setitem(hf_graphs.TUNING_KNOBS, "future", {"triton.no_such_knob": True})
+    monkeypatch.setattr(GraphOptions, "validate", lambda self: None)
+    opts, skipped = hf_graphs.compile_options(GraphOptions(tuning="future/coordinate"))
+    assert skipped == ["future"] and "triton.no_such_knob" not in opts
+    opts, _ = hf_graphs.compile_options(GraphOptions(compile="max-autotune-no-cudagraphs"))
+    assert opts["max_autotune"] is True
+
+
+def test_options_from_the_environment(monkeypatch):
+    monkeypatch.setenv("INFERENCE_LAB_GRAPH_OPTIONS", "v5+tuning=pdl")
+    o = GraphOptions.from_env()
+    assert o.boundary is False and o.tuning == "pdl"
 
 
 def test_cached_entry_reused_and_state_reset_between_runs():

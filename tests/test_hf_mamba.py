@@ -41,10 +41,10 @@ def _model(cfg):
     return model
 
 
-def _check(model, lens, steps, attention=hf_graphs.GraphOptions.attention):
+def _check(model, lens, steps, attention=hf_graphs.GraphOptions.attention, options=""):
     ids, mask = _batch(model.config.vocab_size, lens)
     ref_toks, ref_logits = _eager_reference(model, ids, mask, steps)
-    toks, logits = _fast(model, ids, mask, steps, attention)
+    toks, logits = _fast(model, ids, mask, steps, attention, options=options)
     for a, b in zip(ref_logits, logits, strict=True):
         torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
     assert torch.equal(toks, ref_toks)
@@ -83,6 +83,31 @@ def test_prefill_leaves_transformers_states_in_the_buffers():
 @pytest.mark.parametrize("attention", ["reduce", "sdpa"])
 def test_hybrid_decode_with_the_other_attention_kernels(attention):
     _check(_model(_nemotron()), [5, 11, 2], steps=16, attention=attention)
+
+
+@pytest.mark.parametrize("options", ["v5", "scan_chunk=fit", "boundary=0+scan_chunk=fit"])
+def test_hybrid_build_options_keep_eager_tokens(options):
+    # A model chunk of 64 and prompts of at most 11 tokens: "fit" scans in chunks of 16, "model" (v5) in 64,
+    # transformers in 64. Block boundaries kept (v5, boundary=0) or moved: the same arithmetic either way.
+    _check(_model(_nemotron(chunk_size=64)), [5, 11, 2], steps=8, options=options)
+
+
+def test_scan_chunk_fits_the_prompt_and_gives_the_same_scan():
+    cfg = hf_mamba.MambaCfg(heads=4, head_dim=3, groups=2, state=5, conv_kernel=4, chunk=128, dt_min=0.0, eps=1e-5)
+    fit = hf_mamba.MambaCfg(**{**cfg.__dict__, "fit_chunk": True})
+    assert [hf_mamba.scan_chunk(s, cfg) for s in (1, 16, 300)] == [128, 128, 128]
+    assert [hf_mamba.scan_chunk(s, fit) for s in (1, 16, 17, 33, 100, 128, 300)] == [16, 16, 32, 64, 128, 128, 128]
+    small = hf_mamba.MambaCfg(**{**fit.__dict__, "chunk": 8})
+    assert hf_mamba.scan_chunk(3, small) == 8 and hf_mamba.scan_chunk(100, small) == 8
+    g = torch.Generator().manual_seed(3)
+    b, s = 2, 21  # one chunk of 32 when fitted, one chunk of 128 (107 positions of padding) otherwise
+    args = (torch.randn(b, s, 4, 3, generator=g), torch.randn(b, s, 4, generator=g), -torch.rand(4, generator=g) - 0.1,
+            torch.randn(b, s, 2, 5, generator=g), torch.randn(b, s, 2, 5, generator=g), torch.randn(4, generator=g),
+            torch.randn(4, generator=g))
+    y0, f0 = hf_mamba.chunk_scan(*args, cfg)
+    y1, f1 = hf_mamba.chunk_scan(*args, fit)
+    torch.testing.assert_close(y1, y0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(f1, f0, atol=1e-5, rtol=1e-5)
 
 
 def test_prompt_shorter_than_the_conv_window_and_one_chunk():
@@ -134,11 +159,13 @@ def test_padded_prefill_for_capture_gives_the_same_results():
     assert torch.equal(toks, ref_toks)
 
 
-def test_chunk_scan_equals_the_recurrence():
-    # The chunked form and the token-by-token recurrence are the same linear system.
+@pytest.mark.parametrize("s", [11, 4, 3], ids=["three-chunks", "one-full-chunk", "one-padded-chunk"])
+def test_chunk_scan_equals_the_recurrence(s):
+    # The chunked form and the token-by-token recurrence are the same linear system (a single chunk skips
+    # the recurrence between chunks).
     cfg = hf_mamba.MambaCfg(heads=4, head_dim=3, groups=2, state=5, conv_kernel=4, chunk=4, dt_min=0.0, eps=1e-5)
     g = torch.Generator().manual_seed(0)
-    b, s = 2, 11
+    b = 2
     xs = torch.randn(b, s, 4, 3, generator=g)
     dt = torch.randn(b, s, 4, generator=g)
     a = -torch.rand(4, generator=g) - 0.1

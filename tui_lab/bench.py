@@ -23,8 +23,21 @@ new tokens with EOS ignored:
   runs at the largest batch size with other vLLM settings (CUDA-graph capture sizes, ``max_num_seqs``,
   the scheduler's token budget).
 
+A lab mode may carry fast-path build options after a ``+`` (``lab-direct+v5``: the previous build;
+``lab+tuning=pdl``; see ``hf_graphs.GraphOptions.with_``), so two builds compare side by side.
+
+Every mode runs ``--loads`` times (default 3), each time on a fresh engine load (a fresh model for the
+bare-loop modes), the modes interleaved (A B A B A B): the summary gives each mode's median and spread
+(min–max over loads) and, for each pair of modes, the ratio of their medians with its range over all
+pairings of loads; a range that covers 1.0 is reported as a difference not measurable here.
+
+``--floors`` (CUDA) puts each model's decode step next to the two floors it can sit on: the copy floor
+(weights + KV cache, plus a hybrid model's recurrent state read and written, at the copy bandwidth
+measured in the run) and the launch floor (kernels per step, counted in the captured graph, times the
+cost of one kernel inside a graph, measured with graphs of N trivial kernels).
+
 The table shows ms per decode step, tokens/s, the share of the memory roofline (weights + KV read
-once per step at the copy bandwidth measured in the same run) and the ratios the issue asks for.
+once per step at the copy bandwidth measured in the same run) and the ratios between modes.
 Results go to ``--out`` (default ``<lab cache>/bench/<card>-<date>.json``, ``-vs-vllm`` added when a
 vLLM mode runs). On a CPU it says first what it can show there, runs the lab's modes first and keeps
 to ``--time-budget`` inside each measurement.
@@ -64,6 +77,9 @@ VLLM_VARIANTS: tuple[tuple[str, dict], ...] = (
 )
 """What ``--vllm-variants`` changes, one at a time, for vLLM offline at the largest batch size."""
 DIRECT_SYNC = {"lab-direct": "none", "lab-direct-sync": "overlap", "lab-direct-sync-serial": "serial"}
+OPTION_MODES = ("lab", "lab-serial", *DIRECT_SYNC)
+"""Modes that take fast-path build options after a ``+`` (``lab-direct+v5``)."""
+DEFAULT_LOADS = 3
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
 TINY = "tiny"
 """``--model tiny``: a 2-layer Gemma 3 shape for tests on CPU."""
@@ -114,11 +130,35 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def base_mode(mode: str) -> str:
+    """``lab-direct+v5`` → ``lab-direct``."""
+    return mode.split("+", 1)[0]
+
+
+def mode_options(mode: str) -> Any:
+    """The fast-path ``GraphOptions`` a mode runs with: the environment's, changed by what follows ``+``."""
+    from tui_lab.engines.hf_graphs import GraphOptions
+
+    base = GraphOptions.from_env()
+    return base.with_(mode.split("+", 1)[1]) if "+" in mode else base
+
+
 def _modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in modes if m not in ALL_MODES]
+    bad = [m for m in modes if base_mode(m) not in ALL_MODES]
     if bad or not modes:
         raise argparse.ArgumentTypeError(f"unknown mode(s) {bad}; choose from {', '.join(ALL_MODES)}")
+    for m in modes:
+        if "+" not in m:
+            continue
+        if base_mode(m) not in OPTION_MODES:
+            raise argparse.ArgumentTypeError(f"{m}: only {', '.join(OPTION_MODES)} take fast-path options")
+        try:
+            mode_options(m)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{m}: {exc}") from None
+    if len(set(modes)) != len(modes):
+        raise argparse.ArgumentTypeError(f"a mode is named twice in {text!r}")
     return modes
 
 
@@ -136,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-tokens", type=int, default=16, help="prompt length in tokens (default: 16)")
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per sequence, EOS ignored (default: 128)")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions per point; the median is kept")
+    p.add_argument("--loads", type=int, default=DEFAULT_LOADS,
+                   help="fresh engine loads per mode, the modes interleaved (A B A B ...); the summary gives "
+                        f"medians, spreads and ratio ranges across them (default: {DEFAULT_LOADS})")
+    p.add_argument("--floors", action="store_true",
+                   help="(CUDA) each model's decode step against its copy floor and its launch floor")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     p.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"),
                    help="auto: bfloat16 on CUDA, float32 on CPU")
@@ -227,6 +272,205 @@ def measure_copy_bandwidth(device: Any, nbytes: int | None = None) -> float:
     return reps * 2 * nbytes / dt
 
 
+# --------------------------------------------------------------------------------------------------
+# Floors: what a decode step cannot go under
+
+
+def fit_launch_cost(seconds_by_kernels: dict[int, float]) -> dict:
+    """Per-kernel cost inside a CUDA graph from replay times of graphs of N trivial kernels: the slope of a
+    least-squares line through (N, seconds per replay); its intercept is the graph's fixed launch cost."""
+    points = sorted(seconds_by_kernels.items())
+    if len(points) < 2:
+        raise ValueError("need replay times for at least two kernel counts")
+    n_mean = sum(n for n, _ in points) / len(points)
+    t_mean = sum(t for _, t in points) / len(points)
+    var = sum((n - n_mean) ** 2 for n, _ in points)
+    if var == 0:
+        raise ValueError("need two different kernel counts")
+    slope = sum((n - n_mean) * (t - t_mean) for n, t in points) / var
+    return {"per_kernel_us": 1e6 * slope, "graph_fixed_us": 1e6 * (t_mean - slope * n_mean),
+            "replay_us": {str(n): 1e6 * t for n, t in points}}
+
+
+def per_kernel_s_at(launch: dict | None, kernels: float | None) -> float | None:
+    """The cost of one kernel inside a graph of ``kernels`` kernels: replay time per kernel interpolated between
+    the measured graph sizes (clamped at the ends). Seen on an H100: 1.0 µs per kernel in graphs of 128–256
+    kernels, 1.17 µs in graphs of 512–1024, so the slope alone would misstate a 250-kernel step."""
+    if not launch or kernels is None:
+        return None
+    points = sorted((int(n), float(us)) for n, us in (launch.get("replay_us_per_kernel") or {}).items())
+    if not points:
+        return launch["per_kernel_us"] / 1e6 if launch.get("per_kernel_us") is not None else None
+    if kernels <= points[0][0]:
+        return points[0][1] / 1e6
+    for (n0, u0), (n1, u1) in zip(points, points[1:], strict=False):
+        if kernels <= n1:
+            return (u0 + (u1 - u0) * (kernels - n0) / (n1 - n0)) / 1e6
+    return points[-1][1] / 1e6
+
+
+def measure_launch_cost(device: Any, counts: Sequence[int] = (128, 256, 512), replays: int = 20,
+                        trials: int = 5) -> dict:
+    """What one kernel costs inside a CUDA graph: graphs of N dependent one-element kernels (``x += 1``),
+    replayed; the median replay time per N, fitted by ``fit_launch_cost``. A real kernel adds its own work
+    (and block scheduling) on top: kernels × this cost is a floor, not an estimate."""
+    import torch
+
+    x = torch.zeros(1, device=device)
+    times: dict[int, float] = {}
+    side = torch.cuda.Stream(device)
+    for n in counts:
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            x.add_(1)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(n):
+                x.add_(1)
+        graph.replay()
+        _sync(device)
+        trial_s = []
+        for _ in range(trials):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(replays):
+                graph.replay()
+            end.record()
+            _sync(device)
+            trial_s.append(start.elapsed_time(end) / 1e3 / replays)
+        times[n] = statistics.median(trial_s)
+        del graph
+    out = fit_launch_cost(times)
+    out["replay_us_per_kernel"] = {str(n): 1e6 * t / n for n, t in sorted(times.items())}
+    out["kernel"] = "one-element add, one block, each kernel waiting for the one before"
+    return out
+
+
+def count_dot_kernels(dot: str) -> int:
+    """Kernel nodes in a CUDA graph's DOT dump (``cudaGraphDebugDotPrint``): nodes labelled KERNEL."""
+    return len(re.findall(r'label="\{?\s*KERNEL\b', dot))
+
+
+def graph_kernel_count(capture: Callable[[], Any], device: Any) -> tuple[int | None, str]:
+    """Kernels in a CUDA graph of ``capture()`` (captured here, never replayed): (count, how it was counted).
+
+    Read from the graph itself through ``cuda.bindings`` where torch keeps the graph, else from its DOT
+    dump; (None, why) where neither works (the profiler's count of the uncaptured step is the fallback)."""
+    import tempfile
+
+    import torch
+
+    errors = []
+    try:
+        from cuda.bindings import runtime as cudart
+
+        graph = torch.cuda.CUDAGraph(keep_graph=True)
+        with torch.cuda.graph(graph):
+            capture()
+        raw = graph.raw_cuda_graph()
+        err, _nodes, num = cudart.cudaGraphGetNodes(raw, numNodes=0)
+        err, nodes, num = cudart.cudaGraphGetNodes(raw, numNodes=num)
+        if int(err) != 0:
+            raise RuntimeError(f"cudaGraphGetNodes: {err}")
+        kernel = cudart.cudaGraphNodeType.cudaGraphNodeTypeKernel
+        count = sum(1 for node in nodes if cudart.cudaGraphNodeGetType(node)[1] == kernel)
+        del graph
+        return count, "graph nodes (cuda.bindings)"
+    except Exception as exc:
+        errors.append(_err(exc))
+    try:
+        graph = torch.cuda.CUDAGraph()
+        graph.enable_debug_mode()
+        with torch.cuda.graph(graph):
+            capture()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "graph.dot")
+            graph.debug_dump(path)
+            with open(path, encoding="utf-8", errors="replace") as f:
+                count = count_dot_kernels(f.read())
+        del graph
+        if count:
+            return count, "graph DOT dump"
+        errors.append("DOT dump has no KERNEL nodes")
+    except Exception as exc:
+        errors.append(_err(exc))
+    _sync(device)
+    return None, "; ".join(errors)
+
+
+def floor_report(step_s: float, kernels: float | None, per_kernel_s: float | None, copy_floor_s: float) -> dict:
+    """A decode step against its two floors: moving the bytes once at copy bandwidth, and launching its
+    kernels one after the other inside a graph. ``bound`` names the higher floor (the one the step sits
+    on); ``floor_share`` is that floor over the step (1.0 = at the floor)."""
+    launch_s = kernels * per_kernel_s if kernels is not None and per_kernel_s is not None else None
+    floors = {"copy": copy_floor_s, **({"launch": launch_s} if launch_s is not None else {})}
+    bound = max(floors, key=lambda k: floors[k])
+    return {
+        "step_ms": 1e3 * step_s, "copy_floor_ms": 1e3 * copy_floor_s,
+        "launch_floor_ms": None if launch_s is None else 1e3 * launch_s,
+        "kernels_per_step": kernels, "per_kernel_us": None if per_kernel_s is None else 1e6 * per_kernel_s,
+        "bound": bound, "floor_share": floors[bound] / step_s if step_s > 0 else None,
+        "copy_share": copy_floor_s / step_s if step_s > 0 else None,
+        "launch_share": None if launch_s is None or step_s <= 0 else launch_s / step_s,
+        "both_floors_ms": None if launch_s is None else 1e3 * (copy_floor_s + launch_s),
+    }
+
+
+def step_floors(model: Any, batch: int, prompt_tokens: int, new_tokens: int, bandwidth: float, launch: dict | None,
+                options: Any = None, steps: int = 50) -> dict:
+    """The fast path's decode step (graph replay, device time only) against its copy and launch floors."""
+    import torch
+
+    from tui_lab.engines import hf_graphs
+
+    device = model.device
+    be = hf_graphs.StaticGraphBackend(model, batch, prompt_tokens + new_tokens, options)
+    try:
+        if be.entry.graph is None:
+            raise RuntimeError("the step is not captured as a CUDA graph here")
+        ids = _prompt_ids(model, batch, prompt_tokens, device)
+        be.prefill(ids, torch.ones_like(ids))
+        e, rt = be.entry, be.rt
+        steps = max(1, min(steps, e.length - be._written - 1))  # never past the cache's last position
+        start_at = be._written
+
+        def rewind() -> None:
+            e.wp.fill_(start_at)
+            e.pos.fill_(start_at)
+
+        with torch.inference_mode():
+            for _ in range(3):
+                e.graph.replay()
+            rewind()
+            _sync(device)
+            trials = []
+            for _ in range(5):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(steps):
+                    e.graph.replay()
+                end.record()
+                _sync(device)
+                trials.append(start.elapsed_time(end) / 1e3 / steps)
+                rewind()
+            step_s = statistics.median(trials)
+            kernels, how = graph_kernel_count(lambda: hf_graphs._run_step(rt, e), device)
+        arch = rt.arch
+        ctx = prompt_tokens + new_tokens // 2
+        state_s = 2 * arch.state_bytes_per_sequence() * batch / bandwidth  # read and written each step
+        copy_s = roofline_step_s(model, batch, ctx, bandwidth, arch.dtype.itemsize) + state_s
+    finally:
+        be.release()
+    per_kernel = per_kernel_s_at(launch, kernels)
+    out = {"batch": batch, "bucket": be.bucket, "context": ctx, "kernels_counted_by": how, "build": be.describe(),
+           "step_spread_ms": [1e3 * min(trials), 1e3 * max(trials)],
+           **floor_report(step_s, kernels, per_kernel, copy_s)}
+    if state_s:
+        out["state_ms"] = 1e3 * state_s
+    return out
+
+
 class BudgetSpent(Exception):
     """``--time-budget`` ran out in the middle of a measurement (the point is reported as skipped)."""
 
@@ -312,6 +556,66 @@ def roofline_step_s(model_or_config: Any, batch: int, context: int, bandwidth: f
     config = getattr(model_or_config, "config", model_or_config)
     shape = model_shape(config, dtype_bytes=dtype_bytes)
     return decode_step_floor_s(shape, [context] * batch, bandwidth)
+
+
+# --------------------------------------------------------------------------------------------------
+# Several loads per mode: order, spread, ratios with their ranges
+
+
+def interleave(modes: Sequence[str], loads: int) -> list[tuple[int, str]]:
+    """The order the modes run in: every mode once per load, loads one after the other (A B A B A B), so a
+    drift of the machine over the run touches every mode alike."""
+    return [(load, mode) for load in range(loads) for mode in modes]
+
+
+SPREAD_KEYS = ("tokens_per_s", "ms_per_step", "decode_ms_per_step", "ttft_ms")
+
+
+def summarize_loads(runs: Sequence[dict]) -> list[dict]:
+    """Per (model, mode, batch size): how many loads gave a figure, and per figure its median, min and max."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r.get("model", ""), r["mode"], r["batch_size"]), []).append(r)
+    out = []
+    for (model, mode, b), rows in groups.items():
+        ok = [r for r in rows if r.get("tokens_per_s") and not r.get("error")]
+        row: dict[str, Any] = {"model": model, "mode": mode, "batch_size": b, "loads": len(ok),
+                               "failed": len(rows) - len(ok)}
+        for key in SPREAD_KEYS:
+            xs = [float(r[key]) for r in ok if r.get(key) is not None]
+            if xs:
+                row[key] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "values": xs}
+        out.append(row)
+    return out
+
+
+def compare_modes(summary: Sequence[dict], key: str = "tokens_per_s") -> list[dict]:
+    """Each pair of modes at each (model, batch size): the ratio of their medians of ``key`` (first / second)
+    and its range over every pairing of one load of each (min/max ... max/min). When the range covers 1.0,
+    noise can flip the comparison: ``measurable`` is False."""
+    by: dict[tuple, list[dict]] = {}
+    for row in summary:
+        if row.get(key):
+            by.setdefault((row["model"], row["batch_size"]), []).append(row)
+    out = []
+    for (model, b), rows in by.items():
+        for i, a in enumerate(rows):
+            for other in rows[i + 1:]:
+                x, y = a[key], other[key]
+                lo, hi = x["min"] / y["max"], x["max"] / y["min"]
+                out.append({"model": model, "batch_size": b, "a": a["mode"], "b": other["mode"], "metric": key,
+                            "ratio": x["median"] / y["median"], "low": lo, "high": hi,
+                            "pairings": len(x["values"]) * len(y["values"]), "measurable": not lo <= 1.0 <= hi})
+    return out
+
+
+def median_runs(summary: Sequence[dict]) -> list[Run]:
+    """One ``Run`` per (model, mode, batch size) holding the medians over loads (for ``ratios``)."""
+    def med(row: dict, key: str) -> float | None:
+        return row[key]["median"] if row.get(key) else None
+
+    return [Run(row["mode"], row["batch_size"], med(row, "ms_per_step"), med(row, "tokens_per_s"),
+                model=row["model"], decode_ms_per_step=med(row, "decode_ms_per_step")) for row in summary]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,58 +709,95 @@ def run_direct(model: Any, batch: int, prompt_tokens: int, new_tokens: int, repe
     return statistics.median(totals), statistics.median(decodes), setup
 
 
+def _eager_greedy(model: Any, ids: Any, mask: Any, new_tokens: int) -> tuple[Any, Any]:
+    """transformers' eager loop (DynamicCache, positions from the mask): greedy ids (B, N) and each step's
+    top-2 logit gap (B, N), on the CPU."""
+    import torch
+    from transformers import DynamicCache
+
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                    logits_to_keep=1)
+        lg = out.logits[:, -1].float()
+        toks, gaps = [lg.argmax(-1)], [lg.topk(2).values.diff().abs().squeeze(-1)]
+        cur, m = mask.sum(-1, keepdim=True), mask
+        for _ in range(new_tokens - 1):
+            m = torch.cat([m, torch.ones_like(cur)], 1)
+            out = model(input_ids=toks[-1][:, None], attention_mask=m, position_ids=cur, past_key_values=cache,
+                        use_cache=True)
+            cur = cur + 1
+            lg = out.logits[:, -1].float()
+            toks.append(lg.argmax(-1))
+            gaps.append(lg.topk(2).values.diff().abs().squeeze(-1))
+    return torch.stack(toks, 1).cpu(), torch.stack(gaps, 1).cpu()
+
+
+def _fast_greedy(model: Any, ids: Any, mask: Any, new_tokens: int) -> tuple[Any, Any]:
+    """The fast path's greedy ids (B, N) and top-2 logit gaps (B, N), on the CPU."""
+    import torch
+
+    from tui_lab.engines.hf_graphs import StaticGraphBackend
+
+    be = StaticGraphBackend(model, ids.shape[0], ids.shape[1] + new_tokens)
+    try:
+        with torch.inference_mode():
+            lg = be.prefill(ids, mask).float()
+            toks, gaps = [lg.argmax(-1)], [lg.topk(2).values.diff().abs().squeeze(-1)]
+            for _ in range(new_tokens - 1):
+                lg = be.step(toks[-1][:, None]).float()
+                toks.append(lg.argmax(-1))
+                gaps.append(lg.topk(2).values.diff().abs().squeeze(-1))
+    finally:
+        be.release()
+    return torch.stack(toks, 1).cpu(), torch.stack(gaps, 1).cpu()
+
+
+def _first_difference(a: Any, b: Any) -> int | None:
+    diff = (a != b).nonzero()
+    return int(diff[0]) if len(diff) else None
+
+
 def check_greedy(model: Any, new_tokens: int, batch_lens: Sequence[Sequence[int]] = ((16,), (16, 9, 13, 4))) -> dict:
     """Greedy tokens of the fast path vs transformers' eager loop (DynamicCache), with left padding.
 
     Random weights give near-flat logits, so where the two paths part we report the reference's
     top-2 logit gap at that step: a gap within bf16 rounding means a tie broken differently, not a bug.
+    For a batch of several prompts each row also runs alone (unpadded) on both paths: where the eager
+    reference gives other tokens batched than alone, it disagrees with itself, and a difference from the
+    fast path there says nothing about the fast path.
     """
-    import torch
-    from transformers import DynamicCache
-
-    from tui_lab.engines.hf_graphs import StaticGraphBackend
-
     device = model.device
     report: dict[str, Any] = {"new_tokens": new_tokens, "cases": []}
     for lens in batch_lens:
         b, plen = len(lens), max(lens)
         ids = _prompt_ids(model, b, plen, device, seed=7)
-        mask = torch.zeros_like(ids)
+        mask = ids.new_zeros(ids.shape)
         for i, n in enumerate(lens):
             mask[i, plen - n:] = 1
             ids[i, : plen - n] = 0
-        with torch.inference_mode():
-            cache = DynamicCache(config=model.config)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
-                        logits_to_keep=1)
-            lg = out.logits[:, -1].float()
-            ref, gaps = [lg.argmax(-1)], [lg.topk(2).values.diff().abs().squeeze(-1)]
-            cur, m = mask.sum(-1, keepdim=True), mask
-            for _ in range(new_tokens - 1):
-                m = torch.cat([m, torch.ones_like(cur)], 1)
-                out = model(input_ids=ref[-1][:, None], attention_mask=m, position_ids=cur, past_key_values=cache,
-                            use_cache=True)
-                cur = cur + 1
-                lg = out.logits[:, -1].float()
-                ref.append(lg.argmax(-1))
-                gaps.append(lg.topk(2).values.diff().abs().squeeze(-1))
-            ref_t = torch.stack(ref, 1).cpu()
-            gap_t = torch.stack(gaps, 1).cpu()
-            be = StaticGraphBackend(model, b, plen + new_tokens)
-            try:
-                fast = [be.prefill(ids, mask).float().argmax(-1)]
-                for _ in range(new_tokens - 1):
-                    fast.append(be.step(fast[-1][:, None]).float().argmax(-1))
-            finally:
-                be.release()
-            fast_t = torch.stack(fast, 1).cpu()
+        ref_t, gap_t = _eager_greedy(model, ids, mask, new_tokens)
+        fast_t, fast_gap = _fast_greedy(model, ids, mask, new_tokens)
         seqs = []
         for i in range(b):
-            diff = (ref_t[i] != fast_t[i]).nonzero()
-            first = int(diff[0]) if len(diff) else None
-            seqs.append({"prompt_tokens": int(lens[i]), "equal": first is None, "first_difference": first,
-                         "ref_top2_gap_there": float(gap_t[i, first]) if first is not None else None})
+            first = _first_difference(ref_t[i], fast_t[i])
+            row: dict[str, Any] = {
+                "prompt_tokens": int(lens[i]), "equal": first is None, "first_difference": first,
+                "ref_top2_gap_there": float(gap_t[i, first]) if first is not None else None,
+                "fast_top2_gap_there": float(fast_gap[i, first]) if first is not None else None}
+            if b > 1:
+                alone_ids, alone_mask = ids[i:i + 1, plen - lens[i]:], mask[i:i + 1, plen - lens[i]:]
+                ref_alone, ref_alone_gap = _eager_greedy(model, alone_ids, alone_mask, new_tokens)
+                fast_alone, _ = _fast_greedy(model, alone_ids, alone_mask, new_tokens)
+                ref_self = _first_difference(ref_t[i], ref_alone[0])
+                row.update({
+                    "ref_batched_vs_alone_first_difference": ref_self,
+                    "ref_alone_top2_gap_there": float(ref_alone_gap[0, ref_self]) if ref_self is not None else None,
+                    "fast_batched_vs_alone_first_difference": _first_difference(fast_t[i], fast_alone[0]),
+                    "fast_batched_vs_ref_alone_first_difference": _first_difference(fast_t[i], ref_alone[0]),
+                })
+            seqs.append(row)
         report["cases"].append({"batch": b, "sequences": seqs})
     all_seqs = [s for c in report["cases"] for s in c["sequences"]]
     report["all_equal"] = all(s["equal"] for s in all_seqs)
@@ -520,18 +861,21 @@ def readiness(model: Any, prompt_tokens: int, new_tokens: int) -> dict:
     return out
 
 
-def profile_step(model: Any, batch: int, length: int, steps: int = 20) -> dict:
+def profile_step(model: Any, batch: int, length: int, steps: int = 20, options: Any = None,
+                 top: int | None = 14, prefill: bool = True) -> dict:
     """Where a decode step's time goes: kernels per step and their device time (profiled without the graph),
-    against the replayed graph's wall time per step."""
+    against the replayed graph's wall time per step. ``top``: how many kernels to list (None: all);
+    ``prefill=False`` profiles steps over an unfilled cache (same kernels, no prefill to compile)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from tui_lab.engines import hf_graphs
 
-    be = hf_graphs.StaticGraphBackend(model, batch, length)
+    be = hf_graphs.StaticGraphBackend(model, batch, length, options)
     try:
-        ids = _prompt_ids(model, batch, 8, model.device)
-        be.prefill(ids, torch.ones_like(ids))
+        if prefill:
+            ids = _prompt_ids(model, batch, 8, model.device)
+            be.prefill(ids, torch.ones_like(ids))
         e, rt = be.entry, be.rt
         with torch.inference_mode():
             for _ in range(3):
@@ -563,7 +907,7 @@ def profile_step(model: Any, batch: int, length: int, steps: int = 20) -> dict:
     rows.sort(reverse=True)
     return {"batch": batch, "length": length, "kernels_per_step": n_kernels / steps,
             "kernel_us_per_step": total_us / steps, "graph_replay_us_per_step": replay_us,
-            "top": [{"us": round(u, 1), "per_step": c, "kernel": k} for u, c, k in rows[:14]]}
+            "top": [{"us": round(u, 2), "per_step": c, "kernel": k} for u, c, k in rows[:top]]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -857,24 +1201,83 @@ def print_table(result: dict, stream: Any = None) -> None:
       "ms/step = total time / new tokens (prefill included); decode = between tokens\n\n")
     w(f"{'model':<20} {'mode':<34} {'batch':>5} {'ms/step':>9} {'decode':>8} {'tok/s':>10} {'roofline':>8} "
       f"{'share':>6} {'setup s':>8}\n")
+    several = (result.get("loads") or 1) > 1
     for r in result["runs"]:
         share = r.get("roofline_share")
-        w(f"{r['model']:<20} {r['mode']:<34} {r['batch_size']:>5} {_fmt(r['ms_per_step'], '9.3f')} "
+        mode = f"{r['mode']} #{r['load'] + 1}" if several and r.get("load") is not None else r["mode"]
+        w(f"{r['model']:<20} {mode:<34} {r['batch_size']:>5} {_fmt(r['ms_per_step'], '9.3f')} "
           f"{_fmt(r.get('decode_ms_per_step'), '8.3f')} {_fmt(r['tokens_per_s'], '10.0f')} "
           f"{_fmt(r.get('roofline_ms'), '8.3f')} {_fmt(None if share is None else 100 * share, '5.0f')}% "
           f"{_fmt(r.get('setup_s'), '8.1f')}" + (f"  ERROR {r['error']}" if r.get("error") else "") + "\n")
+    print_spread(result, stream)
+    print_floors(result, stream)
     if result.get("ratios"):
-        w("\nratios (tokens/s):\n")
+        w("\nratios (tokens/s" + (", medians over loads" if several else "") + "):\n")
         for q in result["ratios"]:
             parts = [f"{k[3:]} {v:.1f}x" for k, v in q.items() if k.startswith("vs_") and v]
             if q.get("host_sync_cost_pct") is not None:
                 parts.append(f"host sync per token {q['host_sync_cost_pct']:+.1f}%")
             if q.get("engine_cost_pct") is not None:
                 parts.append(f"engine vs bare loop {q['engine_cost_pct']:+.1f}%")
-            w(f"  {q['model']:<20} {q['mode']:<16} bs {q['batch_size']:>4}: " + ", ".join(parts) + "\n")
+            if parts:
+                w(f"  {q['model']:<20} {q['mode']:<16} bs {q['batch_size']:>4}: " + ", ".join(parts) + "\n")
     for key in ("greedy_check", "overlap_check", "readiness"):
         if result.get(key):
             w(f"\n{key}: {json.dumps(result[key])[:2000]}\n")
+
+
+def print_spread(result: dict, stream: Any = None) -> None:
+    """Per mode the median and spread over loads; per pair of modes the ratio and whether it is measurable."""
+    w = (stream or sys.stdout).write
+    summary = result.get("summary") or []
+    if not summary or (result.get("loads") or 1) < 2:
+        return
+    w(f"\nacross {result['loads']} loads (interleaved): median [min–max]\n")
+    for row in summary:
+        t, d, f = row.get("tokens_per_s"), row.get("decode_ms_per_step"), row.get("ttft_ms")
+        parts = []
+        if t:
+            parts.append(f"tok/s {t['median']:,.0f} [{t['min']:,.0f}–{t['max']:,.0f}]")
+        if d:
+            parts.append(f"decode ms {d['median']:.3f} [{d['min']:.3f}–{d['max']:.3f}]")
+        if f:
+            parts.append(f"TTFT ms {f['median']:.1f} [{f['min']:.1f}–{f['max']:.1f}]")
+        if row.get("failed"):
+            parts.append(f"{row['failed']} load(s) failed")
+        w(f"  {row['model']:<20} {row['mode']:<34} bs {row['batch_size']:>4}: {', '.join(parts) or 'no figures'}"
+          f" ({row['loads']} loads)\n")
+    comps = result.get("comparisons") or []
+    if comps:
+        w("\npairs (tokens/s of the first over the second; range over every pairing of loads):\n")
+    for c in comps:
+        verdict = "" if c["measurable"] else "  — range covers 1.0: the difference is not measurable here"
+        w(f"  {c['model']:<20} bs {c['batch_size']:>4}: {c['a']} / {c['b']} = {c['ratio']:.3f} "
+          f"[{c['low']:.3f}–{c['high']:.3f}]{verdict}\n")
+
+
+def print_floors(result: dict, stream: Any = None) -> None:
+    """Each model's decode step next to its copy floor and its launch floor."""
+    w = (stream or sys.stdout).write
+    floors = result.get("floors")
+    if not floors:
+        return
+    if isinstance(floors, dict):
+        w(f"\nfloors: {floors.get('error')}\n")
+        return
+    launch = result.get("launch_cost") or {}
+    per = launch.get("replay_us_per_kernel") or {}
+    w("\nfloors of a decode step (graph replay, device time): copy = bytes once at copy bandwidth; launch = "
+      "kernels × the cost of one kernel in a graph of that many ("
+      + (", ".join(f"{us:.2f} µs at {n}" for n, us in per.items()) or "not measured") + ")\n")
+    w(f"  {'model':<24} {'batch':>5} {'kernels':>7} {'step ms':>8} {'copy ms':>8} {'launch ms':>9} "
+      f"{'sits on':>7} {'floor/step':>10}\n")
+    for f in floors:
+        if f.get("error"):
+            w(f"  {f['model']:<24} {f.get('batch', '-'):>5}  ERROR {f['error']}\n")
+            continue
+        kernels = "-" if f.get("kernels_per_step") is None else f"{f['kernels_per_step']:.0f}"
+        w(f"  {f['model']:<24} {f['batch']:>5} {kernels:>7} {f['step_ms']:>8.3f} {f['copy_floor_ms']:>8.3f} "
+          f"{_fmt(f.get('launch_floor_ms'), '9.3f')} {f['bound']:>7} {_fmt(f.get('floor_share'), '10.2f')}\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -913,13 +1316,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gpu": gpu, "versions": _versions(), "bandwidth_GBps": None, "runs": [],
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model": args.model, "dtype": str(dtype).replace("torch.", ""), "prompt_tokens": args.prompt_tokens,
-        "new_tokens": args.new_tokens, "repeats": args.repeats, "argv": list(argv or sys.argv[1:]),
+        "new_tokens": args.new_tokens, "repeats": args.repeats, "loads": args.loads,
+        "argv": list(argv or sys.argv[1:]),
     }
     out_path = _out_path(args.out, gpu, VS_VLLM_SUFFIX if set(args.modes) & set(VLLM_MODES) else "",
                          cache_dir=args.cache_dir)
     bw = measure_copy_bandwidth(device)
     result["bandwidth_GBps"] = bw / 1e9
     print(f"{gpu}: copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
+    launch = None
+    if args.floors and device.type == "cuda":
+        try:
+            launch = measure_launch_cost(device)
+            result["launch_cost"] = launch
+            print(f"one kernel inside a CUDA graph: {launch['per_kernel_us']:.2f} µs "
+                  f"(graph launch {launch['graph_fixed_us']:.1f} µs)", flush=True)
+        except Exception as exc:
+            result["launch_cost"] = {"error": _err(exc)}
+    elif args.floors:
+        result["floors"] = {"error": "the floors need CUDA graphs: run on a GPU"}
 
     from tui_lab.telemetry import GpuSampler, summarize_samples
 
@@ -938,8 +1353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
             main_checks = spec == args.model and (args.check_greedy or args.readiness or args.profile
                                                   or args.variants or args.check_overlap)
+            floors_here = args.floors and device.type == "cuda"
             # The engine modes build their own model: a bare copy would only take memory (16 GB for 8B).
-            needs_model = main_checks or any(m not in ENGINE_MODES for m in modes)
+            bare_modes = any(base_mode(m) not in ENGINE_MODES for m in modes)
+            needs_model = main_checks or floors_here or bare_modes
             model = build_model(spec, device, dtype) if needs_model else None
             shape_of = model if model is not None else hf_config(spec)
             ctx = args.prompt_tokens + args.new_tokens // 2
@@ -983,8 +1400,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result["profile"] = {"error": _err(exc)}
                 print("profile:", json.dumps(result["profile"], indent=1), flush=True)
                 _save(out_path, result)
-            for mode in modes:
-                failures += _run_mode(mode, spec, model, sizes, args, device, budget, record, sampler)
+            if floors_here and budget.left():
+                floors = result.setdefault("floors", [])
+                for b in sorted({sizes[0], sizes[-1]}):
+                    try:
+                        row = step_floors(model, b, args.prompt_tokens, args.new_tokens, bw, launch)
+                    except Exception as exc:
+                        row = {"batch": b, "error": _err(exc)}
+                    floors.append({"model": spec, **row})
+                    print("floors:", json.dumps(floors[-1]), flush=True)
+                    _save(out_path, result)
+            for load, mode in interleave(modes, args.loads):
+                if load and mode == modes[0]:
+                    # A fresh load: the bare modes get a new model (new compiled functions, graphs, caches);
+                    # the engine modes load their own engine each time anyway.
+                    if model is not None and bare_modes:
+                        _drop(model)
+                        model = None
+                        _reset_compiler()
+                        model = build_model(spec, device, dtype)
+
+                def record_load(run: Run, load: int = load) -> None:
+                    run.extra["load"] = load
+                    record(run)
+
+                failures += _run_mode(mode, spec, model, sizes, args, device, budget, record_load, sampler)
             if spec == args.model and args.variants and device.type == "cuda":
                 main_model = (model, record)
                 continue
@@ -1000,14 +1440,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         sampler.stop()
         result["telemetry"] = {"available": bool(sampler.samples) or sampler.name is not None,
                                "reason": sampler.reason, "summary": summarize_samples(list(sampler.samples))}
-        result["ratios"] = ratios([Run(**{k: r.get(k) for k in ("mode", "batch_size", "ms_per_step", "tokens_per_s",
-                                                                 "model", "decode_ms_per_step")})
-                                   for r in result["runs"]])
+        result["summary"] = summarize_loads(result["runs"])
+        result["comparisons"] = compare_modes(result["summary"])
+        result["ratios"] = ratios(median_runs(result["summary"]))
         _save(out_path, result)
     print_table(result)
     if out_path:
         print(f"\nsaved {out_path}")
     return 1 if failures else 0
+
+
+def _reset_compiler() -> None:
+    """Forget dynamo's compiled frames (a fresh load compiles again, served by Inductor's on-disk cache)."""
+    import torch
+
+    try:
+        torch._dynamo.reset()
+    except Exception:
+        pass
 
 
 def _drop(model: Any) -> None:
@@ -1042,7 +1492,8 @@ def cpu_preamble(args: argparse.Namespace) -> str:
     return (f"On a CPU this compares the lab's engine with model.generate() on host-bound timings: which one does "
             f"less work per token. CUDA graphs, torch.compile and the memory roofline need a GPU, so GPU figures "
             f"cannot come from here. Modes in order: {', '.join(args.modes)}; batch sizes "
-            f"{', '.join(map(str, args.batch_sizes))}; {args.new_tokens} new tokens; {budget}, checked every step.")
+            f"{', '.join(map(str, args.batch_sizes))}; {args.new_tokens} new tokens; each mode over {args.loads} "
+            f"load(s) (--loads); {budget}, checked every step.")
 
 
 def _save(path: Path | None, result: dict) -> None:
@@ -1057,29 +1508,48 @@ def _save(path: Path | None, result: dict) -> None:
 def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse.Namespace, device: Any,
               budget: _Budget, record: Callable[[Run], None], sampler: Any) -> int:
     """Run one mode at every batch size; returns the number of failed points."""
-    import torch
-
-    n, p, reps = args.new_tokens, args.prompt_tokens, args.repeats
     if mode in OFFLINE_KINDS:
         kinds = tuple(k for k in OFFLINE_KINDS if k in args.modes)
         if mode != kinds[0]:
             return 0  # ran beside the first kind, on its LLM
         return _run_offline_mode(spec, sizes, args, device, budget, record, variants=args.vllm_variants,
                                  kinds=kinds)
+    base = base_mode(mode)
+    saved_env = os.environ.get(GRAPH_OPTIONS_ENV)
+    if "+" in mode and base in ("lab", "lab-serial"):
+        # The engine builds its fast path from the environment each run: these options for this mode only.
+        os.environ[GRAPH_OPTIONS_ENV] = "+".join(x for x in (saved_env, mode.split("+", 1)[1]) if x)
+    try:
+        return _run_mode_inner(mode, base, spec, model, sizes, args, device, budget, record, sampler)
+    finally:
+        if saved_env is None:
+            os.environ.pop(GRAPH_OPTIONS_ENV, None)
+        else:
+            os.environ[GRAPH_OPTIONS_ENV] = saved_env
+
+
+GRAPH_OPTIONS_ENV = "INFERENCE_LAB_GRAPH_OPTIONS"
+
+
+def _run_mode_inner(mode: str, base: str, spec: str, model: Any, sizes: list[int], args: argparse.Namespace,
+                    device: Any, budget: _Budget, record: Callable[[Run], None], sampler: Any) -> int:
+    import torch
+
+    n, p, reps = args.new_tokens, args.prompt_tokens, args.repeats
     failures = 0
     engine = None
     tokenizer = None
-    if mode in ("lab", "lab-eager", "lab-serial", "lab-vllm"):
+    if base in ("lab", "lab-eager", "lab-serial", "lab-vllm"):
         try:
             from tui_lab.engines import create_engine
 
-            if mode == "lab-vllm":
+            if base == "lab-vllm":
                 engine = create_engine("vllm", **vllm_engine_options(spec, device.type, args, sizes))
                 tokenizer = _tokenizer_for(spec, args.cache_dir)
             else:
                 engine = create_engine("transformers", model=spec, device=device.type, dtype=args.dtype,
-                                       cuda_graphs=(mode != "lab-eager"), cache_dir=args.cache_dir,
-                                       overlap_steps=False if mode == "lab-serial" else None)
+                                       cuda_graphs=(base != "lab-eager"), cache_dir=args.cache_dir,
+                                       overlap_steps=False if base == "lab-serial" else None)
             engine.load()
         except Exception as exc:
             for b in sizes:
@@ -1101,8 +1571,8 @@ def _run_mode(mode: str, spec: str, model: Any, sizes: list[int], args: argparse
                 if mode in ("hf-generate", "hf-generate-compiled"):
                     t, setup = run_generate(model, b, p, n, reps, compiled=mode.endswith("compiled"))
                     run = Run(mode, b, 1e3 * t / n, b * n / t, model=spec, setup_s=setup)
-                elif mode in DIRECT_SYNC:
-                    t, dec, setup = run_direct(model, b, p, n, reps, sync=DIRECT_SYNC[mode])
+                elif base in DIRECT_SYNC:
+                    t, dec, setup = run_direct(model, b, p, n, reps, sync=DIRECT_SYNC[base], options=mode_options(mode))
                     run = Run(mode, b, 1e3 * t / n, b * n / t, model=spec, decode_ms_per_step=1e3 * dec,
                               setup_s=setup, extra={"prefill_ms": 1e3 * (t - dec * (n - 1))})
                 else:

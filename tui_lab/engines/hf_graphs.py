@@ -76,21 +76,98 @@ class GraphOptions:
     ``attention``: ``"matmul"`` (two batched matmuls and a softmax that Inductor fuses with the mask;
     measured fastest for decode on H200), ``"sdpa"`` (the library's fused kernel, which tiles for long
     queries: 17 µs a layer at batch 1, most of it wasted) or ``"reduce"`` (products and sums left to
-    Inductor; slow at large batch). ``graphs``: capture CUDA
-    graphs (on CUDA only).
+    Inductor; slow at large batch). ``graphs``: capture CUDA graphs (on CUDA only).
+    ``boundary``: end each layer after its last projection and finish it (norm, residual add) at the start
+    of the next one, where it fuses with that layer's input norm: one kernel fewer per layer, same arithmetic.
+    ``tuning``: Inductor knobs joined by ``/``: ``coordinate`` (coordinate-descent tuning of block sizes),
+    ``pdl`` (programmatic dependent launch: a kernel starts while its predecessor finishes; Hopper and
+    later), ``autotune`` (GEMM templates benchmarked against cuBLAS, with their epilogues fused). Knobs the
+    installed torch lacks are skipped and named in ``describe()``.
+    ``linear``: ``"mm"`` (cuBLAS) or ``"reduce"``: at most ``REDUCE_LINEAR_MAX_ROWS`` rows (a small decode
+    batch) the layers' projections are products and sums that Inductor writes as one reduction kernel each.
+    ``scan_chunk``: ``"fit"`` runs a hybrid model's prefill scan in chunks no longer than the prompt
+    (rounded up to a power of two, at least 16, at most the model's chunk), ``"model"`` always in the
+    model's own chunk (128 for Nemotron-H: a 16-token prompt then computes 128 × 128 blocks per head).
     """
 
     compile: str = "default"
     attention: str = "matmul"
     graphs: bool = True
+    boundary: bool = True
+    tuning: str = ""
+    linear: str = "mm"
+    scan_chunk: str = "fit"
 
     @classmethod
     def from_env(cls) -> GraphOptions:
-        """Defaults, overridden by ``INFERENCE_LAB_GRAPH_COMPILE`` / ``INFERENCE_LAB_GRAPH_ATTENTION``."""
-        return cls(
+        """Defaults, overridden by ``INFERENCE_LAB_GRAPH_COMPILE`` / ``INFERENCE_LAB_GRAPH_ATTENTION`` and by
+        ``INFERENCE_LAB_GRAPH_OPTIONS`` (``+``-separated ``field=value`` items or preset names, as ``with_``)."""
+        base = cls(
             compile=os.environ.get("INFERENCE_LAB_GRAPH_COMPILE", cls.compile),
             attention=os.environ.get("INFERENCE_LAB_GRAPH_ATTENTION", cls.attention),
         )
+        extra = os.environ.get("INFERENCE_LAB_GRAPH_OPTIONS", "")
+        return base.with_(extra) if extra else base
+
+    def with_(self, spec: str) -> GraphOptions:
+        """These options changed by ``spec``: ``+``-separated items, each a preset name (``PRESETS``) or
+        ``field=value`` (booleans as 0/1), e.g. ``"v5"`` or ``"tuning=pdl/coordinate+linear=reduce"``."""
+        import dataclasses
+
+        changes: dict[str, Any] = {}
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for item in (x.strip() for x in spec.split("+")):
+            if not item:
+                continue
+            if "=" not in item:
+                if item not in PRESETS:
+                    raise ValueError(f"unknown fast-path preset {item!r}; choose from {', '.join(PRESETS)}")
+                changes.update(PRESETS[item])
+                continue
+            key, value = (x.strip() for x in item.split("=", 1))
+            if key not in fields:
+                raise ValueError(f"unknown fast-path option {key!r}; choose from {', '.join(fields)}")
+            default = fields[key].default
+            if isinstance(default, bool):
+                if value.lower() not in ("0", "1", "true", "false", "on", "off"):
+                    raise ValueError(f"{key} takes 0 or 1, not {value!r}")
+                changes[key] = value.lower() in ("1", "true", "on")
+            else:
+                changes[key] = value
+        opts = dataclasses.replace(self, **changes)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for a value no code path knows."""
+        for name, value, allowed in (
+            ("compile", self.compile, ("default", "max-autotune-no-cudagraphs", "none", "reduce-overhead")),
+            ("attention", self.attention, ("matmul", "sdpa", "reduce")),
+            ("linear", self.linear, ("mm", "reduce")),
+            ("scan_chunk", self.scan_chunk, ("fit", "model")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"fast-path {name} {value!r} is not one of {', '.join(allowed)}")
+        bad = [k for k in self.tuning_knobs() if k not in TUNING_KNOBS]
+        if bad:
+            raise ValueError(f"unknown tuning knob(s) {', '.join(bad)}; choose from {', '.join(TUNING_KNOBS)}")
+
+    def tuning_knobs(self) -> list[str]:
+        return [k for k in self.tuning.split("/") if k]
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The fast path as it was before layer boundaries moved and the scan chunk fitted the prompt.
+    "v5": {"boundary": False, "scan_chunk": "model", "tuning": "", "linear": "mm"},
+}
+TUNING_KNOBS: dict[str, dict[str, Any]] = {
+    "coordinate": {"coordinate_descent_tuning": True},
+    "pdl": {"triton.enable_pdl": True},
+    "autotune": {"max_autotune": True},
+}
+"""What each ``GraphOptions.tuning`` knob sets in Inductor's configuration."""
+REDUCE_LINEAR_MAX_ROWS = 4
+"""``linear="reduce"`` applies up to this many rows (batch × tokens); larger products stay on cuBLAS."""
 
 
 def batch_bucket(batch_size: int) -> int:
@@ -173,6 +250,8 @@ class _Arch:
             self.weights = [self._layer_weights(layer) for layer in self.layers]
         self.final_norm = self.body.norm.weight
         self.lm_head = model.lm_head.weight
+        self.zero_norm = torch.zeros_like(self.weights[0][11]) if self.cfg.sandwich else None
+        """A post-MLP norm weight for the zero "previous layer" of layer 0 (``GraphOptions.boundary``)."""
 
     def _init_hybrid(self, model: Any) -> None:
         """Nemotron-H: blocks of one mixer each (Mamba-2, attention or MLP), pre-norm, residual."""
@@ -289,6 +368,8 @@ class _HybridCfg:
     eps: float
     attention: str
     mamba: MambaCfg | None
+    boundary: bool = False
+    """Blocks take the previous block's output (``delta``) and add it first: see ``GraphOptions.boundary``."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +386,9 @@ class _LayerCfg:
     qk_norm: bool
     act: str
     attention: str
+    boundary: bool = False
+    """Layers take the previous layer's MLP output (``delta``) and finish it first: ``GraphOptions.boundary``."""
+    linear: str = "mm"
 
 
 def _fuse_rows(linears: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -334,6 +418,19 @@ def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float, gemma: bool) -> torc
     if gemma:
         return (xf * (1.0 + w.float())).type_as(x)
     return w * xf.to(x.dtype)
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, impl: str) -> torch.Tensor:
+    """``F.linear``; with ``impl="reduce"`` and few rows, products and a float32 sum over the input features,
+    which Inductor writes as one reduction kernel (cuBLAS spends ~4 µs on a product this small)."""
+    import torch.nn.functional as F  # noqa: N812
+
+    if impl == "reduce" and x.numel() <= REDUCE_LINEAR_MAX_ROWS * x.shape[-1]:
+        y = (x.float()[..., None, :] * w.float()).sum(-1)
+        if b is not None:
+            y = y + b.float()
+        return y.to(x.dtype)
+    return F.linear(x, w, b)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -374,17 +471,25 @@ def _attend(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, mask: torch.Ten
     return out.reshape(b, h, s, d).transpose(1, 2).reshape(b, s, h * d)
 
 
-def layer_step(h: torch.Tensor, w: tuple, kc: torch.Tensor, vc: torch.Tensor, cos: torch.Tensor,
-               sin: torch.Tensor, mask: torch.Tensor, wpos: torch.Tensor, cfg: _LayerCfg) -> torch.Tensor:
+def layer_step(h: torch.Tensor, delta: torch.Tensor | None, w_delta: torch.Tensor | None, w: tuple,
+               kc: torch.Tensor, vc: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+               wpos: torch.Tensor, cfg: _LayerCfg) -> Any:
     """One decoder layer on ``h`` (B, S, hidden); writes K/V at cache indices ``wpos`` (S,). Pure tensors in,
-    so one compiled graph serves every layer (sliding and full layers differ only in the mask passed)."""
+    so one compiled graph serves every layer (sliding and full layers differ only in the mask passed).
+
+    With ``cfg.boundary`` the layer first finishes the previous one (``h + norm(delta)`` with that layer's
+    post-MLP norm ``w_delta``, or ``h + delta``) and returns ``(h, its own MLP output)`` unfinished, so the
+    last residual add of one layer and the input norm of the next are one fused kernel. Without, ``delta``
+    and ``w_delta`` are None and it returns the finished ``h``."""
     import torch.nn.functional as F  # noqa: N812
 
     (w_in, w_qkv, b_qkv, w_qn, w_kn, w_o, b_o, w_post_attn, w_pre_ff, w_gu, w_down, w_post_ff) = w
+    if cfg.boundary:
+        h = h + (_rms_norm(delta, w_delta, cfg.eps, cfg.gemma) if cfg.sandwich else delta)
     b, s, _ = h.shape
     nq, nkv = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
     x = _rms_norm(h, w_in, cfg.eps, cfg.gemma)
-    q, k, v = F.linear(x, w_qkv, b_qkv).split([nq, nkv, nkv], dim=-1)
+    q, k, v = _linear(x, w_qkv, b_qkv, cfg.linear).split([nq, nkv, nkv], dim=-1)
     q = q.view(b, s, cfg.heads, cfg.head_dim)
     k = k.view(b, s, cfg.kv_heads, cfg.head_dim)
     if cfg.qk_norm:
@@ -396,16 +501,18 @@ def layer_step(h: torch.Tensor, w: tuple, kc: torch.Tensor, vc: torch.Tensor, co
     v = v.reshape(b, s, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
     kc.index_copy_(2, wpos, k)
     vc.index_copy_(2, wpos, v)
-    o = F.linear(_attend(q, kc, vc, mask, cfg.scale, cfg.attention), w_o, b_o)
+    o = _linear(_attend(q, kc, vc, mask, cfg.scale, cfg.attention), w_o, b_o, cfg.linear)
     if cfg.sandwich:
         h = h + _rms_norm(o, w_post_attn, cfg.eps, cfg.gemma)
         x = _rms_norm(h, w_pre_ff, cfg.eps, cfg.gemma)
     else:
         h = h + o
         x = _rms_norm(h, w_post_attn, cfg.eps, cfg.gemma)
-    gate, up = F.linear(x, w_gu).chunk(2, dim=-1)
+    gate, up = _linear(x, w_gu, None, cfg.linear).chunk(2, dim=-1)
     act = F.gelu(gate, approximate="tanh") if cfg.act == "gelu_pytorch_tanh" else F.silu(gate)
-    x = F.linear(act * up, w_down)
+    x = _linear(act * up, w_down, None, cfg.linear)
+    if cfg.boundary:
+        return h, x
     if cfg.sandwich:
         x = _rms_norm(x, w_post_ff, cfg.eps, cfg.gemma)
     return h + x
@@ -429,18 +536,27 @@ def _masks(arch: _Arch, valid: torch.Tensor, q_index: torch.Tensor) -> list[torc
 
 
 def prologue(arch: _Arch, ids: torch.Tensor, pos: torch.Tensor, q_index: torch.Tensor,
-             valid: torch.Tensor) -> tuple[torch.Tensor, list, list]:
-    """Embeddings, rotary cos/sin per layer type, and the attention masks of one step."""
+             valid: torch.Tensor, zeros: bool = False) -> tuple:
+    """Embeddings, rotary cos/sin per layer type, and the attention masks of one step; with ``zeros``,
+    also a zero tensor shaped like the embeddings (the first layer's ``delta`` with layer boundaries moved)."""
+    import torch
+
     h = arch.body.embed_tokens(ids)
     rope = [arch.rotary(h, pos, t) if arch.rotary_by_type else arch.rotary(h, pos) for t in arch.rope_types]
-    return h, [c for c, _ in rope], [s for _, s in rope], _masks(arch, valid, q_index)
+    return (h, [c for c, _ in rope], [s for _, s in rope], _masks(arch, valid, q_index),
+            torch.zeros_like(h) if zeros else None)
 
 
 def epilogue(h: torch.Tensor, w_norm: torch.Tensor, w_lm: torch.Tensor, eps: float, gemma: bool,
-             softcap: float | None) -> torch.Tensor:
-    """Final norm and the vocabulary projection of the last position: (B, hidden) → (B, V)."""
+             softcap: float | None, delta: torch.Tensor | None = None, w_delta: torch.Tensor | None = None,
+             ) -> torch.Tensor:
+    """Final norm and the vocabulary projection of the last position: (B, hidden) → (B, V). With ``delta``
+    (layer boundaries moved) the last layer is finished first: ``h + norm(delta)`` (``w_delta`` given) or
+    ``h + delta``."""
     import torch
 
+    if delta is not None:
+        h = h + (_rms_norm(delta, w_delta, eps, gemma) if w_delta is not None else delta)
     logits = torch.nn.functional.linear(_rms_norm(h, w_norm, eps, gemma), w_lm)
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
@@ -457,20 +573,35 @@ def forward_tokens(fns: _Fns, arch: _Arch, ids: torch.Tensor, pos: torch.Tensor,
     if len(bs) > 1:
         _mark(q_index, 0)
     _mark(valid, 0, 1)
-    h, cos, sin, masks = fns.prologue(arch, ids, pos, q_index, valid)
     cfg = fns.cfg
+    h, cos, sin, masks, delta = fns.prologue(arch, ids, pos, q_index, valid, cfg.boundary)
+    # Moved boundaries: the first layer finishes a "previous layer" whose output is zero, with a zero norm
+    # weight of its own (the same tensor twice in one call would make dynamo compile that call apart).
+    w_delta = arch.zero_norm if cfg.boundary and cfg.sandwich else None
     for i, w in enumerate(arch.weights):
         r, m = arch.layer_rope[i], arch.layer_mask[i]
         _mark(h, *bs)
+        if delta is not None:
+            _mark(delta, *bs)
         _mark(cos[r], *bs)
         _mark(sin[r], *bs)
         _mark(masks[m], 0, 3, *bs[1:] and (2,))
         _mark(ks[i], 0, 2)
         _mark(vs[i], 0, 2)
-        h = fns.layer(h, w, ks[i], vs[i], cos[r], sin[r], masks[m], q_index, cfg)
+        out = fns.layer(h, delta, w_delta, w, ks[i], vs[i], cos[r], sin[r], masks[m], q_index, cfg)
+        if cfg.boundary:
+            h, delta = out
+            w_delta = w[11] if cfg.sandwich else None
+        else:
+            h = out
     last = h[:, -1]
     _mark(last, 0)
-    return fns.epilogue(last, arch.final_norm, arch.lm_head, arch.cfg.eps, arch.gemma, arch.final_softcap)
+    if delta is None:
+        return fns.epilogue(last, arch.final_norm, arch.lm_head, arch.cfg.eps, arch.gemma, arch.final_softcap)
+    last_delta = delta[:, -1]
+    _mark(last_delta, 0)
+    return fns.epilogue(last, arch.final_norm, arch.lm_head, arch.cfg.eps, arch.gemma, arch.final_softcap,
+                        last_delta, w_delta)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -486,29 +617,47 @@ def _norm_f32_weight(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tens
     return (w.float() * xf).to(x.dtype)
 
 
-def hybrid_prologue(arch: _Arch, ids: torch.Tensor, q_index: torch.Tensor,
-                    valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings and the attention mask (the model has no positional encoding: no rotary tables)."""
-    return arch.body.embeddings(ids), _masks(arch, valid, q_index)[0]
+def hybrid_prologue(arch: _Arch, ids: torch.Tensor, q_index: torch.Tensor, valid: torch.Tensor,
+                    zeros: bool = False) -> tuple:
+    """Embeddings and the attention mask (the model has no positional encoding: no rotary tables); with
+    ``zeros``, also the zero ``delta`` the first block starts from (``GraphOptions.boundary``)."""
+    import torch
+
+    h = arch.body.embeddings(ids)
+    return h, _masks(arch, valid, q_index)[0], torch.zeros_like(h) if zeros else None
 
 
-def hybrid_mamba_step(h: torch.Tensor, w: tuple, conv: torch.Tensor, ssm: torch.Tensor,
-                      cfg: _HybridCfg) -> torch.Tensor:
+def _block_out(h: torch.Tensor, out: torch.Tensor, cfg: _HybridCfg) -> Any:
+    """A block's result: ``(h, out)`` left for the next block to add (moved boundaries), or ``h + out``."""
+    return (h, out) if cfg.boundary else h + out
+
+
+def _block_in(h: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
+    """Finish the previous block (its residual add) where it fuses with this block's input norm."""
+    return h if delta is None else h + delta
+
+
+def hybrid_mamba_step(h: torch.Tensor, delta: torch.Tensor | None, w: tuple, conv: torch.Tensor,
+                      ssm: torch.Tensor, cfg: _HybridCfg) -> Any:
     """A Mamba block on one token per sequence (B, 1, hidden); advances ``conv`` and ``ssm`` in place."""
-    return h + hf_mamba.decode_step(_norm_f32_weight(h, w[0], cfg.eps), w[1], conv, ssm, cfg.mamba)
+    h = _block_in(h, delta)
+    return _block_out(h, hf_mamba.decode_step(_norm_f32_weight(h, w[0], cfg.eps), w[1], conv, ssm, cfg.mamba), cfg)
 
 
-def hybrid_mamba_prefill(h: torch.Tensor, w: tuple, conv: torch.Tensor, ssm: torch.Tensor, tok_mask: torch.Tensor,
-                         cfg: _HybridCfg) -> torch.Tensor:
+def hybrid_mamba_prefill(h: torch.Tensor, delta: torch.Tensor | None, w: tuple, conv: torch.Tensor,
+                         ssm: torch.Tensor, tok_mask: torch.Tensor, cfg: _HybridCfg) -> Any:
     """A Mamba block on left-padded prompts (B, S, hidden); sets ``conv`` and ``ssm`` to their final states."""
-    return h + hf_mamba.prefill(_norm_f32_weight(h, w[0], cfg.eps), w[1], conv, ssm, tok_mask, cfg.mamba)
+    h = _block_in(h, delta)
+    return _block_out(h, hf_mamba.prefill(_norm_f32_weight(h, w[0], cfg.eps), w[1], conv, ssm, tok_mask,
+                                          cfg.mamba), cfg)
 
 
-def hybrid_attention(h: torch.Tensor, w: tuple, kc: torch.Tensor, vc: torch.Tensor, mask: torch.Tensor,
-                     wpos: torch.Tensor, cfg: _HybridCfg) -> torch.Tensor:
+def hybrid_attention(h: torch.Tensor, delta: torch.Tensor | None, w: tuple, kc: torch.Tensor, vc: torch.Tensor,
+                     mask: torch.Tensor, wpos: torch.Tensor, cfg: _HybridCfg) -> Any:
     """An attention block (no rotary embedding in this family); writes K/V at cache indices ``wpos``."""
     import torch.nn.functional as F  # noqa: N812
 
+    h = _block_in(h, delta)
     w_norm, w_qkv, b_qkv, w_o, b_o = w
     b, s, _ = h.shape
     nq, nkv = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
@@ -516,24 +665,26 @@ def hybrid_attention(h: torch.Tensor, w: tuple, kc: torch.Tensor, vc: torch.Tens
     q = q.view(b, s, cfg.heads, cfg.head_dim).transpose(1, 2)
     kc.index_copy_(2, wpos, k.view(b, s, cfg.kv_heads, cfg.head_dim).transpose(1, 2))
     vc.index_copy_(2, wpos, v.reshape(b, s, cfg.kv_heads, cfg.head_dim).transpose(1, 2))
-    return h + F.linear(_attend(q, kc, vc, mask, cfg.scale, cfg.attention), w_o, b_o)
+    return _block_out(h, F.linear(_attend(q, kc, vc, mask, cfg.scale, cfg.attention), w_o, b_o), cfg)
 
 
-def hybrid_mlp(h: torch.Tensor, w: tuple, cfg: _HybridCfg) -> torch.Tensor:
+def hybrid_mlp(h: torch.Tensor, delta: torch.Tensor | None, w: tuple, cfg: _HybridCfg) -> Any:
     """An MLP block: up, squared ReLU, down (no gate)."""
     import torch
     import torch.nn.functional as F  # noqa: N812
 
+    h = _block_in(h, delta)
     w_norm, w_up, b_up, w_down, b_down = w
     x = F.linear(_norm_f32_weight(h, w_norm, cfg.eps), w_up, b_up)
-    return h + F.linear(torch.square(F.relu(x)), w_down, b_down)
+    return _block_out(h, F.linear(torch.square(F.relu(x)), w_down, b_down), cfg)
 
 
-def hybrid_epilogue(h: torch.Tensor, w_norm: torch.Tensor, w_lm: torch.Tensor, eps: float) -> torch.Tensor:
+def hybrid_epilogue(h: torch.Tensor, w_norm: torch.Tensor, w_lm: torch.Tensor, eps: float,
+                    delta: torch.Tensor | None = None) -> torch.Tensor:
     """Final norm and the vocabulary projection of the last position: (B, hidden) → (B, V)."""
     import torch
 
-    return torch.nn.functional.linear(_norm_f32_weight(h, w_norm, eps), w_lm)
+    return torch.nn.functional.linear(_norm_f32_weight(_block_in(h, delta), w_norm, eps), w_lm)
 
 
 def forward_hybrid(fns: _Fns, arch: _Arch, ids: torch.Tensor, q_index: torch.Tensor, valid: torch.Tensor,
@@ -549,30 +700,40 @@ def forward_hybrid(fns: _Fns, arch: _Arch, ids: torch.Tensor, q_index: torch.Ten
     if prefill:
         _mark(q_index, 0)
         _mark(tok_mask, 0, 1)
-    h, mask = fns.prologue(arch, ids, q_index, valid)
     cfg = fns.cfg
+    h, mask, delta = fns.prologue(arch, ids, q_index, valid, cfg.boundary)
     a = m = 0
     for kind, w in zip(arch.kinds, arch.weights, strict=True):
         _mark(h, *bs)
+        if delta is not None:
+            _mark(delta, *bs)
         if kind == "mamba":
             _mark(convs[m], 0)
             _mark(ssms[m], 0)
             if prefill:
-                h = fns.mamba_prefill(h, w, convs[m], ssms[m], tok_mask, cfg)
+                out = fns.mamba_prefill(h, delta, w, convs[m], ssms[m], tok_mask, cfg)
             else:
-                h = fns.mamba_step(h, w, convs[m], ssms[m], cfg)
+                out = fns.mamba_step(h, delta, w, convs[m], ssms[m], cfg)
             m += 1
         elif kind == "attention":
             _mark(mask, 0, 3, *bs[1:] and (2,))
             _mark(ks[a], 0, 2)
             _mark(vs[a], 0, 2)
-            h = fns.layer(h, w, ks[a], vs[a], mask, q_index, cfg)
+            out = fns.layer(h, delta, w, ks[a], vs[a], mask, q_index, cfg)
             a += 1
         else:
-            h = fns.mlp(h, w, cfg)
+            out = fns.mlp(h, delta, w, cfg)
+        if cfg.boundary:
+            h, delta = out
+        else:
+            h = out
     last = h[:, -1]
     _mark(last, 0)
-    return fns.epilogue(last, arch.final_norm, arch.lm_head, cfg.eps)
+    if delta is None:
+        return fns.epilogue(last, arch.final_norm, arch.lm_head, cfg.eps)
+    last_delta = delta[:, -1]
+    _mark(last_delta, 0)
+    return fns.epilogue(last, arch.final_norm, arch.lm_head, cfg.eps, last_delta)
 
 
 def _mark(t: torch.Tensor, *dims: int) -> None:
@@ -659,6 +820,8 @@ _RUNTIMES_LOCK = threading.Lock()
 
 
 def _runtime(model: Any, options: GraphOptions) -> _Runtime:
+    import dataclasses
+
     with _RUNTIMES_LOCK:
         per_model = model.__dict__.setdefault(_RUNTIMES_ATTR, {})
         rt = per_model.get(options)
@@ -666,7 +829,7 @@ def _runtime(model: Any, options: GraphOptions) -> _Runtime:
             arch = per_model.get("arch") or _Arch(model)
             per_model["arch"] = arch
             rt = _Runtime(arch=arch, options=options, fns=_make_fns(arch, options),
-                          eager=_make_fns(arch, GraphOptions(compile="none", attention=options.attention)))
+                          eager=_make_fns(arch, dataclasses.replace(options, compile="none", tuning="")))
             per_model[options] = rt
         return rt
 
@@ -676,13 +839,20 @@ def _make_fns(arch: _Arch, options: GraphOptions) -> _Fns:
 
     import torch
 
-    cfg = dataclasses.replace(arch.cfg, attention=options.attention)
+    options.validate()
+    cfg = dataclasses.replace(arch.cfg, attention=options.attention, boundary=options.boundary)
+    if arch.hybrid:
+        if cfg.mamba is not None:
+            cfg = dataclasses.replace(cfg, mamba=dataclasses.replace(cfg.mamba,
+                                                                     fit_chunk=options.scan_chunk == "fit"))
+    else:
+        cfg = dataclasses.replace(cfg, linear=options.linear)
     device = next(arch.model.parameters()).device
     fns = (_Fns(hybrid_prologue, hybrid_attention, hybrid_epilogue, cfg, hybrid_mamba_step, hybrid_mamba_prefill,
                 hybrid_mlp) if arch.hybrid else _Fns(prologue, layer_step, epilogue, cfg))
     if options.compile == "none" or device.type != "cuda":
         return fns
-    mode = None if options.compile == "default" else options.compile
+    inductor_options, _skipped = compile_options(options)
     # Every runtime (model, options) shares these three functions' code objects, and dynamo counts
     # compilations per code object: 8 by default, which a session that loads a few models (or the
     # benchmark) exceeds. Each model needs about four (decode and prefill, per function).
@@ -692,10 +862,34 @@ def _make_fns(arch: _Arch, options: GraphOptions) -> _Fns:
     if getattr(torch._dynamo.config, "accumulated_recompile_limit", 1 << 30) < 512:
         torch._dynamo.config.accumulated_recompile_limit = 512
     def compiled(fn: Any) -> Any:
-        return None if fn is None else torch.compile(fn, fullgraph=True, mode=mode)
+        return None if fn is None else torch.compile(fn, fullgraph=True, options=dict(inductor_options))
 
     return _Fns(compiled(fns.prologue), compiled(fns.layer), compiled(fns.epilogue), cfg,
                 compiled(fns.mamba_step), compiled(fns.mamba_prefill), compiled(fns.mlp))
+
+
+def compile_options(options: GraphOptions) -> tuple[dict[str, Any], list[str]]:
+    """Inductor's options for ``options`` (its compile mode's, then the tuning knobs'), and the knobs that
+    this torch does not have (skipped)."""
+    from torch._inductor import config as inductor_config
+    from torch._inductor import list_mode_options
+
+    mode = None if options.compile in ("default", "none") else options.compile
+    out: dict[str, Any] = dict(list_mode_options(mode)) if mode else {}
+    skipped = []
+    for knob in options.tuning_knobs():
+        for key, value in TUNING_KNOBS[knob].items():
+            owner: Any = inductor_config
+            *path, leaf = key.split(".")
+            for part in path:
+                owner = getattr(owner, part, None)
+            if owner is None or not hasattr(owner, leaf):
+                skipped.append(knob)
+                continue
+            out[key] = value
+    if hasattr(inductor_config, "emulate_precision_casts"):
+        out["emulate_precision_casts"] = True
+    return out, sorted(set(skipped))
 
 
 def _inductor_patch() -> Any:
@@ -980,6 +1174,13 @@ class StaticGraphBackend:
             state = self.rt.arch.state_bytes_per_sequence() * self.bucket / 2**20
             cache = f"{cache} + Mamba conv/SSM states {state:.0f} MiB"
         text = f"{cache}, {how}, compile={self.options.compile}, attention={self.options.attention}"
+        o = self.options
+        text += f", boundary={'moved' if o.boundary else 'kept'}, linear={o.linear}"
+        if self.rt.arch.hybrid:
+            text += f", scan chunk={o.scan_chunk}"
+        if o.tuning:
+            _opts, skipped = compile_options(o) if self.device.type == "cuda" else ({}, [])
+            text += f", tuning={o.tuning}" + (f" (not in this torch: {', '.join(skipped)})" if skipped else "")
         for note in (self.rt.fallback, self.rt.prefill_fallback):
             if note:
                 text = f"{text}; {note}"
