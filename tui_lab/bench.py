@@ -120,6 +120,11 @@ class Run:
 # Arguments
 
 
+def _divide(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing (or b is zero)."""
+    return a / b if a is not None and b else None
+
+
 def _ints(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -695,7 +700,8 @@ def run_direct(model: Any, batch: int, prompt_tokens: int, new_tokens: int, repe
                     nxt.tolist()  # copy, wait, and only then launch the next step
                 elif to_host:
                     queued = to_host.start(nxt[:, 0])
-                    pending.result()  # the previous step's ids, while this one runs
+                    if pending is not None:
+                        pending.result()  # the previous step's ids, while this one runs
                     pending = queued
             if pending is not None:
                 pending.result()
@@ -810,10 +816,10 @@ def check_overlap(spec: str, device: Any, dtype: str, cache_dir: str | None, new
 
     A left-padded batch with per-request budgets, greedy and seeded sampling with a repetition penalty.
     """
-    from tui_lab.engines import create_engine
     from tui_lab.engines.base import Request, SamplingParams, per_token
+    from tui_lab.engines.hf import TransformersEngine
 
-    engine = create_engine("transformers", model=spec, device=device.type, dtype=dtype, cache_dir=cache_dir)
+    engine = TransformersEngine(model=spec, device=device.type, dtype=dtype, cache_dir=cache_dir)
     engine.load()
     prompts = ["Hello", "The lab measures every token on the GPU", "One two three four five six seven"]
     budgets = [new_tokens, new_tokens // 2, new_tokens - 3]
@@ -827,7 +833,7 @@ def check_overlap(spec: str, device: Any, dtype: str, cache_dir: str | None, new
             for overlap in (False, True):
                 engine.overlap_steps = overlap
                 reqs = [Request(f"r{i}", p, b) for i, (p, b) in enumerate(zip(prompts, budgets, strict=True))]
-                traces.append([(type(e).__name__, e.request_id, getattr(e, "token_id", None),
+                traces.append([(type(e).__name__, getattr(e, "request_id", None), getattr(e, "token_id", None),
                                 getattr(e, "text", None), getattr(e, "reason", None))
                                for e in per_token(engine.stream(reqs, sampling))])
             report[name] = {"equal": traces[0] == traces[1], "events": len(traces[0])}
@@ -1177,7 +1183,7 @@ def ratios(runs: list[Run]) -> list[dict]:
             if base == mode:
                 continue
             ref = by.get((model, base, b))
-            row[f"vs_{base}"] = r.tokens_per_s / ref.tokens_per_s if ref else None
+            row[f"vs_{base}"] = _divide(r.tokens_per_s, ref.tokens_per_s if ref else None)
         nosync = by.get((model, "lab-direct", b))
         if nosync and mode != "lab-direct":
             # Against the bare loop with no copy at all: the sync alone (lab-direct-sync*), or all of the
@@ -1186,7 +1192,7 @@ def ratios(runs: list[Run]) -> list[dict]:
             key = "host_sync_cost_pct" if mode.startswith("lab-direct-sync") else "engine_cost_pct"
             if r.decode_ms_per_step and nosync.decode_ms_per_step:
                 row[key] = 100.0 * (r.decode_ms_per_step / nosync.decode_ms_per_step - 1.0)
-            else:
+            elif r.ms_per_step and nosync.ms_per_step:
                 row[key] = 100.0 * (r.ms_per_step / nosync.ms_per_step - 1.0)
         out.append(row)
     return out
@@ -1580,7 +1586,7 @@ def _run_mode_inner(mode: str, base: str, spec: str, model: Any, sizes: list[int
                     run = Run(mode, b, 1e3 * m["total_s"] / n, b * n / m["total_s"], model=spec,
                               decode_ms_per_step=1e3 * m["decode_s"], setup_s=m["first_run_s"],
                               extra={"prompt_tokens_seen": m["prompt_tokens"], "ttft_ms": 1e3 * m["ttft_s"],
-                                     "engine_notes": list(getattr(engine.info, "notes", ()) or ())})
+                                     "engine_notes": list(engine.info.notes) if engine is not None else []})
             except BudgetSpent:
                 run = Run(mode, b, None, None, model=spec, error="skipped: time budget spent during this point")
                 record(run)

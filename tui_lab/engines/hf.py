@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tui_lab.engines.base import (
     EngineBase,
     EngineInfo,
+    FinishReason,
     ProgressCallback,
     Request,
     RequestFinished,
@@ -488,6 +489,7 @@ class TransformersEngine(EngineBase):
                 if sampling.repetition_penalty != 1.0:
                     history = torch.empty((batch, width + max_new), dtype=torch.long, device=device)
                     history[:, :width] = input_ids
+                assert self._factory is not None  # checked at the start of stream()
                 backend = self._factory(self.model, batch, width + max_new)
                 overlap = self.overlap_steps
                 if overlap is None:
@@ -528,7 +530,7 @@ class TransformersEngine(EngineBase):
                 n = step + 1
                 if t_first is None:
                     t_first = t
-                ended: dict[int, str] = {}
+                ended: dict[int, FinishReason] = {}
                 if eos and not eos.isdisjoint(tokens):
                     ended = {i: "eos" for i, token in zip(rows, tokens, strict=True) if token in eos}
                 if n >= next_end:

@@ -105,6 +105,7 @@ class DynamicCacheBackend:
         """Feed one token per sequence, return the next logits."""
         self._mask[:, self._len] = 1
         self._len += 1
+        assert self._next_pos is not None, "step() before prefill()"
         out = self.model(
             input_ids=next_tokens,
             attention_mask=self._mask[:, : self._len] if self._padded else None,

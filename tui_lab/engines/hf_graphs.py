@@ -235,7 +235,7 @@ class _Arch:
         self.window_list = sorted({w for w in windows if w is not None})
         self.layer_rope = [self.rope_types.index(t) for t in self.layer_types]
         self.layer_mask = [0 if w is None else 1 + self.window_list.index(w) for w in windows]
-        self.cfg = _LayerCfg(
+        self.cfg: _LayerCfg | _HybridCfg = _LayerCfg(
             heads=self.num_heads, kv_heads=self.num_kv_heads, head_dim=self.head_dim, scale=scalings.pop(),
             eps=float(config.rms_norm_eps), gemma=self.gemma,
             sandwich=hasattr(self.layers[0], "pre_feedforward_layernorm"), qk_norm=hasattr(attn0, "q_norm"),
@@ -337,6 +337,7 @@ class _Arch:
         attn, mlp = layer.self_attn, layer.mlp
         w_qkv, b_qkv = _fuse_rows([attn.q_proj, attn.k_proj, attn.v_proj])
         w_gu, _ = _fuse_rows([mlp.gate_proj, mlp.up_proj])
+        assert isinstance(self.cfg, _LayerCfg)  # a decoder layer's weights (hybrid blocks have their own)
         g = self.cfg.sandwich
         return (
             layer.input_layernorm.weight, w_qkv, b_qkv,
@@ -577,7 +578,7 @@ def forward_tokens(fns: _Fns, arch: _Arch, ids: torch.Tensor, pos: torch.Tensor,
     h, cos, sin, masks, delta = fns.prologue(arch, ids, pos, q_index, valid, cfg.boundary)
     # Moved boundaries: the first layer finishes a "previous layer" whose output is zero, with a zero norm
     # weight of its own (the same tensor twice in one call would make dynamo compile that call apart).
-    w_delta = arch.zero_norm if cfg.boundary and cfg.sandwich else None
+    w_delta = arch.zero_norm if cfg.boundary and isinstance(cfg, _LayerCfg) and cfg.sandwich else None
     for i, w in enumerate(arch.weights):
         r, m = arch.layer_rope[i], arch.layer_mask[i]
         _mark(h, *bs)
@@ -591,7 +592,7 @@ def forward_tokens(fns: _Fns, arch: _Arch, ids: torch.Tensor, pos: torch.Tensor,
         out = fns.layer(h, delta, w_delta, w, ks[i], vs[i], cos[r], sin[r], masks[m], q_index, cfg)
         if cfg.boundary:
             h, delta = out
-            w_delta = w[11] if cfg.sandwich else None
+            w_delta = w[11] if isinstance(cfg, _LayerCfg) and cfg.sandwich else None
         else:
             h = out
     last = h[:, -1]
@@ -640,6 +641,7 @@ def _block_in(h: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
 def hybrid_mamba_step(h: torch.Tensor, delta: torch.Tensor | None, w: tuple, conv: torch.Tensor,
                       ssm: torch.Tensor, cfg: _HybridCfg) -> Any:
     """A Mamba block on one token per sequence (B, 1, hidden); advances ``conv`` and ``ssm`` in place."""
+    assert cfg.mamba is not None  # a hybrid model has Mamba blocks
     h = _block_in(h, delta)
     return _block_out(h, hf_mamba.decode_step(_norm_f32_weight(h, w[0], cfg.eps), w[1], conv, ssm, cfg.mamba), cfg)
 
@@ -647,6 +649,7 @@ def hybrid_mamba_step(h: torch.Tensor, delta: torch.Tensor | None, w: tuple, con
 def hybrid_mamba_prefill(h: torch.Tensor, delta: torch.Tensor | None, w: tuple, conv: torch.Tensor,
                          ssm: torch.Tensor, tok_mask: torch.Tensor, cfg: _HybridCfg) -> Any:
     """A Mamba block on left-padded prompts (B, S, hidden); sets ``conv`` and ``ssm`` to their final states."""
+    assert cfg.mamba is not None  # a hybrid model has Mamba blocks
     h = _block_in(h, delta)
     return _block_out(h, hf_mamba.prefill(_norm_f32_weight(h, w[0], cfg.eps), w[1], conv, ssm, tok_mask,
                                           cfg.mamba), cfg)
@@ -841,7 +844,7 @@ def _make_fns(arch: _Arch, options: GraphOptions) -> _Fns:
 
     options.validate()
     cfg = dataclasses.replace(arch.cfg, attention=options.attention, boundary=options.boundary)
-    if arch.hybrid:
+    if isinstance(cfg, _HybridCfg):
         if cfg.mamba is not None:
             cfg = dataclasses.replace(cfg, mamba=dataclasses.replace(cfg.mamba,
                                                                      fit_chunk=options.scan_chunk == "fit"))

@@ -32,6 +32,7 @@ from typing import Any
 from tui_lab.engines.base import (
     EngineBase,
     EngineInfo,
+    FinishReason,
     ProgressCallback,
     Request,
     RequestFinished,
@@ -67,7 +68,9 @@ graceful stop takes ~7 s on 2 cores, mostly waiting for the worker; quitting sho
 
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
-_FINISH_REASONS = {"length": "length", "stop": "eos", "abort": "cancelled", "error": "error"}
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "length": "length", "stop": "eos", "abort": "cancelled", "error": "error",
+}
 
 
 # ------------------------------------------------------------------ serving options (lessons 04-06)
@@ -583,7 +586,7 @@ class VLLMEngine(EngineBase):
         self._abandoned.set()
         self._cancel.set()
         loop_alive = loop is not None and thread is not None and thread.is_alive()
-        if llm is not None and loop_alive:
+        if llm is not None and loop is not None and loop_alive:
             # Stop vLLM's output handler before its engine core goes away; otherwise it reads the closed
             # socket first and logs a scary "EngineDeadError" traceback on every normal exit.
             self._run_quietly(loop, _cancel_other_tasks(), timeout=5)
@@ -1061,8 +1064,9 @@ class _VLLMSession:
 
     def events(self, timeout: float) -> list[StreamEvent]:
         """What arrived since the last call (waits up to ``timeout`` for the first event)."""
-        if self._reading.done() and not self._reading.cancelled() and self._reading.exception() is not None:
-            raise self._engine._as_lab_error(self._reading.exception(), "vLLM failed while generating")
+        error = self._reading.exception() if self._reading.done() and not self._reading.cancelled() else None
+        if error is not None:
+            raise self._engine._as_lab_error(error, "vLLM failed while generating")
         return drain_session_events(self._queue, self._open, timeout)
 
     def close(self) -> list[StreamEvent]:
