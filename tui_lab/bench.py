@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_lab.gpu_share import turn
+from tui_lab.metrics.spread import Spread, spread, spread_ratio
 
 DEFAULT_MODES = ("hf-generate", "hf-generate-compiled", "lab-eager", "lab")
 VLLM_MODES = ("lab-vllm", "vllm-offline", "vllm-stream", "vllm-offline-nodetok")
@@ -588,8 +589,9 @@ def summarize_loads(runs: Sequence[dict]) -> list[dict]:
                                "failed": len(rows) - len(ok)}
         for key in SPREAD_KEYS:
             xs = [float(r[key]) for r in ok if r.get(key) is not None]
-            if xs:
-                row[key] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "values": xs}
+            found = spread(xs)
+            if found is not None:
+                row[key] = {"median": found.median, "min": found.low, "max": found.high, "values": xs}
         out.append(row)
     return out
 
@@ -606,11 +608,11 @@ def compare_modes(summary: Sequence[dict], key: str = "tokens_per_s") -> list[di
     for (model, b), rows in by.items():
         for i, a in enumerate(rows):
             for other in rows[i + 1:]:
-                x, y = a[key], other[key]
-                lo, hi = x["min"] / y["max"], x["max"] / y["min"]
+                x, y = (Spread(s["median"], s["min"], s["max"], len(s["values"])) for s in (a[key], other[key]))
+                ratio = spread_ratio(x, y)
                 out.append({"model": model, "batch_size": b, "a": a["mode"], "b": other["mode"], "metric": key,
-                            "ratio": x["median"] / y["median"], "low": lo, "high": hi,
-                            "pairings": len(x["values"]) * len(y["values"]), "measurable": not lo <= 1.0 <= hi})
+                            "ratio": ratio.median, "low": ratio.low, "high": ratio.high, "pairings": ratio.pairs,
+                            "measurable": ratio.measurable})
     return out
 
 

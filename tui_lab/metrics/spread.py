@@ -78,3 +78,9 @@ def paired_ratio(a: Sequence[float | None], b: Sequence[float | None]) -> Ratio 
     if not ratios:
         return None
     return Ratio(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
+
+
+def spread_ratio(a: Spread, b: Spread) -> Ratio:
+    """A / B for measurements that were not paired run by run (separate loads): the ratio of the medians,
+    with the widest range any pairing of one A and one B could give (A's lowest over B's highest, and back)."""
+    return Ratio(a.median / b.median, a.low / b.high, a.high / b.low, a.n * b.n)
