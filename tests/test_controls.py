@@ -196,3 +196,47 @@ async def test_help_scrolls_with_the_keyboard():
         await pilot.press("home")
         await pilot.pause(0.05)
         assert body.scroll_y == 0
+
+
+def test_settings_keep_each_engine_s_own_options() -> None:
+    from tui_lab.ui.settings import LabSettings
+
+    local = LabSettings(engine="vllm", engine_options={"model": "arch:gemma-3-270m", "device": "cpu",
+                                                        "max_num_seqs": 4, "real_time": True})
+    assert local.option("enable_prefix_caching") is True and local.option("max_num_seqs") == 4
+    load = local.load_command()
+    assert (load.engine, load.model, load.device) == ("vllm", "arch:gemma-3-270m", "cpu")
+    assert load.options == {"max_num_seqs": 4, "real_time": True}
+    server = local.with_engine("openai").with_option("base_url", "http://127.0.0.1:8000/v1")
+    assert server.engine_options == {"model": "arch:gemma-3-270m", "real_time": True,
+                                     "base_url": "http://127.0.0.1:8000/v1"}
+    assert server.load_command().device == "" and server.option("api") == "completions"
+    assert server.with_option("base_url", None).option("base_url") is None
+    doc = server.to_dict()
+    assert doc["engine"] == "openai" and set(doc["engine_options"]) == {p.name for p in ENGINE_OPTIONS["openai"]}
+    assert server.label() == "arch:gemma-3-270m · openai @ http://127.0.0.1:8000/v1"
+
+
+def test_the_fields_an_experiment_takes_are_laid_over_its_values() -> None:
+    from tui_lab.lessons import Step
+    from tui_lab.ui.loaded import LoadedExperiment
+    from tui_lab.ui.settings import LabSettings
+
+    sweep = LoadedExperiment.of("batch_sweep", {"batch_sizes": [1, 4], "max_new_tokens": 8, "temperature": 0.7})
+    assert sweep.field_changes() == {"max_new_tokens": 8, "greedy": False, "temperature": 0.7, "top_p": 1.0,
+                                     "top_k": 0, "repetition_penalty": 1.0, "seed": 0}
+    assert "batch_sizes" in {p.name for p in sweep.own_params()} and "max_new_tokens" not in {
+        p.name for p in sweep.own_params()}
+    params = sweep.run_params(LabSettings(batch_size=64, max_new_tokens=12, greedy=True))
+    assert params["max_new_tokens"] == 12 and params["temperature"] == 0.0 and params["batch_sizes"] == [1, 4]
+    assert "batch_size" not in params  # a batch sweep takes no batch size field
+    tokenize = LoadedExperiment.of("tokenize")
+    assert tokenize.run_params(LabSettings(prompt="Hello there"))["text"] == "Hello there"
+    assert sweep.chart_axis(params) == "batch" and tokenize.chart_axis({}) is None
+    step = Step("On vLLM", "", "generate", {}, engine="vllm")
+    on_vllm = LoadedExperiment.of("generate", step=step)
+    assert on_vllm.refusal("vllm") is None and on_vllm.refusal("scripted") is None
+    assert on_vllm.refusal("transformers") == ("this step runs on the vllm engine, but transformers is loaded",
+                                               "set engine to vllm in Controls (2) and press m, then r")
+    assert LoadedExperiment.of("batch_sweep", {"latency_budget": "summarization"}).budget_line_s(2.0) == 5.0
+    assert LoadedExperiment.of("batch_sweep", {"latency_budget": None}).budget_line_s(2.0) == 2.0

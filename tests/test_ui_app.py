@@ -645,7 +645,7 @@ async def test_loading_stage_shows_its_elapsed_time():
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         banner = app.query_one(EngineBanner)
-        banner.loading("embedded")
+        banner.start_loading("embedded")
         banner.stage("materializing the embedded model", 0.3)
         banner.stage_started -= 12.2
         banner.tick()
@@ -659,7 +659,7 @@ async def test_the_loading_tick_after_the_banner_is_gone_draws_nothing():
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         banner = app.query_one(EngineBanner)
-        banner.loading("embedded")
+        banner.start_loading("embedded")
         banner.stage("materializing the embedded model", 0.3)
         await app.query_one("#engine-text").remove()
         banner.tick()  # no NoMatches

@@ -183,7 +183,7 @@ class LabApp(App[int]):
             self.notify("stop the run first (s), then reload", severity="warning")
             return
         banner = self.query_one(EngineBanner)
-        banner.loading(self._settings.label())
+        banner.start_loading(self._settings.label())
         try:
             self.link.start(self._settings.load_command())
         except Exception as exc:  # no process could be started: say so, keep running
@@ -381,9 +381,9 @@ class LabApp(App[int]):
         folder = export_folder(self.options.export_dir)
         self._saved(export_results(self.store, folder, self._settings, self.query_one(EngineBanner).info))
 
-    def action_screenshot(self) -> None:
-        """Save an SVG of the screen and say where it went."""
-        self._saved(save_screen(self, export_folder(self.options.export_dir)))
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Save an SVG of the screen (in the export folder unless told where) and say where it went."""
+        self._saved(save_screen(self, Path(path) if path else export_folder(self.options.export_dir), filename))
 
     def _saved(self, saved: Saved) -> None:
         self.last_export = saved.paths or self.last_export

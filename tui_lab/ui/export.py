@@ -48,11 +48,12 @@ def export_results(store: ResultsStore, folder: Path, settings: LabSettings, eng
     return Saved("exported to " + " and ".join(str(p) for p in paths), paths)
 
 
-def save_screen(app: App[int], folder: Path) -> Saved:
-    """An SVG of the screen in ``folder``."""
+def save_screen(app: App[int], folder: Path, filename: str | None = None) -> Saved:
+    """An SVG of the screen in ``folder`` (named by the time unless ``filename`` is given)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        path = app.save_screenshot(filename=f"screen-{time.strftime('%Y%m%d-%H%M%S')}.svg", path=str(folder))
+        name = filename or f"screen-{time.strftime('%Y%m%d-%H%M%S')}.svg"
+        path = app.save_screenshot(filename=name, path=str(folder))
     except OSError as exc:
         return Saved(f"screenshot failed: {exc.strerror or exc} — check that {folder} is writable")
     return Saved(f"screenshot saved to {path}", [Path(path)])

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from tui_lab.engines.base import SamplingParams
-from tui_lab.engines.options import ENGINE_NAMES, ENGINE_OPTIONS, all_options
+from tui_lab.engines.options import ENGINE_NAMES, ENGINE_OPTIONS
 from tui_lab.host.protocol import Load
 from tui_lab.params import (
     BATCH_SIZE,
@@ -101,9 +101,10 @@ class LabSettings:
         return replace(self, engine_options=options)
 
     def with_engine(self, engine: str) -> LabSettings:
-        """Another engine, keeping the options it declares too (model, device) and those no engine declares."""
+        """Another engine, keeping the options it declares too (model, device) and those no engine a learner
+        picks declares (a test engine's own)."""
         declared = {p.name for p in ENGINE_OPTIONS.get(engine, ())}
-        known = set(all_options())
+        known = {p.name for name in ENGINE_NAMES for p in ENGINE_OPTIONS[name]}
         options = {k: v for k, v in self.engine_options.items() if k in declared or k not in known}
         return replace(self, engine=engine, engine_options=options)
 

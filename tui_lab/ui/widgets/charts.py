@@ -139,8 +139,8 @@ class SweepCharts(Grid):
 
     VIEWS = ("all", "throughput", "latency", "tpot", "tradeoff")
 
-    def __init__(self, **kwargs: str) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.points: list[ChartPoint] = []
         self.axis: ChartAxis = "batch"
         self.budget_s = DEFAULT_LATENCY_BUDGET_S

@@ -26,8 +26,8 @@ EMPTY_NOTE = "Run a sweep (batch, length, sampling or load) to fill these charts
 class ChartsPane(Vertical):
     """Note, charts, result pane; the charts redraw on their own timer (≤ 4 Hz), only when they changed."""
 
-    def __init__(self, **kwargs: str) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.holds: str | None = None
         """The experiment whose output the tab shows (None: nothing yet)."""
 

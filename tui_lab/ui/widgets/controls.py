@@ -84,8 +84,8 @@ class ControlsForm(VerticalScroll):
             self.value = value
             self.box = box
 
-    def __init__(self, settings: LabSettings, cursor_blink: bool = True, **kwargs: str) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, settings: LabSettings, cursor_blink: bool = True, id: str | None = None) -> None:
+        super().__init__(id=id)
         self._settings = settings
         self._cursor_blink = cursor_blink
         self._options_of = settings.engine

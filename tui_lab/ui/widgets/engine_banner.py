@@ -22,8 +22,8 @@ CHANGE_HINT = "change the engine or its options in Controls, then Enter or m"
 class EngineBanner(Horizontal):
     """What the engine is doing; ``state``, ``info`` and ``load_error`` are what the rest of the app asks."""
 
-    def __init__(self, **kwargs: str) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.state: EngineState = "idle"
         self.info: EngineInfo | None = None
         """What is loaded (None while loading or after a failure)."""
@@ -43,7 +43,7 @@ class EngineBanner(Horizontal):
         """Redraw a loading stage's elapsed time once a second."""
         self.set_interval(1.0, self.tick, name="load-stage")
 
-    def loading(self, what: str) -> None:
+    def start_loading(self, what: str) -> None:
         """A load starts."""
         self.state, self.info, self._stage = "loading", None, ""
         self._draw(f"loading {what}…", None)

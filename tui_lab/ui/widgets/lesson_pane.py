@@ -75,8 +75,8 @@ class LessonPane(Vertical):
             self.guess = guess
 
     def __init__(self, lessons: list[Lesson] | None, store: ProgressStore | None = None, start: str | None = None,
-                 cursor_blink: bool = True, **kwargs: str) -> None:
-        super().__init__(**kwargs)
+                 cursor_blink: bool = True, id: str | None = None) -> None:
+        super().__init__(id=id)
         if lessons is None:
             lessons, reason = lesson_loader()
         else:

@@ -38,8 +38,8 @@ class LivePanel(Vertical):
     state: reactive[str] = reactive("idle")
     """The figures line's state label."""
 
-    def __init__(self, **kwargs: str) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.live: LiveRun | None = None
         self.selected = 0
         self._drawn_version = -1

@@ -31,8 +31,8 @@ def draw(result: Result, width: int) -> RenderableType:
 class ResultPane(Static):
     """The result of the last comparison, inspection or lesson experiment; laid out again when resized."""
 
-    def __init__(self, **kwargs: str) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.result: Result | None = None
 
     def show(self, result: Result) -> None:

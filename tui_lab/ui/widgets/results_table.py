@@ -43,9 +43,3 @@ def _number(row: Row, name: str) -> float | None:
     """A figure of ``row`` (None when it was not measured)."""
     value = row.get(name)
     return float(value) if isinstance(value, int | float) else None
-
-
-def _number(row: Row, name: str) -> float | None:
-    """A figure of ``row`` (None when it was not measured)."""
-    value = row.get(name)
-    return float(value) if isinstance(value, int | float) else None

@@ -24,8 +24,8 @@ def sample_rows(sample: GpuSample) -> list[tuple[str, str]]:
 class GpuPanel(Static):
     """Latest NVML sample; the sampler runs only while this panel exists and a GPU is present."""
 
-    def __init__(self, **kwargs: str) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
         self._sampler: GpuSampler | None = None
 
     def on_mount(self) -> None:
