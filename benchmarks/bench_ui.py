@@ -91,7 +91,8 @@ async def _wait(pilot, cond, timeout: float, poll_s: float = 0.02) -> None:
 
 def _app(engine, batch: int, tokens: int) -> LabApp:
     app = LabApp(AppOptions(engine_factory=lambda name, **kw: LentEngine(engine), lessons=FIXTURE_LESSONS,
-                            cursor_blink=False, save_progress=False, model="bench", device="cpu"))
+                            cursor_blink=False, save_progress=False,
+                            engine_options={"model": "bench", "device": "cpu"}))
     return app
 
 
