@@ -32,7 +32,15 @@ from tui_lab.engines.base import Request, SamplingParams
 from tui_lab.engines.scripted import ScriptedEngine, StepModel
 from tui_lab.lab.run import execute_run
 from tui_lab.ui.app import AppOptions, LabApp
+from tui_lab.ui.live import LiveRun
+from tui_lab.ui.loaded import LoadedExperiment
 from tui_lab.ui.testing import FIXTURE_LESSONS
+from tui_lab.ui.widgets.live_panel import LivePanel
+
+
+def _live(app: LabApp) -> LiveRun | None:
+    """The run on the app's Run tab."""
+    return app.query_one(LivePanel).live
 
 
 class LentEngine:
@@ -83,7 +91,8 @@ async def _wait(pilot, cond, timeout: float, poll_s: float = 0.02) -> None:
 
 def _app(engine, batch: int, tokens: int) -> LabApp:
     app = LabApp(AppOptions(engine_factory=lambda name, **kw: LentEngine(engine), lessons=FIXTURE_LESSONS,
-                            cursor_blink=False, save_progress=False, model="bench", device="cpu"))
+                            cursor_blink=False, save_progress=False,
+                            engine_options={"model": "bench", "device": "cpu"}))
     return app
 
 
@@ -149,7 +158,7 @@ async def _flood(duration_s: float, rate: float, batch: int) -> dict:
         app.settings = app.settings.with_(batch_size=batch, max_new_tokens=tokens)
         app.action_run()
         t_start = time.monotonic()
-        await _wait(pilot, lambda: app.live is not None and app.live.figures().tokens_done > 0, 10)
+        await _wait(pilot, lambda: _live(app) is not None and _live(app).figures().tokens_done > 0, 10)
         i = 0
         while app.busy and time.monotonic() - t_start < duration_s:
             queue_peak = max(queue_peak, app._message_queue.qsize())
@@ -165,10 +174,10 @@ async def _flood(duration_s: float, rate: float, batch: int) -> dict:
             await asyncio.sleep(0.3)
         app.action_stop()
         await _wait(pilot, lambda: app.busy is None, 30)
-        fig = app.live.figures()
+        fig = _live(app).figures()
         produced = fig.tokens_done
         wall = time.monotonic() - t_start
-        live_tokens_kept = sum(len(r.tokens) for r in app.live.requests)
+        live_tokens_kept = sum(len(r.tokens) for r in _live(app).requests)
     lat_ms = sorted(x * 1000 for x in latencies)
     return {
         "target_tokens_per_s": rate, "producer_alone_tokens_per_s": producer_alone, "batch": batch,
@@ -277,14 +286,14 @@ async def app_figures(engine_name: str, model: str, device: str, batches: list[i
                       repeats: int) -> dict[int, dict]:
     """The same runs inside the app (headless Textual), the engine in its own host process, while keys are
     pressed: tokens/s, key→screen latency and the UI process's memory."""
-    app = LabApp(AppOptions(model=model, engine=engine_name, device=device, lessons=FIXTURE_LESSONS,
-                            cursor_blink=False, save_progress=False))
+    app = LabApp(AppOptions(engine=engine_name, engine_options={"model": model, "device": device},
+                            lessons=FIXTURE_LESSONS, cursor_blink=False, save_progress=False))
     out: dict[int, dict] = {}
     async with app.run_test(size=(160, 48)) as pilot:
         await _wait(pilot, lambda: app.engine_state in ("ready", "failed"), 900, poll_s=0.5)
         if app.engine_state != "ready":
             raise RuntimeError(app.query_one("#engine-text").content.plain)
-        app.experiment_params = {"ignore_eos": True}
+        app.load_experiment(LoadedExperiment.of("generate", {"ignore_eos": True}))
         for batch in batches:
             rates, keys, rss = [], [], []
             for run in range(repeats + 1):  # the first is the warm-up, as headless
@@ -339,13 +348,13 @@ def _p99(values: list[float]) -> float | None:
 async def app_soak(engine_name: str, model: str, device: str, batch: int, tokens: int, seconds: float) -> dict:
     """Back-to-back ``generate`` runs at ``batch`` in the app for ``seconds`` while keys are pressed: the UI
     process's memory over time (bounded or not), key→screen latency and tokens/s."""
-    app = LabApp(AppOptions(model=model, engine=engine_name, device=device, lessons=FIXTURE_LESSONS,
-                            cursor_blink=False, save_progress=False))
+    app = LabApp(AppOptions(engine=engine_name, engine_options={"model": model, "device": device},
+                            lessons=FIXTURE_LESSONS, cursor_blink=False, save_progress=False))
     async with app.run_test(size=(160, 48)) as pilot:
         await _wait(pilot, lambda: app.engine_state in ("ready", "failed"), 900, poll_s=0.5)
         if app.engine_state != "ready":
             raise RuntimeError(app.query_one("#engine-text").content.plain)
-        app.experiment_params = {"ignore_eos": True}
+        app.load_experiment(LoadedExperiment.of("generate", {"ignore_eos": True}))
         await _run_pressing_keys(pilot, app, batch, tokens, [], [])  # warm-up: graphs for this shape
         keys: list[float] = []
         samples: list = []

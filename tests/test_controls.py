@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, Label
 
-from tests.test_ui_app import ready, run_and_wait, wait_until
+from tests.test_ui_app import ready, run_and_wait, text_of, wait_until, with_factory
+from tui_lab.engines.options import ENGINE_OPTIONS
+from tui_lab.engines.scripted import ScriptedEngine
+from tui_lab.ui.settings import ENGINE_FIELD, GENERAL_FIELDS
 from tui_lab.ui.testing import make_test_app
-from tui_lab.ui.widgets.controls import check_value
+from tui_lab.ui.widgets.controls import box_text, read_box
 
 
 async def test_tab_2_leaves_single_letter_keys_to_the_app():
@@ -89,24 +92,88 @@ async def test_leaving_a_box_applies_it_and_refuses_bad_values():
         box.value = "abc"
         await pilot.press("tab")
         await pilot.pause(0.05)
-        assert "max new tokens" in str(app.query_one("#controls-error", Label).render())
+        assert "max_new_tokens must be a whole number" in str(app.query_one("#controls-error", Label).render())
         assert box.value == "24" and app.settings.max_new_tokens == 24
 
 
+PARAMS = {p.name: p for p in (*GENERAL_FIELDS, ENGINE_FIELD, *ENGINE_OPTIONS["openai"], *ENGINE_OPTIONS["vllm"])}
+
+
 @pytest.mark.parametrize(("name", "text", "ok"), [
-    ("batch_size", "1024", True), ("batch_size", "1025", False), ("top_p", "0", False),
-    ("engine", "openai", True), ("engine", "tgi", False), ("base_url", "http://127.0.0.1:8000/v1", True),
-    ("base_url", "127.0.0.1", False), ("api_key_env", "MY_KEY", True), ("api_key_env", "sk-live-123", False),
+    ("batch_size", "1024", True), ("batch_size", "1025", False), ("batch_size", "8.0", True), ("top_p", "0", False),
+    ("temperature", "nan", False), ("engine", "openai", True), ("engine", "tgi", False),
+    ("base_url", "http://127.0.0.1:8000/v1", True), ("base_url", "127.0.0.1", False), ("base_url", "", True),
+    ("api_key_env", "MY_KEY", True), ("api_key_env", "sk-live-123", False), ("max_num_seqs", "0", False),
+    ("enable_prefix_caching", "off", True), ("enforce_eager", "none", True),
 ])
-def test_one_check_decides(name: str, text: str, ok: bool) -> None:
+def test_each_box_is_checked_by_its_param(name: str, text: str, ok: bool) -> None:
     from tui_lab.errors import LabError
 
     try:
-        check_value(name, text, ("transformers", "vllm", "openai"))
-    except LabError:
+        value = read_box(PARAMS[name], text)
+    except LabError as exc:
         assert not ok
+        assert "sk-live" not in exc.message  # a key typed by mistake is never echoed
     else:
         assert ok
+        assert read_box(PARAMS[name], box_text(PARAMS[name], value)) == value  # shown as it is typed back
+
+
+async def test_the_engine_fields_are_what_the_selected_engine_declares(monkeypatch):
+    """vLLM shows its scheduler options; the openai engine its server and the NAME of its key's variable."""
+    calls: list[tuple[str, dict]] = []
+
+    def factory(name, **options):
+        calls.append((name, options))
+        return ScriptedEngine()
+
+    monkeypatch.setenv("LAB_TEST_KEY", "sk-very-secret")
+    app = with_factory(make_test_app(), factory)
+    async with app.run_test(size=(120, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("2")
+        for option in ENGINE_OPTIONS["transformers"]:
+            assert app.query_one(f"#ctl-{option.name}", Input)
+        engine = app.query_one("#ctl-engine", Input)
+        engine.value = "vllm"
+        engine.focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(calls) == 2 and app.engine_state == "ready")
+        assert calls[-1] == ("vllm", {"model": "embedded", "device": "cpu"})
+        seqs = app.query_one("#ctl-max_num_seqs", Input)
+        assert seqs.value == "256" and not app.query("#ctl-kv_cache")
+        seqs.focus()
+        seqs.value = "0"
+        await pilot.press("enter")
+        assert "max_num_seqs must be in 1..1024 (got 0)" in str(app.query_one("#controls-error", Label).render())
+        seqs.value = "4"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(calls) == 3 and app.engine_state == "ready")
+        assert calls[-1] == ("vllm", {"model": "embedded", "device": "cpu", "max_num_seqs": 4})
+        engine.focus()
+        engine.value = "openai"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(calls) == 4 and app.engine_state == "ready")
+        assert not app.query("#ctl-device") and not app.query("#ctl-max_num_seqs")
+        url, key = app.query_one("#ctl-base_url", Input), app.query_one("#ctl-api_key_env", Input)
+        url.focus()
+        url.value = "http://127.0.0.1:8000/v1"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(calls) == 5 and app.engine_state == "ready")
+        key.focus()
+        key.value = "sk-very-secret"  # the key itself: refused, never kept
+        await pilot.press("enter")
+        assert "name of an environment variable" in str(app.query_one("#controls-error", Label).render())
+        assert len(calls) == 5
+        key.value = "LAB_TEST_KEY"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(calls) == 6 and app.engine_state == "ready")
+        assert calls[-1] == ("openai", {"model": "embedded", "base_url": "http://127.0.0.1:8000/v1",
+                                        "api_key_env": "LAB_TEST_KEY"})
+        assert text_of(app, "#lbl-api_key_env") == "api key env (set)"
+        doc = app.settings.to_dict()
+        assert doc["engine_options"]["api_key_env"] == "LAB_TEST_KEY" and "sk-very-secret" not in str(doc)
+        assert "127.0.0.1:8000" in text_of(app, "#status")
 
 
 async def test_help_scrolls_with_the_keyboard():
@@ -129,3 +196,47 @@ async def test_help_scrolls_with_the_keyboard():
         await pilot.press("home")
         await pilot.pause(0.05)
         assert body.scroll_y == 0
+
+
+def test_settings_keep_each_engine_s_own_options() -> None:
+    from tui_lab.ui.settings import LabSettings
+
+    local = LabSettings(engine="vllm", engine_options={"model": "arch:gemma-3-270m", "device": "cpu",
+                                                        "max_num_seqs": 4, "real_time": True})
+    assert local.option("enable_prefix_caching") is True and local.option("max_num_seqs") == 4
+    load = local.load_command()
+    assert (load.engine, load.model, load.device) == ("vllm", "arch:gemma-3-270m", "cpu")
+    assert load.options == {"max_num_seqs": 4, "real_time": True}
+    server = local.with_engine("openai").with_option("base_url", "http://127.0.0.1:8000/v1")
+    assert server.engine_options == {"model": "arch:gemma-3-270m", "real_time": True,
+                                     "base_url": "http://127.0.0.1:8000/v1"}
+    assert server.load_command().device == "" and server.option("api") == "completions"
+    assert server.with_option("base_url", None).option("base_url") is None
+    doc = server.to_dict()
+    assert doc["engine"] == "openai" and set(doc["engine_options"]) == {p.name for p in ENGINE_OPTIONS["openai"]}
+    assert server.label() == "arch:gemma-3-270m · openai @ http://127.0.0.1:8000/v1"
+
+
+def test_the_fields_an_experiment_takes_are_laid_over_its_values() -> None:
+    from tui_lab.lessons import Step
+    from tui_lab.ui.loaded import LoadedExperiment
+    from tui_lab.ui.settings import LabSettings
+
+    sweep = LoadedExperiment.of("batch_sweep", {"batch_sizes": [1, 4], "max_new_tokens": 8, "temperature": 0.7})
+    assert sweep.field_changes() == {"max_new_tokens": 8, "greedy": False, "temperature": 0.7, "top_p": 1.0,
+                                     "top_k": 0, "repetition_penalty": 1.0, "seed": 0}
+    assert "batch_sizes" in {p.name for p in sweep.own_params()} and "max_new_tokens" not in {
+        p.name for p in sweep.own_params()}
+    params = sweep.run_params(LabSettings(batch_size=64, max_new_tokens=12, greedy=True))
+    assert params["max_new_tokens"] == 12 and params["temperature"] == 0.0 and params["batch_sizes"] == [1, 4]
+    assert "batch_size" not in params  # a batch sweep takes no batch size field
+    tokenize = LoadedExperiment.of("tokenize")
+    assert tokenize.run_params(LabSettings(prompt="Hello there"))["text"] == "Hello there"
+    assert sweep.chart_axis(params) == "batch" and tokenize.chart_axis({}) is None
+    step = Step("On vLLM", "", "generate", {}, engine="vllm")
+    on_vllm = LoadedExperiment.of("generate", step=step)
+    assert on_vllm.refusal("vllm") is None and on_vllm.refusal("scripted") is None
+    assert on_vllm.refusal("transformers") == ("this step runs on the vllm engine, but transformers is loaded",
+                                               "set engine to vllm in Controls (2) and press m, then r")
+    assert LoadedExperiment.of("batch_sweep", {"latency_budget": "summarization"}).budget_line_s(2.0) == 5.0
+    assert LoadedExperiment.of("batch_sweep", {"latency_budget": None}).budget_line_s(2.0) == 2.0

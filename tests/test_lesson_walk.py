@@ -3,7 +3,7 @@ prediction resolves to the metric it names (or says why not), saved in the progr
 
 The steps come from the lesson files, so a new step or lesson is walked without editing this file.
 The scripted engine has no tokenizer or weights: steps whose inspection reads the model's own
-tokenizer or layers (``tui_lab.lab.pipeline.NEEDS_ENGINE``) must say so beside the guess here, and
+tokenizer or layers (``NEEDS_MODEL`` below) must say so beside the guess here, and
 resolve on the embedded model in ``test_model_inspection_steps_resolve_in_the_app``.
 """
 
@@ -14,21 +14,22 @@ import json
 import pytest
 
 from tests.test_ui_app import ready, text_of, wait_until
-from tui_lab.lab.pipeline import NEEDS_ENGINE
 from tui_lab.lessons import load_lessons, measure_metric
-from tui_lab.ui import experiments as lab_experiments
 from tui_lab.ui.app import AppOptions, LabApp
+from tui_lab.ui.prediction import format_value
 from tui_lab.ui.testing import make_test_app
 from tui_lab.ui.widgets.lesson_pane import LessonPane
 
 LESSONS = load_lessons()
+NEEDS_MODEL = frozenset({"tokenize", "padding", "logits", "roofline"})
+"""Inspections that read the loaded model's own tokenizer or layers (the scripted engine has neither)."""
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def _result_data(app: LabApp) -> dict:
     """The last result's JSON form, as the prediction reads it."""
-    doc = app.last_result
+    doc = app.store.last_document()
     assert doc is not None
     return doc if doc["kind"] == "run" else doc["result"]
 
@@ -43,10 +44,10 @@ async def _walk(pilot, app: LabApp, lesson, on_step) -> None:
         assert pane.lesson.id == lesson.id and pane.step.key == step.key
         if not step.experiment:
             continue
-        assert app.experiment == step.experiment, f"{step.key}: its experiment was not loaded"
-        runs = app._run_id
+        assert app.loaded.name == step.experiment, f"{step.key}: its experiment was not loaded"
+        runs = app.runs.run_id
         await pilot.press("r")
-        await wait_until(pilot, lambda runs=runs: app._run_id > runs or bool(app.results), timeout=10)
+        await wait_until(pilot, lambda runs=runs: app.runs.run_id > runs or bool(app.results), timeout=10)
         await wait_until(pilot, lambda: app.busy is None, timeout=60)
         await pilot.pause(0.05)
         await on_step(step)
@@ -61,7 +62,7 @@ async def test_every_step_resolves_its_prediction(lesson, tmp_path) -> None:
 
     async def check(step) -> None:
         shown = text_of(app, "#predict-result") if step.predict else ""
-        if step.experiment in NEEDS_ENGINE:
+        if step.experiment in NEEDS_MODEL:
             # No tokenizer in the scripted engine: the run fails, and the guess box says the real cause.
             if step.predict:
                 assert "not measured (the run failed:" in shown and "transformers engine" in shown, shown
@@ -72,7 +73,7 @@ async def test_every_step_resolves_its_prediction(lesson, tmp_path) -> None:
             return
         measured = measure_metric(_result_data(app), step.predict.metric)
         assert measured.value is not None, f"{step.key}: {step.predict.metric}: {measured.reason}"
-        text = lab_experiments.format_value(step.predict, measured.value)
+        text = format_value(step.predict, measured.value)
         assert f"measured: {text}" in " ".join(shown.split()), (step.key, shown)
         expected_done[step.key] = measured.value
 
@@ -109,7 +110,7 @@ class _LentEngine:
 
 
 MODEL_STEPS = [(lesson, step) for lesson in LESSONS for step in lesson.steps
-               if step.experiment in NEEDS_ENGINE and step.predict]
+               if step.experiment in NEEDS_MODEL and step.predict]
 
 
 @pytest.mark.real_model
@@ -117,7 +118,7 @@ MODEL_STEPS = [(lesson, step) for lesson in LESSONS for step in lesson.steps
 async def test_model_inspection_steps_resolve_in_the_app(hf_engine) -> None:
     """The inspection steps that read the model's tokenizer and layers, on the embedded model."""
     assert MODEL_STEPS, "the lessons predict something about the model's tokenizer or layers"
-    options = AppOptions(model="embedded", engine="transformers", device="cpu",
+    options = AppOptions(engine="transformers", engine_options={"model": "embedded", "device": "cpu"},
                          engine_factory=lambda name, **kw: _LentEngine(hf_engine),
                          lessons=LESSONS, cursor_blink=False, save_progress=False)
     app = LabApp(options)
@@ -128,22 +129,22 @@ async def test_model_inspection_steps_resolve_in_the_app(hf_engine) -> None:
             pane.lesson_index = LESSONS.index(lesson)
             pane.step_index = lesson.steps.index(step)
             pane._render_step(announce=True)
-            await wait_until(pilot, lambda step=step: app.experiment == step.experiment)
-            runs = app._run_id
+            await wait_until(pilot, lambda step=step: app.loaded.name == step.experiment)
+            runs = app.runs.run_id
             await pilot.press("r")
-            await wait_until(pilot, lambda runs=runs: app._run_id > runs)
+            await wait_until(pilot, lambda runs=runs: app.runs.run_id > runs)
             await wait_until(pilot, lambda: app.busy is None, timeout=300)
             await pilot.pause(0.05)
             measured = measure_metric(_result_data(app), step.predict.metric)
             assert measured.value is not None, (step.key, measured.reason, text_of(app, "#run-note"))
             shown = " ".join(text_of(app, "#predict-result").split())
-            assert f"measured: {lab_experiments.format_value(step.predict, measured.value)}" in shown, shown
+            assert f"measured: {format_value(step.predict, measured.value)}" in shown, shown
             assert "Some cells are cut" not in text_of(app, "#inspection"), step.key  # laid out for 120×36
 
 
 async def test_every_preset_key_reaches_the_run() -> None:
     """What a step's preset sets is what its run gets, with the Controls laid over it."""
-    from tui_lab.lab.experiment import get
+    from tui_lab.lab.inventory import get
 
     app = make_test_app(lessons=LESSONS)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -156,7 +157,7 @@ async def test_every_preset_key_reaches_the_run() -> None:
                 pane.lesson_index, pane.step_index = lesson_index, step_index
                 pane._render_step(announce=True)
                 await pilot.pause(0.01)
-                params = app.run_params()
+                params = app.loaded.run_params(app.settings)
                 wanted = get(step.experiment).validate(step.params)
                 for key in step.params:
                     assert key in params, f"{lesson.id} {step.key}: {key} does not reach the run"
@@ -185,18 +186,18 @@ async def test_experiment_values_the_lessons_ask_for_are_in_the_controls() -> No
             box.value = typed
             await pilot.press("enter")
             await pilot.pause(0.05)
-            assert app.run_params()[key] == value, name
+            assert app.loaded.run_params(app.settings)[key] == value, name
         box = app.query_one("#exp-latency_budget", Input)
         box.value = "lunch"
         await pilot.press("enter")
         await pilot.pause(0.05)
         assert "latency_budget must be one of: chat, rag" in str(app.query_one("#controls-error").render())
-        assert app.run_params()["latency_budget"] == "rag"
+        assert app.loaded.run_params(app.settings)["latency_budget"] == "rag"
         await pilot.press("escape")
         assert box.value == "rag"
         pane.move(1)  # the next step's preset replaces what was typed
         await pilot.pause(0.05)
-        assert app.run_params().get("latency_budget") == app.experiment_params.get("latency_budget")
+        assert app.loaded.run_params(app.settings).get("latency_budget") == app.loaded.values.get("latency_budget")
 
 
 async def test_each_lesson_opens_with_its_intro_and_says_what_it_needs() -> None:
@@ -222,7 +223,7 @@ async def test_each_lesson_opens_with_its_intro_and_says_what_it_needs() -> None
 
 async def test_results_fit_the_panel_at_120x36() -> None:
     """Every comparison and inspection the scripted engine runs is laid out for the panel's real width."""
-    from tui_lab.ui.fit import cut_cells
+    from tui_lab.views.fit import cut_cells
 
     app = make_test_app(lessons=LESSONS)
     seen: set[str] = set()
@@ -232,16 +233,16 @@ async def test_results_fit_the_panel_at_120x36() -> None:
         view = app.query_one("#inspection")
         for lesson_index, lesson in enumerate(LESSONS):
             for step_index, step in enumerate(lesson.steps):
-                if (not step.experiment or step.experiment in seen or step.experiment in NEEDS_ENGINE
+                if (not step.experiment or step.experiment in seen or step.experiment in NEEDS_MODEL
                         or step.experiment in ("generate", "batch_sweep", "length_sweep", "sampling_grid")):
                     continue
                 seen.add(step.experiment)
                 pane.lesson_index, pane.step_index = lesson_index, step_index
                 pane._render_step(announce=True)
                 await pilot.pause(0.02)
-                runs = app._run_id
+                runs = app.runs.run_id
                 await pilot.press("r")
-                await wait_until(pilot, lambda runs=runs: app._run_id > runs)
+                await wait_until(pilot, lambda runs=runs: app.runs.run_id > runs)
                 await wait_until(pilot, lambda: app.busy is None, timeout=60)
                 await pilot.pause(0.05)
                 shown = view.content
@@ -251,7 +252,7 @@ async def test_results_fit_the_panel_at_120x36() -> None:
 
 
 def test_padding_grid_keeps_its_ends_when_the_batch_is_long() -> None:
-    from tui_lab.ui.views import padding_columns
+    from tui_lab.views.inspect import padding_columns
 
     assert padding_columns(10, None) == (7, list(range(10)))
     assert padding_columns(10, 68) == (5, list(range(10)))
@@ -262,7 +263,8 @@ def test_padding_grid_keeps_its_ends_when_the_batch_is_long() -> None:
 
 def test_a_table_too_wide_for_the_panel_says_l_widens_it() -> None:
     from rich.table import Table
-    from tui_lab.ui.fit import cut_cells
+
+    from tui_lab.views.fit import cut_cells
 
     table = Table()
     for n in range(8):
@@ -286,7 +288,7 @@ async def test_a_stopped_sweep_does_not_answer_for_its_last_point() -> None:
         pane = app.query_one(LessonPane)
         pane.step_index = index
         pane._render_step(announce=True)
-        await wait_until(pilot, lambda: app.experiment == "length_sweep")
+        await wait_until(pilot, lambda: app.loaded.name == "length_sweep")
         await pilot.press("r")
         await wait_until(pilot, lambda: len(app.results) >= 1, timeout=30)
         await pilot.press("s")

@@ -8,18 +8,23 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from rich.console import Console
 from textual.widgets import Input, Label, Static
 
+from tests.test_load import ThreadedEngine
 from tui_lab.engines.scripted import StepModel
 from tui_lab.errors import GatedModel
+from tui_lab.formatting import number
 from tui_lab.ui.app import LabApp
-from tui_lab.ui.commands import LAB_COMMANDS
+from tui_lab.ui.loaded import LoadedExperiment
 from tui_lab.ui.screens.help import HelpScreen
 from tui_lab.ui.testing import make_test_app
 from tui_lab.ui.widgets.charts import SweepCharts
+from tui_lab.ui.widgets.engine_banner import EngineBanner
+from tui_lab.ui.widgets.live_panel import LivePanel
 from tui_lab.ui.widgets.results_table import ResultsTable
 
 pytestmark = pytest.mark.timeout(60)
@@ -48,6 +53,16 @@ async def run_and_wait(pilot, app: LabApp) -> None:
     await pilot.pause(0.1)
 
 
+def live_run(app: LabApp):
+    """The run on the Run tab."""
+    return app.query_one(LivePanel).live
+
+
+def with_factory(app: LabApp, factory) -> LabApp:
+    """The same test app with an engine factory object (its host loop runs in a thread of this process)."""
+    return LabApp(replace(app.options, engine_factory=factory))
+
+
 def text_of(app: LabApp, selector: str) -> str:
     """The plain text a Static/Label shows (Rich renderables rendered at the widget's width)."""
     widget = app.query_one(selector)
@@ -66,12 +81,12 @@ async def test_first_screen_shows_lesson_and_live_panel():
         assert "Test lesson" in text_of(app, "#lesson-title")
         assert "ready" in text_of(app, "#engine-text")
         assert "No run yet" in text_of(app, "#tokens")
-        assert app.experiment == "generate"
+        assert app.loaded.name == "generate"
         assert app.settings.max_new_tokens == 16  # the step's preset reached the controls
         await pilot.press("5")
-        from tui_lab.ui.widgets.telemetry import gpu_status
+        from tui_lab.telemetry import gpu_available
 
-        available, _ = gpu_status()
+        available, _ = gpu_available()
         if not available:  # this CI machine: the panel says why there is no telemetry
             assert text_of(app, "#gpu-panel").startswith("no GPU: ")
 
@@ -110,7 +125,7 @@ async def test_change_batch_size_by_keys_and_controls():
         await pilot.press("escape")
         await run_and_wait(pilot, app)
         assert app.results[-1]["batch_size"] == 12
-        assert len(app.live.requests) == 12
+        assert len(live_run(app).requests) == 12
         # Switch requests and open the all-requests view.
         await pilot.press("1", "right_square_bracket")
         await pilot.pause(0.1)
@@ -121,15 +136,18 @@ async def test_change_batch_size_by_keys_and_controls():
 
 
 async def test_invalid_values_are_refused_in_place():
+    from tui_lab.ui.settings import GENERAL_FIELDS
+    from tui_lab.ui.widgets.controls import box_text
+
     app = make_test_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         await pilot.press("2")
         before = app.settings
-        for field, bad, message in (("batch_size", "3000", "batch size must be from 1 to 1024"),
-                                    ("top_p", "0", "top-p must be in (0, 1]"),
-                                    ("temperature", "-1", "temperature must be"),
-                                    ("max_new_tokens", "abc", "max new tokens")):
+        for field, bad, message in (("batch_size", "3000", "batch_size must be in 1..1024 (got 3000)"),
+                                    ("top_p", "0", "top_p must be in (0, 1] (got 0)"),
+                                    ("temperature", "-1", "temperature must be >= 0"),
+                                    ("max_new_tokens", "abc", "max_new_tokens must be a whole number")):
             box = app.query_one(f"#ctl-{field}", Input)
             box.focus()
             box.value = bad
@@ -138,7 +156,7 @@ async def test_invalid_values_are_refused_in_place():
             error = str(app.query_one("#controls-error", Label).render())
             assert message in error, error
             assert app.settings == before
-            box.value = str(getattr(before, field))
+            box.value = box_text(next(p for p in GENERAL_FIELDS if p.name == field), getattr(before, field))
             await pilot.pause(0.05)
         assert str(app.query_one("#controls-error", Label).render()) == ""
 
@@ -149,13 +167,13 @@ async def test_stop_mid_run_keeps_partial_result():
         await ready(pilot, app)
         app.settings = app.settings.with_(max_new_tokens=2000)
         await pilot.press("r")
-        await wait_until(pilot, lambda: app.live is not None and app.live.figures().tokens_done >= 5)
+        await wait_until(pilot, lambda: live_run(app) is not None and live_run(app).figures().tokens_done >= 5)
         await pilot.press("s")
         await wait_until(pilot, lambda: app.busy is None, timeout=5)
         row = app.results[-1]
         assert row["state"] == "partial"
         assert 5 <= row["output_tokens"] < 2000
-        assert app.last_result["partial"] is True
+        assert app.store.last_document()["partial"] is True
         assert "partial" in text_of(app, "#run-note")
         assert "cancelled" in text_of(app, "#tokens")
 
@@ -165,7 +183,7 @@ async def test_batch_sweep_fills_charts_point_by_point():
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         await pilot.press("n")
-        assert app.experiment == "batch_sweep"
+        assert app.loaded.name == "batch_sweep"
         seen: list[int] = []
         charts = app.query_one(SweepCharts)
         original = charts.add_point
@@ -181,7 +199,7 @@ async def test_batch_sweep_fills_charts_point_by_point():
         assert [r["batch_size"] for r in app.results] == [1, 4, 16, 64]
         assert app.results[-1]["output_tokens_per_s"] > app.results[0]["output_tokens_per_s"]
         assert "4 points" in text_of(app, "#charts-note")
-        assert app.last_result["result"]["kind"] == "batch"
+        assert app.store.last_document()["result"]["kind"] == "batch"
         # The budget line moves with keys and the pick follows.
         budget = charts.budget_s
         await pilot.press("minus")
@@ -261,7 +279,7 @@ async def test_engine_load_error_is_shown_and_app_keeps_running():
         shown = " ".join(text_of(app, "#predict-result").split())
         assert "not measured (the engine did not load:" in shown and "gated" in shown
         await pilot.press("n")
-        assert app.experiment == "batch_sweep"
+        assert app.loaded.name == "batch_sweep"
 
 
 async def test_out_of_memory_during_run_says_what_fits():
@@ -288,7 +306,7 @@ async def test_prediction_shown_beside_measurement():
         shown = text_of(app, "#predict-result")
         assert "your guess: 50" in shown
         measured = app.results[0]["output_tokens_per_s"]
-        assert f"{measured:,.3g}" in shown
+        assert f"measured: {number(measured, 'tokens/s')}" in shown
 
 
 async def test_help_and_command_palette():
@@ -299,9 +317,10 @@ async def test_help_and_command_palette():
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
-        # Every palette action exists on the app.
-        for _, _, action in LAB_COMMANDS:
-            assert hasattr(app, f"action_{action.split('(')[0]}"), action
+        # Every key does something the app has, and says what (the help page and the palette show it).
+        for binding in LabApp.BINDINGS:
+            assert hasattr(app, f"action_{binding.action.split('(')[0]}"), binding.action
+            assert binding.tooltip, binding.key
         await pilot.press("ctrl+p")
         await pilot.pause(0.1)
         await pilot.press(*"batch size up")
@@ -329,7 +348,7 @@ async def test_keys_work_while_a_run_streams():
         await ready(pilot, app)
         app.settings = app.settings.with_(max_new_tokens=4000)  # stopped below, long before its end
         await pilot.press("r")
-        await wait_until(pilot, lambda: app.live is not None and app.live.figures().tokens_done > 3)
+        await wait_until(pilot, lambda: live_run(app) is not None and live_run(app).figures().tokens_done > 3)
         await pilot.press("r")  # refused, not queued
         assert any("in progress" in str(n.message) for n in app._notifications)
         await pilot.press("3")
@@ -376,63 +395,51 @@ async def test_stopping_a_sweep_keeps_measured_points():
         await pilot.press("s")
         await wait_until(pilot, lambda: app.busy is None, timeout=10)
         assert 1 <= len(app.results) < 4
-        assert app.last_result["result"]["partial"] is True
+        assert app.store.last_document()["result"]["partial"] is True
         assert "partial" in text_of(app, "#charts-note")
         assert "sweep stopped" in text_of(app, "#run-note")
 
 
 async def test_inspection_shows_the_lessons_view():
-    from tui_lab.ui import experiments
-
     app = make_test_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.experiment = "modalities"
-        app.experiment_params = experiments.validate("modalities", {})
+        app.load_experiment(LoadedExperiment.of("modalities", {}))
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and app.query_one("#inspection").display)
         shown = text_of(app, "#inspection")
         assert "token" in shown.lower()
-        assert app.last_result["kind"] == "modalities"
+        assert app.store.last_document()["kind"] == "modalities"
 
 
 async def test_inspection_without_a_tokenizer_says_what_to_do():
-    from tui_lab.ui import experiments
-
     app = make_test_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.experiment = "tokenize"
-        app.experiment_params = experiments.validate("tokenize", {})
+        app.load_experiment(LoadedExperiment.of("tokenize", {}))
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and "failed" in text_of(app, "#run-note"))
         assert "transformers engine" in text_of(app, "#run-note")
 
 
 async def test_cpu_vs_gpu_shows_per_run_bars_and_medians():
-    from tui_lab.ui import experiments
-
     app = make_test_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.experiment = "cpu_vs_gpu"
-        app.experiment_params = experiments.validate("cpu_vs_gpu", {"runs": 3, "warmup": 0, "max_new_tokens": 8})
+        app.load_experiment(LoadedExperiment.of("cpu_vs_gpu", {"runs": 3, "warmup": 0, "max_new_tokens": 8}))
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and app.query_one("#inspection").display)
         shown = text_of(app, "#inspection")
         assert shown.count("median") >= 2 and "cpu" in shown and "cuda" in shown and "█" in shown
-        doc = app.last_result["result"]
+        doc = app.store.last_document()["result"]
         assert [len(d["runs"]) for d in doc["devices"]] == [3, 3]
 
 
 async def test_kv_cache_comparison_runs_in_the_panel():
-    from tui_lab.ui import experiments
-
     app = make_test_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.experiment = "kv_cache_compare"
-        app.experiment_params = experiments.validate("kv_cache_compare", {"max_new_tokens": 8})
+        app.load_experiment(LoadedExperiment.of("kv_cache_compare", {"max_new_tokens": 8}))
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and app.query_one("#inspection").display)
         shown = text_of(app, "#inspection")
@@ -448,8 +455,7 @@ async def test_changing_device_reloads_the_engine():
         calls.append((name, options))
         return ScriptedEngine()
 
-    app = make_test_app()
-    app.options.engine_factory = factory
+    app = with_factory(make_test_app(), factory)
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         assert calls[-1] == ("transformers", {"model": "embedded", "device": "cpu"})
@@ -463,7 +469,7 @@ async def test_changing_device_reloads_the_engine():
         await pilot.press("enter")
         await wait_until(pilot, lambda: len(calls) == 2 and app.engine_state == "ready")
         assert calls[-1][1]["device"] == "auto"
-        assert app.settings.device == "auto"
+        assert app.settings.option("device") == "auto"
 
 
 async def test_progress_is_saved_and_resumed(tmp_path):
@@ -485,7 +491,7 @@ async def test_progress_is_saved_and_resumed(tmp_path):
     async with again.run_test(size=(160, 48)) as pilot:
         await ready(pilot, again)
         assert "step 2/3" in again.query_one("#lesson-title").content
-        assert again.experiment == "batch_sweep"
+        assert again.loaded.name == "batch_sweep"
 
 
 async def test_resume_shows_saved_guess_and_result_and_marks_steps_done(tmp_path):
@@ -511,9 +517,10 @@ async def test_resume_shows_saved_guess_and_result_and_marks_steps_done(tmp_path
 
 
 async def test_lesson_flag_opens_that_lesson():
-    from tui_lab.ui.testing import FIXTURE_LESSONS, FixtureLesson, FixtureStep
+    from tui_lab.lessons import Lesson, Step
+    from tui_lab.ui.testing import FIXTURE_LESSONS
 
-    lessons = [*FIXTURE_LESSONS, FixtureLesson("02", "Second", 3, (FixtureStep("Only step", "Text."),))]
+    lessons = [*FIXTURE_LESSONS, Lesson("02", "Second", 3, (Step("Only step", "Text."),))]
     app = make_test_app(lessons=lessons)
     app.options.lesson = "2"
     async with app.run_test(size=(160, 48)) as pilot:
@@ -524,19 +531,16 @@ async def test_lesson_flag_opens_that_lesson():
 
 
 async def test_serving_experiment_runs_through_the_host_by_name():
-    from tui_lab.ui import experiments
-
     app = make_test_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.experiment = "queueing"
-        app.experiment_params = experiments.validate("queueing", {"num_requests": 8, "max_num_seqs": 4,
-                                                                  "max_new_tokens": 4})
+        app.load_experiment(LoadedExperiment.of("queueing", {"num_requests": 8, "max_num_seqs": 4,
+                                                                  "max_new_tokens": 4}))
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and (app.query_one("#inspection").display
                                                               or "failed" in text_of(app, "#run-note")))
         assert app.query_one("#inspection").display, text_of(app, "#run-note")
-        assert app.last_result["kind"] == "queueing"
+        assert app.store.last_document()["kind"] == "queueing"
 
 
 async def test_a_step_about_another_engine_refuses_to_run_on_the_loaded_one():
@@ -549,18 +553,24 @@ async def test_a_step_about_another_engine_refuses_to_run_on_the_loaded_one():
         def load(self, progress=None):
             return replace(super().load(progress), engine="transformers")
 
-    app = make_test_app()
-    app.options.engine_factory = lambda name, **options: NamedTransformers()
+    from tui_lab.lessons import Lesson, Prediction, Step
+
+    step = Step("The same batch on vLLM", "Run it on vLLM.", "generate", {"max_new_tokens": 4}, engine="vllm",
+                predict=Prediction("How fast?", "tokens/s", "summary.output_tokens_per_s"))
+    lesson = Lesson("04", "Serving", 5, (step,))
+    app = with_factory(make_test_app(lessons=[lesson]), lambda name, **options: NamedTransformers())
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.experiment, app.experiment_params = "generate", {"engine": "vllm", "max_new_tokens": 4}
+        assert app.loaded.step is step
         await pilot.press("r")
         await pilot.pause()
         assert app.busy is None and not app.results
-        assert "runs on the vllm engine" in text_of(app, "#run-note")
-        assert "not measured (this step runs on the vllm engine; transformers is loaded)" in " ".join(
+        note = " ".join(text_of(app, "#run-note").split())
+        assert "this step runs on the vllm engine, but transformers is loaded" in note
+        assert "set engine to vllm in Controls (2) and press m, then r" in note
+        assert "not measured (this step runs on the vllm engine, but transformers is loaded)" in " ".join(
             text_of(app, "#predict-result").split())
-        app.experiment_params = {"max_new_tokens": 4}
+        app.load_experiment(LoadedExperiment.of("generate", {"max_new_tokens": 4}))  # no step: no engine asked for
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and bool(app.results))
 
@@ -631,15 +641,14 @@ async def test_sweep_progress_shows_above_the_tabs():
 
 
 async def test_loading_stage_shows_its_elapsed_time():
-    import time as _time
-
     app = make_test_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.engine_state = "loading"
-        app._load_stage("materializing the embedded model", 0.3)
-        app._stage = (app._stage[0], _time.monotonic() - 12.2, 0.3)
-        app._tick_stage()
+        banner = app.query_one(EngineBanner)
+        banner.start_loading("embedded")
+        banner.stage("materializing the embedded model", 0.3)
+        banner.stage_started -= 12.2
+        banner.tick()
         await pilot.pause()
         assert "loading: materializing the embedded model · 12 s" in text_of(app, "#engine-text")
 
@@ -649,35 +658,181 @@ async def test_the_loading_tick_after_the_banner_is_gone_draws_nothing():
     app = make_test_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.engine_state = "loading"
-        app._load_stage("materializing the embedded model", 0.3)
+        banner = app.query_one(EngineBanner)
+        banner.start_loading("embedded")
+        banner.stage("materializing the embedded model", 0.3)
         await app.query_one("#engine-text").remove()
-        app._tick_stage()  # no NoMatches
+        banner.tick()  # no NoMatches
         await pilot.pause()
-        app.engine_state = "ready"
 
 
 async def test_charts_tab_drops_the_last_result_when_a_new_run_starts():
-    from tui_lab.ui import experiments
-
     app = make_test_app()
 
     async def run_and_wait(pilot, app):
-        runs = app._run_id
+        runs = app.runs.run_id
         await pilot.press("r")
-        await wait_until(pilot, lambda: app._run_id > runs and app.busy is None)
+        await wait_until(pilot, lambda: app.runs.run_id > runs and app.busy is None)
         await pilot.pause(0.05)
 
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
-        app.experiment = "kv_cache_compare"
-        app.experiment_params = experiments.validate("kv_cache_compare", {"max_new_tokens": 8})
+        app.load_experiment(LoadedExperiment.of("kv_cache_compare", {"max_new_tokens": 8}))
         await run_and_wait(pilot, app)
         assert app.query_one("#inspection").display and "KV cache" in text_of(app, "#inspection")
-        app.experiment, app.experiment_params = "generate", {"max_new_tokens": 4}
+        app.load_experiment(LoadedExperiment.of("generate", {"max_new_tokens": 4}))
         await run_and_wait(pilot, app)
         assert not app.query_one("#inspection").display and not app.query_one(SweepCharts).display
         assert "generate runs on the Run tab" in text_of(app, "#charts-note")
         await pilot.press("n")  # a sweep brings the charts back
         await run_and_wait(pilot, app)
         assert app.query_one(SweepCharts).display
+
+
+class _ServingEngine(ThreadedEngine):
+    """An engine that takes requests while others run (``open_session``), as vLLM and a server do."""
+
+    def __init__(self) -> None:
+        super().__init__(ttft_s=0.005, step_s=0.002)
+
+    def load(self, progress=None):
+        return self.info
+
+    def unload(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("params", "axis", "xs", "labels"), [
+    ({"axis": "concurrency", "concurrencies": [1, 2, 4]}, "concurrency", [1, 2, 4],
+     ["concurrency 1", "concurrency 2", "concurrency 4"]),
+    ({"axis": "rate", "request_rates": [50.0, 100.0]}, "rate", [50, 100], ["rate 50 req/s", "rate 100 req/s"]),
+])
+async def test_a_load_sweep_charts_each_point_as_it_finishes_and_exports_it(tmp_path, params, axis, xs, labels):
+    """A load sweep's points (``LoadPoint``s) went nowhere: no chart, no Results row, nothing exported."""
+    app = with_factory(make_test_app(export_dir=str(tmp_path)), lambda name, **options: _ServingEngine())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        app.load_experiment(LoadedExperiment.of("load_sweep", {**params, "num_requests": 4, "max_new_tokens": 3,
+                                                               "latency_budget": None}))
+        charts = app.query_one(SweepCharts)
+        table = app.query_one(ResultsTable)
+        seen: list[tuple[int, int]] = []
+        original = charts.add_point
+
+        def spy(point):
+            original(point)
+            seen.append((len(charts.points), table.row_count))
+
+        charts.add_point = spy
+        await run_and_wait(pilot, app)
+        assert "failed" not in text_of(app, "#run-note"), text_of(app, "#run-note")
+        assert charts.axis == axis
+        # Each point is charted as it comes, its row already in Results beside it.
+        assert seen == [(n, n - 1) for n in range(1, len(xs) + 1)]
+        assert [p.x for p in charts.points] == xs and [p.label for p in charts.points] == labels
+        assert all(p.throughput and p.e2e_p50 for p in charts.points)
+        assert table.row_count == len(xs)
+        assert [r["label"] for r in app.results] == labels and {r["kind"] for r in app.results} == {"load_sweep"}
+        assert f"load_sweep finished: {len(xs)} points" in text_of(app, "#charts-note")
+        await pilot.press("e")
+        await pilot.pause(0.1)
+        paths = {p.suffix: p for p in app.last_export}
+        assert [row["label"] for row in csv.DictReader(paths[".csv"].open())] == labels
+        doc = json.loads(paths[".json"].read_text())
+        assert doc["last"]["kind"] == "load_sweep" and len(doc["last"]["result"]["points"]) == len(xs)
+
+
+@pytest.mark.parametrize(("batch_keys", "batch", "advice"), [
+    ((), 1, "lower max new tokens"),
+    (("b",), 8, "lower the batch size or max new tokens"),
+])
+async def test_a_run_cut_by_a_crash_keeps_its_tokens_and_enters_results_partial(batch_keys, batch, advice):
+    """A host crash left the tokens on screen but no row in Results; its hint said "lower batch size" at batch 1."""
+    app = make_test_app(engine_spec="tests.ui_engines:make_engine", model="killed")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press(*batch_keys)
+        app.settings = app.settings.with_(max_new_tokens=500)  # killed long before its end
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.busy is None and app.engine_state == "failed", timeout=30)
+        await pilot.pause(0.1)
+        assert len(app.results) == 1
+        row = app.results[0]
+        assert row["state"] == "partial" and row["batch_size"] == batch and row["n"] == batch
+        assert 0 < row["output_tokens"] < 500 * batch
+        assert row["output_tokens"] == live_run(app).figures().tokens_done  # what the panel received, kept
+        assert app.query_one(ResultsTable).row_count == 1
+        assert text_of(app, "#tokens").startswith("r0 · ")
+        assert "partial" in text_of(app, "#figures")
+        note = " ".join(text_of(app, "#run-note").split())
+        assert "SIGKILL" in note and "press m" in note and advice in note
+        if batch == 1:
+            assert "batch" not in note
+        assert "not measured (the engine process ended" in " ".join(text_of(app, "#predict-result").split())
+
+
+def test_the_crash_hint_names_the_batch_only_when_there_was_one() -> None:
+    from tui_lab.ui.run_control import crash_hint, largest_batch
+
+    assert "batch" not in crash_hint(-9, 1) and "max new tokens" in crash_hint(-9, 1)
+    assert "batch size" in crash_hint(-9, 2)
+    assert crash_hint(3, 64) == "" and crash_hint(-11, 64) == ""
+    assert largest_batch({"batch_size": 1}) == 1 and largest_batch({"batch_sizes": [1, 4, 16]}) == 16
+    assert largest_batch({"num_requests": 8}) == 1
+
+
+async def test_a_corrupt_progress_file_is_moved_aside_and_the_learner_told_where(tmp_path):
+    path = tmp_path / "progress.json"
+    path.write_text("{ not json")
+    app = make_test_app()
+    app.options.save_progress, app.options.progress_path = True, str(path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        moved = [p for p in tmp_path.iterdir() if p.name.startswith("progress.json.corrupt-")]
+        assert len(moved) == 1 and moved[0].read_text() == "{ not json"
+        told = [str(n.message) for n in app._notifications if str(moved[0]) in str(n.message)]
+        assert len(told) == 1 and "could not be read" in told[0]
+
+
+def test_each_host_event_becomes_one_typed_message() -> None:
+    from array import array
+
+    from tui_lab.engines.base import EngineInfo
+    from tui_lab.host import protocol as p
+    from tui_lab.lab.experiment import Progress
+    from tui_lab.ui import messages as m
+    from tui_lab.ui.host_link import to_message
+
+    reader = p.FrameReader()
+    frame = p.Frame(7, new_ids=["r0", "r1"], index=array("i", [1]), token_id=array("q", [5]),
+                    t=array("d", [1.0]), text=["x"], n_tokens=array("i", [1]))
+    info = EngineInfo("scripted", "m", "cpu", "none")
+    cases = [
+        (p.LoadProgress("reading", 0.5), m.EngineLoading), (p.Loaded(info), m.EngineReady),
+        (p.HostError("load", "no model", "pick one"), m.EngineFailed), (frame, m.TokensArrived),
+        (p.RunProgressLine(7, Progress("batch 8")), m.RunProgress), (p.Partial(7, {"t": 1.0}), m.PartialResult),
+        (p.RunDone(7, "generate", None), m.RunFinished), (p.HostError("generate", "boom", "", 7), m.RunFailed),
+        (p.HostDied(-9, "killed"), m.HostDied),
+    ]
+    for event, kind in cases:
+        message = to_message(3, event, reader.table)
+        assert type(message) is kind and message.generation == 3, event
+    tokens = to_message(3, frame, p.FrameReader().table)  # the frame's new ids extend its run's table
+    assert tokens.ids == ("r0", "r1") and tokens.run_id == 7
+    assert to_message(3, p.Pong(1.0, 1), reader.table) is None
+    posted = {name for name, value in vars(m).items() if isinstance(value, type) and issubclass(value, m.HostMessage)}
+    assert posted == {kind.__name__ for _, kind in cases} | {"HostMessage"}  # no message class goes unposted
+
+
+async def test_help_lists_every_key_with_what_it_does():
+    from textual.widgets import Markdown
+
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        page = app.screen.query_one(Markdown).source
+        for binding in LabApp.BINDINGS:
+            assert binding.tooltip in page, binding.key
+        assert "| `↑ ↓ pgup pgdn` | Scroll the lesson text |" in page

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tui_lab.engines.base import Request, RequestFinished, RequestSubmitted, TokenEvent
+from tui_lab.formatting import seconds
 from tui_lab.ui.live import LiveRun
-from tui_lab.ui.theme import GAP_THRESHOLDS_S, MAX_RECENT_GAPS, MAX_TOKENS_ON_SCREEN, format_seconds, gap_style
+from tui_lab.ui.theme import GAP_THRESHOLDS_S, MAX_RECENT_GAPS, MAX_TOKENS_ON_SCREEN, gap_style
 from tui_lab.ui.widgets.request_list import progress_cells
 from tui_lab.ui.widgets.token_stream import timing_bar
 
@@ -57,7 +58,7 @@ def test_gap_colours_and_bars():
     assert timing_bar(1.0, 1.0, "x", 10).plain == "█" * 10
     assert timing_bar(3.0, 1.0, "x", 10).plain.endswith("»")
     assert progress_cells(5, 10, 10) == "━━━━━╌╌╌╌╌"
-    assert format_seconds(0.0123) == "12.3 ms" and format_seconds(None) == "—"
+    assert seconds(0.0123) == "12.3 ms" and seconds(None) == "—"
 
 
 def test_a_frame_folds_like_its_events() -> None:

@@ -43,7 +43,7 @@ class SharedEngine:
 
 
 async def test_real_generation_in_the_app(hf_engine):
-    options = AppOptions(model="embedded", engine="transformers", device="cpu",
+    options = AppOptions(engine="transformers", engine_options={"model": "embedded", "device": "cpu"},
                          engine_factory=lambda name, **kw: SharedEngine(hf_engine),
                          lessons=FIXTURE_LESSONS, cursor_blink=False, save_progress=False)
     app = LabApp(options)
@@ -60,6 +60,6 @@ async def test_real_generation_in_the_app(hf_engine):
             await pilot.pause(0.1)
         row = app.results[0]
         assert row["state"] == "done" and row["output_tokens"] == 8
-        text = app.last_result["requests"][0]["text"]
+        text = app.store.last_document()["requests"][0]["text"]
         assert text.startswith(" in the hands of the people"), text
         assert row["ttft_p50"] > 0 and row["output_tokens_per_s"] > 0

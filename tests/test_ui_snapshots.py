@@ -100,7 +100,8 @@ def test_batch_sweep_charts(snap_compare, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_controls_refuse_invalid_value(snap_compare, size):
-    """Controls tab: batch size 3000 typed and refused — red message under the help line, value not applied."""
+    """Controls tab: batch size 3000 typed and refused — red message under the help line, value not applied;
+    under the general fields the engine and the options the transformers engine declares (model ... cuda graphs)."""
     app = make_test_app()
 
     async def run_before(pilot):

@@ -164,8 +164,9 @@ def _death_text(code: int | None) -> str:
 
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         if -code == 9:
+            # What to make smaller depends on the run (a batch of one has no batch to lower): the UI says it.
             return ("the engine process was killed (SIGKILL: often the out-of-memory killer) — "
-                    "press m to start a fresh engine; lower batch size or max new tokens")
+                    "press m to start a fresh engine")
         if -code == 11:
             return "the engine process crashed (segmentation fault) — press m to start a fresh engine"
         return f"the engine process ended on {name} — press m to start a fresh engine"

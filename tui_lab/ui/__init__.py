@@ -2,5 +2,5 @@
 
 Public surface: ``AppOptions``, ``LabApp``, ``run_app`` (from ``tui_lab.ui.app``)
 and ``serve`` (``tui_lab.ui.serve``). Importing this package imports Textual but
-never torch: engines are created inside worker threads.
+never torch: engines live in the engine host process (``tui_lab.host``).
 """

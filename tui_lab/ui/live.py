@@ -148,13 +148,13 @@ class LiveRun:
     def apply_frame(self, frame: Frame, ids: Sequence[str]) -> None:
         """Fold one frame of the host's token columns; ``ids`` is the run's request table (index → id)."""
         with self._lock:
-            for event in frame.submitted:
-                self._submitted(event)
+            for submitted in frame.submitted:
+                self._submitted(submitted)
             if len(frame.index):
                 rows = [self._request(rid) for rid in ids]
                 self._tokens(rows, frame.index, frame.t, frame.text, frame.n_tokens)
-            for event in frame.finished:
-                self._finished(event)
+            for finished in frame.finished:
+                self._finished(finished)
             self.version += 1
 
     def _tokens(self, rows: Sequence[LiveRequest], index: Sequence[int], times: Sequence[float],

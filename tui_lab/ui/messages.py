@@ -1,104 +1,110 @@
-"""App-wide messages posted by worker threads to the lab app.
+"""The engine host's events as Textual messages: one typed message per kind of event.
 
-Workers never touch widgets: they post one of these and the app updates the
-screen on its own thread. Progress messages replace their stale copies still
-waiting in the queue, so a fast producer cannot flood the UI.
+``HostLink`` turns each event the host sends (``tui_lab.host.protocol``) into one of these and posts it
+to the app from its reader thread; the app handles them on its own thread. Every message carries the
+host generation it came from, so the events of a host that was replaced (``m`` reloads) are told apart.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.message import Message
 
+from tui_lab.engines.base import EngineInfo
+from tui_lab.host.protocol import Frame, PartialItem
+from tui_lab.lab.experiment import Progress, Result
 
-class EngineLoadProgress(Message):
+
+class HostMessage(Message):
+    """Something the engine host of generation ``generation`` said."""
+
+    def __init__(self, generation: int) -> None:
+        super().__init__()
+        self.generation = generation
+
+
+class EngineLoading(HostMessage):
     """A loading stage and its completed fraction (None when unknown)."""
 
     def __init__(self, generation: int, stage: str, fraction: float | None) -> None:
-        super().__init__()
-        self.generation = generation
+        super().__init__(generation)
         self.stage = stage
         self.fraction = fraction
 
     def can_replace(self, message: Message) -> bool:
-        """A newer progress report of the same load supersedes this one."""
-        return isinstance(message, EngineLoadProgress) and message.generation == self.generation
+        """A newer stage of the same load supersedes one still waiting in the queue."""
+        return isinstance(message, EngineLoading) and message.generation == self.generation
 
 
-class EngineReady(Message):
-    """The engine finished loading."""
+class EngineReady(HostMessage):
+    """The engine finished loading; ``info`` says what was loaded, where."""
 
-    def __init__(self, generation: int, engine: Any, info: Any) -> None:
-        super().__init__()
-        self.generation = generation
-        self.engine = engine
+    def __init__(self, generation: int, info: EngineInfo) -> None:
+        super().__init__(generation)
         self.info = info
 
 
-class EngineFailed(Message):
-    """Creating or loading the engine failed; ``error`` is shown with what to do."""
+class EngineFailed(HostMessage):
+    """Creating or loading the engine failed: why, and what to do."""
 
-    def __init__(self, generation: int, error: BaseException) -> None:
-        super().__init__()
-        self.generation = generation
-        self.error = error
+    def __init__(self, generation: int, message: str, hint: str) -> None:
+        super().__init__(generation)
+        self.message = message
+        self.hint = hint
 
 
-class RunProgress(Message):
-    """New events were folded into the live run ``run_id`` (one per time-batch)."""
+class TokensArrived(HostMessage):
+    """One frame of a run's token columns; ``ids`` is the run's request table (index → id) as of this frame."""
 
-    def __init__(self, run_id: int) -> None:
-        super().__init__()
+    def __init__(self, generation: int, frame: Frame, ids: tuple[str, ...]) -> None:
+        super().__init__(generation)
+        self.run_id = frame.run_id
+        self.frame = frame
+        self.ids = ids
+
+
+class RunProgress(HostMessage):
+    """A progress line of run ``run_id`` ("batch 8 · run 2/3")."""
+
+    def __init__(self, generation: int, run_id: int, progress: Progress) -> None:
+        super().__init__(generation)
         self.run_id = run_id
-
-    def can_replace(self, message: Message) -> bool:
-        """Only the latest "something changed" matters: the live state already holds the events."""
-        return isinstance(message, RunProgress) and message.run_id == self.run_id
+        self.progress = progress
 
 
-class RunFinished(Message):
-    """A single run ended (complete, stopped or failed) with its full result."""
+class PartialResult(HostMessage):
+    """A partial result of run ``run_id`` (a sweep point, a load point, a sample)."""
 
-    def __init__(self, run_id: int, result: Any) -> None:
-        super().__init__()
+    def __init__(self, generation: int, run_id: int, item: PartialItem) -> None:
+        super().__init__(generation)
         self.run_id = run_id
-        self.result = result
+        self.item = item
 
 
-class SweepPointReady(Message):
-    """One configuration of a sweep finished: its point can be charted."""
+class RunFinished(HostMessage):
+    """Run ``run_id`` of experiment ``name`` ended; ``result`` is None when it failed (``RunFailed`` said why)."""
 
-    def __init__(self, run_id: int, point: Any) -> None:
-        super().__init__()
-        self.run_id = run_id
-        self.point = point
-
-
-class ExperimentFinished(Message):
-    """A sweep, comparison or inspection ended; ``result`` is its result object."""
-
-    def __init__(self, run_id: int, name: str, result: Any) -> None:
-        super().__init__()
+    def __init__(self, generation: int, run_id: int, name: str, result: Result | None) -> None:
+        super().__init__(generation)
         self.run_id = run_id
         self.name = name
         self.result = result
 
 
-class TaskFailed(Message):
-    """A run, sweep or inspection failed; ``error`` is shown in the live panel."""
+class RunFailed(HostMessage):
+    """Run ``run_id`` (of experiment ``what``) failed: why, and what to do."""
 
-    def __init__(self, run_id: int, what: str, error: BaseException) -> None:
-        super().__init__()
+    def __init__(self, generation: int, run_id: int | None, what: str, message: str, hint: str) -> None:
+        super().__init__(generation)
         self.run_id = run_id
         self.what = what
-        self.error = error
+        self.message = message
+        self.hint = hint
 
 
-class HostEvent(Message):
-    """One event from the engine host (``tui_lab.host.protocol``), posted by its reader thread."""
+class HostDied(HostMessage):
+    """The engine process ended without being asked to (crash, out-of-memory kill); ``message`` says how."""
 
-    def __init__(self, generation: int, event: Any) -> None:
-        super().__init__()
-        self.generation = generation
-        self.event = event
+    def __init__(self, generation: int, exitcode: int | None, message: str) -> None:
+        super().__init__(generation)
+        self.exitcode = exitcode
+        self.message = message

@@ -1,8 +1,9 @@
-"""Every number and colour the lab UI uses to draw timings, in one place.
+"""Every threshold and period the lab UI draws timings with, in one place.
 
 Widgets never hard-code a threshold: they ask this module. Changing what counts
 as a "slow" token, how many tokens stay on screen or how often charts redraw is
-a one-line edit here.
+a one-line edit here. Colours of states (TTFT, partial, error, ok) are the views'
+(``tui_lab.views.style``); numbers are written by ``tui_lab.formatting``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,6 @@ GAP_THRESHOLDS_S: tuple[tuple[float, str], ...] = (
     (float("inf"), "red"),
 )
 """Inter-token gap → colour: up to 30 ms reads as fluent, up to 100 ms as visible stutter, beyond as slow."""
-
-TTFT_STYLE = "bold magenta"
-"""The first token's bar: its gap is TTFT (queueing + prefill), not a decode step."""
-
-PARTIAL_STYLE = "bold yellow"
-ERROR_STYLE = "bold red"
-OK_STYLE = "bold green"
 
 MAX_TOKENS_ON_SCREEN = 400
 """Tokens kept per request for display; the full record stays in the run result."""
@@ -43,7 +37,7 @@ BAR_WIDTH = 24
 """Cells of the longest timing bar; the other bars scale to the largest gap shown."""
 
 LATENCY_BUDGET_STEP = 1.25
-"""Factor by which [ and ] move the latency-budget line on the trade-off chart."""
+"""Factor by which - and + move the latency-budget line on the trade-off chart."""
 
 DEFAULT_LATENCY_BUDGET_S = 2.0
 """Initial E2E p90 budget drawn on the throughput-vs-latency chart."""
@@ -59,16 +53,3 @@ def gap_style(gap_s: float) -> str:
             return style
     return GAP_THRESHOLDS_S[-1][1]
 
-
-def format_seconds(value: float | None) -> str:
-    """Seconds for people: '—' for missing, ms below one second."""
-    if value is None:
-        return "—"
-    if value < 1.0:
-        return f"{value * 1000:.1f} ms"
-    return f"{value:.2f} s"
-
-
-def format_rate(value: float | None) -> str:
-    """Tokens per second, '—' when unknown."""
-    return "—" if value is None else f"{value:,.1f} tok/s"

@@ -8,12 +8,13 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
+from tui_lab.ui.keys import KeyAction
 from tui_lab.ui.theme import BATCH_PRESETS, GAP_THRESHOLDS_S
 
 
-def help_text(keys: list[tuple[str, str]]) -> str:
+def help_text(keys: list[KeyAction]) -> str:
     """The help page as Markdown, built from the app's bindings."""
-    rows = "\n".join(f"| `{k}` | {d} |" for k, d in keys)
+    rows = "\n".join(f"| `{k.keys}` | {k.does} |" for k in keys)
     green, yellow = GAP_THRESHOLDS_S[0][0] * 1000, GAP_THRESHOLDS_S[1][0] * 1000
     return f"""\
 # inference-lab — keys
@@ -58,7 +59,7 @@ class HelpScreen(ModalScreen[None]):
         Binding("end", "scroll_help('end')", "bottom", show=False),
     ]
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, keys: list[KeyAction]) -> None:
         super().__init__()
         self._keys = keys
 

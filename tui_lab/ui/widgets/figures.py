@@ -5,16 +5,17 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from tui_lab.formatting import MISSING, rate, seconds
 from tui_lab.metrics import Percentiles
 from tui_lab.metrics.percentiles import MIN_SAMPLES_P90
 from tui_lab.ui.live import LiveFigures
-from tui_lab.ui.theme import PARTIAL_STYLE, format_rate, format_seconds
+from tui_lab.views.style import PARTIAL_STYLE
 
 
 def pct(p: Percentiles) -> str:
     """'p50/p90'; a tail that needs more samples shows as 'n<5' (percentiles.MIN_SAMPLES_P90)."""
-    p90 = format_seconds(p.p90) if p.p90 is not None else ("—" if p.n == 0 else f"n<{MIN_SAMPLES_P90}")
-    return f"{format_seconds(p.p50)}/{p90}"
+    p90 = seconds(p.p90) if p.p90 is not None else (MISSING if p.n == 0 else f"n<{MIN_SAMPLES_P90}")
+    return f"{seconds(p.p50)}/{p90}"
 
 
 def render_figures(fig: LiveFigures | None, state: str) -> Text:
@@ -23,8 +24,8 @@ def render_figures(fig: LiveFigures | None, state: str) -> Text:
         return Text("elapsed —  ·  tokens 0/0  ·  — tok/s", style="dim")
     out = Text()
     out.append(f"{state:<9}", PARTIAL_STYLE if state in ("stopped", "partial", "failed") else "bold")
-    out.append(f" {fig.elapsed_s:6.2f} s · tokens {fig.tokens_done}/{fig.tokens_total}")
-    out.append(f" · {format_rate(fig.system_tokens_per_s)} (system) · done {fig.finished}/{fig.requests}\n")
+    out.append(f" {seconds(fig.elapsed_s):>8} · tokens {fig.tokens_done}/{fig.tokens_total}")
+    out.append(f" · {rate(fig.system_tokens_per_s)} (system) · done {fig.finished}/{fig.requests}\n")
     out.append("p50/p90 ", "dim")
     out.append(f"TTFT {pct(fig.ttft)} · ITL {pct(fig.itl)} · TPOT {pct(fig.tpot)}")
     return out

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Markdown, Static
 
+from tui_lab.errors import LabError
+from tui_lab.lessons import Lesson, ProgressStore, Step, load_lessons
+from tui_lab.lessons.progress import StepRecord
 from tui_lab.ui.theme import NARROW_WIDTH
 
 NO_LESSONS = """\
@@ -21,12 +24,8 @@ then press **r** to run and **s** to stop.
 """
 
 
-def lesson_loader() -> tuple[list[Any], str | None]:
+def lesson_loader() -> tuple[list[Lesson], str | None]:
     """Load lessons through ``tui_lab.lessons``; on any failure return no lessons and why."""
-    try:
-        from tui_lab.lessons import load_lessons
-    except ImportError as exc:
-        return [], f"The lessons package is not available ({exc})."
     try:
         lessons = list(load_lessons())
     except Exception as exc:  # a malformed lesson must not stop the lab: show why instead
@@ -36,30 +35,20 @@ def lesson_loader() -> tuple[list[Any], str | None]:
     return lessons, None
 
 
-def _step_key(step: Any) -> str:
-    """The step's progress key: ``Step.key``, or its title as a slug (the same rule) for other step objects."""
-    key = getattr(step, "key", None)
-    if key:
-        return str(key)
-    from tui_lab.lessons._format import slugify
-
-    return slugify(step.title)
-
-
-def step_markdown(lesson: Any, step: Any, index: int, saved: Any = None) -> str:
+def step_markdown(lesson: Lesson, step: Step, index: int, saved: StepRecord | None = None) -> str:
     """A step's Markdown: the lesson's intro and what it needs above the first step, the step text,
     and the experiment it loads."""
     head = ""
-    needs = (getattr(lesson, "needs", "") or "").strip()
+    needs = lesson.needs.strip()
     if needs:
         head += f"> **This lesson needs:** {needs}\n\n"
-    if index == 0 and (getattr(lesson, "intro", "") or "").strip():
+    if index == 0 and lesson.intro.strip():
         head += f"{lesson.intro.strip()}\n\n"
     if head:
         head += "---\n\n"
-    done = " ✓" if saved is not None and getattr(saved, "done", False) else ""
+    done = " ✓" if saved is not None and saved.done else ""
     extra = ""
-    if getattr(step, "experiment", None):
+    if step.experiment:
         extra = f"\n\n---\n*Experiment:* `{step.experiment}` is loaded in the live panel — press **r** to run it."
     return f"{head}## {step.title}{done}\n\n{step.body}{extra}"
 
@@ -70,7 +59,7 @@ class LessonPane(Vertical):
     class StepShown(Message):
         """A step became visible; the app loads its experiment preset."""
 
-        def __init__(self, lesson: Any, step: Any, index: int) -> None:
+        def __init__(self, lesson: Lesson, step: Step, index: int) -> None:
             super().__init__()
             self.lesson = lesson
             self.step = step
@@ -79,19 +68,24 @@ class LessonPane(Vertical):
     class PredictionMade(Message):
         """The learner submitted a guess for the current step."""
 
-        def __init__(self, lesson: Any, step: Any, guess: str) -> None:
+        def __init__(self, lesson: Lesson, step: Step, guess: str) -> None:
             super().__init__()
             self.lesson = lesson
             self.step = step
             self.guess = guess
 
-    def __init__(self, lessons: list[Any], reason: str | None, store: Any = None, start: str | None = None,
-                 **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, lessons: list[Lesson] | None, store: ProgressStore | None = None, start: str | None = None,
+                 cursor_blink: bool = True, id: str | None = None) -> None:
+        super().__init__(id=id)
+        if lessons is None:
+            lessons, reason = lesson_loader()
+        else:
+            reason = None if lessons else "No lessons were given."
+        self.cursor_blink = cursor_blink
         self.start = start
         """``--lesson`` as given (an id like ``02``), or None to resume where the learner left off."""
         self.store = store
-        """A ``tui_lab.lessons.ProgressStore`` (or None): where the learner is, their guesses and results."""
+        """Where the learner is, their guesses and results (None: nothing is saved)."""
         self.lessons = lessons
         self.reason = reason
         self.lesson_index = 0
@@ -108,15 +102,23 @@ class LessonPane(Vertical):
             yield Markdown("", id="lesson-md")
         with Vertical(id="predict-box"):
             yield Static("", id="predict-question")
-            yield Input(placeholder="your guess, then Enter", id="predict-input", compact=True)
+            box = Input(placeholder="your guess, then Enter", id="predict-input", compact=True)
+            box.cursor_blink = self.cursor_blink
+            yield box
             yield Static("", id="predict-result")
 
     def on_mount(self) -> None:
-        """Open at --lesson, else where the learner left off, else the first step (or say why there are none)."""
+        """Open at --lesson, else where the learner left off, else the first step (or say why there are none).
+
+        A progress file that could not be read was moved aside by the store: the learner is told where, once.
+        """
+        if self.store is not None and self.store.recovered_from is not None:
+            self.app.notify(f"your progress file could not be read: it was moved to {self.store.recovered_from} "
+                            "and the lessons start afresh", severity="warning", timeout=20)
         if self.store is not None and self.lessons:
             try:
                 self.lesson_index, self.step_index = self.store.resume(self.lessons, self.start)
-            except Exception as exc:  # e.g. LessonNotFound for a bad --lesson: say so, open the first lesson
+            except LabError as exc:  # LessonNotFound for a bad --lesson: say so, open the first lesson
                 self.app.notify(str(exc), severity="warning")
         elif self.start and not self._find(self.start):
             self.app.notify(f"no lesson {self.start!r}; showing the first one", severity="warning")
@@ -131,62 +133,61 @@ class LessonPane(Vertical):
         return False
 
     @property
-    def lesson(self) -> Any | None:
+    def lesson(self) -> Lesson | None:
         """The current lesson, if any."""
         return self.lessons[self.lesson_index] if self.lessons else None
 
     @property
-    def step(self) -> Any | None:
+    def step(self) -> Step | None:
         """The current step, if any."""
         lesson = self.lesson
         if lesson is None or not lesson.steps:
             return None
         return lesson.steps[self.step_index]
 
-    def record(self, method: str, *args: Any, lesson: Any = None, step: Any = None) -> None:
-        """Save progress through the store (for the current step unless told which); a failing save
-        never interrupts the lesson."""
-        lesson, step = lesson or self.lesson, step or self.step
-        if self.store is None or lesson is None or step is None:
+    def _save(self, write: Callable[[ProgressStore], None]) -> None:
+        """Save progress through the store; a failing save never interrupts the lesson."""
+        if self.store is None:
             return
-        try:
-            if method == "position":
-                self.store.set_position(lesson.id, self.step_index)
-            else:
-                getattr(self.store, method)(lesson.id, _step_key(step), *args)
-        except Exception as exc:  # a read-only home or a full disk must not stop the lab
-            self.app.notify(f"progress not saved: {exc}", severity="warning", timeout=4)
+        write(self.store)
+        if self.store.save_error:  # a read-only home or a full disk must not stop the lab
+            self.app.notify(f"progress not saved: {self.store.save_error}", severity="warning", timeout=4)
             self.store = None
 
-    def step_finished(self, lesson: Any, step: Any, value: float | None, text: str, done: bool) -> None:
+    def _save_position(self) -> None:
+        lesson = self.lesson
+        if lesson is not None:
+            self._save(lambda store: store.set_position(lesson.id, self.step_index))
+
+    def _mark_done(self, lesson: Lesson, step: Step) -> None:
+        self._save(lambda store: store.mark_done(lesson.id, step.key))
+
+    def step_finished(self, lesson: Lesson, step: Step, value: float | None, text: str, done: bool) -> None:
         """The experiment of ``step`` ended: show and save the measured value (``text`` says why when
         there is none); ``done`` marks the step finished in the progress file."""
-        if getattr(step, "predict", None) is not None and text:
+        if step.predict is not None and text:
             if value is not None:
-                self.record("set_result", value, {"measured": text}, lesson=lesson, step=step)
+                self._save(lambda store: store.set_result(lesson.id, step.key, value, {"measured": text}))
             if lesson is self.lesson and step is self.step:
                 self.show_measured(text)
         if done:
-            self.record("mark_done", lesson=lesson, step=step)
+            self._mark_done(lesson, step)
 
-    def _saved(self) -> Any:
+    def _saved(self) -> StepRecord | None:
         """The progress record of the current step (None without a store)."""
         lesson, step = self.lesson, self.step
         if self.store is None or lesson is None or step is None:
             return None
-        try:
-            return self.store.step(lesson.id, _step_key(step))
-        except Exception:  # an unreadable record is no record
-            return None
+        return self.store.step(lesson.id, step.key)
 
     def move(self, delta: int) -> None:
         """Next / previous step, crossing into the next / previous lesson at the ends."""
         lesson, leaving = self.lesson, self.step
         if lesson is None:
             return
-        if delta > 0 and leaving is not None and not getattr(leaving, "experiment", None):
+        if delta > 0 and leaving is not None and not leaving.experiment:
             # A reading step (no experiment) is finished once the learner moves on from it.
-            self.record("mark_done", lesson=lesson, step=leaving)
+            self._mark_done(lesson, leaving)
         target = self.step_index + delta
         if 0 <= target < len(lesson.steps):
             self.step_index = target
@@ -230,10 +231,10 @@ class LessonPane(Vertical):
         saved = self._saved()
         md.update(step_markdown(lesson, step, self.step_index, saved))
         self.query_one("#lesson-scroll", VerticalScroll).scroll_home(animate=False)
-        prediction = getattr(step, "predict", None)
+        prediction = step.predict
         box.display = prediction is not None
         if prediction is not None:
-            unit = f" ({prediction.unit})" if getattr(prediction, "unit", None) else ""
+            unit = f" ({prediction.unit})" if prediction.unit else ""
             self.query_one("#predict-question", Static).update(f"Predict: {prediction.question}{unit}")
             box_input = self.query_one("#predict-input", Input)
             box_input.value = ""
@@ -248,16 +249,16 @@ class LessonPane(Vertical):
                     shown = (saved.details or {}).get("measured")
                     self.measured = f"{shown if isinstance(shown, str) else f'{saved.result:g}'} (last session)"
                 self._show_comparison()
-        self.record("position")
+        self._save_position()
         if announce:
             self.post_message(self.StepShown(lesson, step, self.step_index))
 
     def _set_placeholder(self) -> None:
         """Narrow terminals hide the question line, so the box itself asks it."""
-        prediction = getattr(self.step, "predict", None) if self.step is not None else None
+        prediction = self.step.predict if self.step is not None else None
         if prediction is None:
             return
-        unit = f" ({prediction.unit})" if getattr(prediction, "unit", None) else ""
+        unit = f" ({prediction.unit})" if prediction.unit else ""
         narrow = self.app.size.width < NARROW_WIDTH
         self.query_one("#predict-input", Input).placeholder = (
             f"{prediction.question}{unit} — press i, type a guess, Enter" if narrow
@@ -276,9 +277,10 @@ class LessonPane(Vertical):
         self.screen.set_focus(None)  # back to keys: r runs the experiment
         self.guess = event.value.strip() or None
         self._show_comparison()
-        if self.guess is not None:
-            self.record("set_prediction", self.guess)
-            self.post_message(self.PredictionMade(self.lesson, self.step, self.guess))
+        lesson, step, guess = self.lesson, self.step, self.guess
+        if guess is not None and lesson is not None and step is not None:
+            self._save(lambda store: store.set_prediction(lesson.id, step.key, guess))
+            self.post_message(self.PredictionMade(lesson, step, guess))
 
     def show_measured(self, measured: str) -> None:
         """Put the measured figure beside the learner's guess."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -37,14 +38,15 @@ class LivePanel(Vertical):
     state: reactive[str] = reactive("idle")
     """The figures line's state label."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.live: LiveRun | None = None
         self.selected = 0
         self._drawn_version = -1
         self._figures_key: tuple = ()
 
     def compose(self) -> ComposeResult:
+        """Figures, the note, the tokens beside the request list."""
         yield FiguresView(id="figures")
         yield Static("", id="run-note")
         with Horizontal(id="run-pane"):
@@ -52,13 +54,22 @@ class LivePanel(Vertical):
             yield RequestList(id="requests")
 
     def on_mount(self) -> None:
+        """Start the redraw timers."""
+        self.note("")
         self.set_interval(TOKEN_REFRESH_S, self.refresh_tokens, name="tokens")
         self.set_interval(CHART_REFRESH_S, self.refresh_figures, name="figures")
         self.refresh_tokens()
         self.refresh_figures()
 
     def watch_state(self) -> None:
+        """The state label moved: redraw the figures at once."""
         self.refresh_figures()
+
+    def note(self, note: str | Text) -> None:
+        """The line under the figures (partial, error); hidden when empty to save a row."""
+        widget = self.query_one("#run-note", Static)
+        widget.update(note)
+        widget.display = bool(str(note))
 
     # ------------------------------------------------------------- the run
     def start(self, live: LiveRun | None) -> None:

@@ -6,7 +6,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from tui_lab.ui.theme import ERROR_STYLE, OK_STYLE, PARTIAL_STYLE, format_seconds
+from tui_lab.formatting import rate, seconds
+from tui_lab.views.style import ERROR_STYLE, OK_STYLE, PARTIAL_STYLE
 
 Row = tuple[str, int, int, str | None, float | None, float | None]
 
@@ -25,15 +26,15 @@ def render_rows(rows: list[Row], selected: int, bar_width: int = 12) -> Table:
     for _ in range(7):
         table.add_column(no_wrap=True)
     table.add_row(*(Text(h, "dim") for h in ("", "id", "progress", "tokens", "TTFT", "speed", "state")))
-    for i, (rid, done, total, reason, ttft, rate) in enumerate(rows):
+    for i, (rid, done, total, reason, ttft, speed) in enumerate(rows):
         style = {"cancelled": PARTIAL_STYLE, "error": ERROR_STYLE}.get(reason or "", OK_STYLE if reason else "")
         table.add_row(
             "▶" if i == selected else " ",
             Text(rid, "bold" if i == selected else ""),
             Text(progress_cells(done, total, bar_width), style or "cyan"),
             f"{done}/{total}",
-            format_seconds(ttft),
-            "—" if rate is None else f"{rate:.1f}/s",
+            seconds(ttft),
+            rate(speed),
             Text(reason or "running", style or "dim"),
         )
     return table

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from tui_lab.ui.theme import format_seconds
+from tui_lab.formatting import rate, seconds
+from tui_lab.ui.results import Row
 
 COLUMNS = ("label", "batch", "tok/s", "TTFT p50", "TTFT p90", "E2E p50", "E2E p90", "TPOT p50", "TPOT p90",
            "n", "state")
@@ -20,15 +21,15 @@ class ResultsTable(DataTable):
         for name in COLUMNS:
             self.add_column(name, key=name)
 
-    def upsert(self, key: str, row: dict) -> None:
+    def upsert(self, key: str, row: Row) -> None:
         """Add the row ``key`` or update its cells in place."""
+        state = str(row.get("state", ""))
         values = [
-            row.get("label", key), row.get("batch_size", ""),
-            "—" if row.get("output_tokens_per_s") is None else f"{row['output_tokens_per_s']:.1f}",
-            format_seconds(row.get("ttft_p50")), format_seconds(row.get("ttft_p90")),
-            format_seconds(row.get("e2e_p50")), format_seconds(row.get("e2e_p90")),
-            format_seconds(row.get("tpot_p50")), format_seconds(row.get("tpot_p90")),
-            row.get("n", ""), f"{row.get('state', '')} · noisy" if row.get("noise") else row.get("state", ""),
+            str(row.get("label", key)), str(row.get("batch_size") or ""),
+            rate(_number(row, "output_tokens_per_s"), "").strip(),
+            *(seconds(_number(row, name)) for name in ("ttft_p50", "ttft_p90", "e2e_p50", "e2e_p90", "tpot_p50",
+                                                       "tpot_p90")),
+            str(row.get("n", "")), f"{state} · noisy" if row.get("noise") else state,
         ]
         if key in self.rows:
             for name, value in zip(COLUMNS, values, strict=True):
@@ -36,3 +37,9 @@ class ResultsTable(DataTable):
         else:
             self.add_row(*values, key=key)
             self.move_cursor(row=self.row_count - 1)
+
+
+def _number(row: Row, name: str) -> float | None:
+    """A figure of ``row`` (None when it was not measured)."""
+    value = row.get(name)
+    return float(value) if isinstance(value, int | float) else None

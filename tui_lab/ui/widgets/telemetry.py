@@ -1,59 +1,45 @@
-"""GPU telemetry from NVML (the GPU engineer's ``GpuSampler``), or why there is none."""
+"""GPU telemetry from NVML (``tui_lab.telemetry.GpuSampler``), or why there is none."""
 
 from __future__ import annotations
-
-from dataclasses import asdict, is_dataclass
-from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-
-def gpu_status() -> tuple[bool, str]:
-    """(available, reason) from ``tui_lab.telemetry``; import problems count as unavailable."""
-    try:
-        from tui_lab.telemetry import gpu_available
-    except Exception as exc:  # a missing or broken telemetry module must not break the lab
-        return False, f"telemetry unavailable ({exc})"
-    try:
-        return gpu_available()
-    except Exception as exc:
-        return False, str(exc)
+from tui_lab.formatting import number, percent, size
+from tui_lab.telemetry import GpuSample, GpuSampler, gpu_available
+from tui_lab.ui.theme import CHART_REFRESH_S
 
 
-def sample_fields(sample: Any) -> dict[str, Any]:
-    """A sample as name → value, whatever its class looks like."""
-    if is_dataclass(sample):
-        return asdict(sample)
-    if isinstance(sample, dict):
-        return dict(sample)
-    return {k: v for k, v in vars(sample).items() if not k.startswith("_")}
+def sample_rows(sample: GpuSample) -> list[tuple[str, str]]:
+    """A sample as (what, value) rows for people."""
+    return [
+        ("utilization", percent(sample.util_pct)),
+        ("memory used", f"{size(sample.mem_used_bytes)} of {size(sample.mem_total_bytes)}"),
+        ("power", number(sample.power_w, "W")),
+        ("SM clock", number(sample.sm_clock_mhz, "MHz")),
+    ]
 
 
 class GpuPanel(Static):
     """Latest NVML sample; the sampler runs only while this panel exists and a GPU is present."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._sampler: Any = None
-        self._reason = ""
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._sampler: GpuSampler | None = None
 
     def on_mount(self) -> None:
         """Start sampling if there is a GPU, else say why not."""
-        ok, reason = gpu_status()
+        ok, reason = gpu_available()
         if not ok:
-            self._reason = reason
             self.update(Text(f"no GPU: {reason}", style="yellow"))
             return
-        try:
-            from tui_lab.telemetry import GpuSampler
-
-            self._sampler = GpuSampler(interval=0.25)
-            self._sampler.start()
-        except Exception as exc:
-            self._sampler = None
-            self.update(Text(f"no GPU: sampler failed to start ({exc})", style="yellow"))
+        sampler = GpuSampler(interval=0.25)
+        if not sampler.start():  # NVML that answers the probe but not the sampler
+            self.update(Text(f"no GPU: {sampler.reason}", style="yellow"))
+            return
+        self._sampler = sampler
+        self.set_interval(CHART_REFRESH_S, self.refresh_sample, name="gpu")
 
     def on_unmount(self) -> None:
         """Stop the sampler thread."""
@@ -61,7 +47,7 @@ class GpuPanel(Static):
             self._sampler.stop()
 
     def refresh_sample(self) -> None:
-        """Draw the latest sample (called from the app's chart timer)."""
+        """Draw the latest sample (≤ 4 Hz)."""
         if self._sampler is None:
             return
         sample = self._sampler.latest()
@@ -71,6 +57,6 @@ class GpuPanel(Static):
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
-        for name, value in sample_fields(sample).items():
-            table.add_row(name, f"{value:.1f}" if isinstance(value, float) else str(value))
+        for name, value in sample_rows(sample):
+            table.add_row(name, value)
         self.update(table)

@@ -6,17 +6,10 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.widgets import Static
 
+from tui_lab.formatting import rate, seconds
 from tui_lab.ui.live import LiveRequest, ShownToken
-from tui_lab.ui.theme import (
-    BAR_WIDTH,
-    ERROR_STYLE,
-    PARTIAL_STYLE,
-    TOKEN_ROWS_SHOWN,
-    TTFT_STYLE,
-    format_rate,
-    format_seconds,
-    gap_style,
-)
+from tui_lab.ui.theme import BAR_WIDTH, TOKEN_ROWS_SHOWN, gap_style
+from tui_lab.views.style import ERROR_STYLE, PARTIAL_STYLE, TTFT_STYLE
 
 
 def timing_bar(gap_s: float, scale_s: float, style: str, width: int = BAR_WIDTH) -> Text:
@@ -51,8 +44,8 @@ def render_tokens(
         return Text("No run yet. Press r to run the current settings.", style="dim")
     head = Text()
     head.append(f"{req.request_id}", "bold")
-    head.append(f" · {req.produced}/{req.budget} tokens · TTFT {format_seconds(req.ttft_s)}")
-    head.append(f" · {format_rate(req.tokens_per_s)}")
+    head.append(f" · {req.produced}/{req.budget} tokens · TTFT {seconds(req.ttft_s)}")
+    head.append(f" · {rate(req.tokens_per_s)}")
     if req.finish_reason in ("cancelled", "error"):
         head.append(f"  [{req.finish_reason}]", ERROR_STYLE if req.finish_reason == "error" else PARTIAL_STYLE)
     elif req.finish_reason:
@@ -81,7 +74,7 @@ def render_tokens(
         scale = max((t.gap_s for t in newest), default=1.0) or 1.0
     # The rows are laid out by hand in fixed columns (a Rich table measures every cell on every redraw,
     # and this view is redrawn for each frame of tokens: on a 2-core CPU that cost was taken from the engine).
-    labels = [("TTFT " if t.first else "") + format_seconds(t.gap_s) for t in newest]
+    labels = [("TTFT " if t.first else "") + seconds(t.gap_s) for t in newest]
     index_width = max([3, *(len(str(t.index)) for t in newest)])
     label_width = max([12, *(len(label) for label in labels)])
     table = Text(no_wrap=True, overflow="crop", end="")
