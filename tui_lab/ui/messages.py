@@ -7,10 +7,15 @@ host generation it came from, so the events of a host that was replaced (``m`` r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
 from tui_lab.engines.base import EngineInfo
-from tui_lab.host.protocol import Frame, PartialItem
+from tui_lab.host.protocol import Frame
+
+if TYPE_CHECKING:
+    from tui_lab.host.protocol import PartialItem
 from tui_lab.lab.experiment import Progress, Result
 
 

@@ -56,9 +56,9 @@ def kv_view(result: KVCacheComparison, width: int) -> RenderableType:
     scale = max((t for m in modes for t in m.step_times_s[1:]), default=0.0)
 
     def build(cells: int) -> Table:
-        table = Table(title=f"decoding without and with a KV cache (same prompt, greedy, {result.runs} runs each, "
-                      "interleaved)", box=box.SIMPLE_HEAD, padding=(0, 1))
-        for col in ("mode", "E2E (median)", "runs", "tok/s", "step growth", "last run's steps"):
+        table = Table(title=f"without and with a KV cache ({result.runs} runs each, interleaved)",
+                      box=box.SIMPLE_HEAD, padding=(0, 1))
+        for col in ("mode", "E2E median", "tok/s", "growth", "steps"):
             table.add_column(col, no_wrap=True)
         for m in modes:
             name = "no cache" if m.kv_cache is False else m.mode
@@ -66,20 +66,22 @@ def kv_view(result: KVCacheComparison, width: int) -> RenderableType:
                 table.add_row(name, Text(m.error, ERROR_STYLE), "", "", "", "")
                 continue
             found = m.e2e_spread
-            runs = "—" if found is None else f"{seconds(found.low)}–{seconds(found.high)} ({found.n})"
+            e2e = seconds(m.e2e_s)
+            if found is not None and found.n > 1:
+                e2e += f" ±{50 * found.relative:.0f}%"  # half the range, around the median
             growth = m.growth()
             spark = Text()
             for t in m.step_times_s[1:][-cells:]:
                 level = 0 if scale <= 0 else min(7, int(t / scale * 7))
                 spark.append("▁▂▃▄▅▆▇█"[level], TTFT_STYLE if m.kv_cache is False else "green")
-            table.add_row(name, seconds(m.e2e_s), runs, rate(m.tokens_per_s),
-                          "—" if growth is None else ratio(growth), spark)
+            table.add_row(name, e2e, rate(m.tokens_per_s), "—" if growth is None else ratio(growth), spark)
         return table
 
     cells = bar_cells(build, width, BAR_WIDTH)
     foot = Text()
     if any(m.kv_cache is False for m in modes):
-        foot.append("no cache: every step recomputes the whole sequence. ", NOTE_STYLE)
+        foot.append("no cache: every step recomputes the whole sequence (steps: the last run's, left to "
+                    "right). ", NOTE_STYLE)
     measured = result.ratio
     style = "bold" if measured is not None and measured.measurable else PARTIAL_STYLE
     foot.append(result.note + ". ", style)
