@@ -32,6 +32,8 @@ from tui_lab.lab.run import execute_run, make_requests
 from tui_lab.metrics import e2e, output_throughput, ttft
 
 SECRET = "sk-test-0123456789-do-not-leak"
+ECHO_SECRET = "sk-echo-9876543210-must-stay-hidden"
+"""A key the stub's model list refuses, echoing it back in its error."""
 
 
 def free_port() -> int:
@@ -77,15 +79,20 @@ class _StubHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        type(self).seen_auth.append(self.headers.get("Authorization"))
-        if self.path == "/v1/models":
+        auth = self.headers.get("Authorization")
+        type(self).seen_auth.append(auth)
+        if self.path == "/v1/models" and auth and ECHO_SECRET in auth:
+            # A server that echoes the credential it refused.
+            self._json(401, {"error": {"message": f"invalid key {auth}", "type": "AuthenticationError"}})
+        elif self.path == "/v1/models":
             self._json(200, {"object": "list", "data": [{"id": "stub-model", "owned_by": "stub"},
                                                         {"id": "vllm-like", "owned_by": "vllm"}]})
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
 
     def do_POST(self) -> None:  # noqa: N802
-        type(self).seen_auth.append(self.headers.get("Authorization"))
+        auth = self.headers.get("Authorization") or ""
+        type(self).seen_auth.append(auth)
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length))
         prompt = body.get("prompt") or body["messages"][-1]["content"]
@@ -114,6 +121,15 @@ class _StubHandler(BaseHTTPRequestHandler):
             self._sse([chunk(f" t{i}") for i in range(100)], pause=0.05)
         elif prompt == "error500":
             self._json(500, {"error": {"message": "the model crashed (stub)", "type": "InternalServerError"}})
+        elif prompt == "echo-key":
+            self._json(401, {"error": {"message": f"invalid key {auth}"}})
+        elif prompt == "echo-key-cut":
+            # The bare key, placed so that shortening the message to 300 characters cuts it in two.
+            key = auth.removeprefix("Bearer ")
+            self._json(403, {"error": {"message": f"{'x' * 260} refused key {key} for this model"}})
+        elif prompt == "echo-key-midstream":
+            error = "data: " + json.dumps({"error": {"message": f"quota exceeded for key {auth}"}})
+            self._sse([chunk(" a"), error])
         elif prompt == "json":
             self._json(200, {"choices": [{"text": "not streamed"}]})
         elif " " in prompt:
@@ -330,6 +346,79 @@ def test_api_key_is_sent_but_never_kept(stub_url, monkeypatch):
     assert SECRET not in json.dumps(result.to_dict())
     assert SECRET not in json.dumps(info)
     assert SECRET not in repr(engine.__dict__)  # forgotten at unload
+
+
+def _hidden(text: str | None, secret: str) -> str:
+    """``text`` when no 6-character piece of ``secret`` is in it (a cut-short echo counts too)."""
+    assert text
+    leaks = {secret[i:i + 6] for i in range(len(secret) - 5)} & {text[i:i + 6] for i in range(len(text) - 5)}
+    assert not leaks, f"the key leaks into {text!r}"
+    return text
+
+
+def test_key_echoed_by_the_model_list_is_masked(stub_url, monkeypatch):
+    monkeypatch.setenv("LAB_TEST_KEY", ECHO_SECRET)
+    engine = OpenAIEngine(stub_url, api_key_env="LAB_TEST_KEY", timeout=2)
+    with pytest.raises(EngineFailure) as info:
+        engine.load()
+    text = _hidden(str(info.value), ECHO_SECRET)
+    assert "HTTP 401: invalid key Bearer ***" in text and "check the API key" in text
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_key_echoed_in_errors_is_masked_on_every_path(stub_url, monkeypatch, api):
+    """Whole-batch failures, one request's HTTP error (its echo cut by shortening) and an error mid-stream."""
+    monkeypatch.setenv("LAB_TEST_KEY", SECRET)
+    engine = OpenAIEngine(stub_url, api_key_env="LAB_TEST_KEY", api=api, timeout=2)
+    engine.load()
+    try:
+        with pytest.raises(EngineFailure) as info:
+            run(engine, ["echo-key"])
+        assert "invalid key Bearer ***" in _hidden(str(info.value), SECRET)
+        with pytest.raises(EngineFailure) as info:
+            run(engine, ["echo-key-cut", "echo-key-cut"])
+        assert "refused key ***" in _hidden(str(info.value), SECRET)
+        result = run(engine, ["echo-key-midstream", "echo-key-cut", "ok"])
+    finally:
+        engine.unload()
+    midstream, cut, ok = result.requests
+    assert "mid-stream: quota exceeded for key Bearer ***" in _hidden(midstream.error, SECRET)
+    assert midstream.finish_reason == "error" and ok.finish_reason == "length"
+    assert "HTTP 403" in _hidden(cut.error, SECRET)
+    _hidden(json.dumps(result.to_dict()), SECRET)
+
+
+def test_key_echoed_in_load_session_errors_is_masked(stub_url, monkeypatch):
+    from tui_lab.engines.base import RequestFinished
+
+    monkeypatch.setenv("LAB_TEST_KEY", SECRET)
+    engine = OpenAIEngine(stub_url, api_key_env="LAB_TEST_KEY", timeout=2)
+    engine.load()
+    try:
+        session = engine.open_session(SamplingParams(max_new_tokens=4))
+        for i, prompt in enumerate(["echo-key", "echo-key-cut", "echo-key-midstream"]):
+            session.submit(Request(f"s{i}", prompt))
+        finished: dict[str, RequestFinished] = {}
+        deadline = time.monotonic() + 30
+        while len(finished) < 3 and time.monotonic() < deadline:
+            finished.update((e.request_id, e) for e in session.events(0.1) if isinstance(e, RequestFinished))
+        session.close()
+    finally:
+        engine.unload()
+    assert [finished[f"s{i}"].reason for i in range(3)] == ["error"] * 3
+    for event in finished.values():
+        _hidden(event.error, SECRET)
+    assert "***" in finished["s0"].error and "***" in finished["s1"].error and "***" in finished["s2"].error
+
+
+def test_scrub_secret_masks_the_key_its_pieces_and_bearer_tokens():
+    from tui_lab.engines.openai_engine import scrub_secret
+
+    assert scrub_secret(f"bad key {SECRET}.", SECRET) == "bad key ***."
+    assert scrub_secret(f"bad key {SECRET[:12]}", SECRET) == "bad key ***"
+    assert scrub_secret("Authorization: Bearer abc.def-123, then", None) == "Authorization: Bearer ***, then"
+    assert scrub_secret("model gemma not found", SECRET) == "model gemma not found"
+    assert scrub_secret("", SECRET) == ""
 
 
 def test_missing_api_key_variable_is_a_user_error(stub_url, monkeypatch):
