@@ -116,13 +116,15 @@ class ProgressStore:
     """The learner's progress file: read once, written atomically after every change.
 
     Thread-safe, since the TUI records results from worker threads.
-    ``recovered_from`` is the path a corrupt file was moved to (None if there was none),
-    so the UI can say so once.
+    A file that cannot be read as a progress document (not JSON, not UTF-8, not the expected shape) is
+    moved aside: ``moved_aside`` (also ``recovered_from``) is where it went, and ``take_notice()`` gives
+    the one line to tell the learner, once.
     """
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else data_dir() / FILE_NAME
         self.recovered_from: Path | None = None
+        self._notice: str | None = None
         self._lock = threading.Lock()
         self._lessons: dict[str, LessonProgress] = {}
         self._last_lesson: str | None = None
@@ -132,6 +134,10 @@ class ProgressStore:
         try:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
+            return
+        except UnicodeDecodeError:
+            # Not text at all (a binary file, another encoding): as corrupt as bad JSON.
+            self._move_aside()
             return
         except OSError:
             # Unreadable (permissions, a directory in its place): keep going without saved progress.
@@ -158,10 +164,24 @@ class ProgressStore:
         try:
             os.replace(self.path, target)
             self.recovered_from = target
-        except OSError:
+            self._notice = (f"your progress file could not be read, so it was moved to {target} "
+                            "and progress starts afresh")
+        except OSError as exc:
             self.recovered_from = None
+            self._notice = (f"your progress file {self.path} could not be read nor moved aside "
+                            f"({exc.strerror or exc}); progress starts afresh")
         self._lessons = {}
         self._last_lesson = None
+
+    @property
+    def moved_aside(self) -> Path | None:
+        """Where an unreadable progress file was moved at start (None when there was none to move)."""
+        return self.recovered_from
+
+    def take_notice(self) -> str | None:
+        """The one line to tell the learner about an unreadable progress file; None after the first call."""
+        notice, self._notice = self._notice, None
+        return notice
 
     # -- reading ---------------------------------------------------------------------------
 
