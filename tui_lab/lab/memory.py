@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tui_lab.engines.base import is_cuda
 from tui_lab.errors import LabError, OutOfMemory
 from tui_lab.lab.experiment import RunContext, register
 from tui_lab.lab.lessonexp import (
@@ -115,7 +116,7 @@ class WeightPrecision(LessonExperiment):
         base = run_batch(ctx, ctx.engine, ["The future of AI is"], params["max_new_tokens"], "batch 1 · loaded engine")
         loaded = ms(_tpot_p50(base))
         note = ""
-        gpu_vllm = is_vllm(ctx) and device == "cuda"
+        gpu_vllm = is_vllm(ctx) and is_cuda(device)
         if gpu_vllm and params["measure_fp8"] and not ctx.stopped():
             model = ctx.engine_options.get("model")
             try:

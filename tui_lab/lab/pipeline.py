@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from tui_lab.engines.base import is_cuda
 from tui_lab.errors import InvalidInput, LabError
 from tui_lab.lab import modalities as _modalities
 
@@ -252,7 +253,7 @@ def _sync(device: Any) -> None:
     """Wait for queued GPU work so a wall-clock timing covers it (a no-op on CPU)."""
     import torch
 
-    if getattr(device, "type", str(device)).startswith("cuda"):
+    if is_cuda(device):
         torch.cuda.synchronize(device)
 
 
@@ -362,10 +363,6 @@ class RooflineView:
     notes: list[str] = field(default_factory=list)
 
 
-def _device_type(device: Any) -> str:
-    return getattr(device, "type", str(device).split(":")[0])
-
-
 def measure_bandwidth_gb_s(device: Any, mib: int = 256, repeats: int = 5) -> float:
     """Copy bandwidth of ``device`` memory: best of ``repeats`` copies of a ``mib`` MiB buffer.
 
@@ -408,7 +405,7 @@ def measure_matmul_tflops(device: Any, dtype: Any, n: int, repeats: int = 3) -> 
 
 def free_memory_bytes(device: Any) -> tuple[float, str]:
     """Free memory for a KV cache on ``device`` and how it was found."""
-    if _device_type(device) == "cuda":
+    if is_cuda(device):
         import torch
 
         free, _total = torch.cuda.mem_get_info(device)
@@ -474,7 +471,7 @@ def roofline_view(
     tok = _tokenizer(engine)
     model = engine.model
     device = getattr(engine, "torch_device", None) or next(model.parameters()).device
-    on_gpu = _device_type(device) == "cuda"
+    on_gpu = is_cuda(device)
     params = sum(p.numel() for p in model.parameters())
     weight_bytes = float(sum(p.numel() * p.element_size() for p in model.parameters()))
     dtype = next(model.parameters()).dtype

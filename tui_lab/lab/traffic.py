@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tui_lab.engines.base import is_cuda
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
 from tui_lab.lab.experiment import RunContext, register
 from tui_lab.lab.lessonexp import (
@@ -471,7 +472,7 @@ class EnergyCost(LessonExperiment):
     def run(self, params: Mapping[str, Any], ctx: RunContext) -> EnergyResult:
         """Each batch size once, with the energy counter read before and after."""
         device = engine_device(ctx.engine)
-        on_gpu = device == "cuda"
+        on_gpu = is_cuda(device)
         points = []
         for b in params["batch_sizes"]:
             if ctx.stopped():

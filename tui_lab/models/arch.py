@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_lab.engines.base import ProgressCallback
+from tui_lab.engines.base import ProgressCallback, is_cuda
 from tui_lab.errors import InvalidInput
 from tui_lab.models import cache
 
@@ -257,7 +257,7 @@ def random_model(path: Path, device: Any, dtype: Any, spec_name: str) -> Any:
                 f"{avail / 2**30:.0f} GiB free",
                 hint="run it on a GPU (--device cuda) or pick arch:gemma-3-270m",
             )
-    elif torch.device(device).type == "cuda":
+    elif is_cuda(torch.device(device)):
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         if need > 0.9 * free:
             raise InvalidInput(
