@@ -188,7 +188,7 @@ def _cut_tokenizer(src: Path, dst: Path, vocab_size: int) -> None:
 def materialize_arch(name: str, cache_dir: str | os.PathLike[str] | None = None,
                      progress: ProgressCallback | None = None) -> Path:
     """``<cache>/models/arch-<name>/`` with config.json + tokenizer files (no weights)."""
-    from tui_lab.models.embedded import TOKENIZER_FILES, tokenizer_dir
+    from tui_lab.models.embedded import TOKENIZER_BYTES, TOKENIZER_FILES, tokenizer_dir
 
     report = progress or (lambda stage, fraction: None)
     config = arch_config_dict(name)
@@ -217,7 +217,8 @@ def materialize_arch(name: str, cache_dir: str | os.PathLike[str] | None = None,
                 (tmp / f).write_bytes((tok_src / f).read_bytes())
         return {"source": f"arch:{name}", "weights": "random"}
 
-    path = cache.build_entry(f"arch-{name}", build, cache_dir, version)
+    # Room: the tokenizer (cut down or copied) and a config; the tokenizer source is built on its own above.
+    path = cache.build_entry(f"arch-{name}", build, cache_dir, version, need_bytes=TOKENIZER_BYTES + 1_000_000)
     report("architecture config ready", 1.0)
     return path
 
