@@ -37,7 +37,7 @@ from tui_lab.lab.load import (
     output_lengths,
     run_load_sweep,
 )
-from tui_lab.metrics import ttft
+from tui_lab.metrics import e2e, ttft
 
 
 class _Session:
@@ -211,6 +211,71 @@ def test_stop_mid_load_keeps_what_was_measured():
     assert load.run.partial
     assert sum(r.trace.output_tokens for r in load.run.requests) >= 3
     assert all(q is None for q in load.client_queue[4:])  # never sent
+
+
+def _interrupt_after(n_tokens: int):
+    """A sink that raises KeyboardInterrupt (Ctrl-C) once ``n_tokens`` tokens have been passed on."""
+    seen = [0, False]
+
+    def sink(events):
+        seen[0] += sum(e.n_tokens for e in events if isinstance(e, TokenEvent))
+        if seen[0] >= n_tokens and not seen[1]:
+            seen[1] = True
+            raise KeyboardInterrupt
+
+    return sink
+
+
+def test_ctrl_c_counts_what_was_sent_and_keeps_cut_requests_out_of_latency():
+    """Closed loop of 2 on the scripted engine's step clock: Ctrl-C when the third request has two tokens."""
+    from tui_lab.engines.scripted import ScriptedServingEngine
+
+    engine = ScriptedServingEngine()
+    engine.load()
+    # q0 and q1 take 5 steps (10 tokens); q2 and q3 start at step 6; after step 7 they hold 2 tokens each.
+    load = execute_load(engine, plan(num_requests=8, concurrency=2, sampling=SamplingParams(max_new_tokens=5)),
+                        sink=_interrupt_after(14), flush_interval=0)
+    assert load.run.error == "interrupted" and load.run.partial
+    assert [r.finish_reason for r in load.run.requests[:4]] == ["length", "length", "cancelled", "cancelled"]
+    assert all(r.finish_reason is None for r in load.run.requests[4:])  # never sent
+    summary = load.run.summary()  # what the CLI table and the app's view show
+    assert summary.requests == 4 and summary.e2e_s.n == 2  # sent, and not cut
+    assert summary.cut == 2
+    assert (load.sent, load.cut) == (4, 2) and load.summary() == summary
+    # Latency covers the two finished requests only; the cut ones' tokens still count in the output.
+    assert summary.e2e_s.n == summary.tpot_s.n == summary.ttft_s.n == 2
+    assert summary.output_tokens == 14
+    finished = [e2e(r.trace) for r in load.run.requests[:2]]
+    assert summary.e2e_s.mean == pytest.approx(sum(finished) / 2)
+    doc = load.to_dict()
+    assert (doc["sent"], doc["cut"], doc["summary"]["requests"], doc["summary"]["cut"]) == (4, 2, 4, 2)
+    assert load.client_queue_s.n == 4
+
+
+def test_load_sweep_point_leaves_cut_requests_out_of_latency():
+    from tui_lab.engines.scripted import ScriptedServingEngine
+
+    class Counting(ScriptedServingEngine):
+        def open_session(self, sampling):
+            self.sessions.append(super().open_session(sampling))
+            return self.sessions[-1]
+
+    engine = Counting()
+    engine.sessions = []
+    engine.load()
+
+    class StopAtStep7:
+        """Stop once the load's own session (the second: the first is the cold request) ran 7 decode steps."""
+
+        def is_set(self) -> bool:
+            return len(engine.sessions) >= 2 and engine.sessions[-1].steps >= 7
+
+    sweep = LoadSweepPlan(axis="concurrency", values=(2,), base=plan(num_requests=8,
+                          sampling=SamplingParams(max_new_tokens=5)), latency_budget=None)
+    result = run_load_sweep(engine, sweep, stop=StopAtStep7())
+    point = result.points[0]
+    assert result.partial and point.point.status == "partial"
+    assert point.point.e2e_s.n == 2 and point.point.runs[0].requests == 4
 
 
 def test_load_sweep_knee_budget_and_cold_request():

@@ -60,6 +60,7 @@ from tui_lab.metrics import (
     KNEE_GAIN_PCT,
     Knee,
     Percentiles,
+    RunSummary,
     TradeoffPoint,
     budget_pick,
     e2e,
@@ -274,7 +275,22 @@ class LoadRun:
     @property
     def traces(self) -> list:
         """Traces of the requests that were sent."""
-        return [t for t in self.run.traces if not math.isnan(t.t_send)]
+        return [r.trace for r in self.run.sent()]
+
+    @property
+    def sent(self) -> int:
+        """How many requests were sent (a stop or Ctrl-C leaves the rest unsent)."""
+        return len(self.run.sent())
+
+    @property
+    def cut(self) -> int:
+        """Sent requests that did not end by themselves (cut by a stop or Ctrl-C, or failed mid-stream):
+        left out of the latency figures, their tokens still in the throughput."""
+        return self.sent - len(self.run.latency_traces())
+
+    def summary(self) -> RunSummary:
+        """The run's figures: counts and throughput over the sent requests, latency over those not cut."""
+        return self.run.summary()
 
     @property
     def client_queue_s(self) -> Percentiles:
@@ -307,6 +323,8 @@ class LoadRun:
             "error": self.run.error,
             "requests": body["requests"],
             "summary": body["summary"],
+            "sent": self.sent,
+            "cut": self.cut,
             "client_queue_s": self.client_queue_s.to_dict(),
             "window_output_tokens_per_s": self.window_output_tokens_per_s,
             "request_throughput": self.request_throughput,
@@ -444,6 +462,7 @@ def _execute_load(
         if sink is not None and pending:
             sink(pending)
     run = recorder.finish(time.perf_counter() - started)
+    run.cut_apart = True
     if run.requests and all(r.finish_reason == "error" and not r.trace.output_tokens for r in run.requests):
         # Nothing came back from any request (server down, bad model): one clear error, not N rows of it.
         raise EngineFailure(run.requests[0].error or "every request failed")
