@@ -178,6 +178,90 @@ def test_mixed_output_lengths_break_lock_step():
     for bad in ("uniform:9:3", "a,b", "0,4", "uniform:3"):
         with pytest.raises(InvalidInput):
             plan(output_lens=bad).validate()
+        with pytest.raises(InvalidInput, match="input lengths"):
+            plan(input_lens=bad).validate()
+    with pytest.raises(InvalidInput, match="input lengths"):
+        experiment.get("load_run").validate({"input_lens": "uniform:64:16"})
+    assert experiment.get("load_run").validate({"input_lens": "128"})["input_lens"] == "128"
+
+
+def test_input_lengths_give_prompts_of_exactly_that_many_tokens():
+    """Fixed, cycled and seeded-uniform input lengths, counted the way the engine counts its prompts."""
+    from tui_lab.engines.scripted import ScriptedServingEngine
+    from tui_lab.lab.prompts import EXACT_NOTE
+
+    engine = ScriptedServingEngine()
+    engine.load()
+    cycled = execute_load(engine, plan(input_lens="3,7,12", num_requests=5))
+    assert [r.trace.prompt_tokens for r in cycled.run.requests] == [3, 7, 12, 3, 7]
+    assert cycled.input_note == EXACT_NOTE and cycled.to_dict()["plan"]["input_lens"] == "3,7,12"
+    assert len({r.prompt.split()[0] for r in cycled.run.requests}) > 1  # not one prompt's prefix for all
+    fixed = execute_load(engine, plan(input_lens="40", num_requests=3))
+    assert [r.trace.prompt_tokens for r in fixed.run.requests] == [40, 40, 40]
+    drawn = [execute_load(engine, plan(input_lens="uniform:5:60", num_requests=12, seed=4)) for _ in range(2)]
+    counts = [r.trace.prompt_tokens for r in drawn[0].run.requests]
+    assert counts == [r.trace.prompt_tokens for r in drawn[1].run.requests]  # seeded
+    assert min(counts) >= 5 and max(counts) <= 60 and len(set(counts)) > 3
+    plain = execute_load(engine, plan(num_requests=2))
+    assert plain.input_note == "" and all(r.trace.prompt_tokens < 20 for r in plain.run.requests)
+
+
+def test_input_lengths_without_a_local_tokenizer_are_approximate_and_say_so():
+    from tui_lab.lab.prompts import APPROXIMATE_NOTE, COMMON_WORDS
+
+    load = execute_load(ThreadedEngine(), plan(input_lens="8,20", num_requests=4))
+    assert load.input_note == APPROXIMATE_NOTE and "approximate" in load.to_dict()["input_note"]
+    words = [r.prompt.split() for r in load.run.requests]
+    assert [len(w) for w in words] == [7, 19, 7, 19]  # a BOS plus one token per common word
+    assert all(w in COMMON_WORDS for ws in words for w in ws)
+    assert words[0] != words[2]
+
+
+def test_prompt_of_tokens_is_exact_for_a_subword_tokenizer():
+    """A tokenizer of letter pairs with a BOS and an EOS: a cut inside a word decodes to a shorter word."""
+    from tui_lab.lab.prompts import input_prompts, prompt_of_tokens
+
+    class Letters:
+        """Decodes by letter pairs back to text: a cut inside a word yields a shorter word."""
+
+        def __init__(self):
+            self.table = {}
+
+        def encode(self, text):
+            ids = [0]
+            for w, word in enumerate(text.split()):
+                for i in range(0, len(word), 2):
+                    piece = (" " if i == 0 and w else "") + word[i:i + 2]
+                    ids.append(self.table.setdefault(piece, len(self.table) + 10))
+            return ids + [1]
+
+        def decode(self, ids):
+            back = {v: k for k, v in self.table.items()}
+            return "".join(back[i] for i in ids if i >= 10)
+
+    tok = Letters()
+    for n in (3, 4, 9, 31, 200):
+        text = prompt_of_tokens(n, tok, "Explain to a curious teenager how the water cycle works " * 40)
+        assert len(tok.encode(text)) == n
+    prompts, _ = input_prompts([5, 17, 64, 301], tok, seed=2)
+    assert [len(tok.encode(p)) for p in prompts] == [5, 17, 64, 301]
+    with pytest.raises(InvalidInput, match="no room for text"):
+        prompt_of_tokens(2, tok, "some words here")
+
+
+@pytest.mark.real_model
+def test_input_prompts_are_exact_for_the_embedded_gemma_tokenizer(embedded_checkpoint):
+    from transformers import AutoTokenizer
+
+    from tui_lab.lab.prompts import EXACT_NOTE, input_prompts
+
+    tok = AutoTokenizer.from_pretrained(embedded_checkpoint)
+    wanted = [2, 3, 16, 64, 128, 513, 2048]
+    prompts, note = input_prompts(wanted, tok, seed=1)
+    assert [len(tok.encode(p)) for p in prompts] == wanted and note == EXACT_NOTE
+    assert tok.encode(prompts[3])[0] == tok.bos_token_id
+    again, _ = input_prompts(wanted, tok, seed=1)
+    assert again == prompts and len({p[:20] for p in prompts[2:]}) == len(prompts[2:])
 
 
 def test_bad_plans_are_one_line_errors():

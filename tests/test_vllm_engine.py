@@ -254,6 +254,20 @@ def test_load_session_closed_loop_and_stop(vllm_engine):
 
 @pytest.mark.vllm
 @pytest.mark.real_model
+def test_load_with_input_lengths_sends_prompts_of_exactly_that_many_tokens(vllm_engine):
+    from tui_lab.lab.load import LoadPlan, execute_load
+    from tui_lab.lab.prompts import EXACT_NOTE
+
+    sampling = SamplingParams(max_new_tokens=2, ignore_eos=True)
+    load = execute_load(vllm_engine, LoadPlan(num_requests=3, concurrency=3, sampling=sampling, cold_request=False,
+                                              input_lens="16,100,257"))
+    assert not load.run.partial, load.run.error
+    assert [r.trace.prompt_tokens for r in load.run.requests] == [16, 100, 257]  # vLLM's own count
+    assert load.input_note == EXACT_NOTE
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
 def test_unload_leaves_no_child_process(vllm_engine, children_before):
     """Last in the module: the app quits (unload from another thread) while a worker streams."""
     assert engine_children() - children_before

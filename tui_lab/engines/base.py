@@ -285,6 +285,19 @@ def supports_sessions(engine: object) -> bool:
     return callable(getattr(engine, "open_session", None))
 
 
+def prompt_tokenizer(engine: object) -> object | None:
+    """The loaded engine's tokenizer as ``encode(text) -> ids`` / ``decode(ids) -> text``, or None.
+
+    ``encode`` counts a prompt the way the engine does (special tokens such as BOS included), so a prompt
+    built to N tokens with it is N tokens in the engine's ``RequestSubmitted.prompt_tokens``. An engine
+    offers it as its ``prompt_tokenizer`` attribute; a remote server has none (None here).
+    """
+    try:
+        return getattr(engine, "prompt_tokenizer", None)
+    except Exception:  # an engine not loaded yet
+        return None
+
+
 class EngineBase:
     """State every engine shares: what is loaded (``_info``) and the cancel flag (``_cancel``).
 

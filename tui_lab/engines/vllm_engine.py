@@ -767,6 +767,11 @@ class VLLMEngine(EngineBase):
         except BaseException:
             pass
 
+    @property
+    def prompt_tokenizer(self) -> _LoopTokenizer:
+        """The loaded tokenizer, used on the engine's loop thread and counting as vLLM renders a prompt."""
+        return _LoopTokenizer(self, self._require())
+
     def open_session(self, sampling: SamplingParams) -> _VLLMSession:
         """A ``LoadSession``: each submitted request joins vLLM's running batch at once (continuous batching)."""
         sampling.validate()
@@ -1014,6 +1019,28 @@ def _remove_quietly(*paths: str) -> None:
             os.remove(path)
         except OSError:
             pass
+
+
+class _LoopTokenizer:
+    """``encode``/``decode`` with vLLM's tokenizer, on the engine's loop (where vLLM also detokenizes: a Rust
+    tokenizer used from two threads at once can fail). ``encode`` gives the ids vLLM renders for a prompt."""
+
+    def __init__(self, engine: VLLMEngine, llm: Any) -> None:
+        self._engine, self._llm = engine, llm
+
+    def encode(self, text: str) -> list[int]:
+        """The prompt's token ids as vLLM feeds them (special tokens included)."""
+        [(_, ids)] = self._engine._call(self._engine._render_all(self._llm, [text]), timeout=60)
+        return list(ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``."""
+        tokenizer = self._engine._tokenizer
+
+        async def run() -> str:
+            return str(tokenizer.decode(list(ids)))
+
+        return self._engine._call(run(), timeout=60)
 
 
 class _VLLMSession:

@@ -15,6 +15,11 @@ Time to first token starts when the request is *sent*. The time an arrived reque
 client for a free slot (``client_queue_s`` = send time − scheduled arrival) is reported on its own,
 never folded into TTFT. Output lengths may be mixed (``output_lens="16,64,128"`` cycles the list,
 ``"uniform:16:128"`` draws seeded lengths), so a closed loop does not settle into lock-step waves.
+Input lengths are written the same way (``input_lens="512"``, ``"16,64,128"``, ``"uniform:LO:HI"``):
+each request then gets a prompt of exactly that many tokens for the loaded engine's tokenizer (special
+tokens included); an engine with no local tokenizer (a remote server) gets an approximation that the
+result's ``input_note`` states (``tui_lab.lab.prompts.input_prompts``). Without them, the lab's own
+short prompts (8-16 tokens).
 
 Throughput is named as peers name it: ``window_output_tokens_per_s`` = Σ output tokens /
 (last token − first send) over the whole measured window (``vllm bench serve``'s "output token
@@ -46,13 +51,14 @@ from tui_lab.engines.base import (
     RequestSubmitted,
     SamplingParams,
     StreamEvent,
+    prompt_tokenizer,
     supports_sessions,
 )
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
 from tui_lab.gpu_share import turn
 from tui_lab.lab import error_text
 from tui_lab.lab.experiment import Experiment, RunContext, register
-from tui_lab.lab.prompts import prompt_schedule
+from tui_lab.lab.prompts import input_prompts, prompt_schedule
 from tui_lab.lab.run import DEFAULT_FLUSH_INTERVAL_S, EventSink, RunRecorder, RunResult
 from tui_lab.lab.sweep import Configuration, SweepPoint, _point_from_runs
 from tui_lab.metrics import (
@@ -89,50 +95,79 @@ THROUGHPUT_NOTE = (
 # ------------------------------------------------------------------------------------------- workload pieces
 
 
-def parse_output_lens(spec: str | Sequence[int] | None) -> tuple[str, tuple[int, ...]]:
-    """Check an output-length spec: a list ``"16,64,128"`` or ``"uniform:LO:HI"``; returns (kind, numbers).
+LengthSpec = str | Sequence[int] | None
+"""Lengths of a load's requests: ``"128"`` (fixed), ``"16,64,128"`` (cycled) or ``"uniform:LO:HI"`` (seeded)."""
 
-    ``("", ())`` means every request uses the sampling's max new tokens.
+MAX_INPUT_TOKENS = 1_000_000
+
+
+def parse_lens(spec: LengthSpec, what: str = "output lengths") -> tuple[str, tuple[int, ...]]:
+    """Check a length spec: a number, a list ``"16,64,128"`` or ``"uniform:LO:HI"``; returns (kind, numbers).
+
+    ``("", ())`` means no spec (the default length). ``what`` names the lengths in the one-line errors.
     """
     if spec is None or spec == "" or (not isinstance(spec, str) and not spec):
         return "", ()
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = (spec,)
     if not isinstance(spec, str):
-        values = tuple(int(v) for v in spec)
+        try:
+            values = tuple(int(v) for v in spec)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{what} {spec!r}: give whole numbers, e.g. 16,64,128") from None
         kind = "list"
     elif spec.startswith("uniform:"):
         parts = spec.split(":")
         try:
             lo, hi = int(parts[1]), int(parts[2])
         except (IndexError, ValueError):
-            raise InvalidInput(f"output lengths {spec!r}: write uniform:LO:HI, e.g. uniform:16:128") from None
+            raise InvalidInput(f"{what} {spec!r}: write uniform:LO:HI, e.g. uniform:16:128") from None
         if len(parts) != 3 or lo > hi:
-            raise InvalidInput(f"output lengths {spec!r}: write uniform:LO:HI with LO <= HI, e.g. uniform:16:128")
+            raise InvalidInput(f"{what} {spec!r}: write uniform:LO:HI with LO <= HI, e.g. uniform:16:128")
         values, kind = (lo, hi), "uniform"
     else:
         try:
             values = tuple(int(v) for v in spec.split(",") if v.strip())
         except ValueError:
             raise InvalidInput(
-                f"output lengths {spec!r}: give a list like 16,64,128 or a range like uniform:16:128"
+                f"{what} {spec!r}: give a length like 128, a list like 16,64,128 or a range like uniform:16:128"
             ) from None
         kind = "list"
         if not values:
-            raise InvalidInput("output lengths: give at least one length, e.g. 16,64,128")
+            raise InvalidInput(f"{what}: give at least one length, e.g. 16,64,128")
     for v in values:
         if v < 1:
-            raise InvalidInput(f"output lengths must be at least 1 token (got {v})")
+            raise InvalidInput(f"{what} must be at least 1 token (got {v})")
+        if v > MAX_INPUT_TOKENS:
+            raise InvalidInput(f"{what} must be at most {MAX_INPUT_TOKENS} tokens (got {v})")
     return kind, values
 
 
-def output_lengths(spec: str | Sequence[int] | None, n: int, seed: int) -> list[int | None]:
-    """One output length per request: the list cycled, or seeded uniform draws; None = sampling default."""
-    kind, values = parse_output_lens(spec)
+def parse_output_lens(spec: LengthSpec) -> tuple[str, tuple[int, ...]]:
+    """``parse_lens`` for output lengths."""
+    return parse_lens(spec, "output lengths")
+
+
+def lengths(spec: LengthSpec, n: int, seed: int, what: str = "output-lens") -> list[int | None]:
+    """One length per request: the list cycled, or seeded uniform draws (``what`` keys the seed); None = default."""
+    kind, values = parse_lens(spec)
     if not kind:
         return [None] * n
     if kind == "list":
         return [values[i % len(values)] for i in range(n)]
-    rng = random.Random(f"output-lens-{seed}")
+    rng = random.Random(f"{what}-{seed}")
     return [rng.randint(values[0], values[1]) for _ in range(n)]
+
+
+def output_lengths(spec: LengthSpec, n: int, seed: int) -> list[int | None]:
+    """One output length per request: the list cycled, or seeded uniform draws; None = sampling default."""
+    return lengths(spec, n, seed, "output-lens")
+
+
+def input_lengths(spec: LengthSpec, n: int, seed: int) -> list[int] | None:
+    """One input length (tokens) per request, or None without a spec (the lab's own prompts)."""
+    drawn = lengths(spec, n, seed, "input-lens")
+    return None if drawn[0] is None else [int(v) for v in drawn if v is not None]
 
 
 def arrival_offsets(n: int, request_rate: float | None, burstiness: float = 1.0, seed: int = 0) -> list[float]:
@@ -167,7 +202,8 @@ class LoadPlan:
 
     Exactly one of ``concurrency`` (closed loop) and ``request_rate`` (open loop, requests/s) is set.
     ``max_concurrency`` caps open requests in the open loop (None = no cap). ``cold_request``
-    sends one request alone first and reports it apart.
+    sends one request alone first and reports it apart. ``input_lens`` gives each request a prompt
+    of that many tokens (None: the lab's own short prompts); ``output_lens`` its output length.
     """
 
     num_requests: int = 8
@@ -179,6 +215,7 @@ class LoadPlan:
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=32, ignore_eos=True))
     seed: int = 0
     cold_request: bool = True
+    input_lens: str | tuple[int, ...] | None = None
 
     @property
     def mode(self) -> LoadMode:
@@ -219,15 +256,29 @@ class LoadPlan:
             raise InvalidInput("burstiness shapes request-rate arrivals; a closed loop (concurrency) has none")
         if self.mode == "concurrency" and self.max_concurrency is not None:
             raise InvalidInput("max concurrency caps a request-rate load; a closed loop is capped by its concurrency")
-        parse_output_lens(self.output_lens)
+        parse_lens(self.output_lens, "output lengths")
+        parse_lens(self.input_lens, "input lengths")
         self.sampling.validate()
         return self
 
-    def requests(self) -> list[Request]:
-        """The seeded requests: the lab's prompt schedule and one output length each."""
-        prompts = prompt_schedule(self.num_requests, self.seed)
+    def requests(self, tokenizer: object | None = None) -> list[Request]:
+        """The seeded requests: their prompts and one output length each (``requests_and_note``)."""
+        return self.requests_and_note(tokenizer)[0]
+
+    def requests_and_note(self, tokenizer: object | None = None) -> tuple[list[Request], str]:
+        """The seeded requests, and a note on how exact their input lengths are ("" without ``input_lens``).
+
+        Without ``input_lens``: the lab's prompt schedule. With it: prompts of exactly those lengths for
+        ``tokenizer`` (the engine's, ``tui_lab.engines.base.prompt_tokenizer``), or approximate ones when
+        there is none (``tui_lab.lab.prompts.input_prompts``).
+        """
+        wanted = input_lengths(self.input_lens, self.num_requests, self.seed)
+        if wanted is None:
+            prompts, note = prompt_schedule(self.num_requests, self.seed), ""
+        else:
+            prompts, note = input_prompts(wanted, tokenizer, self.seed)
         lens = output_lengths(self.output_lens, self.num_requests, self.seed)
-        return [Request(f"q{i}", prompts[i], lens[i]) for i in range(self.num_requests)]
+        return [Request(f"q{i}", prompts[i], lens[i]) for i in range(self.num_requests)], note
 
     def to_dict(self) -> dict:
         """Plain-JSON form."""
@@ -236,6 +287,7 @@ class LoadPlan:
             "concurrency": self.concurrency, "request_rate": self.request_rate, "burstiness": self.burstiness,
             "max_concurrency": self.max_concurrency,
             "output_lens": list(self.output_lens) if isinstance(self.output_lens, tuple) else self.output_lens,
+            "input_lens": list(self.input_lens) if isinstance(self.input_lens, tuple) else self.input_lens,
             "sampling": self.sampling.to_dict(), "seed": self.seed, "cold_request": self.cold_request,
         }
 
@@ -271,6 +323,8 @@ class LoadRun:
     duration_s: float = 0.0
     """From the load's start to its last event (the window ``vllm bench serve`` calls duration)."""
     cold: ColdRequest | None = None
+    input_note: str = ""
+    """How exact the requests' input lengths are (empty without ``input_lens``)."""
 
     @property
     def traces(self) -> list:
@@ -332,6 +386,7 @@ class LoadRun:
             "duration_s": self.duration_s,
             "cold_request": self.cold.to_dict() if self.cold else None,
             "throughput_note": THROUGHPUT_NOTE,
+            "input_note": self.input_note,
         }
 
 
@@ -346,10 +401,13 @@ def require_sessions(engine: Engine) -> None:
         )
 
 
-def cold_request(engine: Engine, plan: LoadPlan, stop: threading.Event | None = None) -> ColdRequest:
-    """Send one request alone (the first prompt, the plan's sampling) and time it."""
+def cold_request(engine: Engine, plan: LoadPlan, stop: threading.Event | None = None,
+                 first: Request | None = None) -> ColdRequest:
+    """Send one request alone (the first request's prompt and length, the plan's sampling) and time it."""
+    if first is None:
+        first = plan.requests(prompt_tokenizer(engine) if plan.input_lens else None)[0]
     session = engine.open_session(plan.sampling)  # type: ignore[attr-defined]
-    request = Request("cold", prompt_schedule(1, plan.seed)[0], plan.requests()[0].max_new_tokens)
+    request = Request("cold", first.prompt, first.max_new_tokens)
     recorder = RunRecorder([request], plan.sampling)
     try:
         session.submit(request)
@@ -392,8 +450,9 @@ def _execute_load(
 ) -> LoadRun:
     plan.validate()
     require_sessions(engine)
-    requests = plan.requests()
-    cold_result = cold_request(engine, plan, stop) if (plan.cold_request if cold is None else cold) else None
+    requests, input_note = plan.requests_and_note(prompt_tokenizer(engine) if plan.input_lens else None)
+    cold_result = (cold_request(engine, plan, stop, requests[0]) if (plan.cold_request if cold is None else cold)
+                   else None)
     arrivals = arrival_offsets(len(requests), plan.request_rate, plan.burstiness, plan.seed)
     recorder = RunRecorder(requests, plan.sampling)
     cap = plan.cap
@@ -470,7 +529,7 @@ def _execute_load(
     if errors and run.error is None:
         run.error = f"{len(errors)} of {len(requests)} requests failed: {errors[0]}"
     queue = [None if s is None else max(0.0, s - (started + a)) for s, a in zip(sent_at, arrivals, strict=True)]
-    return LoadRun(plan, run, arrivals, queue, max_in_flight, last_event - started, cold_result)
+    return LoadRun(plan, run, arrivals, queue, max_in_flight, last_event - started, cold_result, input_note)
 
 
 # ---------------------------------------------------------------------------------------------- load sweeps
@@ -772,7 +831,7 @@ def run_load_sweep(
 _LOAD_DEFAULTS: dict[str, Any] = {
     "mode": "concurrency", "concurrency": 4, "request_rate": 1.0, "burstiness": 1.0, "max_concurrency": None,
     "num_requests": 8, "output_lens": "", "max_new_tokens": 32, "temperature": 0.0, "top_p": 1.0, "seed": 0,
-    "ignore_eos": True,
+    "ignore_eos": True, "input_lens": "",
 }
 _SWEEP_DEFAULTS: dict[str, Any] = {
     **_LOAD_DEFAULTS, "axis": "concurrency", "concurrencies": "1,2,4", "request_rates": "0.5,1,2", "runs": 1,
@@ -819,6 +878,8 @@ def _load_params() -> tuple[Param, ...]:
               "requests in the whole load", 1, MAX_LOAD_REQUESTS, type="int"),
         Param("output_lens", lambda _n, v: v, d["output_lens"], "output lengths: 16,64,128 or uniform:LO:HI "
               "(empty: max_new_tokens each)", type="text"),
+        Param("input_lens", lambda _n, v: v, d["input_lens"], "input lengths in tokens: 512, 16,64,128 or "
+              "uniform:LO:HI (empty: the lab's short prompts)", type="text"),
         _shared("max_new_tokens", d["max_new_tokens"]),
         _shared("temperature", d["temperature"]),
         _shared("top_p", d["top_p"]),
@@ -870,6 +931,7 @@ def load_plan_from(params: Mapping[str, Any]) -> LoadPlan:
         burstiness=1.0 if closed else float(params["burstiness"]),
         max_concurrency=None if closed or cap in (None, "", 0) else int(cap),
         output_lens=params.get("output_lens") or None, sampling=sampling, seed=int(params["seed"]),
+        input_lens=params.get("input_lens") or None,
     )
 
 
