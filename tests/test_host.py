@@ -101,7 +101,7 @@ def test_stop_acts_within_a_step(host) -> None:
     h.send(p.Run(2, "generate", {"batch_size": 2, "max_new_tokens": 2000}))
     _wait(events, p.Frame)
     h.send(p.Stop(2))
-    done = _wait(events, p.RunDone, timeout=5)
+    done = _wait(events, p.RunDone, timeout=30)  # a bound for a loaded machine; the count below is the check
     assert done.result.partial
     assert done.result.requests[0].token_ids.__len__() < 2000
 

@@ -122,17 +122,28 @@ def plan(**changes) -> LoadPlan:
     return LoadPlan(**base)
 
 
+def _stepped_engine():
+    """The scripted engine with continuous batching on its fake clock: every decode step takes 10 ms."""
+    from tui_lab.engines.scripted import ScriptedServingEngine, StepModel
+
+    engine = ScriptedServingEngine(timing=StepModel(prefill_per_token=0.0, decode_base=0.01, decode_per_seq=0.0))
+    engine.load()
+    return engine
+
+
 def test_closed_loop_keeps_c_in_flight_and_reports_queue_time_apart():
-    engine = ThreadedEngine()
-    load = execute_load(engine, plan(concurrency=2))
+    engine = _stepped_engine()
+    sessions = []
+    opened = engine.open_session
+    engine.open_session = lambda sampling: sessions.append(opened(sampling)) or sessions[-1]
+    load = execute_load(engine, plan(concurrency=2), clock=engine.clock)
     assert not load.run.partial and load.run.error is None
-    assert engine.peak == 2 and load.max_in_flight == 2
+    assert sessions[-1].peak == 2 and load.max_in_flight == 2
     assert all(r.trace.output_tokens == 4 for r in load.run.requests)
-    # Every request arrives at 0; the later ones waited on the client for a slot, and that wait is not TTFT.
-    queue_s = load.client_queue
-    assert queue_s[0] < 0.01 and queue_s[1] < 0.01
-    assert min(queue_s[2:]) > engine.ttft_s
-    assert max(ttft(t) for t in load.traces) < engine.ttft_s + 0.04
+    # Every request arrives at 0; the later ones waited on the client for a slot, and that wait is not TTFT:
+    # two at a time, 4 steps of 10 ms each, so pair k waits 40 ms × k and every TTFT is one step.
+    assert load.client_queue == pytest.approx([0.0, 0.0, 0.04, 0.04, 0.08, 0.08, 0.12, 0.12])
+    assert [ttft(t) for t in load.traces] == pytest.approx([0.01] * 8)
     assert load.client_queue_s.n == 8
     # A new request goes out as one finishes: request 2 is sent after request 0 or 1 has ended.
     first_end = min(r.trace.last_token_time for r in load.run.requests[:2])
@@ -281,7 +292,7 @@ def test_static_batch_engine_is_refused_clearly():
 
 
 def test_stop_mid_load_keeps_what_was_measured():
-    engine = ThreadedEngine(step_s=0.02)
+    engine = _stepped_engine()
     stop = threading.Event()
     seen = []
 
@@ -291,7 +302,7 @@ def test_stop_mid_load_keeps_what_was_measured():
             stop.set()
 
     load = execute_load(engine, plan(num_requests=20, sampling=SamplingParams(max_new_tokens=50)), stop=stop,
-                        sink=sink, flush_interval=0)
+                        sink=sink, flush_interval=0, clock=engine.clock)
     assert load.run.partial
     assert sum(r.trace.output_tokens for r in load.run.requests) >= 3
     assert all(q is None for q in load.client_queue[4:])  # never sent
@@ -318,7 +329,7 @@ def test_ctrl_c_counts_what_was_sent_and_keeps_cut_requests_out_of_latency():
     engine.load()
     # q0 and q1 take 5 steps (10 tokens); q2 and q3 start at step 6; after step 7 they hold 2 tokens each.
     load = execute_load(engine, plan(num_requests=8, concurrency=2, sampling=SamplingParams(max_new_tokens=5)),
-                        sink=_interrupt_after(14), flush_interval=0)
+                        sink=_interrupt_after(14), flush_interval=0, clock=engine.clock)
     assert load.run.error == "interrupted" and load.run.partial
     assert [r.finish_reason for r in load.run.requests[:4]] == ["length", "length", "cancelled", "cancelled"]
     assert all(r.finish_reason is None for r in load.run.requests[4:])  # never sent
@@ -363,17 +374,18 @@ def test_load_sweep_point_leaves_cut_requests_out_of_latency():
 
 
 def test_load_sweep_knee_budget_and_cold_request():
-    engine = ThreadedEngine()
+    engine = _stepped_engine()
     sweep = LoadSweepPlan(axis="concurrency", values=(1, 2, 4), base=plan(num_requests=8),
                           latency_budget={"ttft_p50": 1.0})
     seen = []
-    result = run_load_sweep(engine, sweep, on_point=seen.append)
+    result = run_load_sweep(engine, sweep, on_point=seen.append, clock=engine.clock)
     assert [p.label for p in seen] == ["concurrency 1", "concurrency 2", "concurrency 4"]
     assert result.cold is not None and result.cold.output_tokens == 4
     assert all(p.complete and p.window_output_tokens_per_s for p in result.points)
-    # Requests do not contend in this engine: throughput roughly doubles with the concurrency.
+    # A step costs the same at any batch here: throughput doubles with the concurrency (32 tokens in 32, 16, 8
+    # steps of 10 ms).
     tps = [p.window_output_tokens_per_s for p in result.points]
-    assert tps[0] < tps[1] < tps[2]
+    assert tps == pytest.approx([100.0, 200.0, 400.0])
     assert result.knee is not None and "window throughput" in result.knee_note()
     assert result.budget_pick is not None
     doc = result.to_dict()

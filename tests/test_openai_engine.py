@@ -211,10 +211,26 @@ def test_usage_only_at_the_end_from_a_vllm_named_server_adds_no_token(stub_url):
     assert req.text == " a b c d"
     assert req.trace.output_tokens == 4
     assert [t.n_tokens for t in req.tokens] == [1, 1, 1, 1]
-    # The usage chunk came 0.3 s after the last token: E2E must not stretch to it.
-    last_token_gap = req.trace.event_times[-1] - req.trace.event_times[0]
-    assert last_token_gap < 0.3
-    assert e2e(req.trace) < ttft(req.trace) + 0.3
+    assert len(req.trace.event_times) == 4  # the usage chunk is no event: E2E ends at the fourth token
+
+
+def test_a_usage_only_chunk_keeps_the_last_token_time():
+    """The same stream fed with stated arrival times: tokens at 1, 2, 3, 4 s, usage at 9 s; E2E ends at 4 s."""
+    import queue as queue_mod
+
+    from tui_lab.engines.base import RequestSubmitted
+    from tui_lab.engines.openai_engine import _RequestState
+
+    engine = OpenAIEngine("http://127.0.0.1:1/v1")
+    engine._continuous_usage = True
+    state, events = _RequestState("r0", t_send=0.5), queue_mod.Queue()
+    for t, text in ((1.0, " a"), (2.0, " b"), (3.0, " c"), (4.0, " d")):
+        engine._apply_chunk({"choices": [{"index": 0, "text": text, "finish_reason": None}]}, t, state, events)
+    engine._apply_chunk({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 4}}, 9.0, state, events)
+    engine._flush(state, events, final=True)
+    got = [events.get_nowait() for _ in range(events.qsize())]
+    assert isinstance(got[0], RequestSubmitted) and got[0].t == 0.5
+    assert [(e.t, e.n_tokens) for e in got[1:]] == [(1.0, 1), (2.0, 1), (3.0, 1), (4.0, 1)]
 
 
 def test_malformed_stream_keeps_partial_output_and_other_requests(stub_engine):
@@ -228,13 +244,12 @@ def test_malformed_stream_keeps_partial_output_and_other_requests(stub_engine):
 
 
 def test_stalled_stream_times_out_with_a_clear_message(stub_engine):
-    started = time.perf_counter()
     result = run(stub_engine, ["stall"])
     req = result.requests[0]
     assert req.finish_reason == "error"
+    # The 1 s timeout ended it, not the end of the 3 s stall (that would read "closed ... before it finished").
     assert "timed out" in req.error and "1 s" in req.error
     assert req.text == " a"
-    assert time.perf_counter() - started < 3  # the 1 s timeout, not the 3 s stall
 
 
 def test_stream_cut_short_is_an_error(stub_engine):
@@ -263,13 +278,11 @@ def test_stop_ends_a_slow_stream_quickly(stub_engine):
         if any(isinstance(e, TokenEvent) for e in events):
             stop.set()
 
-    started = time.perf_counter()
     result = execute_run(stub_engine, [Request("r0", "slow")], SamplingParams(max_new_tokens=100), stop=stop,
                          sink=sink, flush_interval=0)
-    assert time.perf_counter() - started < 2  # 100 chunks × 50 ms would take 5 s
     req = result.requests[0]
     assert req.finish_reason == "cancelled" and result.partial
-    assert 0 < req.trace.output_tokens < 100
+    assert 0 < req.trace.output_tokens < 100  # cut, not read to its end
 
 
 def test_concurrency_limits_requests_in_flight(stub_url):
@@ -662,12 +675,19 @@ def test_unload_from_another_thread_ends_a_running_stream(stub_url):
     engine = OpenAIEngine(stub_url, timeout=5)
     engine.load()
     results = []
+    streaming = threading.Event()
+
+    def sink(events: list) -> None:
+        if any(isinstance(e, TokenEvent) for e in events):
+            streaming.set()
+
     worker = threading.Thread(
-        target=lambda: results.append(execute_run(engine, [Request("r0", "slow")], SamplingParams(max_new_tokens=100)))
+        target=lambda: results.append(execute_run(engine, [Request("r0", "slow")], SamplingParams(max_new_tokens=100),
+                                                  sink=sink, flush_interval=0))
     )
     worker.start()
-    time.sleep(0.5)
+    assert streaming.wait(30), "the stream never started"
     engine.unload()
-    worker.join(timeout=5)
+    worker.join(timeout=30)
     assert not worker.is_alive()
     assert results[0].requests[0].finish_reason == "cancelled"

@@ -224,6 +224,8 @@ class _ScriptedSession:
         self._used: set[str] = set()
         self._closed = False
         self.steps = 0
+        self.peak = 0
+        """The most requests decoded in one step."""
 
     def submit(self, request: Request) -> None:
         """Join the batch now (``RequestSubmitted`` at the engine's clock)."""
@@ -238,11 +240,12 @@ class _ScriptedSession:
         self._running[request.request_id] = [request, 0, request.budget(self._sampling), n_prompt]
 
     def events(self, timeout: float) -> list[StreamEvent]:
-        """What was queued, then one decode step of the batch (nothing to do: waits ``timeout`` in real time)."""
+        """What was queued, then one decode step of the batch; with nothing to do, ``timeout`` passes on the
+        engine's clock (slept in real time, advanced on a ``FakeClock``) and nothing comes."""
         out, self._queued = self._queued, []
         if not self._running:
-            if not out and self._engine.real_time:
-                time.sleep(timeout)
+            if not out:
+                self._engine._sleep(timeout)
             return out
         timing = self._engine.timing
         joined = sum(entry[3] for entry in self._running.values())
@@ -250,6 +253,7 @@ class _ScriptedSession:
                             + timing.decode_per_seq * len(self._running))
         t = self._engine.clock()
         self.steps += 1
+        self.peak = max(self.peak, len(self._running))
         for rid, entry in list(self._running.items()):
             request, produced, budget, _ = entry
             out.append(TokenEvent(rid, 100 + produced % len(WORDS), " " + WORDS[produced % len(WORDS)], t))

@@ -430,14 +430,17 @@ def execute_load(
     sink: EventSink | None = None,
     flush_interval: float = DEFAULT_FLUSH_INTERVAL_S,
     cold: bool | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> LoadRun:
     """Run one load on a loaded engine; stops within one poll (20 ms) of ``stop``, keeping what was measured.
 
     ``cold`` overrides ``plan.cold_request``. A ``LabError`` before anything was sent propagates;
-    an engine failure later ends the load with ``run.error`` set and ``run.partial``.
+    an engine failure later ends the load with ``run.error`` set and ``run.partial``. ``clock`` is the
+    clock the engine stamps its events with (``time.perf_counter``; a test's engine may bring its own):
+    the schedule of arrivals and the client queue times are read on it.
     """
     with turn("run"):  # one timed load at a time when processes share the GPU
-        return _execute_load(engine, plan, stop, sink, flush_interval, cold)
+        return _execute_load(engine, plan, stop, sink, flush_interval, cold, clock)
 
 
 def _execute_load(
@@ -447,6 +450,7 @@ def _execute_load(
     sink: EventSink | None,
     flush_interval: float,
     cold: bool | None,
+    clock: Callable[[], float],
 ) -> LoadRun:
     plan.validate()
     require_sessions(engine)
@@ -466,7 +470,7 @@ def _execute_load(
     next_arrival = 0
     waiting: list[int] = []
     session = engine.open_session(plan.sampling)  # type: ignore[attr-defined]
-    started = time.perf_counter()
+    started = clock()
     last_event = started
 
     def take(events: list[StreamEvent]) -> None:
@@ -493,7 +497,7 @@ def _execute_load(
             if stop is not None and stop.is_set():
                 recorder.result.partial = True
                 break
-            now = time.perf_counter() - started
+            now = clock() - started
             while next_arrival < len(requests) and arrivals[next_arrival] <= now:
                 waiting.append(next_arrival)
                 next_arrival += 1
@@ -504,7 +508,7 @@ def _execute_load(
             max_in_flight = max(max_in_flight, len(in_flight))
             wait = _POLL_S
             if next_arrival < len(requests):
-                wait = min(wait, max(0.0, arrivals[next_arrival] - (time.perf_counter() - started)))
+                wait = min(wait, max(0.0, arrivals[next_arrival] - (clock() - started)))
             take(session.events(wait))
     except KeyboardInterrupt:
         recorder.result.error = "interrupted"
@@ -520,7 +524,7 @@ def _execute_load(
         take(session.close())
         if sink is not None and pending:
             sink(pending)
-    run = recorder.finish(time.perf_counter() - started)
+    run = recorder.finish(clock() - started)
     run.cut_apart = True
     if run.requests and all(r.finish_reason == "error" and not r.trace.output_tokens for r in run.requests):
         # Nothing came back from any request (server down, bad model): one clear error, not N rows of it.
@@ -765,11 +769,13 @@ def run_load_sweep(
     on_point: Callable[[LoadPoint], None] | None = None,
     sink: EventSink | None = None,
     on_run: Callable[[str, int], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> LoadSweepResult:
     """Run the load at every value of ``plan`` on one loaded engine (one HTTP pool for all of it).
 
     One cold request first, reported apart; then each point's loads. ``on_run(label, run_index)``
     before each load, ``on_point`` as each point ends. A stop keeps what was measured (partial).
+    ``clock`` as in ``execute_load``.
     """
     plan.validate()
     require_sessions(engine)
@@ -790,7 +796,7 @@ def run_load_sweep(
                 if on_run:
                     on_run(load_plan.label, index)
                 try:
-                    load = execute_load(engine, load_plan, stop=stop, sink=sink, cold=False)
+                    load = execute_load(engine, load_plan, stop=stop, sink=sink, cold=False, clock=clock)
                 except LabError as exc:
                     status, error = "error", error_text(exc)
                     break
