@@ -22,20 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tui_lab.lessons._format import Lesson, find_lesson
+from tui_lab.paths import DATA_ENV, data_dir
 
-DATA_ENV = "INFERENCE_LAB_DATA"
+__all__ = ["DATA_ENV", "FILE_NAME", "FORMAT_VERSION", "LessonProgress", "ProgressStore", "StepRecord", "data_dir"]
+
 FILE_NAME = "progress.json"
 FORMAT_VERSION = 1
-
-
-def data_dir() -> Path:
-    """``$INFERENCE_LAB_DATA`` if set, else the platform's user data dir for inference-lab."""
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env)
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("inference-lab"))
 
 
 @dataclass
