@@ -271,6 +271,46 @@ def test_fp8_weights_are_timed_on_vllm_with_a_named_cuda_device() -> None:
     assert fp8.measured_ms is not None and "H100/H200" not in result.note
 
 
+def test_memory_lessons_read_the_card_the_engine_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An H100 (3.35 TB/s, 80 GiB) is computed with as an H100, not as an H200."""
+    from tui_lab import telemetry
+    from tui_lab.telemetry import CardSpecs
+
+    asked: list[int] = []
+
+    def h100(index: int = 0) -> CardSpecs:
+        asked.append(index)
+        return CardSpecs("NVIDIA H100 80GB HBM3", 80 * 2**30, 3352.32, index)
+
+    monkeypatch.setattr(telemetry, "card_specs", h100)
+    weights = get("weight_precision")
+    result = weights.run(weights.validate({"max_new_tokens": 4}), _gpu_ctx("scripted"))
+    assert result.bandwidth_gbs == pytest.approx(3352.32)
+    assert "3,352 GB/s read from the NVIDIA H100 80GB HBM3" in result.note
+    bf16 = next(r for r in result.rows if r.dtype == "bf16")
+    assert bf16.floor_ms == pytest.approx(bf16.weight_gb / 3352.32 * 1000)
+    kv = get("kv_capacity")
+    result = kv.run(kv.validate({"probe_limit": 2, "probe_tokens": 2}), _gpu_ctx("scripted"))
+    assert result.free_gib == pytest.approx(80.0) and "80 GiB read from the NVIDIA H100" in result.note
+    assert asked == [0, 0]
+    # A value given by the learner is used as given.
+    given = weights.run(weights.validate({"max_new_tokens": 4, "bandwidth_gbs": 1000.0}), _gpu_ctx("scripted"))
+    assert given.bandwidth_gbs == 1000.0 and "as given" in given.note and asked == [0, 0]
+
+
+def test_memory_lessons_without_a_gpu_say_the_h200_datasheet_stands_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui_lab import telemetry
+
+    monkeypatch.setattr(telemetry, "card_specs", lambda index=0: None)
+    weights = get("weight_precision")
+    result = weights.run(weights.validate({"max_new_tokens": 4}), _ctx("scripted"))
+    assert result.bandwidth_gbs == 4800.0
+    assert "no GPU here: the NVIDIA H200 datasheet's 4,800 GB/s stands in" in result.note
+    kv = get("kv_capacity")
+    result = kv.run(kv.validate({"probe_limit": 2, "probe_tokens": 2}), _ctx("scripted"))
+    assert result.free_gib == pytest.approx(141e9 / 2**30) and "H200 datasheet's 141 GB" in result.note
+
+
 def test_bad_params_say_what_to_do() -> None:
     with pytest.raises(InvalidInput, match="takes"):
         get("kv_capacity").validate({"kontext": 3})

@@ -12,9 +12,9 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from tui_lab.engines.base import is_cuda
+from tui_lab.engines.base import cuda_index, is_cuda
 from tui_lab.errors import LabError, OutOfMemory
 from tui_lab.lab.experiment import RunContext, register
 from tui_lab.lab.lessonexp import (
@@ -47,6 +47,34 @@ H200_HBM_GBS = 4800.0
 """NVIDIA H200 SXM memory bandwidth, 4.8 TB/s (NVIDIA H200 Tensor Core GPU datasheet)."""
 H200_MEMORY_GIB = 141e9 / GIB
 """NVIDIA H200: 141 GB of HBM3e (same datasheet)."""
+
+
+def card_figure(device: str, want: Literal["bandwidth", "memory"], given: float | None = None) -> tuple[float, str]:
+    """The memory bandwidth (GB/s) or size (GiB) of the card ``device`` runs on, and one line on where it
+    comes from. ``given`` wins; None reads the card.
+
+    A CUDA device is read through NVML (``tui_lab.telemetry.card_specs``: the total memory, and the peak
+    bandwidth from its memory clock and bus width); an engine off the GPU on a machine with one reads
+    GPU 0; only without a GPU does the NVIDIA H200 datasheet stand in, and the line says so.
+    """
+    from tui_lab.telemetry import card_specs
+
+    unit = "GB/s" if want == "bandwidth" else "GiB"
+    if given is not None:
+        return float(given), f"{want} {given:,.4g} {unit} as given"
+    on_gpu = is_cuda(device)
+    specs = card_specs(cuda_index(device) if on_gpu else 0)
+    value = None
+    if specs is not None:
+        value = specs.bandwidth_gbs if want == "bandwidth" else specs.memory_bytes / GIB
+    if specs is not None and value:
+        where = "" if on_gpu else f" (GPU 0 of this machine; the engine runs on {device})"
+        how = " (NVML: 2 × memory clock × bus width)" if want == "bandwidth" else " (NVML)"
+        return value, f"{want} {value:,.0f} {unit} read from the {specs.name}{where}{how}"
+    why = "no GPU here" if specs is None else f"NVML cannot say the {specs.name}'s {want}"
+    fallback = H200_HBM_GBS if want == "bandwidth" else H200_MEMORY_GIB
+    datasheet = "4,800 GB/s" if want == "bandwidth" else "141 GB"
+    return fallback, f"{why}: the NVIDIA H200 datasheet's {datasheet} stands in for the card"
 
 
 def _tpot_p50(run: Any) -> float | None:
@@ -97,7 +125,7 @@ class WeightPrecision(LessonExperiment):
     kind = "compare"
     schema = {
         "model": ("llama-3-8b", arch_name),
-        "bandwidth_gbs": (H200_HBM_GBS, number(1, 100000)),
+        "bandwidth_gbs": (None, number(1, 100000)),
         "max_new_tokens": (32, integer(2, MAX_NEW_TOKENS)),
         "measure_fp8": (True, flag),
     }
@@ -107,12 +135,13 @@ class WeightPrecision(LessonExperiment):
         from tui_lab.models.arch import ARCH_MODELS
 
         config = ARCH_MODELS[params["model"]].config
-        bw = params["bandwidth_gbs"] * 1e9
+        device = engine_device(ctx.engine)
+        bandwidth_gbs, source = card_figure(device, "bandwidth", params["bandwidth_gbs"])
+        bw = bandwidth_gbs * 1e9
         rows = []
         for dt in ("bf16", "fp8", "int4"):
             wb = weight_bytes(config, dt)
             rows.append(PrecisionRow(dt, wb / 1e9, decode_floor_s(wb, bw) * 1000))
-        device = engine_device(ctx.engine)
         base = run_batch(ctx, ctx.engine, ["The future of AI is"], params["max_new_tokens"], "batch 1 · loaded engine")
         loaded = ms(_tpot_p50(base))
         note = ""
@@ -133,7 +162,8 @@ class WeightPrecision(LessonExperiment):
             note = "fp8 weights are a vLLM option (engine vllm on a GPU); this run timed the loaded engine only"
         rows[2] = PrecisionRow("int4", rows[2].weight_gb, rows[2].floor_ms, None,
                                "needs a checkpoint quantized ahead of time (AWQ/GPTQ): computed only")
-        return PrecisionResult(params["model"], params["bandwidth_gbs"], rows, ctx.engine_name, device, loaded, note)
+        note = "; ".join(part for part in (source, note) if part)
+        return PrecisionResult(params["model"], bandwidth_gbs, rows, ctx.engine_name, device, loaded, note)
 
 
 # ---------------------------------------------------------------------------------- KV per token
@@ -194,7 +224,7 @@ class KvCapacity(LessonExperiment):
     kind = "inspect"
     schema = {
         "context": (4096, integer(16, 131072)),
-        "memory_gib": (H200_MEMORY_GIB, number(0.1, 4096)),
+        "memory_gib": (None, number(0.1, 4096)),
         "kv_cache_dtype": ("bf16", choice("bf16", "fp8")),
         "compare_fp8": (False, flag),
         "probe_limit": (16, integer(1, MAX_REQUESTS)),
@@ -207,9 +237,10 @@ class KvCapacity(LessonExperiment):
         from tui_lab.models.arch import ARCH_MODELS
 
         context, kvd = params["context"], params["kv_cache_dtype"]
+        memory_gib, source = card_figure(engine_device(ctx.engine), "memory", params["memory_gib"])
         designs = []
         for name, arch in ARCH_MODELS.items():
-            free = max(0.0, params["memory_gib"] * GIB * 0.9 - weight_bytes(arch.config))
+            free = max(0.0, memory_gib * GIB * 0.9 - weight_bytes(arch.config))
             for design in ATTENTION_DESIGNS:
                 d = kv_design(name, arch.config, design, context, kvd, free)
                 designs.append({**d.to_dict(), "free_gib": free / GIB})
@@ -234,8 +265,8 @@ class KvCapacity(LessonExperiment):
             if params["compare_fp8"]:
                 note = "the fp8 KV cache is measured on the vLLM engine only (kv_cache_dtype=fp8)"
         shipped = {d["model"].replace("-", "_"): d for d in designs if d["design"] == "as shipped"}
-        return KvCapacityResult(context, kvd, params["memory_gib"], designs, measured, how, fp8_batch, shipped,
-                                thr, note)
+        note = "; ".join(part for part in (source, note) if part)
+        return KvCapacityResult(context, kvd, memory_gib, designs, measured, how, fp8_batch, shipped, thr, note)
 
 
 # ------------------------------------------------------------------------------------- preemption
