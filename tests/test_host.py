@@ -269,15 +269,16 @@ def test_killing_the_ui_leaves_no_host_and_no_children(tmp_path: Path, sig: sign
     ui = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     try:
         host_pid = int(ui.stdout.readline())
-        grandchild = int(child_file.read_text().split()[0])
-        assert _alive(host_pid) and _alive(grandchild)
+        grandchild, own_group = (int(pid) for pid in child_file.read_text().split())
+        assert _alive(host_pid) and _alive(grandchild) and _alive(own_group)
         ui.send_signal(sig)
         ui.wait(10)
         end = time.monotonic() + 10
-        while time.monotonic() < end and (_alive(host_pid) or _alive(grandchild)):
+        while time.monotonic() < end and (_alive(host_pid) or _alive(grandchild) or _alive(own_group)):
             time.sleep(0.1)
         assert not _alive(host_pid), "the host outlived the UI"
         assert not _alive(grandchild), "the host's child outlived the UI"
+        assert not _alive(own_group), "the host's child in a group of its own outlived the UI"
     finally:
         if ui.poll() is None:
             ui.kill()

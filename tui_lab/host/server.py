@@ -47,10 +47,14 @@ def resolve(spec: str | Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _kill_group_and_exit(code: int = 0) -> None:
-    """Kill every process of the host's group (its children), then exit at once."""
+    """Kill every process of the host's group and session (its children, also those that made a group of
+    their own), then exit at once."""
     with contextlib.suppress(Exception):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         os.killpg(os.getpgid(0), signal.SIGTERM)
+    with contextlib.suppress(Exception):
+        for pid in _group_children():
+            os.kill(pid, signal.SIGTERM)
     time.sleep(0.05)
     with contextlib.suppress(Exception):
         # Children that ignored SIGTERM; the host itself is spared by exiting right after.
@@ -60,13 +64,13 @@ def _kill_group_and_exit(code: int = 0) -> None:
 
 
 def _group_children() -> list[int]:
-    """Pids in this process group other than this one (Linux /proc)."""
-    me, pgid, out = os.getpid(), os.getpgid(0), []
+    """Pids in this process group or session other than this one (Linux /proc)."""
+    me, pgid, sid, out = os.getpid(), os.getpgid(0), os.getsid(0), []
     with contextlib.suppress(OSError):
         for name in os.listdir("/proc"):
             if name.isdigit() and int(name) != me:
                 with contextlib.suppress(OSError):
-                    if os.getpgid(int(name)) == pgid:
+                    if os.getpgid(int(name)) == pgid or (sid == me and os.getsid(int(name)) == sid):
                         out.append(int(name))
     return out
 
