@@ -2,7 +2,8 @@
 
 The model name picks a behaviour: "scripted" streams normally (real time, so stop can act
 mid-run); "crash-exit" ends the process mid-run; "crash-raise" raises mid-run; "crash-segv"
-dies of a segmentation fault mid-run; "grandchild" starts two sleeping child processes at load,
+dies of a segmentation fault mid-run; "crash-midrun-child" has a child die with a traceback
+mid-run and then fails the run pointing at it; "grandchild" starts two sleeping child processes at load,
 one in the host's process group and one in a group of its own (to show the host's children die
 with it); "child-traceback" prints to stdout, has a child process die with a traceback on
 stderr, and then fails the load with an error that only points at it (as vLLM's engine core
@@ -33,6 +34,12 @@ class _Crashing(ScriptedEngine):
                     os._exit(3)
                 if self.how == "crash-segv":
                     os.kill(os.getpid(), signal.SIGSEGV)
+                if self.how == "crash-midrun-child":
+                    subprocess.run([sys.executable, "-c", "raise MemoryError('worker lost its KV blocks')"],
+                                   check=False)
+                    from tui_lab.errors import EngineFailure
+
+                    raise EngineFailure("EngineCore encountered an issue. See stack trace (above) for the root cause.")
                 raise RuntimeError("engine blew up mid-run")
             yield event
 

@@ -188,6 +188,18 @@ def test_the_hosts_output_goes_to_its_log_and_the_error_names_the_cause(tmp_path
         assert line not in out.stderr
 
 
+def test_a_run_that_fails_mid_stream_names_the_cause_from_the_log(host) -> None:
+    """The run keeps its partial result; its error gets the child's exception from the host's log."""
+    h, events = host
+    assert h.log_path is not None and h.log_path.exists()
+    _load(h, events, "crash-midrun-child")
+    h.send(p.Run(7, "generate", {"batch_size": 2, "max_new_tokens": 50}))
+    done = _wait(events, p.RunDone)
+    error = done.result.error
+    assert done.result.partial and error.startswith("EngineCore encountered an issue")
+    assert f"cause in the engine log: MemoryError: worker lost its KV blocks ({h.log_path})" in error
+
+
 def test_a_crash_names_the_fatal_error_from_the_log(tmp_path: Path) -> None:
     import json
 
