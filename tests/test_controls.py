@@ -35,7 +35,7 @@ async def test_typed_value_applies_only_on_enter_and_results_record_it():
         box.focus()
         box.value = ""
         await pilot.press("1", "3")
-        await pilot.pause(0.05)
+        await pilot.pause()
         assert app.settings.batch_size == 1  # nothing applied while typing
         await pilot.press("enter")
         assert app.settings.batch_size == 13
@@ -91,8 +91,8 @@ async def test_leaving_a_box_applies_it_and_refuses_bad_values():
         await pilot.pause()
         box.value = "abc"
         await pilot.press("tab")
-        await pilot.pause(0.05)
-        assert "max_new_tokens must be a whole number" in str(app.query_one("#controls-error", Label).render())
+        await wait_until(pilot, lambda: "max_new_tokens must be a whole number" in str(
+            app.query_one("#controls-error", Label).render()))
         assert box.value == "24" and app.settings.max_new_tokens == 24
 
 
@@ -184,18 +184,15 @@ async def test_help_scrolls_with_the_keyboard():
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
         await pilot.press("question_mark")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: bool(app.screen.query("#help-body")))
         body = app.screen.query_one("#help-body", VerticalScroll)
-        assert body.max_scroll_y > 0
+        await wait_until(pilot, lambda: body.max_scroll_y > 0)
         await pilot.press("pagedown")
-        await pilot.pause(0.05)
-        assert body.scroll_y > 0
+        await wait_until(pilot, lambda: body.scroll_y > 0)  # scrolling animates: wait for where it goes
         await pilot.press("end")
-        await pilot.pause(0.05)
-        assert body.scroll_y == body.max_scroll_y
+        await wait_until(pilot, lambda: body.scroll_y == body.max_scroll_y)
         await pilot.press("home")
-        await pilot.pause(0.05)
-        assert body.scroll_y == 0
+        await wait_until(pilot, lambda: body.scroll_y == 0)
 
 
 def test_settings_keep_each_engine_s_own_options() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
@@ -101,7 +102,7 @@ def test_stop_acts_within_a_step(host) -> None:
     h.send(p.Run(2, "generate", {"batch_size": 2, "max_new_tokens": 2000}))
     _wait(events, p.Frame)
     h.send(p.Stop(2))
-    done = _wait(events, p.RunDone, timeout=5)
+    done = _wait(events, p.RunDone, timeout=30)  # a bound for a loaded machine; the count below is the check
     assert done.result.partial
     assert done.result.requests[0].token_ids.__len__() < 2000
 
@@ -110,6 +111,106 @@ def test_host_and_ui_clocks_are_comparable(host) -> None:
     h, _ = host
     before, t_host, after = h.ping()
     assert before <= t_host <= after
+
+
+def test_a_killed_host_takes_everything_it_started_before_its_death_is_reported(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 of the host (the out-of-memory killer): its children, in its group or in a group of their own,
+    are gone by the time HostDied arrives."""
+
+    def session_members(leader: int) -> list[int]:
+        out = []
+        for name in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError):
+                if _alive(int(name)) and leader in (os.getpgid(int(name)), os.getsid(int(name))):
+                    out.append(int(name))
+        return out
+
+    child_file = tmp_path / "children.pid"
+    monkeypatch.setenv("HOST_TEST_CHILD_FILE", str(child_file))
+    events: queue.Queue = queue.Queue()
+    h = EngineHost(events.put, factory=FACTORY)
+    try:
+        _load(h, events, "grandchild")
+        in_group, own_group = (int(pid) for pid in child_file.read_text().split())
+        assert os.getpgid(in_group) == h.pid and os.getpgid(own_group) == own_group
+        assert os.getsid(own_group) == h.pid
+        assert {in_group, own_group} <= set(session_members(h.pid))
+        os.kill(h.pid, signal.SIGKILL)
+        died = _wait(events, p.HostDied, timeout=60)
+        # Checked at the moment the death is reported, not after a wait.
+        assert not _alive(in_group) and not _alive(own_group)
+        assert session_members(h.pid) == []
+        assert died.exitcode == -signal.SIGKILL and "press m" in died.message
+    finally:
+        h.close()
+
+
+def _host_script(model: str, wait_for: str) -> str:
+    return textwrap.dedent(f"""
+        import json, queue
+        from tui_lab.host import protocol as p
+        from tui_lab.host.client import EngineHost
+        q = queue.Queue()
+        h = EngineHost(q.put, factory={FACTORY!r})
+        h.send(p.Load(engine="scripted", model={model!r}))
+        while True:
+            ev = q.get(timeout=120)
+            if isinstance(ev, p.Loaded):
+                h.send(p.Run(1, "generate", {{"batch_size": 2, "max_new_tokens": 50}}))
+            if isinstance(ev, p.{wait_for}):
+                break
+        print(json.dumps({{**ev.__dict__, "log": str(h.log_path)}}), flush=True)
+        h.close()
+    """)
+
+
+def test_the_hosts_output_goes_to_its_log_and_the_error_names_the_cause(tmp_path: Path) -> None:
+    """A child process dies with a traceback, the load fails pointing "above": the error carries the child's
+    exception and the log's path, and nothing reaches the app's terminal."""
+    import json
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "INFERENCE_LAB_LOGS": str(tmp_path / "logs")}
+    out = subprocess.run([sys.executable, "-c", _host_script("child-traceback", "HostError")], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    error = json.loads(out.stdout.strip().splitlines()[-1])
+    log = Path(error["log"])
+    assert log.parent == tmp_path / "logs" and log.name.startswith("host-")
+    assert error["what"] == "load" and "Engine core initialization failed" in error["message"]
+    assert f"cause in the engine log: ValueError: 42 KV blocks do not fit in 1 GiB ({log})" in error["hint"]
+    assert "\n" not in error["hint"]
+    text = log.read_text()
+    assert "loading the scripted engine" in text and "Traceback (most recent call last)" in text
+    assert "engine core: sizing the KV cache" in text
+    assert len(out.stdout.strip().splitlines()) == 1  # the app's terminal got the one line it printed itself
+    for line in ("Traceback", "42 KV blocks", "sizing the KV cache", "loading the scripted engine"):
+        assert line not in out.stderr
+
+
+def test_a_run_that_fails_mid_stream_names_the_cause_from_the_log(host) -> None:
+    """The run keeps its partial result; its error gets the child's exception from the host's log."""
+    h, events = host
+    assert h.log_path is not None and h.log_path.exists()
+    _load(h, events, "crash-midrun-child")
+    h.send(p.Run(7, "generate", {"batch_size": 2, "max_new_tokens": 50}))
+    done = _wait(events, p.RunDone)
+    error = done.result.error
+    assert done.result.partial and error.startswith("EngineCore encountered an issue")
+    assert f"cause in the engine log: MemoryError: worker lost its KV blocks ({h.log_path})" in error
+
+
+def test_a_crash_names_the_fatal_error_from_the_log(tmp_path: Path) -> None:
+    import json
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "INFERENCE_LAB_LOGS": str(tmp_path / "logs")}
+    out = subprocess.run([sys.executable, "-c", _host_script("crash-segv", "HostDied")], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    died = json.loads(out.stdout.strip().splitlines()[-1])
+    assert died["exitcode"] == -signal.SIGSEGV and "segmentation fault" in died["message"]
+    assert f"cause in the engine log: Fatal Python error: Segmentation fault ({died['log']})" in died["message"]
+    assert "Fatal Python error" not in out.stderr
 
 
 @pytest.mark.parametrize("model", ["crash-exit", "crash-raise"])
@@ -180,15 +281,16 @@ def test_killing_the_ui_leaves_no_host_and_no_children(tmp_path: Path, sig: sign
     ui = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     try:
         host_pid = int(ui.stdout.readline())
-        grandchild = int(child_file.read_text())
-        assert _alive(host_pid) and _alive(grandchild)
+        grandchild, own_group = (int(pid) for pid in child_file.read_text().split())
+        assert _alive(host_pid) and _alive(grandchild) and _alive(own_group)
         ui.send_signal(sig)
         ui.wait(10)
         end = time.monotonic() + 10
-        while time.monotonic() < end and (_alive(host_pid) or _alive(grandchild)):
+        while time.monotonic() < end and (_alive(host_pid) or _alive(grandchild) or _alive(own_group)):
             time.sleep(0.1)
         assert not _alive(host_pid), "the host outlived the UI"
         assert not _alive(grandchild), "the host's child outlived the UI"
+        assert not _alive(own_group), "the host's child in a group of its own outlived the UI"
     finally:
         if ui.poll() is None:
             ui.kill()
@@ -253,3 +355,25 @@ def test_a_vllm_variant_makes_room_and_the_lab_engine_comes_back() -> None:
     ctx.make_engine("vllm", max_num_seqs=2)
     assert released == [True] and ctx.engine is None
     assert ctx.loaded is not None and made[-1] == "reloaded"
+
+def test_the_cause_is_the_first_real_exception_of_the_log() -> None:
+    """vLLM's shape: its engine core's traceback (each line prefixed), then the wrapper the host raised."""
+    from tui_lab.host.logs import cause
+
+    log = textwrap.dedent("""\
+        INFO 12-07 09:00:00 [core.py:93] Initializing a V1 LLM engine
+        WARNING 12-07 09:00:01 [cpu.py:12] Pin memory is not supported on CPU.
+        (EngineCore_DP0 pid=4242) ERROR 12-07 09:00:02 [core.py:708] EngineCore failed to start.
+        (EngineCore_DP0 pid=4242) Traceback (most recent call last):
+        (EngineCore_DP0 pid=4242)   File "/x/vllm/v1/engine/core.py", line 699, in run_engine_core
+        (EngineCore_DP0 pid=4242) torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB
+        (EngineCore_DP0 pid=4242)
+        (EngineCore_DP0 pid=4242) The above exception was the direct cause of the following exception:
+        (EngineCore_DP0 pid=4242) RuntimeError: Engine core initialization failed. See root cause above.
+    """)
+    assert cause(log) == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert cause("RuntimeError: Engine core initialization failed. See root cause above.\n").startswith(
+        "RuntimeError: Engine core")  # nothing better: the wrapper itself
+    assert cause("Fatal Python error: Segmentation fault\n\nThread 0x1 (most recent call first):\n") == \
+        "Fatal Python error: Segmentation fault"
+    assert cause("INFO all good\nWARNING some deprecation\n") is None

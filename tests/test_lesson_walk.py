@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.test_ui_app import ready, text_of, wait_until
+from tests.test_ui_app import ready, settled, text_of, wait_until
 from tui_lab.lessons import load_lessons, measure_metric
 from tui_lab.ui.app import AppOptions, LabApp
 from tui_lab.ui.prediction import format_value
@@ -40,7 +40,7 @@ async def _walk(pilot, app: LabApp, lesson, on_step) -> None:
     for index, step in enumerate(lesson.steps):
         if index:
             await pilot.press("n")
-            await pilot.pause(0.02)
+            await pilot.pause()
         assert pane.lesson.id == lesson.id and pane.step.key == step.key
         if not step.experiment:
             continue
@@ -49,7 +49,7 @@ async def _walk(pilot, app: LabApp, lesson, on_step) -> None:
         await pilot.press("r")
         await wait_until(pilot, lambda runs=runs: app.runs.run_id > runs or bool(app.results), timeout=10)
         await wait_until(pilot, lambda: app.busy is None, timeout=60)
-        await pilot.pause(0.05)
+        await settled(pilot)
         await on_step(step)
 
 
@@ -134,7 +134,7 @@ async def test_model_inspection_steps_resolve_in_the_app(hf_engine) -> None:
             await pilot.press("r")
             await wait_until(pilot, lambda runs=runs: app.runs.run_id > runs)
             await wait_until(pilot, lambda: app.busy is None, timeout=300)
-            await pilot.pause(0.05)
+            await settled(pilot)
             measured = measure_metric(_result_data(app), step.predict.metric)
             assert measured.value is not None, (step.key, measured.reason, text_of(app, "#run-note"))
             shown = " ".join(text_of(app, "#predict-result").split())
@@ -156,7 +156,7 @@ async def test_every_preset_key_reaches_the_run() -> None:
                     continue
                 pane.lesson_index, pane.step_index = lesson_index, step_index
                 pane._render_step(announce=True)
-                await pilot.pause(0.01)
+                await pilot.pause()
                 params = app.loaded.run_params(app.settings)
                 wanted = get(step.experiment).validate(step.params)
                 for key in step.params:
@@ -185,18 +185,17 @@ async def test_experiment_values_the_lessons_ask_for_are_in_the_controls() -> No
             box.focus()
             box.value = typed
             await pilot.press("enter")
-            await pilot.pause(0.05)
-            assert app.loaded.run_params(app.settings)[key] == value, name
+            await wait_until(pilot, lambda key=key, value=value: app.loaded.run_params(app.settings)[key] == value)
         box = app.query_one("#exp-latency_budget", Input)
         box.value = "lunch"
         await pilot.press("enter")
-        await pilot.pause(0.05)
-        assert "latency_budget must be one of: chat, rag" in str(app.query_one("#controls-error").render())
+        await wait_until(pilot, lambda: "latency_budget must be one of: chat, rag" in str(
+            app.query_one("#controls-error").render()))
         assert app.loaded.run_params(app.settings)["latency_budget"] == "rag"
         await pilot.press("escape")
         assert box.value == "rag"
         pane.move(1)  # the next step's preset replaces what was typed
-        await pilot.pause(0.05)
+        await pilot.pause()
         assert app.loaded.run_params(app.settings).get("latency_budget") == app.loaded.values.get("latency_budget")
 
 
@@ -239,12 +238,12 @@ async def test_results_fit_the_panel_at_120x36() -> None:
                 seen.add(step.experiment)
                 pane.lesson_index, pane.step_index = lesson_index, step_index
                 pane._render_step(announce=True)
-                await pilot.pause(0.02)
+                await pilot.pause()
                 runs = app.runs.run_id
                 await pilot.press("r")
                 await wait_until(pilot, lambda runs=runs: app.runs.run_id > runs)
                 await wait_until(pilot, lambda: app.busy is None, timeout=60)
-                await pilot.pause(0.05)
+                await settled(pilot)
                 shown = view.content
                 assert "Some cells are cut" not in text_of(app, "#inspection"), step.experiment
                 assert not cut_cells(shown, view.size.width), step.experiment
@@ -293,7 +292,7 @@ async def test_a_stopped_sweep_does_not_answer_for_its_last_point() -> None:
         await wait_until(pilot, lambda: len(app.results) >= 1, timeout=30)
         await pilot.press("s")
         await wait_until(pilot, lambda: app.busy is None, timeout=30)
-        await pilot.pause(0.05)
+        await settled(pilot)
         last = step.params["lengths"][-1]
         shown = " ".join(text_of(app, "#predict-result").split())
         assert f"not measured (the run was stopped before {last} tokens)" in shown, shown

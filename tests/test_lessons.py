@@ -413,9 +413,25 @@ def test_corrupt_progress_is_moved_aside(tmp_path: Path, content: str) -> None:
     store = ProgressStore(path)
     assert store.recovered_from is not None and store.recovered_from.exists()
     assert store.recovered_from.read_text(encoding="utf-8") == content
+    assert str(store.recovered_from) in (store.take_notice() or "")
     assert not path.exists()
     store.mark_done("01", "s")
     assert json.loads(path.read_text(encoding="utf-8"))["lessons"]["01"]["steps"]["s"]["done"] is True
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{\x00", b'{"lessons": {"01": "caf\xe9"}}'])
+def test_progress_file_not_utf8_is_moved_aside_and_said_once(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "progress.json"
+    path.write_bytes(content)
+    store = ProgressStore(path)
+    assert store.recovered_from is not None
+    assert store.recovered_from.read_bytes() == content and not path.exists()
+    notice = store.take_notice()
+    assert notice is not None and str(store.recovered_from) in notice and "\n" not in notice
+    assert store.take_notice() is None
+    store.mark_done("01", "s")  # saving goes on in the same session
+    assert store.save_error is None
+    assert ProgressStore(path).step("01", "s").done
 
 
 def test_progress_ignores_wrongly_typed_fields(tmp_path: Path) -> None:

@@ -226,6 +226,92 @@ def test_experiment_runs_headless_and_pickles(name: str, engine_name: str) -> No
     assert view_for(type(result)) is not None
 
 
+GPU_DEVICE = "cuda (NVIDIA H100 80GB HBM3)"
+"""What the transformers engine reports on a GPU: a CUDA device with the card's name."""
+
+
+def test_is_cuda_reads_every_way_a_device_is_written() -> None:
+    from tui_lab.engines.base import cuda_index, is_cuda
+
+    for device in ("cuda", "CUDA", "cuda:1", GPU_DEVICE, "cuda:0 (NVIDIA H200)"):
+        assert is_cuda(device), device
+    for device in ("cpu", "scripted", "remote 127.0.0.1:8000", "auto", "none", "unknown", "cudax", ""):
+        assert not is_cuda(device), device
+
+    class TorchLike:
+        type, index = "cuda", 3
+
+    assert is_cuda(TorchLike()) and cuda_index(TorchLike()) == 3
+    assert cuda_index("cuda:2 (NVIDIA H100)") == 2 and cuda_index(GPU_DEVICE) == 0 and cuda_index("cuda") == 0
+
+
+def _gpu_ctx(engine_name: str) -> RunContext:
+    """A scripted engine that reports a GPU the way the real engines do."""
+    from dataclasses import replace
+
+    ctx = _ctx(engine_name)
+    ctx.engine._info = replace(ctx.engine.info, device=GPU_DEVICE)
+    return ctx
+
+
+def test_energy_is_measured_when_the_engine_reports_a_named_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui_lab.lab import traffic
+
+    counter = iter(range(1_000_000, 10_000_000, 250_000))  # NVML's energy counter, in mJ, read before/after
+    monkeypatch.setattr(traffic, "_energy_mj", lambda: next(counter))
+    exp = get("energy_cost")
+    result = exp.run(exp.validate({"batch_sizes": [1, 2], "max_new_tokens": 4}), _gpu_ctx("scripted"))
+    assert result.energy_source.startswith("NVML") and result.note == ""
+    assert [p.joules_per_token for p in result.points] == [pytest.approx(250 / 4), pytest.approx(250 / 8)]
+
+
+def test_fp8_weights_are_timed_on_vllm_with_a_named_cuda_device() -> None:
+    exp = get("weight_precision")
+    result = exp.run(exp.validate({"max_new_tokens": 4}), _gpu_ctx("vllm"))
+    fp8 = next(r for r in result.rows if r.dtype == "fp8")
+    assert fp8.measured_ms is not None and "H100/H200" not in result.note
+
+
+def test_memory_lessons_read_the_card_the_engine_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An H100 (3.35 TB/s, 80 GiB) is computed with as an H100, not as an H200."""
+    from tui_lab import telemetry
+    from tui_lab.telemetry import CardSpecs
+
+    asked: list[int] = []
+
+    def h100(index: int = 0) -> CardSpecs:
+        asked.append(index)
+        return CardSpecs("NVIDIA H100 80GB HBM3", 80 * 2**30, 3352.32, index)
+
+    monkeypatch.setattr(telemetry, "card_specs", h100)
+    weights = get("weight_precision")
+    result = weights.run(weights.validate({"max_new_tokens": 4}), _gpu_ctx("scripted"))
+    assert result.bandwidth_gbs == pytest.approx(3352.32)
+    assert "3,352 GB/s read from the NVIDIA H100 80GB HBM3" in result.note
+    bf16 = next(r for r in result.rows if r.dtype == "bf16")
+    assert bf16.floor_ms == pytest.approx(bf16.weight_gb / 3352.32 * 1000)
+    kv = get("kv_capacity")
+    result = kv.run(kv.validate({"probe_limit": 2, "probe_tokens": 2}), _gpu_ctx("scripted"))
+    assert result.free_gib == pytest.approx(80.0) and "80 GiB read from the NVIDIA H100" in result.note
+    assert asked == [0, 0]
+    # A value given by the learner is used as given.
+    given = weights.run(weights.validate({"max_new_tokens": 4, "bandwidth_gbs": 1000.0}), _gpu_ctx("scripted"))
+    assert given.bandwidth_gbs == 1000.0 and "as given" in given.note and asked == [0, 0]
+
+
+def test_memory_lessons_without_a_gpu_say_the_h200_datasheet_stands_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui_lab import telemetry
+
+    monkeypatch.setattr(telemetry, "card_specs", lambda index=0: None)
+    weights = get("weight_precision")
+    result = weights.run(weights.validate({"max_new_tokens": 4}), _ctx("scripted"))
+    assert result.bandwidth_gbs == 4800.0
+    assert "no GPU here: the NVIDIA H200 datasheet's 4,800 GB/s stands in" in result.note
+    kv = get("kv_capacity")
+    result = kv.run(kv.validate({"probe_limit": 2, "probe_tokens": 2}), _ctx("scripted"))
+    assert result.free_gib == pytest.approx(141e9 / 2**30) and "H200 datasheet's 141 GB" in result.note
+
+
 def test_bad_params_say_what_to_do() -> None:
     with pytest.raises(InvalidInput, match="takes"):
         get("kv_capacity").validate({"kontext": 3})

@@ -37,7 +37,7 @@ from tui_lab.lab.load import (
     output_lengths,
     run_load_sweep,
 )
-from tui_lab.metrics import ttft
+from tui_lab.metrics import e2e, ttft
 
 
 class _Session:
@@ -122,17 +122,28 @@ def plan(**changes) -> LoadPlan:
     return LoadPlan(**base)
 
 
+def _stepped_engine():
+    """The scripted engine with continuous batching on its fake clock: every decode step takes 10 ms."""
+    from tui_lab.engines.scripted import ScriptedServingEngine, StepModel
+
+    engine = ScriptedServingEngine(timing=StepModel(prefill_per_token=0.0, decode_base=0.01, decode_per_seq=0.0))
+    engine.load()
+    return engine
+
+
 def test_closed_loop_keeps_c_in_flight_and_reports_queue_time_apart():
-    engine = ThreadedEngine()
-    load = execute_load(engine, plan(concurrency=2))
+    engine = _stepped_engine()
+    sessions = []
+    opened = engine.open_session
+    engine.open_session = lambda sampling: sessions.append(opened(sampling)) or sessions[-1]
+    load = execute_load(engine, plan(concurrency=2), clock=engine.clock)
     assert not load.run.partial and load.run.error is None
-    assert engine.peak == 2 and load.max_in_flight == 2
+    assert sessions[-1].peak == 2 and load.max_in_flight == 2
     assert all(r.trace.output_tokens == 4 for r in load.run.requests)
-    # Every request arrives at 0; the later ones waited on the client for a slot, and that wait is not TTFT.
-    queue_s = load.client_queue
-    assert queue_s[0] < 0.01 and queue_s[1] < 0.01
-    assert min(queue_s[2:]) > engine.ttft_s
-    assert max(ttft(t) for t in load.traces) < engine.ttft_s + 0.04
+    # Every request arrives at 0; the later ones waited on the client for a slot, and that wait is not TTFT:
+    # two at a time, 4 steps of 10 ms each, so pair k waits 40 ms × k and every TTFT is one step.
+    assert load.client_queue == pytest.approx([0.0, 0.0, 0.04, 0.04, 0.08, 0.08, 0.12, 0.12])
+    assert [ttft(t) for t in load.traces] == pytest.approx([0.01] * 8)
     assert load.client_queue_s.n == 8
     # A new request goes out as one finishes: request 2 is sent after request 0 or 1 has ended.
     first_end = min(r.trace.last_token_time for r in load.run.requests[:2])
@@ -178,6 +189,90 @@ def test_mixed_output_lengths_break_lock_step():
     for bad in ("uniform:9:3", "a,b", "0,4", "uniform:3"):
         with pytest.raises(InvalidInput):
             plan(output_lens=bad).validate()
+        with pytest.raises(InvalidInput, match="input lengths"):
+            plan(input_lens=bad).validate()
+    with pytest.raises(InvalidInput, match="input lengths"):
+        inventory.get("load_run").validate({"input_lens": "uniform:64:16"})
+    assert inventory.get("load_run").validate({"input_lens": "128"})["input_lens"] == "128"
+
+
+def test_input_lengths_give_prompts_of_exactly_that_many_tokens():
+    """Fixed, cycled and seeded-uniform input lengths, counted the way the engine counts its prompts."""
+    from tui_lab.engines.scripted import ScriptedServingEngine
+    from tui_lab.lab.prompts import EXACT_NOTE
+
+    engine = ScriptedServingEngine()
+    engine.load()
+    cycled = execute_load(engine, plan(input_lens="3,7,12", num_requests=5))
+    assert [r.trace.prompt_tokens for r in cycled.run.requests] == [3, 7, 12, 3, 7]
+    assert cycled.input_note == EXACT_NOTE and cycled.to_dict()["plan"]["input_lens"] == "3,7,12"
+    assert len({r.prompt.split()[0] for r in cycled.run.requests}) > 1  # not one prompt's prefix for all
+    fixed = execute_load(engine, plan(input_lens="40", num_requests=3))
+    assert [r.trace.prompt_tokens for r in fixed.run.requests] == [40, 40, 40]
+    drawn = [execute_load(engine, plan(input_lens="uniform:5:60", num_requests=12, seed=4)) for _ in range(2)]
+    counts = [r.trace.prompt_tokens for r in drawn[0].run.requests]
+    assert counts == [r.trace.prompt_tokens for r in drawn[1].run.requests]  # seeded
+    assert min(counts) >= 5 and max(counts) <= 60 and len(set(counts)) > 3
+    plain = execute_load(engine, plan(num_requests=2))
+    assert plain.input_note == "" and all(r.trace.prompt_tokens < 20 for r in plain.run.requests)
+
+
+def test_input_lengths_without_a_local_tokenizer_are_approximate_and_say_so():
+    from tui_lab.lab.prompts import APPROXIMATE_NOTE, COMMON_WORDS
+
+    load = execute_load(ThreadedEngine(), plan(input_lens="8,20", num_requests=4))
+    assert load.input_note == APPROXIMATE_NOTE and "approximate" in load.to_dict()["input_note"]
+    words = [r.prompt.split() for r in load.run.requests]
+    assert [len(w) for w in words] == [7, 19, 7, 19]  # a BOS plus one token per common word
+    assert all(w in COMMON_WORDS for ws in words for w in ws)
+    assert words[0] != words[2]
+
+
+def test_prompt_of_tokens_is_exact_for_a_subword_tokenizer():
+    """A tokenizer of letter pairs with a BOS and an EOS: a cut inside a word decodes to a shorter word."""
+    from tui_lab.lab.prompts import input_prompts, prompt_of_tokens
+
+    class Letters:
+        """Decodes by letter pairs back to text: a cut inside a word yields a shorter word."""
+
+        def __init__(self):
+            self.table = {}
+
+        def encode(self, text):
+            ids = [0]
+            for w, word in enumerate(text.split()):
+                for i in range(0, len(word), 2):
+                    piece = (" " if i == 0 and w else "") + word[i:i + 2]
+                    ids.append(self.table.setdefault(piece, len(self.table) + 10))
+            return ids + [1]
+
+        def decode(self, ids):
+            back = {v: k for k, v in self.table.items()}
+            return "".join(back[i] for i in ids if i >= 10)
+
+    tok = Letters()
+    for n in (3, 4, 9, 31, 200):
+        text = prompt_of_tokens(n, tok, "Explain to a curious teenager how the water cycle works " * 40)
+        assert len(tok.encode(text)) == n
+    prompts, _ = input_prompts([5, 17, 64, 301], tok, seed=2)
+    assert [len(tok.encode(p)) for p in prompts] == [5, 17, 64, 301]
+    with pytest.raises(InvalidInput, match="no room for text"):
+        prompt_of_tokens(2, tok, "some words here")
+
+
+@pytest.mark.real_model
+def test_input_prompts_are_exact_for_the_embedded_gemma_tokenizer(embedded_checkpoint):
+    from transformers import AutoTokenizer
+
+    from tui_lab.lab.prompts import EXACT_NOTE, input_prompts
+
+    tok = AutoTokenizer.from_pretrained(embedded_checkpoint)
+    wanted = [2, 3, 16, 64, 128, 513, 2048]
+    prompts, note = input_prompts(wanted, tok, seed=1)
+    assert [len(tok.encode(p)) for p in prompts] == wanted and note == EXACT_NOTE
+    assert tok.encode(prompts[3])[0] == tok.bos_token_id
+    again, _ = input_prompts(wanted, tok, seed=1)
+    assert again == prompts and len({p[:20] for p in prompts[2:]}) == len(prompts[2:])
 
 
 def test_bad_plans_are_one_line_errors():
@@ -197,7 +292,7 @@ def test_static_batch_engine_is_refused_clearly():
 
 
 def test_stop_mid_load_keeps_what_was_measured():
-    engine = ThreadedEngine(step_s=0.02)
+    engine = _stepped_engine()
     stop = threading.Event()
     seen = []
 
@@ -207,24 +302,90 @@ def test_stop_mid_load_keeps_what_was_measured():
             stop.set()
 
     load = execute_load(engine, plan(num_requests=20, sampling=SamplingParams(max_new_tokens=50)), stop=stop,
-                        sink=sink, flush_interval=0)
+                        sink=sink, flush_interval=0, clock=engine.clock)
     assert load.run.partial
     assert sum(r.trace.output_tokens for r in load.run.requests) >= 3
     assert all(q is None for q in load.client_queue[4:])  # never sent
 
 
+def _interrupt_after(n_tokens: int):
+    """A sink that raises KeyboardInterrupt (Ctrl-C) once ``n_tokens`` tokens have been passed on."""
+    seen = [0, False]
+
+    def sink(events):
+        seen[0] += sum(e.n_tokens for e in events if isinstance(e, TokenEvent))
+        if seen[0] >= n_tokens and not seen[1]:
+            seen[1] = True
+            raise KeyboardInterrupt
+
+    return sink
+
+
+def test_ctrl_c_counts_what_was_sent_and_keeps_cut_requests_out_of_latency():
+    """Closed loop of 2 on the scripted engine's step clock: Ctrl-C when the third request has two tokens."""
+    from tui_lab.engines.scripted import ScriptedServingEngine
+
+    engine = ScriptedServingEngine()
+    engine.load()
+    # q0 and q1 take 5 steps (10 tokens); q2 and q3 start at step 6; after step 7 they hold 2 tokens each.
+    load = execute_load(engine, plan(num_requests=8, concurrency=2, sampling=SamplingParams(max_new_tokens=5)),
+                        sink=_interrupt_after(14), flush_interval=0, clock=engine.clock)
+    assert load.run.error == "interrupted" and load.run.partial
+    assert [r.finish_reason for r in load.run.requests[:4]] == ["length", "length", "cancelled", "cancelled"]
+    assert all(r.finish_reason is None for r in load.run.requests[4:])  # never sent
+    summary = load.run.summary()  # what the CLI table and the app's view show
+    assert summary.requests == 4 and summary.e2e_s.n == 2  # sent, and not cut
+    assert summary.cut == 2
+    assert (load.sent, load.cut) == (4, 2) and load.summary() == summary
+    # Latency covers the two finished requests only; the cut ones' tokens still count in the output.
+    assert summary.e2e_s.n == summary.tpot_s.n == summary.ttft_s.n == 2
+    assert summary.output_tokens == 14
+    finished = [e2e(r.trace) for r in load.run.requests[:2]]
+    assert summary.e2e_s.mean == pytest.approx(sum(finished) / 2)
+    doc = load.to_dict()
+    assert (doc["sent"], doc["cut"], doc["summary"]["requests"], doc["summary"]["cut"]) == (4, 2, 4, 2)
+    assert load.client_queue_s.n == 4
+
+
+def test_load_sweep_point_leaves_cut_requests_out_of_latency():
+    from tui_lab.engines.scripted import ScriptedServingEngine
+
+    class Counting(ScriptedServingEngine):
+        def open_session(self, sampling):
+            self.sessions.append(super().open_session(sampling))
+            return self.sessions[-1]
+
+    engine = Counting()
+    engine.sessions = []
+    engine.load()
+
+    class StopAtStep7:
+        """Stop once the load's own session (the second: the first is the cold request) ran 7 decode steps."""
+
+        def is_set(self) -> bool:
+            return len(engine.sessions) >= 2 and engine.sessions[-1].steps >= 7
+
+    sweep = LoadSweepPlan(axis="concurrency", values=(2,), base=plan(num_requests=8,
+                          sampling=SamplingParams(max_new_tokens=5)), latency_budget=None)
+    result = run_load_sweep(engine, sweep, stop=StopAtStep7())
+    point = result.points[0]
+    assert result.partial and point.point.status == "partial"
+    assert point.point.e2e_s.n == 2 and point.point.runs[0].requests == 4
+
+
 def test_load_sweep_knee_budget_and_cold_request():
-    engine = ThreadedEngine()
+    engine = _stepped_engine()
     sweep = LoadSweepPlan(axis="concurrency", values=(1, 2, 4), base=plan(num_requests=8),
                           latency_budget={"ttft_p50": 1.0})
     seen = []
-    result = run_load_sweep(engine, sweep, on_point=seen.append)
+    result = run_load_sweep(engine, sweep, on_point=seen.append, clock=engine.clock)
     assert [p.label for p in seen] == ["concurrency 1", "concurrency 2", "concurrency 4"]
     assert result.cold is not None and result.cold.output_tokens == 4
     assert all(p.complete and p.window_output_tokens_per_s for p in result.points)
-    # Requests do not contend in this engine: throughput roughly doubles with the concurrency.
+    # A step costs the same at any batch here: throughput doubles with the concurrency (32 tokens in 32, 16, 8
+    # steps of 10 ms).
     tps = [p.window_output_tokens_per_s for p in result.points]
-    assert tps[0] < tps[1] < tps[2]
+    assert tps == pytest.approx([100.0, 200.0, 400.0])
     assert result.knee is not None and "window throughput" in result.knee_note()
     assert result.budget_pick is not None
     doc = result.to_dict()

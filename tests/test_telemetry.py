@@ -130,3 +130,40 @@ def test_summarize_samples():
     assert summary["util_pct_mean"] == 75.0 and summary["util_pct_max"] == 100.0
     assert summary["power_w_mean"] == 200.0 and summary["mem_used_bytes_max"] == 30
     assert summarize_samples([])["util_pct_mean"] is None
+
+
+def _card(mod: types.ModuleType, clock_mhz: int = 2619, bus_bits: int = 5120) -> types.ModuleType:
+    """The fake NVML as an H100 SXM answers: 80 GiB, memory clock 2619 MHz on a 5120-bit bus."""
+    mod.NVML_CLOCK_MEM = 2
+    mod.nvmlDeviceGetMaxClockInfo = lambda h, kind: clock_mhz if kind == mod.NVML_CLOCK_MEM else 1980
+    mod.nvmlDeviceGetMemoryBusWidth = lambda h: bus_bits
+    mod.nvmlDeviceGetName = lambda h: f"NVIDIA GPU {h[1]}".encode()
+    mod.nvmlDeviceGetHandleByUUID = lambda uuid: ("handle", 7)
+    mod.nvmlDeviceGetIndex = lambda h: h[1]
+    return mod
+
+
+def test_card_specs_read_memory_and_peak_bandwidth(fake, monkeypatch):
+    from tui_lab.telemetry import card_specs
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    mod = _card(fake(count=4))
+    specs = card_specs(1)
+    assert specs.name == "NVIDIA GPU 1" and specs.memory_bytes == 80 * 2**30
+    assert specs.bandwidth_gbs == pytest.approx(3352.32)  # 2 × 2619 MHz × 5120 bits / 8
+    assert mod.state["shutdowns"] == mod.state["inits"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,2")  # CUDA's device 1 is NVML's 2
+    assert card_specs(1).name == "NVIDIA GPU 2"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5a1b2c3d")
+    assert card_specs(0).nvml_index == 7
+    assert card_specs(1) is None  # not visible to CUDA
+
+
+def test_card_specs_without_bus_width_or_driver(fake, monkeypatch):
+    from tui_lab.telemetry import card_specs
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    _card(fake(), bus_bits=0)
+    assert card_specs(0).bandwidth_gbs is None and card_specs(0).memory_bytes == 80 * 2**30
+    fake(fail_init=True)
+    assert card_specs(0) is None

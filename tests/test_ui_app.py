@@ -40,6 +40,20 @@ async def wait_until(pilot, condition, timeout: float = 20.0) -> None:
         await pilot.pause(0.02)
 
 
+async def settled(pilot) -> None:
+    """Let the app process what is queued and draw its charts, figures and tokens now (their redraw
+    timers' work, done at once instead of waiting for a tick)."""
+    from tui_lab.ui.widgets.live_panel import LivePanel
+
+    app = pilot.app
+    await pilot.pause()
+    app._tick_charts()
+    for panel in app.query(LivePanel):
+        panel.refresh_tokens()
+        panel.refresh_figures()
+    await pilot.pause()
+
+
 async def ready(pilot, app: LabApp) -> None:
     """Wait for the engine to load."""
     await wait_until(pilot, lambda: app.engine_state in ("ready", "failed"))
@@ -50,7 +64,7 @@ async def run_and_wait(pilot, app: LabApp) -> None:
     await pilot.press("r")
     await wait_until(pilot, lambda: app.busy is not None or app.results)
     await wait_until(pilot, lambda: app.busy is None)
-    await pilot.pause(0.1)
+    await settled(pilot)
 
 
 def live_run(app: LabApp):
@@ -128,11 +142,9 @@ async def test_change_batch_size_by_keys_and_controls():
         assert len(live_run(app).requests) == 12
         # Switch requests and open the all-requests view.
         await pilot.press("1", "right_square_bracket")
-        await pilot.pause(0.1)
-        assert text_of(app, "#tokens").startswith("r1")
+        await wait_until(pilot, lambda: text_of(app, "#tokens").startswith("r1"))
         await pilot.press("a")
-        await pilot.pause(0.1)
-        assert "r11" in text_of(app, "#requests")
+        await wait_until(pilot, lambda: "r11" in text_of(app, "#requests"))
 
 
 async def test_invalid_values_are_refused_in_place():
@@ -152,12 +164,10 @@ async def test_invalid_values_are_refused_in_place():
             box.focus()
             box.value = bad
             await pilot.press("enter")
-            await pilot.pause(0.05)
-            error = str(app.query_one("#controls-error", Label).render())
-            assert message in error, error
+            await wait_until(pilot, lambda m=message: m in str(app.query_one("#controls-error", Label).render()))
             assert app.settings == before
             box.value = box_text(next(p for p in GENERAL_FIELDS if p.name == field), getattr(before, field))
-            await pilot.pause(0.05)
+            await pilot.pause()
         assert str(app.query_one("#controls-error", Label).render()) == ""
 
 
@@ -169,7 +179,7 @@ async def test_stop_mid_run_keeps_partial_result():
         await pilot.press("r")
         await wait_until(pilot, lambda: live_run(app) is not None and live_run(app).figures().tokens_done >= 5)
         await pilot.press("s")
-        await wait_until(pilot, lambda: app.busy is None, timeout=5)
+        await wait_until(pilot, lambda: app.busy is None, timeout=30)
         row = app.results[-1]
         assert row["state"] == "partial"
         assert 5 <= row["output_tokens"] < 2000
@@ -216,7 +226,7 @@ async def test_export_writes_json_and_csv(tmp_path):
         await ready(pilot, app)
         await run_and_wait(pilot, app)
         await pilot.press("e")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: {p.suffix for p in app.last_export} == {".json", ".csv"})
         paths = {p.suffix: p for p in app.last_export}
         doc = json.loads(paths[".json"].read_text())
         assert doc["results"][0]["output_tokens"] == 16
@@ -225,7 +235,7 @@ async def test_export_writes_json_and_csv(tmp_path):
         rows = list(csv.DictReader(paths[".csv"].open()))
         assert rows[0]["label"] == "run 1" and rows[0]["output_tokens"] == "16"
         await pilot.press("w")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: [p.suffix for p in app.last_export] == [".svg"])
         svg = app.last_export[0]
         assert svg.suffix == ".svg" and svg.read_text().startswith("<svg")
 
@@ -235,34 +245,28 @@ async def test_export_before_any_run_says_so(tmp_path):
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         await pilot.press("e")
-        await pilot.pause(0.05)
+        await wait_until(pilot, lambda: any("nothing to export" in str(n.message) for n in app._notifications))
         assert not list(tmp_path.iterdir())
-        assert any("nothing to export" in str(n.message) for n in app._notifications)
 
 
 async def test_resize_to_80x24_stacks_panels():
     app = make_test_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
-        await pilot.pause(0.1)
-        assert app.screen.has_class("-narrow")
+        await wait_until(pilot, lambda: app.screen.has_class("-narrow"))
         lesson = app.query_one("#lesson")
         live = app.query_one("#live")
         assert lesson.region.bottom <= live.region.y  # stacked, not side by side
         await run_and_wait(pilot, app)
         assert "16/16" in text_of(app, "#tokens")
         await pilot.press("l")  # lesson only
-        await pilot.pause(0.05)
-        assert not live.display or live.region.height == 0
+        await wait_until(pilot, lambda: not live.display or live.region.height == 0)
         await pilot.press("l")  # panel only
-        await pilot.pause(0.05)
-        assert lesson.region.height == 0 and live.region.height > 15
+        await wait_until(pilot, lambda: lesson.region.height == 0 and live.region.height > 15)
         await pilot.resize_terminal(160, 48)
-        await pilot.pause(0.1)
-        assert app.screen.has_class("-wide")
+        await wait_until(pilot, lambda: app.screen.has_class("-wide"))
         await pilot.press("l")  # both again
-        await pilot.pause(0.05)
-        assert lesson.region.right <= live.region.x  # side by side again
+        await wait_until(pilot, lambda: lesson.region.right <= live.region.x)  # side by side again
 
 
 async def test_engine_load_error_is_shown_and_app_keeps_running():
@@ -273,7 +277,7 @@ async def test_engine_load_error_is_shown_and_app_keeps_running():
         banner = " ".join(text_of(app, "#engine-text").split())  # the label wraps at its width
         assert "gated" in banner and "hf auth login" in banner
         await pilot.press("r")
-        await pilot.pause(0.05)
+        await pilot.pause()
         assert app.busy is None and not app.results
         # The step's prediction says why nothing was measured: the engine's own reason.
         shown = " ".join(text_of(app, "#predict-result").split())
@@ -321,13 +325,18 @@ async def test_help_and_command_palette():
         for binding in LabApp.BINDINGS:
             assert hasattr(app, f"action_{binding.action.split('(')[0]}"), binding.action
             assert binding.tooltip, binding.key
+        from textual.command import CommandList, CommandPalette
+
+        def top_hit() -> str:
+            commands = app.screen.query_one(CommandList)
+            return str(commands.get_option_at_index(0).prompt).lower() if commands.option_count else ""
+
         await pilot.press("ctrl+p")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"batch size up")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: "batch size up" in top_hit())
         await pilot.press("enter")
-        await pilot.pause(0.1)
-        assert app.settings.batch_size == 8
+        await wait_until(pilot, lambda: app.settings.batch_size == 8)
 
 
 async def test_stepping_never_leaves_keys_in_a_text_box():
@@ -336,7 +345,7 @@ async def test_stepping_never_leaves_keys_in_a_text_box():
         await ready(pilot, app)
         for _ in range(3):
             await pilot.press("n")
-            await pilot.pause(0.05)
+            await pilot.pause()
             assert not isinstance(app.focused, Input)
         await pilot.press("p", "p")
         assert app.query_one("#lesson-title").content.startswith("01 · Test lesson · step 1/3")
@@ -354,7 +363,7 @@ async def test_keys_work_while_a_run_streams():
         await pilot.press("3")
         assert app.query_one("#tabs").active == "charts"
         await pilot.press("s")
-        await wait_until(pilot, lambda: app.busy is None, timeout=5)
+        await wait_until(pilot, lambda: app.busy is None, timeout=30)
 
 
 def test_first_screen_does_not_import_torch():
@@ -365,7 +374,8 @@ def test_first_screen_does_not_import_torch():
         "async def main():\n"
         "    app = make_test_app()\n"
         "    async with app.run_test() as pilot:\n"
-        "        await pilot.pause(0.2)\n"
+        "        while app.engine_state not in ('ready', 'failed'):\n"
+        "            await pilot.pause(0.02)\n"
         "asyncio.run(main())\n"
         "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
     )
@@ -377,7 +387,7 @@ def test_first_screen_does_not_import_torch():
 async def test_inputs_do_not_blink_in_tests():
     app = make_test_app()
     async with app.run_test() as pilot:
-        await pilot.pause(0.05)
+        await pilot.pause()
         assert all(not box.cursor_blink for box in app.query(Input))
         assert isinstance(app.query_one("#status"), Static)
 
@@ -673,7 +683,7 @@ async def test_charts_tab_drops_the_last_result_when_a_new_run_starts():
         runs = app.runs.run_id
         await pilot.press("r")
         await wait_until(pilot, lambda: app.runs.run_id > runs and app.busy is None)
-        await pilot.pause(0.05)
+        await settled(pilot)
 
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)

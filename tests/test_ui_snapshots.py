@@ -11,6 +11,7 @@ import asyncio
 import pytest
 from textual.widgets import Input
 
+from tests.test_ui_app import settled
 from tui_lab.errors import DeviceUnavailable
 from tui_lab.ui.testing import make_test_app
 
@@ -25,13 +26,13 @@ async def _settle(pilot, condition, timeout: float = 20.0) -> None:
     while not condition():
         assert loop.time() < deadline, "timed out"
         await pilot.pause(0.02)
-    await pilot.pause(0.3)  # let the ≤4 Hz chart timer draw the final state
+    await settled(pilot)  # draw the final state now, not at the next tick of the ≤4 Hz chart timer
 
 
 async def _finish(pilot, app) -> None:
     """Toasts vanish on a wall-clock timeout: clear them so the picture does not depend on timing."""
     app.clear_notifications()
-    await pilot.pause(0.3)
+    await settled(pilot)
 
 
 def _ready(app):
@@ -74,7 +75,7 @@ def test_batch_of_eight_with_all_requests(snap_compare, size):
         await pilot.press("b", "r")
         await _settle(pilot, lambda: bool(app.results) and app.busy is None)
         await pilot.press("right_square_bracket", "right_square_bracket", "a")
-        await pilot.pause(0.2)
+        await settled(pilot)
         await _finish(pilot, app)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -92,7 +93,7 @@ def test_batch_sweep_charts(snap_compare, size):
         await _settle(pilot, lambda: len(app.results) == 4 and app.busy is None)
         if size[0] < 100:
             await pilot.press("l", "l")
-        await pilot.pause(0.4)
+        await settled(pilot)
         await _finish(pilot, app)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -111,7 +112,7 @@ def test_controls_refuse_invalid_value(snap_compare, size):
         box.focus()
         box.value = "3000"
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await settled(pilot)
         await _finish(pilot, app)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -127,7 +128,7 @@ def test_trade_off_zoomed_with_budget(snap_compare):
         await pilot.press("n", "r")
         await _settle(pilot, lambda: len(app.results) == 4 and app.busy is None)
         await pilot.press("v", "v", "v", "v", "minus", "minus")
-        await pilot.pause(0.4)
+        await settled(pilot)
         await _finish(pilot, app)
 
     assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
@@ -152,7 +153,7 @@ def test_help_screen(snap_compare):
     async def run_before(pilot):
         await _settle(pilot, _ready(app))
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        await settled(pilot)
         await _finish(pilot, app)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

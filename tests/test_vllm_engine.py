@@ -130,7 +130,8 @@ def test_four_concurrent_requests_timestamps_and_breakdown(vllm_engine):
     result = execute_run(vllm_engine, requests, SamplingParams(max_new_tokens=10, ignore_eos=True))
     assert not result.partial, result.error
     sends = [r.trace.t_send for r in result.requests]
-    assert max(sends) - min(sends) < 0.5  # submitted together, not one after another
+    # Submitted together, not one after another: every request was sent before any had its first token.
+    assert max(sends) < min(r.trace.event_times[0] for r in result.requests)
     for req in result.requests:
         trace = req.trace
         assert req.finish_reason == "length"
@@ -143,9 +144,9 @@ def test_four_concurrent_requests_timestamps_and_breakdown(vllm_engine):
         assert times["prefill_s"] > 0 and times["decode_s"] > 0
         # The engine's own span from scheduling to last token fits inside what the client measured.
         assert times["prefill_s"] + times["decode_s"] <= e2e(trace) + 0.05
-    # Continuous batching: the four decode together, so their first tokens come close together.
+    # Continuous batching: the four decode together, so every one has its first token before any is done.
     firsts = [r.trace.event_times[0] for r in result.requests]
-    assert max(firsts) - min(firsts) < 1.0
+    assert max(firsts) < min(r.trace.event_times[-1] for r in result.requests)
     summary = result.summary()
     assert summary.ttft_s.n == 4
     assert summary.ttft_s.p50 == pytest.approx(statistics.median(ttft(t) for t in result.traces))
@@ -187,10 +188,8 @@ def test_stop_mid_run_aborts_and_the_engine_carries_on(vllm_engine):
             stop.set()
 
     requests = [Request(f"r{i}", PROMPT) for i in range(3)]
-    started = time.perf_counter()
     result = execute_run(vllm_engine, requests, SamplingParams(max_new_tokens=500, ignore_eos=True), stop=stop,
                          sink=sink, flush_interval=0)
-    assert time.perf_counter() - started < 10  # 500 tokens would take far longer on CPU
     assert result.partial
     assert all(r.finish_reason == "cancelled" for r in result.requests)
     assert all(r.trace.output_tokens < 500 for r in result.requests)
@@ -215,7 +214,7 @@ def test_interrupt_frees_the_requests(vllm_engine):
     result = execute_run(vllm_engine, requests, SamplingParams(max_new_tokens=300, ignore_eos=True), sink=sink,
                          flush_interval=0)
     assert result.error == "interrupted" and result.partial
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while _unfinished(vllm_engine) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _unfinished(vllm_engine) == 0
@@ -246,10 +245,24 @@ def test_load_session_closed_loop_and_stop(vllm_engine):
                                                  sampling=SamplingParams(max_new_tokens=300, ignore_eos=True)),
                            stop=stop, sink=lambda events: stop.set(), flush_interval=0)
     assert stopped.run.partial
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while _unfinished(vllm_engine) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _unfinished(vllm_engine) == 0
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_load_with_input_lengths_sends_prompts_of_exactly_that_many_tokens(vllm_engine):
+    from tui_lab.lab.load import LoadPlan, execute_load
+    from tui_lab.lab.prompts import EXACT_NOTE
+
+    sampling = SamplingParams(max_new_tokens=2, ignore_eos=True)
+    load = execute_load(vllm_engine, LoadPlan(num_requests=3, concurrency=3, sampling=sampling, cold_request=False,
+                                              input_lens="16,100,257"))
+    assert not load.run.partial, load.run.error
+    assert [r.trace.prompt_tokens for r in load.run.requests] == [16, 100, 257]  # vLLM's own count
+    assert load.input_note == EXACT_NOTE
 
 
 @pytest.mark.vllm
@@ -259,16 +272,23 @@ def test_unload_leaves_no_child_process(vllm_engine, children_before):
     assert engine_children() - children_before
     results = []
     sampling = SamplingParams(max_new_tokens=500, ignore_eos=True)
+    streaming = threading.Event()
+
+    def sink(events: list) -> None:
+        if any(isinstance(e, (TokenEvent, TokenStep)) for e in events):
+            streaming.set()
+
     worker = threading.Thread(
-        target=lambda: results.append(execute_run(vllm_engine, [Request("r0", PROMPT)], sampling))
+        target=lambda: results.append(execute_run(vllm_engine, [Request("r0", PROMPT)], sampling, sink=sink,
+                                                  flush_interval=0))
     )
     worker.start()
-    time.sleep(1.0)
+    assert streaming.wait(120), "the stream never started"
     vllm_engine.unload()
     worker.join(timeout=10)
     assert not worker.is_alive()  # the stream ended instead of waiting on a stopped loop
     assert results[0].requests[0].finish_reason == "cancelled"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while engine_children() - children_before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert engine_children() - children_before == set()

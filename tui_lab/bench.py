@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_lab.engines.base import is_cuda
 from tui_lab.gpu_share import turn
 from tui_lab.metrics.spread import Spread, spread, spread_ratio
 
@@ -1307,7 +1308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tui_lab.errors import DeviceUnavailable, LabError
 
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if is_cuda(args.device) and not torch.cuda.is_available():
         raise DeviceUnavailable("--device cuda was asked for but torch sees no CUDA GPU",
                                 "run on a GPU machine, or use --device cpu with small sizes")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else

@@ -434,13 +434,14 @@ def _longest(params: dict[str, Value]) -> int:
     if isinstance(lengths, list) and lengths and all(isinstance(n, int) for n in lengths):
         return max(lengths)
     tokens = params.get("max_new_tokens")
+    out = tokens if isinstance(tokens, int) else 0
+    from tui_lab.lab.load import parse_lens
+
     spec = params.get("output_lens")
     if isinstance(spec, str) and spec:
-        from tui_lab.lab.load import parse_output_lens
-
-        _kind, values = parse_output_lens(spec)
-        return max(values) if values else int(tokens) if isinstance(tokens, int) else 0
-    return tokens if isinstance(tokens, int) else 0
+        out = max(parse_lens(spec)[1] or (out,))
+    prompt = params.get("input_lens")  # a prompt of that many tokens and its reply share the context
+    return out + (max(parse_lens(prompt, "input lengths")[1] or (0,)) if isinstance(prompt, str) and prompt else 0)
 
 
 def _refuse_beyond_context(max_context: int | None, max_tokens: int) -> None:

@@ -7,6 +7,7 @@ and the sampler simply records nothing. ``pynvml`` (package ``nvidia-ml-py``) is
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -57,6 +58,59 @@ def gpu_available(device_index: int = 0) -> tuple[bool, str]:
         return True, name.decode() if isinstance(name, bytes) else str(name)
     except Exception as exc:
         return False, f"NVML could not read the GPU ({_short(exc)})"
+    finally:
+        _shutdown(nvml)
+
+
+@dataclass(frozen=True)
+class CardSpecs:
+    """What NVML says of one GPU's memory: its name, size and peak bandwidth."""
+
+    name: str
+    memory_bytes: int
+    bandwidth_gbs: float | None
+    """Peak: 2 transfers per clock × the maximum memory clock × the bus width (None if NVML can't say)."""
+    nvml_index: int
+
+
+def _nvml_handle(nvml: Any, cuda_index: int) -> tuple[Any, int]:
+    """NVML's handle for CUDA device ``cuda_index``, through ``CUDA_VISIBLE_DEVICES`` when it is set."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return nvml.nvmlDeviceGetHandleByIndex(cuda_index), cuda_index
+    entry = [v.strip() for v in listed.split(",") if v.strip()][cuda_index]  # IndexError: not visible
+    if entry.isdigit():
+        return nvml.nvmlDeviceGetHandleByIndex(int(entry)), int(entry)
+    handle = nvml.nvmlDeviceGetHandleByUUID(entry)
+    return handle, int(nvml.nvmlDeviceGetIndex(handle))
+
+
+def card_specs(cuda_index: int = 0) -> CardSpecs | None:
+    """Memory size and peak memory bandwidth of CUDA device ``cuda_index``, from NVML; None without NVML,
+    a driver or that GPU (never raises). The bandwidth is the datasheet's own arithmetic: HBM and GDDR
+    move data twice per memory clock, so 2 × max memory clock × bus width (an H100 SXM: 2 × 2619 MHz ×
+    5120 bits = 3.35 TB/s)."""
+    try:
+        nvml = _nvml()
+        nvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        handle, index = _nvml_handle(nvml, cuda_index)
+        name = nvml.nvmlDeviceGetName(handle)
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        memory = int(nvml.nvmlDeviceGetMemoryInfo(handle).total)
+        bandwidth = None
+        try:
+            clock_mhz = float(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_MEM))
+            bus_bits = float(nvml.nvmlDeviceGetMemoryBusWidth(handle))
+            if clock_mhz > 0 and bus_bits > 0:
+                bandwidth = 2 * clock_mhz * 1e6 * bus_bits / 8 / 1e9
+        except Exception:
+            bandwidth = None
+        return CardSpecs(name, memory, bandwidth, index)
+    except Exception:
+        return None
     finally:
         _shutdown(nvml)
 

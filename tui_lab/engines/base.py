@@ -188,6 +188,28 @@ class EngineInfo:
         return d
 
 
+def is_cuda(device: object) -> bool:
+    """Whether ``device`` names a CUDA device: ``"cuda"``, ``"cuda:1"``, an engine's report such as
+    ``"cuda (NVIDIA H100 80GB HBM3)"`` or ``"cuda:0 (NVIDIA H200)"``, or a ``torch.device`` of type cuda.
+
+    Every place that asks "is this on a CUDA GPU" asks here, so a device string with a card name or an
+    index never passes for a CPU.
+    """
+    kind = getattr(device, "type", None)
+    text = str(kind if isinstance(kind, str) else device).strip().lower()
+    return text == "cuda" or text.startswith(("cuda:", "cuda "))
+
+
+def cuda_index(device: object) -> int:
+    """The CUDA device index in ``device`` (``"cuda:1 (...)"`` → 1); 0 when it names none."""
+    index = getattr(device, "index", None)
+    if isinstance(index, int):
+        return index
+    head = str(device).strip().lower().split(" ", 1)[0]
+    _, _, number = head.partition(":")
+    return int(number) if number.isdigit() else 0
+
+
 @runtime_checkable
 class Engine(Protocol):
     """What every engine implements. Blocking methods run in worker threads."""
@@ -256,6 +278,19 @@ class LoadSession(Protocol):
 def supports_sessions(engine: object) -> bool:
     """Whether ``engine`` can take requests while others run (``open_session``)."""
     return callable(getattr(engine, "open_session", None))
+
+
+def prompt_tokenizer(engine: object) -> object | None:
+    """The loaded engine's tokenizer as ``encode(text) -> ids`` / ``decode(ids) -> text``, or None.
+
+    ``encode`` counts a prompt the way the engine does (special tokens such as BOS included), so a prompt
+    built to N tokens with it is N tokens in the engine's ``RequestSubmitted.prompt_tokens``. An engine
+    offers it as its ``prompt_tokenizer`` attribute; a remote server has none (None here).
+    """
+    try:
+        return getattr(engine, "prompt_tokenizer", None)
+    except Exception:  # an engine not loaded yet
+        return None
 
 
 class EngineBase:

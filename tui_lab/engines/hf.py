@@ -38,6 +38,7 @@ from tui_lab.engines.base import (
     SamplingParams,
     StreamEvent,
     TokenStep,
+    is_cuda,
     settle_heap,
     validate_batch,
 )
@@ -274,7 +275,7 @@ class TransformersEngine(EngineBase):
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if want == "cpu":
             return torch.device("cpu")
-        if want.startswith("cuda"):
+        if is_cuda(want):
             if not torch.cuda.is_available():
                 why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
                 raise DeviceUnavailable(f"--device {self.device} asked for a GPU but {why};",

@@ -42,6 +42,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,7 @@ from tui_lab.engines.base import (
     MAX_BATCH_SIZE,
     EngineBase,
     EngineInfo,
+    FinishReason,
     LoadSession,
     ProgressCallback,
     Request,
@@ -91,6 +93,36 @@ async def _close_tasks_and_generators(client: Any = None) -> None:
     if client is not None:
         with contextlib.suppress(Exception):
             await client.aclose()
+
+
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
+_WORD = re.compile(r"[^\s\"'`,;()\[\]{}<>=]+")
+_MIN_PIECE = 6
+"""A piece of the key this long or longer is masked too (a key cut short by a server's or our truncation)."""
+
+
+def scrub_secret(text: str, secret: str | None) -> str:
+    """``text`` with the API key masked as ``***``: the whole key, any piece of it of 6 or more characters
+    (an echo cut short), and any ``Bearer`` token whatever it is.
+
+    Every message built from what a server sent (an error body, a chunk, an exception's text) passes through
+    here before it is shortened, shown, raised or stored.
+    """
+    if not text:
+        return text
+    text = _BEARER.sub(r"\1***", text)
+    if not secret:
+        return text
+    text = text.replace(secret, "***")
+
+    def mask(match: re.Match[str]) -> str:
+        word = match.group(0)
+        core = word.rstrip(".…:!?")
+        if len(core) >= _MIN_PIECE and core in secret:
+            return "***" + word[len(core):]
+        return word
+
+    return _WORD.sub(mask, text)
 
 
 class _StreamError(Exception):
@@ -177,8 +209,8 @@ class OpenAIEngine(EngineBase):
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
-            raise EngineFailure(self._http_error_message(response.status_code, response.text), hint=self._http_hint(
-                response.status_code))
+            raise EngineFailure(self._http_error_message(response.status_code, response.text),
+                                hint=self._http_hint(response.status_code))
         try:
             entries = response.json().get("data") or []
             served = {str(e["id"]): e for e in entries}
@@ -292,11 +324,12 @@ class OpenAIEngine(EngineBase):
                     any_output = True
                     yield from held
                     held.clear()
-            if pending and future.done() and not future.cancelled() and future.exception() is not None:
-                raise EngineFailure(self._describe(future.exception()))
+            failure = future.exception() if pending and future.done() and not future.cancelled() else None
+            if failure is not None:
+                raise EngineFailure(self._describe(failure))
             if not any_output and errors and len(errors) == len(requests):
-                raise EngineFailure(errors[0] if len(requests) == 1 else f"all {len(requests)} requests failed: "
-                                    f"{errors[0]}")
+                first = self._scrub(errors[0])
+                raise EngineFailure(first if len(requests) == 1 else f"all {len(requests)} requests failed: {first}")
             yield from held
         finally:
             if not future.done():
@@ -394,7 +427,7 @@ class OpenAIEngine(EngineBase):
             try:
                 await self._read_stream(client, request, sampling, state, events)
                 self._flush(state, events, final=True)
-                reason = "length" if state.finish_reason == "length" else "eos"
+                reason: FinishReason = "length" if state.finish_reason == "length" else "eos"
                 self._submitted(state, events)
                 events.put(RequestFinished(request.request_id, time.perf_counter(), reason))
             except asyncio.CancelledError:
@@ -437,9 +470,9 @@ class OpenAIEngine(EngineBase):
                 try:
                     chunk = json.loads(data)
                 except ValueError:
-                    raise _StreamError(f"malformed stream: not JSON: {data[:80]!r}") from None
+                    raise _StreamError(f"malformed stream: not JSON: {self._excerpt(data)}") from None
                 if not isinstance(chunk, dict):
-                    raise _StreamError(f"malformed stream: unexpected chunk {data[:80]!r}")
+                    raise _StreamError(f"malformed stream: unexpected chunk {self._excerpt(data)}")
                 self._apply_chunk(chunk, t, state, events)
             if not done and state.finish_reason is None:
                 raise _StreamError("the server closed the stream before it finished (no [DONE])")
@@ -448,7 +481,8 @@ class OpenAIEngine(EngineBase):
         if "error" in chunk:
             err = chunk["error"]
             message = err.get("message") if isinstance(err, dict) else str(err)
-            raise _StreamError(f"the server reported an error mid-stream: {message}")
+            text = " ".join(self._scrub(str(message)).split())[:_MAX_ERROR_CHARS]
+            raise _StreamError(f"the server reported an error mid-stream: {text}")
         usage = chunk.get("usage") or None
         chunk_total: int | None = None
         if isinstance(usage, dict):
@@ -459,7 +493,7 @@ class OpenAIEngine(EngineBase):
                 chunk_total = usage["completion_tokens"]
         choices = chunk.get("choices")
         if choices is None and usage is None:
-            raise _StreamError(f"malformed stream: chunk without choices: {json.dumps(chunk)[:80]!r}")
+            raise _StreamError(f"malformed stream: chunk without choices: {self._excerpt(json.dumps(chunk))}")
         if not choices:
             # A usage-only chunk (the end-of-stream summary) carries no token: it neither counts one nor
             # moves the request's last token time; ``_flush`` reconciles the count with it.
@@ -557,9 +591,12 @@ class OpenAIEngine(EngineBase):
         return httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
 
     def _scrub(self, text: str) -> str:
-        if self._api_key and self._api_key in text:
-            text = text.replace(self._api_key, "***")
-        return text
+        """``text`` with this engine's API key (and any Bearer token) masked: ``scrub_secret``."""
+        return scrub_secret(text, self._api_key)
+
+    def _excerpt(self, text: str, limit: int = 80) -> str:
+        """The start of something the server sent, masked first and then shortened, quoted."""
+        return repr(self._scrub(text)[:limit])
 
     def _transport_error(self, exc: BaseException) -> LabError:
         import httpx
@@ -575,17 +612,16 @@ class OpenAIEngine(EngineBase):
         import httpx
 
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return f"cannot reach the server at {self.base_url}: {exc or type(exc).__name__}"
+            return self._scrub(f"cannot reach the server at {self.base_url}: {exc or type(exc).__name__}")
         if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout | httpx.PoolTimeout):
             return f"timed out: the server sent nothing for {self.timeout:g} s"
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-            return f"the connection to the server was lost mid-stream ({exc or type(exc).__name__})"
+            return self._scrub(f"the connection to the server was lost mid-stream ({exc or type(exc).__name__})")
         text = " ".join(str(exc).split()) or type(exc).__name__
         return self._scrub(f"{type(exc).__name__}: {text}")[:_MAX_ERROR_CHARS]
 
-    @staticmethod
-    def _http_error_message(status: int, body: str) -> str:
-        """``HTTP 404: <the server's own message>`` from an OpenAI-style error body."""
+    def _http_error_message(self, status: int, body: str) -> str:
+        """``HTTP 404: <the server's own message>`` from an OpenAI-style error body (key masked, then shortened)."""
         message = ""
         try:
             payload = json.loads(body)
@@ -598,7 +634,7 @@ class OpenAIEngine(EngineBase):
                 message = message or str(payload.get("detail") or payload.get("message") or "")
         except ValueError:
             message = body
-        message = " ".join(message.split())[:_MAX_ERROR_CHARS] or "(no message)"
+        message = " ".join(self._scrub(message).split())[:_MAX_ERROR_CHARS] or "(no message)"
         return f"the server answered HTTP {status}: {message}"
 
     @staticmethod
@@ -669,4 +705,4 @@ class _OpenAISession:
         return out
 
 
-__all__ = ["APIS", "OpenAIEngine"]
+__all__ = ["APIS", "OpenAIEngine", "scrub_secret"]

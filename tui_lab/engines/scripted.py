@@ -5,6 +5,11 @@ with timing from a simple model of a GPU: a prefill cost that grows with the
 prompt and the batch, and a decode step whose cost grows slowly with batch size.
 With ``FakeClock`` no real time passes, so tests and SVG snapshots are exact;
 with ``real_time=True`` it sleeps, which the UI flood benchmark uses.
+
+``ScriptedServingEngine`` adds continuous batching (``open_session``, the load modes): each
+``events()`` call is one decode step of every request in flight, so a test drives a closed loop
+step by step, with no wall-clock timing at all. Its prompts are counted by ``WordTokenizer``
+(one token per word, after a BOS), the same count ``RequestSubmitted.prompt_tokens`` reports.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from tui_lab.engines.base import (
     RequestSubmitted,
     SamplingParams,
     StreamEvent,
+    TokenEvent,
     TokenStep,
     validate_batch,
 )
+from tui_lab.errors import InvalidInput, LabError
 
 WORDS = (
     "the quick brown fox jumps over the lazy dog while a patient model predicts one token at a time"
@@ -162,6 +169,111 @@ class ScriptedEngine(EngineBase):
                     done[i] = True
                     yield RequestFinished(requests[i].request_id, t, "eos")
             step += 1
+
+
+class WordTokenizer:
+    """A tokenizer for the scripted engine: a BOS (id 1), then one token per whitespace-separated word.
+
+    ``encode(text) -> ids`` and ``decode(ids) -> text``, the two calls the lab's prompt builder uses.
+    """
+
+    BOS = 1
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._words: list[str] = []
+
+    def encode(self, text: str) -> list[int]:
+        """[BOS] + one id per word."""
+        ids = [self.BOS]
+        for word in text.split():
+            if word not in self._ids:
+                self._ids[word] = len(self._words) + 2
+                self._words.append(word)
+            ids.append(self._ids[word])
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The words of ``ids`` joined by spaces (the BOS dropped)."""
+        return " ".join(self._words[i - 2] for i in ids if i >= 2)
+
+
+class ScriptedServingEngine(ScriptedEngine):
+    """The scripted engine with continuous batching: requests join a running batch (``open_session``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prompt_tokenizer = WordTokenizer()
+        """How this engine counts prompt tokens (``tui_lab.engines.base.prompt_tokenizer`` finds it)."""
+
+    def open_session(self, sampling: SamplingParams) -> _ScriptedSession:
+        """A ``LoadSession``: each ``events()`` call runs one decode step of every request in flight."""
+        sampling.validate()
+        self.info  # noqa: B018 - raises before load
+        return _ScriptedSession(self, sampling)
+
+
+class _ScriptedSession:
+    """Requests join and leave a batch decoded step by step on the engine's clock."""
+
+    def __init__(self, engine: ScriptedServingEngine, sampling: SamplingParams) -> None:
+        self._engine = engine
+        self._sampling = sampling
+        self._running: dict[str, list] = {}
+        """request id → [request, tokens produced, budget, prompt tokens still to prefill]"""
+        self._queued: list[StreamEvent] = []
+        self._used: set[str] = set()
+        self._closed = False
+        self.steps = 0
+        self.peak = 0
+        """The most requests decoded in one step."""
+
+    def submit(self, request: Request) -> None:
+        """Join the batch now (``RequestSubmitted`` at the engine's clock)."""
+        validate_batch([request], self._sampling)
+        if self._closed:
+            raise LabError("this load session is closed")
+        if request.request_id in self._used:
+            raise InvalidInput(f"request id {request.request_id!r} was already used in this session")
+        self._used.add(request.request_id)
+        n_prompt = len(self._engine.prompt_tokenizer.encode(request.prompt))
+        self._queued.append(RequestSubmitted(request.request_id, self._engine.clock(), n_prompt))
+        self._running[request.request_id] = [request, 0, request.budget(self._sampling), n_prompt]
+
+    def events(self, timeout: float) -> list[StreamEvent]:
+        """What was queued, then one decode step of the batch; with nothing to do, ``timeout`` passes on the
+        engine's clock (slept in real time, advanced on a ``FakeClock``) and nothing comes."""
+        out, self._queued = self._queued, []
+        if not self._running:
+            if not out:
+                self._engine._sleep(timeout)
+            return out
+        timing = self._engine.timing
+        joined = sum(entry[3] for entry in self._running.values())
+        self._engine._sleep(timing.prefill_per_token * joined + timing.decode_base
+                            + timing.decode_per_seq * len(self._running))
+        t = self._engine.clock()
+        self.steps += 1
+        self.peak = max(self.peak, len(self._running))
+        for rid, entry in list(self._running.items()):
+            request, produced, budget, _ = entry
+            out.append(TokenEvent(rid, 100 + produced % len(WORDS), " " + WORDS[produced % len(WORDS)], t))
+            entry[1], entry[3] = produced + 1, 0
+            if entry[1] >= budget:
+                out.append(RequestFinished(rid, t, "length"))
+                del self._running[rid]
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        """Cancel what is still running: queued events, then a cancelled finish for each."""
+        if self._closed:
+            return []
+        self._closed = True
+        out, self._queued = self._queued, []
+        t = self._engine.clock()
+        out.extend(RequestFinished(rid, t, "cancelled") for rid in self._running)
+        self._running.clear()
+        return out
 
 
 def make_scripted(name: str = "scripted", model: str = "scripted", device: str = "cpu", clock: Any = None,

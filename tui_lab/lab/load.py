@@ -15,6 +15,11 @@ Time to first token starts when the request is *sent*. The time an arrived reque
 client for a free slot (``client_queue_s`` = send time − scheduled arrival) is reported on its own,
 never folded into TTFT. Output lengths may be mixed (``output_lens="16,64,128"`` cycles the list,
 ``"uniform:16:128"`` draws seeded lengths), so a closed loop does not settle into lock-step waves.
+Input lengths are written the same way (``input_lens="512"``, ``"16,64,128"``, ``"uniform:LO:HI"``):
+each request then gets a prompt of exactly that many tokens for the loaded engine's tokenizer (special
+tokens included); an engine with no local tokenizer (a remote server) gets an approximation that the
+result's ``input_note`` states (``tui_lab.lab.prompts.input_prompts``). Without them, the lab's own
+short prompts (8-16 tokens).
 
 Throughput is named as peers name it: ``window_output_tokens_per_s`` = Σ output tokens /
 (last token − first send) over the whole measured window (``vllm bench serve``'s "output token
@@ -45,19 +50,21 @@ from tui_lab.engines.base import (
     RequestSubmitted,
     SamplingParams,
     StreamEvent,
+    prompt_tokenizer,
     supports_sessions,
 )
 from tui_lab.errors import EngineFailure, InvalidInput, LabError, error_text
 from tui_lab.formatting import rate
 from tui_lab.gpu_share import turn
 from tui_lab.lab.experiment import ChartAxis, Experiment, Params, RunContext
-from tui_lab.lab.prompts import prompt_schedule
+from tui_lab.lab.prompts import input_prompts, prompt_schedule
 from tui_lab.lab.run import DEFAULT_FLUSH_INTERVAL_S, EventSink, RunRecorder, RunResult
 from tui_lab.lab.sweep import KNEE_THRESHOLD, LATENCY_BUDGET, Configuration, SweepPoint, _point_from_runs
 from tui_lab.metrics import (
     KNEE_GAIN_PCT,
     Knee,
     Percentiles,
+    RunSummary,
     TradeoffPoint,
     budget_note,
     budget_pick,
@@ -97,50 +104,79 @@ THROUGHPUT_NOTE = (
 # ------------------------------------------------------------------------------------------- workload pieces
 
 
-def parse_output_lens(spec: str | Sequence[int] | None) -> tuple[str, tuple[int, ...]]:
-    """Check an output-length spec: a list ``"16,64,128"`` or ``"uniform:LO:HI"``; returns (kind, numbers).
+LengthSpec = str | Sequence[int] | None
+"""Lengths of a load's requests: ``"128"`` (fixed), ``"16,64,128"`` (cycled) or ``"uniform:LO:HI"`` (seeded)."""
 
-    ``("", ())`` means every request uses the sampling's max new tokens.
+MAX_INPUT_TOKENS = 1_000_000
+
+
+def parse_lens(spec: LengthSpec, what: str = "output lengths") -> tuple[str, tuple[int, ...]]:
+    """Check a length spec: a number, a list ``"16,64,128"`` or ``"uniform:LO:HI"``; returns (kind, numbers).
+
+    ``("", ())`` means no spec (the default length). ``what`` names the lengths in the one-line errors.
     """
     if spec is None or spec == "" or (not isinstance(spec, str) and not spec):
         return "", ()
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = (spec,)
     if not isinstance(spec, str):
-        values = tuple(int(v) for v in spec)
+        try:
+            values = tuple(int(v) for v in spec)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{what} {spec!r}: give whole numbers, e.g. 16,64,128") from None
         kind = "list"
     elif spec.startswith("uniform:"):
         parts = spec.split(":")
         try:
             lo, hi = int(parts[1]), int(parts[2])
         except (IndexError, ValueError):
-            raise InvalidInput(f"output lengths {spec!r}: write uniform:LO:HI, e.g. uniform:16:128") from None
+            raise InvalidInput(f"{what} {spec!r}: write uniform:LO:HI, e.g. uniform:16:128") from None
         if len(parts) != 3 or lo > hi:
-            raise InvalidInput(f"output lengths {spec!r}: write uniform:LO:HI with LO <= HI, e.g. uniform:16:128")
+            raise InvalidInput(f"{what} {spec!r}: write uniform:LO:HI with LO <= HI, e.g. uniform:16:128")
         values, kind = (lo, hi), "uniform"
     else:
         try:
             values = tuple(int(v) for v in spec.split(",") if v.strip())
         except ValueError:
             raise InvalidInput(
-                f"output lengths {spec!r}: give a list like 16,64,128 or a range like uniform:16:128"
+                f"{what} {spec!r}: give a length like 128, a list like 16,64,128 or a range like uniform:16:128"
             ) from None
         kind = "list"
         if not values:
-            raise InvalidInput("output lengths: give at least one length, e.g. 16,64,128")
+            raise InvalidInput(f"{what}: give at least one length, e.g. 16,64,128")
     for v in values:
         if v < 1:
-            raise InvalidInput(f"output lengths must be at least 1 token (got {v})")
+            raise InvalidInput(f"{what} must be at least 1 token (got {v})")
+        if v > MAX_INPUT_TOKENS:
+            raise InvalidInput(f"{what} must be at most {MAX_INPUT_TOKENS} tokens (got {v})")
     return kind, values
 
 
-def output_lengths(spec: str | Sequence[int] | None, n: int, seed: int) -> list[int | None]:
-    """One output length per request: the list cycled, or seeded uniform draws; None = sampling default."""
-    kind, values = parse_output_lens(spec)
+def parse_output_lens(spec: LengthSpec) -> tuple[str, tuple[int, ...]]:
+    """``parse_lens`` for output lengths."""
+    return parse_lens(spec, "output lengths")
+
+
+def lengths(spec: LengthSpec, n: int, seed: int, what: str = "output-lens") -> list[int | None]:
+    """One length per request: the list cycled, or seeded uniform draws (``what`` keys the seed); None = default."""
+    kind, values = parse_lens(spec)
     if not kind:
         return [None] * n
     if kind == "list":
         return [values[i % len(values)] for i in range(n)]
-    rng = random.Random(f"output-lens-{seed}")
+    rng = random.Random(f"{what}-{seed}")
     return [rng.randint(values[0], values[1]) for _ in range(n)]
+
+
+def output_lengths(spec: LengthSpec, n: int, seed: int) -> list[int | None]:
+    """One output length per request: the list cycled, or seeded uniform draws; None = sampling default."""
+    return lengths(spec, n, seed, "output-lens")
+
+
+def input_lengths(spec: LengthSpec, n: int, seed: int) -> list[int] | None:
+    """One input length (tokens) per request, or None without a spec (the lab's own prompts)."""
+    drawn = lengths(spec, n, seed, "input-lens")
+    return None if drawn[0] is None else [int(v) for v in drawn if v is not None]
 
 
 def arrival_offsets(n: int, request_rate: float | None, burstiness: float = 1.0, seed: int = 0) -> list[float]:
@@ -175,7 +211,8 @@ class LoadPlan:
 
     Exactly one of ``concurrency`` (closed loop) and ``request_rate`` (open loop, requests/s) is set.
     ``max_concurrency`` caps open requests in the open loop (None = no cap). ``cold_request``
-    sends one request alone first and reports it apart.
+    sends one request alone first and reports it apart. ``input_lens`` gives each request a prompt
+    of that many tokens (None: the lab's own short prompts); ``output_lens`` its output length.
     """
 
     num_requests: int = 8
@@ -187,6 +224,7 @@ class LoadPlan:
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=32, ignore_eos=True))
     seed: int = 0
     cold_request: bool = True
+    input_lens: str | tuple[int, ...] | None = None
 
     @property
     def mode(self) -> LoadMode:
@@ -223,15 +261,29 @@ class LoadPlan:
             raise InvalidInput("burstiness shapes request-rate arrivals; a closed loop (concurrency) has none")
         if self.mode == "concurrency" and self.max_concurrency is not None:
             raise InvalidInput("max concurrency caps a request-rate load; a closed loop is capped by its concurrency")
-        parse_output_lens(self.output_lens)
+        parse_lens(self.output_lens, "output lengths")
+        parse_lens(self.input_lens, "input lengths")
         self.sampling.validate()
         return self
 
-    def requests(self) -> list[Request]:
-        """The seeded requests: the lab's prompt schedule and one output length each."""
-        prompts = prompt_schedule(self.num_requests, self.seed)
+    def requests(self, tokenizer: object | None = None) -> list[Request]:
+        """The seeded requests: their prompts and one output length each (``requests_and_note``)."""
+        return self.requests_and_note(tokenizer)[0]
+
+    def requests_and_note(self, tokenizer: object | None = None) -> tuple[list[Request], str]:
+        """The seeded requests, and a note on how exact their input lengths are ("" without ``input_lens``).
+
+        Without ``input_lens``: the lab's prompt schedule. With it: prompts of exactly those lengths for
+        ``tokenizer`` (the engine's, ``tui_lab.engines.base.prompt_tokenizer``), or approximate ones when
+        there is none (``tui_lab.lab.prompts.input_prompts``).
+        """
+        wanted = input_lengths(self.input_lens, self.num_requests, self.seed)
+        if wanted is None:
+            prompts, note = prompt_schedule(self.num_requests, self.seed), ""
+        else:
+            prompts, note = input_prompts(wanted, tokenizer, self.seed)
         lens = output_lengths(self.output_lens, self.num_requests, self.seed)
-        return [Request(f"q{i}", prompts[i], lens[i]) for i in range(self.num_requests)]
+        return [Request(f"q{i}", prompts[i], lens[i]) for i in range(self.num_requests)], note
 
     def to_dict(self) -> dict:
         """Plain-JSON form."""
@@ -240,6 +292,7 @@ class LoadPlan:
             "concurrency": self.concurrency, "request_rate": self.request_rate, "burstiness": self.burstiness,
             "max_concurrency": self.max_concurrency,
             "output_lens": list(self.output_lens) if isinstance(self.output_lens, tuple) else self.output_lens,
+            "input_lens": list(self.input_lens) if isinstance(self.input_lens, tuple) else self.input_lens,
             "sampling": self.sampling.to_dict(), "seed": self.seed, "cold_request": self.cold_request,
         }
 
@@ -275,11 +328,28 @@ class LoadRun:
     duration_s: float = 0.0
     """From the load's start to its last event (the window ``vllm bench serve`` calls duration)."""
     cold: ColdRequest | None = None
+    input_note: str = ""
+    """How exact the requests' input lengths are (empty without ``input_lens``)."""
 
     @property
     def traces(self) -> list:
         """Traces of the requests that were sent."""
-        return [t for t in self.run.traces if not math.isnan(t.t_send)]
+        return [r.trace for r in self.run.sent()]
+
+    @property
+    def sent(self) -> int:
+        """How many requests were sent (a stop or Ctrl-C leaves the rest unsent)."""
+        return len(self.run.sent())
+
+    @property
+    def cut(self) -> int:
+        """Sent requests that did not end by themselves (cut by a stop or Ctrl-C, or failed mid-stream):
+        left out of the latency figures, their tokens still in the throughput."""
+        return self.sent - len(self.run.latency_traces())
+
+    def summary(self) -> RunSummary:
+        """The run's figures: counts and throughput over the sent requests, latency over those not cut."""
+        return self.run.summary()
 
     @property
     def client_queue_s(self) -> Percentiles:
@@ -312,6 +382,8 @@ class LoadRun:
             "error": self.run.error,
             "requests": body["requests"],
             "summary": body["summary"],
+            "sent": self.sent,
+            "cut": self.cut,
             "client_queue_s": self.client_queue_s.to_dict(),
             "window_output_tokens_per_s": self.window_output_tokens_per_s,
             "request_throughput": self.request_throughput,
@@ -319,6 +391,7 @@ class LoadRun:
             "duration_s": self.duration_s,
             "cold_request": self.cold.to_dict() if self.cold else None,
             "throughput_note": THROUGHPUT_NOTE,
+            "input_note": self.input_note,
         }
 
 
@@ -333,10 +406,13 @@ def require_sessions(engine: Engine) -> None:
         )
 
 
-def cold_request(engine: Engine, plan: LoadPlan, stop: threading.Event | None = None) -> ColdRequest:
-    """Send one request alone (the first prompt, the plan's sampling) and time it."""
+def cold_request(engine: Engine, plan: LoadPlan, stop: threading.Event | None = None,
+                 first: Request | None = None) -> ColdRequest:
+    """Send one request alone (the first request's prompt and length, the plan's sampling) and time it."""
+    if first is None:
+        first = plan.requests(prompt_tokenizer(engine) if plan.input_lens else None)[0]
     session = engine.open_session(plan.sampling)  # type: ignore[attr-defined]
-    request = Request("cold", prompt_schedule(1, plan.seed)[0], plan.requests()[0].max_new_tokens)
+    request = Request("cold", first.prompt, first.max_new_tokens)
     recorder = RunRecorder([request], plan.sampling)
     try:
         session.submit(request)
@@ -359,14 +435,17 @@ def execute_load(
     sink: EventSink | None = None,
     flush_interval: float = DEFAULT_FLUSH_INTERVAL_S,
     cold: bool | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> LoadRun:
     """Run one load on a loaded engine; stops within one poll (20 ms) of ``stop``, keeping what was measured.
 
     ``cold`` overrides ``plan.cold_request``. A ``LabError`` before anything was sent propagates;
-    an engine failure later ends the load with ``run.error`` set and ``run.partial``.
+    an engine failure later ends the load with ``run.error`` set and ``run.partial``. ``clock`` is the
+    clock the engine stamps its events with (``time.perf_counter``; a test's engine may bring its own):
+    the schedule of arrivals and the client queue times are read on it.
     """
     with turn("run"):  # one timed load at a time when processes share the GPU
-        return _execute_load(engine, plan, stop, sink, flush_interval, cold)
+        return _execute_load(engine, plan, stop, sink, flush_interval, cold, clock)
 
 
 def _execute_load(
@@ -376,11 +455,13 @@ def _execute_load(
     sink: EventSink | None,
     flush_interval: float,
     cold: bool | None,
+    clock: Callable[[], float],
 ) -> LoadRun:
     plan.validate()
     require_sessions(engine)
-    requests = plan.requests()
-    cold_result = cold_request(engine, plan, stop) if (plan.cold_request if cold is None else cold) else None
+    requests, input_note = plan.requests_and_note(prompt_tokenizer(engine) if plan.input_lens else None)
+    cold_result = (cold_request(engine, plan, stop, requests[0]) if (plan.cold_request if cold is None else cold)
+                   else None)
     arrivals = arrival_offsets(len(requests), plan.request_rate, plan.burstiness, plan.seed)
     recorder = RunRecorder(requests, plan.sampling)
     cap = plan.cap
@@ -394,7 +475,7 @@ def _execute_load(
     next_arrival = 0
     waiting: list[int] = []
     session = engine.open_session(plan.sampling)  # type: ignore[attr-defined]
-    started = time.perf_counter()
+    started = clock()
     last_event = started
 
     def take(events: list[StreamEvent]) -> None:
@@ -421,7 +502,7 @@ def _execute_load(
             if stop is not None and stop.is_set():
                 recorder.result.partial = True
                 break
-            now = time.perf_counter() - started
+            now = clock() - started
             while next_arrival < len(requests) and arrivals[next_arrival] <= now:
                 waiting.append(next_arrival)
                 next_arrival += 1
@@ -432,7 +513,7 @@ def _execute_load(
             max_in_flight = max(max_in_flight, len(in_flight))
             wait = _POLL_S
             if next_arrival < len(requests):
-                wait = min(wait, max(0.0, arrivals[next_arrival] - (time.perf_counter() - started)))
+                wait = min(wait, max(0.0, arrivals[next_arrival] - (clock() - started)))
             take(session.events(wait))
     except KeyboardInterrupt:
         recorder.result.error = "interrupted"
@@ -448,7 +529,8 @@ def _execute_load(
         take(session.close())
         if sink is not None and pending:
             sink(pending)
-    run = recorder.finish(time.perf_counter() - started)
+    run = recorder.finish(clock() - started)
+    run.cut_apart = True
     if run.requests and all(r.finish_reason == "error" and not r.trace.output_tokens for r in run.requests):
         # Nothing came back from any request (server down, bad model): one clear error, not N rows of it.
         raise EngineFailure(run.requests[0].error or "every request failed")
@@ -456,7 +538,7 @@ def _execute_load(
     if errors and run.error is None:
         run.error = f"{len(errors)} of {len(requests)} requests failed: {errors[0]}"
     queue = [None if s is None else max(0.0, s - (started + a)) for s, a in zip(sent_at, arrivals, strict=True)]
-    return LoadRun(plan, run, arrivals, queue, max_in_flight, last_event - started, cold_result)
+    return LoadRun(plan, run, arrivals, queue, max_in_flight, last_event - started, cold_result, input_note)
 
 
 # ---------------------------------------------------------------------------------------------- load sweeps
@@ -678,11 +760,13 @@ def run_load_sweep(
     on_point: Callable[[LoadPoint], None] | None = None,
     sink: EventSink | None = None,
     on_run: Callable[[str, int], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> LoadSweepResult:
     """Run the load at every value of ``plan`` on one loaded engine (one HTTP pool for all of it).
 
     One cold request first, reported apart; then each point's loads. ``on_run(label, run_index)``
     before each load, ``on_point`` as each point ends. A stop keeps what was measured (partial).
+    ``clock`` as in ``execute_load``.
     """
     plan.validate()
     require_sessions(engine)
@@ -703,7 +787,7 @@ def run_load_sweep(
                 if on_run:
                     on_run(load_plan.label, index)
                 try:
-                    load = execute_load(engine, load_plan, stop=stop, sink=sink, cold=False)
+                    load = execute_load(engine, load_plan, stop=stop, sink=sink, cold=False, clock=clock)
                 except LabError as exc:
                     status, error = "error", error_text(exc)
                     break
@@ -748,17 +832,19 @@ MAX_CONCURRENCY = Param("max_concurrency", "int", None, "cap on requests in flig
                         MAX_REQUESTS, optional=True)
 NUM_REQUESTS = Param("num_requests", "int", 8, "requests in the whole load", 1, MAX_LOAD_REQUESTS)
 def _lengths_spec(name: str, value: object) -> str:
-    """A lengths spec (``16,64,128`` or ``uniform:LO:HI``) that ``parse_output_lens`` reads."""
+    """A lengths spec (``512``, ``16,64,128`` or ``uniform:LO:HI``) that ``parse_lens`` reads."""
     text = str(value)
-    parse_output_lens(text)
+    parse_lens(text, name.replace("_lens", " lengths").replace("_", " "))
     return text
 
 
 OUTPUT_LENS = Param("output_lens", "text", None, "output lengths: 16,64,128 (cycled) or uniform:LO:HI (seeded); "
                     "none: max_new_tokens each", optional=True, extra=_lengths_spec)
+INPUT_LENS = Param("input_lens", "text", None, "input lengths in tokens: 512, 16,64,128 (cycled) or uniform:LO:HI "
+                   "(seeded); none: the lab's short prompts", optional=True, extra=_lengths_spec)
 LOAD_PARAMS: tuple[Param, ...] = (
-    MODE, CONCURRENCY, REQUEST_RATE, BURSTINESS, MAX_CONCURRENCY, NUM_REQUESTS, OUTPUT_LENS, MAX_NEW_TOKENS_PARAM,
-    TEMPERATURE, TOP_P, SEED, IGNORE_EOS.but(default=True),
+    MODE, CONCURRENCY, REQUEST_RATE, BURSTINESS, MAX_CONCURRENCY, NUM_REQUESTS, INPUT_LENS, OUTPUT_LENS,
+    MAX_NEW_TOKENS_PARAM, TEMPERATURE, TOP_P, SEED, IGNORE_EOS.but(default=True),
 )
 AXIS = Param("axis", "choice", "concurrency", "what the sweep varies", choices=LOAD_AXES)
 CONCURRENCIES = Param("concurrencies", "int list", [1, 2, 4], "concurrencies (axis concurrency)", 1, MAX_REQUESTS)
@@ -777,7 +863,8 @@ def load_plan_from(params: Params) -> LoadPlan:
         request_rate=None if closed else params["request_rate"],
         burstiness=1.0 if closed else params["burstiness"],
         max_concurrency=None if closed else params["max_concurrency"],
-        output_lens=params["output_lens"], sampling=sampling_from(params), seed=params["seed"],
+        output_lens=params["output_lens"], input_lens=params["input_lens"], sampling=sampling_from(params),
+        seed=params["seed"],
     ).validate()
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TypedDict
+from typing import Literal, TypedDict
 
-from tui_lab.engines.base import Engine
+from tui_lab.engines.base import Engine, cuda_index, is_cuda
 from tui_lab.errors import InvalidInput, LabError, OutOfMemory
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
@@ -50,6 +50,34 @@ H200_HBM_GBS = 4800.0
 """NVIDIA H200 SXM memory bandwidth, 4.8 TB/s (NVIDIA H200 Tensor Core GPU datasheet)."""
 H200_MEMORY_GIB = 141e9 / GIB
 """NVIDIA H200: 141 GB of HBM3e (same datasheet)."""
+
+
+def card_figure(device: str, want: Literal["bandwidth", "memory"], given: float | None = None) -> tuple[float, str]:
+    """The memory bandwidth (GB/s) or size (GiB) of the card ``device`` runs on, and one line on where it
+    comes from. ``given`` wins; None reads the card.
+
+    A CUDA device is read through NVML (``tui_lab.telemetry.card_specs``: the total memory, and the peak
+    bandwidth from its memory clock and bus width); an engine off the GPU on a machine with one reads
+    GPU 0; only without a GPU does the NVIDIA H200 datasheet stand in, and the line says so.
+    """
+    from tui_lab.telemetry import card_specs
+
+    unit = "GB/s" if want == "bandwidth" else "GiB"
+    if given is not None:
+        return float(given), f"{want} {given:,.4g} {unit} as given"
+    on_gpu = is_cuda(device)
+    specs = card_specs(cuda_index(device) if on_gpu else 0)
+    value = None
+    if specs is not None:
+        value = specs.bandwidth_gbs if want == "bandwidth" else specs.memory_bytes / GIB
+    if specs is not None and value:
+        where = "" if on_gpu else f" (GPU 0 of this machine; the engine runs on {device})"
+        how = " (NVML: 2 × memory clock × bus width)" if want == "bandwidth" else " (NVML)"
+        return value, f"{want} {value:,.0f} {unit} read from the {specs.name}{where}{how}"
+    why = "no GPU here" if specs is None else f"NVML cannot say the {specs.name}'s {want}"
+    fallback = H200_HBM_GBS if want == "bandwidth" else H200_MEMORY_GIB
+    datasheet = "4,800 GB/s" if want == "bandwidth" else "141 GB"
+    return fallback, f"{why}: the NVIDIA H200 datasheet's {datasheet} stands in for the card"
 
 
 def _tpot_p50(run: RunResult) -> float | None:
@@ -101,7 +129,8 @@ class WeightPrecision(Experiment):
     result_type = PrecisionResult
     params = (
         ARCH_MODEL,
-        Param("bandwidth_gbs", "number", H200_HBM_GBS, "memory bandwidth the floors assume, GB/s", 1, 100000),
+        Param("bandwidth_gbs", "number", None, "memory bandwidth the floors assume, GB/s (none: the card's)", 1,
+              100000, optional=True),
         MAX_NEW_TOKENS_PARAM.but(min=2),
         Param("measure_fp8", "bool", True, "on vLLM with a GPU, also time fp8 weights"),
     )
@@ -111,16 +140,17 @@ class WeightPrecision(Experiment):
         from tui_lab.models.arch import ARCH_MODELS
 
         config = ARCH_MODELS[params["model"]].config
-        bw = params["bandwidth_gbs"] * 1e9
+        device = ctx.device()
+        bandwidth_gbs, source = card_figure(device, "bandwidth", params["bandwidth_gbs"])
+        bw = bandwidth_gbs * 1e9
         rows = []
         for dt in ("bf16", "fp8", "int4"):
             wb = weight_bytes(config, dt)
             rows.append(PrecisionRow(dt, wb / 1e9, decode_floor_s(wb, bw) * 1000))
-        device = ctx.device()
         base = run_batch(ctx, ctx.loaded, ["The future of AI is"], params["max_new_tokens"], "batch 1 · loaded engine")
         loaded = ms(_tpot_p50(base))
         note = ""
-        gpu_vllm = ctx.engine_name == "vllm" and device == "cuda"
+        gpu_vllm = ctx.engine_name == "vllm" and is_cuda(device)
         if gpu_vllm and params["measure_fp8"] and not ctx.stopped():
             model = ctx.engine_options.get("model")
             try:
@@ -137,7 +167,8 @@ class WeightPrecision(Experiment):
             note = "fp8 weights are a vLLM option (engine vllm on a GPU); this run timed the loaded engine only"
         rows[2] = PrecisionRow("int4", rows[2].weight_gb, rows[2].floor_ms, None,
                                "needs a checkpoint quantized ahead of time (AWQ/GPTQ): computed only")
-        return PrecisionResult(params["model"], params["bandwidth_gbs"], rows, ctx.engine_name, device, loaded, note)
+        note = "; ".join(part for part in (source, note) if part)
+        return PrecisionResult(params["model"], bandwidth_gbs, rows, ctx.engine_name, device, loaded, note)
 
 
 # ---------------------------------------------------------------------------------- KV per token
@@ -199,7 +230,8 @@ class KvCapacity(Experiment):
     result_type = KvCapacityResult
     params = (
         Param("context", "int", 4096, "tokens per sequence", 16, 131072),
-        Param("memory_gib", "number", H200_MEMORY_GIB, "GPU memory the table assumes, GiB", 0.1, 4096),
+        Param("memory_gib", "number", None, "GPU memory the table assumes, GiB (none: the card's)", 0.1, 4096,
+              optional=True),
         Param("kv_cache_dtype", "choice", "bf16", "KV cache element type", choices=("bf16", "fp8")),
         Param("compare_fp8", "bool", False, "on vLLM, also load an fp8 KV cache and measure it"),
         Param("probe_limit", "int", 16, "largest batch the probe tries", 1, MAX_REQUESTS),
@@ -212,9 +244,10 @@ class KvCapacity(Experiment):
         from tui_lab.models.arch import ARCH_MODELS
 
         context, kvd = params["context"], params["kv_cache_dtype"]
+        memory_gib, source = card_figure(ctx.device(), "memory", params["memory_gib"])
         designs = []
         for name, arch in ARCH_MODELS.items():
-            free = max(0.0, params["memory_gib"] * GIB * 0.9 - weight_bytes(arch.config))
+            free = max(0.0, memory_gib * GIB * 0.9 - weight_bytes(arch.config))
             for design in ATTENTION_DESIGNS:
                 d = kv_design(name, arch.config, design, context, kvd, free)
                 designs.append({**d.to_dict(), "free_gib": free / GIB})
@@ -239,8 +272,8 @@ class KvCapacity(Experiment):
             if params["compare_fp8"]:
                 note = "the fp8 KV cache is measured on the vLLM engine only (kv_cache_dtype=fp8)"
         shipped = {d["model"].replace("-", "_"): d for d in designs if d["design"] == "as shipped"}
-        return KvCapacityResult(context, kvd, params["memory_gib"], designs, measured, how, fp8_batch, shipped,
-                                thr, note)
+        note = "; ".join(part for part in (source, note) if part)
+        return KvCapacityResult(context, kvd, memory_gib, designs, measured, how, fp8_batch, shipped, thr, note)
 
 
 # ------------------------------------------------------------------------------------- preemption

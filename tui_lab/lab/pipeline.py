@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from tui_lab.engines.base import is_cuda
 from tui_lab.errors import InvalidInput, LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.params import DEFAULT_PROMPT, MAX_REQUESTS, PROMPT, Param
@@ -274,7 +275,7 @@ def _sync(device: torch.device) -> None:
     """Wait for queued GPU work so a wall-clock timing covers it (a no-op on CPU)."""
     import torch
 
-    if getattr(device, "type", str(device)).startswith("cuda"):
+    if is_cuda(device):
         torch.cuda.synchronize(device)
 
 
@@ -383,13 +384,9 @@ class RooflineView:
     kv_fits: list[KVFit]
     notes: list[str] = field(default_factory=list)
 
-
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form (export, ``--json``, the views)."""
         return asdict(self)
-
-def _device_type(device: torch.device | str) -> str:
-    return getattr(device, "type", str(device).split(":")[0])
 
 
 def measure_bandwidth_gb_s(device: torch.device, mib: int = 256, repeats: int = 5) -> float:
@@ -434,7 +431,7 @@ def measure_matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repe
 
 def free_memory_bytes(device: torch.device) -> tuple[float, str]:
     """Free memory for a KV cache on ``device`` and how it was found."""
-    if _device_type(device) == "cuda":
+    if is_cuda(device):
         import torch
 
         free, _total = torch.cuda.mem_get_info(device)
@@ -496,7 +493,7 @@ def roofline_view(
     tok = _tokenizer(engine)
     model = _model(engine)
     device = getattr(engine, "torch_device", None) or next(model.parameters()).device
-    on_gpu = _device_type(device) == "cuda"
+    on_gpu = is_cuda(device)
     params = sum(p.numel() for p in model.parameters())
     weight_bytes = float(sum(p.numel() * p.element_size() for p in model.parameters()))
     dtype = next(model.parameters()).dtype

@@ -8,6 +8,7 @@ UI never receives one message per token.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -108,15 +109,28 @@ class RunResult:
     wall_s: float = 0.0
     exception: LabError | None = field(default=None, repr=False)
     """The engine's error when it failed mid-run (kept so callers can tell e.g. ``OutOfMemory`` apart)."""
+    cut_apart: bool = False
+    """Load runs: requests that did not end by themselves (cut by a stop or Ctrl-C, or failed mid-stream)
+    are left out of the latency figures and counted apart (``RunSummary.cut``). A static batch stopped
+    mid-run cuts every request at once, so batch runs keep them."""
 
     @property
     def traces(self) -> list[RequestTrace]:
         """The traces of the requests that were submitted."""
         return [r.trace for r in self.requests]
 
+    def sent(self) -> list[RequestResult]:
+        """The requests that were sent (a load stopped early never sends the rest: their send time is NaN)."""
+        return [r for r in self.requests if not math.isnan(r.trace.t_send)]
+
+    def latency_traces(self) -> list[RequestTrace]:
+        """The traces whose latency counts: every sent request, or with ``cut_apart`` those that ended by
+        themselves (eos or length)."""
+        return [r.trace for r in self.sent() if not self.cut_apart or r.finish_reason in ("eos", "length")]
+
     def summary(self) -> RunSummary:
-        """Aggregate metrics from the same timestamps."""
-        return summarize_run(self.traces)
+        """Aggregate metrics from the same timestamps, over the requests that were sent."""
+        return summarize_run([r.trace for r in self.sent()], self.latency_traces() if self.cut_apart else None)
 
     def to_dict(self) -> dict:
         """JSON form (requests and summary)."""

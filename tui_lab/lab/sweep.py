@@ -382,13 +382,15 @@ class SweepResult:
 def _point_from_runs(
     config: Configuration, runs: Sequence[tuple[int, RunResult]], status: str, error: str | None
 ) -> SweepPoint:
-    traces = [t for _, res in runs for t in res.traces]
-    # A request that was never submitted (stopped first) has no send time and no output.
-    traces = [t for t in traces if t.t_send == t.t_send]
+    # A request that was never submitted (stopped first) has no send time and no output: throughput and
+    # counts cover the sent ones; latency the ones that count (a load run leaves out requests cut mid-stream).
+    traces = [r.trace for _, res in runs for r in res.sent()]
+    timed = [t for _, res in runs for t in res.latency_traces()]
     figures = []
     throughputs = []
     for index, res in runs:
-        run_traces = [t for t in res.traces if t.t_send == t.t_send]
+        run_traces = [r.trace for r in res.sent()]
+        run_timed = res.latency_traces()
         thr = output_throughput(run_traces)
         if thr is not None:
             throughputs.append(thr)
@@ -399,15 +401,15 @@ def _point_from_runs(
                 wall_s=res.wall_s,
                 requests=len(run_traces),
                 output_tokens=sum(t.output_tokens for t in run_traces),
-                ttft_p50_s=summarize(ttft(t) for t in run_traces).p50,
-                e2e_p50_s=summarize(e2e(t) for t in run_traces).p50,
-                tpot_p50_s=summarize(tpot(t) for t in run_traces).p50,
+                ttft_p50_s=summarize(ttft(t) for t in run_timed).p50,
+                e2e_p50_s=summarize(e2e(t) for t in run_timed).p50,
+                tpot_p50_s=summarize(tpot(t) for t in run_timed).p50,
                 partial=res.partial,
             )
         )
-    ttfts = [v for v in (ttft(t) for t in traces) if v is not None]
-    e2es = [v for v in (e2e(t) for t in traces) if v is not None]
-    tpots = [v for v in (tpot(t) for t in traces) if v is not None]
+    ttfts = [v for v in (ttft(t) for t in timed) if v is not None]
+    e2es = [v for v in (e2e(t) for t in timed) if v is not None]
+    tpots = [v for v in (tpot(t) for t in timed) if v is not None]
     return SweepPoint(
         label=config.label,
         value=config.value,
@@ -415,7 +417,7 @@ def _point_from_runs(
         ttft_s=summarize(ttfts),
         e2e_s=summarize(e2es),
         tpot_s=summarize(tpots),
-        itl_s=summarize(itl_samples(traces)),
+        itl_s=summarize(itl_samples(timed)),
         output_tokens_per_s=(sum(throughputs) / len(throughputs)) if throughputs else None,
         runs=figures,
         partial=status == "partial",
@@ -424,7 +426,7 @@ def _point_from_runs(
         max_new_tokens=config.sampling.max_new_tokens,
         temperature=config.sampling.temperature,
         top_p=config.sampling.top_p,
-        decode_tokens_per_s=summarize(decode_speed(t) for t in traces),
+        decode_tokens_per_s=summarize(decode_speed(t) for t in timed),
         samples={"ttft_s": ttfts, "e2e_s": e2es, "tpot_s": tpots},
         sample_text=runs[-1][1].requests[0].text if runs and runs[-1][1].requests else "",
         window_output_tokens_per_s=output_throughput(traces),

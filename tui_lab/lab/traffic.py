@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
-from tui_lab.engines.base import Engine
+from tui_lab.engines.base import Engine, is_cuda
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
@@ -478,7 +478,7 @@ class EnergyCost(Experiment):
     def run(self, params: Params, ctx: RunContext) -> EnergyResult:
         """Each batch size once, with the energy counter read before and after."""
         device = ctx.device()
-        on_gpu = device == "cuda"
+        on_gpu = is_cuda(device)
         points = []
         for b in params["batch_sizes"]:
             if ctx.stopped():

@@ -22,20 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tui_lab.lessons._format import Lesson, find_lesson
+from tui_lab.paths import DATA_ENV, data_dir
 
-DATA_ENV = "INFERENCE_LAB_DATA"
+__all__ = ["DATA_ENV", "FILE_NAME", "FORMAT_VERSION", "LessonProgress", "ProgressStore", "StepRecord", "data_dir"]
+
 FILE_NAME = "progress.json"
 FORMAT_VERSION = 1
-
-
-def data_dir() -> Path:
-    """``$INFERENCE_LAB_DATA`` if set, else the platform's user data dir for inference-lab."""
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env)
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("inference-lab"))
 
 
 @dataclass
@@ -117,13 +109,15 @@ class ProgressStore:
     """The learner's progress file: read once, written atomically after every change.
 
     Thread-safe, since the TUI records results from worker threads.
-    ``recovered_from`` is the path a corrupt file was moved to (None if there was none),
-    so the UI can say so once.
+    A file that cannot be read as a progress document (not JSON, not UTF-8, not the expected shape) is
+    moved aside: ``recovered_from`` is where it went, and ``take_notice()`` gives
+    the one line to tell the learner, once.
     """
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else data_dir() / FILE_NAME
         self.recovered_from: Path | None = None
+        self._notice: str | None = None
         self._lock = threading.Lock()
         self._lessons: dict[str, LessonProgress] = {}
         self._last_lesson: str | None = None
@@ -133,6 +127,10 @@ class ProgressStore:
         try:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
+            return
+        except UnicodeDecodeError:
+            # Not text at all (a binary file, another encoding): as corrupt as bad JSON.
+            self._move_aside()
             return
         except OSError:
             # Unreadable (permissions, a directory in its place): keep going without saved progress.
@@ -159,10 +157,19 @@ class ProgressStore:
         try:
             os.replace(self.path, target)
             self.recovered_from = target
-        except OSError:
+            self._notice = (f"your progress file could not be read, so it was moved to {target} "
+                            "and progress starts afresh")
+        except OSError as exc:
             self.recovered_from = None
+            self._notice = (f"your progress file {self.path} could not be read nor moved aside "
+                            f"({exc.strerror or exc}); progress starts afresh")
         self._lessons = {}
         self._last_lesson = None
+
+    def take_notice(self) -> str | None:
+        """The one line to tell the learner about an unreadable progress file; None after the first call."""
+        notice, self._notice = self._notice, None
+        return notice
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -11,7 +11,12 @@ from tui_lab.metrics.percentiles import Percentiles, summarize
 
 @dataclass(frozen=True)
 class RunSummary:
-    """Percentiles over requests (ITL over pooled gaps) and system throughput."""
+    """Percentiles over requests (ITL over pooled gaps) and system throughput.
+
+    ``requests`` counts the requests that were sent; ``cut`` those of them that a stop or Ctrl-C cut
+    mid-stream and that were left out of the latency percentiles (their tokens still count in the
+    output tokens and the throughput: they did arrive).
+    """
 
     ttft_s: Percentiles
     e2e_s: Percentiles
@@ -21,6 +26,7 @@ class RunSummary:
     output_tokens_per_s: float | None
     output_tokens: int
     requests: int
+    cut: int = 0
 
     def to_dict(self) -> dict:
         """JSON form used by ``run --json`` and result files."""
@@ -33,18 +39,26 @@ class RunSummary:
             "output_tokens_per_s": self.output_tokens_per_s,
             "output_tokens": self.output_tokens,
             "requests": self.requests,
+            "cut": self.cut,
         }
 
 
-def summarize_run(traces: Sequence[RequestTrace]) -> RunSummary:
-    """Aggregate a run's traces per METRICS.md."""
+def summarize_run(traces: Sequence[RequestTrace], latency: Sequence[RequestTrace] | None = None) -> RunSummary:
+    """Aggregate a run's traces per METRICS.md.
+
+    ``traces`` are the requests that were sent (output tokens, throughput, the count); ``latency``, when
+    given, the ones whose latency counts (a request cut mid-stream has a truncated E2E and TPOT): the
+    others are counted in ``cut``.
+    """
+    timed = traces if latency is None else latency
     return RunSummary(
-        ttft_s=summarize(ttft(t) for t in traces),
-        e2e_s=summarize(e2e(t) for t in traces),
-        tpot_s=summarize(tpot(t) for t in traces),
-        itl_s=summarize(itl_samples(traces)),
-        decode_tokens_per_s=summarize(decode_speed(t) for t in traces),
+        ttft_s=summarize(ttft(t) for t in timed),
+        e2e_s=summarize(e2e(t) for t in timed),
+        tpot_s=summarize(tpot(t) for t in timed),
+        itl_s=summarize(itl_samples(timed)),
+        decode_tokens_per_s=summarize(decode_speed(t) for t in timed),
         output_tokens_per_s=output_throughput(traces),
         output_tokens=sum(t.output_tokens for t in traces),
         requests=len(traces),
+        cut=len(traces) - len(timed),
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_lab.engines.base import ProgressCallback
+from tui_lab.engines.base import ProgressCallback, is_cuda
 from tui_lab.errors import InvalidInput
 from tui_lab.models import cache
 
@@ -188,7 +188,7 @@ def _cut_tokenizer(src: Path, dst: Path, vocab_size: int) -> None:
 def materialize_arch(name: str, cache_dir: str | os.PathLike[str] | None = None,
                      progress: ProgressCallback | None = None) -> Path:
     """``<cache>/models/arch-<name>/`` with config.json + tokenizer files (no weights)."""
-    from tui_lab.models.embedded import TOKENIZER_FILES, tokenizer_dir
+    from tui_lab.models.embedded import TOKENIZER_BYTES, TOKENIZER_FILES, tokenizer_dir
 
     report = progress or (lambda stage, fraction: None)
     config = arch_config_dict(name)
@@ -217,7 +217,8 @@ def materialize_arch(name: str, cache_dir: str | os.PathLike[str] | None = None,
                 (tmp / f).write_bytes((tok_src / f).read_bytes())
         return {"source": f"arch:{name}", "weights": "random"}
 
-    path = cache.build_entry(f"arch-{name}", build, cache_dir, version)
+    # Room: the tokenizer (cut down or copied) and a config; the tokenizer source is built on its own above.
+    path = cache.build_entry(f"arch-{name}", build, cache_dir, version, need_bytes=TOKENIZER_BYTES + 1_000_000)
     report("architecture config ready", 1.0)
     return path
 
@@ -257,7 +258,7 @@ def random_model(path: Path, device: Any, dtype: Any, spec_name: str) -> Any:
                 f"{avail / 2**30:.0f} GiB free",
                 hint="run it on a GPU (--device cuda) or pick arch:gemma-3-270m",
             )
-    elif torch.device(device).type == "cuda":
+    elif is_cuda(torch.device(device)):
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         if need > 0.9 * free:
             raise InvalidInput(

@@ -6,11 +6,16 @@ directory and renamed into place only when complete, so an interrupted build
 never leaves a half cache; an entry whose manifest is missing or whose files
 do not match it is treated as absent and rebuilt. A lock file keeps two
 processes (say the TUI and a CLI run) from building the same entry at once.
+
+A cache that cannot be written (read-only, a file in the way, no space left) is a
+``LabError`` of one line: which directory, why, how much room the entry needs, and
+how to point the lab elsewhere (``--cache-dir`` or ``$INFERENCE_LAB_CACHE``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -18,6 +23,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from tui_lab.errors import LabError
 
 MANIFEST = "inference-lab.json"
 MANIFEST_FORMAT = 1
@@ -124,21 +131,72 @@ def _owner_alive(tmp: Path) -> bool:
     return True
 
 
+class CacheUnwritable(LabError):
+    """The cache directory cannot take a new entry (read-only, not a directory, full)."""
+
+
+_NO_ROOM = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
+
+
+def _size_text(n_bytes: float) -> str:
+    """``830 MB`` / ``1.2 GB`` (decimal units, as disks are sold)."""
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{max(1, round(n_bytes / 1e6))} MB"
+
+
+def _free_bytes(path: Path) -> int | None:
+    """Free bytes on the disk holding ``path`` (or its nearest existing parent); None if unknown."""
+    for p in (path, *path.parents):
+        try:
+            return shutil.disk_usage(p).free
+        except OSError:
+            continue
+    return None
+
+
+def cache_error(exc: OSError, cache_root: Path, need_bytes: int | None = None) -> CacheUnwritable:
+    """One line for an ``OSError`` met while building an entry under ``cache_root``: what and what to do."""
+    where = Path(exc.filename) if isinstance(exc.filename, str) and exc.filename else cache_root
+    why = exc.strerror or type(exc).__name__
+    need = f"about {_size_text(need_bytes)}" if need_bytes else "room"
+    move = "pass --cache-dir DIR or set INFERENCE_LAB_CACHE=DIR"
+    if exc.errno in _NO_ROOM:
+        free = _free_bytes(cache_root)
+        have = f", {_size_text(free)} free" if free is not None else ""
+        return CacheUnwritable(f"the model cache at {cache_root} is full ({why}{have}; this model needs {need})",
+                               hint=f"free {need} there, or {move} on a disk with more room")
+    if exc.errno in _NOT_WRITABLE:
+        return CacheUnwritable(f"cannot write the model cache at {cache_root} ({why}: {where})",
+                               hint=f"{move} to a writable directory with {need} free")
+    return CacheUnwritable(f"the model cache at {cache_root} failed ({why}: {where})",
+                           hint=f"check that directory, or {move} to a writable directory with {need} free")
+
+
 def build_entry(
     name: str,
     build: Callable[[Path], dict],
     cache_dir: str | os.PathLike[str] | None = None,
     source_version: str | None = None,
+    need_bytes: int | None = None,
 ) -> Path:
     """Return the cache entry ``name``, building it with ``build(tmp_dir) -> manifest info`` if needed.
 
     ``build`` writes the files into the empty ``tmp_dir``; the manifest is written
     after it returns and the dir is renamed into place. A damaged or outdated entry
-    is replaced. Any failure (or Ctrl-C) removes the temporary dir.
+    is replaced. Any failure (or Ctrl-C) removes the temporary dir. An ``OSError`` of the
+    file system on the way (read-only, full, a file where a directory should be) becomes a
+    ``CacheUnwritable`` naming the cache and ``need_bytes``, the room the build takes at its peak.
     """
     final = entry_dir(name, cache_dir)
     if is_valid(final, source_version):
         return final
+    try:
+        return _build_entry(name, build, final, source_version)
+    except OSError as exc:
+        raise cache_error(exc, default_cache_dir(cache_dir), need_bytes) from exc
+
+
+def _build_entry(name: str, build: Callable[[Path], dict], final: Path, source_version: str | None) -> Path:
     parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)
     with _lock(parent / f".{name}.lock"):

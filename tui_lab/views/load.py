@@ -45,6 +45,10 @@ def view_load_run(result: LoadRun, width: int) -> RenderableType:
     if result.cold is not None:
         cold = seconds(result.cold.ttft_s)
         lines.append(Text(f"cold request (sent alone first, not in the table): TTFT {cold}", style="dim"))
+    if result.cut:
+        lines.append(Text(f"{result.cut} cut mid-stream: left out of the latency figures", style="yellow"))
+    if result.input_note:
+        lines.append(Text(result.input_note, style="dim"))
     if result.run.partial:
         lines.append(Text(f"partial: {result.run.error or 'stopped before every request finished'}", style="yellow"))
     return Group(table, *lines)

@@ -41,6 +41,9 @@ def run_view(result: RunResult, width: int) -> RenderableType:
         f" ({s.output_tokens} tokens from {s.requests} request{plural}, wall {seconds(result.wall_s)})")]
     if s.decode_tokens_per_s.p50 is not None:
         lines.append(Text(f"per-user decode speed (1/TPOT), p50: {rate(s.decode_tokens_per_s.p50)}"))
+    if s.cut:
+        lines.append(Text(f"{s.cut} request{'s' if s.cut != 1 else ''} cut mid-stream (stopped or failed): their "
+                          "tokens count in the throughput, their latency does not", PARTIAL_STYLE))
     if result.partial:
         reason = result.error or "not every request finished"
         lines.append(Text(f"PARTIAL RESULTS ({reason}): the figures cover the tokens received so far", PARTIAL_STYLE))

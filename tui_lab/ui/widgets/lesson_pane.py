@@ -112,9 +112,9 @@ class LessonPane(Vertical):
 
         A progress file that could not be read was moved aside by the store: the learner is told where, once.
         """
-        if self.store is not None and self.store.recovered_from is not None:
-            self.app.notify(f"your progress file could not be read: it was moved to {self.store.recovered_from} "
-                            "and the lessons start afresh", severity="warning", timeout=20)
+        notice = self.store.take_notice() if self.store is not None else None
+        if notice:
+            self.app.notify(notice, severity="warning", timeout=20)
         if self.store is not None and self.lessons:
             try:
                 self.lesson_index, self.step_index = self.store.resume(self.lessons, self.start)
