@@ -43,11 +43,13 @@ async def wait_until(pilot, condition, timeout: float = 20.0) -> None:
 async def settled(pilot) -> None:
     """Let the app process what is queued and draw its charts, figures and tokens now (their redraw
     timers' work, done at once instead of waiting for a tick)."""
+    from tui_lab.ui.widgets.charts_pane import ChartsPane
     from tui_lab.ui.widgets.live_panel import LivePanel
 
     app = pilot.app
     await pilot.pause()
-    app._tick_charts()
+    for pane in app.query(ChartsPane):
+        pane.charts.redraw()
     for panel in app.query(LivePanel):
         panel.refresh_tokens()
         panel.refresh_figures()
