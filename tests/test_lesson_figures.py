@@ -105,7 +105,8 @@ def test_tp_figures_say_they_are_modelled_and_on_which_card() -> None:
     assert any("10 µs" in a and "assumption" in a for a in result.assumptions)
     assert set(result.modelled) == {"predicted", "tp2_over_tp1_batch1"}
     measured = measure_metric(result, "tp2_over_tp1_batch1")
-    assert measured.value is not None and measured.reason.startswith("modelled, not measured")
+    assert measured.value is not None and measured.reason.startswith("modelled as memory floor + all-reduces")
+    assert measured.reason.endswith("not measured")
     assert "H200" in measured.reason and "10 µs" in measured.reason
     text = " ".join(to_text(render(result, 100), 100).split())
     assert "modelled (memory floor + all-reduces), not measured" in text and "modelled card: NVIDIA H200" in text
@@ -121,7 +122,7 @@ def test_a_measured_figure_carries_no_modelled_reason() -> None:
     from tui_lab.lessons import measure_metric
 
     assert measure_metric({"x": 2.0, "modelled": {"y": "computed"}}, "x").reason == ""
-    assert measure_metric({"y": 2.0, "modelled": {"y": "computed"}}, "y").reason == "modelled, not measured: computed"
+    assert measure_metric({"y": 2.0, "modelled": {"y": "computed"}}, "y").reason == "computed, not measured"
 
 
 # ----------------------------------------------------------------------------------- speculation

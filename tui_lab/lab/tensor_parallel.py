@@ -135,8 +135,9 @@ class OneGpuOrTwo(Experiment):
             "launches, sampling and the host are left out",
             f"the engine may use {params['memory_utilization']:.0%} of each GPU's memory (memory_utilization)",
         ]
-        basis = f"memory floor + all-reduces on {card}; {params['allreduce_latency_us']:g} µs per all-reduce assumed"
-        model_paths = {"predicted": f"computed for {card}", "tp2_over_tp1_batch1": basis}
+        basis = (f"modelled as memory floor + all-reduces on {card}, "
+                 f"{params['allreduce_latency_us']:g} µs per all-reduce assumed")
+        model_paths = {"predicted": f"modelled for {card}", "tp2_over_tp1_batch1": basis}
         gpus = visible_gpus()
         if ctx.engine_name != "vllm" or gpus < 1:
             why = "tensor parallelism needs the vLLM engine" if ctx.engine_name != "vllm" else "this machine has no GPU"

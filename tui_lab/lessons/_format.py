@@ -451,7 +451,8 @@ class Measured:
 
     ``reason`` says why ``value`` is None ("no batch met the budget", "the run was stopped before
     128 tokens"), or, beside a value, what to keep in mind (it comes from a run that was stopped, or it
-    was computed and not measured: a result's ``modelled`` map names such figures and their basis).
+    was computed and not measured: a result's ``modelled`` map names such figures, each with a few words
+    on how it was computed, starting "modelled" or "computed").
     """
 
     value: float | None
@@ -504,7 +505,7 @@ def measure_metric(result: object, metric: str) -> Measured:
         # A result lists the figures it computed instead of measuring: the learner reads which they are.
         basis = next((modelled[key] for key in (_dotted(trail), str(trail[0])) if key in modelled), None)
         if basis is not None:
-            reason = "; ".join(filter(None, (f"modelled, not measured: {basis}", reason)))
+            reason = "; ".join(filter(None, (f"{basis}, not measured", reason)))
     return Measured(float(node), reason)
 
 

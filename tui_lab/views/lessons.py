@@ -44,13 +44,14 @@ def _note(text: str) -> list[Text]:
 
 
 def precision_view(r: PrecisionResult, width: int) -> RenderableType:
-    """Weight formats: GB, floor and measured step."""
+    """Weight formats: GB and floor computed for the chosen architecture; the loaded engine's step measured."""
     rows = [(row.dtype, _f(row.weight_gb), _f(row.floor_ms, "{:.3f}"), _f(row.measured_ms, "{:.3f}"))
             for row in r.rows]
-    head = Text(f"{r.model} at {r.bandwidth_gbs:g} GB/s · loaded {r.engine} on {r.device}: "
-                f"step {_f(r.loaded_step_ms, '{:.2f}')} ms")
-    return Group(head, _table("Bytes per weight (batch 1)", ("weights", "GB", "floor ms", "measured ms"), rows, width),
-                 *_note(r.note))
+    head = Text(f"Measured here: the loaded model on {r.engine} ({r.device}), batch 1: "
+                f"{_f(r.loaded_step_ms, '{:.2f}')} ms per step. The table is {r.model}: another model unless you "
+                "loaded it, and its floors are computed.")
+    title = f"{r.model} at {r.bandwidth_gbs:g} GB/s, batch 1: floors computed"
+    return Group(head, _table(title, ("weights", "GB", "floor ms", "measured ms"), rows, width), *_note(r.note))
 
 
 def kv_view(r: KvCapacityResult, width: int) -> RenderableType:
