@@ -339,7 +339,8 @@ class _Reader:
         refusal finishes it as an error. What this queues goes out with the next ``flush`` or wake-up."""
         self._pending.append(RequestSubmitted(rid, time.perf_counter(), prompt_tokens))
         try:
-            collector = await self._llm.add_request(vllm_id, engine_input, params, lora_request=lora_request)
+            extra = {"lora_request": lora_request} if lora_request is not None else {}
+            collector = await self._llm.add_request(vllm_id, engine_input, params, **extra)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from tui_lab.formatting import milliseconds, number, percent, rate, size
+from tui_lab.formatting import milliseconds, number, percent, rate, significant, size
 from tui_lab.lab.concepts import DisaggResult, GuidedResult, LmHeadResult, LoraResult
 from tui_lab.views.lessons import _note, _table
 
@@ -17,7 +17,13 @@ def _share(part: float | None, whole: float | None) -> str:
     if part is None or not whole:
         return "—"
     share = 100 * part / whole
-    return percent(share, 1 if share < 10 else 0)
+    return f"{significant(share, 2)} %" if share < 10 else percent(share)
+
+
+def _bandwidth(gbs: float | None) -> str:
+    if gbs is None:
+        return "—"
+    return number(gbs * 1000, "MB/s") if gbs < 1 else number(gbs, "GB/s")
 
 
 def lm_head_view(r: LmHeadResult, width: int) -> RenderableType:
@@ -75,9 +81,9 @@ def disagg_view(r: DisaggResult, width: int) -> RenderableType:
          _share(r.transfer_ms, r.prefill_ms) + " of the prefill"),
         (f"back from host memory at {number(r.host_gbs, 'GB/s')}", milliseconds(r.reload_ms),
          _share(r.reload_ms, r.prefill_ms) + " of the prefill"),
-        ("a link beats recomputing above", number(r.break_even_gbs, "GB/s"), ""),
-        (f"prefill per decode worker, {number(r.reply_tokens)}-token replies",
-         number(r.prefill_per_decode_worker), "workers"),
+        ("a link beats recomputing above", _bandwidth(r.break_even_gbs), ""),
+        (f"prefill workers per decode worker, {number(r.reply_tokens)}-token replies",
+         number(r.prefill_per_decode_worker), ""),
     ]
     return Group(
         _table(f"Measured here ({r.engine} on {r.device})", ("", "time", ""), measured, width),
