@@ -354,7 +354,7 @@ class StructuredOutput(Experiment):
         else:
             prompts = [f"Some cities near {CITIES[i % len(CITIES)]}:" for i in range(params["batch_size"])]
             structured = {"regex": spec}
-        engine = ctx.loaded
+        engine: Any = ctx.loaded  # vLLM's engine takes per-request options through ``request_options``
         sampling = SamplingParams(max_new_tokens=params["max_new_tokens"], temperature=0.0, ignore_eos=False)
         requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
         takes = ctx.engine_name == "vllm" and hasattr(engine, "request_options")
@@ -656,7 +656,7 @@ def _rank(name: str, value: object) -> int:
 
     if value not in LORA_RANKS:
         raise InvalidInput(f"{name} must be one of {', '.join(map(str, LORA_RANKS))} (got {value!r})")
-    return int(value)  # type: ignore[call-overload]
+    return int(value)
 
 
 def _model_config(ctx: RunContext) -> tuple[dict[str, Any], str, str]:
@@ -724,14 +724,15 @@ class LoraAdapters(Experiment):
                 directory = f"{tmp}/adapter-{i + 1}"
                 write_adapter(directory, config, rank, seed=i + 1, base_model=path or display)
                 adapters.append((f"adapter-{i + 1}", i + 1, directory))
-            plans = {"base model only": [None] * len(prompts),
+            plans: dict[str, list[Any]] = {"base model only": [None] * len(prompts),
                      "one adapter, every request": [adapters[0]] * len(prompts),
                      f"{n_adapters} adapters and the base, mixed":
                          [([None, *adapters])[i % (n_adapters + 1)] for i in range(len(prompts))]}
             times: dict[str, list[Any]] = {label: [] for label in plans}
             try:
                 with variant(ctx, f"vLLM with LoRA (rank ≤ {rank}, {n_adapters} at once)",
-                             max_lora_rank=rank, max_loras=n_adapters) as eng:
+                             max_lora_rank=rank, max_loras=n_adapters) as loaded:
+                    eng: Any = loaded
                     takes = hasattr(eng, "request_options")
 
                     def batch(label: str, plan: list[Any]) -> Any:

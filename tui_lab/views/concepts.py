@@ -103,9 +103,10 @@ def lora_view(r: LoraResult, width: int) -> RenderableType:
         parts.append(_table(f"One rank-{c.rank} adapter on {r.model}, every linear layer of {c.layers} (computed)",
                             ("", "adds", "of the base"), rows, width))
     if r.rows:
-        rows = [(row.label, str(row.adapters), milliseconds(row.tpot_ms), rate(row.tokens_per_s)) for row in r.rows]
+        batches = [(row.label, str(row.adapters), milliseconds(row.tpot_ms), rate(row.tokens_per_s))
+                   for row in r.rows]
         parts.append(_table(f"Batches on vLLM with LoRA on (measured, medians; {r.engine})",
-                            ("", "adapters", "TPOT", "throughput"), rows, width))
+                            ("", "adapters", "TPOT", "throughput"), batches, width))
         if r.overhead_pct is not None:
             parts.append(Text(f"The mixed batch's steps took {percent(r.overhead_pct, 1)} longer than the base "
                               "model's alone."))
