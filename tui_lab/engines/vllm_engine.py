@@ -26,7 +26,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tui_lab.engines.base import (
@@ -79,6 +79,8 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 QUANTIZATIONS = (None, "fp8")
 """Weight quantizations the lessons use; vLLM's ``quantization="fp8"`` quantizes bf16 weights on load."""
 KV_CACHE_DTYPES = ("auto", "fp8")
+LORA_RANKS = (8, 16, 32, 64)
+"""LoRA ranks the lessons use (vLLM takes 1, 8, 16, 32, 64, 128, 256, 320 or 512 as ``max_lora_rank``)."""
 
 
 def serving_options(
@@ -88,11 +90,14 @@ def serving_options(
     enable_chunked_prefill: bool | None = None,
     max_num_batched_tokens: int | None = None,
     num_kv_blocks: int | None = None,
+    max_lora_rank: int | None = None,
+    max_loras: int = 2,
 ) -> dict[str, Any]:
     """Checked serving options of the vLLM engine (``InvalidInput`` with a one-line message if bad).
 
     ``ngram_speculative_tokens`` > 0 turns on n-gram speculation (no draft model: drafts are looked up
-    in the prompt and the text so far); ``num_kv_blocks`` caps the KV cache (to make preemption happen).
+    in the prompt and the text so far); ``num_kv_blocks`` caps the KV cache (to make preemption happen);
+    ``max_lora_rank`` turns on LoRA adapters up to that rank, ``max_loras`` of them in one batch.
     """
     if quantization not in QUANTIZATIONS:
         raise InvalidInput(f"unknown quantization {quantization!r}; choose fp8 or leave it unset")
@@ -104,12 +109,17 @@ def serving_options(
         raise InvalidInput(f"max_num_batched_tokens must be at least 16 (got {max_num_batched_tokens})")
     if num_kv_blocks is not None and int(num_kv_blocks) < 1:
         raise InvalidInput(f"num_kv_blocks must be at least 1 (got {num_kv_blocks})")
+    if max_lora_rank is not None and int(max_lora_rank) not in LORA_RANKS:
+        raise InvalidInput(f"max_lora_rank must be one of {', '.join(map(str, LORA_RANKS))} (got {max_lora_rank})")
+    if int(max_loras) < 1:
+        raise InvalidInput(f"max_loras must be at least 1 (got {max_loras})")
     return {
         "quantization": quantization, "kv_cache_dtype": kv_cache_dtype,
         "ngram_speculative_tokens": int(ngram_speculative_tokens),
         "enable_chunked_prefill": enable_chunked_prefill,
         "max_num_batched_tokens": None if max_num_batched_tokens is None else int(max_num_batched_tokens),
         "num_kv_blocks": None if num_kv_blocks is None else int(num_kv_blocks),
+        "max_lora_rank": None if max_lora_rank is None else int(max_lora_rank), "max_loras": int(max_loras),
     }
 
 
@@ -131,6 +141,8 @@ def serving_engine_args(options: dict[str, Any]) -> dict[str, Any]:
         args["max_num_batched_tokens"] = options["max_num_batched_tokens"]
     if options.get("num_kv_blocks") is not None:
         args["num_gpu_blocks_override"] = options["num_kv_blocks"]
+    if options.get("max_lora_rank"):
+        args.update(enable_lora=True, max_lora_rank=options["max_lora_rank"], max_loras=options.get("max_loras", 2))
     return args
 
 
@@ -325,12 +337,14 @@ class _Reader:
         self._ready.append(rid)
         self._wake.set()
 
-    async def add(self, rid: str, vllm_id: str, engine_input: Any, params: Any, prompt_tokens: int) -> None:
+    async def add(self, rid: str, vllm_id: str, engine_input: Any, params: Any, prompt_tokens: int,
+                  lora_request: Any = None) -> None:
         """Stamp ``RequestSubmitted`` and hand one request to vLLM; its outputs arrive through ``run``. A
         refusal finishes it as an error. What this queues goes out with the next ``flush`` or wake-up."""
         self._pending.append(RequestSubmitted(rid, time.perf_counter(), prompt_tokens))
         try:
-            collector = await self._llm.add_request(vllm_id, engine_input, params)
+            extra = {"lora_request": lora_request} if lora_request is not None else {}
+            collector = await self._llm.add_request(vllm_id, engine_input, params, **extra)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -413,6 +427,16 @@ class _Reader:
             self._emit(events)
 
 
+def _lora_request(adapter: Any) -> Any:
+    """vLLM's ``LoRARequest`` for an adapter given as ``(name, id, path)``; None for none."""
+    if not adapter:
+        return None
+    from vllm.lora.request import LoRARequest
+
+    name, number, path = adapter
+    return LoRARequest(str(name), int(number), str(path))
+
+
 def _items(item: Any) -> list:
     """A queue item as a list (the reader puts lists, the rest single items)."""
     return item if isinstance(item, list) else [item]
@@ -464,6 +488,10 @@ class VLLMEngine(EngineBase):
         self.serving = serving_options(**serving)
         """Lesson 05/06 options (quantization, KV dtype, speculation, chunked prefill, KV blocks)."""
         self._counters = SchedulerCounters()
+        self.request_options: Callable[[Request], Mapping[str, Any]] | None = None
+        """Per-request vLLM options an experiment sets for its runs (lesson 06): ``structured_outputs``, the
+        keywords of vLLM's ``StructuredOutputsParams`` (``{"json": schema}``, ``{"regex": ...}``), and ``lora``,
+        an adapter as ``(name, id, path)`` (the engine needs ``max_lora_rank``). None for a plain request."""
         super().__init__()
         self._llm: Any = None
         self._tokenizer: Any = None
@@ -663,8 +691,11 @@ class VLLMEngine(EngineBase):
         vllm_ids = {r.request_id: f"{r.request_id}-{tag}" for r in requests}
         events: queue.Queue[StreamEvent | _Failed | list] = queue.Queue()
         # Seed + row index: reproducible, yet a batch of one prompt copied N times gives N different samples.
-        params = [self._sampling_params(sampling, r.budget(sampling), i) for i, r in enumerate(requests)]
-        work = [(r, engine_input, ids, p) for r, (engine_input, ids), p in zip(requests, prompts, params, strict=True)]
+        extras = [dict(self.request_options(r)) if self.request_options is not None else {} for r in requests]
+        params = [self._sampling_params(sampling, r.budget(sampling), i, e.get("structured_outputs"))
+                  for i, (r, e) in enumerate(zip(requests, extras, strict=True))]
+        work = [(r, engine_input, ids, p, _lora_request(e.get("lora")))
+                for r, (engine_input, ids), p, e in zip(requests, prompts, params, extras, strict=True)]
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(self._run_batch(llm, work, vllm_ids, events.put), self._loop)
         pending = {r.request_id for r in requests}
@@ -697,16 +728,16 @@ class VLLMEngine(EngineBase):
     async def _run_batch(
         self,
         llm: Any,
-        work: list[tuple[Request, Any, list[int], Any]],
+        work: list[tuple[Request, Any, list[int], Any, Any]],
         vllm_ids: dict[str, str],
         emit: Any,
     ) -> None:
         """Submit all requests, then read their outputs with one ``_Reader`` until every one has finished."""
         reader = _Reader(self, llm, emit)
         try:
-            for request, engine_input, token_ids, params in work:
+            for request, engine_input, token_ids, params, lora in work:
                 rid = request.request_id
-                await reader.add(rid, vllm_ids[rid], engine_input, params, len(token_ids))
+                await reader.add(rid, vllm_ids[rid], engine_input, params, len(token_ids), lora)
             await reader.run(until_empty=True)
         except asyncio.CancelledError:
             raise
@@ -805,9 +836,10 @@ class VLLMEngine(EngineBase):
             )
 
     @staticmethod
-    def _sampling_params(sampling: SamplingParams, max_tokens: int, row: int = 0) -> Any:
+    def _sampling_params(sampling: SamplingParams, max_tokens: int, row: int = 0,
+                         structured: Mapping[str, Any] | None = None) -> Any:
         from vllm import SamplingParams as VSamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         return VSamplingParams(
             n=1,
@@ -819,6 +851,7 @@ class VLLMEngine(EngineBase):
             seed=None if sampling.greedy or sampling.seed is None else sampling.seed + row,
             ignore_eos=sampling.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
+            structured_outputs=StructuredOutputsParams(**structured) if structured else None,
         )
 
     def _resolve_model(self, report: ProgressCallback) -> tuple[str, str, bool, str]:

@@ -29,6 +29,7 @@ INVENTORY: tuple[tuple[str, str], ...] = (
     # 03 where the time goes
     ("roofline", "tui_lab.lab.pipeline:Roofline"),
     ("graphs_compare", "tui_lab.lab.serving:Graphs"),
+    ("lm_head_share", "tui_lab.lab.concepts:LmHeadShare"),
     # 04 serving
     ("static_vs_continuous", "tui_lab.lab.serving:StaticVsContinuous"),
     ("prefix_cache", "tui_lab.lab.serving:PrefixCache"),
@@ -44,6 +45,9 @@ INVENTORY: tuple[tuple[str, str], ...] = (
     ("load_loop", "tui_lab.lab.traffic:LoadLoop"),
     ("interference", "tui_lab.lab.traffic:Interference"),
     ("speculation", "tui_lab.lab.traffic:Speculation"),
+    ("structured_output", "tui_lab.lab.concepts:StructuredOutput"),
+    ("disaggregation", "tui_lab.lab.concepts:Disaggregation"),
+    ("lora_adapters", "tui_lab.lab.concepts:LoraAdapters"),
     ("tool_metrics", "tui_lab.lab.traffic:ToolMetrics"),
     ("energy_cost", "tui_lab.lab.traffic:EnergyCost"),
 )

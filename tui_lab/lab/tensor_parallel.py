@@ -2,8 +2,10 @@
 
 Measured when the loaded engine is vLLM and two GPUs are visible: decode step at batch 1 and 32,
 TTFT, a batch sweep, and the KV-cache room each GPU has left. Otherwise the result says so in one
-line and carries the figures a learner predicts from: bytes each GPU reads per step, the size and
-cost of the all-reduces, and the KV room per GPU (``tui_lab.metrics.memory.tp_figures``).
+line and carries modelled figures to predict from: bytes each GPU reads per step, the size and cost
+of the all-reduces, and the KV room per GPU (``tui_lab.metrics.memory.tp_figures``), for a card it
+names (an H200 by default) and with the all-reduce's fixed cost as a stated assumption. The result
+lists which of its figures are modelled (``modelled``), so views and predictions can say so.
 """
 
 from __future__ import annotations
@@ -21,6 +23,16 @@ from tui_lab.params import MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, Param
 
 H200_NVLINK_GBS = 450.0
 """NVLink on an H200 SXM: 900 GB/s in both directions together, so 450 GB/s each way (NVIDIA datasheet)."""
+H200_MEMORY_GIB = 141e9 / 2**30
+H200_HBM_GBS = 4800.0
+
+
+def card_words(memory_gib: float, hbm_gbs: float, link_gbs: float) -> str:
+    """The card the modelled figures assume: the H200 SXM by its datasheet, or the figures given."""
+    if (abs(memory_gib - H200_MEMORY_GIB) < 1e-6 and hbm_gbs == H200_HBM_GBS and link_gbs == H200_NVLINK_GBS):
+        return ("NVIDIA H200 SXM, datasheet figures: 141 GB of HBM3e at 4.8 TB/s, NVLink 450 GB/s each way")
+    return (f"a card with {memory_gib:.0f} GiB at {hbm_gbs:g} GB/s, a link of {link_gbs:g} GB/s each way "
+            "(the figures given)")
 
 
 def visible_gpus() -> int:
@@ -59,7 +71,14 @@ class TpResult:
     tp2_over_tp1_batch1: float | None = None
     """Step time at TP=2 over TP=1 at batch 1: measured, or modelled (floor + all-reduce) without two GPUs."""
     source: str = ""
+    """Where ``tp2_over_tp1_batch1`` comes from: "measured" or "modelled"."""
     note: str = ""
+    card: str = ""
+    """The card the modelled figures assume (memory, bandwidth, link), in words."""
+    assumptions: list[str] = field(default_factory=list)
+    """What the model takes as given rather than measured (the all-reduce's fixed cost, ...)."""
+    modelled: dict[str, str] = field(default_factory=dict)
+    """Metric path → what the figure there is modelled on (a figure not listed is measured)."""
 
     def to_dict(self) -> dict:
         """Plain-JSON form."""
@@ -80,8 +99,8 @@ class OneGpuOrTwo(Experiment):
         Param("sweep", "int list", [1, 8, 32, 64, 128, 256], "batch sizes of the modelled sweep", 1, MAX_REQUESTS),
         Param("context", "int", 1024, "tokens per sequence", 16, 131072),
         MAX_NEW_TOKENS_PARAM.but(min=2),
-        Param("gpu_memory_gib", "number", 141e9 / 2**30, "memory per GPU, GiB", 1, 4096),
-        Param("hbm_gbs", "number", 4800.0, "memory bandwidth per GPU, GB/s", 1, 100000),
+        Param("gpu_memory_gib", "number", H200_MEMORY_GIB, "memory per GPU, GiB (modelled card)", 1, 4096),
+        Param("hbm_gbs", "number", H200_HBM_GBS, "memory bandwidth per GPU, GB/s (modelled card)", 1, 100000),
         Param("link_gbs", "number", H200_NVLINK_GBS, "GPU-to-GPU link bandwidth each way, GB/s", 1, 100000),
         Param("allreduce_latency_us", "number", 10.0, "fixed cost of one all-reduce, µs (an assumption)", 0, 10000),
         Param("memory_utilization", "number", 0.5, "share of GPU memory the engine may use", 0.05, 1.0),
@@ -106,14 +125,26 @@ class OneGpuOrTwo(Experiment):
                 predicted.append(d)
         b1 = [d for d in predicted if d["batch"] == 1]
         modelled = b1[1]["modelled_step_ms"] / b1[0]["modelled_step_ms"]
+        card = card_words(params["gpu_memory_gib"], params["hbm_gbs"], params["link_gbs"])
+        assumptions = [
+            f"each all-reduce has a fixed cost of {params['allreduce_latency_us']:g} µs (allreduce_latency_us: "
+            "an assumption; nccl-tests on your machine measures it)",
+            "a decode step takes its memory floor (weights + KV cache ÷ bandwidth) plus its all-reduces; "
+            "launches, sampling and the host are left out",
+            f"the engine may use {params['memory_utilization']:.0%} of each GPU's memory (memory_utilization)",
+        ]
+        basis = (f"modelled as memory floor + all-reduces on {card}, "
+                 f"{params['allreduce_latency_us']:g} µs per all-reduce assumed")
+        model_paths = {"predicted": f"modelled for {card}", "tp2_over_tp1_batch1": basis}
         gpus = visible_gpus()
         if ctx.engine_name != "vllm" or gpus < 1:
             why = "tensor parallelism needs the vLLM engine" if ctx.engine_name != "vllm" else "this machine has no GPU"
             return TpResult(params["model"], gpus, predicted, [], modelled, "modelled",
-                            f"{why}: showing the figures to predict TP=1 vs TP=2 with")
+                            f"{why}: nothing was measured; the figures shown are modelled", card, assumptions,
+                            model_paths)
         measured, note = [], ""
         if gpus < 2:
-            note = "this machine has 1 GPU: TP=1 measured, TP=2 shown as the figures to predict with"
+            note = "this machine has 1 GPU: TP=1 measured, TP=2 modelled"
         for tp in (1, 2) if gpus >= 2 else (1,):
             if ctx.stopped():
                 break
@@ -126,8 +157,10 @@ class OneGpuOrTwo(Experiment):
         if len(measured) == 2:
             a, b = measured[0].step_ms.get("1"), measured[1].step_ms.get("1")
             ratio = b / a if a and b else None
+        if ratio:
+            model_paths.pop("tp2_over_tp1_batch1")
         return TpResult(params["model"], gpus, predicted, measured, ratio if ratio else modelled,
-                        "measured" if ratio else "modelled", note)
+                        "measured" if ratio else "modelled", note, card, assumptions, model_paths)
 
     def _measure(self, ctx: RunContext, params: Params, tp: int, config: dict[str, object]) -> TpMeasured:
         changes = {"tensor_parallel_size": tp, "model": f"arch:{params['model']}",

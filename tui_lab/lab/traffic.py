@@ -32,6 +32,7 @@ from tui_lab.metrics.toolmetrics import (
     little_check,
     max_in_system,
     poisson_arrivals,
+    think_section,
     time_to_first_answer,
     tool_numbers,
 )
@@ -270,12 +271,21 @@ class SpecRow:
     tpot_ms: float | None
     tokens_per_s: float | None
     tokens_per_event: float
-    """Mean tokens per streamed event (several when drafts are accepted)."""
+    """Mean tokens per streamed event: the reply's tokens over its chunks (the first, from the prefill, included)."""
     acceptance: float | None
     """Accepted draft tokens / proposed draft tokens (vLLM's counters)."""
     tokens_per_step: float | None
+    """The reply's tokens over every engine step that served it (vLLM's step counter; prefill included)."""
     chunk_itl_ms: float | None
     """Mean gap between events (what a chunk-timing tool reports as ITL)."""
+    mean_acceptance_length: float | None = None
+    """vLLM's "mean acceptance length": 1 + accepted / drafts, over the steps that carried a draft only."""
+    drafted_steps: int | None = None
+    """Steps in which the proposer found a draft (vLLM counts a draft per request per such step)."""
+    steps: int | None = None
+    """Engine steps during the run (vLLM's stat logger is called once per step)."""
+    events: int = 0
+    output_tokens: int = 0
 
 
 @dataclass
@@ -302,22 +312,33 @@ FRESH = "Write a short original story about a lighthouse keeper who finds a stra
 
 def _spec_row(label: str, text_kind: str, run: RunResult, before: dict[str, float] | None,
               after: dict[str, float] | None) -> SpecRow:
+    """One row from the run's trace and vLLM's counters read before and after it.
+
+    The counters measure different things: vLLM's mean acceptance length averages only the steps that
+    carried a draft (n-gram lookup finds none in many steps, which then make one token and are not
+    counted), while tokens per step and per chunk divide the reply's tokens by every step or chunk.
+    """
     traces = run.traces
     events = sum(len(tr.event_times) for tr in traces)
     tokens = sum(tr.output_tokens for tr in traces)
-    acc = steps = None
+    acc = mean_len = per_step = None
+    drafts = steps = None
     if before is not None and after is not None:
         drafted = after["draft_tokens"] - before["draft_tokens"]
         accepted = after["accepted_tokens"] - before["accepted_tokens"]
-        drafts = after["drafts"] - before["drafts"]
+        drafts = int(after["drafts"] - before["drafts"])
+        steps = int(after.get("steps", 0) - before.get("steps", 0)) or None
         if drafted > 0:
             acc = accepted / drafted
         if drafts > 0:
-            steps = 1 + accepted / drafts
+            mean_len = 1 + accepted / drafts
+        if steps:
+            per_step = tokens / steps
     gaps = [tr.event_times[i] - tr.event_times[i - 1] for tr in traces for i in range(1, len(tr.event_times))]
     tp = [t for t in (tpot(tr) for tr in traces) if t is not None]
     return SpecRow(label, text_kind, ms(percentile(tp, 50)), run.summary().output_tokens_per_s,
-                   tokens / events if events else 0.0, acc, steps, ms(sum(gaps) / len(gaps)) if gaps else None)
+                   tokens / events if events else 0.0, acc, per_step, ms(sum(gaps) / len(gaps)) if gaps else None,
+                   mean_len, drafts, steps, events, tokens)
 
 
 def _speedup(rows: list[SpecRow], kind: str) -> float | None:
@@ -530,23 +551,24 @@ class AnswerLatency(Experiment):
     )
 
     def run(self, params: Params, ctx: RunContext) -> AnswerLatencyResult:
-        """Stream the batch and split every reply at its ``</think>``."""
+        """Stream the batch and split every reply at the end of its think section (``<think>`` … ``</think>``)."""
         prompts = [params["prompt"]] * params["batch_size"]
         run = run_batch(ctx, ctx.loaded, prompts, params["max_new_tokens"], "reasoning stream", ignore_eos=False)
         reqs: list[dict[str, Any]] = []
         for r in run.requests:
             ta, think = time_to_first_answer(r.trace, r.texts)
+            _, first, end = think_section(r.texts)
             reqs.append({"request_id": r.request_id, "ttft_ms": ms(ttft(r.trace)), "ttfa_ms": ms(ta),
-                         "think_tokens": think, "output_tokens": r.trace.output_tokens})
+                         "think_tokens": think, "thinks": end > first, "output_tokens": r.trace.output_tokens})
         thinks = [q["think_tokens"] for q in reqs]
         note = ""
-        if thinks and all(t == 0 for t in thinks):
-            note = "no think section in these replies: the answer starts at the first token (TTFA = TTFT)"
+        if reqs and not any(q["thinks"] for q in reqs):
+            note = ("no think section (<think> … </think>) in these replies: the answer starts at the first token, "
+                    "so TTFA = TTFT; whitespace before the answer is not thinking")
+        elif any(q["ttfa_ms"] is None for q in reqs):
+            note = "a reply was still thinking when it ended: raise max_new_tokens to reach its answer"
         return AnswerLatencyResult(
             reqs, percentile([q["ttft_ms"] for q in reqs if q["ttft_ms"] is not None], 50),
             percentile([q["ttfa_ms"] for q in reqs if q["ttfa_ms"] is not None], 50),
             sum(thinks) / len(thinks) if thinks else None, note,
         )
-
-
-

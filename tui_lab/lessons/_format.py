@@ -463,7 +463,9 @@ class Measured:
     """The value a prediction's metric names in a result, or why there is none.
 
     ``reason`` says why ``value`` is None ("no batch met the budget", "the run was stopped before
-    128 tokens"), or, beside a value, what to keep in mind (it comes from a run that was stopped).
+    128 tokens"), or, beside a value, what to keep in mind (it comes from a run that was stopped, or it
+    was computed and not measured: a result's ``modelled`` map names such figures, each with a few words
+    on how it was computed, starting "modelled" or "computed").
     """
 
     value: float | None
@@ -510,7 +512,14 @@ def measure_metric(result: object, metric: str) -> Measured:
             return Measured(None, _why_missing(data, parent, trail, partial))
     if isinstance(node, bool) or not isinstance(node, (int, float)):
         return Measured(None, f"{_dotted(trail)} is not a number")
-    return Measured(float(node), "partial: the run was stopped before it finished" if partial else "")
+    reason = "partial: the run was stopped before it finished" if partial else ""
+    modelled = data.get("modelled") if isinstance(data, dict) else None
+    if isinstance(modelled, dict):
+        # A result lists the figures it computed instead of measuring: the learner reads which they are.
+        basis = next((modelled[key] for key in (_dotted(trail), str(trail[0])) if key in modelled), None)
+        if basis is not None:
+            reason = "; ".join(filter(None, (f"{basis}, not measured", reason)))
+    return Measured(float(node), reason)
 
 
 def _dotted(trail: Sequence[str | int]) -> str:

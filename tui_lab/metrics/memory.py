@@ -55,8 +55,11 @@ def kv_bytes_per_token_layer(config: Mapping[str, Any], kv_dtype: str = "bf16") 
     return 2 * shape.kv_heads * shape.head_dim * shape.kv_bytes_per_elem
 
 
-def mamba_state_bytes(config: Mapping[str, Any], state_dtype: str = "bf16") -> float:
-    """Fixed state one sequence keeps in all Mamba-2 layers (conv window + SSM state), whatever its length."""
+def mamba_state_bytes(config: Mapping[str, Any], state_dtype: str = "bf16", ssm_dtype: str | None = None) -> float:
+    """Fixed state one sequence keeps in all Mamba-2 layers (conv window + SSM state), whatever its length.
+
+    The conv window is stored as ``state_dtype``, the SSM state as ``ssm_dtype`` (default: the same).
+    """
     pattern = str(config.get("hybrid_override_pattern") or "")
     layers = pattern.count("M")
     if not layers:
@@ -66,7 +69,23 @@ def mamba_state_bytes(config: Mapping[str, Any], state_dtype: str = "bf16") -> f
     conv_dim = d_inner + 2 * int(config["n_groups"]) * state
     conv = (int(config["conv_kernel"]) - 1) * conv_dim
     ssm = int(config["mamba_num_heads"]) * int(config["mamba_head_dim"]) * state
-    return layers * (conv + ssm) * dtype_bytes(state_dtype)
+    return layers * (conv * dtype_bytes(state_dtype) + ssm * dtype_bytes(ssm_dtype or state_dtype))
+
+
+def vllm_state_dtypes(config: Mapping[str, Any]) -> tuple[str, str]:
+    """(conv, SSM) dtypes in which vLLM keeps a hybrid's Mamba state when its cache settings are left on auto.
+
+    vLLM sets them apart from the KV cache: ``mamba_cache_dtype`` (conv and SSM state) and
+    ``mamba_ssm_cache_dtype`` (SSM state only), neither of which offers fp8, so ``kv_cache_dtype="fp8"``
+    leaves the state as it is. Left on auto, the conv state takes the model's dtype and the SSM state
+    what the config's ``mamba_ssm_cache_dtype`` says; vLLM 0.32 makes it float32 for Nemotron-H when
+    the config says nothing (and its CPU backend resets it to float32 in any case).
+    """
+    model = str(config.get("dtype") or config.get("torch_dtype") or "bfloat16")
+    ssm = config.get("mamba_ssm_cache_dtype")
+    if ssm is None:
+        ssm = "float32" if config.get("model_type") == "nemotron_h" else model
+    return model, str(ssm)
 
 
 @dataclass(frozen=True)
@@ -96,7 +115,8 @@ def kv_design(model: str, config: Mapping[str, Any], design: str = "as shipped",
     """The KV footprint of ``config`` as shipped or re-headed: ``mha`` (kv heads = query heads),
     ``gqa`` (as shipped, or 8 heads if it shipped with fewer), ``mqa`` (one KV head).
 
-    Sliding-window layers hold at most ``sliding_window`` positions; Mamba layers hold a fixed state.
+    Sliding-window layers hold at most ``sliding_window`` positions; Mamba layers hold a fixed state, in the
+    dtypes vLLM keeps it in (``vllm_state_dtypes``), whatever ``kv_dtype`` is.
     """
     from dataclasses import replace
 
@@ -113,7 +133,7 @@ def kv_design(model: str, config: Mapping[str, Any], design: str = "as shipped",
     elif design == "gqa" and shape.kv_heads < 2:
         shape = replace(shape, kv_heads=min(8, heads))
     per_seq_kv = kv_bytes_per_sequence(shape, context)
-    fixed = mamba_state_bytes(config, kv_dtype if kv_dtype != "int4" else "bf16")
+    fixed = mamba_state_bytes(config, *vllm_state_dtypes(config))  # not the KV cache's dtype: set apart in vLLM
     per_seq = per_seq_kv + fixed
     return KvDesign(
         model=model, design=design, attention_layers=shape.layers, sliding_layers=shape.sliding_layers,
@@ -161,7 +181,7 @@ def tp_figures(config: Mapping[str, Any], tp: int, batch: int, context: int, gpu
     w = shape.weight_bytes / tp
     kv_heads_per_gpu = max(1.0, shape.kv_heads / tp)
     per_seq_kv = kv_bytes_per_sequence(shape, context) * kv_heads_per_gpu / shape.kv_heads
-    per_seq = per_seq_kv + mamba_state_bytes(config) / tp
+    per_seq = per_seq_kv + mamba_state_bytes(config, *vllm_state_dtypes(config)) / tp
     kv = batch * per_seq
     pattern = str(config.get("hybrid_override_pattern") or "")
     allreduces = len(pattern) if pattern else 2 * int(config["num_hidden_layers"])

@@ -328,36 +328,52 @@ def _plain_pct(sorted_ms: Sequence[float], p: float) -> float:
 # --------------------------------------------------------------------------- reasoning, energy, cost
 
 
-def answer_start(texts: Sequence[str], open_tag: str = "<think>", close_tag: str = "</think>") -> int | None:
-    """Index of the first event with answer text (after a think section); 0 without one; None if still thinking.
+def think_section(texts: Sequence[str], open_tag: str = "<think>",
+                  close_tag: str = "</think>") -> tuple[int | None, int, int]:
+    """Where a reply's think section lies among its events: ``(answer, first, end)``.
 
-    An event that closes the think section and carries text after the tag counts as the answer's start.
+    ``answer`` is the index of the first event of the answer (None while the reply is still thinking);
+    the think section is events ``first`` to ``end - 1`` (``first == end``: there is none).
+
+    Only a tagged section counts: a reply that opens with ``open_tag`` (whitespace before it allowed), or
+    one that shows ``close_tag`` with no ``open_tag`` before it (its chat template put the opening tag in
+    the prompt). Whitespace before an answer is not thinking: a reply with no section starts its answer at
+    its first event. After the closing tag the answer starts at the first event with visible text; an
+    event that carries both the closing tag and answer text is the answer's first event.
     """
+    cumulative: list[str] = []
     joined = ""
-    inside = False
-    for i, piece in enumerate(texts):
+    for piece in texts:
         joined += piece
-        if not inside and open_tag in joined and close_tag not in joined:
-            inside = True
-        if close_tag in joined:
-            after = joined.split(close_tag, 1)[1]
-            if after.strip():
-                return i
-            inside = True  # closed, answer not begun yet
-            continue
-        if not inside and open_tag not in joined and joined.strip():
-            return i
-    return None
+        cumulative.append(joined)
+    opens = joined.lstrip().startswith(open_tag)
+    closed_at = next((i for i, text in enumerate(cumulative) if close_tag in text), None)
+    if closed_at is not None and not opens and open_tag in cumulative[closed_at].split(close_tag, 1)[0]:
+        closed_at = None  # a section opened after answer text had begun: that text was the answer
+    if not opens and closed_at is None:
+        return (0 if texts else None), 0, 0
+    first = next((i for i, text in enumerate(cumulative) if open_tag in text), 0) if opens else 0
+    if closed_at is None:
+        return None, first, len(texts)
+    for i in range(closed_at, len(texts)):
+        if cumulative[i].split(close_tag, 1)[1].strip():
+            return i, first, i if i == closed_at else closed_at + 1
+    return None, first, closed_at + 1
+
+
+def answer_start(texts: Sequence[str], open_tag: str = "<think>", close_tag: str = "</think>") -> int | None:
+    """Index of the first event of the answer (0 without a think section); None while still thinking."""
+    return think_section(texts, open_tag, close_tag)[0]
 
 
 def time_to_first_answer(tr: RequestTrace, texts: Sequence[str]) -> tuple[float | None, int]:
     """(seconds from send to the first answer event, tokens inside the think section)."""
-    i = answer_start(texts)
+    answer, first, end = think_section(texts)
     counts = tr.event_tokens
-    if i is None:
-        return None, sum(counts)
-    think = sum(counts[:i])
-    return tr.event_times[i] - tr.t_send, think
+    think = sum(counts[first:end])
+    if answer is None:
+        return None, think
+    return tr.event_times[answer] - tr.t_send, think
 
 
 def joules_per_token(energy_start_mj: int | None, energy_end_mj: int | None, tokens: int) -> float | None:

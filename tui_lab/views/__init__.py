@@ -25,6 +25,7 @@ View = Callable[[Result, int], RenderableType]
 def _table() -> dict[type, View]:
     """Result type → its view (built on first use: the result modules load with it)."""
     from tui_lab.lab.compare import DeviceComparison, KVCacheComparison
+    from tui_lab.lab.concepts import DisaggResult, GuidedResult, LmHeadResult, LoraResult
     from tui_lab.lab.load import LoadRun, LoadSweepResult
     from tui_lab.lab.memory import KvCapacityResult, PrecisionResult, PreemptionResult
     from tui_lab.lab.modalities import ModalitiesView
@@ -41,7 +42,7 @@ def _table() -> dict[type, View]:
         SpeculationResult,
         ToolMetricsResult,
     )
-    from tui_lab.views import compare, inspect, lessons, load, runs, serving
+    from tui_lab.views import compare, concepts, inspect, lessons, load, runs, serving
 
     table: dict[type, Callable[..., RenderableType]] = {
         RunResult: runs.run_view,
@@ -69,6 +70,10 @@ def _table() -> dict[type, View]:
         ToolMetricsResult: lessons.tools_view,
         EnergyResult: lessons.energy_view,
         AnswerLatencyResult: lessons.answer_view,
+        LmHeadResult: concepts.lm_head_view,
+        GuidedResult: concepts.guided_view,
+        DisaggResult: concepts.disagg_view,
+        LoraResult: concepts.lora_view,
     }
     return table
 

@@ -53,13 +53,14 @@ def _note(text: str) -> list[Text]:
 
 
 def precision_view(r: PrecisionResult, width: int) -> RenderableType:
-    """Weight formats: GB, floor and measured step."""
+    """Weight formats: GB and floor computed for the chosen architecture; the loaded engine's step measured."""
     rows = [(row.dtype, _f(row.weight_gb), _f(row.floor_ms, "{:.3f}"), _f(row.measured_ms, "{:.3f}"))
             for row in r.rows]
-    head = Text(f"{r.model} at {r.bandwidth_gbs:g} GB/s · loaded {r.engine} on {r.device}: "
-                f"step {_f(r.loaded_step_ms, '{:.2f}')} ms")
-    return Group(head, _table("Bytes per weight (batch 1)", ("weights", "GB", "floor ms", "measured ms"), rows, width),
-                 *_note(r.note))
+    head = Text(f"Measured here: the loaded model on {r.engine} ({r.device}), batch 1: "
+                f"{_f(r.loaded_step_ms, '{:.2f}')} ms per step. The table is {r.model}: another model unless you "
+                "loaded it, and its floors are computed.")
+    title = f"{r.model} at {r.bandwidth_gbs:g} GB/s, batch 1: floors computed"
+    return Group(head, _table(title, ("weights", "GB", "floor ms", "measured ms"), rows, width), *_note(r.note))
 
 
 def kv_view(r: KvCapacityResult, width: int) -> RenderableType:
@@ -107,18 +108,22 @@ def preemption_view(r: PreemptionResult, width: int) -> RenderableType:
 
 
 def tp_view(r: TpResult, width: int) -> RenderableType:
-    """TP=1 vs TP=2: the prediction figures, then the measurements if any."""
+    """TP=1 vs TP=2: the modelled figures (and what they assume), then the measurements if any."""
     rows = [(f"TP={d['tp']} b={d['batch']}", _f(d["weight_gib_per_gpu"], "{:.1f}"), _f(d["memory_floor_ms"], "{:.2f}"),
              _f(d["allreduce_ms"], "{:.2f}"), _f(d["kv_room_gib_per_gpu"], "{:.0f}"), str(d["max_batch"]))
             for d in r.predicted]
     parts: list[RenderableType] = [
-        _table(f"{r.model}: per GPU, per decode step", ("", "GiB w", "floor ms", "AR ms", "KV GiB", "max b"),
-               rows, width)]
+        _table(f"{r.model}, modelled: per GPU, per decode step", ("", "GiB w", "floor ms", "AR ms", "KV GiB", "max b"),
+               rows, width),
+        Text(f"modelled card: {r.card}", style="dim")]
+    parts += [Text(f"assumed: {a}", style="dim") for a in r.assumptions]
     for m in r.measured:
         steps = ", ".join(f"b{b} {_f(v, '{:.2f}')} ms" for b, v in m.step_ms.items())
         parts.append(Text(f"TP={m.tp} measured: {steps}; TTFT {_f(m.ttft_ms, '{:.1f}')} ms; "
                           f"KV {_f(m.kv_gib_per_gpu, '{:.0f}')} GiB/GPU"))
-    parts.append(Text(f"TP=2 / TP=1 step at batch 1: {_f(r.tp2_over_tp1_batch1)} ({r.source})"))
+    how = ("measured" if r.source == "measured"
+           else "modelled (memory floor + all-reduces), not measured")
+    parts.append(Text(f"TP=2 / TP=1 step at batch 1: {_f(r.tp2_over_tp1_batch1)}, {how}"))
     return Group(*parts, *_note(r.note))
 
 
@@ -151,13 +156,25 @@ def interference_view(r: InterferenceResult, width: int) -> RenderableType:
 
 
 def speculation_view(r: SpeculationResult, width: int) -> RenderableType:
-    """Speculation off/on × repetitive/fresh."""
-    rows = [(f"{row.speculation} · {row.text}", _f(row.tpot_ms), _f(row.tokens_per_event),
-             _f(row.acceptance, "{:.0%}"), _f(row.tokens_per_step), _f(row.chunk_itl_ms))
-            for row in r.rows]
-    head = _table("n-gram speculation", ("", "TPOT ms", "tok/chunk", "accept", "tok/step", "chunk gap"), rows, width)
-    speed = Text(f"speed-up: repetitive {_f(r.speedup_repetitive, '{:.2f}×')}, fresh {_f(r.speedup_fresh, '{:.2f}×')}")
-    return Group(head, speed, *_note(r.note))
+    """Speculation off/on × repetitive/fresh: what the stream carried, and what vLLM's counters say."""
+    def drafted(row: Any) -> str:
+        return f"{row.drafted_steps}/{row.steps}" if row.drafted_steps is not None and row.steps else "—"
+
+    rows = [(f"{row.speculation.removeprefix('n-gram ')} · {row.text}", _f(row.tpot_ms, "{:.1f}"),
+             _f(row.tokens_per_event), _f(row.tokens_per_step), drafted(row), _f(row.acceptance, "{:.0%}"),
+             _f(row.mean_acceptance_length)) for row in r.rows]
+    head = _table(f"n-gram speculation, k={r.k} (TPOT in ms)",
+                  ("", "TPOT", "tok/chunk", "tok/step", "drafted", "accept", "acc. len"), rows, width)
+    legend = [Text(line, style="dim") for line in (
+        "tok/chunk: the reply's tokens over the chunks the stream carried (measured at the client).",
+        "tok/step: the reply's tokens over every engine step, drafted or not (vLLM's step counter).",
+        "drafted: steps in which the n-gram lookup found a draft, of all steps; the others make one token.",
+        "accept: accepted draft tokens / drafted tokens. acc. len: vLLM's mean acceptance length, "
+        "1 + accepted / drafts, over drafted steps only, so it is above tok/step whenever some steps had no draft.",
+    )]
+    speed = Text(f"speed-up (TPOT off / on): repetitive {_f(r.speedup_repetitive, '{:.2f}×')}, "
+                 f"fresh {_f(r.speedup_fresh, '{:.2f}×')}")
+    return Group(head, speed, *legend, *_note(r.note))
 
 
 def tools_view(r: ToolMetricsResult, width: int) -> RenderableType:
