@@ -584,6 +584,10 @@ def _why_missing(data: object, parent: object, trail: list[str | int], partial: 
     problem = result_problem(doc)
     if problem:
         return problem
+    note = doc.get("note")
+    if isinstance(note, str) and note.strip() and not partial:
+        # The result says what this machine or engine cannot measure: that is the reason, in its words.
+        return " ".join(note.split())
     return f"{_dotted(trail)} was not measured{_stopped(partial)}"
 
 
