@@ -18,6 +18,7 @@ from tests.test_load import ThreadedEngine
 from tui_lab.engines.scripted import StepModel
 from tui_lab.errors import GatedModel
 from tui_lab.formatting import number
+from tui_lab.lab.pace import Pace
 from tui_lab.ui.app import LabApp
 from tui_lab.ui.loaded import LoadedExperiment
 from tui_lab.ui.screens.help import HelpScreen
@@ -824,7 +825,7 @@ def test_each_host_event_becomes_one_typed_message() -> None:
         (p.HostError("load", "no model", "pick one"), m.EngineFailed), (frame, m.TokensArrived),
         (p.RunProgressLine(7, Progress("batch 8")), m.RunProgress), (p.Partial(7, {"t": 1.0}), m.PartialResult),
         (p.RunDone(7, "generate", None), m.RunFinished), (p.HostError("generate", "boom", "", 7), m.RunFailed),
-        (p.HostDied(-9, "killed"), m.HostDied),
+        (p.HostDied(-9, "killed"), m.HostDied), (p.Paced(Pace("cpu")), m.EnginePaced),
     ]
     for event, kind in cases:
         message = to_message(3, event, reader.table)

@@ -12,6 +12,7 @@ from tui_lab.lab.experiment import Progress, Result
 
 if TYPE_CHECKING:
     from tui_lab.lab.load import LoadPoint
+    from tui_lab.lab.pace import Pace
     from tui_lab.lab.sweep import SweepPoint
     from tui_lab.lab.traffic import EnergyPoint
 
@@ -59,6 +60,11 @@ class Shutdown:
 
 
 @dataclass(frozen=True)
+class Calibrate:
+    """Measure the loaded engine's pace (a few short runs) and send it as ``Paced``; nothing without an engine."""
+
+
+@dataclass(frozen=True)
 class Ping:
     """Ask for the host's ``time.monotonic()`` (the UI brackets it to compare clocks)."""
 
@@ -87,6 +93,13 @@ class Loaded:
     """The engine is ready; ``info`` is its ``EngineInfo``."""
 
     info: EngineInfo
+
+
+@dataclass(frozen=True)
+class Paced:
+    """The loaded engine's measured pace (``tui_lab.lab.pace.Pace``): what the UI prices planned work with."""
+
+    pace: Pace
 
 
 @dataclass(frozen=True)
@@ -243,7 +256,8 @@ class FrameReader:
         return frame.events(self.table(frame))
 
 
-Command: TypeAlias = Load | Run | Stop | Unload | Shutdown | Ping
+Command: TypeAlias = Load | Run | Stop | Unload | Shutdown | Ping | Calibrate
 """Everything the UI sends the host."""
-Event: TypeAlias = Pong | LoadProgress | Loaded | HostError | Partial | RunProgressLine | RunDone | HostDied | Frame
+Event: TypeAlias = (Pong | LoadProgress | Loaded | Paced | HostError | Partial | RunProgressLine | RunDone | HostDied
+                    | Frame)
 """Everything the host (or the link watching it) hands the UI."""

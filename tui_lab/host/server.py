@@ -195,6 +195,8 @@ class Host:
         self.engine: Any = None
         self.loaded_with: p.Load | None = None
         """The command that loaded the engine (to load it again after a variant released it)."""
+        self.load_s: float | None = None
+        """How long the last load took (the pace prices a comparison's variant loads with it)."""
         self.engine_name = ""
         self.engine_options: dict[str, Any] = {}
         self.stop = threading.Event()
@@ -305,6 +307,8 @@ class Host:
                 self.unload()
             elif isinstance(cmd, p.Run):
                 self.run(cmd)
+            elif isinstance(cmd, p.Calibrate):
+                self.calibrate()
 
     def _reload(self) -> Any:
         """Load the released engine again (its progress goes to the UI as any load's does)."""
@@ -328,17 +332,32 @@ class Host:
                                       **cmd.options}
         if cmd.cache_dir and (cmd.engine == "transformers" or self.factory_spec != DEFAULT_FACTORY):
             options["cache_dir"] = cmd.cache_dir
+        started = time.perf_counter()
         try:
             engine, info = load_engine(cmd.engine, options, lambda stage, frac: self.send(p.LoadProgress(stage, frac)),
                                        resolve(self.factory_spec))
         except BaseException as exc:  # reported; the host keeps serving
             self.send(_error("load", exc))
             return
+        self.load_s = time.perf_counter() - started
         # The engine's own name ("scripted" for a test's engine made under another name) tells comparisons
         # which variants it can make.
         self.engine, self.engine_name, self.engine_options = engine, str(info.engine), options
         self.loaded_with = cmd
         self.send(p.Loaded(plain_info(info)))
+
+    def calibrate(self) -> None:
+        """Measure the loaded engine's pace and send it (an engine that cannot be timed sends nothing)."""
+        from tui_lab.lab.pace import calibrate
+
+        if self.engine is None:
+            return
+        self.stop = threading.Event()
+        try:
+            pace = calibrate(self.engine, self.load_s, self.stop)
+        except Exception:  # no estimate is better than no engine: the lab says "—" for how long
+            return
+        self.send(p.Paced(pace))
 
     def run(self, cmd: p.Run) -> None:
         """Run one experiment by name; frames at most every ``FRAME_INTERVAL_S``."""

@@ -19,6 +19,7 @@ from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingPara
 from tui_lab.errors import InvalidInput
 from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
 from tui_lab.lab.measure import Variant, loaded, measure
+from tui_lab.lab.planned import PlannedRun, prompt_tokens
 from tui_lab.lab.run import RunResult
 from tui_lab.metrics import e2e, ttft
 from tui_lab.metrics.spread import Ratio, Spread, paired_ratio, spread
@@ -478,6 +479,12 @@ class CpuVsGpu(Experiment):
     result_type = DeviceComparison
     params = (PROMPT, MAX_NEW_TOKENS_PARAM, RUNS.but(default=5), WARMUP, DEVICES_PARAM)
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """One engine loaded per device, then its warm-up and measured runs of the prompt."""
+        tokens = prompt_tokens([params["prompt"]])
+        return [PlannedRun(1, params["max_new_tokens"], tokens, params["runs"] + params["warmup"], loads=1,
+                           runs_on="cpu" if device == "cpu" else "gpu") for device in params["devices"]]
+
     def run(self, params: Params, ctx: RunContext) -> DeviceComparison:
         """One engine per device, loaded one at a time (a device without its hardware is named, not run)."""
         runs, devices = params["runs"], list(params["devices"])
@@ -509,6 +516,12 @@ class KVCache(Experiment):
     kind = "compare"
     result_type = KVCacheComparison
     params = (PROMPT, MAX_NEW_TOKENS_PARAM.but(default=64), RUNS)
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """Both loops loaded (the scripted test engine stands in for both), then their runs in turn."""
+        tokens, loads = prompt_tokens([params["prompt"]]), 0 if engine == "scripted" else 1
+        return [PlannedRun(1, params["max_new_tokens"], tokens, params["runs"], loads, recompute=naive)
+                for naive in (True, False)]
 
     def run(self, params: Params, ctx: RunContext) -> KVCacheComparison:
         """Both modes loaded together, their runs interleaved (the scripted test engine stands in for both)."""

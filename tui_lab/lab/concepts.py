@@ -25,6 +25,7 @@ from typing import Any
 from tui_lab.errors import InvalidInput, LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
+from tui_lab.lab.planned import PlannedRun, prompt_tokens
 from tui_lab.params import BATCH_SIZE, MAX_NEW_TOKENS_PARAM, PROMPT, Param
 
 # ----------------------------------------------------------------------------------------- the LM head
@@ -339,6 +340,13 @@ class StructuredOutput(Experiment):
         except re.error as exc:
             raise InvalidInput(f"pattern is not a regular expression ({exc})") from None
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """A free warm-up, then free runs (and on vLLM guided runs, after one that compiles) in turn."""
+        b, n = params["batch_size"], params["max_new_tokens"]
+        tokens = prompt_tokens([f"A record of the city of {city}, in JSON:\n" for city in CITIES])
+        guided = engine == "vllm"
+        return [PlannedRun(b, n, tokens, 1 + params["runs"] * (2 if guided else 1) + (1 if guided else 0))]
+
     def run(self, params: Params, ctx: RunContext) -> GuidedResult:
         """Free runs and guided runs in turn on the loaded engine (guided only where it takes a constraint)."""
         from tui_lab.engines.base import Request, SamplingParams
@@ -507,6 +515,15 @@ class Disaggregation(Experiment):
         Param("kv_model", "choice", "gemma-3-270m", "shapes for the KV bytes when the engine runs elsewhere",
               choices=("gemma-3-270m", "llama-3-8b", "nemotron-nano-9b-v2")),
     )
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """A short warm-up, the long prompt's prefill, then a batch decoding."""
+        from tui_lab.lab.prompts import varied_prompts
+
+        b = params["batch_size"]
+        return [PlannedRun(1, 2, prompt_tokens(["Warm up: say one word."])),
+                PlannedRun(1, 2, prompt_tokens([long_prompt(params["prompt_words"])])),
+                PlannedRun(b, params["max_new_tokens"], prompt_tokens(varied_prompts(b)))]
 
     def run(self, params: Params, ctx: RunContext) -> DisaggResult:
         """The long prompt's prefill alone, then a batch decoding, then the arithmetic."""
@@ -693,6 +710,10 @@ class LoraAdapters(Experiment):
         Param("adapters", "int", 2, "adapters served side by side (vLLM's max_loras)", 1, 4),
         Param("runs", "int", 2, "measured runs of each batch, taken in turn", 1, 10),
     )
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun] | None:
+        """Computed only, except on vLLM (a LoRA-enabled variant and its batches: not known)."""
+        return None if engine == "vllm" else []
 
     def run(self, params: Params, ctx: RunContext) -> LoraResult:
         """Compute the cost for the loaded model's shapes; on vLLM, start a LoRA-enabled engine and time batches."""

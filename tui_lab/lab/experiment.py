@@ -1,9 +1,10 @@
 """Experiments as objects: the one description of an experiment, used by the host, the CLI, the Controls and views.
 
 An experiment says its name, title and kind; its parameters (``Param``, the one vocabulary); its result
-type (the views draw a result by its type); which of its parameters the Controls fields set; and how its
-partial results chart. ``tui_lab.lab.inventory`` lists them in lesson order; ``tui_lab.lab.runner`` runs
-one by name for the engine host and for the CLI alike.
+type (the views draw a result by its type); which of its parameters the Controls fields set; how its
+partial results chart; and the work a run plans (``planned_work``), which the loaded engine's pace prices.
+``tui_lab.lab.inventory`` lists them in lesson order; ``tui_lab.lab.runner`` runs one by name for the engine
+host and for the CLI alike.
 
 An experiment never imports Textual and never talks to a UI: everything it reports goes through its
 ``RunContext``. Results cross a process boundary (host → UI), so a result is picklable: plain dataclasses
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, TypeVar
 
 from tui_lab.engines.base import Engine, StreamEvent
+from tui_lab.lab.planned import PlannedRun
 from tui_lab.params import Checked, Param, Value, check_params
 
 ExperimentKind = Literal["run", "sweep", "compare", "inspect"]
@@ -194,6 +196,12 @@ class Experiment:
 
     def chart_axis(self, params: Params) -> ChartAxis | None:
         """What the partial results are charted against (None: they are not charted)."""
+        return None
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun] | None:
+        """The generations a run with validated ``params`` makes on engine ``engine`` (and the engines it loads),
+        so the lab can say how long it will take; an empty list: it generates nothing. None (the default):
+        not known."""
         return None
 
     def run(self, params: Params, ctx: RunContext) -> Result:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from tui_lab.errors import InvalidInput
 from tui_lab.lab.experiment import Experiment, Params, RunContext
+from tui_lab.lab.planned import PlannedRun
 from tui_lab.params import Param, check_params
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -353,6 +354,10 @@ class Modalities(Experiment):
     def check_together(self, values: Params) -> None:
         """The three calculators must accept the values together (e.g. an image too small for its recipe)."""
         calculate(values)
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """Arithmetic only: no engine works."""
+        return []
 
     def run(self, params: Params, ctx: RunContext) -> ModalitiesView:
         """The three calculators."""

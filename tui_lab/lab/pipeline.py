@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from tui_lab.engines.base import is_cuda
 from tui_lab.errors import InvalidInput, LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
+from tui_lab.lab.planned import PlannedRun, prompt_tokens
 from tui_lab.params import DEFAULT_PROMPT, MAX_REQUESTS, PROMPT, Param
 
 DEFAULT_TEXT = DEFAULT_PROMPT
@@ -642,6 +643,10 @@ class Tokenize(Experiment):
     params = (TEXT,)
     controls = {"text": "prompt"}
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """Only the tokenizer works: no generation."""
+        return []
+
     def run(self, params: Params, ctx: RunContext) -> TokenizeView:
         """Tokenize ``text`` with the loaded model's tokenizer."""
         return tokenize_view(ctx.engine, params["text"])
@@ -657,6 +662,10 @@ class Padding(Experiment):
     result_type = PaddingView
     params = (PADDING_PROMPTS, PADDING_SIDE)
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """Only the tokenizer works: no generation."""
+        return []
+
     def run(self, params: Params, ctx: RunContext) -> PaddingView:
         """Pad the prompts into one batch."""
         return padding_view(ctx.engine, params["prompts"], params["side"])
@@ -671,6 +680,10 @@ class Logits(Experiment):
     kind = "inspect"
     result_type = LogitsView
     params = (PROMPT, TOP_TOKENS)
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """One forward pass of the prompt."""
+        return [PlannedRun(1, 1, prompt_tokens([params["prompt"]]))]
 
     def run(self, params: Params, ctx: RunContext) -> LogitsView:
         """One forward pass of ``prompt``."""

@@ -27,6 +27,7 @@ from tui_lab.engines.base import (
 from tui_lab.errors import InvalidInput, LabError
 from tui_lab.gpu_share import turn
 from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
+from tui_lab.lab.planned import PlannedRun, prompt_tokens
 from tui_lab.lab.prompts import batch_prompts
 from tui_lab.metrics import RequestTrace, RunSummary, e2e, summarize_run, tpot, ttft
 from tui_lab.params import BATCH_SIZE, IGNORE_EOS, MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, PROMPT, SAMPLING
@@ -296,6 +297,11 @@ class Generate(Experiment):
         """The batch ``params`` describe: the given prompts first, then the seeded schedule."""
         prompts = batch_prompts(list(params["prompt"]), int(params["batch_size"]), int(params["seed"]))
         return [Request(f"r{i}", p) for i, p in enumerate(prompts)]
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """One generation of the batch."""
+        prompts = [r.prompt for r in self.requests(params)]
+        return [PlannedRun(len(prompts), int(params["max_new_tokens"]), prompt_tokens(prompts))]
 
     def run(self, params: Params, ctx: RunContext) -> RunResult:
         """Generate one batch; the ``RunResult`` (partial if stopped)."""

@@ -25,6 +25,7 @@ from tui_lab.errors import InvalidInput, LabError
 from tui_lab.lab.compare import default_gpu_check
 from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
 from tui_lab.lab.measure import Variant, loaded, measure
+from tui_lab.lab.planned import PlannedRun, prompt_tokens
 from tui_lab.lab.run import RunResult
 from tui_lab.metrics import Percentiles, e2e, output_throughput, summarize, tpot, ttft
 from tui_lab.params import (
@@ -1133,6 +1134,12 @@ class Graphs(Experiment):
     kind = "compare"
     result_type = GraphsComparison
     params = (PROMPT, BATCH_SIZE, MAX_NEW_TOKENS_PARAM.but(default=64, min=2), RUNS)
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """The eager loop, then (where there is a GPU) the graphs loop: a load, a warm-up and the runs each."""
+        b, n = params["batch_size"], params["max_new_tokens"]
+        tokens, repeats = prompt_tokens([params["prompt"]]), params["runs"] + 1
+        return [PlannedRun(b, n, tokens, repeats, loads=1), PlannedRun(b, n, tokens, repeats, loads=1, runs_on="gpu")]
 
     def run(self, params: Params, ctx: RunContext) -> GraphsComparison:
         """Eager and graph-replayed decode (the eager loop on the CPU alone without a GPU)."""

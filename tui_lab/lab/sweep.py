@@ -34,6 +34,7 @@ from tui_lab.errors import InvalidInput, LabError, OutOfMemory
 from tui_lab.formatting import rate
 from tui_lab.lab.experiment import ChartAxis, Experiment, Params, RunContext
 from tui_lab.lab.measure import measure
+from tui_lab.lab.planned import PlannedRun, prompt_tokens
 from tui_lab.lab.prompts import prompt_schedule
 from tui_lab.lab.run import EventSink, RunResult, make_requests
 from tui_lab.metrics import (
@@ -643,6 +644,13 @@ class SweepExperiment(Experiment):
     def chart_axis(self, params: Params) -> ChartAxis:
         """Points are charted against the swept value."""
         return self.axis
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """Each configuration's warm-up and measured runs, on the seeded prompts of its batch."""
+        plan = self.plan(params)
+        return [PlannedRun(c.batch_size, c.sampling.max_new_tokens,
+                           prompt_tokens(prompt_schedule(c.batch_size, plan.seed)), plan.runs + plan.warmup)
+                for c in plan.configurations()]
 
     def run(self, params: Params, ctx: RunContext) -> SweepResult:
         """Run the plan on the loaded engine; the ``SweepResult`` (points so far if stopped)."""

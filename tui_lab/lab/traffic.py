@@ -21,6 +21,7 @@ from tui_lab.errors import EngineFailure, InvalidInput, LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
 from tui_lab.lab.memory import NUM_REQUESTS
+from tui_lab.lab.planned import PlannedRun, prompt_tokens
 from tui_lab.lab.prompts import varied_prompts
 from tui_lab.lab.run import RunResult
 from tui_lab.metrics import itl_samples, percentile, summarize, tpot, ttft
@@ -97,6 +98,15 @@ class LoadLoop(Experiment):
         MAX_NEW_TOKENS_PARAM.but(default=24),
         SEED,
     )
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun] | None:
+        """The closed loop: waves of ``concurrency`` requests (an open loop on a serving engine follows its
+        arrival rate instead: not known)."""
+        if params["mode"] == "open" and engine in ("vllm", "openai"):
+            return None
+        n, c = params["num_requests"], min(params["concurrency"], params["num_requests"])
+        return [PlannedRun(c, params["max_new_tokens"], prompt_tokens(varied_prompts(c, params["seed"])),
+                           -(-n // c))]
 
     def run(self, params: Params, ctx: RunContext) -> LoadLoopResult:
         """Run the pattern; compute L vs λ·W and latency from the intended (Poisson) send times."""
@@ -364,6 +374,16 @@ class Speculation(Experiment):
         Param("fresh_prompt", "text", FRESH, "a prompt whose answer does not"),
     )
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """A warm-up and both prompts on the loaded engine; on vLLM again on a variant with speculation (replies
+        may end sooner)."""
+        n = params["max_new_tokens"]
+        tokens = prompt_tokens([params["repetitive_prompt"], params["fresh_prompt"]])
+        once = [PlannedRun(1, min(n, 16), tokens), PlannedRun(1, n, tokens, 2)]
+        if engine != "vllm":
+            return once
+        return [*once, PlannedRun(1, min(n, 16), tokens, loads=1), PlannedRun(1, n, tokens, 2)]
+
     def run(self, params: Params, ctx: RunContext) -> SpeculationResult:
         """Both texts on the loaded engine (off), then on a vLLM variant with ``k`` n-gram tokens."""
         n = params["max_new_tokens"]
@@ -425,6 +445,11 @@ class ToolMetrics(Experiment):
         Param("weighting", "choice", "request", "average per request or per token", choices=("request", "token")),
         IGNORE_EOS,
     )
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """One batch."""
+        b = params["batch_size"]
+        return [PlannedRun(b, params["max_new_tokens"], prompt_tokens(varied_prompts(b)))]
 
     def run(self, params: Params, ctx: RunContext) -> ToolMetricsResult:
         """One batch (replies of different lengths unless ``ignore_eos``), then every definition."""
@@ -496,6 +521,11 @@ class EnergyCost(Experiment):
         Param("price_per_hour", "number", 3.5, "what the GPU costs per hour, in your currency", 0, 10000),
     )
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """One batch of each size."""
+        n = params["max_new_tokens"]
+        return [PlannedRun(b, n, prompt_tokens(varied_prompts(b))) for b in params["batch_sizes"]]
+
     def run(self, params: Params, ctx: RunContext) -> EnergyResult:
         """Each batch size once, with the energy counter read before and after."""
         device = ctx.device()
@@ -549,6 +579,10 @@ class AnswerLatency(Experiment):
         BATCH_SIZE,
         MAX_NEW_TOKENS_PARAM.but(default=64),
     )
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """One batch of the prompt (replies may end sooner)."""
+        return [PlannedRun(params["batch_size"], params["max_new_tokens"], prompt_tokens([params["prompt"]]))]
 
     def run(self, params: Params, ctx: RunContext) -> AnswerLatencyResult:
         """Stream the batch and split every reply at the end of its think section (``<think>`` … ``</think>``)."""

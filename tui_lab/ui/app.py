@@ -20,13 +20,15 @@ from tui_lab.host.server import DEFAULT_FACTORY
 from tui_lab.lab.inventory import names
 from tui_lab.lessons import ProgressStore
 from tui_lab.ui.commands import LabCommands
+from tui_lab.ui.estimate import RunEstimate, run_line
 from tui_lab.ui.export import Saved, export_folder, export_results, save_screen
 from tui_lab.ui.host_link import HostLink
 from tui_lab.ui.keys import key_actions
-from tui_lab.ui.loaded import LoadedExperiment
+from tui_lab.ui.loaded import LoadedExperiment, runs_on_cpu
 from tui_lab.ui.messages import (
     EngineFailed,
     EngineLoading,
+    EnginePaced,
     EngineReady,
     HostDied,
     PartialResult,
@@ -107,9 +109,14 @@ class LabApp(App[int]):
         self.store = ResultsStore()
         self.link = HostLink(self.post_message,
                              self.options.engine_factory or self.options.engine_spec or DEFAULT_FACTORY)
-        self.runs = RunControl(self, self.link, self.store, self._refresh_status, self.action_tab)
+        self.estimate = RunEstimate()
+        """The loaded engine's pace: how long the experiment in the panel will take here."""
+        self.runs = RunControl(self, self.link, self.store, self.estimate, self._refresh_status, self.action_tab)
         self.loaded = LoadedExperiment.of(names()[0])
         """The experiment in the panel (a lesson step loads its own)."""
+        self.on_cpu = self._settings.option("device") == "cpu"
+        """Whether the engine runs on a CPU (a step then takes its CPU values): what was asked for until the
+        engine says where it runs."""
         self.last_export: list[Path] = []
 
     # ------------------------------------------------------------------------------------------ screen
@@ -148,6 +155,11 @@ class LabApp(App[int]):
     def _refresh_status(self) -> None:
         state = self.runs.busy or self.query_one(EngineBanner).state
         self.query_one(StatusLine).show(self._settings, self.loaded.name, state)
+        pane = self.query_one(LessonPane)
+        step = pane.step
+        running = self.runs.loaded.name if self.runs.busy and self.runs.loaded is not None else None
+        pane.show_run_line(run_line(self.loaded, step is None or bool(step.experiment),
+                                    self.estimate.text(self.loaded, self._settings), running))
 
     # ----------------------------------------------------------------------- what tests and tools read
 
@@ -184,6 +196,7 @@ class LabApp(App[int]):
             return
         banner = self.query_one(EngineBanner)
         banner.start_loading(self._settings.label())
+        self.estimate.forget()
         try:
             self.link.start(self._settings.load_command())
         except Exception as exc:  # no process could be started: say so, keep running
@@ -196,9 +209,30 @@ class LabApp(App[int]):
             self.query_one(EngineBanner).stage(message.stage, message.fraction)
 
     def on_engine_ready(self, message: EngineReady) -> None:
-        """The engine is loaded."""
+        """The engine is loaded: a step takes its values for the device it runs on."""
         if self.link.current(message):
             self.query_one(EngineBanner).ready(message.info)
+            self._engine_device(message.info.device)
+            self._refresh_status()
+
+    def _engine_device(self, device: str) -> None:
+        """The engine runs on ``device``: the step in the panel takes its preset for it (its CPU values on a CPU)."""
+        self.on_cpu = runs_on_cpu(device)
+        again = self.loaded.preset_for(self.on_cpu)
+        if again is None:
+            return
+        if again.values == self.loaded.values:
+            self.loaded = again
+            return
+        self.load_experiment(again)
+        if again.on_cpu:
+            self.notify(f"the engine runs on a CPU: {again.name} takes this step's CPU values so it ends in about "
+                        "a minute and a half", timeout=4)
+
+    def on_engine_paced(self, message: EnginePaced) -> None:
+        """The engine's pace was measured: the step can say how long its run will take here."""
+        if self.link.current(message):
+            self.estimate.measured(message.pace)
             self._refresh_status()
 
     def on_engine_failed(self, message: EngineFailed) -> None:
@@ -238,14 +272,18 @@ class LabApp(App[int]):
     # ------------------------------------------------------------------------------ lessons and settings
 
     def on_lesson_pane_step_shown(self, message: LessonPane.StepShown) -> None:
-        """Load the step's experiment with its preset."""
+        """Load the step's experiment with its preset for the device; a reading step keeps the experiment in the
+        panel, belonging to no step (a run of it answers no step's prediction)."""
         try:
-            loaded = LoadedExperiment.from_step(message.lesson, message.step)
+            loaded = LoadedExperiment.from_step(message.lesson, message.step, self.on_cpu)
         except LabError as exc:
             self.notify(f"this step's experiment cannot be loaded: {exc}", severity="error")
-            return
+            loaded = None
         if loaded is not None:
             self.load_experiment(loaded)
+        else:
+            self.loaded = self.loaded.detached()
+            self._refresh_status()
 
     def load_experiment(self, loaded: LoadedExperiment) -> None:
         """Put ``loaded`` in the panel: its own values in Controls, the fields it sets, its budget line."""
@@ -290,7 +328,12 @@ class LabApp(App[int]):
     # ----------------------------------------------------------------------------------------- actions
 
     def action_run(self) -> None:
-        """Run the loaded experiment in the engine host (every experiment the same way, by name)."""
+        """Run the loaded experiment in the engine host (every experiment the same way, by name); on a step
+        without an experiment, say so and what runs instead."""
+        step = self.query_one(LessonPane).step
+        if step is not None and not step.experiment and not self.runs.busy:
+            self.notify(f"this step has no experiment: running {self.loaded.name} as set in the panel "
+                        "(its result answers no step)", timeout=4)
         self.runs.start(self.loaded, self._settings, self.query_one(EngineBanner))
 
     def action_stop(self) -> None:

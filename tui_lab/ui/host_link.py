@@ -18,6 +18,7 @@ from tui_lab.host.server import DEFAULT_FACTORY
 from tui_lab.ui.messages import (
     EngineFailed,
     EngineLoading,
+    EnginePaced,
     EngineReady,
     HostDied,
     HostMessage,
@@ -44,6 +45,8 @@ def to_message(generation: int, event: p.Event, table: Callable[[p.Frame], list[
             return EngineLoading(generation, stage, fraction)
         case p.Loaded(info=info):
             return EngineReady(generation, info)
+        case p.Paced(pace=pace):
+            return EnginePaced(generation, pace)
         case p.HostError(what="load", message=message, hint=hint):
             return EngineFailed(generation, message, hint)
         case p.HostError(what=what, message=message, hint=hint, run_id=run_id):
@@ -78,7 +81,8 @@ class HostLink:
         return message.generation == self.generation
 
     def start(self, load: p.Load) -> None:
-        """Close the old host (in the background), start a fresh one and ask it to load ``load``'s engine.
+        """Close the old host (in the background), start a fresh one and ask it to load ``load``'s engine, then
+        to measure its pace.
 
         A host that cannot be started raises (``OSError`` and the like): the caller says so.
         """
@@ -96,6 +100,7 @@ class HostLink:
         started.append(host)
         self.host = host
         host.send(load)
+        host.send(p.Calibrate())
 
     def send(self, command: p.Command) -> bool:
         """Send a command; False when there is no host (or it is gone)."""

@@ -18,28 +18,48 @@ from tui_lab.params import Param, Value
 from tui_lab.ui.settings import LabSettings
 
 
+def runs_on_cpu(device: str) -> bool:
+    """Whether an engine that reports ``device`` (``cpu``, ``cuda:0 (NVIDIA H100)``, ``remote host``) runs on a CPU."""
+    return str(device).strip().lower().split(" ")[0].split(":")[0] == "cpu"
+
+
 @dataclass(frozen=True)
 class LoadedExperiment:
-    """An experiment with its checked values; ``lesson``/``step`` name the step it belongs to (or None)."""
+    """An experiment with its checked values; ``lesson``/``step`` name the step it belongs to (or None);
+    ``on_cpu`` says the step's preset was taken for a CPU (its ``cpu`` values over the others)."""
 
     experiment: Experiment
     values: Params
     lesson: Lesson | None = None
     step: Step | None = None
+    on_cpu: bool = False
 
     @classmethod
     def of(cls, name: str, given: dict[str, Value] | None = None, lesson: Lesson | None = None,
-           step: Step | None = None) -> LoadedExperiment:
+           step: Step | None = None, on_cpu: bool = False) -> LoadedExperiment:
         """Experiment ``name`` with ``given`` over its defaults (``InvalidInput`` in one line when refused)."""
         experiment = get(name)
-        return cls(experiment, experiment.validate(given), lesson, step)
+        return cls(experiment, experiment.validate(given), lesson, step, on_cpu)
 
     @classmethod
-    def from_step(cls, lesson: Lesson, step: Step) -> LoadedExperiment | None:
-        """The experiment a lesson step loads with its preset (None for a reading step)."""
+    def from_step(cls, lesson: Lesson, step: Step, on_cpu: bool = False) -> LoadedExperiment | None:
+        """The experiment a lesson step loads with its preset for the device (``on_cpu``: the step's CPU values
+        over the others); None for a reading step."""
         if not step.experiment:
             return None
-        return cls.of(step.experiment, dict(step.params), lesson, step)
+        return cls.of(step.experiment, step.preset(on_cpu), lesson, step, on_cpu)
+
+    def detached(self) -> LoadedExperiment:
+        """The same experiment and values, belonging to no step (its result answers no prediction)."""
+        return replace(self, lesson=None, step=None)
+
+    def preset_for(self, on_cpu: bool) -> LoadedExperiment | None:
+        """The step's experiment again with its preset for the other device (None: the preset would not change)."""
+        if self.lesson is None or self.step is None or on_cpu == self.on_cpu:
+            return None
+        if not self.step.cpu:
+            return replace(self, on_cpu=on_cpu)
+        return LoadedExperiment.from_step(self.lesson, self.step, on_cpu)
 
     @property
     def name(self) -> str:

@@ -17,6 +17,7 @@ from tui_lab.host.protocol import Frame
 if TYPE_CHECKING:
     from tui_lab.host.protocol import PartialItem
 from tui_lab.lab.experiment import Progress, Result
+from tui_lab.lab.pace import Pace
 
 
 class HostMessage(Message):
@@ -46,6 +47,14 @@ class EngineReady(HostMessage):
     def __init__(self, generation: int, info: EngineInfo) -> None:
         super().__init__(generation)
         self.info = info
+
+
+class EnginePaced(HostMessage):
+    """The loaded engine's pace, measured right after it loaded (what "about N s here" is priced with)."""
+
+    def __init__(self, generation: int, pace: Pace) -> None:
+        super().__init__(generation)
+        self.pace = pace
 
 
 class EngineFailed(HostMessage):

@@ -22,6 +22,7 @@ from tui_lab.lab.experiment import ChartAxis, Params, Result
 from tui_lab.lab.load import LoadPoint, LoadSweepResult
 from tui_lab.lab.run import Generate, RunResult
 from tui_lab.lab.sweep import SweepPoint, SweepResult
+from tui_lab.ui.estimate import RunEstimate
 from tui_lab.ui.host_link import HostLink
 from tui_lab.ui.live import LiveRun
 from tui_lab.ui.loaded import LoadedExperiment
@@ -57,14 +58,16 @@ def crash_hint(exitcode: int | None, batch: int) -> str:
 class RunControl:
     """Starts, stops and follows the runs of the app's engine host.
 
-    ``changed`` is called when ``busy`` moves; ``show_tab`` brings a tab of the panel to the front.
+    ``changed`` is called when ``busy`` moves; ``show_tab`` brings a tab of the panel to the front. Every
+    finished run and sweep point on the loaded engine refines ``estimate``'s pace.
     """
 
-    def __init__(self, app: App[int], link: HostLink, store: ResultsStore, changed: Callable[[], None],
-                 show_tab: Callable[[str], None]) -> None:
+    def __init__(self, app: App[int], link: HostLink, store: ResultsStore, estimate: RunEstimate,
+                 changed: Callable[[], None], show_tab: Callable[[str], None]) -> None:
         self.app = app
         self.link = link
         self.store = store
+        self.estimate = estimate
         self.changed = changed
         self.show_tab = show_tab
         self.run_id = 0
@@ -198,6 +201,8 @@ class RunControl:
         if message.run_id != self.run_id or self.axis is None or not isinstance(item, SweepPoint | LoadPoint):
             return  # other partial results (samples, energy points) are part of the result's own view
         point = chart_point(item)
+        if isinstance(item, SweepPoint):
+            self.estimate.observe_point(item)
         self.charts.add_point(point)
         self._record(f"sweep-{self.run_id}-{point.label}", point_row(self.loaded.name if self.loaded else "", point))
 
@@ -250,6 +255,9 @@ class RunControl:
         self._state("stopped" if self.stopping else state)
         self._record(f"run-{self.run_id}", run_row(f"run {self.run_id}", largest_batch(self.params), summary, state))
         self.store.keep("run", self._settings, result)
+        if not self.stopping:
+            self.estimate.observe_run(result)
+            self.changed()
         note = Text()
         if result.partial:
             note.append("partial result (stopped or failed) — kept and marked in Results. ", PARTIAL_STYLE)

@@ -100,6 +100,7 @@ class LessonPane(Vertical):
         # the app scrolls it with ↑ ↓ PgUp PgDn instead.
         with VerticalScroll(id="lesson-scroll", can_focus=False):
             yield Markdown("", id="lesson-md")
+        yield Static("", id="step-run")
         with Vertical(id="predict-box"):
             yield Static("", id="predict-question")
             box = Input(placeholder="your guess, then Enter", id="predict-input", compact=True)
@@ -281,6 +282,12 @@ class LessonPane(Vertical):
         if guess is not None and lesson is not None and step is not None:
             self._save(lambda store: store.set_prediction(lesson.id, step.key, guess))
             self.post_message(self.PredictionMade(lesson, step, guess))
+
+    def show_run_line(self, text: str) -> None:
+        """The line under the step: what ``r`` runs here and about how long it takes on this machine."""
+        line = self.query_one("#step-run", Static)
+        if str(line.content) != text:
+            line.update(text)
 
     def show_measured(self, measured: str) -> None:
         """Put the measured figure beside the learner's guess."""
