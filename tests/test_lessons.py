@@ -406,6 +406,27 @@ def test_progress_round_trip(tmp_path: Path) -> None:
     assert ProgressStore(path).to_dict()["lessons"] == {}
 
 
+def test_progress_keeps_each_steps_results_rows_and_its_last_chart(tmp_path: Path) -> None:
+    from tui_lab.lessons.progress import MAX_ROWS_PER_STEP
+
+    path = tmp_path / "progress.json"
+    store = ProgressStore(path)
+    store.add_row("02", "the-knee", {"time": "2024-01-01 10:00:02.000", "label": "batch 1"})
+    store.add_row("01", "one-request", {"time": "2024-01-01 10:00:01.000", "label": "run 1"})
+    for i in range(MAX_ROWS_PER_STEP + 5):
+        store.add_row("02", "the-knee", {"time": f"2024-01-01 11:{i // 60:02d}:{i % 60:02d}.000", "label": f"p{i}"})
+    store.set_chart("01", "one-request", {"axis": "batch", "points": [], "time": "2024-01-01 10:00:01"})
+    store.set_chart("02", "the-knee", {"axis": "batch", "points": [{"label": "batch 1"}], "time": "2024-01-01 11:00"})
+    again = ProgressStore(path)
+    rows = again.results()
+    assert rows[0] == ("01", "one-request", {"time": "2024-01-01 10:00:01.000", "label": "run 1"})
+    assert len(again.step("02", "the-knee").rows) == MAX_ROWS_PER_STEP  # the oldest went
+    assert [r["label"] for _, _, r in rows[-2:]] == [f"p{MAX_ROWS_PER_STEP + 3}", f"p{MAX_ROWS_PER_STEP + 4}"]
+    last = again.last_chart()
+    assert last is not None and last[:2] == ("02", "the-knee") and last[2]["points"] == [{"label": "batch 1"}]
+    assert ProgressStore(tmp_path / "none.json").last_chart() is None
+
+
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"lessons": 5}', ""])
 def test_corrupt_progress_is_moved_aside(tmp_path: Path, content: str) -> None:
     path = tmp_path / "progress.json"

@@ -1,5 +1,8 @@
 """Where the learner is: steps done, predictions typed, results measured, last position.
 
+A step also keeps the rows its runs added to the Results table (the newest ``MAX_ROWS_PER_STEP``) and the
+last sweep chart it drew, so a lab started again shows them as they were.
+
 One JSON file in the user's data directory (``platformdirs.user_data_dir("inference-lab")``,
 or ``$INFERENCE_LAB_DATA``). Every change is written at once and atomically
 (temporary file in the same directory, then ``os.replace``), so a crash never
@@ -28,6 +31,8 @@ __all__ = ["DATA_ENV", "FILE_NAME", "FORMAT_VERSION", "LessonProgress", "Progres
 
 FILE_NAME = "progress.json"
 FORMAT_VERSION = 1
+MAX_ROWS_PER_STEP = 50
+"""Results rows kept per step (the newest): enough for every point of a few sweeps."""
 
 
 @dataclass
@@ -41,6 +46,10 @@ class StepRecord:
     details: dict | None = None
     """Optional extra context of the result (e.g. device, engine, model) for showing it later."""
     updated: float = 0.0
+    rows: list[dict] = field(default_factory=list)
+    """The Results rows the step's runs added, oldest first (plain JSON)."""
+    chart: dict | None = None
+    """The last sweep chart the step drew (its experiment, axis and points, plain JSON)."""
 
     def to_dict(self) -> dict:
         """JSON form (empty fields left out)."""
@@ -51,6 +60,10 @@ class StepRecord:
             out["result"] = self.result
         if self.details:
             out["details"] = self.details
+        if self.rows:
+            out["rows"] = self.rows
+        if self.chart:
+            out["chart"] = self.chart
         return out
 
     @classmethod
@@ -59,12 +72,16 @@ class StepRecord:
         pred = data.get("prediction")
         res = data.get("result")
         details = data.get("details")
+        rows = data.get("rows")
+        chart = data.get("chart")
         return cls(
             done=bool(data.get("done", False)),
             prediction=pred if isinstance(pred, (int, float, str)) and not isinstance(pred, bool) else None,
             result=float(res) if isinstance(res, (int, float)) and not isinstance(res, bool) else None,
             details=details if isinstance(details, dict) else None,
             updated=float(data.get("updated", 0.0) or 0.0),
+            rows=[r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else [],
+            chart=chart if isinstance(chart, dict) else None,
         )
 
 
@@ -232,6 +249,37 @@ class ProgressStore:
     def set_result(self, lesson_id: str, step_key: str, value: float | None, details: dict | None = None) -> None:
         """Store the measured value for the step's prediction (and optional context)."""
         self._update(lesson_id, step_key, result=value, details=details)
+
+    def add_row(self, lesson_id: str, step_key: str, row: dict) -> None:
+        """Keep one Results row of the step (plain JSON; the oldest go past ``MAX_ROWS_PER_STEP``)."""
+        with self._lock:
+            lesson = self._lessons.setdefault(lesson_id, LessonProgress())
+            rec = lesson.steps.setdefault(step_key, StepRecord())
+            rec.rows = [*rec.rows, dict(row)][-MAX_ROWS_PER_STEP:]
+            rec.updated = lesson.updated = time.time()
+            self._last_lesson = lesson_id
+            self._save()
+
+    def set_chart(self, lesson_id: str, step_key: str, chart: dict) -> None:
+        """Keep the last sweep chart the step drew (plain JSON)."""
+        self._update(lesson_id, step_key, chart=dict(chart))
+
+    def results(self) -> list[tuple[str, str, dict]]:
+        """Every kept Results row as (lesson id, step key, row), in the order they were measured (their ``time``)."""
+        with self._lock:
+            found = [(lid, key, row) for lid, lesson in self._lessons.items() for key, rec in lesson.steps.items()
+                     for row in rec.rows]
+        return sorted(found, key=lambda item: str(item[2].get("time", "")))
+
+    def last_chart(self) -> tuple[str, str, dict] | None:
+        """The newest kept sweep chart as (lesson id, step key, chart), or None."""
+        with self._lock:
+            charts = [(lid, key, rec.chart) for lid, lesson in self._lessons.items()
+                      for key, rec in lesson.steps.items() if rec.chart]
+        if not charts:
+            return None
+        lid, key, chart = max(charts, key=lambda item: str((item[2] or {}).get("time", "")))
+        return (lid, key, chart) if chart else None
 
     def reset(self, lesson_id: str | None = None) -> None:
         """Forget one lesson's progress, or everything."""

@@ -48,7 +48,7 @@ from tui_lab.ui.widgets.controls import ControlsForm
 from tui_lab.ui.widgets.engine_banner import EngineBanner
 from tui_lab.ui.widgets.lesson_pane import LessonPane
 from tui_lab.ui.widgets.live_panel import LivePanel
-from tui_lab.ui.widgets.results_table import ResultsTable
+from tui_lab.ui.widgets.results_table import ResultsTab, ResultsTable
 from tui_lab.ui.widgets.status_line import StatusLine
 from tui_lab.ui.widgets.telemetry import GpuPanel
 
@@ -138,15 +138,29 @@ class LabApp(App[int]):
                     with TabPane("Charts", id="charts"):
                         yield ChartsPane(id="charts-pane")
                     with TabPane("Results", id="results"):
-                        yield ResultsTable(id="results-table")
+                        yield ResultsTab(id="results-tab")
                     with TabPane("GPU", id="gpu"):
                         yield GpuPanel(id="gpu-panel")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        """Load the engine in its host process."""
+        """Load the engine in its host process; show the results kept from earlier sessions."""
         self.query_one("#progress-line").display = False
         self.load_engine()
+        self._restore_results()
+
+    def _restore_results(self) -> None:
+        """The Results rows the steps kept, in the order they were measured, and the last sweep's chart."""
+        progress = self.query_one(LessonPane).store
+        if progress is None:
+            return
+        table = self.query_one(ResultsTable)
+        for i, (_, _, row) in enumerate(progress.results()):
+            self.store.add(row)
+            table.upsert(f"saved-{i}", row)
+        chart = progress.last_chart()
+        if chart is not None:
+            self.query_one(ChartsPane).restore(chart[2])
 
     def on_resize(self) -> None:
         """The status line drops its title on narrow terminals."""

@@ -28,7 +28,16 @@ from tui_lab.ui.live import LiveRun
 from tui_lab.ui.loaded import LoadedExperiment
 from tui_lab.ui.messages import HostDied, PartialResult, RunFailed, RunFinished, RunProgress, TokensArrived
 from tui_lab.ui.prediction import measure
-from tui_lab.ui.results import Document, ResultsStore, Row, cut_run_row, point_row, run_row
+from tui_lab.ui.results import (
+    Document,
+    ResultsStore,
+    Row,
+    cut_run_row,
+    point_row,
+    provenance,
+    run_figures,
+    run_row,
+)
 from tui_lab.ui.settings import LabSettings
 from tui_lab.ui.widgets.charts import chart_point
 from tui_lab.ui.widgets.charts_pane import ChartsPane
@@ -98,8 +107,14 @@ class RunControl:
         line.display = bool(text)
 
     def _record(self, key: str, row: Row) -> None:
+        """A row of the running experiment: led by when, its step and its name; kept with its step."""
+        loaded = self.loaded
+        lesson, step = (loaded.lesson, loaded.step) if loaded is not None else (None, None)
+        row = {**provenance(self._name, lesson, step), **row}
         self.store.add(row)
         self.app.query_one(ResultsTable).upsert(key, row)
+        if lesson is not None and step is not None:
+            self.app.query_one(LessonPane).keep_row(lesson, step, row)
 
     def _state(self, state: str) -> None:
         """The figures line's label: running, done, stopped, partial, failed."""
@@ -204,7 +219,8 @@ class RunControl:
         if isinstance(item, SweepPoint):
             self.estimate.observe_point(item)
         self.charts.add_point(point)
-        self._record(f"sweep-{self.run_id}-{point.label}", point_row(self.loaded.name if self.loaded else "", point))
+        runs = run_figures(item.point if isinstance(item, LoadPoint) else item)
+        self._record(f"sweep-{self.run_id}-{point.label}", point_row(self._name, point, runs))
 
     def failed(self, message: RunFailed) -> None:
         """The run (or the experiment before it started) failed: why, and what to do."""
@@ -276,6 +292,9 @@ class RunControl:
         self._state("stopped" if self.stopping else "done")
         self.store.keep(self._name, self._settings, result)
         self.charts.finish_sweep(self._name, result, partial)
+        loaded = self.loaded
+        if loaded is not None and loaded.lesson is not None and loaded.step is not None:
+            self.app.query_one(LessonPane).keep_chart(loaded.lesson, loaded.step, self.charts.saved(self._name))
         self.panel.note(Text("sweep stopped: what was measured is kept, marked partial in Results", PARTIAL_STYLE)
                         if partial else "")
         self._answer(result, complete=not partial)

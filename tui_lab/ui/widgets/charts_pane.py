@@ -1,10 +1,14 @@
 """The Charts tab: a note line over the sweep charts (a sweep) or the result pane (any other experiment).
 
 It shows one experiment's output at a time: a new run clears what an earlier one left, so a result never
-stands beside a run it does not belong to.
+stands beside a run it does not belong to. A finished sweep's chart can be kept (``saved``) and drawn again
+in a later session (``restore``).
 """
 
 from __future__ import annotations
+
+import time
+from dataclasses import asdict, fields
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,7 +20,7 @@ from tui_lab.lab.experiment import ChartAxis, Result
 from tui_lab.lab.load import LoadSweepResult
 from tui_lab.lab.sweep import SweepResult
 from tui_lab.ui.theme import CHART_REFRESH_S, LATENCY_BUDGET_STEP
-from tui_lab.ui.widgets.charts import ChartPoint, SweepCharts, knee_text
+from tui_lab.ui.widgets.charts import AXIS_TITLES, ChartPoint, SweepCharts, knee_text
 from tui_lab.ui.widgets.result_pane import ResultPane
 from tui_lab.views.style import PARTIAL_STYLE
 
@@ -107,6 +111,28 @@ class ChartsPane(Vertical):
         self.charts.display = False
         self.query_one(ResultPane).show(result)
         self.note(f"{name} — change the prompt in Controls and press r again" if inspection else f"{name} finished")
+
+    def saved(self, name: str) -> dict[str, object]:
+        """The sweep on the charts as plain JSON (what ``restore`` draws again)."""
+        charts = self.charts
+        return {"experiment": name, "axis": charts.axis, "threshold_pct": charts.threshold_pct,
+                "points": [asdict(p) for p in charts.points], "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    def restore(self, chart: dict[str, object]) -> bool:
+        """Draw a sweep kept by ``saved`` in an earlier session (False: it is not one this lab can draw)."""
+        axis, points, name = chart.get("axis"), chart.get("points"), str(chart.get("experiment") or "a sweep")
+        if axis not in AXIS_TITLES or not isinstance(points, list):
+            return False
+        known = {f.name for f in fields(ChartPoint)}
+        threshold = chart.get("threshold_pct")
+        self.begin_sweep(name, axis, float(threshold) if isinstance(threshold, int | float) else None)
+        for point in points:
+            if isinstance(point, dict) and "label" in point:
+                self.charts.add_point(ChartPoint(**{k: v for k, v in point.items() if k in known}))
+        when = f" ({chart['time']})" if chart.get("time") else ""
+        self.note(Text(f"{name}: {len(self.charts.points)} points from the last session{when}"
+                       f"{knee_text(self.charts.knee, self.charts.axis)} · r measures again"))
+        return True
 
     def set_budget(self, budget_s: float) -> None:
         """Put the latency-budget line at ``budget_s`` (a step's own budget)."""

@@ -174,6 +174,14 @@ class LessonPane(Vertical):
         if done:
             self._mark_done(lesson, step)
 
+    def keep_row(self, lesson: Lesson, step: Step, row: dict[str, object]) -> None:
+        """Keep a Results row with the step it answers, for the next session."""
+        self._save(lambda store: store.add_row(lesson.id, step.key, row))
+
+    def keep_chart(self, lesson: Lesson, step: Step, chart: dict[str, object]) -> None:
+        """Keep the step's last sweep chart, for the next session."""
+        self._save(lambda store: store.set_chart(lesson.id, step.key, chart))
+
     def _saved(self) -> StepRecord | None:
         """The progress record of the current step (None without a store)."""
         lesson, step = self.lesson, self.step

@@ -1,0 +1,84 @@
+"""A lesson step in the app: its values for the device the engine runs on, how long its run will take here,
+and what ``r`` does on a step without an experiment (scripted engines, fake clocks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_ui_app import ready, run_and_wait, text_of, wait_until
+from tui_lab.lessons import Lesson, Step
+from tui_lab.ui.testing import FIXTURE_LESSONS, make_test_app
+
+pytestmark = pytest.mark.timeout(60)
+
+CPU_LESSON = [Lesson("01", "Device presets", 5, (
+    Step("A sweep", "Sweep the batch.", "batch_sweep",
+         {"batch_sizes": [1, 4, 16, 64], "max_new_tokens": 8, "runs": 1, "warmup": 0},
+         cpu={"batch_sizes": [1, 4], "max_new_tokens": 4}),
+    Step("Reading", "No experiment here."),
+))]
+"""A step whose experiment block carries CPU values, then a reading step."""
+
+
+def cpu_app(model: str):
+    return make_test_app(lessons=CPU_LESSON, engine_spec="tests.ui_engines:make_engine", model=model)
+
+
+async def test_a_step_takes_its_cpu_values_when_the_engine_runs_on_a_cpu():
+    app = cpu_app("on-cpu")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.pause()
+        assert app.on_cpu and app.loaded.values["batch_sizes"] == [1, 4] and app.loaded.values["max_new_tokens"] == 4
+        assert "with its CPU values" in text_of(app, "#step-run")
+        await run_and_wait(pilot, app)
+        assert [row["batch_size"] for row in app.results] == [1, 4]
+
+
+async def test_the_step_takes_its_other_values_again_when_the_engine_moves_off_the_cpu():
+    app = cpu_app("on-cpu")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.pause()
+        assert app.loaded.values["batch_sizes"] == [1, 4]
+        app.settings = app.settings.with_option("model", "scripted")
+        app.load_engine()
+        await wait_until(pilot, lambda: app.engine_state == "ready" and not app.on_cpu)
+        await pilot.pause()
+        assert app.loaded.values["batch_sizes"] == [1, 4, 16, 64] and app.loaded.values["max_new_tokens"] == 8
+        assert "CPU values" not in text_of(app, "#step-run")
+
+
+async def test_the_step_says_how_long_its_run_takes_here_once_the_engine_is_measured():
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await wait_until(pilot, lambda: app.estimate.pace is not None)
+        await pilot.pause()
+        first = text_of(app, "#step-run")
+        assert first.startswith("r runs generate · ") and " here" in first
+        seconds = app.estimate.seconds(app.loaded, app.settings)
+        assert seconds is not None and seconds > 0
+        await pilot.press("b", "b")  # a bigger batch takes longer, and the line says so at once
+        assert app.estimate.seconds(app.loaded, app.settings) > seconds
+        app.estimate.forget()
+        app.settings = app.settings
+        assert "time here: —" in text_of(app, "#step-run")
+
+
+async def test_r_on_a_step_without_an_experiment_says_so_and_answers_no_step():
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("n", "n")
+        assert app.query_one("#lesson-title").content.startswith("01 · Test lesson · step 3/3")
+        line = text_of(app, "#step-run")
+        assert "this step has no experiment" in line and "r runs batch_sweep as set in the panel" in line
+        await run_and_wait(pilot, app)
+        assert any("this step has no experiment" in str(n.message) for n in app._notifications)
+        assert app.runs.loaded is not None and app.runs.loaded.step is None  # the sweep step is not answered
+        assert app.results and app.results[0]["step"] == ""
+
+
+def test_the_fixture_lesson_still_has_a_reading_step():
+    assert not FIXTURE_LESSONS[0].steps[-1].experiment
