@@ -56,8 +56,59 @@ async def test_escape_restores_the_applied_value():
         assert box.value == "17"
         await pilot.press("escape")
         assert box.value == "1" and app.settings.batch_size == 1
+        assert app.focused is box  # still in the box: the next digits are typed, not taken as tab keys
+        await pilot.press("escape")  # a box showing its applied value: Escape leaves it
+        assert app.focused is None
         await run_and_wait(pilot, app)
         assert app.results[-1]["batch_size"] == 1
+
+
+async def test_tab_on_the_controls_tab_starts_at_the_first_box_and_goes_round_its_boxes():
+    """Tab went to the lesson's prediction box and the tab bar before the first field."""
+    app = make_test_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("2", "tab")
+        assert app.focused is app.query_one("#ctl-prompt", Input)
+        await pilot.press("tab")
+        assert app.focused is app.query_one("#ctl-batch_size", Input)
+        boxes = app.query_one("ControlsForm").boxes()
+        assert boxes[0].id == "ctl-prompt" and all(b.id and b.id.startswith(("ctl-", "exp-")) for b in boxes)
+        seen = set()
+        for _ in range(len(boxes)):
+            await pilot.press("tab")
+            seen.add(app.focused.id)
+        assert seen == {b.id for b in boxes}  # round the boxes only: never the tab bar or the guess box
+        await pilot.press("escape")
+        app.screen.set_focus(None)
+        await pilot.press("shift+tab")
+        assert app.focused is boxes[-1]
+
+
+async def test_the_box_with_the_cursor_and_its_label_stand_out():
+    app = make_test_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("2", "tab", "tab")
+        box = app.query_one("#ctl-batch_size", Input)
+        label = box.parent.children[box.parent.children.index(box) - 1]
+        assert label.has_class("-focused") and str(label.render()) == "batch size"
+        assert box.styles.background != app.query_one("#ctl-prompt", Input).styles.background
+        await pilot.press("tab")
+        assert not label.has_class("-focused")
+
+
+async def test_a_stray_key_in_the_prompt_box_never_replaces_the_prompt():
+    app = make_test_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot, app)
+        prompt = app.settings.prompt
+        await pilot.press("2", "tab", "x")
+        assert app.query_one("#ctl-prompt", Input).value == prompt + "x"
+        await pilot.press("backspace", "enter")
+        assert app.settings.prompt == prompt
+        await pilot.press("tab", "4")  # a number's box selects its value on entry: typing replaces it
+        assert app.query_one("#ctl-batch_size", Input).value == "4"
 
 
 async def test_enter_applies_only_that_box():

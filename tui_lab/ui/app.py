@@ -425,6 +425,32 @@ class LabApp(App[int]):
         """Leave a text box so single-letter keys act again."""
         self.screen.set_focus(None)
 
+    def action_focus_next(self) -> None:
+        """Tab: with the Controls tab shown, the next of its boxes (from the first one, round and round);
+        elsewhere the next widget."""
+        if not self._next_box(1):
+            super().action_focus_next()
+
+    def action_focus_previous(self) -> None:
+        """shift+Tab: with the Controls tab shown, the previous of its boxes (from the last one)."""
+        if not self._next_box(-1):
+            super().action_focus_previous()
+
+    def _next_box(self, direction: int) -> bool:
+        """Focus the Controls' next (1) or previous (-1) box; False when the Controls tab is not the one shown."""
+        if len(self.screen_stack) > 1 or self.query_one(TabbedContent).active != "controls":
+            return False
+        boxes = self.query_one(ControlsForm).boxes()
+        if not boxes:
+            return False
+        focused = self.focused
+        if focused in boxes:
+            target = boxes[(boxes.index(focused) + direction) % len(boxes)]
+        else:
+            target = boxes[0] if direction > 0 else boxes[-1]
+        target.focus()
+        return True
+
     def action_reload_engine(self) -> None:
         """Reload the engine with the current settings."""
         self.load_engine()

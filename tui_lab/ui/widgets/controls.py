@@ -4,12 +4,16 @@ Three groups: the general fields (the shared ``Param``s: prompt, batch size, sam
 the options it declares (``ENGINE_OPTIONS``: vLLM's max_num_seqs, the openai server's URL, ...), and the
 loaded experiment's own values (its parameters no general field sets). A value applies when the learner
 presses Enter in its box or leaves the box, and only that box's value: typing ``131`` never applies ``1``
-and ``13`` on the way. Escape puts the applied value back and leaves the box. An API key is never typed
-here: its box takes the NAME of the environment variable that holds it, and says whether it is set.
+and ``13`` on the way. Escape puts the applied value back and stays in the box; Escape in a box that shows
+its applied value leaves it. Tab moves through the boxes in order (the app starts it at the first box); the
+box with the cursor and its label are highlighted. A box of text (a prompt) keeps its text when entered: the
+cursor goes to its end, so one stray key never replaces it. An API key is never typed here: its box takes
+the NAME of the environment variable that holds it, and says whether it is set.
 """
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
@@ -27,6 +31,8 @@ from tui_lab.ui.theme import BATCH_PRESETS
 
 TEXT_LIST_SEPARATOR = " | "
 """How a list of texts (prompts) is written in one box."""
+SELECTED_ON_ENTRY = ("int", "number", "bool", "choice")
+"""Types whose box selects its short value when entered, so typing replaces it; any other box keeps its text."""
 
 
 def box_text(param: Param, value: Value) -> str:
@@ -64,7 +70,7 @@ def label_of(param: Param, value: Value = None) -> str:
 class ControlsForm(VerticalScroll):
     """Compact one-line boxes; a box's value applies on Enter or on leaving it, when its ``Param`` accepts it."""
 
-    BINDINGS = [Binding("escape", "restore", "restore the applied value and leave the box", show=False)]
+    BINDINGS = [Binding("escape", "restore", "restore the applied value (again: leave the box)", show=False)]
 
     class SettingsChanged(Message):
         """A valid value was applied; ``reload`` is True when the engine or one of its options changed."""
@@ -98,9 +104,10 @@ class ControlsForm(VerticalScroll):
     def compose(self) -> ComposeResult:
         """Help, the message line, the general fields and greedy, the engine and its options, the experiment's."""
         yield Static(
-            "Tab / shift+Tab move between boxes; Enter or leaving a box applies its value, Escape puts the "
-            f"applied one back. Outside a box: r runs, b / B cycle batch {'·'.join(map(str, BATCH_PRESETS))}, "
-            "g toggles greedy; changing the engine or its options reloads it.",
+            "Tab / shift+Tab move between boxes; Enter or leaving a box applies its value; Escape puts the "
+            "applied one back, a second Escape leaves the box (ctrl+u clears to the cursor). Outside a box: r "
+            f"runs, b / B cycle batch {'·'.join(map(str, BATCH_PRESETS))}, g toggles greedy; changing the engine "
+            "or its options reloads it.",
             id="controls-help",
         )
         yield Label("", id="controls-error")
@@ -120,7 +127,8 @@ class ControlsForm(VerticalScroll):
     def _box(self, param: Param, value: Value, box_id: str) -> Input:
         choices = param.choices or (("true", "false") if param.type == "bool" else None)
         box = Input(box_text(param, value), id=box_id, tooltip=param.help or None, compact=True,
-                    suggester=SuggestFromList(choices) if choices else None)
+                    suggester=SuggestFromList(choices) if choices else None,
+                    select_on_focus=param.type in SELECTED_ON_ENTRY)
         box.cursor_blink = self._cursor_blink
         return box
 
@@ -165,6 +173,29 @@ class ControlsForm(VerticalScroll):
                         self._box(param, self._own_values[key], f"exp-{key}")]
         if widgets:
             await grid.mount(*widgets)
+
+    def boxes(self) -> list[Widget]:
+        """Every box a learner can enter, in the order shown (general fields, greedy, engine, its options, the
+        experiment's own values)."""
+        return [w for w in self.query("Input, Checkbox") if w.display and w.focusable]
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """The box with the cursor: its label lights up too."""
+        self._mark(event.widget, True)
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        """The cursor left a box: its label goes back."""
+        self._mark(event.widget, False)
+
+    @staticmethod
+    def _mark(box: Widget, on: bool) -> None:
+        parent = box.parent
+        if parent is None:
+            return
+        siblings = list(parent.children)
+        index = siblings.index(box)
+        if index > 0 and isinstance(siblings[index - 1], Label):
+            siblings[index - 1].set_class(on, "-focused")
 
     # ------------------------------------------------------------------------------------------- values
 
@@ -220,11 +251,12 @@ class ControlsForm(VerticalScroll):
                 self.query_one(f"#lbl-{param.name}", Label).update(label_of(param, value))
         self.show_error("")
 
-    def show_error(self, message: str) -> None:
-        """The message line under the help (red when it refuses a value; empty clears it)."""
+    def show_error(self, message: str, error: bool = True) -> None:
+        """The message line under the help (red when it refuses a value, plain when ``error`` is False; empty
+        clears it)."""
         label = self.query_one("#controls-error", Label)
         label.update(message)
-        label.set_class(bool(message), "-error")
+        label.set_class(bool(message) and error, "-error")
 
     def _apply(self, box: Input, restore_if_invalid: bool) -> None:
         """Apply this one box's value (the others keep theirs)."""
@@ -285,11 +317,17 @@ class ControlsForm(VerticalScroll):
         self._apply(event.input, restore_if_invalid=True)
 
     def action_restore(self) -> None:
-        """Escape: put the applied value back in the focused box and leave the form."""
+        """Escape: put the applied value back in the focused box and stay there; in a box that already shows its
+        applied value, leave the form (keys act again)."""
         focused = self.app.focused
-        if isinstance(focused, Input) and (param := self._param_of(focused)) is not None:
-            self._show(focused, self._applied(focused, param))
         self.show_error("")
+        if isinstance(focused, Input) and (param := self._param_of(focused)) is not None:
+            applied = self._applied(focused, param)
+            if focused.value != applied:
+                self._show(focused, applied)
+                focused.cursor_position = len(applied)
+                self.show_error("applied value put back — Escape again leaves the box", error=False)
+                return
         self.screen.set_focus(None)
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
