@@ -19,6 +19,7 @@ from tui_lab.ui.app import AppOptions, LabApp
 from tui_lab.ui.prediction import format_value
 from tui_lab.ui.testing import make_test_app
 from tui_lab.ui.widgets.lesson_pane import LessonPane
+from tui_lab.views import to_text
 
 LESSONS = load_lessons()
 NEEDS_MODEL = frozenset({"tokenize", "padding", "logits", "roofline"})
@@ -304,3 +305,58 @@ async def test_a_stopped_sweep_does_not_answer_for_its_last_point() -> None:
         last = step.params["lengths"][-1]
         shown = " ".join(text_of(app, "#predict-result").split())
         assert f"not measured (the run was stopped before {last} tokens)" in shown, shown
+
+
+def _device_comparison():
+    from tui_lab.lab.compare import DeviceComparison, DeviceTiming, TimedRun
+
+    runs = [TimedRun(i, 2.5 + i * 0.1, 0.15, 24, 24 / (2.5 + i * 0.1), "x") for i in range(3)]
+    result = DeviceComparison(prompt="The future", max_new_tokens=24)
+    result.devices = [DeviceTiming("cpu", True, runs=runs),
+                      DeviceTiming("cuda", False, reason="no NVIDIA GPU is visible to torch here (a long reason)")]
+    return result
+
+
+@pytest.mark.parametrize("width", [100, 68, 46, 40])
+def test_cpu_vs_gpu_keeps_device_run_and_rate_whole_and_drops_the_bars_first(width: int) -> None:
+    """At narrow widths the view kept an empty bar column and cut device, run and tok/s to "…"."""
+    from tui_lab.views.compare import device_view
+    from tui_lab.views.fit import cut_cells, natural_width
+
+    shown = device_view(_device_comparison(), width)
+    assert not cut_cells(shown, width) and natural_width(shown.renderables[0]) <= width
+    text = to_text(shown, width)
+    assert ("█" in text) == (width >= 60)  # a bar where it has room, no empty bar column where it has none
+    assert "cuda" in text and "not run" in text and text.count("a long reason") == 1  # said once, under the table
+
+
+def test_the_cut_note_says_l_only_while_the_lesson_takes_part_of_the_width(monkeypatch) -> None:
+    from rich.table import Table
+
+    from tui_lab.ui.widgets import result_pane
+
+    wide = Table()
+    for n in range(8):
+        wide.add_column(f"column {n}", no_wrap=True)
+    wide.add_row(*[f"value {n} of a wide table" for n in range(8)])
+    monkeypatch.setattr(result_pane, "render", lambda result, width: wide)
+    beside = " ".join(to_text(result_pane.draw(object(), 68, beside_lesson=True), 68).split())
+    assert "press l until the panel is alone" in beside
+    alone = " ".join(to_text(result_pane.draw(object(), 68, beside_lesson=False), 68).split())
+    assert "widen the terminal" in alone and "press l" not in alone
+
+
+async def test_the_result_pane_knows_when_the_panel_is_alone() -> None:
+    from tui_lab.ui.widgets.result_pane import ResultPane
+
+    app = make_test_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        pane = app.query_one(ResultPane)
+        assert pane._beside_lesson()
+        await pilot.press("l", "l")  # lesson only, then the panel alone
+        assert app.query_one("#main").has_class("-no-lesson") and not pane._beside_lesson()
+    narrow = make_test_app()
+    async with narrow.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, narrow)
+        assert not narrow.query_one(ResultPane)._beside_lesson()  # stacked: the panel has the whole width

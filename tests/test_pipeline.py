@@ -124,9 +124,31 @@ PADDING_DATA = {
 def test_padding_view_draws_the_mask_grid() -> None:
     out = to_text(render_padding(PADDING_DATA, 140), 140)
     assert "shape (2, 4)" in out and "25% padding" in out
-    mask_rows = [line for line in out.splitlines() if line.startswith(("0:", "1:")) and ("1" in line[8:])]
-    assert any(" 0  0  1  1" in line for line in mask_rows)
-    assert any(" 1  1  1  1" in line for line in mask_rows)
+    mask = out.split("attention_mask")[1].splitlines()
+    assert mask[1].split() == ["position", "0", "1", "2", "3"]
+    assert mask[2].split() == ["0:", "4", "real", "1", "1", "1", "1"]
+    assert mask[3].split() == ["1:", "2", "real", "0", "0", "1", "1"]
+
+
+def test_the_padding_grids_label_their_rows_and_share_their_columns() -> None:
+    """The input_ids grid had no row labels, and its columns did not line up with the pieces' and the mask's."""
+    data = {**PADDING_DATA, "ids": [[2, 5, 6, 262100], [0, 0, 2, 5]]}
+    for width in (140, 60):
+        lines = to_text(render_padding(data, width), width).splitlines()
+        grids = {}
+        for title in ("tokens", "input_ids", "attention_mask"):
+            start = lines.index(title)
+            grids[title] = lines[start + 1:start + 4]
+        for title, (positions, first, second) in grids.items():
+            assert positions.startswith("position") and first.startswith("0:   4 real") and \
+                second.startswith("1:   2 real"), title
+        # every grid ends each column at the same place as its position number
+        ends = [i for i, ch in enumerate(grids["tokens"][0]) if ch != " " and (i + 1 == len(grids["tokens"][0])
+                                                                            or grids["tokens"][0][i + 1] == " ")]
+        for title, rows in grids.items():
+            for row in rows[1:]:
+                assert all(row[i] != " " for i in ends[1:]), (title, row)
+        assert "262100" in grids["input_ids"][1]  # an id is never cut
 
 
 # ------------------------------------------------------------------------------------------ the real model

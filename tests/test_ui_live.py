@@ -83,3 +83,37 @@ def test_a_frame_folds_like_its_events() -> None:
     shown = from_frame.snapshot_request(1)[1]
     assert [t.text for t in shown] == [" y", " w", "!"] and shown[0].first and abs(shown[2].gap_s - 0.2) < 1e-9
     assert from_frame.figures().tokens_done == 5
+
+
+def test_the_figures_break_between_items_and_keep_the_latency_line_at_any_width():
+    """At 120×36 a long first line wrapped inside a two-line box and pushed the p50/p90 line out of sight."""
+    from tui_lab.metrics import summarize
+    from tui_lab.ui.live import LiveFigures
+    from tui_lab.ui.widgets.figures import render_figures
+
+    fig = LiveFigures(75.3, 12345, 16384, 1234.5, summarize([0.3, 0.4, 0.5, 0.6, 0.7]), summarize([0.01] * 10),
+                      summarize([0.02] * 6), 12, 64)
+    for width in (160, 66, 40):
+        lines = render_figures(fig, "running", width).plain.split("\n")
+        assert all(len(line) <= width for line in lines), width
+        assert sum(line.startswith("p50/p90 TTFT") for line in lines) == 1 and "TPOT 20.0 ms" in lines[-1]
+        assert "done 12/64" in " ".join(lines) and lines[0].startswith("running")
+    assert len(render_figures(fig, "running", 160).plain.split("\n")) == 2
+
+
+async def test_the_latency_line_stays_on_screen_at_120x36_during_a_big_batch():
+    from tests.test_ui_app import ready, run_and_wait, settled
+    from tui_lab.ui.testing import make_test_app
+    from tui_lab.ui.widgets.figures import FiguresView
+
+    app = make_test_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot, app)
+        app.settings = app.settings.with_(batch_size=512, max_new_tokens=1000)
+        await run_and_wait(pilot, app)
+        await settled(pilot)
+        view = app.query_one(FiguresView)
+        shown = view.render().plain if hasattr(view.render(), "plain") else str(view.render())
+        lines = shown.split("\n")
+        assert len(lines) > 2 and view.size.height == len(lines)  # as tall as its lines
+        assert any(line.startswith("p50/p90") for line in lines) and all(len(line) <= view.size.width for line in lines)

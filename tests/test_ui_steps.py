@@ -82,3 +82,24 @@ async def test_r_on_a_step_without_an_experiment_says_so_and_answers_no_step():
 
 def test_the_fixture_lesson_still_has_a_reading_step():
     assert not FIXTURE_LESSONS[0].steps[-1].experiment
+
+
+async def test_moving_to_another_step_during_a_run_keeps_naming_the_running_experiment():
+    """After stepping back during a sweep, the top line named the previous step's experiment."""
+    from tui_lab.engines.scripted import StepModel
+
+    app = make_test_app(real_time=True, timing=StepModel(decode_base=0.03, decode_per_seq=0.0))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("n")
+        app.settings = app.settings.with_(max_new_tokens=60)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: "run 1/1" in text_of(app, "#progress-line"))
+        await pilot.press("p")  # back to the generate step while the sweep runs
+        assert app.loaded.name == "generate" and app.busy == "sweep"
+        assert "batch_sweep · running" in text_of(app, "#status") and "generate" not in text_of(app, "#status")
+        assert text_of(app, "#progress-line").startswith("batch_sweep: ")
+        assert text_of(app, "#step-run").startswith("batch_sweep is running")
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.busy is None, timeout=30)
+        assert "generate · ready" in text_of(app, "#status")

@@ -167,11 +167,12 @@ class LabApp(App[int]):
         self._refresh_status()
 
     def _refresh_status(self) -> None:
-        state = self.runs.busy or self.query_one(EngineBanner).state
-        self.query_one(StatusLine).show(self._settings, self.loaded.name, state)
+        # While something runs the line names it, whichever step the learner has moved to since.
+        running = self.runs.loaded.name if self.runs.busy and self.runs.loaded is not None else None
+        state = "running" if running else self.query_one(EngineBanner).state
+        self.query_one(StatusLine).show(self._settings, running or self.loaded.name, state)
         pane = self.query_one(LessonPane)
         step = pane.step
-        running = self.runs.loaded.name if self.runs.busy and self.runs.loaded is not None else None
         pane.show_run_line(run_line(self.loaded, step is None or bool(step.experiment),
                                     self.estimate.text(self.loaded, self._settings), running))
 

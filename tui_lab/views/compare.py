@@ -10,11 +10,13 @@ from rich.text import Text
 from tui_lab.engines.base import is_cuda
 from tui_lab.formatting import blocks, rate, ratio, seconds
 from tui_lab.lab.compare import DeviceComparison, KVCacheComparison
-from tui_lab.views.fit import bar_cells
+from tui_lab.views.fit import bar_cells, natural_width
 from tui_lab.views.style import ERROR_STYLE, NOTE_STYLE, PARTIAL_STYLE, TTFT_STYLE
 
 BAR_WIDTH = 24
 """Cells of the longest bar; the others scale to it."""
+LEAST_BAR = 3
+"""Fewer cells than this say nothing: the bar column goes, so the figures keep their room."""
 
 
 def _sized_bar(value: float | None, scale: float, style: str, cells: int) -> Text:
@@ -23,31 +25,52 @@ def _sized_bar(value: float | None, scale: float, style: str, cells: int) -> Tex
 
 
 def device_view(result: DeviceComparison, width: int) -> RenderableType:
-    """Per-run E2E bars for each device, with the median and spread, sized to ``width`` cells."""
+    """Per-run E2E bars for each device, with the median and spread, sized to ``width`` cells.
+
+    The figures keep their room first: where a bar of ``LEAST_BAR`` cells does not fit, the bar column goes,
+    and then the space between columns narrows. A device that did not run takes one short row; why is said
+    under the table, where it can wrap.
+    """
     devices = result.devices
     scale = max((r.e2e_s or 0.0 for d in devices for r in d.runs), default=0.0)
+    room = [1]
 
     def build(cells: int) -> Table:
         table = Table(title="CPU vs GPU · E2E per run (same prompt, greedy)", expand=False,
-                      box=box.SIMPLE_HEAD, padding=(0, 1))
-        for col in ("device", "run", "E2E", "", "tok/s", "spread"):
+                      box=box.SIMPLE_HEAD, padding=(0, room[0]), pad_edge=room[0] > 0)
+        columns = ("device", "run", "E2E", *([""] if cells else []), "tok/s", "spread")
+        for col in columns:
             table.add_column(col, no_wrap=True)
+
+        def row(*cells_: str | Text, bar: Text | None = None) -> None:
+            first, rest = cells_[:3], cells_[3:]
+            table.add_row(*first, *([bar or ""] if cells else []), *rest)
+
         for d in devices:
             if not d.available:
-                table.add_row(d.device, "—", Text(f"not run: {d.reason}", "yellow"), "", "", "")
+                row(d.device, "—", Text("not run", "yellow"), "", "")
                 continue
             style = "green" if is_cuda(d.device) else "cyan"
             for r in d.runs:
-                table.add_row(d.device, str(r.run_index), seconds(r.e2e_s),
-                              _sized_bar(r.e2e_s, scale, style, cells), rate(r.tokens_per_s), "")
-            table.add_row(Text(d.device, "bold"), "median", Text(seconds(d.median_e2e_s), "bold"),
-                          _sized_bar(d.median_e2e_s, scale, "bold " + style, cells),
-                          Text(rate(d.median_tokens_per_s), "bold"),
-                          f"{d.spread_pct:.0f}%" if d.spread_pct is not None else "—")
+                row(d.device, str(r.run_index), seconds(r.e2e_s), rate(r.tokens_per_s, ""), "",
+                    bar=_sized_bar(r.e2e_s, scale, style, cells))
+            row(Text(d.device, "bold"), "median", Text(seconds(d.median_e2e_s), "bold"),
+                Text(rate(d.median_tokens_per_s, ""), "bold"),
+                f"{d.spread_pct:.0f}%" if d.spread_pct is not None else "—",
+                bar=_sized_bar(d.median_e2e_s, scale, "bold " + style, cells))
         return table
 
-    cells = bar_cells(build, width, BAR_WIDTH)
-    return Group(build(cells), Text(getattr(result, "note", ""), "bold"))
+    cells = bar_cells(build, width, BAR_WIDTH, LEAST_BAR)
+    if natural_width(build(cells)) > width:
+        cells = 0
+        if natural_width(build(cells)) > width:
+            room[0] = 0
+    foot = Text()
+    for d in devices:
+        if not d.available and d.reason and d.reason not in getattr(result, "note", ""):
+            foot.append(f"{d.device} not run: {d.reason}\n", "yellow")
+    foot.append(getattr(result, "note", ""), "bold")
+    return Group(build(cells), foot)
 
 
 def kv_view(result: KVCacheComparison, width: int) -> RenderableType:

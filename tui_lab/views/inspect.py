@@ -6,6 +6,7 @@ tables, a coloured grid for the attention mask, bars for probabilities.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 
 from rich.console import Group, RenderableType
@@ -84,13 +85,14 @@ LABEL_WIDTH = 12
 """The row label of the padding grids: ``"0:   6 real "``."""
 
 
-def padding_columns(cols: int, width: int | None) -> tuple[int, list[int]]:
+def padding_columns(cols: int, width: int | None, least: int = 4) -> tuple[int, list[int]]:
     """(cell width, the columns shown) for a padded batch of ``cols`` positions in ``width`` cells:
-    narrower cells first (down to 4), then the first and last positions with a gap between."""
+    narrower cells first (down to ``least``, what the widest value needs), then the first and last positions
+    with a gap between."""
     if width is None:
-        return CELL_WIDTH, list(range(cols))
-    room = max(4, width - LABEL_WIDTH)
-    cell = max(4, min(CELL_WIDTH, room // max(1, cols)))
+        return max(CELL_WIDTH, least), list(range(cols))
+    room = max(least, width - LABEL_WIDTH)
+    cell = max(least, min(max(CELL_WIDTH, least), room // max(1, cols)))
     fit = room // cell
     if fit >= cols:
         return cell, list(range(cols))
@@ -99,55 +101,59 @@ def padding_columns(cols: int, width: int | None) -> tuple[int, list[int]]:
     return cell, [*range(head), -1, *range(cols - tail, cols)]
 
 
+def _grid_line(label: str, cells: list[Text], label_style: str = "dim") -> Text:
+    """One line of a padding grid: the row's label, then its cells (each already its column's width)."""
+    line = Text(label.ljust(LABEL_WIDTH)[:LABEL_WIDTH], style=label_style, no_wrap=True, overflow="crop")
+    for cell in cells:
+        line.append_text(cell)
+    return line
+
+
 def render_padding(d: dict, width: int | None = None) -> RenderableType:
-    """The padded batch as a grid of pieces, and the attention mask as a coloured 1/0 grid, in ``width`` cells
-    (long batches show their first and last positions)."""
+    """The padded batch as three grids that share their columns: the pieces, the ids and the attention mask
+    (1/0), each row labelled with its prompt's number and real length, the columns with their positions, in
+    ``width`` cells (long batches show their first and last positions)."""
     rows, cols = d["shape"]
-    cell, shown = padding_columns(cols, width)
+    widest_id = max((len(str(i)) for row in d["ids"] for i in row), default=1)
+    cell, shown = padding_columns(cols, width, least=widest_id + 1)
     head = Text.assemble(
         ("batch tensor ", "bold"), f"shape ({rows}, {cols}) · padded on the {d['side']} with ",
         (d["pad_token"], SPECIAL_STYLE), f" (id {d['pad_token_id']}) · ",
         (f"{100 * d['padding_fraction']:.0f}% padding", "bold"),
     )
-    tokens = Table(box=None, show_header=False, pad_edge=False, padding=(0, 0))
-    mask = Table(box=None, show_header=False, pad_edge=False, padding=(0, 0))
-    tokens.add_column("prompt", style="dim", no_wrap=True)
-    mask.add_column("prompt", style="dim", no_wrap=True)
-    for _ in shown:
-        tokens.add_column(no_wrap=True)
-        mask.add_column(no_wrap=True)
-    for r in range(rows):
-        label = f"{r}: {d['lengths'][r]:>3} real "
-        cells, bits = [], []
-        for c in shown:
-            if c < 0:
-                cells.append(Text("…".center(cell - 1) + " ", style="dim"))
-                bits.append(Text(" … ", style="dim"))
-                continue
-            real = d["mask"][r][c] == 1
-            style = REAL_STYLE if real else PAD_STYLE
-            raw = _visible(d["pieces"][r][c])
-            if len(raw) > cell - 1 and raw.startswith("<") and raw.endswith(">"):
-                raw = raw[1:-1]  # <pad> → pad, <bos> → bos: the name stays readable in a narrow cell
-            piece = _clip(raw, cell - 1)
-            cells.append(Text(piece.center(cell - 1) + " ", style=style))
-            bits.append(Text(" 1 " if real else " 0 ", style=style))
-        tokens.add_row(label, *cells)
-        mask.add_row(label, *bits)
-    ids = Table(box=None, show_header=False, pad_edge=False)
-    for _ in shown:
-        ids.add_column(justify="right", no_wrap=True)
-    for r in range(rows):
-        ids.add_row(*[Text("…", style="dim") if c < 0 else Text(str(d["ids"][r][c]), style="" if d["mask"][r][c]
-                                                                 else "dim") for c in shown])
+    gap = Text("…".center(cell - 1) + " ", style="dim")
+
+    def positions() -> Text:
+        return _grid_line("position", [gap if c < 0 else Text(str(c).rjust(cell - 1) + " ", style="dim")
+                                       for c in shown])
+
+    def label(r: int) -> str:
+        return f"{r}: {d['lengths'][r]:>3} real "
+
+    def piece(r: int, c: int) -> Text:
+        real = d["mask"][r][c] == 1
+        raw = _visible(d["pieces"][r][c])
+        if len(raw) > cell - 1 and raw.startswith("<") and raw.endswith(">"):
+            raw = raw[1:-1]  # <pad> → pad, <bos> → bos: the name stays readable in a narrow cell
+        return Text(_clip(raw, cell - 1).rjust(cell - 1) + " ", style=REAL_STYLE if real else PAD_STYLE)
+
+    def token_id(r: int, c: int) -> Text:
+        return Text(str(d["ids"][r][c]).rjust(cell - 1) + " ", style="" if d["mask"][r][c] else "dim")
+
+    def bit(r: int, c: int) -> Text:
+        real = d["mask"][r][c] == 1
+        return Text(("1" if real else "0").rjust(cell - 1) + " ", style=REAL_STYLE if real else PAD_STYLE)
+
+    def grid(title: str, cell_of: Callable[[int, int], Text]) -> list[Text]:
+        lines = [Text(title, style="bold"), positions()]
+        lines += [_grid_line(label(r), [gap if c < 0 else cell_of(r, c) for c in shown]) for r in range(rows)]
+        return [*lines, Text()]
+
     legend = Text.assemble(("  1  ", REAL_STYLE), " real token   ", ("  0  ", PAD_STYLE), " padding (masked out)")
     if len(shown) < cols:
-        legend.append(f"\n… {cols - len(shown) + 1} positions in the middle left out at this width (l widens the "
-                      "panel)", style="dim")
-    return Group(
-        head, Text(), Text("tokens", style="bold"), tokens, Text(), Text("input_ids", style="bold"), ids, Text(),
-        Text("attention_mask", style="bold"), mask, legend,
-    )
+        legend.append(f"\n… {cols - len(shown) + 1} positions in the middle left out at this width", style="dim")
+    return Group(head, Text(), *grid("tokens", piece), *grid("input_ids", token_id),
+                 *grid("attention_mask", bit), legend)
 
 
 # -- logits --------------------------------------------------------------------------------

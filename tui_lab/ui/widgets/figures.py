@@ -1,4 +1,8 @@
-"""The live figures line: elapsed, tokens/s, TTFT, ITL and TPOT percentiles, tokens done."""
+"""The live figures: state, elapsed, tokens, tokens/s and requests done, then the p50/p90 line.
+
+The figures break between whole items (never inside one) to fit the panel's width, and the view is as tall
+as its lines: the p50/p90 line is never pushed out of sight by a long first line.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from tui_lab.metrics.percentiles import MIN_SAMPLES_P90
 from tui_lab.ui.live import LiveFigures
 from tui_lab.views.style import PARTIAL_STYLE
 
+SEPARATOR = " · "
+
 
 def pct(p: Percentiles) -> str:
     """'p50/p90'; a tail that needs more samples shows as 'n<5' (percentiles.MIN_SAMPLES_P90)."""
@@ -18,22 +24,57 @@ def pct(p: Percentiles) -> str:
     return f"{seconds(p.p50)}/{p90}"
 
 
-def render_figures(fig: LiveFigures | None, state: str) -> Text:
-    """Two short lines that fit 80 columns."""
+def _fold(items: list[Text], width: int) -> list[Text]:
+    """``items`` joined by " · " into lines of at most ``width`` cells, breaking only between items."""
+    lines: list[Text] = []
+    for item in items:
+        if lines and lines[-1].cell_len + len(SEPARATOR) + item.cell_len <= width:
+            lines[-1].append(SEPARATOR)
+            lines[-1].append_text(item)
+        else:
+            lines.append(item.copy())
+    return lines
+
+
+def render_figures(fig: LiveFigures | None, state: str, width: int = 80) -> Text:
+    """The figures in lines of at most ``width`` cells: the run's progress, then the p50/p90 latencies."""
     if fig is None:
-        return Text("elapsed —  ·  tokens 0/0  ·  — tok/s", style="dim")
-    out = Text()
-    out.append(f"{state:<9}", PARTIAL_STYLE if state in ("stopped", "partial", "failed") else "bold")
-    out.append(f" {seconds(fig.elapsed_s):>8} · tokens {fig.tokens_done}/{fig.tokens_total}")
-    out.append(f" · {rate(fig.system_tokens_per_s)} (system) · done {fig.finished}/{fig.requests}\n")
-    out.append("p50/p90 ", "dim")
-    out.append(f"TTFT {pct(fig.ttft)} · ITL {pct(fig.itl)} · TPOT {pct(fig.tpot)}")
-    return out
+        return Text("\n".join(line.plain for line in _fold(
+            [Text("elapsed —"), Text("tokens 0/0"), Text("— tok/s")], width)), style="dim")
+    head = Text(f"{state:<9}", PARTIAL_STYLE if state in ("stopped", "partial", "failed") else "bold")
+    head.append(f" {seconds(fig.elapsed_s):>8}")
+    progress = [head, Text(f"tokens {fig.tokens_done}/{fig.tokens_total}"),
+                Text(f"{rate(fig.system_tokens_per_s)} (system)"), Text(f"done {fig.finished}/{fig.requests}")]
+    latency = [Text.assemble(("p50/p90", "dim"), f" TTFT {pct(fig.ttft)}"), Text(f"ITL {pct(fig.itl)}"),
+               Text(f"TPOT {pct(fig.tpot)}")]
+    return Text("\n").join([*_fold(progress, width), *_fold(latency, width)])
 
 
 class FiguresView(Static):
-    """Live figures of the run in progress (redrawn ≤ 4 Hz)."""
+    """Live figures of the run in progress (redrawn ≤ 4 Hz), as tall as its lines at the panel's width."""
+
+    DEFAULT_CSS = """
+    FiguresView {
+        height: 2;
+    }
+    """
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._last: tuple[LiveFigures | None, str] = (None, "idle")
 
     def show(self, fig: LiveFigures | None, state: str) -> None:
-        """Redraw."""
-        self.update(render_figures(fig, state), layout=False)  # a fixed two lines: no layout pass
+        """Redraw; a layout pass only when the number of lines changes."""
+        self._last = (fig, state)
+        text = render_figures(fig, state, max(20, self.content_region.width or 80))
+        lines = len(text.plain.split("\n"))
+        height = self.styles.height
+        if height is None or height.value != lines:
+            self.styles.height = lines
+            self.update(text)
+        else:
+            self.update(text, layout=False)
+
+    def on_resize(self) -> None:
+        """Fold the figures again for the new width."""
+        self.show(*self._last)
