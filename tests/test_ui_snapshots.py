@@ -36,7 +36,8 @@ async def _finish(pilot, app) -> None:
 
 
 def _ready(app):
-    return lambda: app.engine_state in ("ready", "failed")
+    """Loaded and its pace measured (the step's "about N s here" is drawn from it), or failed."""
+    return lambda: app.engine_state == "failed" or (app.engine_state == "ready" and app.estimate.pace is not None)
 
 
 @pytest.mark.parametrize("size", SIZES)

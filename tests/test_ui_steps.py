@@ -30,7 +30,7 @@ async def test_a_step_takes_its_cpu_values_when_the_engine_runs_on_a_cpu():
         await ready(pilot, app)
         await pilot.pause()
         assert app.on_cpu and app.loaded.values["batch_sizes"] == [1, 4] and app.loaded.values["max_new_tokens"] == 4
-        assert "with its CPU values" in text_of(app, "#step-run")
+        assert "batch_sweep (its CPU values) · " in text_of(app, "#step-run")
         await run_and_wait(pilot, app)
         assert [row["batch_size"] for row in app.results] == [1, 4]
 

@@ -93,7 +93,8 @@ class LabApp(App[int]):
         Binding("down", "scroll_lesson(1)", show=False, tooltip="Scroll the lesson text"),
         Binding("pageup", "scroll_lesson(-10)", show=False, tooltip="Scroll the lesson text"),
         Binding("pagedown", "scroll_lesson(10)", show=False, tooltip="Scroll the lesson text"),
-        Binding("escape", "focus_panel", "leave box", show=False, tooltip="Leave a text box (keys act again)"),
+        Binding("escape", "focus_panel", "leave box", show=False,
+                tooltip="Leave a text box (keys act again; in Controls a changed value is put back first)"),
         Binding("question_mark", "help", "help", tooltip="Help: every key, and what the panels mean"),
         Binding("q", "quit", "quit", tooltip="Quit"),
     ]

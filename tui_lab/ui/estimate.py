@@ -65,7 +65,7 @@ def run_line(loaded: LoadedExperiment, step_has_experiment: bool, estimate: str,
     whose result answers no step).
     """
     how_long = f"time here: {MISSING}" if estimate == MISSING else estimate
-    values = " with its CPU values" if loaded.on_cpu and loaded.step is not None and loaded.step.cpu else ""
+    values = " (its CPU values)" if loaded.on_cpu and loaded.step is not None and loaded.step.cpu else ""
     if running:
         return f"{running} is running · s stops it"
     if not step_has_experiment:

@@ -38,8 +38,15 @@ one progress row per request.
 
 ## Experiments
 A lesson step loads an experiment and its settings; **r** runs it, **s** stops it
-(partial results are kept and marked). Sweeps fill the charts point by point;
-**v** zooms a chart, **-** / **+** move the latency budget line.
+(partial results are kept and marked). The line under the step says what **r**
+runs and about how long it takes here (timed on this machine's engine; "—" until
+it is known). On a CPU a step takes its smaller CPU values. Sweeps fill the
+charts point by point; **v** zooms a chart, **-** / **+** move the latency budget line.
+
+## Results
+One row per run and sweep point, named by its lesson step (`02.3`) and
+experiment. Select a sweep point's row (↑ ↓ in the table) to see each of its
+measured runs. Rows and the last sweep chart come back when the lab starts again.
 
 Press **Escape** to close this page.
 """
