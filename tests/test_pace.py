@@ -25,6 +25,13 @@ def scripted() -> ScriptedEngine:
     return engine
 
 
+def test_which_devices_are_a_cpu() -> None:
+    from tui_lab.lab.pace import runs_on_cpu
+
+    assert runs_on_cpu("cpu") and runs_on_cpu("CPU:0") and not runs_on_cpu("cuda:0 (NVIDIA H100)")
+    assert not runs_on_cpu("remote 127.0.0.1:8000") and not runs_on_cpu("scripted")
+
+
 def test_calibration_measures_the_decode_step_at_each_batch_and_the_prefill() -> None:
     pace = calibrate(scripted(), load_s=3.0)
     assert [b for b, _ in pace.steps] == list(CALIBRATION_BATCHES)
@@ -37,14 +44,18 @@ def test_calibration_measures_the_decode_step_at_each_batch_and_the_prefill() ->
 def test_a_batch_the_engine_refuses_is_left_out_of_the_calibration() -> None:
     engine = ScriptedEngine(clock=FakeClock(), timing=TIMING, fail_at_batch=8)
     engine.load()
-    assert [b for b, _ in calibrate(engine).steps] == [1]
+    assert [b for b, _ in calibrate(engine).steps] == [1, 2]
 
 
 def test_decode_steps_are_drawn_between_and_beyond_the_measured_batches() -> None:
     assert PACE.step_s(1) == 0.1 and PACE.step_s(8) == 0.24
     assert PACE.step_s(4) == pytest.approx(0.1 + 0.02 * 3)
-    assert PACE.step_s(16) == pytest.approx(0.24 + 0.02 * 8)  # the last slope goes on
+    on_gpu = Pace("cuda:0 (NVIDIA H100)", 20.0, PACE.steps, PACE.prefills)
+    assert on_gpu.step_s(16) == pytest.approx(0.24 + 0.02 * 8)  # the last slope goes on
+    assert PACE.step_s(16) == pytest.approx(0.24 * 2)  # on a CPU at least in proportion to the batch
     assert PACE.step_s(1) <= PACE.step_s(2) <= PACE.step_s(64)
+    flat = Pace("cuda", 1.0, ((1, 0.01), (8, 0.01)), PACE.prefills)
+    assert flat.step_s(256) == 0.01  # a GPU's flat step stays flat
     assert Pace("cpu").step_s(4) is None and Pace("cpu").seconds([PlannedRun(1, 8, 4)]) is None
 
 

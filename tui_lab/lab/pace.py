@@ -2,7 +2,7 @@
 
 A ``Pace`` holds what was measured on the loaded engine: how long it took to load, prefill times against
 the prompt tokens of the batch, and decode step times per batch size. ``calibrate`` measures a first one
-right after a load (a short prefill and a few decode steps at batch 1 and 8); every finished run refines
+right after a load (a short prefill and a few decode steps at batch 1, 2 and 8); every finished run refines
 it (``observe_run``, ``observe_step``). ``Pace.seconds`` prices an experiment's ``PlannedRun``s, or says
 it cannot (None). Plain data: a ``Pace`` crosses from the engine host to the UI.
 """
@@ -22,12 +22,18 @@ if TYPE_CHECKING:
     from tui_lab.engines.base import Engine
     from tui_lab.lab.run import RunResult
 
-CALIBRATION_BATCHES: tuple[int, ...] = (1, 8)
-"""Batch sizes the calibration times: the two ends of a decode step's cost on most machines."""
-CALIBRATION_TOKENS = 5
-"""New tokens per calibration run: one prefill and four decode steps (a second or two on a laptop CPU)."""
+CALIBRATION_BATCHES: tuple[int, ...] = (1, 2, 8)
+"""Batch sizes the calibration times. Batch 2 is there because a CPU's step is not a straight line from
+batch 1: on a 2-core machine the transformers engine's step took 0.10 s at batch 1 and 0.22 s at both 2 and 8."""
+CALIBRATION_TOKENS = 4
+"""New tokens per calibration run: one prefill and three decode steps (about two seconds on a 2-core CPU)."""
 KEPT_SAMPLES = 8
 """Prefill samples kept (the newest); decode steps keep one figure per batch size."""
+
+
+def runs_on_cpu(device: str) -> bool:
+    """Whether an engine that reports ``device`` (``cpu``, ``cuda:0 (NVIDIA H100)``, ``remote host``) runs on a CPU."""
+    return str(device).strip().lower().split(" ")[0].split(":")[0] == "cpu"
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,11 @@ class Pace:
     # ----------------------------------------------------------------------------------------- pricing
 
     def step_s(self, batch_size: int) -> float | None:
-        """Seconds per decode step at ``batch_size``: measured, or drawn between (and beyond) the measured ones."""
+        """Seconds per decode step at ``batch_size``: measured, or drawn between (and beyond) the measured ones.
+
+        Beyond the largest measured batch the last slope goes on; on a CPU, whose cores are out of arithmetic
+        there, the step grows at least in proportion to the batch.
+        """
         if not self.steps:
             return None
         steps = self.steps
@@ -78,11 +88,15 @@ class Pace:
                 return s0 + (s1 - s0) * (batch_size - b0) / (b1 - b0)
         if batch_size <= steps[0][0]:
             return steps[0][1]
-        if len(steps) == 1:
-            return steps[0][1]
-        (b0, s0), (b1, s1) = steps[-2], steps[-1]
-        slope = max(0.0, (s1 - s0) / (b1 - b0))
-        return s1 + slope * (batch_size - b1)
+        b1, s1 = steps[-1]
+        slope = max(0.0, (s1 - steps[-2][1]) / (b1 - steps[-2][0])) if len(steps) > 1 else 0.0
+        drawn = s1 + slope * (batch_size - b1)
+        return max(drawn, s1 * batch_size / b1) if self.on_cpu else drawn
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the pace was measured on a CPU."""
+        return runs_on_cpu(self.device)
 
     def prefill_s(self, tokens: int) -> float | None:
         """Seconds to prefill ``tokens`` prompt tokens (the whole batch): a fixed cost plus a cost per token,

@@ -18,13 +18,14 @@ from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 from tui_lab.errors import LabError
 from tui_lab.host.server import DEFAULT_FACTORY
 from tui_lab.lab.inventory import names
+from tui_lab.lab.pace import runs_on_cpu
 from tui_lab.lessons import ProgressStore
 from tui_lab.ui.commands import LabCommands
 from tui_lab.ui.estimate import RunEstimate, run_line
 from tui_lab.ui.export import Saved, export_folder, export_results, save_screen
 from tui_lab.ui.host_link import HostLink
 from tui_lab.ui.keys import key_actions
-from tui_lab.ui.loaded import LoadedExperiment, runs_on_cpu
+from tui_lab.ui.loaded import LoadedExperiment
 from tui_lab.ui.messages import (
     EngineFailed,
     EngineLoading,

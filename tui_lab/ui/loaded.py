@@ -18,11 +18,6 @@ from tui_lab.params import Param, Value
 from tui_lab.ui.settings import LabSettings
 
 
-def runs_on_cpu(device: str) -> bool:
-    """Whether an engine that reports ``device`` (``cpu``, ``cuda:0 (NVIDIA H100)``, ``remote host``) runs on a CPU."""
-    return str(device).strip().lower().split(" ")[0].split(":")[0] == "cpu"
-
-
 @dataclass(frozen=True)
 class LoadedExperiment:
     """An experiment with its checked values; ``lesson``/``step`` name the step it belongs to (or None);
