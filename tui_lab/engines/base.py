@@ -317,6 +317,34 @@ class EngineBase:
         """Ask the running ``stream`` to stop at its next step (thread-safe)."""
         self._cancel.set()
 
+    #: Engines that track requests by id (vLLM, a server) need each id once per batch.
+    unique_ids = False
+
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Check the batch and that a model is loaded (both at once, before anything is generated),
+        clear an earlier ``cancel``, then yield what ``_stream`` generates."""
+        validate_batch(requests, sampling)
+        self._require_loaded()
+        if self.unique_ids:
+            require_unique_ids(requests)
+        self._cancel.clear()
+        return self._stream(list(requests), sampling, stop)
+
+    def _require_loaded(self) -> None:
+        """Raise a clear error when ``stream`` is called before ``load`` has succeeded."""
+        self.info  # noqa: B018 - the property raises when nothing is loaded
+
+    def _stream(
+        self, requests: list[Request], sampling: SamplingParams, stop: threading.Event | None
+    ) -> Iterator[StreamEvent]:
+        """The engine's own generation: submitted / token / finished events as they happen."""
+        raise NotImplementedError
+
 
 _THAW_AT_EXIT = False
 

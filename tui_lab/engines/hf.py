@@ -23,7 +23,7 @@ from __future__ import annotations
 import platform
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,6 @@ from tui_lab.engines.base import (
     TokenStep,
     is_cuda,
     settle_heap,
-    validate_batch,
 )
 from tui_lab.errors import DeviceUnavailable, EngineFailure, InvalidInput, LabError, OutOfMemory
 from tui_lab.gpu_share import turn
@@ -437,21 +436,13 @@ class TransformersEngine(EngineBase):
 
     # -- generation ------------------------------------------------------------------------
 
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
-    ) -> Iterator[StreamEvent]:
-        """Generate for ``requests`` together; yields submitted / token / finished events as they happen."""
-        validate_batch(requests, sampling)
+    def _require_loaded(self) -> None:
         if self.model is None or self._factory is None:
             raise EngineFailure("the transformers engine is not loaded yet", hint="call load() first.")
-        self._cancel.clear()
-        return self._generate(list(requests), sampling, stop)
 
-    def _generate(self, requests: list[Request], sampling: SamplingParams,
-                  stop: threading.Event | None) -> Iterator[StreamEvent]:
+    def _stream(self, requests: list[Request], sampling: SamplingParams,
+                stop: threading.Event | None) -> Iterator[StreamEvent]:
+        """Generate for ``requests`` together; yields submitted / token / finished events as they happen."""
         import torch
 
         from tui_lab.engines.sampling import make_generator, sample_next

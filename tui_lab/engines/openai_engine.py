@@ -65,7 +65,6 @@ from tui_lab.engines.base import (
     TokenEvent,
     drain_closing_events,
     drain_session_events,
-    require_unique_ids,
     validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
@@ -270,23 +269,22 @@ class OpenAIEngine(EngineBase):
 
     # ----------------------------------------------------------------- streaming
 
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
-    ) -> Iterator[StreamEvent]:
-        """Send the batch (``concurrency`` at a time) and yield events as chunks arrive."""
-        validate_batch(requests, sampling)
+    unique_ids = True
+
+    def _require_loaded(self) -> None:
         if self._info is None or self._loop is None:
             raise LabError("the openai engine is not loaded yet", hint="load it first")
-        require_unique_ids(requests)
-        self._cancel.clear()
+
+    def _stream(
+        self, requests: list[Request], sampling: SamplingParams, stop: threading.Event | None
+    ) -> Iterator[StreamEvent]:
+        """Send the batch (``concurrency`` at a time) and yield events as chunks arrive."""
+        loop = self._loop
+        if loop is None:  # unloaded between ``stream`` and the first event asked for
+            raise LabError("the openai engine was unloaded", hint="load it again")
         events: queue.Queue[StreamEvent] = queue.Queue()
         states = {r.request_id: _RequestState(r.request_id) for r in requests}
-        future = asyncio.run_coroutine_threadsafe(
-            self._run_batch(list(requests), sampling, states, events), self._loop
-        )
+        future = asyncio.run_coroutine_threadsafe(self._run_batch(requests, sampling, states, events), loop)
         pending = {r.request_id for r in requests}
         # Until some request produces output, failures are held back: if all fail, one clear error is better.
         held: list[StreamEvent] = []

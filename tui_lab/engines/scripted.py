@@ -116,15 +116,13 @@ class ScriptedEngine(EngineBase):
         """Nothing to free."""
         self._info = None
 
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
+    def _require_loaded(self) -> None:
+        """A scripted engine generates whether or not ``load`` ran (tests drive it both ways)."""
+
+    def _stream(
+        self, requests: list[Request], sampling: SamplingParams, stop: threading.Event | None
     ) -> Iterator[StreamEvent]:
         """Yield submitted, token and finished events with modelled timing."""
-        validate_batch(requests, sampling)
-        self._cancel.clear()
         batch = len(requests)
         if self.fail_at_batch is not None and batch >= self.fail_at_batch:
             from tui_lab.errors import OutOfMemory

@@ -44,7 +44,6 @@ from tui_lab.engines.base import (
     drain_closing_events,
     drain_session_events,
     is_cuda,
-    require_unique_ids,
     settle_heap,
     validate_batch,
 )
@@ -665,17 +664,16 @@ class VLLMEngine(EngineBase):
 
     # ----------------------------------------------------------------- streaming
 
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
+    unique_ids = True
+
+    def _require_loaded(self) -> None:
+        self._require()
+
+    def _stream(
+        self, requests: list[Request], sampling: SamplingParams, stop: threading.Event | None
     ) -> Iterator[StreamEvent]:
         """Submit every request at once and yield their events as vLLM produces them."""
-        validate_batch(requests, sampling)
         llm = self._require()
-        require_unique_ids(requests)
-        self._cancel.clear()
         # Rendered (tokenized) on the loop thread: vLLM detokenizes there with the same tokenizer object,
         # and a Rust tokenizer used from two threads at once can fail ("Already borrowed").
         try:
