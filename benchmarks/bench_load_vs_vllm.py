@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import resource
-import signal
 import socket
 import statistics
 import subprocess
@@ -42,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from tui_lab.host.client import end_session
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SERVER_START_TIMEOUT_S = 400
@@ -135,16 +136,9 @@ def wait_ready(proc: subprocess.Popen, url: str, log_path: Path) -> None:
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """End the server's whole session: SIGTERM first (so vLLM frees its shared memory), then SIGKILL."""
+    end_session(proc.pid, grace_s=20)
+    proc.wait(timeout=10)
 
 
 def run_lab(url: str, scenario: dict, max_tokens: int, seed: int) -> dict[str, Any]:

@@ -272,12 +272,11 @@ def test_out_of_memory_message_names_largest_batch():
     assert f"largest batch that fits now: {err.largest_batch}" in str(err)
 
 
-def test_prefill_padded_for_capture_gives_the_same_results():
-    # What a captured prefill runs: the prompts left-padded to a multiple of 16 and every row of the batch
-    # bucket (here 3 sequences in a bucket of 4, the 4th row empty). On CPU it runs uncaptured, same code.
-    model = _model(_gemma())
+def check_padded_prefill(model, steps: int) -> None:
+    """What a captured prefill runs (the prompts left-padded to a multiple of 16, every row of the batch
+    bucket: here 3 sequences in a bucket of 4, the 4th row empty) gives the tokens and logits of the plain
+    prefill. On CPU it runs uncaptured, the same code."""
     ids, mask = _batch(model.config.vocab_size, [5, 9, 2])
-    steps = 10  # past the sliding window of 6
     ref_toks, ref_logits = _fast(model, ids, mask, steps)
     padded = hf_graphs.prefill_bucket(ids.shape[1])
     assert padded == 16
@@ -295,6 +294,10 @@ def test_prefill_padded_for_capture_gives_the_same_results():
     for a, b in zip(ref_logits, logits, strict=True):
         torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
     assert torch.equal(toks, ref_toks)
+
+
+def test_prefill_padded_for_capture_gives_the_same_results():
+    check_padded_prefill(_model(_gemma()), steps=10)  # past the sliding window of 6
 
 
 def test_prefill_capture_needs_room_and_graphs():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from tui_lab.engines import create_engine
 from tui_lab.engines.base import Request, SamplingParams, TokenEvent
 from tui_lab.engines.openai_engine import OpenAIEngine
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
+from tui_lab.host.client import end_session
 from tui_lab.lab.run import execute_run, make_requests
 from tui_lab.metrics import e2e, output_throughput, ttft
 
@@ -515,32 +515,9 @@ def _crash(proc: subprocess.Popen) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """End the server's whole process group: SIGTERM first (so vLLM frees its shared memory), then SIGKILL."""
-    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and _group_alive(proc):
-            time.sleep(0.2)
-        if not _group_alive(proc):
-            break
+    """End the server's whole session: SIGTERM first (so vLLM frees its shared memory), then SIGKILL."""
+    end_session(proc.pid, grace_s=15)
     proc.wait(timeout=10)
-
-
-def _group_alive(proc: subprocess.Popen) -> bool:
-    """Whether any process of the server's group still runs (zombies don't count)."""
-    import psutil
-
-    proc.poll()  # reap the direct child so it stops counting
-    for p in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(p.pid) == proc.pid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                return True
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return False
 
 
 @pytest.fixture(scope="module")

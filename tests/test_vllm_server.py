@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tui_lab.errors import InvalidInput, ModelNotFound
+from tui_lab.host.client import end_session
 from tui_lab.vllm_server import ServerPlan, main, parse, vllm_args
 
 
@@ -99,9 +99,5 @@ def test_serves_the_embedded_model_for_the_openai_engine(tmp_path: Path) -> None
         assert req.trace.output_tokens == 8 and req.finish_reason == "length"
         assert "Traceback" not in log.read_text()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        end_session(proc.pid, grace_s=30)  # SIGTERM first: vLLM frees its shared memory
+        proc.wait(timeout=10)
