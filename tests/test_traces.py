@@ -39,7 +39,6 @@ from tui_lab.lab.runner import run_experiment
 from tui_lab.lab.trace_export import (
     TRACE_EVENT_SCHEMA,
     check_chrome_trace,
-    chrome_trace,
     read_chrome_trace,
     slices_by_track,
     track_names,
