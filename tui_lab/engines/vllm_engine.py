@@ -196,8 +196,14 @@ class SchedulerCounters:
     def samples(self, since: float, until: float) -> dict[str, list[float]]:
         """The per-step samples taken between ``since`` and ``until`` (monotonic seconds) as columns:
         ``t`` (when the front end got the step's stats), ``running``, ``waiting``, ``kv_usage`` (0..1)."""
+        rows: list[tuple[float, int, int, float]] = []
         with self._lock:
-            rows = [row for row in self._samples if since <= row[0] <= until]
+            for row in reversed(self._samples):  # newest first: a run's samples are the last few
+                if row[0] < since:
+                    break
+                if row[0] <= until:
+                    rows.append(row)
+        rows.reverse()
         return {"t": [r[0] for r in rows], "running": [float(r[1]) for r in rows],
                 "waiting": [float(r[2]) for r in rows], "kv_usage": [r[3] for r in rows]}
 

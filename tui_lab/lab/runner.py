@@ -62,8 +62,13 @@ class Outcome:
     """Why it failed (empty when it ran)."""
     hint: str = ""
     error_type: str = ""
-    trace: Trace | None = None
-    """Every run the experiment made, as a trace (``tui_lab.lab.trace``); None when recording is off."""
+    recording: Recording | None = None
+    """Every run the experiment made (``tui_lab.lab.trace``); None when recording is off."""
+
+    @property
+    def trace(self) -> Trace | None:
+        """The recording as a trace (built when first asked for); None when recording is off."""
+        return None if self.recording is None else self.recording.trace()
 
     @property
     def failed(self) -> bool:
@@ -89,7 +94,7 @@ def run_experiment(name: str, given: Mapping[str, Value] | None, ctx: RunContext
             return Outcome(name, params, experiment.run(params, ctx))
         with recording.during(ctx):
             result = experiment.run(params, ctx)
-        return Outcome(name, params, result, trace=recording.finish(result, ctx))
+        return Outcome(name, params, result, recording=recording.finish(result, ctx))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # reported in one line; the caller keeps serving

@@ -862,9 +862,11 @@ class Recording:
     """Every run one experiment makes, as a ``Trace``.
 
     ``during(ctx)`` hands it each run ``execute_run`` finishes (warm-ups flagged), labelled with the
-    experiment's progress line at the time, with the engine's samples over the run; ``add_result`` takes the
-    loads a load experiment keeps in its result. Building a run happens after it ended, in the experiment's
-    thread, never while tokens flow; a run that cannot be built is noted, never raised.
+    experiment's progress line at the time; ``add_result`` takes the loads a load experiment keeps in its
+    result. While the experiment runs a recording only keeps, per run, the ``RunResult`` the run made anyway,
+    the engine's info and settings, and its per-step samples over the run (a few hundred numbers): nothing is
+    built while tokens flow or between runs. The runs are built into tables when the trace is asked for
+    (``runs``, ``trace``); a run that cannot be built is noted in the trace, never raised.
     """
 
     def __init__(self, experiment: str, params: Mapping[str, Any] | None = None,
@@ -873,19 +875,14 @@ class Recording:
         self.params = dict(params or {})
         self.engine_name = engine_name
         self.engine_options = {k: v for k, v in (engine_options or {}).items() if k != "clock"}
-        self.runs: list[TraceRun] = []
         self.notes: list[str] = []
+        self._pending: list[Callable[[], TraceRun]] = []
+        self._built: list[TraceRun] = []
         self._lock = threading.Lock()
         self._label = ""
         self._engine_info: JsonDict | None = None
         self._replay_of: JsonDict | None = None
-
-    # The experiment's progress lines name its runs ("batch 8 · run 2/3").
-    def progress_line(self, text: str, new_run: bool) -> None:
-        """Take note of a progress line (a line marked ``new_run`` labels the runs that follow)."""
-        if new_run:
-            with self._lock:
-                self._label = text
+        self._trace: Trace | None = None
 
     @classmethod
     def start(cls, experiment: str, params: Mapping[str, Any], ctx: Any) -> Recording | None:
@@ -894,6 +891,13 @@ class Recording:
         if not (recording_enabled() or getattr(ctx, "record", False)):
             return None
         return cls(experiment, params, str(getattr(ctx, "engine_name", "")), getattr(ctx, "engine_options", {}))
+
+    # The experiment's progress lines name its runs ("batch 8 · run 2/3").
+    def progress_line(self, text: str, new_run: bool) -> None:
+        """Take note of a progress line (a line marked ``new_run`` labels the runs that follow)."""
+        if new_run:
+            with self._lock:
+                self._label = text
 
     @contextmanager
     def during(self, ctx: Any) -> Iterator[None]:
@@ -917,37 +921,38 @@ class Recording:
         finally:
             ctx.progress = before
 
-    def finish(self, result: object, ctx: Any) -> Trace:
-        """The trace once the experiment returned ``result`` (its loads added); with ``INFERENCE_LAB_RECORD_DIR``
-        set, also written there (a file that cannot be written is noted in the trace, never raised)."""
-        self.add_result(result, getattr(ctx, "engine", None))
-        info = _engine_info(ctx.engine) if getattr(ctx, "engine", None) is not None else None
-        trace = self.trace(info)
+    def finish(self, result: object, ctx: Any) -> Recording:
+        """Close the recording once the experiment returned ``result`` (its loads added). With
+        ``INFERENCE_LAB_RECORD_DIR`` set the trace is built and written there (a file that cannot be written
+        is noted in the trace, never raised)."""
+        engine = getattr(ctx, "engine", None)
+        self.add_result(result, engine)
+        if engine is not None:
+            self._engine_info = _engine_info(engine)
         folder = os.environ.get(RECORD_DIR_ENV, "").strip()
         if folder:
+            trace = self.trace()
             try:
                 write_trace(Path(folder).expanduser() / trace_file_name(self.experiment), trace)
             except OSError as exc:
                 trace.meta.setdefault("notes", []).append(f"not written to {folder}: {exc}")
-        return trace
+        return self
 
     def observe(self, engine: Engine, requests: Sequence[Request], result: RunResult) -> None:
-        """A run ``execute_run`` finished (called in the experiment's thread)."""
+        """A run ``execute_run`` finished (called in the experiment's thread): keep what builds it later."""
         warm = is_warmup_run()
         with self._lock:
             label = self._label
-            index = len(self.runs)
-        n = len(requests)
-        tokens = result.sampling.max_new_tokens
         name = source_of(engine)
-        text = label or f"{name} · batch {n} × {tokens} tokens"
+        text = label or f"{name} · batch {len(requests)} × {result.sampling.max_new_tokens} tokens"
         if name != self.engine_name and label:
             text = f"{text} · {name}"
         if warm and "warm" not in text:
             text += " (warm-up)"
         budgets = [r.budget(result.sampling) for r in requests]
-        self._add(lambda: run_from_result(result, text, engine, experiment=self.experiment, index=index,
-                                          warmup=warm, budgets=budgets, samples=_samples(engine, result)))
+        self._keep(functools.partial(run_from_result, result, text, None, experiment=self.experiment,
+                                     warmup=warm, budgets=budgets, samples=_samples(engine, result), source=name,
+                                     engine_info=_engine_info(engine), settings=engine_settings(engine)))
 
     def add_result(self, result: object, engine: object = None) -> None:
         """Runs an experiment keeps in its result rather than making through ``execute_run`` (loads)."""
@@ -961,30 +966,45 @@ class Recording:
                 for k, load in enumerate(point.loads):
                     loads.append((f"{point.label} · run {k + 1}/{len(point.loads)}", load))
         for label, load in loads:
-            self._add(functools.partial(self._load_run, label, load, engine))
+            info = _engine_info(engine) if engine is not None else {}
+            settings = engine_settings(engine) if engine is not None else {}
+            self._keep(functools.partial(self._load_run, label, load, source_of(engine) if engine else "unknown",
+                                         info, settings, _samples(engine, load.run)))
 
-    def _load_run(self, label: str, load: Any, engine: object) -> TraceRun:
+    def _load_run(self, label: str, load: Any, source: str, info: JsonDict, settings: JsonDict,
+                  samples: dict[str, list[float]] | None) -> TraceRun:
         run: RunResult = load.run
-        arrivals = load_arrivals(load)
-        budgets = [r.budget(run.sampling) for r in load.plan.requests()]
-        return run_from_result(run, label, engine, experiment=self.experiment, index=len(self.runs),
-                               arrivals=arrivals, budgets=budgets, samples=_samples(engine, run),
+        return run_from_result(run, label, None, experiment=self.experiment, arrivals=load_arrivals(load),
+                               budgets=[r.budget(run.sampling) for r in load.plan.requests()], samples=samples,
+                               source=source, engine_info=info, settings=settings,
                                load=_jsonable(load.plan.to_dict()))
 
-    def _add(self, build: Callable[[], TraceRun]) -> None:
-        try:
-            run = build()
-        except Exception as exc:  # a trace must never break the experiment it records
-            with self._lock:
-                self.notes.append(f"a run could not be recorded: {type(exc).__name__}: {exc}")
-            return
+    def _keep(self, build: Callable[[], TraceRun]) -> None:
         with self._lock:
-            run.index = len(self.runs)
-            self.runs.append(run)
+            self._pending.append(build)
+            self._trace = None
+
+    @property
+    def runs(self) -> list[TraceRun]:
+        """The recorded runs, built (once) from what was kept."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for build in pending:
+            try:
+                run = build()
+            except Exception as exc:  # a trace must never break the experiment it records
+                self.notes.append(f"a run could not be recorded: {type(exc).__name__}: {exc}")
+                continue
+            run.index = len(self._built)
+            self._built.append(run)
+        return self._built
 
     def trace(self, info: JsonDict | None = None, command: Sequence[str] | None = None) -> Trace:
         """The recording as a ``Trace``: its runs, and what they ran on (``info``: the engine's info)."""
-        info = info or self._engine_info or (self.runs[0].engine if self.runs else {})
+        if self._trace is not None and info is None and command is None:
+            return self._trace
+        runs = self.runs
+        info = info or self._engine_info or (runs[0].engine if runs else {})
         replay_of = self._replay_of
         meta: JsonDict = {
             "recorded": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -1005,7 +1025,8 @@ class Recording:
             for key in ("machine", "recorded", "model", "versions", "dtype", "text_is_meaningful"):
                 if replay_of.get(key) is not None:
                     meta[key] = replay_of[key]
-        return Trace(meta, list(self.runs))
+        self._trace = Trace(meta, list(runs))
+        return self._trace
 
 
 def _samples(engine: object, result: RunResult) -> dict[str, list[float]] | None:
