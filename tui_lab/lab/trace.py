@@ -785,6 +785,19 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
     return decode(doc)
 
 
+def without_warmups(trace: Trace) -> Trace:
+    """``trace`` without its warm-up runs (a smaller file to ship; a replay plays a measured run for a warm-up),
+    the meta saying how many were left out."""
+    kept = [r for r in trace.runs if not r.warmup]
+    left = len(trace.runs) - len(kept)
+    meta = dict(trace.meta)
+    if left:
+        meta["notes"] = [*list(meta.get("notes") or []), f"{left} warm-up runs left out of this file"]
+    for k, run in enumerate(kept):
+        run.index = k
+    return Trace(meta, kept)
+
+
 # ------------------------------------------------------------------------------------------- machine facts
 
 

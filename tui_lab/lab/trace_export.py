@@ -348,3 +348,37 @@ def track_names(doc: Mapping[str, Any]) -> dict[tuple[int, int], str]:
             tid = 0 if ev["name"] == "process_name" else int(ev.get("tid", 0))
             out[(int(ev["pid"]), tid)] = str(ev["args"]["name"])
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tui_lab.lab.trace_export TRACE [OUT]``: a lab trace as a Perfetto / chrome://tracing file."""
+    import argparse
+    import sys
+
+    from tui_lab.lab.trace import read_trace
+    from tui_lab.traces import find
+
+    parser = argparse.ArgumentParser(prog="python -m tui_lab.lab.trace_export",
+                                     description="Write a lab trace (--record FILE, or a shipped trace's name) as "
+                                     "Chrome trace-event JSON: open it at ui.perfetto.dev or chrome://tracing.")
+    parser.add_argument("trace", help="a trace file, or the name of one shipped with the lab")
+    parser.add_argument("out", nargs="?", default=None, help="output (default: TRACE's name + .perfetto.json.gz)")
+    parser.add_argument("--tokens", choices=("auto", "on", "off"), default="auto", help="an instant per token")
+    args = parser.parse_args(argv)
+    path = find(args.trace)
+    if path is None:
+        print(f"no trace file {args.trace!r}", file=sys.stderr)
+        return 2
+    trace = read_trace(path)
+    out = Path(args.out) if args.out else path.with_name(path.name.removesuffix(".trace.json.gz").removesuffix(
+        ".json.gz").removesuffix(".json") + ".perfetto.json.gz")
+    marks = None if args.tokens == "auto" else args.tokens == "on"
+    written = write_chrome_trace(out, trace, marks)
+    problems = check_chrome_trace(read_chrome_trace(written))
+    print(f"wrote {written}: {len(trace.runs)} runs of {machine_line(trace.meta)}"
+          + (f"; {len(problems)} problems: {problems[:3]}" if problems else ""))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
