@@ -165,6 +165,23 @@ def test_vllm_stamps_from_another_clock_get_a_measured_offset_or_are_dropped() -
     assert_phases_add_up(broken)
 
 
+def test_a_vllm_arrival_before_the_send_is_kept_and_explained() -> None:
+    res = _vllm_like(offset=0.0)
+    for rr in res.requests:
+        assert rr.engine_times is not None
+        rr.engine_times["arrival_wall_s"] = 1.7e9 + 499.990  # rendered 10 ms before the lab's send
+    run = T.run_from_result(res, "vllm", source="vllm")
+    assert run.requests.engine_arrival == pytest.approx([499.990, 499.990])
+    assert any("renders the prompt" in n for n in run.notes)
+    assert_phases_add_up(run)  # an instant, not a phase: the phases still start at the send
+    for rr in res.requests:
+        assert rr.engine_times is not None
+        rr.engine_times["arrival_wall_s"] = 1.7e9 + 500.5  # after the core queued it: a wall clock that moved
+    moved = T.run_from_result(res, "vllm", source="vllm")
+    assert all(math.isnan(a) for a in moved.requests.engine_arrival)
+    assert any("wall clock moved" in n for n in moved.notes)
+
+
 def test_engine_clock_interval_rules() -> None:
     nan = T.NAN
     same = T.engine_clock([1.0], [1.001], [1.05], [1.049], [1.2], [1.199])
@@ -526,8 +543,33 @@ def test_replay_of_a_variant_takes_only_the_runs_recorded_with_it(tmp_path: Path
     path, _ = _recorded(tmp_path, batch_sizes=(1,))
     engine, _ = _replay(path, variant={"engine": "scripted", "real_time": False})
     assert engine.shapes() == ["batch 1 × 5 tokens"]
-    with pytest.raises(InvalidInput, match="no run recorded with engine=vllm"):
-        _replay(path, variant={"engine": "vllm"})
+    with pytest.raises(InvalidInput, match="no run recorded with engine=scripted, real_time=True") as err:
+        _replay(path, variant={"engine": "scripted", "real_time": True})
+    assert err.value.hint == "it has: scripted (real_time=False)"
+
+
+def test_a_comparison_replays_each_variant_from_its_own_runs(tmp_path: Path) -> None:
+    engine = ScriptedEngine(clock=FakeClock())
+    engine.load()
+    params = {"batch_size": 2, "max_new_tokens": 4, "runs": 2}
+    recorded = run_experiment("graphs_compare", params, RunContext(engine=engine, engine_name="scripted"))
+    assert recorded.trace is not None and recorded.result is not None
+    path = T.write_trace(tmp_path / "graphs.trace.json.gz", recorded.trace)
+    clock = FakeClock(start=3.0)
+    replay = create_engine("replay", trace=str(path), clock=clock, sleep=clock.advance)
+    replay.load()
+
+    def factory(name: str, **options: object) -> object:
+        return create_engine(name, **options, clock=clock, sleep=clock.advance)
+
+    ctx = RunContext(engine=replay, engine_name="replay", engine_options={"trace": str(path)}, engine_factory=factory)
+    again = run_experiment("graphs_compare", params, ctx)
+    assert again.result is not None, again.message
+    before, after = recorded.result.to_dict(), again.result.to_dict()
+    assert [m["label"] for m in after["modes"]] == [m["label"] for m in before["modes"]]
+    for a, b in zip(before["modes"], after["modes"], strict=True):
+        assert [r["step_ms"] for r in b["runs"]] == [pytest.approx(r["step_ms"], abs=1e-6) for r in a["runs"]]
+        assert b["gpu"] is None  # this machine's GPU telemetry is never put beside a replay
 
 
 def test_a_trace_of_a_replay_stays_the_original_machines(tmp_path: Path) -> None:

@@ -63,6 +63,8 @@ PHASES = ("client queue", "to engine", "engine queue", "prefill", "decode", "fro
 """A request's latency from its client arrival to its last token, in order (``phases``)."""
 REMAINDER_PHASES = ("to engine", "from engine")
 """The phases outside the engine's own queue/prefill/decode split: hand-over, transport, detokenize."""
+ARRIVAL_BEFORE_SEND_S = 60.0
+"""How long before its send a vLLM arrival may lie (its prompt rendered first) and still be shown."""
 NOT_SPLIT = "queue + prefill"
 """One span where the source cannot split the engine's queue from its prefill (a server seen from the client)."""
 
@@ -513,14 +515,18 @@ def _place_engine_times(run: TraceRun, result: RunResult) -> None:
                 arrivals.append(NAN)
                 continue
             at = float(wall) - float(wmm)
-            # The front end takes the request after the host sent it and before the core queues it; a wall
-            # clock stepped (NTP) in between would put it elsewhere: then it is not shown.
+            # The front end takes a request before its core queues it; a wall clock stepped (NTP) in between
+            # would put it after that, or long before the send: then it is not shown.
             upper = rq.queued[i] if known(rq.queued[i]) else rq.first_token(i)
-            ok = known(rq.send[i]) and at >= rq.send[i] - 1e-3 and (not known(upper) or at <= upper + 1e-3)
+            ok = known(rq.send[i]) and at >= rq.send[i] - ARRIVAL_BEFORE_SEND_S and (not known(upper)
+                                                                                    or at <= upper + 1e-3)
             arrivals.append(at if ok else NAN)
         if any(not known(a) for a, t in zip(arrivals, times, strict=True) if "arrival_wall_s" in t):
-            run.notes.append("vLLM's wall-clock arrival did not fall between send and queue for some requests "
+            run.notes.append("vLLM's wall-clock arrival did not fall before its queue time for some requests "
                              "(the wall clock moved?): not shown for them")
+        if any(known(a) and a < s for a, s in zip(arrivals, rq.send, strict=True)):
+            run.notes.append("vLLM stamps a request's arrival when its front end renders the prompt: for a batch "
+                             "that is before the lab's send (its prompts are tokenized first, outside TTFT)")
         rq.engine_arrival[:] = arrivals
         return
     rq.engine_arrival[:] = [NAN] * n
@@ -903,7 +909,9 @@ class Recording:
         (``INFERENCE_LAB_TRACE=0`` and the context does not ask for one with ``record``)."""
         if not (recording_enabled() or getattr(ctx, "record", False)):
             return None
-        return cls(experiment, params, str(getattr(ctx, "engine_name", "")), getattr(ctx, "engine_options", {}))
+        engine = getattr(ctx, "engine", None)
+        name = source_of(engine) if engine is not None else str(getattr(ctx, "engine_name", ""))
+        return cls(experiment, params, name, getattr(ctx, "engine_options", {}))
 
     # The experiment's progress lines name its runs ("batch 8 · run 2/3").
     def progress_line(self, text: str, new_run: bool) -> None:
