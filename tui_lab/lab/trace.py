@@ -654,8 +654,10 @@ def encode_run(run: TraceRun) -> JsonDict:
         prev = -1
         for j in range(rq.starts[i], rq.starts[i + 1]):
             k = rq.tok_step[j]
-            if k < 0:
-                steps_delta.append(0)  # 0 never follows a step (steps strictly increase): "not a step, time below"
+            if k <= prev:
+                # Not a step (or a second event of this request in one step): 0, and its own time below. A
+                # request's steps strictly increase otherwise, so 0 never means anything else.
+                steps_delta.append(0)
                 explicit.append(_ns(rq.tok_t[j], t0))
             else:
                 steps_delta.append(k - prev)
