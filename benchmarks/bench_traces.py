@@ -121,33 +121,14 @@ def headless_cost(engine_name: str, model: str, device: str, batches: list[int],
 
 async def _app_rates(engine_name: str, model: str, device: str, batches: list[int], tokens: int,
                      repeats: int) -> dict[int, float]:
-    from tui_lab.ui.app import AppOptions, LabApp
-    from tui_lab.ui.testing import FIXTURE_LESSONS
+    """Tokens/s of ``generate`` in the app, per batch: ``benchmarks/bench_ui.py``'s own in-app runs (kept in
+    step with the UI there), with no keys pressed: the app only streams."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_ui
 
-    app = LabApp(AppOptions(model=model, engine=engine_name, device=device, lessons=FIXTURE_LESSONS,
-                            cursor_blink=False, save_progress=False))
-    out: dict[int, float] = {}
-    async with app.run_test(size=(160, 48)):
-        deadline = time.monotonic() + 900
-        while app.engine_state not in ("ready", "failed"):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the engine did not load")
-            await asyncio.sleep(0.5)
-        if app.engine_state != "ready":
-            raise RuntimeError("the engine failed to load in the app")
-        app.experiment_params = {"ignore_eos": True}
-        for batch in batches:
-            rates = []
-            for run in range(repeats + 1):  # the first is a warm-up
-                app.settings = app.settings.with_(batch_size=batch, max_new_tokens=tokens, greedy=True)
-                n = len(app.results)
-                app.action_run()
-                while app.busy or len(app.results) <= n:
-                    await asyncio.sleep(0.05)
-                if run:
-                    rates.append(float(app.results[-1]["output_tokens_per_s"]))
-            out[batch] = statistics.median(rates)
-    return out
+    bench_ui.KEY_INTERVAL_S = 0.0
+    got = await bench_ui.app_figures(engine_name, model, device, batches, tokens, repeats)
+    return {batch: float(got[batch]["tokens_per_s"]) for batch in batches}
 
 
 def app_cost(engine_name: str, model: str, device: str, batches: list[int], tokens: int, repeats: int) -> dict:
