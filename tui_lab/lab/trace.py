@@ -59,6 +59,8 @@ TRACE_ENV = "INFERENCE_LAB_TRACE"
 RECORD_DIR_ENV = "INFERENCE_LAB_RECORD_DIR"
 """A folder: every experiment the runner runs writes its trace there (``<experiment>-<time>.trace.json.gz``)."""
 
+LOCAL_OPTIONS = ("cache_dir",)
+"""Engine options that name this machine's folders: never written into a trace."""
 PHASES = ("client queue", "to engine", "engine queue", "prefill", "decode", "from engine")
 """A request's latency from its client arrival to its last token, in order (``phases``)."""
 REMAINDER_PHASES = ("to engine", "from engine")
@@ -345,7 +347,7 @@ def engine_settings(engine: object) -> JsonDict:
     name = str(getattr(engine, "name", ""))
     out: JsonDict = {}
     for option in ENGINE_OPTIONS.get(name, ()):
-        if option.secret_name:
+        if option.secret_name or option.name in LOCAL_OPTIONS:
             continue
         value = getattr(engine, option.name, None)
         if value is None or isinstance(value, (bool, int, float, str)):
@@ -1036,9 +1038,9 @@ class Recording:
             "device": info.get("device"), "dtype": info.get("dtype"),
             "versions": library_versions(info.get("versions") or {}),
             "settings": {k: v for k, v in self.engine_options.items()
-                         if v is None or isinstance(v, (str, int, float, bool))},
+                         if k not in LOCAL_OPTIONS and (v is None or isinstance(v, (str, int, float, bool)))},
             "text_is_meaningful": info.get("text_is_meaningful", True),
-            "command": list(command) if command is not None else list(sys.argv), "notes": list(self.notes),
+            "command": command_line(sys.argv if command is None else command), "notes": list(self.notes),
         }
         if replay_of:
             # A recording of a replay keeps the original machine's facts (its times are that machine's), and
@@ -1085,6 +1087,16 @@ def load_arrivals(load: Any) -> list[float | None]:
         start = sorted(starts)[len(starts) // 2]
         out = [start + off if a is None else a for a, off in zip(out, load.arrivals_s, strict=True)]
     return out
+
+
+def command_line(argv: Sequence[str]) -> list[str]:
+    """The command that recorded a trace, without this machine's paths: the program by its name
+    (``inference-lab`` for the lab's own entry points), its arguments as given."""
+    if not argv:
+        return []
+    program = Path(argv[0])
+    name = "inference-lab" if program.name == "inference-lab" or program.parent.name == "tui_lab" else program.name
+    return [name, *argv[1:]]
 
 
 def trace_file_name(experiment: str, when: datetime.datetime | None = None) -> str:
