@@ -764,7 +764,7 @@ def to_bytes(trace: Trace, compress: bool = True) -> bytes:
     if not compress:
         return text.encode("utf-8")
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz:
         gz.write(text.encode("utf-8"))
     return buf.getvalue()
 
