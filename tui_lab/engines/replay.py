@@ -40,9 +40,8 @@ from tui_lab.engines.base import (
     StreamEvent,
     TokenEvent,
     TokenStep,
-    validate_batch,
 )
-from tui_lab.errors import EngineFailure, InvalidInput
+from tui_lab.errors import InvalidInput
 
 SPIN_S = 0.002
 """The last part of a wait is spent spinning on the clock: a sleep on a busy machine wakes up ms late."""
@@ -204,17 +203,10 @@ class ReplayEngine(EngineBase):
             self._cursor[key] = k + 1
         return matching[k % len(matching)]
 
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
-    ) -> Iterator[StreamEvent]:
-        """Play the recorded run of this batch's shape, event by event, at the recorded pace."""
-        validate_batch(requests, sampling)
-        if self._info is None:
-            raise EngineFailure("the replay engine is not loaded yet", hint="call load() first.")
-        self._cancel.clear()
+    def _stream(self, requests: list[Request], sampling: SamplingParams,
+                stop: threading.Event | None) -> Iterator[StreamEvent]:
+        """Play the recorded run of this batch's shape, event by event, at the recorded pace (a shape the
+        trace lacks is refused here, before anything is generated)."""
         run = self._pick([r.budget(sampling) for r in requests])
         return self._play(run, [r.request_id for r in requests], stop)
 
