@@ -199,6 +199,9 @@ class _Progress:
 
 def _output_flags(parser: argparse.ArgumentParser, out: bool) -> None:
     parser.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
+    parser.add_argument("--record", default=None, metavar="FILE",
+                        help="also write a trace of every run (FILE.trace.json.gz: replay it with --engine replay "
+                        "--trace FILE; tui_lab.lab.trace_export turns it into a Perfetto timeline)")
     if out:
         parser.add_argument("--out", default=None, metavar="FILE",
                             help="also write the result to FILE.json or FILE.csv")
@@ -342,7 +345,8 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
 
         ctx = RunContext(engine=engine, engine_name=str(info.engine) if info else name, engine_options=options,
                          sink=sink, progress=progress, partial=partial, reload=reload,
-                         release=None if engine is None else lambda: safe_unload(ctx.engine))
+                         release=None if engine is None else lambda: safe_unload(ctx.engine),
+                         record=bool(getattr(args, "record", None)))
         box: dict[str, object] = {}
         done = threading.Event()
 
@@ -379,7 +383,20 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
     assert isinstance(outcome, Outcome)
     if outcome.result is None:
         raise LabError(outcome.message, outcome.hint or None)
+    _write_record(args, outcome)
     return Execution(info, outcome.result, interrupted or _cut_by_ctrl_c(outcome.result))
+
+
+def _write_record(args: argparse.Namespace, outcome: object) -> None:
+    """Write the trace ``--record`` asked for (the runs the experiment made, with what they ran on)."""
+    path = getattr(args, "record", None)
+    trace = getattr(outcome, "trace", None)
+    if not path or trace is None:
+        return
+    from tui_lab.lab.trace import write_trace
+
+    written = write_trace(path, trace)
+    print(f"wrote {written} (trace of {len(trace.runs)} run{'s' if len(trace.runs) != 1 else ''})", file=sys.stderr)
 
 
 def _cut_by_ctrl_c(result: Result) -> bool:
@@ -413,6 +430,11 @@ def check_before_load(args: argparse.Namespace, experiment: Experiment, params: 
 
         export_format(out)
         check_writable(out)
+    record = getattr(args, "record", None)
+    if record:
+        from tui_lab.lab.export import check_writable
+
+        check_writable(record)
     name, options = engine_flags(args)
     if name not in ("transformers", "vllm") or not experiment.needs_engine:
         return

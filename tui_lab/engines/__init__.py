@@ -26,6 +26,7 @@ ENGINES: dict[str, str] = {
     "transformers": "tui_lab.engines.hf:TransformersEngine",
     "vllm": "tui_lab.engines.vllm_engine:VLLMEngine",
     "openai": "tui_lab.engines.openai_engine:OpenAIEngine",
+    "replay": "tui_lab.engines.replay:ReplayEngine",
     "scripted": "tui_lab.engines.scripted:ScriptedEngine",
 }
 """Engine name → "module:class" (its options: ``tui_lab.engines.options.ENGINE_OPTIONS``)."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tui_lab.engines.base import (
@@ -62,6 +63,8 @@ class RequestResult:
     finish_reason: str | None = None
     engine_times: dict[str, float] | None = None
     error: str | None = None
+    t_finish: float | None = None
+    """When the engine said the request ended (its ``RequestFinished.t``); None while it runs."""
 
     @property
     def tokens(self) -> list[TokenRecord]:
@@ -113,6 +116,9 @@ class RunResult:
     """Load runs: requests that did not end by themselves (cut by a stop or Ctrl-C, or failed mid-stream)
     are left out of the latency figures and counted apart (``RunSummary.cut``). A static batch stopped
     mid-run cuts every request at once, so batch runs keep them."""
+    engine_steps: bool = False
+    """True when the engine handed tokens over as ``TokenStep``s (a batch decoded step by step): each distinct
+    token time is then one engine step (``tui_lab.lab.trace`` builds the step table from that)."""
 
     @property
     def traces(self) -> list[RequestTrace]:
@@ -181,11 +187,14 @@ class RunRecorder:
             rr.finish_reason = event.reason
             rr.engine_times = event.engine_times
             rr.error = event.error
+            rr.t_finish = event.t
             if event.reason in ("cancelled", "error"):
                 self.result.partial = True
 
     def _spread_steps(self) -> None:
         """Move the kept steps' tokens into their requests' columns, in order."""
+        if self._steps:
+            self.result.engine_steps = True
         by_id = self._by_id
         for step in self._steps:
             t = step.t
@@ -252,7 +261,44 @@ def execute_run(
         finally:
             if sink is not None and pending:
                 sink(pending)
-    return recorder.finish(time.perf_counter() - started)
+    result = recorder.finish(time.perf_counter() - started)
+    for observer in tuple(_OBSERVERS):
+        observer(engine, requests, result)
+    return result
+
+
+RunObserver = Callable[[Engine, Sequence[Request], RunResult], None]
+"""Called with every finished run of ``execute_run`` (the engine, its requests, the result); must not raise."""
+
+_OBSERVERS: list[RunObserver] = []
+_ROLE = threading.local()
+
+
+@contextmanager
+def run_role(warmup: bool) -> Iterator[None]:
+    """Say, to run observers, whether the runs this thread makes inside the block are warm-up runs."""
+    before = getattr(_ROLE, "warmup", False)
+    _ROLE.warmup = warmup
+    try:
+        yield
+    finally:
+        _ROLE.warmup = before
+
+
+def is_warmup_run() -> bool:
+    """Whether the run this thread is making was marked a warm-up run (``run_role``)."""
+    return bool(getattr(_ROLE, "warmup", False))
+
+
+@contextmanager
+def observing_runs(observer: RunObserver) -> Iterator[None]:
+    """Hand every run ``execute_run`` finishes, in any thread, to ``observer`` while the block runs
+    (how ``tui_lab.lab.trace`` records every run of an experiment without each experiment keeping them)."""
+    _OBSERVERS.append(observer)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(observer)
 
 
 def make_requests(prompts: Sequence[str], batch_size: int, max_new_tokens: int | None = None) -> list[Request]:
