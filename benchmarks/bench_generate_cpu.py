@@ -67,7 +67,8 @@ def machine_info() -> dict:
 
 def run_engine(engine: object, prompts: list[str], new_tokens: int) -> tuple[float, float, list[list[int]]]:
     """Wall and CPU seconds of one engine run (tokenize → last token as text), and the tokens per request."""
-    from tui_lab.engines.base import Request, SamplingParams, TokenEvent, per_token
+    from tui_lab.engines.base import Request, SamplingParams
+    from tui_lab.engines.events import TokenEvent, per_token
 
     requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
     sampling = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)

@@ -131,7 +131,7 @@ def test_json_stdout_survives_engines_that_print(capsys: pytest.CaptureFixture[s
 
 
 def test_ctrl_c_mid_run_prints_partial_results_and_exits_130(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
-    from tui_lab.engines.base import TokenEvent, TokenStep
+    from tui_lab.engines.events import TokenEvent, TokenStep
     from tui_lab.engines.scripted import ScriptedEngine
 
     original = ScriptedEngine.stream
@@ -463,7 +463,7 @@ def test_real_embedded_model_run_json() -> None:
 
 def test_a_broken_stream_prints_its_cause_and_exits_1(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     """A stream that broke ended as PARTIAL RESULTS with exit 0; the cause was only in --json."""
-    from tui_lab.engines.base import RequestFinished
+    from tui_lab.engines.events import RequestFinished
     from tui_lab.engines.scripted import ScriptedEngine
 
     original = ScriptedEngine.stream

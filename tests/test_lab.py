@@ -10,7 +10,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from tests.lab_helpers import sweep_plan, validate_params
-from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, StreamEvent, TokenEvent, TokenStep
+from tui_lab.engines.base import Request, SamplingParams
+from tui_lab.engines.events import RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.scripted import FakeClock, ScriptedEngine, StepModel
 from tui_lab.errors import DeviceUnavailable, InvalidInput, OutOfMemory, error_text
 from tui_lab.lab.compare import cpu_vs_gpu, kv_cache_compare
@@ -531,7 +532,7 @@ def test_lab_modules_import_neither_textual_nor_torch() -> None:
 
 
 def test_token_steps_are_recorded_per_request_in_order() -> None:
-    from tui_lab.engines.base import RequestFinished
+    from tui_lab.engines.events import RequestFinished
     from tui_lab.lab.run import RunRecorder
 
     sampling = SamplingParams(max_new_tokens=3)

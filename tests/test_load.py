@@ -14,29 +14,13 @@ import time
 
 import pytest
 
-from tui_lab.engines.base import (
-    EngineInfo,
-    LoadSession,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    TokenEvent,
-    per_token,
-    supports_sessions,
-)
+from tui_lab.engines.base import EngineInfo, LoadSession, Request, SamplingParams, supports_sessions
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, TokenEvent, per_token
 from tui_lab.engines.scripted import ScriptedEngine
 from tui_lab.errors import InvalidInput
 from tui_lab.lab import inventory
 from tui_lab.lab.experiment import RunContext
-from tui_lab.lab.load import (
-    LoadPlan,
-    LoadSweepPlan,
-    arrival_offsets,
-    execute_load,
-    output_lengths,
-    run_load_sweep,
-)
+from tui_lab.lab.load import LoadPlan, LoadSweepPlan, arrival_offsets, execute_load, output_lengths, run_load_sweep
 from tui_lab.metrics import e2e, ttft
 
 

@@ -24,7 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tui_lab.engines import create_engine
-from tui_lab.engines.base import Request, SamplingParams, TokenEvent
+from tui_lab.engines.base import Request, SamplingParams
+from tui_lab.engines.events import TokenEvent
 from tui_lab.engines.openai_engine import OpenAIEngine
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
 from tui_lab.host.client import end_session
@@ -218,7 +219,7 @@ def test_a_usage_only_chunk_keeps_the_last_token_time():
     """The same stream fed with stated arrival times: tokens at 1, 2, 3, 4 s, usage at 9 s; E2E ends at 4 s."""
     import queue as queue_mod
 
-    from tui_lab.engines.base import RequestSubmitted
+    from tui_lab.engines.events import RequestSubmitted
     from tui_lab.engines.openai_engine import _RequestState
 
     engine = OpenAIEngine("http://127.0.0.1:1/v1")
@@ -402,7 +403,7 @@ def test_key_echoed_in_errors_is_masked_on_every_path(stub_url, monkeypatch, api
 
 
 def test_key_echoed_in_load_session_errors_is_masked(stub_url, monkeypatch):
-    from tui_lab.engines.base import RequestFinished
+    from tui_lab.engines.events import RequestFinished
 
     monkeypatch.setenv("LAB_TEST_KEY", SECRET)
     engine = OpenAIEngine(stub_url, api_key_env="LAB_TEST_KEY", timeout=2)

@@ -19,15 +19,8 @@ import pytest
 
 from tui_lab.cli import main
 from tui_lab.engines import create_engine
-from tui_lab.engines.base import (
-    EngineInfo,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    TokenEvent,
-    TokenStep,
-)
+from tui_lab.engines.base import EngineInfo, Request, SamplingParams
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, TokenEvent, TokenStep
 from tui_lab.engines.replay import ReplayEngine
 from tui_lab.engines.scripted import FakeClock, ScriptedEngine
 from tui_lab.errors import InvalidInput

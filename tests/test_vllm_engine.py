@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from tui_lab.engines import create_engine
-from tui_lab.engines.base import Request, SamplingParams, TokenEvent, TokenStep
+from tui_lab.engines.base import Request, SamplingParams
+from tui_lab.engines.events import TokenEvent, TokenStep
 from tui_lab.engines.vllm_engine import VLLMEngine, engine_breakdown
 from tui_lab.errors import EngineUnavailable, InvalidInput, LabError
 from tui_lab.lab.run import execute_run
@@ -361,7 +362,7 @@ def test_one_reader_turns_a_step_of_outputs_into_one_token_step():
     single-token deltas, a ``TokenEvent`` for a merged delta, then the finishes (host cost per token)."""
     import asyncio
 
-    from tui_lab.engines.base import RequestFinished, RequestSubmitted
+    from tui_lab.engines.events import RequestFinished, RequestSubmitted
     from tui_lab.engines.vllm_engine import VLLMEngine, _Reader
 
     emitted: list[list] = []

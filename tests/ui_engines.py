@@ -12,7 +12,8 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 
-from tui_lab.engines.base import Request, SamplingParams, StreamEvent
+from tui_lab.engines.base import Request, SamplingParams
+from tui_lab.engines.events import StreamEvent
 from tui_lab.engines.scripted import FakeClock, ScriptedEngine, StepModel
 
 STEPS_BEFORE_KILL = 20

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from tui_lab.engines.base import Engine, EngineInfo, RequestFinished, StreamEvent, TokenEvent, TokenStep
+from tui_lab.engines.base import Engine, EngineInfo
+from tui_lab.engines.events import RequestFinished, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.options import ENGINE_NAMES, TEST_ENGINES, all_options, check_options, engine_options
 from tui_lab.errors import EngineUnavailable, InvalidInput, LabError, error_text
 from tui_lab.lab.experiment import Experiment, Params, PartialItem, Progress, Result, RunContext

@@ -8,18 +8,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from tui_lab.engines.base import (
-    Engine,
-    EngineInfo,
-    ProgressCallback,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    TokenEvent,
-    TokenStep,
-)
+from tui_lab.engines.base import Engine, EngineInfo, ProgressCallback, Request, SamplingParams
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.options import ENGINE_NAMES, check_options
 
 ENGINES: dict[str, str] = {

@@ -27,20 +27,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tui_lab.engines.base import (
-    EngineBase,
-    EngineInfo,
-    FinishReason,
-    ProgressCallback,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    TokenStep,
-    is_cuda,
-    settle_heap,
-)
+from tui_lab.engines.base import EngineBase, EngineInfo, ProgressCallback, Request, SamplingParams, is_cuda, settle_heap
+from tui_lab.engines.events import FinishReason, RequestFinished, RequestSubmitted, StreamEvent, TokenStep
 from tui_lab.errors import DeviceUnavailable, EngineFailure, InvalidInput, LabError, OutOfMemory
 from tui_lab.gpu_share import turn
 

@@ -54,18 +54,20 @@ from tui_lab.engines.base import (
     MAX_BATCH_SIZE,
     EngineBase,
     EngineInfo,
-    FinishReason,
     LoadSession,
     ProgressCallback,
     Request,
+    SamplingParams,
+    validate_batch,
+)
+from tui_lab.engines.events import (
+    FinishReason,
     RequestFinished,
     RequestSubmitted,
-    SamplingParams,
     StreamEvent,
     TokenEvent,
     drain_closing_events,
     drain_session_events,
-    validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
 from tui_lab.errors import EngineFailure, InvalidInput, LabError

@@ -29,18 +29,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tui_lab.engines.base import (
-    EngineBase,
-    EngineInfo,
-    ProgressCallback,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    TokenEvent,
-    TokenStep,
-)
+from tui_lab.engines.base import EngineBase, EngineInfo, ProgressCallback, Request, SamplingParams
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.errors import InvalidInput
 
 SPIN_S = 0.002

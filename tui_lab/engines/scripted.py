@@ -20,19 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tui_lab.engines.base import (
-    EngineBase,
-    EngineInfo,
-    ProgressCallback,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    TokenEvent,
-    TokenStep,
-    validate_batch,
-)
+from tui_lab.engines.base import EngineBase, EngineInfo, ProgressCallback, Request, SamplingParams, validate_batch
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.errors import InvalidInput, LabError
 
 WORDS = (

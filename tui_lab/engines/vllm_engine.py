@@ -33,20 +33,22 @@ from typing import Any
 from tui_lab.engines.base import (
     EngineBase,
     EngineInfo,
-    FinishReason,
     ProgressCallback,
     Request,
+    SamplingParams,
+    is_cuda,
+    settle_heap,
+    validate_batch,
+)
+from tui_lab.engines.events import (
+    FinishReason,
     RequestFinished,
     RequestSubmitted,
-    SamplingParams,
     StreamEvent,
     TokenEvent,
     TokenStep,
     drain_closing_events,
     drain_session_events,
-    is_cuda,
-    settle_heap,
-    validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
 from tui_lab.engines.options import (

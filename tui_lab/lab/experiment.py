@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, TypeVar
 
-from tui_lab.engines.base import Engine, StreamEvent
+from tui_lab.engines.base import Engine
+from tui_lab.engines.events import StreamEvent
 from tui_lab.params import Checked, Param, Value, check_params
 
 ExperimentKind = Literal["run", "sweep", "compare", "inspect"]

@@ -43,16 +43,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tui_lab.engines.base import (
-    Engine,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    prompt_tokenizer,
-    supports_sessions,
-)
+from tui_lab.engines.base import Engine, Request, SamplingParams, prompt_tokenizer, supports_sessions
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent
 from tui_lab.errors import EngineFailure, InvalidInput, LabError, error_text
 from tui_lab.formatting import rate
 from tui_lab.gpu_share import turn
@@ -75,16 +67,7 @@ from tui_lab.metrics import (
     summarize,
     ttft,
 )
-from tui_lab.params import (
-    IGNORE_EOS,
-    MAX_NEW_TOKENS_PARAM,
-    MAX_REQUESTS,
-    RUNS,
-    SEED,
-    TEMPERATURE,
-    TOP_P,
-    Param,
-)
+from tui_lab.params import IGNORE_EOS, MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, RUNS, SEED, TEMPERATURE, TOP_P, Param
 
 LoadMode = Literal["concurrency", "rate"]
 LOAD_AXES: tuple[str, ...] = ("concurrency", "rate")

@@ -15,16 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tui_lab.engines.base import (
-    Engine,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    TokenEvent,
-    TokenStep,
-)
+from tui_lab.engines.base import Engine, Request, SamplingParams
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.errors import InvalidInput, LabError
 from tui_lab.gpu_share import turn
 from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
