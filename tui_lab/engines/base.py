@@ -134,10 +134,7 @@ class Engine(Protocol):
         ...
 
     def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
+        self, requests: Sequence[Request], sampling: SamplingParams, stop: threading.Event | None = None
     ) -> Iterator[StreamEvent]:
         """Generate for all requests together, yielding events as they happen.
 
@@ -229,10 +226,7 @@ class EngineBase:
     unique_ids = False
 
     def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
+        self, requests: Sequence[Request], sampling: SamplingParams, stop: threading.Event | None = None
     ) -> Iterator[StreamEvent]:
         """Check the batch and that a model is loaded (both at once, before anything is generated),
         clear an earlier ``cancel``, then yield what ``_stream`` generates."""

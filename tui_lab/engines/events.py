@@ -106,51 +106,56 @@ def per_token(events: Iterable[StreamEvent]) -> Iterator[StreamEvent]:
             yield event
 
 
-def drain_session_events(events: queue.Queue, open_ids: set[str], timeout: float) -> list[StreamEvent]:
-    """A load session's events since the last call: waits up to ``timeout`` for the first, then takes all
-    that are there; finished requests leave ``open_ids``."""
-    out: list[StreamEvent] = []
-    try:
-        item = events.get(timeout=max(0.0, timeout))
-    except queue.Empty:
+class SessionEvents:
+    """A load session's mailbox: the events its requests produced, queued by the engine's threads (one event,
+    or one list of events per wake-up), and the ids of the requests still open."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[StreamEvent | list[StreamEvent]] = queue.Queue()
+        self.open: set[str] = set()
+
+    def put(self, item: StreamEvent | list[StreamEvent]) -> None:
+        """Queue one event or a list of them (thread-safe)."""
+        self.queue.put(item)
+
+    def _take_queued(self, first: StreamEvent | list[StreamEvent] | None) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        item = first
+        while True:
+            if isinstance(item, list):
+                out.extend(item)
+            elif item is not None:
+                out.append(item)
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return out
+
+    def take(self, timeout: float) -> list[StreamEvent]:
+        """The events since the last call: waits up to ``timeout`` for the first, then takes all that are
+        there; finished requests leave ``open``."""
+        try:
+            first = self.queue.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return []
+        out = self._take_queued(first)
+        for item in out:
+            if isinstance(item, RequestFinished):
+                self.open.discard(item.request_id)
         return out
-    while True:
-        if type(item) is list:  # an engine may queue one list of events per wake-up
-            out.extend(item)
-        else:
+
+    def take_closing(self) -> tuple[list[StreamEvent], set[str]]:
+        """What a closing session still holds: the queued events (a request that already finished leaves
+        ``open``; a finish for one that was not open is dropped) and the ids whose ``RequestSubmitted`` was
+        among them. The caller then closes what is still open."""
+        out: list[StreamEvent] = []
+        submitted: set[str] = set()
+        for item in self._take_queued(None):
+            if isinstance(item, RequestSubmitted):
+                submitted.add(item.request_id)
+            if isinstance(item, RequestFinished):
+                if item.request_id not in self.open:
+                    continue
+                self.open.discard(item.request_id)
             out.append(item)
-        try:
-            item = events.get_nowait()
-        except queue.Empty:
-            break
-    for item in out:
-        if isinstance(item, RequestFinished):
-            open_ids.discard(item.request_id)
-    return out
-
-
-def drain_closing_events(events: queue.Queue, open_ids: set[str]) -> tuple[list[StreamEvent], set[str]]:
-    """What a closing load session still holds: the queued events (a request that already finished leaves
-    ``open_ids``; a finish for one that was not open is dropped) and the ids whose ``RequestSubmitted``
-    was among them. The caller then closes what is still open."""
-    out: list[StreamEvent] = []
-    submitted: set[str] = set()
-    queued: list = []
-    while True:
-        try:
-            got = events.get_nowait()
-        except queue.Empty:
-            break
-        if type(got) is list:
-            queued.extend(got)
-        else:
-            queued.append(got)
-    for item in queued:
-        if isinstance(item, RequestSubmitted):
-            submitted.add(item.request_id)
-        if isinstance(item, RequestFinished):
-            if item.request_id not in open_ids:
-                continue
-            open_ids.discard(item.request_id)
-        out.append(item)
-    return out, submitted
+        return out, submitted

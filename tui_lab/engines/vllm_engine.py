@@ -44,11 +44,10 @@ from tui_lab.engines.events import (
     FinishReason,
     RequestFinished,
     RequestSubmitted,
+    SessionEvents,
     StreamEvent,
     TokenEvent,
     TokenStep,
-    drain_closing_events,
-    drain_session_events,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
 from tui_lab.engines.options import (
@@ -1149,14 +1148,13 @@ class _VLLMSession:
         self._engine = engine
         self._llm = llm
         self._sampling = sampling
-        self._queue: queue.Queue[list[StreamEvent]] = queue.Queue()
         self._futures: dict[str, concurrent.futures.Future] = {}
         self._vllm_ids: dict[str, str] = {}
-        self._open: set[str] = set()
+        self._events = SessionEvents()
         self._closed = False
         self._tag = uuid.uuid4().hex[:8]
         assert engine._loop is not None
-        self._reader = _Reader(engine, llm, self._queue.put)
+        self._reader = _Reader(engine, llm, self._events.put)
         self._reading = asyncio.run_coroutine_threadsafe(self._reader.run(until_empty=False), engine._loop)
 
     def submit(self, request: Request) -> None:
@@ -1170,7 +1168,7 @@ class _VLLMSession:
             raise InvalidInput(f"request id {rid!r} was already used in this session")
         self._vllm_ids[rid] = f"{rid}-{self._tag}"
         params = self._engine._sampling_params(self._sampling, request.budget(self._sampling), len(self._vllm_ids) - 1)
-        self._open.add(rid)
+        self._events.open.add(rid)
         self._futures[rid] = asyncio.run_coroutine_threadsafe(self._send(request, params), loop)
 
     async def _send(self, request: Request, params: Any) -> None:
@@ -1181,7 +1179,7 @@ class _VLLMSession:
         except Exception as exc:
             message = self._engine._as_lab_error(exc, f"request {rid} could not be tokenized").message
             t = time.perf_counter()
-            self._queue.put([RequestSubmitted(rid, t, 0), RequestFinished(rid, t, "error", error=message)])
+            self._events.put([RequestSubmitted(rid, t, 0), RequestFinished(rid, t, "error", error=message)])
             return
         await self._reader.add(rid, self._vllm_ids[rid], engine_input, params, len(ids))
         self._reader.flush()
@@ -1191,28 +1189,29 @@ class _VLLMSession:
         error = self._reading.exception() if self._reading.done() and not self._reading.cancelled() else None
         if error is not None:
             raise self._engine._as_lab_error(error, "vLLM failed while generating")
-        return drain_session_events(self._queue, self._open, timeout)
+        return self._events.take(timeout)
 
     def close(self) -> list[StreamEvent]:
         """Abort unfinished requests in vLLM; what already arrived, then each one closed as cancelled."""
         if self._closed:
             return []
         self._closed = True
-        if self._open and self._engine._loop is not None:
+        open_ids = self._events.open
+        if open_ids and self._engine._loop is not None:
             try:
-                self._engine._call(self._llm.abort([self._vllm_ids[rid] for rid in self._open]), timeout=2)
+                self._engine._call(self._llm.abort([self._vllm_ids[rid] for rid in open_ids]), timeout=2)
             except BaseException:
                 pass
-        for rid in self._open:
+        for rid in open_ids:
             self._futures[rid].cancel()
         self._reading.cancel()
         try:
             self._reading.result(timeout=5)
         except BaseException:
             pass
-        out, _ = drain_closing_events(self._queue, self._open)
+        out, _ = self._events.take_closing()
         t = time.perf_counter()
-        for rid in sorted(self._open):
+        for rid in sorted(open_ids):
             out.append(RequestFinished(rid, t, "cancelled"))
-        self._open.clear()
+        open_ids.clear()
         return out
