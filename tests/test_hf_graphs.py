@@ -7,6 +7,8 @@ the sliding window, grouped-query attention, and the buckets/OOM arithmetic.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -142,21 +144,17 @@ def test_build_options_keep_eager_tokens(make, options):
     assert torch.equal(toks, ref_toks)
 
 
-@pytest.mark.parametrize("options", ["", "linear=reduce", "v5"])
-def test_layer_traces_as_one_graph_for_torch_compile(options):
-    # On CUDA the layer function is compiled with fullgraph=True; dynamo's eager backend fails here on any
-    # graph break (a data-dependent branch, say) and must not change the tokens.
-    model = _model(_gemma())
-    opts = GraphOptions().with_(options)
-    rt = hf_graphs._runtime(model, opts)
+def check_whole_graph_tracing(model, lengths: list[int], options: str = "") -> None:
+    """On CUDA each step function is compiled with fullgraph=True. Traced here with dynamo's eager backend
+    (which fails on any graph break: a data-dependent branch, say), they must give the eager model's tokens
+    and logits (dynamic batch and prompt length, as marked by the forward)."""
+    rt = hf_graphs._runtime(model, GraphOptions().with_(options))
     plain = rt.fns
-
-    def trace(fn):
-        return torch.compile(fn, fullgraph=True, backend="eager")
-
-    rt.fns = hf_graphs._Fns(trace(plain.prologue), trace(plain.layer), trace(plain.epilogue), plain.cfg)
+    traced = {f.name: torch.compile(getattr(plain, f.name), fullgraph=True, backend="eager")
+              for f in dataclasses.fields(plain) if f.name != "cfg" and getattr(plain, f.name) is not None}
+    rt.fns = dataclasses.replace(plain, **traced)
     try:
-        ids, mask = _batch(model.config.vocab_size, [5, 9, 2])
+        ids, mask = _batch(model.config.vocab_size, lengths)
         ref_toks, ref_logits = _eager_reference(model, ids, mask, 4)
         toks, logits = _fast(model, ids, mask, 4, options=options)
         for a, b in zip(ref_logits, logits, strict=True):
@@ -165,6 +163,11 @@ def test_layer_traces_as_one_graph_for_torch_compile(options):
     finally:
         rt.fns = plain
         torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("options", ["", "linear=reduce", "v5"])
+def test_layer_traces_as_one_graph_for_torch_compile(options):
+    check_whole_graph_tracing(_model(_gemma()), [5, 9, 2], options)
 
 
 def test_options_parse_presets_fields_and_refuse_unknowns():

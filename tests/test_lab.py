@@ -514,21 +514,16 @@ def test_error_text_is_one_line_with_the_hint() -> None:
 
 
 def test_lab_modules_import_neither_textual_nor_torch() -> None:
-    import subprocess
-    import sys
+    from tests.test_layers import heavy_modules_after
 
     code = (
-        "import sys\n"
         "import tui_lab.lab.sweep, tui_lab.lab.compare, tui_lab.lab.export, tui_lab.lab.runner, tui_lab.views\n"
         "import tui_lab.lab.prompts, tui_lab.cli\n"
         "from tui_lab.lab import inventory\n"
         "inventory.experiments()\n"
         "tui_lab.views.view_for(object)\n"
-        "print([m for m in ('textual', 'torch', 'transformers', 'vllm') if m in sys.modules])\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "[]"
+    assert heavy_modules_after(code, ("textual", "torch", "transformers", "vllm")) == []
 
 
 def test_token_steps_are_recorded_per_request_in_order() -> None:

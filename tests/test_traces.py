@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import queue
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from tui_lab.cli import main
 from tui_lab.engines import create_engine
 from tui_lab.engines.base import EngineInfo, Request, SamplingParams
-from tui_lab.engines.events import RequestFinished, RequestSubmitted, TokenEvent, TokenStep
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, SessionEvents, TokenEvent, TokenStep
 from tui_lab.engines.replay import ReplayEngine
 from tui_lab.engines.scripted import FakeClock, ScriptedEngine
 from tui_lab.errors import InvalidInput
@@ -235,36 +234,25 @@ class _Session:
     """A server-like load session: each request gets a token every 5 ms on the real clock, in its own thread."""
 
     def __init__(self) -> None:
-        self.q: queue.Queue = queue.Queue()
-        self.open: set[str] = set()
+        self.box = SessionEvents()
 
     def submit(self, request: Request) -> None:
-        self.open.add(request.request_id)
+        self.box.open.add(request.request_id)
         threading.Thread(target=self._run, args=(request,), daemon=True).start()
 
     def _run(self, request: Request) -> None:
-        self.q.put(RequestSubmitted(request.request_id, time.perf_counter(), 3))
+        self.box.put(RequestSubmitted(request.request_id, time.perf_counter(), 3))
         for k in range(request.max_new_tokens or 2):
             time.sleep(0.005)
-            self.q.put(TokenEvent(request.request_id, k, "x", time.perf_counter()))
-        self.q.put(RequestFinished(request.request_id, time.perf_counter(), "length"))
+            self.box.put(TokenEvent(request.request_id, k, "x", time.perf_counter()))
+        self.box.put(RequestFinished(request.request_id, time.perf_counter(), "length"))
 
     def events(self, timeout: float) -> list:
-        out = []
-        try:
-            out.append(self.q.get(timeout=timeout))
-        except queue.Empty:
-            return out
-        while not self.q.empty():
-            out.append(self.q.get_nowait())
-        for ev in out:
-            if isinstance(ev, RequestFinished):
-                self.open.discard(ev.request_id)
-        return out
+        return self.box.take(timeout)
 
     def close(self) -> list:
         out: list = []
-        while self.open:
+        while self.box.open:
             out.extend(self.events(0.05))
         return out
 

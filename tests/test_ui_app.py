@@ -6,8 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -364,9 +362,10 @@ async def test_keys_work_while_a_run_streams():
 
 
 def test_first_screen_does_not_import_torch():
+    from tests.test_layers import heavy_modules_after
+
     code = (
-        "import sys, asyncio\n"
-        "from tui_lab.ui.app import LabApp, AppOptions\n"
+        "import asyncio\n"
         "from tui_lab.ui.testing import make_test_app\n"
         "async def main():\n"
         "    app = make_test_app()\n"
@@ -374,11 +373,8 @@ def test_first_screen_does_not_import_torch():
         "        while app.engine_state not in ('ready', 'failed'):\n"
         "            await pilot.pause(0.02)\n"
         "asyncio.run(main())\n"
-        "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False False"
+    assert heavy_modules_after(code, ("torch", "transformers")) == []
 
 
 async def test_inputs_do_not_blink_in_tests():
