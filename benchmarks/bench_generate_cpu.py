@@ -15,7 +15,6 @@ Writes ``benchmarks/results/cpu-<date>.json`` (with machine info) and prints a t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -174,11 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine, "engine": info.to_dict(), "results": rows,
     }
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"cpu-{time.strftime('%Y-%m-%d')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    from tui_lab.lab.export import write_json
+
+    print(f"wrote {write_json(out, result)}")
     return 0
 
 

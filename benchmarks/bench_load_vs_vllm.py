@@ -42,7 +42,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tui_lab.errors import LabError
 from tui_lab.host.client import end_session
+from tui_lab.lab.export import write_json
+from tui_lab.vllm_server import wait_until_serving
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SERVER_START_TIMEOUT_S = 400
@@ -120,19 +123,10 @@ def start_server(checkpoint: Path, port: int, log_path: Path) -> subprocess.Pope
 
 
 def wait_ready(proc: subprocess.Popen, url: str, log_path: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the vLLM server exited early:\n{log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"the vLLM server was not ready after {SERVER_START_TIMEOUT_S} s")
+    try:
+        wait_until_serving(proc, f"{url}/v1", log_path, SERVER_START_TIMEOUT_S)
+    except LabError as exc:
+        raise SystemExit(exc.message) from None
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -323,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "definitions": DEFINITIONS,
     }
     out = Path(args.out) if args.out else RESULTS_DIR / f"load-vs-vllm-cpu-{dt.datetime.now(dt.UTC):%Y-%m-%d}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {write_json(out, doc)}")
     return 0
 
 

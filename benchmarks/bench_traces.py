@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tui_lab.engines.base import Request, SamplingParams  # noqa: E402
 from tui_lab.lab import trace as T  # noqa: E402
 from tui_lab.lab.experiment import RunContext  # noqa: E402
+from tui_lab.lab.export import write_json  # noqa: E402
 from tui_lab.lab.run import execute_run  # noqa: E402
 from tui_lab.lab.runner import run_experiment  # noqa: E402
 
@@ -257,9 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         doc["replay"] = replay_accuracy(path, args.replay_runs)
     slug = card.lower().replace(" ", "-").replace("/", "-")
     out = Path(args.out or f"benchmarks/results/traces-{slug}-{time.strftime('%Y-%m-%d')}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_json(out, doc)}")
     return 0
 
 

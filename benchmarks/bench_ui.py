@@ -30,6 +30,7 @@ from textual import events
 
 from tui_lab.engines.base import Request, SamplingParams
 from tui_lab.engines.scripted import ScriptedEngine, StepModel
+from tui_lab.lab.export import write_json
 from tui_lab.lab.run import execute_run
 from tui_lab.ui.app import AppOptions, LabApp
 from tui_lab.ui.live import LiveRun
@@ -512,10 +513,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({flood['tokens']} tokens); key → screen p50 {k['p50']:.1f} ms, max {k['max']:.1f} ms over "
           f"{k['n']} presses; UI queue peak {flood['ui_queue_peak']}; RSS MB {flood['rss_mb_over_time'][0][1]} → "
           f"{flood['rss_mb_over_time'][-1][1]}; tokens kept on screen {flood['tokens_kept_on_screen']}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out}")
+    print(f"written to {write_json(args.out, result)}")
     return 0
 
 

@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from gpu_children import last_json_line, run_children
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
@@ -120,14 +120,6 @@ def run_part(part: str, name: str, params: dict[str, Any], options: dict[str, An
             "problems": problems(outcome.result)}
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    """Stop a child and its engine processes (each child leads its own process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the plan (each part in a child process, ``--parallel`` at once) and say what was written."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -152,56 +144,27 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(os.path.join(out_dir, "traces"), exist_ok=True)
     if args.parallel > 1:
         os.environ.setdefault("INFERENCE_LAB_GPU_LOCK", os.path.join(tempfile.gettempdir(), "inference-lab-gpu"))
-    deadline = time.monotonic() + args.budget
     docs: list[dict[str, Any]] = []
-    running: list[tuple[str, subprocess.Popen, Any, float]] = []
 
     def save() -> None:
         with open(os.path.join(out_dir, "gpu-traces.json"), "w", encoding="utf-8") as fh:
             json.dump({"date": time.strftime("%Y-%m-%d"), "parallel": args.parallel, "parts": docs}, fh, indent=2)
 
-    def finish(part: str, proc: subprocess.Popen, log: Any, t0: float) -> None:
-        log.seek(0)
-        text = log.read()
-        log.close()
+    def finish(part: str, returncode: int, text: str, seconds: float) -> None:
         with open(os.path.join(out_dir, f"{part}.log"), "w", encoding="utf-8") as fh:
             fh.write(text)
-        lines = [ln for ln in text.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            tail = [ln for ln in text.splitlines() if ln.strip()][-3:]
-            print(f"{part}: failed (rc {proc.returncode}) after {time.monotonic() - t0:.0f} s: {tail}",
-                  file=sys.stderr, flush=True)
+        line = last_json_line(part, returncode, text, seconds)
+        if line is None:
             return
-        doc = json.loads(lines[-1])
+        doc = json.loads(line)
         docs.append(doc)
         save()
         print(json.dumps({k: doc[k] for k in ("part", "file", "bytes", "runs", "tokens", "load_s", "wall_s",
                                               "problems")}), flush=True)
 
-    queue = list(plan)
-    while queue or running:
-        while queue and len(running) < max(1, args.parallel) and deadline - time.monotonic() > 60:
-            part, name, params, options, keep = queue.pop(0)
-            log = tempfile.TemporaryFile("w+", encoding="utf-8")
-            cmd = [sys.executable, __file__, "--child", json.dumps([part, name, params, options, keep])]
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-            running.append((part, proc, log, time.monotonic()))
-            print(f"started {part}", file=sys.stderr, flush=True)
-        if queue and deadline - time.monotonic() <= 60:
-            for part, *_ in queue:
-                print(f"skipped {part}: the {args.budget:.0f} s budget is spent", file=sys.stderr, flush=True)
-            queue.clear()
-        for item in list(running):
-            part, proc, log, t0 = item
-            if proc.poll() is not None:
-                running.remove(item)
-                finish(part, proc, log, t0)
-            elif time.monotonic() > deadline:
-                _kill(proc)
-                proc.wait()
-                running.remove(item)
-                print(f"{part}: stopped at the end of the budget", file=sys.stderr, flush=True)
-        time.sleep(0.5)
+    jobs = [(part, [sys.executable, __file__, "--child", json.dumps([part, name, params, options, keep])])
+            for part, name, params, options, keep in plan]
+    run_children(jobs, args.parallel, args.budget, finish)
     save()
     total = sum(d["bytes"] for d in docs)
     print(f"{len(docs)} of {len(plan)} parts recorded, {total / 1e6:.2f} MB in {out_dir}/traces", flush=True)

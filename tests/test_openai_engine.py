@@ -31,6 +31,7 @@ from tui_lab.errors import EngineFailure, InvalidInput, LabError
 from tui_lab.host.client import end_session
 from tui_lab.lab.run import execute_run, make_requests
 from tui_lab.metrics import e2e, output_throughput, ttft
+from tui_lab.vllm_server import wait_until_serving
 
 SECRET = "sk-test-0123456789-do-not-leak"
 ECHO_SECRET = "sk-echo-9876543210-must-stay-hidden"
@@ -493,19 +494,7 @@ def vllm_server(tmp_path_factory):
 
 
 def _wait_ready(server: dict) -> None:
-    import httpx
-
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server["proc"].poll() is not None:
-            pytest.fail(f"vllm serve exited early:\n{server['log'].read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{server['url']}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"vllm serve not ready after {SERVER_START_TIMEOUT_S} s:\n{server['log'].read_text()[-3000:]}")
+    wait_until_serving(server["proc"], server["url"], server["log"], SERVER_START_TIMEOUT_S)
 
 
 def _crash(proc: subprocess.Popen) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -25,6 +25,33 @@ from tui_lab.metrics import RequestTrace, RunSummary, e2e, summarize_run, tpot, 
 from tui_lab.params import BATCH_SIZE, IGNORE_EOS, MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, PROMPT, SAMPLING
 
 DEFAULT_FLUSH_INTERVAL_S = 0.04
+
+
+class EventBatches:
+    """Events on their way to a sink, handed over in batches: at most one batch per ``interval`` seconds
+    while they come, the rest at ``flush``. With no sink it keeps nothing."""
+
+    def __init__(self, sink: EventSink | None, interval: float) -> None:
+        self.sink = sink
+        self.interval = interval
+        self.pending: list[StreamEvent] = []
+        self.last = time.monotonic()
+
+    def add(self, events: Iterable[StreamEvent]) -> None:
+        """Queue ``events``; hand over what is queued when ``interval`` has passed since the last batch."""
+        if self.sink is None:
+            return
+        self.pending.extend(events)
+        now = time.monotonic()
+        if self.pending and now - self.last >= self.interval:
+            self.last = now
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand over whatever is queued."""
+        if self.sink is not None and self.pending:
+            batch, self.pending = self.pending, []
+            self.sink(batch)
 
 
 @dataclass(frozen=True)
@@ -224,8 +251,7 @@ def execute_run(
     a ``LabError`` raised before anything was generated (bad input) propagates.
     """
     recorder = RunRecorder(requests, sampling)
-    pending: list[StreamEvent] = []
-    last_flush = time.monotonic()
+    batches = EventBatches(sink, flush_interval)
     got_any = False
     with turn("run"):  # one timed run at a time when processes share the GPU
         started = time.perf_counter()
@@ -233,13 +259,7 @@ def execute_run(
             for event in engine.stream(requests, sampling, stop):
                 got_any = True
                 recorder.add(event)
-                if sink is not None:
-                    pending.append(event)
-                    now = time.monotonic()
-                    if now - last_flush >= flush_interval:
-                        sink(pending)
-                        pending = []
-                        last_flush = now
+                batches.add((event,))
         except LabError as exc:
             if not got_any:
                 raise
@@ -251,8 +271,7 @@ def execute_run(
             recorder.result.error = "interrupted"
             recorder.result.partial = True
         finally:
-            if sink is not None and pending:
-                sink(pending)
+            batches.flush()
     result = recorder.finish(time.perf_counter() - started)
     for observer in tuple(_OBSERVERS):
         observer(engine, requests, result)

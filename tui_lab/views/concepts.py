@@ -5,6 +5,8 @@ Every figure says whether it was measured or computed; numbers go through ``tui_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Group, RenderableType
 from rich.text import Text
 
@@ -113,3 +115,12 @@ def lora_view(r: LoraResult, width: int) -> RenderableType:
         parts.append(Text("The adapters are untrained (random weights): their cost is real, their text is not.",
                           style="dim"))
     return Group(*parts, *_note(r.note))
+
+
+VIEWS: dict[type, Callable[..., RenderableType]] = {
+    LmHeadResult: lm_head_view,
+    GuidedResult: guided_view,
+    DisaggResult: disagg_view,
+    LoraResult: lora_view,
+}
+"""The result types this module draws, and the view of each (``tui_lab.views.view_for`` looks here)."""

@@ -7,6 +7,8 @@ run's own rate. Client queue time (waiting for a slot before the send) has its o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -64,3 +66,10 @@ def view_load_sweep(result: LoadSweepResult, width: int) -> RenderableType:
         table.add_row(*load_cells(point), style=style)
     notes = [result.knee_note(), result.budget_note(), result.cold_note(), THROUGHPUT_NOTE, *result.messages]
     return Group(table, *[Text(n, style="dim") for n in notes])
+
+
+VIEWS: dict[type, Callable[..., RenderableType]] = {
+    LoadRun: view_load_run,
+    LoadSweepResult: view_load_sweep,
+}
+"""The result types this module draws, and the view of each (``tui_lab.views.view_for`` looks here)."""

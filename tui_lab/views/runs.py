@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -75,3 +77,10 @@ def sweep_view(result: SweepResult, width: int) -> RenderableType:
         table.add_row(*cells, style=style)
     notes = [SWEEP_THROUGHPUT_NOTE, result.knee_note(), result.budget_note(), *result.messages]
     return Group(table, *[Text(n, NOTE_STYLE) for n in notes])
+
+
+VIEWS: dict[type, Callable[..., RenderableType]] = {
+    RunResult: run_view,
+    SweepResult: sweep_view,
+}
+"""The result types this module draws, and the view of each (``tui_lab.views.view_for`` looks here)."""
