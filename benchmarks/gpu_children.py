@@ -8,6 +8,7 @@ killed. Each finished child's output goes to ``on_done``.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -15,6 +16,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+
+
+def plan_parser(description: str, what: str, parallel: int) -> argparse.ArgumentParser:
+    """The options every GPU plan script takes: which ``what`` (labels, parts) to run, the budget, how many
+    at once, and the hidden ``--child`` that runs one of them."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--only", default=None, help=f"comma-separated {what} of the plan to run")
+    parser.add_argument("--list", action="store_true", help="print the plan and exit")
+    parser.add_argument("--budget", type=float, default=540.0, help="seconds for the whole plan")
+    parser.add_argument("--parallel", type=int, default=parallel, help=f"{what} at once (timed runs take turns)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    return parser
+
 
 Done = Callable[[str, int, str, float], None]
 """Called with a part's label, its exit code, its whole output (stdout and stderr) and its seconds."""

@@ -22,7 +22,6 @@ cut-off session keeps what finished.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ import tempfile
 import time
 from typing import Any
 
-from gpu_children import last_json_line, run_children
+from gpu_children import last_json_line, plan_parser, run_children
 
 # NVLink multicast off before vLLM starts its workers (they inherit the environment).
 os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
@@ -103,12 +102,7 @@ def run_one(name: str, params: dict[str, Any], options: dict[str, Any]) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     """Run the plan (each experiment in a child process, ``--parallel`` at once) and write the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=None, help="comma-separated labels of the plan to run")
-    parser.add_argument("--list", action="store_true", help="print the plan's labels and exit")
-    parser.add_argument("--budget", type=float, default=540.0, help="seconds for the whole plan")
-    parser.add_argument("--parallel", type=int, default=1, help="experiments at once (timed runs take turns)")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser = plan_parser(__doc__.splitlines()[0], "labels", parallel=1)
     args = parser.parse_args(argv)
     if args.child:
         name, params, options = json.loads(args.child)

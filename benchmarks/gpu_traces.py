@@ -25,7 +25,6 @@ would start too late is skipped and said. One JSON line per part (file, size, ru
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpu_children import last_json_line, run_children
+from gpu_children import last_json_line, plan_parser, run_children
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
@@ -122,13 +121,8 @@ def run_part(part: str, name: str, params: dict[str, Any], options: dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     """Run the plan (each part in a child process, ``--parallel`` at once) and say what was written."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=None, help="comma-separated parts of the plan to run")
-    parser.add_argument("--list", action="store_true", help="print the plan and exit")
-    parser.add_argument("--budget", type=float, default=540.0, help="seconds for the whole plan")
-    parser.add_argument("--parallel", type=int, default=3, help="parts at once (timed runs take turns)")
+    parser = plan_parser(__doc__.splitlines()[0], "parts", parallel=3)
     parser.add_argument("--smoke", action="store_true", help="run the plan shrunk, on the CPU (checks the script)")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     out_dir = os.environ.get("OUT", "gpu-out")
     if args.child:

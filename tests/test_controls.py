@@ -13,6 +13,13 @@ from tui_lab.ui.testing import make_test_app
 from tui_lab.ui.widgets.controls import box_text, read_box
 
 
+async def focused_box(pilot, name: str) -> Input:
+    """The Controls tab's box for ``name``, shown and focused."""
+    await pilot.press("2")
+    box = pilot.app.query_one(f"#ctl-{name}", Input)
+    box.focus()
+    return box
+
 async def test_tab_2_leaves_single_letter_keys_to_the_app():
     """Pressing 2 put the cursor in batch size, and then 1-5, r, n, p typed into it."""
     app = make_test_app()
@@ -28,9 +35,7 @@ async def test_typed_value_applies_only_on_enter_and_results_record_it():
     """Typing 131 applied 1, 13 and 131 on the way (and a run in between recorded a prefix)."""
     app = make_test_app()
     async with opened(app, size=(120, 36)) as pilot:
-        await pilot.press("2")
-        box = app.query_one("#ctl-batch_size", Input)
-        box.focus()
+        box = await focused_box(pilot, "batch_size")
         box.value = ""
         await pilot.press("1", "3")
         await pilot.pause()
@@ -75,9 +80,7 @@ async def test_enter_applies_only_that_box():
 async def test_leaving_a_box_applies_it_and_refuses_bad_values():
     app = make_test_app()
     async with opened(app, size=(120, 36)) as pilot:
-        await pilot.press("2")
-        box = app.query_one("#ctl-max_new_tokens", Input)
-        box.focus()
+        box = await focused_box(pilot, "max_new_tokens")
         await pilot.pause()
         box.value = "24"
         await pilot.press("tab")  # leave the box

@@ -77,6 +77,13 @@ async def run_and_wait(pilot, app: LabApp) -> None:
     await settled(pilot)
 
 
+async def start_sweep(pilot, max_new_tokens: int) -> None:
+    """Step from the first lesson step to its batch sweep and start it with ``max_new_tokens`` a request."""
+    await pilot.press("n")
+    pilot.app.settings = pilot.app.settings.with_(max_new_tokens=max_new_tokens)
+    await pilot.press("r")
+
+
 def live_run(app: LabApp):
     """The run on the Run tab."""
     return app.query_one(LivePanel).live
@@ -390,9 +397,7 @@ async def test_stopping_a_sweep_keeps_measured_points():
     # on a loaded 2-core machine (at 10 ms a step the whole sweep could end before the key was read).
     app = make_test_app(real_time=True, timing=StepModel(decode_base=0.2, decode_per_seq=0.0))
     async with opened(app, size=(160, 48)) as pilot:
-        await pilot.press("n")
-        app.settings = app.settings.with_(max_new_tokens=40)
-        await pilot.press("r")
+        await start_sweep(pilot, 40)
         await wait_until(pilot, lambda: len(app.query_one(SweepCharts).points) >= 1)
         await pilot.press("s")
         await wait_until(pilot, lambda: app.busy is None, timeout=10)
@@ -618,9 +623,7 @@ async def test_sweep_progress_shows_above_the_tabs():
     # 30 ms a step: the sweep lasts seconds, so the line is there to be seen on a loaded machine.
     app = make_test_app(real_time=True, timing=StepModel(decode_base=0.03, decode_per_seq=0.0))
     async with opened(app, size=(160, 48)) as pilot:
-        await pilot.press("n")
-        app.settings = app.settings.with_(max_new_tokens=60)
-        await pilot.press("r")
+        await start_sweep(pilot, 60)
         line = app.query_one("#progress-line")
         await wait_until(pilot, lambda: line.display and "run 1/1" in text_of(app, "#progress-line"))
         assert text_of(app, "#progress-line").startswith("batch_sweep: batch ")

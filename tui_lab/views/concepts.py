@@ -28,6 +28,11 @@ def _bandwidth(gbs: float | None) -> str:
     return number(gbs * 1000, "MB/s") if gbs < 1 else number(gbs, "GB/s")
 
 
+def _dim(text: str) -> Text:
+    """A line that explains a term of the table above it."""
+    return Text(text, style="dim")
+
+
 def lm_head_view(r: LmHeadResult, width: int) -> RenderableType:
     """The measured split of a decode step, then the computed share of every architecture."""
     parts: list[RenderableType] = []
@@ -64,8 +69,7 @@ def guided_view(r: GuidedResult, width: int) -> RenderableType:
     if r.first_request_extra_ms is not None:
         parts.append(Text(f"The first guided batch waited {milliseconds(r.first_request_extra_ms)} longer for its "
                           "first token: the grammar is compiled once per schema, then cached."))
-    parts.append(Text("valid: replies that parse as JSON with every required key (or match the whole pattern).",
-                      style="dim"))
+    parts.append(_dim("valid: replies that parse as JSON with every required key (or match the whole pattern)."))
     return Group(*parts, *_note(r.note))
 
 
@@ -112,8 +116,7 @@ def lora_view(r: LoraResult, width: int) -> RenderableType:
         if r.overhead_pct is not None:
             parts.append(Text(f"The mixed batch's steps took {percent(r.overhead_pct, 1)} longer than the base "
                               "model's alone."))
-        parts.append(Text("The adapters are untrained (random weights): their cost is real, their text is not.",
-                          style="dim"))
+        parts.append(_dim("The adapters are untrained (random weights): their cost is real, their text is not."))
     return Group(*parts, *_note(r.note))
 
 

@@ -57,13 +57,19 @@ SWEEP_COLUMNS = ("config", "TTFT p50", "TTFT p90", "E2E p50", "E2E p90", "TPOT p
 """The columns of a sweep's table (the CLI prints its rows as the points come, with ``sweep_cells``)."""
 
 
-def sweep_cells(point: SweepPoint) -> list[str]:
-    """One row of a sweep's table: the point's label, latency percentiles, both throughputs and its state."""
+def point_row(point: SweepPoint, figures: Callable[[SweepPoint], list[str]]) -> list[str]:
+    """A table row for a point of a sweep (of batch sizes or of loads): its label, its ``figures`` (dashes
+    for a point that failed or was skipped, with why in the last column) and whether it is partial."""
     if point.status in ("error", "skipped"):
         return [point.label] + [MISSING] * 8 + [point.error or point.status]
-    return [point.label, cell(point.ttft_s, 50), cell(point.ttft_s, 90), cell(point.e2e_s, 50), cell(point.e2e_s, 90),
-            cell(point.tpot_s, 50), cell(point.tpot_s, 90), rate(point.output_tokens_per_s, ""),
-            rate(point.window_output_tokens_per_s, ""), "partial" if point.partial else ""]
+    return [point.label, *figures(point), "partial" if point.partial else ""]
+
+
+def sweep_cells(point: SweepPoint) -> list[str]:
+    """One row of a sweep's table: the point's label, latency percentiles, both throughputs and its state."""
+    return point_row(point, lambda p: [
+        cell(p.ttft_s, 50), cell(p.ttft_s, 90), cell(p.e2e_s, 50), cell(p.e2e_s, 90), cell(p.tpot_s, 50),
+        cell(p.tpot_s, 90), rate(p.output_tokens_per_s, ""), rate(p.window_output_tokens_per_s, "")])
 
 
 def sweep_view(result: SweepResult, width: int) -> RenderableType:
