@@ -22,16 +22,22 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 git log -1 --format='commit %H' 2>/dev/null | tee -a "$log"
 
 if [ "${STAGE:-main}" = main ]; then
-  BUDGET=${TRACE_BUDGET:-270} PARALLEL=3 bash benchmarks/gpu_traces.sh > "$OUT/traces.log" 2>&1
+  # The experiments run beside the trace recording; timed runs take turns through one GPU lock.
+  export INFERENCE_LAB_GPU_LOCK=/tmp/inference-lab-gpu
+  (
+    for exp in energy_cost weight_precision kv_capacity; do
+      timeout 90 python3 -m tui_lab experiment "$exp" --engine transformers --model arch:gemma-3-270m \
+        --device cuda --out "$OUT/$exp.json" > "$OUT/$exp.txt" 2>&1
+      echo "$exp rc=$?" | tee -a "$log"
+    done
+  ) &
+  BUDGET=${TRACE_BUDGET:-300} PARALLEL=3 bash benchmarks/gpu_traces.sh > "$OUT/traces.log" 2>&1
   echo "traces rc=$?" | tee -a "$log"
-  timeout 170 python3 benchmarks/bench_traces.py --device cuda --only headless,app --batches 1,64,1024 --tokens 128 \
+  wait
+  unset INFERENCE_LAB_GPU_LOCK
+  timeout 200 python3 benchmarks/bench_traces.py --device cuda --only headless,app --batches 1,64,1024 --tokens 128 \
     --repeats 3 --out "$OUT/traces-cost.json" > "$OUT/traces-cost.log" 2>&1
   echo "trace cost rc=$?" | tee -a "$log"
-  for exp in energy_cost weight_precision kv_capacity; do
-    timeout 60 python3 -m tui_lab experiment "$exp" --engine transformers --model arch:gemma-3-270m --device cuda \
-      --out "$OUT/$exp.json" > "$OUT/$exp.txt" 2>&1
-    echo "$exp rc=$?" | tee -a "$log"
-  done
 fi
 if [ "${STAGE:-main}" = ui ]; then
   timeout 420 python3 benchmarks/bench_ui.py --device cuda --engine transformers --batches 1,64,1024 --loads 2 \
