@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -574,3 +575,15 @@ def test_a_ratio_whose_range_covers_one_is_not_measurable() -> None:
     clear = paired_ratio([2.0, 2.2, 1.9], [1.0, 1.0, 1.0])
     assert clear is not None and clear.measurable and clear.low == pytest.approx(1.9)
     assert "too few repeats" in paired_ratio([2.0], [1.0]).verdict("speed-up")
+
+
+def test_written_results_are_readable_like_any_file(tmp_path) -> None:
+    """Results went out owner-only (0600, the temporary file's mode) whatever the umask said."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "r.json", {"v": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
