@@ -37,6 +37,7 @@ from tui_lab.lab.trace_export import (
     write_chrome_trace,
 )
 from tui_lab.metrics import itl_samples
+from tui_lab.traces import find as traces_find
 
 SCRIPTED = ["--engine", "scripted", "-q"]
 
@@ -501,7 +502,7 @@ def test_replay_refuses_a_shape_it_lacks_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as err:
         list(engine.stream([Request(f"q{i}", "p") for i in range(3)], SamplingParams(max_new_tokens=5)))
     assert "no batch 3 × 5 tokens" in err.value.message
-    assert err.value.hint == "it has: batch 1 × 5 tokens, batch 2 × 5 tokens"
+    assert err.value.hint == "it has batch 1 or 2 × 5 tokens"
     with pytest.raises(InvalidInput, match="batch 1 × 9 tokens"):
         list(engine.stream([Request("q", "p")], SamplingParams(max_new_tokens=9)))
 
@@ -589,6 +590,19 @@ def test_the_shipped_trace_replays_by_name() -> None:
 # ------------------------------------------------------------------------------------------- CLI
 
 
+def test_a_replay_asked_for_nothing_else_plays_every_recorded_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """``sweep --engine replay --trace NAME`` ran the sweep's own defaults (batch 1, 8, 32 … × 32 tokens) and
+    refused every point: the trace's recorded parameters are the replay's defaults."""
+    trace = T.read_trace(traces_find("cpu-gemma-3-270m-batch-sweep"))
+    assert main(["sweep", "--engine", "replay", "--trace", "cpu-gemma-3-270m-batch-sweep", "--json", "-q"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [p["batch_size"] for p in doc["points"]] == trace.meta["params"]["batch_sizes"]
+    assert all(p["status"] == "ok" for p in doc["points"])
+    assert main(["sweep", "--engine", "replay", "--trace", "cpu-gemma-3-270m-batch-sweep", "--json", "-q",
+                 "--batch-sizes", "2"]) == 0  # a flag still wins
+    assert [p["batch_size"] for p in json.loads(capsys.readouterr().out)["points"]] == [2]
+
+
 def test_record_then_replay_round_trip_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rec = tmp_path / "sweep.trace.json.gz"
     args = ["--batch-sizes", "1,2", "--max-tokens", "3", "--runs", "1", "--warmup", "0", "--json"]
@@ -613,6 +627,6 @@ def test_record_then_replay_round_trip_through_the_cli(capsys: pytest.CaptureFix
     assert main(["run", "--engine", "replay", "--trace", str(one), "-q", "--batch-size", "3",
                  "--max-tokens", "2"]) == 2
     err = capsys.readouterr().err
-    assert "no batch 3 × 2 tokens" in err and "it has: batch 2 × 2 tokens" in err
+    assert "no batch 3 × 2 tokens" in err and "it has batch 2 × 2 tokens" in err
     assert main(["run", "--engine", "replay", "-q"]) == 2
     assert "the replay engine needs a trace" in capsys.readouterr().err

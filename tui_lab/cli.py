@@ -330,13 +330,16 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
     ``before(info)`` is called once the engine is loaded, before the first run (a table's header). ``flags``:
     the parameters came from flags, so a refusal names the flag (``--max-tokens``), not the parameter.
     """
-    from tui_lab.lab.runner import run_experiment, safe_unload
+    from tui_lab.lab.runner import replayed_params, run_experiment, safe_unload
 
     params = _in_flag_words(experiment, given) if flags else experiment.validate(given)
     check_before_load(args, experiment, params)
     engine, info = (create_and_load(args) if experiment.needs_engine else (None, None))
     name, options = engine_flags(args)
     try:
+        recorded = replayed_params(experiment.name, engine)
+        if recorded:  # a replay plays what was recorded unless a flag asks for something else
+            params = experiment.validate({**recorded, **given})
         if info is not None:
             _refuse_beyond_context(info.max_context, _longest(params))
         if before is not None:

@@ -174,6 +174,34 @@ class ReplayEngine(EngineBase):
                 seen.append(text)
         return seen
 
+    def shapes_text(self) -> str:
+        """The shapes in one short line: batches of the same token budget together ("batch 1, 2 or 4 × 128
+        tokens"), shapes of mixed budgets as they are."""
+        sizes: dict[int, list[int]] = {}
+        mixed: list[str] = []
+        for run in self._runs:
+            budgets = list(run.requests.budgets)
+            if len(set(budgets)) == 1:
+                group = sizes.setdefault(budgets[0], [])
+                if len(budgets) not in group:
+                    group.append(len(budgets))
+            elif shape_of(budgets) not in mixed:
+                mixed.append(shape_of(budgets))
+        parts = []
+        for tokens, batches in sizes.items():
+            listed = ", ".join(map(str, sorted(batches)[:-1]))
+            last = max(batches)
+            parts.append(f"batch {listed + ' or ' if listed else ''}{last} × {tokens} tokens")
+        return "; ".join(parts + mixed)
+
+    def recorded_params(self, experiment: str) -> dict[str, Any]:
+        """The parameters the trace's experiment ran with, when it is ``experiment`` (so that a replay asked
+        for nothing else plays every recorded run); empty for another experiment."""
+        if self._meta.get("experiment") != experiment:
+            return {}
+        params = self._meta.get("params")
+        return dict(params) if isinstance(params, Mapping) else {}
+
     def unload(self) -> None:
         """Forget the trace."""
         self._info = None
@@ -187,7 +215,7 @@ class ReplayEngine(EngineBase):
         matching = [r for r in self._runs if tuple(r.requests.budgets) == key]
         if not matching:
             raise InvalidInput(f"this trace has no {shape_of(list(budgets))} to replay",
-                               f"it has: {', '.join(self.shapes())}")
+                               f"it has {self.shapes_text()}")
         with self._lock:
             k = self._cursor.get(key, 0)
             self._cursor[key] = k + 1

@@ -82,6 +82,17 @@ def prepare(name: str, given: Mapping[str, Value] | None) -> tuple[Experiment, P
     return experiment, experiment.validate(given)
 
 
+def replayed_params(name: str, engine: Engine | None) -> Params:
+    """What the trace ``engine`` replays ran experiment ``name`` with (nothing when it is no replay, or a
+    replay of another experiment): a replay's defaults, so that asked for nothing else it plays every run."""
+    from tui_lab.engines.replay import ReplayEngine
+
+    if not isinstance(engine, ReplayEngine):
+        return {}
+    declared = {p.name for p in get(name).params}
+    return {k: v for k, v in engine.recorded_params(name).items() if k in declared}
+
+
 def run_experiment(name: str, given: Mapping[str, Value] | None, ctx: RunContext) -> Outcome:
     """Check ``given``, run experiment ``name`` in ``ctx``, and say how it ended (never raises but Ctrl-C)."""
     params: Params = dict(given or {})
