@@ -587,3 +587,35 @@ def test_written_results_are_readable_like_any_file(tmp_path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_run_says_what_the_engine_built_before_it_and_keeps_it_out_of_the_figures() -> None:
+    """The first run at a new batch size captured its CUDA graphs inside TTFT: half the warm speed, read as the
+    answer. The engine builds the shape before the run starts; the run says so and how long it took."""
+    from tui_lab.engines.base import Request, SamplingParams
+    from tui_lab.engines.scripted import FakeClock, ScriptedEngine
+    from tui_lab.lab.run import execute_run
+    from tui_lab.views import render, to_text
+
+    clock = FakeClock()
+
+    class Capturing(ScriptedEngine):
+        built: set[int] = set()
+
+        def prepare(self, requests, sampling) -> float:
+            if len(requests) in self.built:
+                return 0.0
+            self.built.add(len(requests))
+            clock.advance(1.5)
+            return 1.5
+
+    engine = Capturing(clock=clock)
+    engine.load()
+    requests = [Request(f"r{i}", "hi") for i in range(4)]
+    first = execute_run(engine, requests, SamplingParams(max_new_tokens=8))
+    again = execute_run(engine, requests, SamplingParams(max_new_tokens=8))
+    assert first.setup_s == 1.5 and again.setup_s == 0.0
+    assert first.summary().ttft_s.p50 == pytest.approx(again.summary().ttft_s.p50)  # setup not in TTFT
+    assert "batch 4's CUDA graphs were captured first (1.50 s" in " ".join(to_text(render(first, 200), 200).split())
+    assert "captured first" not in to_text(render(again, 200), 200)
+    assert first.to_dict()["setup_s"] == 1.5

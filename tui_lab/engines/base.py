@@ -237,6 +237,11 @@ class EngineBase:
         self._cancel.clear()
         return self._stream(list(requests), sampling, stop)
 
+    def prepare(self, requests: Sequence[Request], sampling: SamplingParams) -> float:
+        """Build, before a timed run, what a batch of this shape needs that is built once per shape (the
+        transformers engine's CUDA graphs); the seconds it took. Engines with nothing to build return 0.0."""
+        return 0.0
+
     def _require_loaded(self) -> None:
         """Raise a clear error when ``stream`` is called before ``load`` has succeeded."""
         self.info  # noqa: B018 - the property raises when nothing is loaded

@@ -25,6 +25,8 @@ from tui_lab.metrics import RequestTrace, RunSummary, e2e, summarize_run, tpot, 
 from tui_lab.params import BATCH_SIZE, IGNORE_EOS, MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, PROMPT, SAMPLING
 
 DEFAULT_FLUSH_INTERVAL_S = 0.04
+SETUP_SHOWN_S = 0.01
+"""Setup before a run shorter than this is not worth a line (the shape was ready)."""
 
 
 class EventBatches:
@@ -135,6 +137,9 @@ class RunResult:
     """Load runs: requests that did not end by themselves (cut by a stop or Ctrl-C, or failed mid-stream)
     are left out of the latency figures and counted apart (``RunSummary.cut``). A static batch stopped
     mid-run cuts every request at once, so batch runs keep them."""
+    setup_s: float = 0.0
+    """Seconds the engine spent building what this batch's shape needs before the run started (the CUDA
+    graphs of a new batch size): not part of the run's figures, said beside them."""
     engine_steps: bool = False
     """True when the engine handed tokens over as ``TokenStep``s (a batch decoded step by step): each distinct
     token time is then one engine step (``tui_lab.lab.trace`` builds the step table from that)."""
@@ -157,12 +162,21 @@ class RunResult:
         """Aggregate metrics from the same timestamps, over the requests that were sent."""
         return summarize_run([r.trace for r in self.sent()], self.latency_traces() if self.cut_apart else None)
 
+    def setup_note(self) -> str | None:
+        """What the engine built before this run and how long it took, when it built anything."""
+        if self.setup_s < SETUP_SHOWN_S:
+            return None
+        batch = len(self.requests)
+        return (f"batch {batch}'s CUDA graphs were captured first ({self.setup_s:.2f} s, before the run started): "
+                "the figures are the warm ones; the next run of this shape starts at once")
+
     def to_dict(self) -> dict:
         """JSON form (requests and summary)."""
         return {
             "sampling": self.sampling.to_dict(),
             "partial": self.partial,
             "error": self.error,
+            "setup_s": self.setup_s,
             "requests": [r.to_dict() for r in self.requests],
             "summary": self.summary().to_dict(),
         }
@@ -254,6 +268,8 @@ def execute_run(
     batches = EventBatches(sink, flush_interval)
     got_any = False
     with turn("run"):  # one timed run at a time when processes share the GPU
+        prepare = getattr(engine, "prepare", None)
+        setup_s = prepare(requests, sampling) if prepare is not None else 0.0
         started = time.perf_counter()
         try:
             for event in engine.stream(requests, sampling, stop):
@@ -273,6 +289,7 @@ def execute_run(
         finally:
             batches.flush()
     result = recorder.finish(time.perf_counter() - started)
+    result.setup_s = setup_s
     for observer in tuple(_OBSERVERS):
         observer(engine, requests, result)
     return result

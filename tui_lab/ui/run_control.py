@@ -35,7 +35,7 @@ from tui_lab.ui.widgets.engine_banner import EngineBanner
 from tui_lab.ui.widgets.lesson_pane import LessonPane
 from tui_lab.ui.widgets.live_panel import LivePanel
 from tui_lab.ui.widgets.results_table import ResultsTable
-from tui_lab.views.style import ERROR_STYLE, PARTIAL_STYLE
+from tui_lab.views.style import ERROR_STYLE, NOTE_STYLE, PARTIAL_STYLE
 
 
 def largest_batch(params: Params) -> int:
@@ -251,6 +251,9 @@ class RunControl:
         self._record(f"run-{self.run_id}", run_row(f"run {self.run_id}", largest_batch(self.params), summary, state))
         self.store.keep("run", self._settings, result)
         note = Text()
+        setup = result.setup_note()
+        if setup:
+            note.append(setup + ". ", NOTE_STYLE)
         if result.partial:
             note.append("partial result (stopped or failed) — kept and marked in Results. ", PARTIAL_STYLE)
         if result.error:

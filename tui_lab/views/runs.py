@@ -43,6 +43,9 @@ def run_view(result: RunResult, width: int) -> RenderableType:
         f" ({s.output_tokens} tokens from {s.requests} request{plural}, wall {seconds(result.wall_s)})")]
     if s.decode_tokens_per_s.p50 is not None:
         lines.append(Text(f"per-user decode speed (1/TPOT), p50: {rate(s.decode_tokens_per_s.p50)}"))
+    setup = result.setup_note()
+    if setup:
+        lines.append(Text(setup, NOTE_STYLE))
     if s.cut:
         lines.append(Text(f"{s.cut} request{'s' if s.cut != 1 else ''} cut mid-stream (stopped or failed): their "
                           "tokens count in the throughput, their latency does not", PARTIAL_STYLE))
