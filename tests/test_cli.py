@@ -131,7 +131,7 @@ def test_json_stdout_survives_engines_that_print(capsys: pytest.CaptureFixture[s
 
 
 def test_ctrl_c_mid_run_prints_partial_results_and_exits_130(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
-    from tui_lab.engines.base import TokenEvent, TokenStep
+    from tui_lab.engines.events import TokenEvent, TokenStep
     from tui_lab.engines.scripted import ScriptedEngine
 
     original = ScriptedEngine.stream
@@ -354,8 +354,10 @@ def test_models_lists_known_models_and_cache_state(capsys: pytest.CaptureFixture
     assert next(r for r in rows if r["name"] == "arch:gemma-3-270m")["text_is_meaningful"] is False
 
 
-def test_no_command_opens_the_tui_with_options(monkeypatch) -> None:
-    seen = {}
+@pytest.fixture
+def app_options(monkeypatch) -> dict:
+    """What the command line hands the app (its ``AppOptions`` keywords), with the app itself faked."""
+    seen: dict = {}
 
     class AppOptions:
         def __init__(self, **kw: object) -> None:
@@ -365,23 +367,19 @@ def test_no_command_opens_the_tui_with_options(monkeypatch) -> None:
     fake.AppOptions = AppOptions
     fake.run_app = lambda options: 0
     monkeypatch.setitem(sys.modules, "tui_lab.ui.app", fake)
+    return seen
+
+
+def test_no_command_opens_the_tui_with_options(app_options) -> None:
+    seen = app_options
     assert main(["--lesson", "02", "--model", "arch:gemma-3-270m", "--device", "cpu", "--cache-dir", "/tmp/c"]) == 0
     assert seen == {"engine": "transformers", "lesson": "02",
                     "engine_options": {"model": "arch:gemma-3-270m", "device": "cpu", "cache_dir": "/tmp/c"}}
 
 
-def test_the_lab_opens_on_an_openai_server_from_its_own_command_line(monkeypatch) -> None:
+def test_the_lab_opens_on_an_openai_server_from_its_own_command_line(app_options) -> None:
     """``inference-lab --engine openai --base-url URL`` stopped with "invalid choice": the lab had no engine flags."""
-    seen = {}
-
-    class AppOptions:
-        def __init__(self, **kw: object) -> None:
-            seen.update(kw)
-
-    fake = types.ModuleType("tui_lab.ui.app")
-    fake.AppOptions = AppOptions
-    fake.run_app = lambda options: 0
-    monkeypatch.setitem(sys.modules, "tui_lab.ui.app", fake)
+    seen = app_options
     assert main(["--engine", "openai", "--base-url", "http://127.0.0.1:8000/v1", "--api-key-env", "MY_KEY"]) == 0
     assert seen["engine"] == "openai"
     assert seen["engine_options"] == {"base_url": "http://127.0.0.1:8000/v1", "api_key_env": "MY_KEY"}
@@ -465,7 +463,7 @@ def test_real_embedded_model_run_json() -> None:
 
 def test_a_broken_stream_prints_its_cause_and_exits_1(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     """A stream that broke ended as PARTIAL RESULTS with exit 0; the cause was only in --json."""
-    from tui_lab.engines.base import RequestFinished
+    from tui_lab.engines.events import RequestFinished
     from tui_lab.engines.scripted import ScriptedEngine
 
     original = ScriptedEngine.stream

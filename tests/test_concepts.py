@@ -14,15 +14,10 @@ from typing import Any
 
 import pytest
 
-from tui_lab.engines.base import Request, SamplingParams, StreamEvent, TokenStep
+from tui_lab.engines.base import Request, SamplingParams
+from tui_lab.engines.events import StreamEvent, TokenStep
 from tui_lab.engines.scripted import ScriptedEngine
-from tui_lab.lab.concepts import (
-    CITY_SCHEMA,
-    head_share,
-    lora_cost,
-    reply_is_valid,
-    write_adapter,
-)
+from tui_lab.lab.concepts import CITY_SCHEMA, head_share, lora_cost, reply_is_valid, write_adapter
 from tui_lab.lab.experiment import RunContext
 from tui_lab.lab.inventory import get, names
 from tui_lab.lessons import measure_metric

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, Label
 
-from tests.test_ui_app import ready, run_and_wait, text_of, wait_until, with_factory
+from tests.test_ui_app import opened, run_and_wait, text_of, wait_until, with_factory
 from tui_lab.engines.options import ENGINE_OPTIONS
 from tui_lab.engines.scripted import ScriptedEngine
 from tui_lab.ui.settings import ENGINE_FIELD, GENERAL_FIELDS
@@ -13,11 +13,17 @@ from tui_lab.ui.testing import make_test_app
 from tui_lab.ui.widgets.controls import box_text, read_box
 
 
+async def focused_box(pilot, name: str) -> Input:
+    """The Controls tab's box for ``name``, shown and focused."""
+    await pilot.press("2")
+    box = pilot.app.query_one(f"#ctl-{name}", Input)
+    box.focus()
+    return box
+
 async def test_tab_2_leaves_single_letter_keys_to_the_app():
     """Pressing 2 put the cursor in batch size, and then 1-5, r, n, p typed into it."""
     app = make_test_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(120, 36)) as pilot:
         await pilot.press("2")
         assert not isinstance(app.focused, Input)
         await pilot.press("b")  # the app's key, not a character in a box
@@ -28,11 +34,8 @@ async def test_tab_2_leaves_single_letter_keys_to_the_app():
 async def test_typed_value_applies_only_on_enter_and_results_record_it():
     """Typing 131 applied 1, 13 and 131 on the way (and a run in between recorded a prefix)."""
     app = make_test_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
-        await pilot.press("2")
-        box = app.query_one("#ctl-batch_size", Input)
-        box.focus()
+    async with opened(app, size=(120, 36)) as pilot:
+        box = await focused_box(pilot, "batch_size")
         box.value = ""
         await pilot.press("1", "3")
         await pilot.pause()
@@ -47,8 +50,7 @@ async def test_typed_value_applies_only_on_enter_and_results_record_it():
 
 async def test_escape_restores_the_applied_value():
     app = make_test_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(120, 36)) as pilot:
         box = app.query_one("#ctl-batch_size", Input)
         await pilot.press("2")
         box.focus()
@@ -66,8 +68,7 @@ async def test_escape_restores_the_applied_value():
 async def test_tab_on_the_controls_tab_starts_at_the_first_box_and_goes_round_its_boxes():
     """Tab went to the lesson's prediction box and the tab bar before the first field."""
     app = make_test_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(120, 36)) as pilot:
         await pilot.press("2", "tab")
         assert app.focused is app.query_one("#ctl-prompt", Input)
         await pilot.press("tab")
@@ -87,8 +88,7 @@ async def test_tab_on_the_controls_tab_starts_at_the_first_box_and_goes_round_it
 
 async def test_the_box_with_the_cursor_and_its_label_stand_out():
     app = make_test_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(120, 36)) as pilot:
         await pilot.press("2", "tab", "tab")
         box = app.query_one("#ctl-batch_size", Input)
         label = box.parent.children[box.parent.children.index(box) - 1]
@@ -100,8 +100,7 @@ async def test_the_box_with_the_cursor_and_its_label_stand_out():
 
 async def test_a_stray_key_in_the_prompt_box_never_replaces_the_prompt():
     app = make_test_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(120, 36)) as pilot:
         prompt = app.settings.prompt
         await pilot.press("2", "tab", "x")
         assert app.query_one("#ctl-prompt", Input).value == prompt + "x"
@@ -113,8 +112,7 @@ async def test_a_stray_key_in_the_prompt_box_never_replaces_the_prompt():
 
 async def test_enter_applies_only_that_box():
     app = make_test_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(120, 36)) as pilot:
         await pilot.press("2")
         top_p = app.query_one("#ctl-top_p", Input)
         with top_p.prevent(Input.Changed):
@@ -129,11 +127,8 @@ async def test_enter_applies_only_that_box():
 
 async def test_leaving_a_box_applies_it_and_refuses_bad_values():
     app = make_test_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
-        await pilot.press("2")
-        box = app.query_one("#ctl-max_new_tokens", Input)
-        box.focus()
+    async with opened(app, size=(120, 36)) as pilot:
+        box = await focused_box(pilot, "max_new_tokens")
         await pilot.pause()
         box.value = "24"
         await pilot.press("tab")  # leave the box
@@ -180,8 +175,7 @@ async def test_the_engine_fields_are_what_the_selected_engine_declares(monkeypat
 
     monkeypatch.setenv("LAB_TEST_KEY", "sk-very-secret")
     app = with_factory(make_test_app(), factory)
-    async with app.run_test(size=(120, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(120, 48)) as pilot:
         await pilot.press("2")
         for option in ENGINE_OPTIONS["transformers"]:
             assert app.query_one(f"#ctl-{option.name}", Input)
@@ -232,8 +226,7 @@ async def test_help_scrolls_with_the_keyboard():
     from textual.containers import VerticalScroll
 
     app = make_test_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(80, 24)) as pilot:
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: bool(app.screen.query("#help-body")))
         body = app.screen.query_one("#help-body", VerticalScroll)

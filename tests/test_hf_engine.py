@@ -7,14 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tui_lab.engines.base import (
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    TokenEvent,
-    per_token,
-)
+from tui_lab.engines.base import Request, SamplingParams
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, TokenEvent, per_token
 from tui_lab.engines.hf import PieceTable, TransformersEngine, _Detokenizer
 from tui_lab.errors import DeviceUnavailable, InvalidInput
 

@@ -7,6 +7,8 @@ the sliding window, grouped-query attention, and the buckets/OOM arithmetic.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -142,21 +144,17 @@ def test_build_options_keep_eager_tokens(make, options):
     assert torch.equal(toks, ref_toks)
 
 
-@pytest.mark.parametrize("options", ["", "linear=reduce", "v5"])
-def test_layer_traces_as_one_graph_for_torch_compile(options):
-    # On CUDA the layer function is compiled with fullgraph=True; dynamo's eager backend fails here on any
-    # graph break (a data-dependent branch, say) and must not change the tokens.
-    model = _model(_gemma())
-    opts = GraphOptions().with_(options)
-    rt = hf_graphs._runtime(model, opts)
+def check_whole_graph_tracing(model, lengths: list[int], options: str = "") -> None:
+    """On CUDA each step function is compiled with fullgraph=True. Traced here with dynamo's eager backend
+    (which fails on any graph break: a data-dependent branch, say), they must give the eager model's tokens
+    and logits (dynamic batch and prompt length, as marked by the forward)."""
+    rt = hf_graphs._runtime(model, GraphOptions().with_(options))
     plain = rt.fns
-
-    def trace(fn):
-        return torch.compile(fn, fullgraph=True, backend="eager")
-
-    rt.fns = hf_graphs._Fns(trace(plain.prologue), trace(plain.layer), trace(plain.epilogue), plain.cfg)
+    traced = {f.name: torch.compile(getattr(plain, f.name), fullgraph=True, backend="eager")
+              for f in dataclasses.fields(plain) if f.name != "cfg" and getattr(plain, f.name) is not None}
+    rt.fns = dataclasses.replace(plain, **traced)
     try:
-        ids, mask = _batch(model.config.vocab_size, [5, 9, 2])
+        ids, mask = _batch(model.config.vocab_size, lengths)
         ref_toks, ref_logits = _eager_reference(model, ids, mask, 4)
         toks, logits = _fast(model, ids, mask, 4, options=options)
         for a, b in zip(ref_logits, logits, strict=True):
@@ -165,6 +163,11 @@ def test_layer_traces_as_one_graph_for_torch_compile(options):
     finally:
         rt.fns = plain
         torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("options", ["", "linear=reduce", "v5"])
+def test_layer_traces_as_one_graph_for_torch_compile(options):
+    check_whole_graph_tracing(_model(_gemma()), [5, 9, 2], options)
 
 
 def test_options_parse_presets_fields_and_refuse_unknowns():
@@ -272,12 +275,11 @@ def test_out_of_memory_message_names_largest_batch():
     assert f"largest batch that fits now: {err.largest_batch}" in str(err)
 
 
-def test_prefill_padded_for_capture_gives_the_same_results():
-    # What a captured prefill runs: the prompts left-padded to a multiple of 16 and every row of the batch
-    # bucket (here 3 sequences in a bucket of 4, the 4th row empty). On CPU it runs uncaptured, same code.
-    model = _model(_gemma())
+def check_padded_prefill(model, steps: int) -> None:
+    """What a captured prefill runs (the prompts left-padded to a multiple of 16, every row of the batch
+    bucket: here 3 sequences in a bucket of 4, the 4th row empty) gives the tokens and logits of the plain
+    prefill. On CPU it runs uncaptured, the same code."""
     ids, mask = _batch(model.config.vocab_size, [5, 9, 2])
-    steps = 10  # past the sliding window of 6
     ref_toks, ref_logits = _fast(model, ids, mask, steps)
     padded = hf_graphs.prefill_bucket(ids.shape[1])
     assert padded == 16
@@ -295,6 +297,10 @@ def test_prefill_padded_for_capture_gives_the_same_results():
     for a, b in zip(ref_logits, logits, strict=True):
         torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
     assert torch.equal(toks, ref_toks)
+
+
+def test_prefill_padded_for_capture_gives_the_same_results():
+    check_padded_prefill(_model(_gemma()), steps=10)  # past the sliding window of 6
 
 
 def test_prefill_capture_needs_room_and_graphs():

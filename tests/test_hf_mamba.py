@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from tests.test_hf_graphs import _batch, _eager_reference, _fast  # noqa: E402
+from tests.test_hf_graphs import _batch, _eager_reference, _fast, check_padded_prefill, check_whole_graph_tracing  # noqa: E402
 from tui_lab.engines import hf_graphs, hf_mamba  # noqa: E402
 from tui_lab.engines.hf_graphs import StaticGraphBackend  # noqa: E402
 
@@ -138,25 +138,7 @@ def test_states_are_fixed_size_per_bucket_and_mlp_only_layers_keep_none():
 
 
 def test_padded_prefill_for_capture_gives_the_same_results():
-    # A captured prefill pads the prompts on the left to a multiple of 16 and runs every row of the bucket.
-    model = _model(_nemotron())
-    ids, mask = _batch(model.config.vocab_size, [5, 9, 2])
-    steps = 8
-    ref_toks, ref_logits = _fast(model, ids, mask, steps)
-    padded = hf_graphs.prefill_bucket(ids.shape[1])
-
-    def padded_prefill(be):
-        big_ids = torch.zeros((be.bucket, padded), dtype=torch.long)
-        big_mask = torch.zeros((be.bucket, padded), dtype=torch.bool)
-        big_ids[:3, padded - ids.shape[1]:] = ids
-        big_mask[:3, padded - ids.shape[1]:] = mask.bool()
-        with torch.inference_mode():
-            return hf_graphs._run_prefill(be.rt, be.entry, big_ids, big_mask)[:3]
-
-    toks, logits = _fast(model, ids, mask, steps, prefill=padded_prefill)
-    for a, b in zip(ref_logits, logits, strict=True):
-        torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
-    assert torch.equal(toks, ref_toks)
+    check_padded_prefill(_model(_nemotron()), steps=8)
 
 
 @pytest.mark.parametrize("s", [11, 4, 3], ids=["three-chunks", "one-full-chunk", "one-padded-chunk"])
@@ -197,25 +179,5 @@ def test_unsupported_hybrid_layers_raise_not_implemented():
 
 
 def test_blocks_trace_as_whole_graphs_for_torch_compile():
-    # On CUDA each block function is compiled with fullgraph=True (one graph per block, captured as a CUDA
-    # graph). Tracing them here with dynamo's eager backend fails on any graph break, and must not change
-    # the results (dynamic batch and prompt length, as marked by the forward).
-    model = _model(_nemotron())
-    rt = hf_graphs._runtime(model, hf_graphs.GraphOptions())
-    plain = rt.fns
-
-    def trace(fn):
-        return torch.compile(fn, fullgraph=True, backend="eager")
-
-    rt.fns = hf_graphs._Fns(trace(plain.prologue), trace(plain.layer), trace(plain.epilogue), plain.cfg,
-                            trace(plain.mamba_step), trace(plain.mamba_prefill), trace(plain.mlp))
-    try:
-        ids, mask = _batch(model.config.vocab_size, [5, 11, 2])
-        ref_toks, ref_logits = _eager_reference(model, ids, mask, 4)
-        toks, logits = _fast(model, ids, mask, 4)
-        for a, b in zip(ref_logits, logits, strict=True):
-            torch.testing.assert_close(b, a, atol=2e-4, rtol=2e-4)
-        assert torch.equal(toks, ref_toks)
-    finally:
-        rt.fns = plain
-        torch._dynamo.reset()
+    # One graph per block (captured as a CUDA graph): attention, Mamba step and prefill, MLP.
+    check_whole_graph_tracing(_model(_nemotron()), [5, 11, 2])

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tui_lab.engines.base import RequestFinished, RequestSubmitted, TokenEvent, TokenStep, per_token
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, TokenEvent, TokenStep, per_token
 from tui_lab.host import protocol as p
 from tui_lab.host.client import EngineHost
 

@@ -72,16 +72,18 @@ def test_no_heavy_imports_at_module_level() -> None:
         assert not names & HEAVY, f"{path.relative_to(PACKAGE)} imports {names & HEAVY} at module level"
 
 
+def heavy_modules_after(code: str, heavy: tuple[str, ...] = ("torch", "transformers", "vllm")) -> list[str]:
+    """Which of ``heavy`` a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(','.join(m for m in {heavy!r} if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1:] or [""]
+    return [m for m in last[0].split(",") if m]
+
+
 def test_help_and_first_screen_modules_do_not_import_torch() -> None:
     """Importing the CLI and the app module leaves torch unloaded (fast start)."""
-    code = (
-        "import sys, tui_lab.cli, tui_lab.ui.app; "
-        "heavy = sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules); "
-        "print(','.join(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
+    assert heavy_modules_after("import tui_lab.cli, tui_lab.ui.app") == []
 
 
 def _module_name(path: Path) -> str:

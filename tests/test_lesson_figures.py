@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from tui_lab.engines.base import Request, SamplingParams, StreamEvent, TokenStep
+from tui_lab.engines.base import Request, SamplingParams
+from tui_lab.engines.events import StreamEvent, TokenStep
 from tui_lab.engines.scripted import ScriptedEngine
 from tui_lab.lab.experiment import RunContext
 from tui_lab.lab.inventory import get

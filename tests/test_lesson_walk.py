@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.test_ui_app import ready, settled, text_of, wait_until
+from tests.test_ui_app import opened, settled, text_of, wait_until
 from tui_lab.lessons import load_lessons, measure_metric
 from tui_lab.ui.app import AppOptions, LabApp
 from tui_lab.ui.prediction import format_value
@@ -86,8 +86,7 @@ async def test_every_step_resolves_its_prediction(lesson, tmp_path) -> None:
         assert f"measured: {text}" in " ".join(shown.split()), (step.key, shown)
         expected_done[step.key] = measured.value
 
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await _walk(pilot, app, lesson, check)
     record = json.loads(path.read_text())["lessons"][lesson.id]["steps"]
     for key, value in expected_done.items():
@@ -131,8 +130,7 @@ async def test_model_inspection_steps_resolve_in_the_app(hf_engine) -> None:
                          engine_factory=lambda name, **kw: _LentEngine(hf_engine),
                          lessons=LESSONS, cursor_blink=False, save_progress=False)
     app = LabApp(options)
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(120, 36)) as pilot:
         pane = app.query_one(LessonPane)
         for lesson, step in MODEL_STEPS:
             pane.lesson_index = LESSONS.index(lesson)
@@ -156,8 +154,7 @@ async def test_every_preset_key_reaches_the_run() -> None:
     from tui_lab.lab.inventory import get
 
     app = make_test_app(lessons=LESSONS)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         pane = app.query_one(LessonPane)
         for lesson_index, lesson in enumerate(LESSONS):
             for step_index, step in enumerate(lesson.steps):
@@ -178,8 +175,7 @@ async def test_experiment_values_the_lessons_ask_for_are_in_the_controls() -> No
     from textual.widgets import Input
 
     app = make_test_app(lessons=LESSONS, lesson="01")
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         pane = app.query_one(LessonPane)
         wanted = {"modalities": ("image_width", "800", 800), "roofline": ("seq_len", "4096", 4096),
                   "batch_sweep": ("latency_budget", "rag", "rag")}
@@ -212,8 +208,7 @@ async def test_each_lesson_opens_with_its_intro_and_says_what_it_needs() -> None
     from textual.widgets import Markdown
 
     app = make_test_app(lessons=LESSONS)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)):
         pane = app.query_one(LessonPane)
         for index, lesson in enumerate(LESSONS):
             pane.lesson_index, pane.step_index = index, 0
@@ -235,8 +230,7 @@ async def test_results_fit_the_panel_at_120x36() -> None:
 
     app = make_test_app(lessons=LESSONS)
     seen: set[str] = set()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(120, 36)) as pilot:
         pane = app.query_one(LessonPane)
         view = app.query_one("#inspection")
         for lesson_index, lesson in enumerate(LESSONS):
@@ -291,8 +285,7 @@ async def test_a_stopped_sweep_does_not_answer_for_its_last_point() -> None:
     index, step = next((i, s) for i, s in enumerate(lesson.steps) if s.experiment == "length_sweep")
     app = make_test_app(lessons=LESSONS, lesson=lesson.id, real_time=True,
                         timing=StepModel(decode_base=0.004, decode_per_seq=0.0))
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         pane = app.query_one(LessonPane)
         pane.step_index = index
         pane._render_step(announce=True)
@@ -350,13 +343,11 @@ async def test_the_result_pane_knows_when_the_panel_is_alone() -> None:
     from tui_lab.ui.widgets.result_pane import ResultPane
 
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         pane = app.query_one(ResultPane)
         assert pane._beside_lesson()
         await pilot.press("l", "l")  # lesson only, then the panel alone
         assert app.query_one("#main").has_class("-no-lesson") and not pane._beside_lesson()
     narrow = make_test_app()
-    async with narrow.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, narrow)
+    async with opened(narrow, size=(80, 24)) as pilot:
         assert not narrow.query_one(ResultPane)._beside_lesson()  # stacked: the panel has the whole width

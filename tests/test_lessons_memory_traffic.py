@@ -11,13 +11,7 @@ from tui_lab.errors import InvalidInput
 from tui_lab.lab.experiment import RunContext
 from tui_lab.lab.inventory import get
 from tui_lab.metrics.latency import RequestTrace
-from tui_lab.metrics.memory import (
-    kv_bytes_per_token_layer,
-    kv_design,
-    mamba_state_bytes,
-    tp_figures,
-    weight_bytes,
-)
+from tui_lab.metrics.memory import kv_bytes_per_token_layer, kv_design, mamba_state_bytes, tp_figures, weight_bytes
 from tui_lab.metrics.toolmetrics import (
     answer_start,
     coordinated_omission,

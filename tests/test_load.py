@@ -7,36 +7,19 @@ for a server here; the same driver runs against a real ``vllm serve`` in test_op
 from __future__ import annotations
 
 import pickle
-import queue
 import statistics
 import threading
 import time
 
 import pytest
 
-from tui_lab.engines.base import (
-    EngineInfo,
-    LoadSession,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    TokenEvent,
-    per_token,
-    supports_sessions,
-)
+from tui_lab.engines.base import EngineInfo, LoadSession, Request, SamplingParams, supports_sessions
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, SessionEvents, TokenEvent, per_token
 from tui_lab.engines.scripted import ScriptedEngine
 from tui_lab.errors import InvalidInput
 from tui_lab.lab import inventory
 from tui_lab.lab.experiment import RunContext
-from tui_lab.lab.load import (
-    LoadPlan,
-    LoadSweepPlan,
-    arrival_offsets,
-    execute_load,
-    output_lengths,
-    run_load_sweep,
-)
+from tui_lab.lab.load import LoadPlan, LoadSweepPlan, arrival_offsets, execute_load, output_lengths, run_load_sweep
 from tui_lab.metrics import e2e, ttft
 
 
@@ -44,12 +27,11 @@ class _Session:
     def __init__(self, engine: ThreadedEngine, sampling: SamplingParams) -> None:
         self.engine = engine
         self.sampling = sampling
-        self.q: queue.Queue = queue.Queue()
+        self.box = SessionEvents()
         self.cancel = threading.Event()
-        self.open: set[str] = set()
 
     def submit(self, request: Request) -> None:
-        self.open.add(request.request_id)
+        self.box.open.add(request.request_id)
         threading.Thread(target=self._run, args=(request,), daemon=True).start()
 
     def _run(self, request: Request) -> None:
@@ -57,36 +39,26 @@ class _Session:
         with e.lock:
             e.in_flight += 1
             e.peak = max(e.peak, e.in_flight)
-        self.q.put(RequestSubmitted(request.request_id, time.perf_counter(), 4))
+        self.box.put(RequestSubmitted(request.request_id, time.perf_counter(), 4))
         time.sleep(e.ttft_s)
         for _ in range(request.budget(self.sampling)):
             if self.cancel.is_set():
                 break
-            self.q.put(TokenEvent(request.request_id, 1, "x", time.perf_counter()))
+            self.box.put(TokenEvent(request.request_id, 1, "x", time.perf_counter()))
             time.sleep(e.step_s)
         with e.lock:
             e.in_flight -= 1
-        self.q.put(RequestFinished(request.request_id, time.perf_counter(), "cancelled" if self.cancel.is_set()
+        self.box.put(RequestFinished(request.request_id, time.perf_counter(), "cancelled" if self.cancel.is_set()
                                    else "length"))
 
     def events(self, timeout: float) -> list:
-        out = []
-        try:
-            out.append(self.q.get(timeout=timeout))
-        except queue.Empty:
-            return out
-        while not self.q.empty():
-            out.append(self.q.get_nowait())
-        for ev in out:
-            if isinstance(ev, RequestFinished):
-                self.open.discard(ev.request_id)
-        return out
+        return self.box.take(timeout)
 
     def close(self) -> list:
         self.cancel.set()
         out = []
         deadline = time.monotonic() + 2
-        while self.open and time.monotonic() < deadline:
+        while self.box.open and time.monotonic() < deadline:
             out.extend(self.events(0.05))
         return out
 

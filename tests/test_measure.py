@@ -7,7 +7,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from tui_lab.engines.base import EngineInfo, Request, SamplingParams, StreamEvent, TokenEvent, TokenStep
+from tui_lab.engines.base import EngineInfo, Request, SamplingParams
+from tui_lab.engines.events import StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.scripted import ScriptedEngine
 from tui_lab.errors import DeviceUnavailable, EngineFailure, OutOfMemory
 from tui_lab.lab.measure import ENDED_EARLY, Variant, loaded, measure

@@ -6,14 +6,7 @@ import pytest
 
 from tests.lab_helpers import validate_params
 from tui_lab.errors import InvalidInput
-from tui_lab.lab.modalities import (
-    DEFAULT_PARAMS,
-    audio_frames,
-    calculate,
-    dynamic_resize,
-    image_tokens,
-    video_tokens,
-)
+from tui_lab.lab.modalities import DEFAULT_PARAMS, audio_frames, calculate, dynamic_resize, image_tokens, video_tokens
 
 
 def test_gemma3_image_is_256_tokens_whatever_its_size() -> None:

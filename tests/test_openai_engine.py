@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,11 +24,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tui_lab.engines import create_engine
-from tui_lab.engines.base import Request, SamplingParams, TokenEvent
+from tui_lab.engines.base import Request, SamplingParams
+from tui_lab.engines.events import TokenEvent
 from tui_lab.engines.openai_engine import OpenAIEngine
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
+from tui_lab.host.client import end_session
 from tui_lab.lab.run import execute_run, make_requests
 from tui_lab.metrics import e2e, output_throughput, ttft
+from tui_lab.vllm_server import wait_until_serving
 
 SECRET = "sk-test-0123456789-do-not-leak"
 ECHO_SECRET = "sk-echo-9876543210-must-stay-hidden"
@@ -218,7 +220,7 @@ def test_a_usage_only_chunk_keeps_the_last_token_time():
     """The same stream fed with stated arrival times: tokens at 1, 2, 3, 4 s, usage at 9 s; E2E ends at 4 s."""
     import queue as queue_mod
 
-    from tui_lab.engines.base import RequestSubmitted
+    from tui_lab.engines.events import RequestSubmitted
     from tui_lab.engines.openai_engine import _RequestState
 
     engine = OpenAIEngine("http://127.0.0.1:1/v1")
@@ -402,7 +404,7 @@ def test_key_echoed_in_errors_is_masked_on_every_path(stub_url, monkeypatch, api
 
 
 def test_key_echoed_in_load_session_errors_is_masked(stub_url, monkeypatch):
-    from tui_lab.engines.base import RequestFinished
+    from tui_lab.engines.events import RequestFinished
 
     monkeypatch.setenv("LAB_TEST_KEY", SECRET)
     engine = OpenAIEngine(stub_url, api_key_env="LAB_TEST_KEY", timeout=2)
@@ -492,19 +494,7 @@ def vllm_server(tmp_path_factory):
 
 
 def _wait_ready(server: dict) -> None:
-    import httpx
-
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server["proc"].poll() is not None:
-            pytest.fail(f"vllm serve exited early:\n{server['log'].read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{server['url']}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"vllm serve not ready after {SERVER_START_TIMEOUT_S} s:\n{server['log'].read_text()[-3000:]}")
+    wait_until_serving(server["proc"], server["url"], server["log"], SERVER_START_TIMEOUT_S)
 
 
 def _crash(proc: subprocess.Popen) -> None:
@@ -515,32 +505,9 @@ def _crash(proc: subprocess.Popen) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """End the server's whole process group: SIGTERM first (so vLLM frees its shared memory), then SIGKILL."""
-    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and _group_alive(proc):
-            time.sleep(0.2)
-        if not _group_alive(proc):
-            break
+    """End the server's whole session: SIGTERM first (so vLLM frees its shared memory), then SIGKILL."""
+    end_session(proc.pid, grace_s=15)
     proc.wait(timeout=10)
-
-
-def _group_alive(proc: subprocess.Popen) -> bool:
-    """Whether any process of the server's group still runs (zombies don't count)."""
-    import psutil
-
-    proc.poll()  # reap the direct child so it stops counting
-    for p in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(p.pid) == proc.pid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                return True
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return False
 
 
 @pytest.fixture(scope="module")

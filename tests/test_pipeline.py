@@ -17,13 +17,7 @@ from tui_lab.errors import InvalidInput
 from tui_lab.lab.experiment import RunContext
 from tui_lab.lab.inventory import get
 from tui_lab.lab.modalities import calculate
-from tui_lab.lab.pipeline import (
-    datasheet_bandwidth,
-    logits_view,
-    padding_view,
-    roofline_view,
-    tokenize_view,
-)
+from tui_lab.lab.pipeline import datasheet_bandwidth, logits_view, padding_view, roofline_view, tokenize_view
 from tui_lab.lab.run import execute_run
 from tui_lab.lessons import load_lessons, resolve_metric
 from tui_lab.views import render as view

@@ -8,13 +8,7 @@ import pytest
 import torch
 
 from tui_lab.engines.base import SamplingParams
-from tui_lab.engines.sampling import (
-    apply_repetition_penalty,
-    make_generator,
-    sample_next,
-    top_k_filter,
-    top_p_filter,
-)
+from tui_lab.engines.sampling import apply_repetition_penalty, make_generator, sample_next, top_k_filter, top_p_filter
 
 NEG = float("-inf")
 

@@ -19,16 +19,8 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from tui_lab.engines.base import (
-    EngineInfo,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    TokenEvent,
-    validate_batch,
-)
+from tui_lab.engines.base import EngineInfo, Request, SamplingParams, validate_batch
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent
 from tui_lab.engines.scripted import FakeClock, ScriptedEngine, StepModel
 from tui_lab.errors import DeviceUnavailable, InvalidInput
 from tui_lab.lab import serving as S

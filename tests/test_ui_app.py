@@ -6,8 +6,8 @@ import asyncio
 import csv
 import io
 import json
-import subprocess
-import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import pytest
@@ -62,12 +62,27 @@ async def ready(pilot, app: LabApp) -> None:
     await wait_until(pilot, lambda: app.engine_state in ("ready", "failed"))
 
 
+@asynccontextmanager
+async def opened(app: LabApp, size: tuple[int, int] = (80, 24)) -> AsyncIterator:
+    """Run ``app`` headless at ``size`` (Textual's own default) and wait for its engine to load."""
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot, app)
+        yield pilot
+
+
 async def run_and_wait(pilot, app: LabApp) -> None:
     """Press r and wait for the run to end."""
     await pilot.press("r")
     await wait_until(pilot, lambda: app.busy is not None or app.results)
     await wait_until(pilot, lambda: app.busy is None)
     await settled(pilot)
+
+
+async def start_sweep(pilot, max_new_tokens: int) -> None:
+    """Step from the first lesson step to its batch sweep and start it with ``max_new_tokens`` a request."""
+    await pilot.press("n")
+    pilot.app.settings = pilot.app.settings.with_(max_new_tokens=max_new_tokens)
+    await pilot.press("r")
 
 
 def live_run(app: LabApp):
@@ -93,8 +108,7 @@ def text_of(app: LabApp, selector: str) -> str:
 
 async def test_first_screen_shows_lesson_and_live_panel():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         assert "Test lesson" in text_of(app, "#lesson-title")
         assert "ready" in text_of(app, "#engine-text")
         assert "No run yet" in text_of(app, "#tokens")
@@ -110,8 +124,7 @@ async def test_first_screen_shows_lesson_and_live_panel():
 
 async def test_run_streams_tokens_and_records_result():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await run_and_wait(pilot, app)
         assert len(app.results) == 1
         row = app.results[0]
@@ -124,8 +137,7 @@ async def test_run_streams_tokens_and_records_result():
 
 async def test_change_batch_size_by_keys_and_controls():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("b")
         assert app.settings.batch_size == 8
         await pilot.press("b", "b")
@@ -155,8 +167,7 @@ async def test_invalid_values_are_refused_in_place():
     from tui_lab.ui.widgets.controls import box_text
 
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("2")
         before = app.settings
         for field, bad, message in (("batch_size", "3000", "batch_size must be in 1..1024 (got 3000)"),
@@ -176,8 +187,7 @@ async def test_invalid_values_are_refused_in_place():
 
 async def test_stop_mid_run_keeps_partial_result():
     app = make_test_app(real_time=True, timing=StepModel(decode_base=0.01, decode_per_seq=0.0))
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         app.settings = app.settings.with_(max_new_tokens=2000)
         await pilot.press("r")
         await wait_until(pilot, lambda: live_run(app) is not None and live_run(app).figures().tokens_done >= 5)
@@ -193,8 +203,7 @@ async def test_stop_mid_run_keeps_partial_result():
 
 async def test_batch_sweep_fills_charts_point_by_point():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("n")
         assert app.loaded.name == "batch_sweep"
         seen: list[int] = []
@@ -225,8 +234,7 @@ async def test_batch_sweep_fills_charts_point_by_point():
 
 async def test_export_writes_json_and_csv(tmp_path):
     app = make_test_app(export_dir=str(tmp_path))
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await run_and_wait(pilot, app)
         await pilot.press("e")
         await wait_until(pilot, lambda: {p.suffix for p in app.last_export} == {".json", ".csv"})
@@ -245,8 +253,7 @@ async def test_export_writes_json_and_csv(tmp_path):
 
 async def test_export_before_any_run_says_so(tmp_path):
     app = make_test_app(export_dir=str(tmp_path))
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("e")
         await wait_until(pilot, lambda: any("nothing to export" in str(n.message) for n in app._notifications))
         assert not list(tmp_path.iterdir())
@@ -254,8 +261,7 @@ async def test_export_before_any_run_says_so(tmp_path):
 
 async def test_resize_to_80x24_stacks_panels():
     app = make_test_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.screen.has_class("-narrow"))
         lesson = app.query_one("#lesson")
         live = app.query_one("#live")
@@ -275,8 +281,7 @@ async def test_resize_to_80x24_stacks_panels():
 async def test_engine_load_error_is_shown_and_app_keeps_running():
     error = GatedModel("google/gemma-3-270m-it is gated", "accept its licence on the hub, then `hf auth login`")
     app = make_test_app(load_error=error)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         banner = " ".join(text_of(app, "#engine-text").split())  # the label wraps at its width
         assert "gated" in banner and "hf auth login" in banner
         await pilot.press("r")
@@ -291,8 +296,7 @@ async def test_engine_load_error_is_shown_and_app_keeps_running():
 
 async def test_out_of_memory_during_run_says_what_fits():
     app = make_test_app(fail_at_batch=8)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("b")
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and "failed" in text_of(app, "#run-note"))
@@ -305,8 +309,7 @@ async def test_out_of_memory_during_run_says_what_fits():
 
 async def test_prediction_shown_beside_measurement():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("i", "5", "0", "enter")
         assert app.focused is None  # Enter hands the keys back: r runs
         await run_and_wait(pilot, app)
@@ -318,8 +321,7 @@ async def test_prediction_shown_beside_measurement():
 
 async def test_help_and_command_palette():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
@@ -344,8 +346,7 @@ async def test_help_and_command_palette():
 
 async def test_stepping_never_leaves_keys_in_a_text_box():
     app = make_test_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(80, 24)) as pilot:
         for _ in range(3):
             await pilot.press("n")
             await pilot.pause()
@@ -356,8 +357,7 @@ async def test_stepping_never_leaves_keys_in_a_text_box():
 
 async def test_keys_work_while_a_run_streams():
     app = make_test_app(real_time=True, timing=StepModel(decode_base=0.005, decode_per_seq=0.0))
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         app.settings = app.settings.with_(max_new_tokens=4000)  # stopped below, long before its end
         await pilot.press("r")
         await wait_until(pilot, lambda: live_run(app) is not None and live_run(app).figures().tokens_done > 3)
@@ -370,9 +370,10 @@ async def test_keys_work_while_a_run_streams():
 
 
 def test_first_screen_does_not_import_torch():
+    from tests.test_layers import heavy_modules_after
+
     code = (
-        "import sys, asyncio\n"
-        "from tui_lab.ui.app import LabApp, AppOptions\n"
+        "import asyncio\n"
         "from tui_lab.ui.testing import make_test_app\n"
         "async def main():\n"
         "    app = make_test_app()\n"
@@ -380,11 +381,8 @@ def test_first_screen_does_not_import_torch():
         "        while app.engine_state not in ('ready', 'failed'):\n"
         "            await pilot.pause(0.02)\n"
         "asyncio.run(main())\n"
-        "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False False"
+    assert heavy_modules_after(code, ("torch", "transformers")) == []
 
 
 async def test_inputs_do_not_blink_in_tests():
@@ -399,11 +397,8 @@ async def test_stopping_a_sweep_keeps_measured_points():
     # 0.2 s a step: each point of the fixture's sweep takes 1.6 s, so the stop lands inside the sweep even
     # on a loaded 2-core machine (at 10 ms a step the whole sweep could end before the key was read).
     app = make_test_app(real_time=True, timing=StepModel(decode_base=0.2, decode_per_seq=0.0))
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
-        await pilot.press("n")
-        app.settings = app.settings.with_(max_new_tokens=40)
-        await pilot.press("r")
+    async with opened(app, size=(160, 48)) as pilot:
+        await start_sweep(pilot, 40)
         await wait_until(pilot, lambda: len(app.query_one(SweepCharts).points) >= 1)
         await pilot.press("s")
         await wait_until(pilot, lambda: app.busy is None, timeout=10)
@@ -415,8 +410,7 @@ async def test_stopping_a_sweep_keeps_measured_points():
 
 async def test_inspection_shows_the_lessons_view():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         app.load_experiment(LoadedExperiment.of("modalities", {}))
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and app.query_one("#inspection").display)
@@ -427,8 +421,7 @@ async def test_inspection_shows_the_lessons_view():
 
 async def test_inspection_without_a_tokenizer_says_what_to_do():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         app.load_experiment(LoadedExperiment.of("tokenize", {}))
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and "failed" in text_of(app, "#run-note"))
@@ -437,8 +430,7 @@ async def test_inspection_without_a_tokenizer_says_what_to_do():
 
 async def test_cpu_vs_gpu_shows_per_run_bars_and_medians():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         app.load_experiment(LoadedExperiment.of("cpu_vs_gpu", {"runs": 3, "warmup": 0, "max_new_tokens": 8}))
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and app.query_one("#inspection").display)
@@ -450,8 +442,7 @@ async def test_cpu_vs_gpu_shows_per_run_bars_and_medians():
 
 async def test_kv_cache_comparison_runs_in_the_panel():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         app.load_experiment(LoadedExperiment.of("kv_cache_compare", {"max_new_tokens": 8}))
         await pilot.press("r")
         await wait_until(pilot, lambda: app.busy is None and app.query_one("#inspection").display)
@@ -469,8 +460,7 @@ async def test_changing_device_reloads_the_engine():
         return ScriptedEngine()
 
     app = with_factory(make_test_app(), factory)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         assert calls[-1] == ("transformers", {"model": "embedded", "device": "cpu"})
         await pilot.press("2")
         box = app.query_one("#ctl-device", Input)
@@ -489,8 +479,7 @@ async def test_progress_is_saved_and_resumed(tmp_path):
     path = tmp_path / "progress.json"
     app = make_test_app()
     app.options.save_progress, app.options.progress_path = True, str(path)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("i", "4", "2", "enter")
         await run_and_wait(pilot, app)
         await pilot.press("n")
@@ -511,8 +500,7 @@ async def test_resume_shows_saved_guess_and_result_and_marks_steps_done(tmp_path
     path = tmp_path / "progress.json"
     app = make_test_app()
     app.options.save_progress, app.options.progress_path = True, str(path)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("i", "4", "2", "enter")
         await run_and_wait(pilot, app)
         measured = " ".join(text_of(app, "#predict-result").split()).split("measured: ")[1]
@@ -536,8 +524,7 @@ async def test_lesson_flag_opens_that_lesson():
     lessons = [*FIXTURE_LESSONS, Lesson("02", "Second", 3, (Step("Only step", "Text."),))]
     app = make_test_app(lessons=lessons)
     app.options.lesson = "2"
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         assert app.query_one("#lesson-title").content.startswith("02 · Second · step 1/1")
         await pilot.press("P")
         assert app.query_one("#lesson-title").content.startswith("01 · Test lesson")
@@ -545,8 +532,7 @@ async def test_lesson_flag_opens_that_lesson():
 
 async def test_serving_experiment_runs_through_the_host_by_name():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         app.load_experiment(LoadedExperiment.of("queueing", {"num_requests": 8, "max_num_seqs": 4,
                                                                   "max_new_tokens": 4}))
         await pilot.press("r")
@@ -572,8 +558,7 @@ async def test_a_step_about_another_engine_refuses_to_run_on_the_loaded_one():
                 predict=Prediction("How fast?", "tokens/s", "summary.output_tokens_per_s"))
     lesson = Lesson("04", "Serving", 5, (step,))
     app = with_factory(make_test_app(lessons=[lesson]), lambda name, **options: NamedTransformers())
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         assert app.loaded.step is step
         await pilot.press("r")
         await pilot.pause()
@@ -619,8 +604,7 @@ async def test_a_moved_budget_line_stays_with_its_step():
 
     lessons = load_lessons()
     app = make_test_app(lessons=lessons, lesson="02")
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         charts = app.query_one(SweepCharts)
         pane = app.query_one("#lesson")
         budget_step = next(i for i, s in enumerate(pane.lesson.steps) if s.params.get("latency_budget"))
@@ -639,11 +623,8 @@ async def test_a_moved_budget_line_stays_with_its_step():
 async def test_sweep_progress_shows_above_the_tabs():
     # 30 ms a step: the sweep lasts seconds, so the line is there to be seen on a loaded machine.
     app = make_test_app(real_time=True, timing=StepModel(decode_base=0.03, decode_per_seq=0.0))
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
-        await pilot.press("n")
-        app.settings = app.settings.with_(max_new_tokens=60)
-        await pilot.press("r")
+    async with opened(app, size=(160, 48)) as pilot:
+        await start_sweep(pilot, 60)
         line = app.query_one("#progress-line")
         await wait_until(pilot, lambda: line.display and "run 1/1" in text_of(app, "#progress-line"))
         assert text_of(app, "#progress-line").startswith("batch_sweep: batch ")
@@ -655,8 +636,7 @@ async def test_sweep_progress_shows_above_the_tabs():
 
 async def test_loading_stage_shows_its_elapsed_time():
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         banner = app.query_one(EngineBanner)
         banner.start_loading("embedded")
         banner.stage("materializing the embedded model", 0.3)
@@ -669,8 +649,7 @@ async def test_loading_stage_shows_its_elapsed_time():
 async def test_the_loading_tick_after_the_banner_is_gone_draws_nothing():
     """Quitting while a model loads: the once-a-second tick can fire while the screen is torn down."""
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         banner = app.query_one(EngineBanner)
         banner.start_loading("embedded")
         banner.stage("materializing the embedded model", 0.3)
@@ -688,8 +667,7 @@ async def test_charts_tab_drops_the_last_result_when_a_new_run_starts():
         await wait_until(pilot, lambda: app.runs.run_id > runs and app.busy is None)
         await settled(pilot)
 
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         app.load_experiment(LoadedExperiment.of("kv_cache_compare", {"max_new_tokens": 8}))
         await run_and_wait(pilot, app)
         assert app.query_one("#inspection").display and "KV cache" in text_of(app, "#inspection")
@@ -723,8 +701,7 @@ class _ServingEngine(ThreadedEngine):
 async def test_a_load_sweep_charts_each_point_as_it_finishes_and_exports_it(tmp_path, params, axis, xs, labels):
     """A load sweep's points (``LoadPoint``s) went nowhere: no chart, no Results row, nothing exported."""
     app = with_factory(make_test_app(export_dir=str(tmp_path)), lambda name, **options: _ServingEngine())
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         app.load_experiment(LoadedExperiment.of("load_sweep", {**params, "num_requests": 4, "max_new_tokens": 3,
                                                                "latency_budget": None}))
         charts = app.query_one(SweepCharts)
@@ -762,8 +739,7 @@ async def test_a_load_sweep_charts_each_point_as_it_finishes_and_exports_it(tmp_
 async def test_a_run_cut_by_a_crash_keeps_its_tokens_and_enters_results_partial(batch_keys, batch, advice):
     """A host crash left the tokens on screen but no row in Results; its hint said "lower batch size" at batch 1."""
     app = make_test_app(engine_spec="tests.ui_engines:make_engine", model="killed")
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press(*batch_keys)
         app.settings = app.settings.with_(max_new_tokens=500)  # killed long before its end
         await pilot.press("r")
@@ -799,8 +775,7 @@ async def test_a_corrupt_progress_file_is_moved_aside_and_the_learner_told_where
     path.write_text("{ not json")
     app = make_test_app()
     app.options.save_progress, app.options.progress_path = True, str(path)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)):
         moved = [p for p in tmp_path.iterdir() if p.name.startswith("progress.json.corrupt-")]
         assert len(moved) == 1 and moved[0].read_text() == "{ not json"
         told = [str(n.message) for n in app._notifications if str(moved[0]) in str(n.message)]
@@ -841,8 +816,7 @@ async def test_help_lists_every_key_with_what_it_does():
     from textual.widgets import Markdown
 
     app = make_test_app()
-    async with app.run_test(size=(160, 48)) as pilot:
-        await ready(pilot, app)
+    async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("question_mark")
         await pilot.pause(0.1)
         page = app.screen.query_one(Markdown).source

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tui_lab.engines.base import Request, RequestFinished, RequestSubmitted, TokenEvent
+from tui_lab.engines.base import Request
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, TokenEvent
 from tui_lab.formatting import seconds
 from tui_lab.ui.live import LiveRun
 from tui_lab.ui.theme import GAP_THRESHOLDS_S, MAX_RECENT_GAPS, MAX_TOKENS_ON_SCREEN, gap_style
@@ -62,7 +63,7 @@ def test_gap_colours_and_bars():
 
 
 def test_a_frame_folds_like_its_events() -> None:
-    from tui_lab.engines.base import TokenStep
+    from tui_lab.engines.events import TokenStep
     from tui_lab.host.protocol import FrameBuilder, FrameReader
 
     ids = ["r0", "r1"]

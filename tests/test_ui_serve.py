@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +11,7 @@ import httpx
 import pytest
 
 from tui_lab.errors import InvalidInput
+from tui_lab.host.client import end_session
 from tui_lab.ui.serve import app_command
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,12 +42,8 @@ def test_serve_page_on_loopback():
         assert response.status_code == 200
         assert "inference-lab" in response.text
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        end_session(proc.pid)
+        proc.wait(timeout=5)
 
 
 def test_app_command_runs_the_same_app():

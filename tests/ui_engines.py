@@ -14,7 +14,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
-from tui_lab.engines.base import EngineInfo, Request, SamplingParams, StreamEvent
+from tui_lab.engines.base import EngineInfo, Request, SamplingParams
+from tui_lab.engines.events import StreamEvent
 from tui_lab.engines.scripted import FakeClock, ScriptedEngine, StepModel
 
 STEPS_BEFORE_KILL = 20

@@ -819,7 +819,8 @@ def check_overlap(spec: str, device: Any, dtype: str, cache_dir: str | None, new
 
     A left-padded batch with per-request budgets, greedy and seeded sampling with a repetition penalty.
     """
-    from tui_lab.engines.base import Request, SamplingParams, per_token
+    from tui_lab.engines.base import Request, SamplingParams
+    from tui_lab.engines.events import per_token
     from tui_lab.engines.hf import TransformersEngine
 
     engine = TransformersEngine(model=spec, device=device.type, dtype=dtype, cache_dir=cache_dir)
@@ -943,7 +944,8 @@ def _prompts_for(tok: Any, batch: int, prompt_tokens: int) -> list[str]:
 def run_engine(engine: Any, batch: int, prompt_tokens: int, new_tokens: int, repeats: int,
                tokenizer: Any = None) -> dict:
     """Stream a batch through ``Engine.stream``: median total s, decode s per step, first-run s."""
-    from tui_lab.engines.base import Request, RequestSubmitted, SamplingParams, TokenEvent, TokenStep
+    from tui_lab.engines.base import Request, SamplingParams
+    from tui_lab.engines.events import RequestSubmitted, TokenEvent, TokenStep
 
     prompts = _prompts_for(tokenizer if tokenizer is not None else engine.tokenizer, batch, prompt_tokens)
     sampling = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True, seed=0)

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from tui_lab.engines.base import Engine, EngineInfo, RequestFinished, StreamEvent, TokenEvent, TokenStep
+from tui_lab.engines.base import Engine, EngineInfo
+from tui_lab.engines.events import RequestFinished, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.options import ENGINE_NAMES, TEST_ENGINES, all_options, check_options, engine_options
 from tui_lab.errors import EngineUnavailable, InvalidInput, LabError, error_text
 from tui_lab.lab.experiment import Experiment, Params, PartialItem, Progress, Result, RunContext
@@ -199,6 +200,9 @@ class _Progress:
 
 def _output_flags(parser: argparse.ArgumentParser, out: bool) -> None:
     parser.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
+    parser.add_argument("--record", default=None, metavar="FILE",
+                        help="also write a trace of every run (FILE.trace.json.gz: replay it with --engine replay "
+                        "--trace FILE; tui_lab.lab.trace_export turns it into a Perfetto timeline)")
     if out:
         parser.add_argument("--out", default=None, metavar="FILE",
                             help="also write the result to FILE.json or FILE.csv")
@@ -326,13 +330,16 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
     ``before(info)`` is called once the engine is loaded, before the first run (a table's header). ``flags``:
     the parameters came from flags, so a refusal names the flag (``--max-tokens``), not the parameter.
     """
-    from tui_lab.lab.runner import run_experiment, safe_unload
+    from tui_lab.lab.runner import replayed_params, run_experiment, safe_unload
 
     params = _in_flag_words(experiment, given) if flags else experiment.validate(given)
     check_before_load(args, experiment, params)
     engine, info = (create_and_load(args) if experiment.needs_engine else (None, None))
     name, options = engine_flags(args)
     try:
+        recorded = replayed_params(experiment.name, engine)
+        if recorded:  # a replay plays what was recorded unless a flag asks for something else
+            params = experiment.validate({**recorded, **given})
         if info is not None:
             _refuse_beyond_context(info.max_context, _longest(params))
         if before is not None:
@@ -342,7 +349,8 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
 
         ctx = RunContext(engine=engine, engine_name=str(info.engine) if info else name, engine_options=options,
                          sink=sink, progress=progress, partial=partial, reload=reload,
-                         release=None if engine is None else lambda: safe_unload(ctx.engine))
+                         release=None if engine is None else lambda: safe_unload(ctx.engine),
+                         record=bool(getattr(args, "record", None)))
         box: dict[str, object] = {}
         done = threading.Event()
 
@@ -379,7 +387,20 @@ def execute(args: argparse.Namespace, experiment: Experiment, given: dict[str, V
     assert isinstance(outcome, Outcome)
     if outcome.result is None:
         raise LabError(outcome.message, outcome.hint or None)
+    _write_record(args, outcome)
     return Execution(info, outcome.result, interrupted or _cut_by_ctrl_c(outcome.result))
+
+
+def _write_record(args: argparse.Namespace, outcome: object) -> None:
+    """Write the trace ``--record`` asked for (the runs the experiment made, with what they ran on)."""
+    path = getattr(args, "record", None)
+    trace = getattr(outcome, "trace", None)
+    if not path or trace is None:
+        return
+    from tui_lab.lab.trace import write_trace
+
+    written = write_trace(path, trace)
+    print(f"wrote {written} (trace of {len(trace.runs)} run{'s' if len(trace.runs) != 1 else ''})", file=sys.stderr)
 
 
 def _cut_by_ctrl_c(result: Result) -> bool:
@@ -413,6 +434,11 @@ def check_before_load(args: argparse.Namespace, experiment: Experiment, params: 
 
         export_format(out)
         check_writable(out)
+    record = getattr(args, "record", None)
+    if record:
+        from tui_lab.lab.export import check_writable
+
+        check_writable(record)
     name, options = engine_flags(args)
     if name not in ("transformers", "vllm") or not experiment.needs_engine:
         return

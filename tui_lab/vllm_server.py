@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,25 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 CPU_KVCACHE_GIB = 2
 """``VLLM_CPU_KVCACHE_SPACE`` when unset (the lab's vLLM engine's default too)."""
+
+
+def wait_until_serving(proc: subprocess.Popen, base_url: str, log: Path, timeout_s: float) -> list[dict]:
+    """Wait until the server started as ``proc`` answers ``GET {base_url}/models``; its models. A server
+    that exits first, or does not answer within ``timeout_s``, raises ``LabError`` with its log's end."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabError(f"the vLLM server exited early (code {proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            reply = httpx.get(f"{base_url}/models", timeout=2)
+            if reply.status_code == 200:
+                return list(reply.json()["data"])
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise LabError(f"the vLLM server did not answer within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 @dataclass(frozen=True)

@@ -8,24 +8,15 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from tui_lab.engines.base import (
-    Engine,
-    EngineInfo,
-    ProgressCallback,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    TokenEvent,
-    TokenStep,
-)
+from tui_lab.engines.base import Engine, EngineInfo, ProgressCallback, Request, SamplingParams
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.engines.options import ENGINE_NAMES, check_options
 
 ENGINES: dict[str, str] = {
     "transformers": "tui_lab.engines.hf:TransformersEngine",
     "vllm": "tui_lab.engines.vllm_engine:VLLMEngine",
     "openai": "tui_lab.engines.openai_engine:OpenAIEngine",
+    "replay": "tui_lab.engines.replay:ReplayEngine",
     "scripted": "tui_lab.engines.scripted:ScriptedEngine",
 }
 """Engine name → "module:class" (its options: ``tui_lab.engines.options.ENGINE_OPTIONS``)."""

@@ -1,42 +1,26 @@
 """The engine contract: requests in, a stream of timestamped events out.
 
-An engine turns ``Request`` objects into a stream of events:
-
-* ``RequestSubmitted`` once per request, when it is handed to the engine
-  (``t`` is ``t_send`` in METRICS.md);
-* ``TokenEvent`` each time new output tokens of a request are known on the host
-  (``t`` is taken after the device→host copy, so on CUDA it is synchronized);
-  ``n_tokens`` > 1 when one event carries several tokens (merged deltas, chunks);
-* or, from engines that decode a batch in lock step, one ``TokenStep`` per decode step:
-  one new token for each of several requests, all known at the same ``t``. It says exactly
-  what the matching ``TokenEvent``s would say (``TokenStep.events()`` gives them), without an
-  object per token: at batch 1024 on a GPU a step takes ~4 ms, and a Python object, a method
-  call and a queue entry per token would take a good part of it on the thread that must launch
-  the next step;
-* ``RequestFinished`` once per request, with why it ended and, where the engine
-  knows them, its own per-request times.
-
-All ``t`` values come from the engine's clock (``time.perf_counter`` for real
-engines, an injected clock for the scripted one). Nothing here imports torch.
+An engine turns ``Request`` objects, generated with one ``SamplingParams``, into the events of
+``tui_lab.engines.events`` (submitted, tokens, finished), each stamped with the engine's clock.
+``Engine`` is the protocol every engine meets; ``EngineBase`` is the state and the ``stream``
+checks they share. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import atexit
 import gc
-import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from tui_lab.engines.events import StreamEvent
 from tui_lab.errors import EngineFailure, InvalidInput
 from tui_lab.params import MAX_NEW_TOKENS_PARAM, REPETITION_PENALTY, SEED, TEMPERATURE, TOP_K, TOP_P
 
 ProgressCallback = Callable[[str, "float | None"], None]
 """Called with a human-readable stage and a completed fraction (0..1) or None."""
-
-FinishReason = Literal["eos", "length", "cancelled", "error"]
 
 MAX_BATCH_SIZE = 1024
 
@@ -90,82 +74,6 @@ class Request:
     def budget(self, sampling: SamplingParams) -> int:
         """The number of new tokens this request may produce."""
         return self.max_new_tokens if self.max_new_tokens is not None else sampling.max_new_tokens
-
-
-@dataclass(frozen=True, slots=True)
-class RequestSubmitted:
-    """The request was handed to the engine at ``t`` (its ``t_send``)."""
-
-    request_id: str
-    t: float
-    prompt_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class TokenEvent:
-    """New output of one request, known on the host at ``t``.
-
-    ``token_id`` is the last new token's id (-1 when the engine does not expose
-    ids, e.g. a remote server); ``n_tokens`` is how many tokens the event carries.
-    """
-
-    request_id: str
-    token_id: int
-    text: str
-    t: float
-    n_tokens: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class TokenStep:
-    """One decode step's new tokens, one per request in ``request_ids``, all known on the host at ``t``.
-
-    Parallel columns: ``request_ids[k]`` got token ``token_ids[k]`` with text ``texts[k]``. An
-    engine may hand the same ``request_ids`` list to consecutive steps while the set of running
-    requests does not change; consumers must not modify the columns.
-    """
-
-    request_ids: Sequence[str]
-    token_ids: Sequence[int]
-    texts: Sequence[str]
-    t: float
-
-    def __len__(self) -> int:
-        return len(self.token_ids)
-
-    def events(self) -> list[TokenEvent]:
-        """The same tokens as one ``TokenEvent`` each."""
-        t = self.t
-        return [TokenEvent(rid, tid, text, t) for rid, tid, text in
-                zip(self.request_ids, self.token_ids, self.texts, strict=True)]
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFinished:
-    """The request ended at ``t``.
-
-    ``engine_times`` holds the engine's own timestamps where it has them
-    (seconds, e.g. ``{"queued_s": .., "prefill_s": .., "decode_s": ..}``).
-    ``error`` is a user-facing message when ``reason == "error"``.
-    """
-
-    request_id: str
-    t: float
-    reason: FinishReason
-    engine_times: dict[str, float] | None = None
-    error: str | None = None
-
-
-StreamEvent = RequestSubmitted | TokenEvent | TokenStep | RequestFinished
-
-
-def per_token(events: Iterable[StreamEvent]) -> Iterator[StreamEvent]:
-    """``events`` with every ``TokenStep`` spelled out as ``TokenEvent``s (for consumers that want one per token)."""
-    for event in events:
-        if type(event) is TokenStep:
-            yield from event.events()
-        else:
-            yield event
 
 
 @dataclass(frozen=True)
@@ -226,10 +134,7 @@ class Engine(Protocol):
         ...
 
     def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
+        self, requests: Sequence[Request], sampling: SamplingParams, stop: threading.Event | None = None
     ) -> Iterator[StreamEvent]:
         """Generate for all requests together, yielding events as they happen.
 
@@ -317,6 +222,36 @@ class EngineBase:
         """Ask the running ``stream`` to stop at its next step (thread-safe)."""
         self._cancel.set()
 
+    #: Engines that track requests by id (vLLM, a server) need each id once per batch.
+    unique_ids = False
+
+    def stream(
+        self, requests: Sequence[Request], sampling: SamplingParams, stop: threading.Event | None = None
+    ) -> Iterator[StreamEvent]:
+        """Check the batch and that a model is loaded (both at once, before anything is generated),
+        clear an earlier ``cancel``, then yield what ``_stream`` generates."""
+        validate_batch(requests, sampling)
+        self._require_loaded()
+        if self.unique_ids:
+            require_unique_ids(requests)
+        self._cancel.clear()
+        return self._stream(list(requests), sampling, stop)
+
+    def prepare(self, requests: Sequence[Request], sampling: SamplingParams) -> float:
+        """Build, before a timed run, what a batch of this shape needs that is built once per shape (the
+        transformers engine's CUDA graphs); the seconds it took. Engines with nothing to build return 0.0."""
+        return 0.0
+
+    def _require_loaded(self) -> None:
+        """Raise a clear error when ``stream`` is called before ``load`` has succeeded."""
+        self.info  # noqa: B018 - the property raises when nothing is loaded
+
+    def _stream(
+        self, requests: list[Request], sampling: SamplingParams, stop: threading.Event | None
+    ) -> Iterator[StreamEvent]:
+        """The engine's own generation: submitted / token / finished events as they happen."""
+        raise NotImplementedError
+
 
 _THAW_AT_EXIT = False
 
@@ -360,51 +295,3 @@ def validate_batch(requests: Sequence[Request], sampling: SamplingParams) -> Non
             raise InvalidInput(f"max new tokens must be at least 1 (got {r.max_new_tokens})")
 
 
-def drain_session_events(events: queue.Queue, open_ids: set[str], timeout: float) -> list[StreamEvent]:
-    """A load session's events since the last call: waits up to ``timeout`` for the first, then takes all
-    that are there; finished requests leave ``open_ids``."""
-    out: list[StreamEvent] = []
-    try:
-        item = events.get(timeout=max(0.0, timeout))
-    except queue.Empty:
-        return out
-    while True:
-        if type(item) is list:  # an engine may queue one list of events per wake-up
-            out.extend(item)
-        else:
-            out.append(item)
-        try:
-            item = events.get_nowait()
-        except queue.Empty:
-            break
-    for item in out:
-        if isinstance(item, RequestFinished):
-            open_ids.discard(item.request_id)
-    return out
-
-
-def drain_closing_events(events: queue.Queue, open_ids: set[str]) -> tuple[list[StreamEvent], set[str]]:
-    """What a closing load session still holds: the queued events (a request that already finished leaves
-    ``open_ids``; a finish for one that was not open is dropped) and the ids whose ``RequestSubmitted``
-    was among them. The caller then closes what is still open."""
-    out: list[StreamEvent] = []
-    submitted: set[str] = set()
-    queued: list = []
-    while True:
-        try:
-            got = events.get_nowait()
-        except queue.Empty:
-            break
-        if type(got) is list:
-            queued.extend(got)
-        else:
-            queued.append(got)
-    for item in queued:
-        if isinstance(item, RequestSubmitted):
-            submitted.add(item.request_id)
-        if isinstance(item, RequestFinished):
-            if item.request_id not in open_ids:
-                continue
-            open_ids.discard(item.request_id)
-        out.append(item)
-    return out, submitted

@@ -30,18 +30,14 @@ from typing import TYPE_CHECKING, Any
 from tui_lab.engines.base import (
     EngineBase,
     EngineInfo,
-    FinishReason,
     ProgressCallback,
     Request,
-    RequestFinished,
-    RequestSubmitted,
     SamplingParams,
-    StreamEvent,
-    TokenStep,
     is_cuda,
     settle_heap,
     validate_batch,
 )
+from tui_lab.engines.events import FinishReason, RequestFinished, RequestSubmitted, StreamEvent, TokenStep
 from tui_lab.errors import DeviceUnavailable, EngineFailure, InvalidInput, LabError, OutOfMemory
 from tui_lab.gpu_share import turn
 
@@ -264,6 +260,8 @@ class TransformersEngine(EngineBase):
         self._pieces: PieceTable | None = None
         self._max_context: int | None = None
         self._notes: list[str] = []
+        self._prepares = False
+        """True when batches run on the captured fast path, whose shapes are built once before they run."""
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -397,6 +395,7 @@ class TransformersEngine(EngineBase):
             except Exception as error:  # an optional fast path: never block generation
                 self._notes.append(f"CUDA graphs unavailable ({type(error).__name__}: {error}); eager decoding")
                 return DynamicCacheBackend
+            self._prepares = True
             return self._graph_factory(StaticGraphBackend)
         return DynamicCacheBackend
 
@@ -437,32 +436,55 @@ class TransformersEngine(EngineBase):
 
     # -- generation ------------------------------------------------------------------------
 
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
-    ) -> Iterator[StreamEvent]:
-        """Generate for ``requests`` together; yields submitted / token / finished events as they happen."""
-        validate_batch(requests, sampling)
+    def _require_loaded(self) -> None:
         if self.model is None or self._factory is None:
             raise EngineFailure("the transformers engine is not loaded yet", hint="call load() first.")
-        self._cancel.clear()
-        return self._generate(list(requests), sampling, stop)
 
-    def _generate(self, requests: list[Request], sampling: SamplingParams,
-                  stop: threading.Event | None) -> Iterator[StreamEvent]:
+    def _encode(self, requests: Sequence[Request], sampling: SamplingParams) -> tuple[Any, Any, list[int], list[int]]:
+        """The prompts tokenized and left-padded into one batch: (ids, mask, prompt lengths, token budgets)."""
+        enc = self.tokenizer([r.prompt for r in requests], return_tensors="pt", padding=True)
+        input_ids, mask = enc["input_ids"], enc["attention_mask"]
+        prompt_lens = mask.sum(dim=1).tolist()
+        budgets = [r.budget(sampling) for r in requests]
+        self._check_lengths(prompt_lens, budgets)
+        return input_ids, mask, prompt_lens, budgets
+
+    def prepare(self, requests: Sequence[Request], sampling: SamplingParams) -> float:
+        """Build what a batch of this shape needs on the captured fast path (its static cache, the decode
+        step's and the prefill's CUDA graphs: once per batch bucket and length) before it is timed, so its
+        figures are the warm ones. Returns the seconds that took (0.0 when the shape was ready already, or
+        the engine has no captured path)."""
+        validate_batch(requests, sampling)
+        self._require_loaded()
+        if not self._prepares:
+            return 0.0
+        import torch
+
+        input_ids, _mask, _lens, budgets = self._encode(requests, sampling)
+        batch, width = input_ids.shape
+        assert self._factory is not None
+        backend: DecodeBackend | None = None
+        try:
+            with torch.inference_mode():
+                backend = self._factory(self.model, batch, width + max(budgets))
+                warm = getattr(backend, "warm", None)
+                return float(getattr(backend, "setup_s", 0.0)) + (warm(width) if warm is not None else 0.0)
+        except torch.cuda.OutOfMemoryError:
+            raise self._out_of_memory(batch, width, width + max(budgets), backend) from None
+        finally:
+            if backend is not None:
+                backend.release()
+
+    def _stream(self, requests: list[Request], sampling: SamplingParams,
+                stop: threading.Event | None) -> Iterator[StreamEvent]:
+        """Generate for ``requests`` together; yields submitted / token / finished events as they happen."""
         import torch
 
         from tui_lab.engines.sampling import make_generator, sample_next
 
         t_send = time.perf_counter()
         device = self.torch_device
-        enc = self.tokenizer([r.prompt for r in requests], return_tensors="pt", padding=True)
-        input_ids, mask = enc["input_ids"], enc["attention_mask"]
-        prompt_lens = mask.sum(dim=1).tolist()
-        budgets = [r.budget(sampling) for r in requests]
-        self._check_lengths(prompt_lens, budgets)
+        input_ids, mask, prompt_lens, budgets = self._encode(requests, sampling)
         batch, width = input_ids.shape
         max_new = max(budgets)
         for r, n in zip(requests, prompt_lens, strict=True):

@@ -1223,6 +1223,15 @@ class StaticGraphBackend:
             self._written = plen
             return logits
 
+    def warm(self, plen: int) -> float:
+        """Capture the prefill of prompts of ``plen`` tokens now, if that is the captured path and it is not
+        captured yet; the seconds it took (0.0 when there was nothing to do)."""
+        if prefill_bucket(plen) in self.entry.prefill:
+            return 0.0
+        t0 = time.perf_counter()
+        self._captured_prefill(plen)
+        return time.perf_counter() - t0 if prefill_bucket(plen) in self.entry.prefill else 0.0
+
     def _captured_prefill(self, plen: int) -> _Prefill | None:
         """The entry's captured prefill for prompts of ``plen`` tokens, capturing it now if needed; None
         where prefills are not captured (no graphs, too many tokens, no room left for the new tokens)."""

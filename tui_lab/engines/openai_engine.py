@@ -54,19 +54,19 @@ from tui_lab.engines.base import (
     MAX_BATCH_SIZE,
     EngineBase,
     EngineInfo,
-    FinishReason,
     LoadSession,
     ProgressCallback,
     Request,
+    SamplingParams,
+    validate_batch,
+)
+from tui_lab.engines.events import (
+    FinishReason,
     RequestFinished,
     RequestSubmitted,
-    SamplingParams,
+    SessionEvents,
     StreamEvent,
     TokenEvent,
-    drain_closing_events,
-    drain_session_events,
-    require_unique_ids,
-    validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
 from tui_lab.errors import EngineFailure, InvalidInput, LabError
@@ -270,23 +270,22 @@ class OpenAIEngine(EngineBase):
 
     # ----------------------------------------------------------------- streaming
 
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
-    ) -> Iterator[StreamEvent]:
-        """Send the batch (``concurrency`` at a time) and yield events as chunks arrive."""
-        validate_batch(requests, sampling)
+    unique_ids = True
+
+    def _require_loaded(self) -> None:
         if self._info is None or self._loop is None:
             raise LabError("the openai engine is not loaded yet", hint="load it first")
-        require_unique_ids(requests)
-        self._cancel.clear()
+
+    def _stream(
+        self, requests: list[Request], sampling: SamplingParams, stop: threading.Event | None
+    ) -> Iterator[StreamEvent]:
+        """Send the batch (``concurrency`` at a time) and yield events as chunks arrive."""
+        loop = self._loop
+        if loop is None:  # unloaded between ``stream`` and the first event asked for
+            raise LabError("the openai engine was unloaded", hint="load it again")
         events: queue.Queue[StreamEvent] = queue.Queue()
         states = {r.request_id: _RequestState(r.request_id) for r in requests}
-        future = asyncio.run_coroutine_threadsafe(
-            self._run_batch(list(requests), sampling, states, events), self._loop
-        )
+        future = asyncio.run_coroutine_threadsafe(self._run_batch(requests, sampling, states, events), loop)
         pending = {r.request_id for r in requests}
         # Until some request produces output, failures are held back: if all fail, one clear error is better.
         held: list[StreamEvent] = []
@@ -657,10 +656,9 @@ class _OpenAISession:
     def __init__(self, engine: OpenAIEngine, sampling: SamplingParams) -> None:
         self._engine = engine
         self._sampling = sampling
-        self._queue: queue.Queue[StreamEvent] = queue.Queue()
         self._states: dict[str, _RequestState] = {}
         self._futures: dict[str, concurrent.futures.Future] = {}
-        self._open: set[str] = set()
+        self._events = SessionEvents()
         self._closed = False
 
     def submit(self, request: Request) -> None:
@@ -673,35 +671,36 @@ class _OpenAISession:
             raise InvalidInput(f"request id {request.request_id!r} was already used in this session")
         state = _RequestState(request.request_id)
         self._states[request.request_id] = state
-        self._open.add(request.request_id)
+        self._events.open.add(request.request_id)
         self._futures[request.request_id] = asyncio.run_coroutine_threadsafe(self._send(request, state), loop)
 
     async def _send(self, request: Request, state: _RequestState) -> None:
         client = await self._engine._shared_client()
-        await self._engine._one(client, None, request, self._sampling, state, self._queue)
+        await self._engine._one(client, None, request, self._sampling, state, self._events.queue)
 
     def events(self, timeout: float) -> list[StreamEvent]:
         """What arrived since the last call (waits up to ``timeout`` for the first event)."""
-        return drain_session_events(self._queue, self._open, timeout)
+        return self._events.take(timeout)
 
     def close(self) -> list[StreamEvent]:
         """Cancel unfinished requests: what already arrived, then each one closed as cancelled."""
         if self._closed:
             return []
         self._closed = True
-        for rid in self._open:
+        open_ids = self._events.open
+        for rid in open_ids:
             self._futures[rid].cancel()
-        for rid in self._open:
+        for rid in open_ids:
             with contextlib.suppress(BaseException):
                 self._futures[rid].result(timeout=2)
-        out, submitted = drain_closing_events(self._queue, self._open)
+        out, submitted = self._events.take_closing()
         t = time.perf_counter()
-        for rid in sorted(self._open):
+        for rid in sorted(open_ids):
             state = self._states[rid]
             if not state.submitted_sent and rid not in submitted:
                 out.append(RequestSubmitted(rid, state.t_send or t, state.prompt_tokens))
             out.append(RequestFinished(rid, t, "cancelled"))
-        self._open.clear()
+        open_ids.clear()
         return out
 
 

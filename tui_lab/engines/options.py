@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from tui_lab.errors import InvalidInput
 from tui_lab.params import MAX_REQUESTS, Param, env_name, url
 
-ENGINE_NAMES = ("transformers", "vllm", "openai")
-"""The engines a learner picks from, in the order the lab offers them."""
+ENGINE_NAMES = ("transformers", "vllm", "openai", "replay")
+"""The engines a learner picks from, in the order the lab offers them (replay: a recorded trace played back)."""
 TEST_ENGINES = ("scripted",)
 """Engines for tests and snapshots only: accepted, never offered."""
 
@@ -61,6 +61,10 @@ ENGINE_OPTIONS: dict[str, tuple[Param, ...]] = {
               optional=True, extra=env_name, secret_name=True),
         Param("api", "choice", "completions", "endpoint", choices=("completions", "chat")),
     ),
+    "replay": (
+        Param("trace", "text", None, "a recorded trace (--record FILE) or the name of one shipped with the lab",
+              optional=True),
+    ),
     "scripted": (
         MODEL.but(default="scripted"),
         Param("fail_at_batch", "int", None, "fail with out-of-memory at this batch size or above", 1,
@@ -101,6 +105,9 @@ def check_options(engine: str, given: Mapping[str, object]) -> dict[str, object]
             continue
         option = declared.get(name)
         out[name] = option.check(value) if option is not None else value
+    if engine == "replay" and not out.get("trace"):
+        raise InvalidInput("the replay engine needs a trace: a file --record wrote, or a shipped trace's name",
+                           "set --trace FILE")
     if engine == "openai" and not out.get("base_url"):
         raise InvalidInput("the openai engine needs a base URL (e.g. http://127.0.0.1:8000/v1)",
                            "set --base-url, or base url in Controls")

@@ -20,19 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tui_lab.engines.base import (
-    EngineBase,
-    EngineInfo,
-    ProgressCallback,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    TokenEvent,
-    TokenStep,
-    validate_batch,
-)
+from tui_lab.engines.base import EngineBase, EngineInfo, ProgressCallback, Request, SamplingParams, validate_batch
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.errors import InvalidInput, LabError
 
 WORDS = (
@@ -116,15 +105,13 @@ class ScriptedEngine(EngineBase):
         """Nothing to free."""
         self._info = None
 
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
+    def _require_loaded(self) -> None:
+        """A scripted engine generates whether or not ``load`` ran (tests drive it both ways)."""
+
+    def _stream(
+        self, requests: list[Request], sampling: SamplingParams, stop: threading.Event | None
     ) -> Iterator[StreamEvent]:
         """Yield submitted, token and finished events with modelled timing."""
-        validate_batch(requests, sampling)
-        self._cancel.clear()
         batch = len(requests)
         if self.fail_at_batch is not None and batch >= self.fail_at_batch:
             from tui_lab.errors import OutOfMemory

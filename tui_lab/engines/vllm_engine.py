@@ -18,6 +18,7 @@ choosing this engine raises ``EngineUnavailable`` with the install command.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import multiprocessing
 import os
@@ -32,21 +33,21 @@ from typing import Any
 from tui_lab.engines.base import (
     EngineBase,
     EngineInfo,
-    FinishReason,
     ProgressCallback,
     Request,
+    SamplingParams,
+    is_cuda,
+    settle_heap,
+    validate_batch,
+)
+from tui_lab.engines.events import (
+    FinishReason,
     RequestFinished,
     RequestSubmitted,
-    SamplingParams,
+    SessionEvents,
     StreamEvent,
     TokenEvent,
     TokenStep,
-    drain_closing_events,
-    drain_session_events,
-    is_cuda,
-    require_unique_ids,
-    settle_heap,
-    validate_batch,
 )
 from tui_lab.engines.loop_thread import start_loop_thread
 from tui_lab.engines.options import (
@@ -68,6 +69,9 @@ _ENGINE_STOP_GRACE_S = 2.0
 graceful stop takes ~7 s on 2 cores, mostly waiting for the worker; quitting should feel instant)."""
 
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+SAMPLES_KEPT = 200_000
+"""Scheduler samples kept (one per engine step, ~40 bytes each): minutes of history at hundreds of steps/s."""
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "length": "length", "stop": "eos", "abort": "cancelled", "error": "error",
@@ -157,6 +161,8 @@ class SchedulerCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state: dict[str, float] = {}
+        self._samples: collections.deque[tuple[float, int, int, float]] = collections.deque(maxlen=SAMPLES_KEPT)
+        """(monotonic time, running, waiting, KV-cache use) per engine step, newest last (the trace's counters)."""
         self.reset()
 
     def reset(self) -> None:
@@ -179,6 +185,7 @@ class SchedulerCounters:
                 st["waiting"] = int(getattr(scheduler_stats, "num_waiting_reqs", 0))
                 st["kv_usage"] = float(getattr(scheduler_stats, "kv_cache_usage", 0.0))
                 st["steps"] += 1
+                self._samples.append((time.monotonic(), int(st["running"]), int(st["waiting"]), st["kv_usage"]))
                 spec = getattr(scheduler_stats, "spec_decoding_stats", None)
                 if spec is not None:
                     st["drafts"] += int(getattr(spec, "num_drafts", 0))
@@ -186,6 +193,20 @@ class SchedulerCounters:
                     st["accepted_tokens"] += int(getattr(spec, "num_accepted_tokens", 0))
             if iteration_stats is not None:
                 st["preemptions"] += int(getattr(iteration_stats, "num_preempted_reqs", 0))
+
+    def samples(self, since: float, until: float) -> dict[str, list[float]]:
+        """The per-step samples taken between ``since`` and ``until`` (monotonic seconds) as columns:
+        ``t`` (when the front end got the step's stats), ``running``, ``waiting``, ``kv_usage`` (0..1)."""
+        rows: list[tuple[float, int, int, float]] = []
+        with self._lock:
+            for row in reversed(self._samples):  # newest first: a run's samples are the last few
+                if row[0] < since:
+                    break
+                if row[0] <= until:
+                    rows.append(row)
+        rows.reverse()
+        return {"t": [r[0] for r in rows], "running": [float(r[1]) for r in rows],
+                "waiting": [float(r[2]) for r in rows], "kv_usage": [r[3] for r in rows]}
 
     def factory(self) -> Any:
         """A vLLM ``StatLoggerFactory`` whose loggers feed this object (vLLM imported here, lazily)."""
@@ -249,6 +270,41 @@ def engine_breakdown(metrics: Any) -> dict[str, float] | None:
         "prefill_s": max(0.0, first_ts - scheduled_ts),
         "decode_s": max(0.0, (last_ts or first_ts) - first_ts),
     }
+
+
+def engine_stamps(metrics: Any) -> dict[str, float]:
+    """vLLM's own timestamps of one request, to place its phases on the lab's clock (empty when stats are off).
+
+    ``queued_ts``, ``scheduled_ts``, ``first_token_ts`` and ``last_token_ts`` come from the engine core's
+    ``time.monotonic()`` (CLOCK_MONOTONIC, the lab's clock when the core runs on this machine; the trace checks
+    that against the lab's own times). ``arrival_wall_s`` is the front end's ``time.time()`` when it took the
+    request: wall-clock, so ``wall_minus_monotonic_s`` (``time.time() - time.monotonic()``, sampled together
+    here, in the front end's process) is kept beside it to convert it. ``preemptions`` counts times vLLM took the
+    request off the GPU.
+    """
+    if metrics is None:
+        return {}
+    out: dict[str, float] = {}
+    for key in ("queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts"):
+        value = getattr(metrics, key, 0.0)
+        if isinstance(value, (int, float)) and value:
+            out[key] = float(value)
+    arrival = getattr(metrics, "arrival_time", 0.0)
+    if isinstance(arrival, (int, float)) and arrival:
+        out["arrival_wall_s"] = float(arrival)
+        out["wall_minus_monotonic_s"] = wall_minus_monotonic()
+    preemptions = getattr(metrics, "num_preemptions", 0)
+    if isinstance(preemptions, int) and preemptions:
+        out["preemptions"] = float(preemptions)
+    return out
+
+
+def wall_minus_monotonic() -> float:
+    """``time.time() - time.monotonic()`` now, read between two monotonic reads (error: half their gap, ~µs)."""
+    before = time.monotonic()
+    wall = time.time()
+    after = time.monotonic()
+    return wall - (before + after) / 2
 
 
 def _stop_engine(llm: Any, processes: Sequence[Any] = ()) -> None:
@@ -417,7 +473,10 @@ class _Reader:
             if out.finished:
                 del collectors[rid], self._vllm_ids[rid]
                 reason = _FINISH_REASONS.get(str(completion.finish_reason), "eos")
-                finishes.append(RequestFinished(rid, t, reason, engine_times=engine_breakdown(out.metrics)))
+                times = engine_breakdown(out.metrics)
+                if times is not None:
+                    times.update(engine_stamps(out.metrics))
+                finishes.append(RequestFinished(rid, t, reason, engine_times=times))
         events, self._pending = self._pending, []
         if step_ids:
             events.append(TokenStep(step_ids, step_tokens, step_texts, t))
@@ -659,23 +718,26 @@ class VLLMEngine(EngineBase):
             snap["block_size"] = int(getattr(cache, "block_size", None) or 0)
         return snap
 
+    def scheduler_samples(self, since: float, until: float) -> dict[str, list[float]]:
+        """The scheduler's per-step samples between two monotonic times (``SchedulerCounters.samples``)."""
+        return self._counters.samples(since, until)
+
     def reset_scheduler_stats(self) -> None:
         """Start the counters' totals from zero (preemptions, drafts, accepted tokens)."""
         self._counters.reset()
 
     # ----------------------------------------------------------------- streaming
 
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop: threading.Event | None = None,
+    unique_ids = True
+
+    def _require_loaded(self) -> None:
+        self._require()
+
+    def _stream(
+        self, requests: list[Request], sampling: SamplingParams, stop: threading.Event | None
     ) -> Iterator[StreamEvent]:
         """Submit every request at once and yield their events as vLLM produces them."""
-        validate_batch(requests, sampling)
         llm = self._require()
-        require_unique_ids(requests)
-        self._cancel.clear()
         # Rendered (tokenized) on the loop thread: vLLM detokenizes there with the same tokenizer object,
         # and a Rust tokenizer used from two threads at once can fail ("Already borrowed").
         try:
@@ -1086,14 +1148,13 @@ class _VLLMSession:
         self._engine = engine
         self._llm = llm
         self._sampling = sampling
-        self._queue: queue.Queue[list[StreamEvent]] = queue.Queue()
         self._futures: dict[str, concurrent.futures.Future] = {}
         self._vllm_ids: dict[str, str] = {}
-        self._open: set[str] = set()
+        self._events = SessionEvents()
         self._closed = False
         self._tag = uuid.uuid4().hex[:8]
         assert engine._loop is not None
-        self._reader = _Reader(engine, llm, self._queue.put)
+        self._reader = _Reader(engine, llm, self._events.put)
         self._reading = asyncio.run_coroutine_threadsafe(self._reader.run(until_empty=False), engine._loop)
 
     def submit(self, request: Request) -> None:
@@ -1107,7 +1168,7 @@ class _VLLMSession:
             raise InvalidInput(f"request id {rid!r} was already used in this session")
         self._vllm_ids[rid] = f"{rid}-{self._tag}"
         params = self._engine._sampling_params(self._sampling, request.budget(self._sampling), len(self._vllm_ids) - 1)
-        self._open.add(rid)
+        self._events.open.add(rid)
         self._futures[rid] = asyncio.run_coroutine_threadsafe(self._send(request, params), loop)
 
     async def _send(self, request: Request, params: Any) -> None:
@@ -1118,7 +1179,7 @@ class _VLLMSession:
         except Exception as exc:
             message = self._engine._as_lab_error(exc, f"request {rid} could not be tokenized").message
             t = time.perf_counter()
-            self._queue.put([RequestSubmitted(rid, t, 0), RequestFinished(rid, t, "error", error=message)])
+            self._events.put([RequestSubmitted(rid, t, 0), RequestFinished(rid, t, "error", error=message)])
             return
         await self._reader.add(rid, self._vllm_ids[rid], engine_input, params, len(ids))
         self._reader.flush()
@@ -1128,28 +1189,29 @@ class _VLLMSession:
         error = self._reading.exception() if self._reading.done() and not self._reading.cancelled() else None
         if error is not None:
             raise self._engine._as_lab_error(error, "vLLM failed while generating")
-        return drain_session_events(self._queue, self._open, timeout)
+        return self._events.take(timeout)
 
     def close(self) -> list[StreamEvent]:
         """Abort unfinished requests in vLLM; what already arrived, then each one closed as cancelled."""
         if self._closed:
             return []
         self._closed = True
-        if self._open and self._engine._loop is not None:
+        open_ids = self._events.open
+        if open_ids and self._engine._loop is not None:
             try:
-                self._engine._call(self._llm.abort([self._vllm_ids[rid] for rid in self._open]), timeout=2)
+                self._engine._call(self._llm.abort([self._vllm_ids[rid] for rid in open_ids]), timeout=2)
             except BaseException:
                 pass
-        for rid in self._open:
+        for rid in open_ids:
             self._futures[rid].cancel()
         self._reading.cancel()
         try:
             self._reading.result(timeout=5)
         except BaseException:
             pass
-        out, _ = drain_closing_events(self._queue, self._open)
+        out, _ = self._events.take_closing()
         t = time.perf_counter()
-        for rid in sorted(self._open):
+        for rid in sorted(open_ids):
             out.append(RequestFinished(rid, t, "cancelled"))
-        self._open.clear()
+        open_ids.clear()
         return out

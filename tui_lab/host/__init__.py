@@ -14,14 +14,6 @@ per token is far below one microsecond (``benchmarks/bench_ui.py --transport`` p
 ``client.EngineHost`` is the UI side (never imports torch); ``server.main`` is the child.
 """
 
-from tui_lab.host.protocol import (
-    Frame,
-    HostDied,
-    HostError,
-    Loaded,
-    LoadProgress,
-    Pong,
-    RunDone,
-)
+from tui_lab.host.protocol import Frame, HostDied, HostError, Loaded, LoadProgress, Pong, RunDone
 
 __all__ = ["Frame", "HostDied", "HostError", "LoadProgress", "Loaded", "Pong", "RunDone"]

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from tui_lab.engines.base import EngineInfo, RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
+from tui_lab.engines.base import EngineInfo
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.lab.experiment import Progress, Result
 
 if TYPE_CHECKING:

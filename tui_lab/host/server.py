@@ -33,7 +33,7 @@ from tui_lab.host import logs
 from tui_lab.host import protocol as p
 
 if TYPE_CHECKING:
-    from tui_lab.engines.base import StreamEvent
+    from tui_lab.engines.events import StreamEvent
 
 FRAME_INTERVAL_S = 1 / 30
 """At most ~30 token frames a second reach the UI."""

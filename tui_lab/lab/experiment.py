@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, TypeVar
 
-from tui_lab.engines.base import Engine, StreamEvent
+from tui_lab.engines.base import Engine
+from tui_lab.engines.events import StreamEvent
 from tui_lab.lab.planned import PlannedRun
 from tui_lab.params import Checked, Param, Value, check_params
 
@@ -87,6 +88,8 @@ class RunContext:
     """Unloads the loaded engine (its owner keeps what it needs to load it again)."""
     reload: Callable[[], Engine] | None = None
     """Loads the released engine again, the same way."""
+    record: bool = False
+    """Record the experiment's runs into a trace even when recording is off (``--record FILE``)."""
 
     @property
     def loaded(self) -> Engine:
@@ -139,6 +142,10 @@ class RunContext:
         factory = self.engine_factory or create_engine
         if self.engine_name == "scripted":
             return factory("scripted", **changes) if self.engine_factory is not None else factory("scripted")
+        if self.engine_name == "replay":
+            # A replay answers a variant from the runs recorded with its settings (or refuses, naming them).
+            variant = {"engine": engine_name, **changes} if engine_name else dict(changes)
+            return factory("replay", trace=self.engine_options.get("trace"), variant=variant)
         name = engine_name or self.engine_name
         if name == "vllm" == self.engine_name and self.engine is not None and self.release is not None:
             # Two vLLM engine cores side by side each reserve their KV cache: on a small machine the second runs

@@ -44,6 +44,20 @@ def to_jsonable(obj: object) -> object:
     return obj
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux says it in /proc; elsewhere set and put back)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     target = Path(path).expanduser()
     try:
@@ -57,6 +71,7 @@ def _atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     except OSError as exc:  # a folder that cannot hold files (/proc, read-only): say so, never a traceback
         raise LabError(f"cannot write {target}: {exc.strerror}", "check the path and free disk space") from exc
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it owner-only; a results file reads like any other
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()

@@ -43,22 +43,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tui_lab.engines.base import (
-    Engine,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    prompt_tokenizer,
-    supports_sessions,
-)
+from tui_lab.engines.base import Engine, Request, SamplingParams, prompt_tokenizer, supports_sessions
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent
 from tui_lab.errors import EngineFailure, InvalidInput, LabError, error_text
 from tui_lab.formatting import rate
 from tui_lab.gpu_share import turn
 from tui_lab.lab.experiment import ChartAxis, Experiment, Params, RunContext
 from tui_lab.lab.prompts import input_prompts, prompt_schedule
-from tui_lab.lab.run import DEFAULT_FLUSH_INTERVAL_S, EventSink, RunRecorder, RunResult
+from tui_lab.lab.run import DEFAULT_FLUSH_INTERVAL_S, EventBatches, EventSink, RunRecorder, RunResult
 from tui_lab.lab.sweep import KNEE_THRESHOLD, LATENCY_BUDGET, Configuration, SweepPoint, _point_from_runs
 from tui_lab.metrics import (
     KNEE_GAIN_PCT,
@@ -75,16 +67,7 @@ from tui_lab.metrics import (
     summarize,
     ttft,
 )
-from tui_lab.params import (
-    IGNORE_EOS,
-    MAX_NEW_TOKENS_PARAM,
-    MAX_REQUESTS,
-    RUNS,
-    SEED,
-    TEMPERATURE,
-    TOP_P,
-    Param,
-)
+from tui_lab.params import IGNORE_EOS, MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, RUNS, SEED, TEMPERATURE, TOP_P, Param
 
 LoadMode = Literal["concurrency", "rate"]
 LOAD_AXES: tuple[str, ...] = ("concurrency", "rate")
@@ -467,8 +450,7 @@ def _execute_load(
     cap = plan.cap
     index_of = {r.request_id: i for i, r in enumerate(requests)}
     sent_at: list[float | None] = [None] * len(requests)
-    pending: list[StreamEvent] = []
-    last_flush = time.monotonic()
+    batches = EventBatches(sink, flush_interval)
     in_flight: set[str] = set()
     max_in_flight = 0
     finished = 0
@@ -479,7 +461,7 @@ def _execute_load(
     last_event = started
 
     def take(events: list[StreamEvent]) -> None:
-        nonlocal finished, last_flush, pending, last_event
+        nonlocal finished, last_event
         for event in events:
             recorder.add(event)
             if isinstance(event, RequestSubmitted):
@@ -489,13 +471,7 @@ def _execute_load(
                     in_flight.discard(event.request_id)
                     finished += 1
             last_event = max(last_event, getattr(event, "t", last_event))
-        if sink is not None and events:
-            pending.extend(events)
-            now = time.monotonic()
-            if now - last_flush >= flush_interval:
-                sink(pending)
-                pending = []
-                last_flush = now
+        batches.add(events)
 
     try:
         while finished < len(requests):
@@ -527,8 +503,7 @@ def _execute_load(
         recorder.result.partial = True
     finally:
         take(session.close())
-        if sink is not None and pending:
-            sink(pending)
+        batches.flush()
     run = recorder.finish(clock() - started)
     run.cut_apart = True
     if run.requests and all(r.finish_reason == "error" and not r.trace.output_tokens for r in run.requests):

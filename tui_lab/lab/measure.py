@@ -31,7 +31,7 @@ from typing import Literal
 from tui_lab.engines.base import Engine, ProgressCallback, Request, SamplingParams
 from tui_lab.errors import LabError, error_text
 from tui_lab.lab.experiment import EventSink, RunContext
-from tui_lab.lab.run import RunRecorder, RunResult, execute_run
+from tui_lab.lab.run import RunRecorder, RunResult, execute_run, run_role
 
 RequestMaker = Callable[[int], Sequence[Request]]
 """Run index (warm-ups first, from 0) → the requests of that run."""
@@ -182,7 +182,8 @@ def _loop(
             on_run(index, warm)
         batch = requests(index) if callable(requests) else requests
         try:
-            res = execute_run(engine, batch, sampling, stop=stop, sink=sink)
+            with run_role(warmup=warm):
+                res = execute_run(engine, batch, sampling, stop=stop, sink=sink)
         except LabError as exc:
             out.ended, out.error, out.exception, out.raised, out.last_warm = "error", error_text(exc), exc, True, warm
             break

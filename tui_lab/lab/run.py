@@ -11,19 +11,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tui_lab.engines.base import (
-    Engine,
-    Request,
-    RequestFinished,
-    RequestSubmitted,
-    SamplingParams,
-    StreamEvent,
-    TokenEvent,
-    TokenStep,
-)
+from tui_lab.engines.base import Engine, Request, SamplingParams
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, TokenStep
 from tui_lab.errors import InvalidInput, LabError
 from tui_lab.gpu_share import turn
 from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
@@ -33,6 +26,35 @@ from tui_lab.metrics import RequestTrace, RunSummary, e2e, summarize_run, tpot, 
 from tui_lab.params import BATCH_SIZE, IGNORE_EOS, MAX_NEW_TOKENS_PARAM, MAX_REQUESTS, PROMPT, SAMPLING
 
 DEFAULT_FLUSH_INTERVAL_S = 0.04
+SETUP_SHOWN_S = 0.01
+"""Setup before a run shorter than this is not worth a line (the shape was ready)."""
+
+
+class EventBatches:
+    """Events on their way to a sink, handed over in batches: at most one batch per ``interval`` seconds
+    while they come, the rest at ``flush``. With no sink it keeps nothing."""
+
+    def __init__(self, sink: EventSink | None, interval: float) -> None:
+        self.sink = sink
+        self.interval = interval
+        self.pending: list[StreamEvent] = []
+        self.last = time.monotonic()
+
+    def add(self, events: Iterable[StreamEvent]) -> None:
+        """Queue ``events``; hand over what is queued when ``interval`` has passed since the last batch."""
+        if self.sink is None:
+            return
+        self.pending.extend(events)
+        now = time.monotonic()
+        if self.pending and now - self.last >= self.interval:
+            self.last = now
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand over whatever is queued."""
+        if self.sink is not None and self.pending:
+            batch, self.pending = self.pending, []
+            self.sink(batch)
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,8 @@ class RequestResult:
     finish_reason: str | None = None
     engine_times: dict[str, float] | None = None
     error: str | None = None
+    t_finish: float | None = None
+    """When the engine said the request ended (its ``RequestFinished.t``); None while it runs."""
 
     @property
     def tokens(self) -> list[TokenRecord]:
@@ -114,6 +138,12 @@ class RunResult:
     """Load runs: requests that did not end by themselves (cut by a stop or Ctrl-C, or failed mid-stream)
     are left out of the latency figures and counted apart (``RunSummary.cut``). A static batch stopped
     mid-run cuts every request at once, so batch runs keep them."""
+    setup_s: float = 0.0
+    """Seconds the engine spent building what this batch's shape needs before the run started (the CUDA
+    graphs of a new batch size): not part of the run's figures, said beside them."""
+    engine_steps: bool = False
+    """True when the engine handed tokens over as ``TokenStep``s (a batch decoded step by step): each distinct
+    token time is then one engine step (``tui_lab.lab.trace`` builds the step table from that)."""
 
     @property
     def traces(self) -> list[RequestTrace]:
@@ -133,12 +163,21 @@ class RunResult:
         """Aggregate metrics from the same timestamps, over the requests that were sent."""
         return summarize_run([r.trace for r in self.sent()], self.latency_traces() if self.cut_apart else None)
 
+    def setup_note(self) -> str | None:
+        """What the engine built before this run and how long it took, when it built anything."""
+        if self.setup_s < SETUP_SHOWN_S:
+            return None
+        batch = len(self.requests)
+        return (f"batch {batch}'s CUDA graphs were captured first ({self.setup_s:.2f} s, before the run started): "
+                "the figures are the warm ones; the next run of this shape starts at once")
+
     def to_dict(self) -> dict:
         """JSON form (requests and summary)."""
         return {
             "sampling": self.sampling.to_dict(),
             "partial": self.partial,
             "error": self.error,
+            "setup_s": self.setup_s,
             "requests": [r.to_dict() for r in self.requests],
             "summary": self.summary().to_dict(),
         }
@@ -182,11 +221,14 @@ class RunRecorder:
             rr.finish_reason = event.reason
             rr.engine_times = event.engine_times
             rr.error = event.error
+            rr.t_finish = event.t
             if event.reason in ("cancelled", "error"):
                 self.result.partial = True
 
     def _spread_steps(self) -> None:
         """Move the kept steps' tokens into their requests' columns, in order."""
+        if self._steps:
+            self.result.engine_steps = True
         by_id = self._by_id
         for step in self._steps:
             t = step.t
@@ -224,22 +266,17 @@ def execute_run(
     a ``LabError`` raised before anything was generated (bad input) propagates.
     """
     recorder = RunRecorder(requests, sampling)
-    pending: list[StreamEvent] = []
-    last_flush = time.monotonic()
+    batches = EventBatches(sink, flush_interval)
     got_any = False
     with turn("run"):  # one timed run at a time when processes share the GPU
+        prepare = getattr(engine, "prepare", None)
+        setup_s = prepare(requests, sampling) if prepare is not None else 0.0
         started = time.perf_counter()
         try:
             for event in engine.stream(requests, sampling, stop):
                 got_any = True
                 recorder.add(event)
-                if sink is not None:
-                    pending.append(event)
-                    now = time.monotonic()
-                    if now - last_flush >= flush_interval:
-                        sink(pending)
-                        pending = []
-                        last_flush = now
+                batches.add((event,))
         except LabError as exc:
             if not got_any:
                 raise
@@ -251,9 +288,46 @@ def execute_run(
             recorder.result.error = "interrupted"
             recorder.result.partial = True
         finally:
-            if sink is not None and pending:
-                sink(pending)
-    return recorder.finish(time.perf_counter() - started)
+            batches.flush()
+    result = recorder.finish(time.perf_counter() - started)
+    result.setup_s = setup_s
+    for observer in tuple(_OBSERVERS):
+        observer(engine, requests, result)
+    return result
+
+
+RunObserver = Callable[[Engine, Sequence[Request], RunResult], None]
+"""Called with every finished run of ``execute_run`` (the engine, its requests, the result); must not raise."""
+
+_OBSERVERS: list[RunObserver] = []
+_ROLE = threading.local()
+
+
+@contextmanager
+def run_role(warmup: bool) -> Iterator[None]:
+    """Say, to run observers, whether the runs this thread makes inside the block are warm-up runs."""
+    before = getattr(_ROLE, "warmup", False)
+    _ROLE.warmup = warmup
+    try:
+        yield
+    finally:
+        _ROLE.warmup = before
+
+
+def is_warmup_run() -> bool:
+    """Whether the run this thread is making was marked a warm-up run (``run_role``)."""
+    return bool(getattr(_ROLE, "warmup", False))
+
+
+@contextmanager
+def observing_runs(observer: RunObserver) -> Iterator[None]:
+    """Hand every run ``execute_run`` finishes, in any thread, to ``observer`` while the block runs
+    (how ``tui_lab.lab.trace`` records every run of an experiment without each experiment keeping them)."""
+    _OBSERVERS.append(observer)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(observer)
 
 
 def make_requests(prompts: Sequence[str], batch_size: int, max_new_tokens: int | None = None) -> list[Request]:

@@ -15,6 +15,7 @@ from tui_lab.errors import EngineUnavailable, describe
 from tui_lab.lab.experiment import Experiment, Params, Result, RunContext
 from tui_lab.lab.inventory import get
 from tui_lab.lab.measure import safe_unload
+from tui_lab.lab.trace import Recording, Trace
 from tui_lab.params import Value
 
 
@@ -61,6 +62,13 @@ class Outcome:
     """Why it failed (empty when it ran)."""
     hint: str = ""
     error_type: str = ""
+    recording: Recording | None = None
+    """Every run the experiment made (``tui_lab.lab.trace``); None when recording is off."""
+
+    @property
+    def trace(self) -> Trace | None:
+        """The recording as a trace (built when first asked for); None when recording is off."""
+        return None if self.recording is None else self.recording.trace()
 
     @property
     def failed(self) -> bool:
@@ -74,6 +82,17 @@ def prepare(name: str, given: Mapping[str, Value] | None) -> tuple[Experiment, P
     return experiment, experiment.validate(given)
 
 
+def replayed_params(name: str, engine: Engine | None) -> Params:
+    """What the trace ``engine`` replays ran experiment ``name`` with (nothing when it is no replay, or a
+    replay of another experiment): a replay's defaults, so that asked for nothing else it plays every run."""
+    from tui_lab.engines.replay import ReplayEngine
+
+    if not isinstance(engine, ReplayEngine):
+        return {}
+    declared = {p.name for p in get(name).params}
+    return {k: v for k, v in engine.recorded_params(name).items() if k in declared}
+
+
 def run_experiment(name: str, given: Mapping[str, Value] | None, ctx: RunContext) -> Outcome:
     """Check ``given``, run experiment ``name`` in ``ctx``, and say how it ended (never raises but Ctrl-C)."""
     params: Params = dict(given or {})
@@ -81,7 +100,12 @@ def run_experiment(name: str, given: Mapping[str, Value] | None, ctx: RunContext
         experiment, params = prepare(name, given)
         if experiment.needs_engine and ctx.engine is None:
             raise EngineUnavailable("no engine is loaded", "wait for loading to finish, or press m")
-        return Outcome(name, params, experiment.run(params, ctx))
+        recording = Recording.start(name, params, ctx)
+        if recording is None:
+            return Outcome(name, params, experiment.run(params, ctx))
+        with recording.during(ctx):
+            result = experiment.run(params, ctx)
+        return Outcome(name, params, result, recording=recording.finish(result, ctx))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # reported in one line; the caller keeps serving

@@ -1152,8 +1152,10 @@ class Graphs(Experiment):
         return graphs_compare(
             lambda graphs, device: ctx.make_engine("transformers", device=device, cuda_graphs=graphs),
             prompt=params["prompt"], batch_size=params["batch_size"], max_new_tokens=params["max_new_tokens"],
-            runs=params["runs"], gpu_check=None if ctx.engine_name == "scripted" else gpu_check, stop=ctx.stop,
-            sink=ctx.sink, progress=ctx.loading("CUDA graphs"),
+            runs=params["runs"], gpu_check=None if ctx.engine_name in ("scripted", "replay") else gpu_check,
+            # A replay's GPU was the recording's: this machine's telemetry would not be its.
+            sampler_factory=(lambda: None) if ctx.engine_name == "replay" else None,
+            stop=ctx.stop, sink=ctx.sink, progress=ctx.loading("CUDA graphs"),
         )
 
 

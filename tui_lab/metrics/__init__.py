@@ -23,7 +23,7 @@ from tui_lab.metrics.roofline import (
     max_sequences,
     prefill_floor_s,
 )
-from tui_lab.metrics.summary import RunSummary, summarize_run
+from tui_lab.metrics.summary import RunSummary, percentile_dicts, summarize_run
 from tui_lab.metrics.tradeoff import (
     BUDGET_PRESETS,
     KNEE_GAIN_PCT,
@@ -41,6 +41,7 @@ __all__ = [
     "BUDGET_PRESETS", "KNEE_GAIN_PCT", "METHOD", "SLO", "BudgetPreset", "Knee", "ModelShape", "Percentiles",
     "RequestTrace", "RunSummary", "TradeoffPoint", "budget_note", "budget_pick", "knee_note", "decode_speed",
     "decode_step_floor_s", "e2e", "goodput", "itl_samples", "knee_by_balance", "knee_by_gain",
-    "kv_bytes_per_sequence", "max_sequences", "output_throughput", "percentile", "prefill_floor_s", "prefill_speed",
+    "kv_bytes_per_sequence", "max_sequences", "output_throughput", "percentile", "percentile_dicts", "prefill_floor_s",
+    "prefill_speed",
     "summarize", "summarize_run", "tpot", "ttft",
 ]

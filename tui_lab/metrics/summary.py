@@ -8,6 +8,14 @@ from dataclasses import dataclass
 from tui_lab.metrics.latency import RequestTrace, decode_speed, e2e, itl_samples, output_throughput, tpot, ttft
 from tui_lab.metrics.percentiles import Percentiles, summarize
 
+PERCENTILE_FIGURES = ("ttft_s", "e2e_s", "tpot_s", "itl_s", "decode_tokens_per_s")
+"""The figures a run (or a sweep point over its runs) gives as percentiles."""
+
+
+def percentile_dicts(figures: object) -> dict[str, dict]:
+    """The JSON form of each of ``PERCENTILE_FIGURES`` that ``figures`` holds as ``Percentiles``."""
+    return {name: getattr(figures, name).to_dict() for name in PERCENTILE_FIGURES}
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -31,11 +39,7 @@ class RunSummary:
     def to_dict(self) -> dict:
         """JSON form used by ``run --json`` and result files."""
         return {
-            "ttft_s": self.ttft_s.to_dict(),
-            "e2e_s": self.e2e_s.to_dict(),
-            "tpot_s": self.tpot_s.to_dict(),
-            "itl_s": self.itl_s.to_dict(),
-            "decode_tokens_per_s": self.decode_tokens_per_s.to_dict(),
+            **percentile_dicts(self),
             "output_tokens_per_s": self.output_tokens_per_s,
             "output_tokens": self.output_tokens,
             "requests": self.requests,

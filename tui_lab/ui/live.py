@@ -17,7 +17,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tui_lab.engines.base import Request, RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, per_token
+from tui_lab.engines.base import Request
+from tui_lab.engines.events import RequestFinished, RequestSubmitted, StreamEvent, TokenEvent, per_token
 from tui_lab.host.protocol import Frame
 from tui_lab.metrics import Percentiles, summarize
 from tui_lab.ui.theme import MAX_RECENT_GAPS, MAX_TOKENS_ON_SCREEN

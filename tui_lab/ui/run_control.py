@@ -28,16 +28,7 @@ from tui_lab.ui.live import LiveRun
 from tui_lab.ui.loaded import LoadedExperiment
 from tui_lab.ui.messages import HostDied, PartialResult, RunFailed, RunFinished, RunProgress, TokensArrived
 from tui_lab.ui.prediction import measure
-from tui_lab.ui.results import (
-    Document,
-    ResultsStore,
-    Row,
-    cut_run_row,
-    point_row,
-    provenance,
-    run_figures,
-    run_row,
-)
+from tui_lab.ui.results import Document, ResultsStore, Row, cut_run_row, point_row, provenance, run_figures, run_row
 from tui_lab.ui.settings import LabSettings
 from tui_lab.ui.widgets.charts import chart_point
 from tui_lab.ui.widgets.charts_pane import ChartsPane
@@ -45,7 +36,7 @@ from tui_lab.ui.widgets.engine_banner import EngineBanner
 from tui_lab.ui.widgets.lesson_pane import LessonPane
 from tui_lab.ui.widgets.live_panel import LivePanel
 from tui_lab.ui.widgets.results_table import ResultsTable
-from tui_lab.views.style import ERROR_STYLE, PARTIAL_STYLE
+from tui_lab.views.style import ERROR_STYLE, NOTE_STYLE, PARTIAL_STYLE
 
 
 def largest_batch(params: Params) -> int:
@@ -275,6 +266,9 @@ class RunControl:
             self.estimate.observe_run(result)
             self.changed()
         note = Text()
+        setup = result.setup_note()
+        if setup:
+            note.append(setup + ". ", NOTE_STYLE)
         if result.partial:
             note.append("partial result (stopped or failed) — kept and marked in Results. ", PARTIAL_STYLE)
         if result.error:

@@ -24,31 +24,17 @@ View = Callable[[Result, int], RenderableType]
 @cache
 def _table() -> dict[type, View]:
     """Result type → its view (built on first use: the result modules load with it)."""
-    from tui_lab.lab.compare import DeviceComparison, KVCacheComparison
-    from tui_lab.lab.concepts import DisaggResult, GuidedResult, LmHeadResult, LoraResult
-    from tui_lab.lab.load import LoadRun, LoadSweepResult
-    from tui_lab.lab.memory import KvCapacityResult, PrecisionResult, PreemptionResult
     from tui_lab.lab.modalities import ModalitiesView
     from tui_lab.lab.pipeline import LogitsView, PaddingView, RooflineView, TokenizeView
-    from tui_lab.lab.run import RunResult
     from tui_lab.lab.serving import BatchingComparison, GraphsComparison, PrefixCacheComparison, QueueingResult
-    from tui_lab.lab.sweep import SweepResult
-    from tui_lab.lab.tensor_parallel import TpResult
-    from tui_lab.lab.traffic import (
-        AnswerLatencyResult,
-        EnergyResult,
-        InterferenceResult,
-        LoadLoopResult,
-        SpeculationResult,
-        ToolMetricsResult,
-    )
     from tui_lab.views import compare, concepts, inspect, lessons, load, runs, serving
 
     table: dict[type, Callable[..., RenderableType]] = {
-        RunResult: runs.run_view,
-        SweepResult: runs.sweep_view,
-        DeviceComparison: compare.device_view,
-        KVCacheComparison: compare.kv_view,
+        **runs.VIEWS,
+        **compare.VIEWS,
+        **load.VIEWS,
+        **lessons.VIEWS,
+        **concepts.VIEWS,
         TokenizeView: lambda r, w: inspect.render_tokenize(r.to_dict()),
         PaddingView: lambda r, w: inspect.render_padding(r.to_dict(), w),
         LogitsView: lambda r, w: inspect.render_logits(r.to_dict(), w),
@@ -58,22 +44,6 @@ def _table() -> dict[type, View]:
         PrefixCacheComparison: serving.render_prefix,
         QueueingResult: lambda r, w: serving.render_queueing(r),
         BatchingComparison: serving.render_batching,
-        LoadRun: load.view_load_run,
-        LoadSweepResult: load.view_load_sweep,
-        PrecisionResult: lessons.precision_view,
-        KvCapacityResult: lessons.kv_view,
-        PreemptionResult: lessons.preemption_view,
-        TpResult: lessons.tp_view,
-        LoadLoopResult: lessons.load_view,
-        InterferenceResult: lessons.interference_view,
-        SpeculationResult: lessons.speculation_view,
-        ToolMetricsResult: lessons.tools_view,
-        EnergyResult: lessons.energy_view,
-        AnswerLatencyResult: lessons.answer_view,
-        LmHeadResult: concepts.lm_head_view,
-        GuidedResult: concepts.guided_view,
-        DisaggResult: concepts.disagg_view,
-        LoraResult: concepts.lora_view,
     }
     return table
 

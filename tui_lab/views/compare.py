@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -112,3 +114,10 @@ def kv_view(result: KVCacheComparison, width: int) -> RenderableType:
     if result.same_text is not None:
         foot.append("Same text from both loops." if result.same_text else "The texts differ (they should not).")
     return Group(build(cells), foot)
+
+
+VIEWS: dict[type, Callable[..., RenderableType]] = {
+    DeviceComparison: device_view,
+    KVCacheComparison: kv_view,
+}
+"""The result types this module draws, and the view of each (``tui_lab.views.view_for`` looks here)."""

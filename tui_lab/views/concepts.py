@@ -5,6 +5,8 @@ Every figure says whether it was measured or computed; numbers go through ``tui_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Group, RenderableType
 from rich.text import Text
 
@@ -24,6 +26,11 @@ def _bandwidth(gbs: float | None) -> str:
     if gbs is None:
         return "—"
     return number(gbs * 1000, "MB/s") if gbs < 1 else number(gbs, "GB/s")
+
+
+def _dim(text: str) -> Text:
+    """A line that explains a term of the table above it."""
+    return Text(text, style="dim")
 
 
 def lm_head_view(r: LmHeadResult, width: int) -> RenderableType:
@@ -62,8 +69,7 @@ def guided_view(r: GuidedResult, width: int) -> RenderableType:
     if r.first_request_extra_ms is not None:
         parts.append(Text(f"The first guided batch waited {milliseconds(r.first_request_extra_ms)} longer for its "
                           "first token: the grammar is compiled once per schema, then cached."))
-    parts.append(Text("valid: replies that parse as JSON with every required key (or match the whole pattern).",
-                      style="dim"))
+    parts.append(_dim("valid: replies that parse as JSON with every required key (or match the whole pattern)."))
     return Group(*parts, *_note(r.note))
 
 
@@ -110,6 +116,14 @@ def lora_view(r: LoraResult, width: int) -> RenderableType:
         if r.overhead_pct is not None:
             parts.append(Text(f"The mixed batch's steps took {percent(r.overhead_pct, 1)} longer than the base "
                               "model's alone."))
-        parts.append(Text("The adapters are untrained (random weights): their cost is real, their text is not.",
-                          style="dim"))
+        parts.append(_dim("The adapters are untrained (random weights): their cost is real, their text is not."))
     return Group(*parts, *_note(r.note))
+
+
+VIEWS: dict[type, Callable[..., RenderableType]] = {
+    LmHeadResult: lm_head_view,
+    GuidedResult: guided_view,
+    DisaggResult: disagg_view,
+    LoraResult: lora_view,
+}
+"""The result types this module draws, and the view of each (``tui_lab.views.view_for`` looks here)."""

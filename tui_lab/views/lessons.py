@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -201,3 +201,18 @@ def answer_view(r: AnswerLatencyResult, width: int) -> RenderableType:
             for q in r.requests[:16]]
     return Group(_table("First token vs first answer token (ms)", ("request", "TTFT", "first answer", "think tok"),
                         rows, width), *_note(r.note))
+
+
+VIEWS: dict[type, Callable[..., RenderableType]] = {
+    PrecisionResult: precision_view,
+    KvCapacityResult: kv_view,
+    PreemptionResult: preemption_view,
+    TpResult: tp_view,
+    LoadLoopResult: load_view,
+    InterferenceResult: interference_view,
+    SpeculationResult: speculation_view,
+    ToolMetricsResult: tools_view,
+    EnergyResult: energy_view,
+    AnswerLatencyResult: answer_view,
+}
+"""The result types this module draws, and the view of each (``tui_lab.views.view_for`` looks here)."""

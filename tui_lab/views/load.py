@@ -7,13 +7,15 @@ run's own rate. Client queue time (waiting for a slot before the send) has its o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tui_lab.formatting import MISSING, rate, seconds
+from tui_lab.formatting import rate, seconds
 from tui_lab.lab.load import THROUGHPUT_NOTE, LoadPoint, LoadRun, LoadSweepResult
-from tui_lab.views.runs import cell
+from tui_lab.views.runs import cell, point_row
 
 LOAD_COLUMNS = ("config", "TTFT p50", "TTFT p90", "TPOT p50", "TPOT p90", "E2E p50", "queue p50", "window tok/s",
                 "mean/run tok/s", "")
@@ -22,12 +24,10 @@ LOAD_COLUMNS = ("config", "TTFT p50", "TTFT p90", "TPOT p50", "TPOT p90", "E2E p
 
 def load_cells(point: LoadPoint) -> list[str]:
     """One row of a load sweep's table."""
-    p = point.point
-    if p.status in ("error", "skipped"):
-        return [p.label] + [MISSING] * 8 + [p.error or p.status]
-    return [p.label, cell(p.ttft_s, 50), cell(p.ttft_s, 90), cell(p.tpot_s, 50), cell(p.tpot_s, 90),
-            cell(p.e2e_s, 50), cell(point.client_queue_s, 50), rate(point.window_output_tokens_per_s, ""),
-            rate(point.mean_run_output_tokens_per_s, ""), "partial" if p.partial else ""]
+    return point_row(point.point, lambda p: [
+        cell(p.ttft_s, 50), cell(p.ttft_s, 90), cell(p.tpot_s, 50), cell(p.tpot_s, 90), cell(p.e2e_s, 50),
+        cell(point.client_queue_s, 50), rate(point.window_output_tokens_per_s, ""),
+        rate(point.mean_run_output_tokens_per_s, "")])
 
 
 def view_load_run(result: LoadRun, width: int) -> RenderableType:
@@ -64,3 +64,10 @@ def view_load_sweep(result: LoadSweepResult, width: int) -> RenderableType:
         table.add_row(*load_cells(point), style=style)
     notes = [result.knee_note(), result.budget_note(), result.cold_note(), THROUGHPUT_NOTE, *result.messages]
     return Group(table, *[Text(n, style="dim") for n in notes])
+
+
+VIEWS: dict[type, Callable[..., RenderableType]] = {
+    LoadRun: view_load_run,
+    LoadSweepResult: view_load_sweep,
+}
+"""The result types this module draws, and the view of each (``tui_lab.views.view_for`` looks here)."""

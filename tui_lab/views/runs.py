@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -41,6 +43,9 @@ def run_view(result: RunResult, width: int) -> RenderableType:
         f" ({s.output_tokens} tokens from {s.requests} request{plural}, wall {seconds(result.wall_s)})")]
     if s.decode_tokens_per_s.p50 is not None:
         lines.append(Text(f"per-user decode speed (1/TPOT), p50: {rate(s.decode_tokens_per_s.p50)}"))
+    setup = result.setup_note()
+    if setup:
+        lines.append(Text(setup, NOTE_STYLE))
     if s.cut:
         lines.append(Text(f"{s.cut} request{'s' if s.cut != 1 else ''} cut mid-stream (stopped or failed): their "
                           "tokens count in the throughput, their latency does not", PARTIAL_STYLE))
@@ -55,13 +60,19 @@ SWEEP_COLUMNS = ("config", "TTFT p50", "TTFT p90", "E2E p50", "E2E p90", "TPOT p
 """The columns of a sweep's table (the CLI prints its rows as the points come, with ``sweep_cells``)."""
 
 
-def sweep_cells(point: SweepPoint) -> list[str]:
-    """One row of a sweep's table: the point's label, latency percentiles, both throughputs and its state."""
+def point_row(point: SweepPoint, figures: Callable[[SweepPoint], list[str]]) -> list[str]:
+    """A table row for a point of a sweep (of batch sizes or of loads): its label, its ``figures`` (dashes
+    for a point that failed or was skipped, with why in the last column) and whether it is partial."""
     if point.status in ("error", "skipped"):
         return [point.label] + [MISSING] * 8 + [point.error or point.status]
-    return [point.label, cell(point.ttft_s, 50), cell(point.ttft_s, 90), cell(point.e2e_s, 50), cell(point.e2e_s, 90),
-            cell(point.tpot_s, 50), cell(point.tpot_s, 90), rate(point.output_tokens_per_s, ""),
-            rate(point.window_output_tokens_per_s, ""), "partial" if point.partial else ""]
+    return [point.label, *figures(point), "partial" if point.partial else ""]
+
+
+def sweep_cells(point: SweepPoint) -> list[str]:
+    """One row of a sweep's table: the point's label, latency percentiles, both throughputs and its state."""
+    return point_row(point, lambda p: [
+        cell(p.ttft_s, 50), cell(p.ttft_s, 90), cell(p.e2e_s, 50), cell(p.e2e_s, 90), cell(p.tpot_s, 50),
+        cell(p.tpot_s, 90), rate(p.output_tokens_per_s, ""), rate(p.window_output_tokens_per_s, "")])
 
 
 def sweep_view(result: SweepResult, width: int) -> RenderableType:
@@ -75,3 +86,10 @@ def sweep_view(result: SweepResult, width: int) -> RenderableType:
         table.add_row(*cells, style=style)
     notes = [SWEEP_THROUGHPUT_NOTE, result.knee_note(), result.budget_note(), *result.messages]
     return Group(table, *[Text(n, NOTE_STYLE) for n in notes])
+
+
+VIEWS: dict[type, Callable[..., RenderableType]] = {
+    RunResult: run_view,
+    SweepResult: sweep_view,
+}
+"""The result types this module draws, and the view of each (``tui_lab.views.view_for`` looks here)."""
