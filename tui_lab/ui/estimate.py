@@ -69,6 +69,5 @@ def run_line(loaded: LoadedExperiment, step_has_experiment: bool, estimate: str,
     if running:
         return f"{running} is running · s stops it"
     if not step_has_experiment:
-        return (f"this step has no experiment · r runs {loaded.name} as set in the panel (its result answers no "
-                f"step) · {how_long}")
+        return f"this step has no experiment · r runs {loaded.name} as set in the panel, for no step · {how_long}"
     return f"r runs {loaded.name}{values} · {how_long}"
