@@ -154,6 +154,7 @@ def padding_view(
     engine: object, prompts: list[str] | tuple[str, ...] = DEFAULT_PADDING_PROMPTS, side: str = "left"
 ) -> PaddingView:
     """Tokenize ``prompts`` together, padded on ``side`` (generation pads on the left)."""
+    side = str(PADDING_SIDE.check(side))
     tok = _tokenizer(engine)
     prompts = [p for p in (prompts or []) if isinstance(p, str) and p]
     if len(prompts) < 2:
@@ -223,6 +224,7 @@ def logits_view(engine: object, prompt: str | list[str] = DEFAULT_TEXT, k: int =
     """Run one forward pass (no KV cache kept) and read the next-token distribution at the last position."""
     import torch
 
+    k = int(TOP_TOKENS.check(k))
     tok = _tokenizer(engine)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
     if not prompts or not all(isinstance(p, str) and p for p in prompts):
