@@ -117,8 +117,20 @@ def test_a_running_request_reaches_the_latest_event(source: str, before_first: s
     assert b.spans[-1].name == before_first and b.spans[-1].end == pytest.approx(10.3) and adds_up(b)
     assert tracks.running and not tracks.done(0)
     layout = layout_timeline(tracks, "b", 60, 12, TimelineState())
-    assert "running" in layout.header
+    assert "running" in (layout.header or "")
     assert "so far (running)" in Text("").join(layout.figures).plain
+
+
+def test_a_request_sent_a_moment_ago_has_phases_that_add_up_to_nothing_yet() -> None:
+    """The first frame of a run: every request sent, no token yet, the latest event is the send itself."""
+    live = LiveRun([Request("a", "x")], 8)
+    live.apply([RequestSubmitted("a", 10.0, 3)])
+    for source in ("transformers", "vllm"):
+        tracks = LiveTracks(live, source)
+        ph = tracks.phases(0)
+        assert ph.e2e_from_arrival == 0.0 and adds_up(ph)
+        figures = Text("").join(layout_timeline(tracks, "a", 60, 12, TimelineState()).figures).plain
+        assert "= 0 so far (running)" in figures
 
 
 # ----------------------------------------------------------------------------------------------- layout
@@ -154,7 +166,12 @@ def test_1024_requests_are_drawn_16_per_row_and_it_says_so() -> None:
     assert layout.header.startswith("1024 requests, 16 per row · rows ")
     assert not layout.complete and any(r.selected and r.first == 688 for r in layout.rows)
     assert layout.rows[0].label.startswith(f"{layout.top * 16}–")
-    assert all(set(r.cells) <= {"prefill", "decode"} for r in layout.rows)  # a group shows its phases
+    # A group shows its phases; its steps (217 ms apart, a cell is 31 ms) show as tokens with idle between.
+    assert all(set(r.cells) == {"prefill", "decode", IDLE} and r.cells[0] == "prefill" for r in layout.rows)
+    state = TimelineState()
+    state.zoom_to(16, layout.anchor_s + 0.3, layout.full_s)
+    zoomed = layout_timeline(tracks, "r700", 90, 24, state)  # into the decode steps: one token cell each
+    assert all(r.cells.count("decode") == 1 and set(r.cells) == {"decode", IDLE} for r in zoomed.rows)
     assert "1024 requests, 16 per row" in render_timeline(layout, 90).plain
 
 

@@ -370,8 +370,10 @@ def live_phases(request_id: str, source: str, send: float, first: float, last: f
     if known(finish) or not known(now):
         return out
     start = out.spans[-1].end if out.spans else send
-    if not known(start) or now <= start:
+    if not known(start):
         return out
+    if now <= start:  # nothing since its last mark: its phases so far end there
+        return Phases(request_id, out.arrival, start, out.spans)
     name = "decode" if known(first) else ("prefill" if known(scheduled) else NOT_SPLIT)
     return Phases(request_id, out.arrival, now, (*out.spans, Phase(name, start, now)))
 

@@ -2,23 +2,23 @@
 
 Each row is a request — or, beyond ``TIMELINE_ROWS_MAX`` requests, a group of consecutive requests, and the
 header says how many per row — split into the phases ``tui_lab.lab.trace`` defines: client queue, to engine,
-engine queue, prefill (queue + prefill where the engine cannot split them), decode and from engine; in a row of
-one request, a decode cell in which no token came is drawn idle (visible once a cell is shorter than the gap
-between tokens: zoom in). Under the rows the selected request's phases add up to its E2E, every remainder named.
+engine queue, prefill (queue + prefill where the engine cannot split them), decode and from engine; a decode
+cell in which none of the row's requests got a token is drawn idle, once a cell is at most half the gap between
+tokens (zoom in). Under the rows the selected request's phases add up to its E2E, every remainder named.
 
 While a run streams, the rows come from what the Run tab holds (``LiveRun``: sends, token times, finishes with
 the engine's own times) through ``trace.live_phases``; once a batch or a load has finished, from its result,
 built into the tables a recorded trace has (``trace.run_from_result``) — one definition of the phases for both.
 ``layout_timeline`` is pure (tests call it without an app). ``TimelineView`` draws on the Run tab's figures
 timer (≤ 4 Hz), only while it is on screen and something moved; a redraw costs what the visible rows hold
-(their requests' phases and, in a row of one request, one bisection of its token times per cell), never a pass
-over the tokens.
+(their requests' phases and, zoomed in far enough to show idle cells, their tokens inside the window), never a
+pass over every token.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from itertools import accumulate
@@ -77,7 +77,8 @@ def look(name: str) -> tuple[str, str]:
 def legend_words() -> str:
     """The colours in words, for the help page."""
     colours = {"grey62": "grey"}
-    return " · ".join(f"{glyph} {name} ({colours.get(style, style)})" for name, (glyph, style) in PHASE_LOOK.items())
+    return " · ".join(f"{glyph} {name} ({'dim ' if name == IDLE else ''}{colours.get(style, style)})"
+                      for name, (glyph, style) in PHASE_LOOK.items())
 
 
 # ------------------------------------------------------------------------------------------- what it draws
@@ -320,14 +321,11 @@ def row_cells(members: Sequence[Phases], w0: float, dt: float, width: int) -> li
     columns = [[d + r for d, r in zip(cover[n][0], accumulate(cover[n][1][:width]), strict=True)] for n in names]
     members_n = len(members)
     cells = []
-    for c in range(width):
-        best, best_v, used = "", 0.0, 0.0
-        for name, col in zip(names, columns, strict=True):
-            v = col[c]
-            used += v
-            if v > best_v:
-                best, best_v = name, v
-        cells.append(best if best_v >= members_n - used else "")
+    for per_cell in zip(*columns, strict=True):  # a cell's cover by each phase
+        best_v = max(per_cell)
+        cells.append(names[per_cell.index(best_v)] if best_v > 0 and best_v >= members_n - sum(per_cell) else "")
+    if not names:
+        cells = [""] * width
     shown = set(cells)
     for name, col in zip(names, columns, strict=True):
         if name not in shown:
@@ -337,20 +335,26 @@ def row_cells(members: Sequence[Phases], w0: float, dt: float, width: int) -> li
     return cells
 
 
-def mark_idle(cells: list[str], times: Sequence[float], lo: int, hi: int, w0: float, dt: float) -> None:
-    """Decode cells in which no token came (``times[lo:hi]``, sorted) become ``IDLE``: one bisection per cell."""
-    last = len(cells) - 1
+def mark_idle(cells: list[str], tokens: Sequence[tuple[Sequence[float], int, int]], w0: float, dt: float) -> None:
+    """Decode cells in which none of the row's requests got a token become ``IDLE`` (``tokens``: each request's
+    sorted times, ``times[lo:hi]``) — where that can be seen: a cell at most half the row's gap between tokens
+    (coarser cells would show a gap or none by where their edges fall). Costs the tokens inside the window."""
+    gap = next(((t[hi - 1] - t[lo]) / (hi - lo - 1) for t, lo, hi in tokens if hi - lo >= 2), 0.0)
+    width = len(cells)
+    if not gap >= 2 * dt or "decode" not in cells:
+        return
+    hit = [False] * width
+    w1 = w0 + width * dt
+    for times, lo, hi in tokens:
+        for t in times[bisect_left(times, w0, lo, hi):bisect_right(times, w1, lo, hi)]:
+            hit[min(width - 1, int((t - w0) / dt))] = True  # the last cell holds the window's end too
     for c, name in enumerate(cells):
-        if name == "decode":
-            t_lo = w0 + c * dt
-            k = bisect_left(times, t_lo, lo, hi)
-            # A cell holds [start, end); the last one its end too (the run's last token lies on it).
-            if k >= hi or times[k] > t_lo + dt or (times[k] == t_lo + dt and c < last):
-                cells[c] = IDLE
+        if name == "decode" and not hit[c]:
+            cells[c] = IDLE
 
 
 def _short(value: float) -> str:
-    return "0" if value == 0 else seconds(value)
+    return "0" if value == 0 else seconds(value if known(value) else None)
 
 
 def _figures(request_id: str, ph: Phases | None, running: bool, width: int) -> list[Text]:
@@ -459,9 +463,7 @@ def layout_timeline(tracks: Tracks | None, selected: str | None, width: int, hei
         first, last = r * per_row, min(n, (r + 1) * per_row)
         members = [tracks.phases(i) for i in range(first, last)]
         cells = row_cells(members, w0, dt, cells_width)
-        if per_row == 1:
-            times, lo, hi = tracks.tokens(first)
-            mark_idle(cells, times, lo, hi, w0, dt)
+        mark_idle(cells, [tracks.tokens(i) for i in range(first, last)], w0, dt)
         names.update(cells)
         rows.append(TimelineRow(label[:label_width], tuple(cells), first, last - first, first <= sel < last))
     header = f"{n} request{'s' if n != 1 else ''}" + (f", {per_row} per row" if per_row > 1 else "")
