@@ -129,8 +129,9 @@ def test_a_request_sent_a_moment_ago_has_phases_that_add_up_to_nothing_yet() -> 
         tracks = LiveTracks(live, source)
         ph = tracks.phases(0)
         assert ph.e2e_from_arrival == 0.0 and adds_up(ph)
-        figures = Text("").join(layout_timeline(tracks, "a", 60, 12, TimelineState()).figures).plain
-        assert "= 0 so far (running)" in figures
+        layout = layout_timeline(tracks, "a", 60, 12, TimelineState())
+        assert "= 0 so far (running)" in Text("").join(layout.figures).plain
+        assert "1 request · starting" in (layout.header or "") and layout.axis == ""  # no time axis yet
 
 
 # ----------------------------------------------------------------------------------------------- layout

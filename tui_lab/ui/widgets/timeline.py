@@ -453,7 +453,8 @@ def layout_timeline(tracks: Tracks | None, selected: str | None, width: int, hei
     label_width = min(12, max([2, *(len(label) for label in labels)]))
     cells_width = max(1, width - label_width - 2)
     t0, latest = tracks.window()
-    full = max(latest - t0, 1e-6) if known(t0) and known(latest) else 1e-6
+    timed = known(t0) and known(latest) and latest > t0  # before its first token a run has no time axis yet
+    full = latest - t0 if timed else 1e-6
     start, end = state.window(full)
     dt = (end - start) / cells_width
     w0 = t0 + start
@@ -469,7 +470,7 @@ def layout_timeline(tracks: Tracks | None, selected: str | None, width: int, hei
     header = f"{n} request{'s' if n != 1 else ''}" + (f", {per_row} per row" if per_row > 1 else "")
     if n_rows > len(rows):
         header += f" · rows {top + 1}–{top + len(rows)} of {n_rows}"
-    header += f" · {_short(start)}–{_short(end)}"
+    header += f" · {_short(start)}–{_short(end)}" if timed else " · starting"
     if state.zoom > 1:
         header += f" · zoom {state.zoom}×"
     header += " · running" if tracks.running else ""
@@ -481,7 +482,7 @@ def layout_timeline(tracks: Tracks | None, selected: str | None, width: int, hei
     anchor_s = anchor - t0 if known(anchor) else (start + end) / 2
     return TimelineLayout(
         header=header if got["header"] else None, rows=tuple(rows),
-        axis=_axis(start, end - start, cells_width, label_width + 2) if got["axis"] else None,
+        axis=(_axis(start, end - start, cells_width, label_width + 2) if timed else "") if got["axis"] else None,
         legend=_legend(names) if got["legend"] else None,
         figures=tuple(figures[:got["fig1"] + got["fig2"]]), selected=ph, selected_index=sel, requests=n,
         per_row=per_row,
