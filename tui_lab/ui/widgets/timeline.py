@@ -318,14 +318,14 @@ def row_cells(members: Sequence[Phases], w0: float, dt: float, width: int) -> li
                 ranged[ia + 1] += 1.0
                 ranged[ib] -= 1.0
     names = list(cover)
+    if not names:
+        return [""] * width
     columns = [[d + r for d, r in zip(cover[n][0], accumulate(cover[n][1][:width]), strict=True)] for n in names]
     members_n = len(members)
     cells = []
     for per_cell in zip(*columns, strict=True):  # a cell's cover by each phase
         best_v = max(per_cell)
         cells.append(names[per_cell.index(best_v)] if best_v > 0 and best_v >= members_n - sum(per_cell) else "")
-    if not names:
-        cells = [""] * width
     shown = set(cells)
     for name, col in zip(names, columns, strict=True):
         if name not in shown:
@@ -379,11 +379,9 @@ def _figures(request_id: str, ph: Phases | None, running: bool, width: int) -> l
     lines = [Text(f"▶ {request_id}: ", "bold")]
     for k, piece in enumerate(pieces):
         joint = "" if k == 0 else (" " if k == len(pieces) - 1 else " + ")
-        if len(lines[-1]) + len(joint) + len(piece) > width and len(lines[-1]) > 2:
+        if k and len(lines[-1]) + len(joint) + len(piece) > width:  # wrapped between pieces, indented
             lines.append(Text("  "))
-            joint = joint.lstrip(" ")
-            if joint == "+":
-                joint = "+ "
+            joint = joint.lstrip()
         lines[-1].append(joint)
         lines[-1].append_text(piece)
     return lines
