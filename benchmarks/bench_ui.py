@@ -8,8 +8,14 @@
 (b) Flood: the scripted engine producing ~20,000 tokens/s for 10 s while keys are
     pressed; reports how long each key took to show on screen, the UI message
     queue's peak length, and process memory over time.
+(c) Timeline (``--timeline-cost``): a batch of 1024 × 128 tokens from a scripted engine in its own host
+    process, paced like a GPU (one decode step every ``--step-ms``, 3.1 ms as the H100 trace's batch 1024),
+    headless and in the app with the timeline hidden and shown, taking turns: tokens/s, how long each
+    timeline redraw took, and how long after the engine's last token the app had the run's end.
+    ``--device ... --timeline`` runs the real-engine comparison with the timeline shown.
 
     python benchmarks/bench_ui.py [--quick] [--skip-real] [--out benchmarks/results/ui-DATE.json]
+    python benchmarks/bench_ui.py --timeline-cost [--step-ms 3.1] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from tui_lab.lab.run import execute_run
 from tui_lab.ui.app import AppOptions, LabApp
 from tui_lab.ui.live import LiveRun
 from tui_lab.ui.loaded import LoadedExperiment
-from tui_lab.ui.testing import FIXTURE_LESSONS
+from tui_lab.ui.testing import FIXTURE_LESSONS, SCRIPTED_SPEC
 from tui_lab.ui.widgets.live_panel import LivePanel
+from tui_lab.ui.widgets.timeline import TimelineView
 
 
 def _live(app: LabApp) -> LiveRun | None:
@@ -235,6 +242,64 @@ def transport(batch: int = 256, tokens: int = 400) -> dict:
             "cost_us_per_token": max(host_s - headless_s, 0.0) / n * 1e6}
 
 
+def _paced_engine(step_s: float) -> dict:
+    """The scripted engine's options for a GPU's pace: one decode step every ``step_s`` on the real clock."""
+    return {"model": "scripted", "device": "cpu", "real_time": True, "clock": time.perf_counter,
+            "timing": StepModel(prefill_per_token=0.0, decode_base=step_s, decode_per_seq=0.0)}
+
+
+async def _timeline_in_app(batch: int, tokens: int, step_s: float, shown: bool) -> dict:
+    """One ``generate`` run in the app, the paced engine in its own host process, the timeline shown or not."""
+    app = LabApp(AppOptions(engine_spec=SCRIPTED_SPEC, engine_options=_paced_engine(step_s), lessons=FIXTURE_LESSONS,
+                            cursor_blink=False, save_progress=False))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _wait(pilot, lambda: app.engine_state == "ready", 60)
+        draws = time_timeline(app, shown)
+        app.settings = app.settings.with_(batch_size=batch, max_new_tokens=tokens)
+        queue_peak = 0
+        app.action_run()
+        while app.busy:
+            queue_peak = max(queue_peak, app._message_queue.qsize())
+            await asyncio.sleep(0.002)
+        t_done = time.perf_counter()  # the app has the run's end (perf_counter: the host's clock too, on Linux)
+        await _wait(pilot, lambda: bool(app.results), 30)
+        rate = app.results[-1]["output_tokens_per_s"]
+        live = _live(app)
+        t_last = max((r.t_last for r in live.requests if r.t_last is not None), default=None) if live else None
+        await pilot.pause(0.6)  # the finished run drawn from its result
+    return {"tokens_per_s": rate, "redraw_ms": draws, "queue_peak": queue_peak,
+            "done_after_last_token_ms": (t_done - t_last) * 1000 if t_last is not None else None}
+
+
+def timeline_cost(batch: int = 1024, tokens: int = 128, step_s: float = 0.0031, repeats: int = 3) -> dict:
+    """Headless, in the app with the timeline hidden and with it shown, taking turns ``repeats`` times."""
+    engine = ScriptedEngine(**{k: v for k, v in _paced_engine(step_s).items() if k not in ("model", "device")})
+    engine.load()
+    requests = [Request(f"r{i}", p) for i, p in enumerate(_prompts(batch))]
+    sampling = SamplingParams(max_new_tokens=tokens)
+    rows: dict[str, list] = {"headless": [], "hidden": [], "shown": []}
+    draws: list[float] = []
+    lags: dict[str, list[float]] = {"hidden": [], "shown": []}
+    peaks: dict[str, list[int]] = {"hidden": [], "shown": []}
+    for _ in range(repeats):
+        rows["headless"].append(execute_run(engine, requests, sampling).summary().output_tokens_per_s)
+        for side in ("hidden", "shown"):
+            got = asyncio.run(_timeline_in_app(batch, tokens, step_s, side == "shown"))
+            rows[side].append(got["tokens_per_s"])
+            peaks[side].append(got["queue_peak"])
+            if got["done_after_last_token_ms"] is not None:
+                lags[side].append(got["done_after_last_token_ms"])
+            if side == "shown":
+                draws += got["redraw_ms"]
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    return {"batch": batch, "max_new_tokens": tokens, "step_ms": step_s * 1000, "repeats": repeats,
+            "tokens_per_s": rows, "median_tokens_per_s": med,
+            "ratio_hidden_over_headless": med["hidden"] / med["headless"],
+            "ratio_shown_over_headless": med["shown"] / med["headless"],
+            "timeline_redraw_ms": _ms(draws), "done_after_last_token_ms": {k: _ms(v) for k, v in lags.items()},
+            "ui_queue_peak": peaks}
+
+
 def _versions() -> dict:
     out = {"python": sys.version.split()[0]}
     for name in ("torch", "transformers", "vllm", "textual"):
@@ -295,15 +360,18 @@ async def app_figures(engine_name: str, model: str, device: str, batches: list[i
         if app.engine_state != "ready":
             raise RuntimeError(app.query_one("#engine-text").content.plain)
         app.load_experiment(LoadedExperiment.of("generate", {"ignore_eos": True}))
+        draws = time_timeline(app, TIMELINE)
         for batch in batches:
             rates, keys, rss = [], [], []
+            del draws[:]
             for _ in range(repeats + 1):  # the first is the warm-up, as headless
                 rates.append(await _run_pressing_keys(pilot, app, batch, tokens, keys, rss))
             first, rates = rates[0], rates[1:]
             p99 = _p99(keys)
             out[batch] = {"tokens_per_s": statistics.median(rates), "key_ms_p50": statistics.median(keys) if keys
                           else None, "key_ms_p99": p99, "keys": len(keys), "first_run_tokens_per_s": first,
-                          "ui_rss_mb": [r for r in (min(rss, default=None), max(rss, default=None))]}
+                          "ui_rss_mb": [r for r in (min(rss, default=None), max(rss, default=None))],
+                          "timeline_shown": TIMELINE, "timeline_redraw_ms": _ms(draws)}
             print(f"  in the app {engine_name} batch {batch}: {out[batch]['tokens_per_s']:,.0f} tok/s (first run "
                   f"{first:,.0f}: {first / out[batch]['tokens_per_s']:.3f} of the warm runs), key p50 "
                   f"{out[batch]['key_ms_p50']} ms p99 {p99} ms over {len(keys)} keys", flush=True)
@@ -312,6 +380,33 @@ async def app_figures(engine_name: str, model: str, device: str, batches: list[i
 
 KEY_INTERVAL_S = 0.05
 """How often ``g`` is pressed during an in-app run (``--key-interval``; 0: no keys, the app only streams)."""
+TIMELINE = False
+"""``--timeline``: the in-app runs of ``--device`` show the Run tab's timeline."""
+
+
+def time_timeline(app: LabApp, shown: bool) -> list[float]:
+    """Show (or not) the app's timeline; the list returned fills with how long each of its redraws took (ms),
+    counting only those that drew (a redraw with nothing new returns at once)."""
+    if shown:
+        app.action_timeline("toggle")
+    view = app.query_one(TimelineView)
+    draws: list[float] = []
+    redraw = view.redraw
+
+    def timed(live, selected) -> None:
+        before = view.shown
+        t0 = time.perf_counter()
+        redraw(live, selected)
+        if view.shown is not before:
+            draws.append((time.perf_counter() - t0) * 1000)
+
+    view.redraw = timed  # type: ignore[method-assign]
+    return draws
+
+
+def _ms(values: list[float]) -> dict:
+    return {"n": len(values), "p50": round(statistics.median(values), 2) if values else None,
+            "max": round(max(values), 2) if values else None}
 
 
 async def _run_pressing_keys(pilot, app: LabApp, batch: int, tokens: int, keys: list[float],
@@ -439,7 +534,7 @@ def engine_in_app(engines: list[str], model: str, device: str, batches: list[int
 
 def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks, print the figures and write them as JSON."""
-    global KEY_INTERVAL_S
+    global KEY_INTERVAL_S, TIMELINE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter flood")
     parser.add_argument("--skip-real", action="store_true", help="use the scripted engine for the overhead test")
@@ -464,8 +559,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-interval", type=float, default=KEY_INTERVAL_S, metavar="SECONDS",
                         help="with --device: press g this often during in-app runs (0: no keys)")
     parser.add_argument("--tag", default="", help="suffix of the --device result file's name")
+    parser.add_argument("--timeline", action="store_true", help="with --device: the in-app runs show the timeline")
+    parser.add_argument("--timeline-cost", action="store_true",
+                        help="only (c): batch 1024 × 128 from a paced scripted engine, headless against in the app "
+                        "with the timeline hidden and shown (--batches' largest, --tokens, --step-ms, --repeats)")
+    parser.add_argument("--step-ms", type=float, default=3.1, help="with --timeline-cost: one decode step (ms)")
     args = parser.parse_args(argv)
     KEY_INTERVAL_S = args.key_interval
+    TIMELINE = args.timeline
+    if args.timeline_cost:
+        t = timeline_cost(max(int(b) for b in args.batches.split(",")), args.tokens, args.step_ms / 1000, args.repeats)
+        m, d = t["median_tokens_per_s"], t["timeline_redraw_ms"]
+        print(f"(c) timeline: batch {t['batch']} × {t['max_new_tokens']} tokens, a step every {t['step_ms']:.1f} ms; "
+              f"tokens/s headless {m['headless']:,.0f} · in the app, timeline hidden {m['hidden']:,.0f} "
+              f"({t['ratio_hidden_over_headless']:.3f}) · shown {m['shown']:,.0f} "
+              f"({t['ratio_shown_over_headless']:.3f}); "
+              f"timeline redraw p50 {d['p50']} ms, max {d['max']} ms over {d['n']}; the app had the run's end "
+              f"{t['done_after_last_token_ms']} ms after its last token; UI queue peak {t['ui_queue_peak']}")
+        doc = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
+               "versions": _versions(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "timeline": t}
+        print(f"written to {write_json(args.out, doc)}")
+        return 0
     if args.device:
         engine_in_app(args.engine.split(","), args.model, args.device, [int(b) for b in args.batches.split(",")],
                       args.tokens, args.repeats, args.out_dir, args.soak, args.soak_tokens, args.tag, args.loads)

@@ -5,7 +5,8 @@
 #   2. what recording costs, headless and in the app (benchmarks/bench_traces.py, batch 1 / 64 / 1024);
 #   3. experiments that read the card: energy_cost (NVML joules), weight_precision and kv_capacity
 #      (the card's own bandwidth and memory), each through the CLI as a learner runs it;
-#   4. if time is left (STAGE=ui), the app against headless (benchmarks/bench_ui.py).
+#   4. if time is left (STAGE=ui), the app against headless (benchmarks/bench_ui.py), then again with the
+#      timeline shown at batch 1024 (--timeline).
 # Run from the repo root with .whl/ (pure-Python wheels: ../gpu/wheels.sh httpx httpcore h11 anyio sniffio idna
 # certifi psutil) and .gpucache/archs.tar.xz (the arch-* model cache, tar -cJf) carried. Results: $OUT.
 set -uo pipefail
@@ -43,5 +44,8 @@ if [ "${STAGE:-main}" = ui ]; then
   timeout 420 python3 benchmarks/bench_ui.py --device cuda --engine transformers --batches 1,64,1024 --loads 2 \
     --out-dir "$OUT" > "$OUT/ui.log" 2>&1
   echo "bench_ui rc=$?" | tee -a "$log"
+  timeout 300 python3 benchmarks/bench_ui.py --device cuda --engine transformers --batches 1024 --loads 1 --timeline \
+    --tag timeline --out-dir "$OUT" > "$OUT/ui-timeline.log" 2>&1
+  echo "bench_ui --timeline rc=$?" | tee -a "$log"
 fi
 tail -n 40 "$OUT"/*.log | cut -c1-300

@@ -19,6 +19,7 @@ from tui_lab.engines.scripted import StepModel
 from tui_lab.errors import GatedModel
 from tui_lab.formatting import number
 from tui_lab.lab.pace import Pace
+from tui_lab.lab.trace import read_trace
 from tui_lab.ui.app import LabApp
 from tui_lab.ui.loaded import LoadedExperiment
 from tui_lab.ui.screens.help import HelpScreen
@@ -237,8 +238,15 @@ async def test_export_writes_json_and_csv(tmp_path):
     async with opened(app, size=(160, 48)) as pilot:
         await run_and_wait(pilot, app)
         await pilot.press("e")
-        await wait_until(pilot, lambda: {p.suffix for p in app.last_export} == {".json", ".csv"})
+        await wait_until(pilot, lambda: {p.suffix for p in app.last_export} == {".json", ".csv", ".gz"})
         paths = {p.suffix: p for p in app.last_export}
+        # The trace comes from the engine host's recording, in the format --record writes, and reads back.
+        trace = read_trace(paths[".gz"])
+        assert paths[".gz"].parent == tmp_path and paths[".gz"].name.startswith("generate-")
+        assert len(trace.runs) == 1 and trace.runs[0].requests.ids == ["r0"]
+        assert trace.runs[0].requests.output_tokens(0) == 16 and trace.meta["experiment"] == "generate"
+        assert any(str(paths[".gz"]) in str(n.message) and "trace of generate" in str(n.message)
+                   for n in app._notifications)
         doc = json.loads(paths[".json"].read_text())
         assert doc["results"][0]["output_tokens"] == 16
         assert doc["last"]["requests"][0]["output_tokens"] == 16
@@ -801,6 +809,7 @@ def test_each_host_event_becomes_one_typed_message() -> None:
         (p.RunProgressLine(7, Progress("batch 8")), m.RunProgress), (p.Partial(7, {"t": 1.0}), m.PartialResult),
         (p.RunDone(7, "generate", None), m.RunFinished), (p.HostError("generate", "boom", "", 7), m.RunFailed),
         (p.HostDied(-9, "killed"), m.HostDied), (p.Paced(Pace("cpu")), m.EnginePaced),
+        (p.TraceSaved("x.trace.json.gz", 7, "generate", 1), m.TraceWritten),
     ]
     for event, kind in cases:
         message = to_message(3, event, reader.table)

@@ -101,6 +101,44 @@ def test_batch_sweep_charts(snap_compare, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_timeline_of_a_batch_of_eight(snap_compare, size):
+    """Timeline (t) after a batch of 8 × 16 tokens, r3 selected: a magenta prefill from the send, then green decode
+    with an idle dash between tokens; under the rows r3's phases add up to its E2E (to / from engine named, 0); r3's
+    token bars below. At 80×24 the lesson pane is hidden (l l) to give the rows room."""
+    app = make_test_app()
+
+    async def run_before(pilot):
+        await _settle(pilot, _ready(app))
+        await pilot.press("b", "r")
+        await _settle(pilot, lambda: bool(app.results) and app.busy is None)
+        if size[0] < 100:
+            await pilot.press("l", "l")
+        await pilot.press("t", *["right_square_bracket"] * 3)
+        await settled(pilot)
+        await settled(pilot)
+        await _finish(pilot, app)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_timeline_of_a_1024_batch(snap_compare):
+    """A batch of 1024 × 4 tokens drawn 16 requests a row, and the header says so ("1024 requests, 16 per row"),
+    rows 1–N of 64; every group prefills together, then decodes."""
+    app = make_test_app()
+
+    async def run_before(pilot):
+        await _settle(pilot, _ready(app))
+        app.settings = app.settings.with_(batch_size=1024, max_new_tokens=4)
+        await pilot.press("t", "r")
+        await _settle(pilot, lambda: bool(app.results) and app.busy is None)
+        await settled(pilot)
+        await settled(pilot)
+        await _finish(pilot, app)
+
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_controls_refuse_invalid_value(snap_compare, size):
     """Controls tab: batch size 3000 typed and refused — red message under the help line, value not applied;
     under the general fields the engine and the options the transformers engine declares (model ... cuda graphs)."""

@@ -66,6 +66,13 @@ class Calibrate:
 
 
 @dataclass(frozen=True)
+class SaveTrace:
+    """Write the trace of the last experiment the host ran (every run it made) into ``folder``."""
+
+    folder: str
+
+
+@dataclass(frozen=True)
 class Ping:
     """Ask for the host's ``time.monotonic()`` (the UI brackets it to compare clocks)."""
 
@@ -91,9 +98,11 @@ class LoadProgress:
 
 @dataclass(frozen=True)
 class Loaded:
-    """The engine is ready; ``info`` is its ``EngineInfo``."""
+    """The engine is ready; ``info`` is its ``EngineInfo``, ``source`` what its runs are recorded as (the engine's
+    name; for a replay, the engine it replays)."""
 
     info: EngineInfo
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,18 @@ class RunDone:
     run_id: int
     name: str
     result: Result | None
+
+
+@dataclass(frozen=True)
+class TraceSaved:
+    """What ``SaveTrace`` wrote: the trace file of run ``run_id`` (experiment ``name``, ``runs`` runs), or
+    ``path`` None and ``message`` saying why there is none."""
+
+    path: str | None
+    run_id: int | None = None
+    name: str = ""
+    runs: int = 0
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -257,8 +278,8 @@ class FrameReader:
         return frame.events(self.table(frame))
 
 
-Command: TypeAlias = Load | Run | Stop | Unload | Shutdown | Ping | Calibrate
+Command: TypeAlias = Load | Run | Stop | Unload | Shutdown | Ping | Calibrate | SaveTrace
 """Everything the UI sends the host."""
-Event: TypeAlias = (Pong | LoadProgress | Loaded | Paced | HostError | Partial | RunProgressLine | RunDone | HostDied
-                    | Frame)
+Event: TypeAlias = (Pong | LoadProgress | Loaded | Paced | HostError | Partial | RunProgressLine | RunDone | TraceSaved
+                    | HostDied | Frame)
 """Everything the host (or the link watching it) hands the UI."""

@@ -204,6 +204,8 @@ class Host:
         self.work: queue.Queue[Any] = queue.Queue()
         self._outbox: queue.Queue[Any] = queue.Queue()
         self._builders: dict[int, p.FrameBuilder] = {}
+        self.last_recording: tuple[int, str, Any] | None = None
+        """The last experiment that recorded its runs: its run id, its name and its ``Recording``."""
         self._sending = threading.Thread(target=self._sender, name="events", daemon=True)
         self._sending.start()
 
@@ -278,6 +280,9 @@ class Host:
                     if self.engine is not None:
                         with contextlib.suppress(Exception):
                             self.engine.cancel()
+            elif isinstance(cmd, p.SaveTrace):
+                # A thread of its own: building and writing a large trace must not hold up a Stop.
+                threading.Thread(target=self.save_trace, args=(cmd,), name="save-trace", daemon=True).start()
             elif isinstance(cmd, p.Shutdown):
                 self.stop.set()
                 self.work.put(cmd)
@@ -344,7 +349,31 @@ class Host:
         # which variants it can make.
         self.engine, self.engine_name, self.engine_options = engine, str(info.engine), options
         self.loaded_with = cmd
-        self.send(p.Loaded(plain_info(info)))
+        from tui_lab.lab.trace import source_of
+
+        self.send(p.Loaded(plain_info(info), source_of(engine)))
+
+    def save_trace(self, cmd: p.SaveTrace) -> None:
+        """Write the last recorded experiment's trace into ``cmd.folder`` (the format ``--record`` writes) and
+        say where, or why there is none."""
+        from pathlib import Path
+
+        from tui_lab.lab.trace import TRACE_ENV, recording_enabled, trace_file_name, write_trace
+
+        last = self.last_recording
+        if last is None:
+            why = (f"recording is off ({TRACE_ENV}=0)" if not recording_enabled()
+                   else "this engine process has recorded no run yet")
+            self.send(p.TraceSaved(None, message=why))
+            return
+        run_id, name, recording = last
+        try:
+            trace = recording.trace()
+            path = write_trace(Path(cmd.folder).expanduser() / trace_file_name(name), trace)
+        except Exception as exc:  # said in the UI; the host keeps serving
+            self.send(p.TraceSaved(None, run_id, name, message=f"the trace could not be written: {exc}"))
+            return
+        self.send(p.TraceSaved(str(path), run_id, name, len(trace.runs)))
 
     def calibrate(self) -> None:
         """Measure the loaded engine's pace and send it (an engine that cannot be timed sends nothing)."""
@@ -385,6 +414,8 @@ class Host:
             self.run_id = None
             if self.engine is None and self.loaded_with is not None:
                 self.load(self.loaded_with)  # a variant released it: the lab's engine is back before the next run
+        if outcome.recording is not None:
+            self.last_recording = (cmd.run_id, cmd.name, outcome.recording)
         if outcome.failed:
             self.send(p.HostError(cmd.name, outcome.message, _with_log(outcome.hint, outcome.message), cmd.run_id,
                                   outcome.error_type))

@@ -321,20 +321,61 @@ def phases(run: TraceRun, i: int) -> Phases:
     last_host = rq.last_token(i)
     end = last_host if known(last_host) else rq.finish[i]
     arrival = rq.arrival[i] if known(rq.arrival[i]) else rq.send[i]
-    marks: list[tuple[str, float]] = [("arrival", arrival), ("send", rq.send[i]), ("queued", rq.queued[i]),
-                                      ("scheduled", rq.scheduled[i]), ("first", rq.first_engine[i]),
-                                      ("last", rq.last_engine[i]), ("host", end)]
-    names = {("arrival", "send"): "client queue", ("send", "queued"): "to engine",
-             ("queued", "scheduled"): "engine queue", ("scheduled", "first"): "prefill",
-             ("first", "last"): "decode", ("last", "host"): "from engine",
-             ("send", "first"): NOT_SPLIT, ("send", "scheduled"): "to engine + engine queue",
-             ("queued", "first"): NOT_SPLIT, ("first", "host"): "decode", ("send", "host"): "in the engine"}
+    return phases_of(rq.ids[i], arrival, rq.send[i], rq.queued[i], rq.scheduled[i], rq.first_engine[i],
+                     rq.last_engine[i], end)
+
+
+_SPAN_NAMES = {("arrival", "send"): "client queue", ("send", "queued"): "to engine",
+               ("queued", "scheduled"): "engine queue", ("scheduled", "first"): "prefill",
+               ("first", "last"): "decode", ("last", "host"): "from engine",
+               ("send", "first"): NOT_SPLIT, ("send", "scheduled"): "to engine + engine queue",
+               ("queued", "first"): NOT_SPLIT, ("first", "host"): "decode", ("send", "host"): "in the engine"}
+
+
+def phases_of(request_id: str, arrival: float, send: float, queued: float, scheduled: float, first_engine: float,
+              last_engine: float, end: float) -> Phases:
+    """A request's phases from its marks on the host's clock (NaN: not known; ``end`` is when the host had its
+    last token, or its finish): one span between each two consecutive known marks, named by ``PHASES`` or, where
+    a mark is missing, after both neighbours (see ``Phases``)."""
+    marks: list[tuple[str, float]] = [("arrival", arrival), ("send", send), ("queued", queued),
+                                      ("scheduled", scheduled), ("first", first_engine), ("last", last_engine),
+                                      ("host", end)]
     present = [(k, t) for k, t in marks if known(t)]
     spans: list[Phase] = []
     for (a, ta), (b, tb) in zip(present, present[1:], strict=False):
-        name = names.get((a, b)) or f"{a} → {b}"
+        name = _SPAN_NAMES.get((a, b)) or f"{a} → {b}"
         spans.append(Phase(name, ta, tb))
-    return Phases(rq.ids[i], arrival, end, tuple(spans))
+    return Phases(request_id, arrival, end, tuple(spans))
+
+
+def live_phases(request_id: str, source: str, send: float, first: float, last: float, finish: float = NAN,
+                times: Mapping[str, float] | None = None, now: float = NAN) -> Phases:
+    """One request's phases from what a live view holds of it, by the rules of a recorded run (``engine_marks``).
+
+    ``send``, ``first`` and ``last`` are the host's send and first and last token times; ``finish`` and
+    ``times`` (the engine's own per-request times, vLLM's stamps) come when it ends. The engine's stamps are
+    checked against the host's times with ``engine_clock``, as a recorded run's are. While the request runs
+    (no ``finish``) a last span reaches ``now``: decode after its first token; before it prefill, or queue +
+    prefill where the source cannot tell them apart yet (vLLM's stamps come with the finish).
+    """
+    stamped = has_engine_stamps(times)
+    offset: float | None = 0.0
+    if stamped and times is not None:
+        clock = engine_clock([send], [_nan(times.get("queued_ts"))], [first], [_nan(times.get("first_token_ts"))],
+                             [last], [_nan(times.get("last_token_ts"))])
+        offset = clock.offset if clock.usable else None
+    queued, scheduled, first_engine, last_engine = engine_marks(source, send, first, last, times, offset, stamped)
+    end = last if known(last) else finish
+    out = phases_of(request_id, send, send, queued, scheduled, first_engine, last_engine, end)
+    if known(finish) or not known(now):
+        return out
+    start = out.spans[-1].end if out.spans else send
+    if not known(start):
+        return out
+    if now <= start:  # nothing since its last mark: its phases so far end there
+        return Phases(request_id, out.arrival, start, out.spans)
+    name = "decode" if known(first) else ("prefill" if known(scheduled) else NOT_SPLIT)
+    return Phases(request_id, out.arrival, now, (*out.spans, Phase(name, start, now)))
 
 
 # ------------------------------------------------------------------------------------------------- building
@@ -488,6 +529,36 @@ def unseen_by(source: str, has_steps: bool, has_samples: bool) -> list[str]:
     return out
 
 
+STAMPS = ("queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts")
+"""The engine's own per-request stamps (vLLM), seconds on its monotonic clock."""
+
+
+def has_engine_stamps(times: Mapping[str, float] | None) -> bool:
+    """Whether a request's engine times carry the engine's own stamps (``STAMPS``)."""
+    return times is not None and ("first_token_ts" in times or "queued_ts" in times)
+
+
+def engine_marks(source: str, send: float, first_host: float, last_host: float,
+                 times: Mapping[str, float] | None, offset: float | None, stamped: bool) -> tuple[
+                     float, float, float, float]:
+    """One request's queued, scheduled, first and last engine token on the host's clock (NaN: not seen).
+
+    ``stamped`` (the run's engine stamps its requests, vLLM): its stamps plus ``offset`` (``engine_clock``), or
+    with ``offset`` None (stamps that cannot be placed) only the first token as the host got it. Otherwise an
+    in-process engine is the host: it takes the request when it is sent and starts it after tokenizing (the
+    transformers engine says how long that took), its token times are the host's. A server seen from its client
+    shows only its first token.
+    """
+    got = times or {}
+    if stamped and offset is not None:
+        queued, scheduled, first, last = (_nan(got.get(k)) + offset for k in STAMPS)
+        return queued, scheduled, first, last
+    if not stamped and source in IN_PROCESS_ENGINES:
+        ready = send + float(got.get("tokenize_s", 0.0)) if known(send) else NAN
+        return ready, ready, first_host, last_host
+    return NAN, NAN, first_host, NAN
+
+
 def _place_engine_times(run: TraceRun, result: RunResult) -> None:
     """Fill engine arrival, queued, scheduled, first and last engine token for each request, per source."""
     rq = run.requests
@@ -495,62 +566,47 @@ def _place_engine_times(run: TraceRun, result: RunResult) -> None:
     firsts = [rq.first_token(i) for i in range(n)]
     lasts = [rq.last_token(i) for i in range(n)]
     times = [rr.engine_times or {} for rr in result.requests]
-    if any("first_token_ts" in t or "queued_ts" in t for t in times):
-        col = {k: [_nan(t.get(k)) for t in times] for k in ("queued_ts", "scheduled_ts", "first_token_ts",
-                                                             "last_token_ts")}
+    stamped = any(has_engine_stamps(t) for t in times)
+    offset: float | None = 0.0
+    if stamped:
+        col = {k: [_nan(t.get(k)) for t in times] for k in STAMPS}
         clock = engine_clock(rq.send, col["queued_ts"], firsts, col["first_token_ts"], lasts, col["last_token_ts"])
         if clock.note:
             run.notes.append(clock.note)
-        if not clock.usable:
-            rq.engine_arrival[:] = [NAN] * n
-            _client_side_only(rq, firsts)
-            return
-        off = clock.offset
-        rq.queued[:] = [q + off for q in col["queued_ts"]]
-        rq.scheduled[:] = [s + off for s in col["scheduled_ts"]]
-        rq.first_engine[:] = [f + off for f in col["first_token_ts"]]
-        rq.last_engine[:] = [la + off for la in col["last_token_ts"]]
-        arrivals = []
-        for i, t in enumerate(times):
-            wall, wmm = t.get("arrival_wall_s"), t.get("wall_minus_monotonic_s")
-            if wall is None or wmm is None:
-                arrivals.append(NAN)
-                continue
-            at = float(wall) - float(wmm)
-            # The front end takes a request before its core queues it; a wall clock stepped (NTP) in between
-            # would put it after that, or long before the send: then it is not shown.
-            upper = rq.queued[i] if known(rq.queued[i]) else rq.first_token(i)
-            ok = known(rq.send[i]) and at >= rq.send[i] - ARRIVAL_BEFORE_SEND_S and (not known(upper)
-                                                                                    or at <= upper + 1e-3)
-            arrivals.append(at if ok else NAN)
-        if any(not known(a) for a, t in zip(arrivals, times, strict=True) if "arrival_wall_s" in t):
-            run.notes.append("vLLM's wall-clock arrival did not fall before its queue time for some requests "
-                             "(the wall clock moved?): not shown for them")
-        if any(known(a) and a < s for a, s in zip(arrivals, rq.send, strict=True)):
-            run.notes.append("vLLM stamps a request's arrival when its front end renders the prompt: for a batch "
-                             "that is before the lab's send (its prompts are tokenized first, outside TTFT)")
-        rq.engine_arrival[:] = arrivals
-        return
+        offset = clock.offset if clock.usable else None
+    marks = [engine_marks(run.source, rq.send[i], firsts[i], lasts[i], times[i], offset, stamped) for i in range(n)]
+    rq.queued[:] = [m[0] for m in marks]
+    rq.scheduled[:] = [m[1] for m in marks]
+    rq.first_engine[:] = [m[2] for m in marks]
+    rq.last_engine[:] = [m[3] for m in marks]
     rq.engine_arrival[:] = [NAN] * n
-    if run.source in IN_PROCESS_ENGINES:
-        # The engine is the host: it takes the request when it is sent, starts it after tokenizing (the
-        # transformers engine says how long that took), and its token times are the host's.
-        ready = [s + float(t.get("tokenize_s", 0.0)) if known(s) else NAN for s, t in zip(rq.send, times, strict=True)]
-        rq.queued[:] = ready
-        rq.scheduled[:] = ready
-        rq.first_engine[:] = firsts
-        rq.last_engine[:] = lasts
-        return
-    _client_side_only(rq, firsts)
+    if stamped and offset is not None:
+        rq.engine_arrival[:] = _engine_arrivals(run, times)
 
 
-def _client_side_only(rq: RequestTable, firsts: list[float]) -> None:
-    """A server seen from its client: the first token as the client got it, nothing of the engine's queue."""
-    n = len(rq)
-    rq.queued[:] = [NAN] * n
-    rq.scheduled[:] = [NAN] * n
-    rq.first_engine[:] = firsts
-    rq.last_engine[:] = [NAN] * n
+def _engine_arrivals(run: TraceRun, times: Sequence[Mapping[str, float]]) -> list[float]:
+    """vLLM's front-end arrival of each request, from wall-clock to the host's clock (NaN where it cannot be)."""
+    rq = run.requests
+    arrivals = []
+    for i, t in enumerate(times):
+        wall, wmm = t.get("arrival_wall_s"), t.get("wall_minus_monotonic_s")
+        if wall is None or wmm is None:
+            arrivals.append(NAN)
+            continue
+        at = float(wall) - float(wmm)
+        # The front end takes a request before its core queues it; a wall clock stepped (NTP) in between
+        # would put it after that, or long before the send: then it is not shown.
+        upper = rq.queued[i] if known(rq.queued[i]) else rq.first_token(i)
+        ok = known(rq.send[i]) and at >= rq.send[i] - ARRIVAL_BEFORE_SEND_S and (not known(upper)
+                                                                                or at <= upper + 1e-3)
+        arrivals.append(at if ok else NAN)
+    if any(not known(a) for a, t in zip(arrivals, times, strict=True) if "arrival_wall_s" in t):
+        run.notes.append("vLLM's wall-clock arrival did not fall before its queue time for some requests "
+                         "(the wall clock moved?): not shown for them")
+    if any(known(a) and a < s for a, s in zip(arrivals, rq.send, strict=True)):
+        run.notes.append("vLLM stamps a request's arrival when its front end renders the prompt: for a batch "
+                         "that is before the lab's send (its prompts are tokenized first, outside TTFT)")
+    return arrivals
 
 
 def _number_steps(rq: RequestTable) -> None:
@@ -998,11 +1054,8 @@ class Recording:
 
     def _load_run(self, label: str, load: Any, source: str, info: JsonDict, settings: JsonDict,
                   samples: dict[str, list[float]] | None) -> TraceRun:
-        run: RunResult = load.run
-        return run_from_result(run, label, None, experiment=self.experiment, arrivals=load_arrivals(load),
-                               budgets=[r.budget(run.sampling) for r in load.plan.requests()], samples=samples,
-                               source=source, engine_info=info, settings=settings,
-                               load=_jsonable(load.plan.to_dict()))
+        return run_from_load(load, label, source, experiment=self.experiment, samples=samples, engine_info=info,
+                             settings=settings)
 
     def _keep(self, build: Callable[[], TraceRun]) -> None:
         with self._lock:
@@ -1068,6 +1121,17 @@ def _samples(engine: object, result: RunResult) -> dict[str, list[float]] | None
     except Exception:  # samples are extra: an engine that cannot give them gives none
         return None
     return got if isinstance(got, dict) and got.get("t") else None
+
+
+def run_from_load(load: Any, label: str, source: str, *, experiment: str = "",
+                  samples: Mapping[str, Sequence[float]] | None = None, engine_info: JsonDict | None = None,
+                  settings: JsonDict | None = None) -> TraceRun:
+    """A ``TraceRun`` from a finished ``LoadRun``: its run, each request's client arrival and budget, its plan."""
+    run: RunResult = load.run
+    return run_from_result(run, label, None, experiment=experiment, arrivals=load_arrivals(load),
+                           budgets=[r.budget(run.sampling) for r in load.plan.requests()], samples=samples,
+                           source=source, engine_info=engine_info if engine_info is not None else {},
+                           settings=settings if settings is not None else {}, load=_jsonable(load.plan.to_dict()))
 
 
 def load_arrivals(load: Any) -> list[float | None]:

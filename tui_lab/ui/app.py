@@ -22,7 +22,7 @@ from tui_lab.lab.pace import runs_on_cpu
 from tui_lab.lessons import ProgressStore
 from tui_lab.ui.commands import LabCommands
 from tui_lab.ui.estimate import RunEstimate, run_line
-from tui_lab.ui.export import Saved, export_folder, export_results, save_screen
+from tui_lab.ui.export import Saved, TraceExport, export_folder, export_results, save_screen
 from tui_lab.ui.host_link import HostLink
 from tui_lab.ui.keys import key_actions
 from tui_lab.ui.loaded import LoadedExperiment
@@ -37,6 +37,7 @@ from tui_lab.ui.messages import (
     RunFinished,
     RunProgress,
     TokensArrived,
+    TraceWritten,
 )
 from tui_lab.ui.options import AppOptions
 from tui_lab.ui.results import ResultsStore, Row
@@ -52,6 +53,7 @@ from tui_lab.ui.widgets.live_panel import LivePanel
 from tui_lab.ui.widgets.results_table import ResultsTab, ResultsTable
 from tui_lab.ui.widgets.status_line import StatusLine
 from tui_lab.ui.widgets.telemetry import GpuPanel
+from tui_lab.ui.widgets.timeline import TIMELINE_BINDINGS
 
 
 class LabApp(App[int]):
@@ -83,11 +85,12 @@ class LabApp(App[int]):
         Binding("left_square_bracket", "request(-1)", "prev request", show=False, tooltip="Previous request"),
         Binding("right_square_bracket", "request(1)", "next request", show=False, tooltip="Next request"),
         Binding("a", "toggle_requests", "all requests", show=False, tooltip="All requests at once, one row each"),
+        *TIMELINE_BINDINGS,
         Binding("v", "chart_view", "zoom chart", show=False, tooltip="Zoom a chart (all charts, or one of them)"),
         Binding("minus", "budget(-1)", "budget-", show=False, key_display="-", tooltip="Lower the latency budget line"),
         Binding("plus,equals_sign", "budget(1)", "budget+", show=False, key_display="+", tooltip="Raise the budget"),
         Binding("i", "guess", "guess", show=False, tooltip="Type your guess (predict, then measure)"),
-        Binding("e", "export", "export", tooltip="Export the results (JSON + CSV)"),
+        Binding("e", "export", "export", tooltip="Export the results (JSON + CSV) and the last experiment's trace"),
         Binding("w", "screenshot", "screenshot", show=False, tooltip="Save a screenshot (SVG)"),
         Binding("m", "reload_engine", "reload", show=False, tooltip="Reload the engine (after changing it)"),
         Binding("up", "scroll_lesson(-1)", show=False, tooltip="Scroll the lesson text"),
@@ -120,6 +123,7 @@ class LabApp(App[int]):
         """Whether the engine runs on a CPU (a step then takes its CPU values): what was asked for until the
         engine says where it runs."""
         self.last_export: list[Path] = []
+        self.trace_export = TraceExport(self, self._saved)
 
     # ------------------------------------------------------------------------------------------ screen
 
@@ -228,7 +232,7 @@ class LabApp(App[int]):
     def on_engine_ready(self, message: EngineReady) -> None:
         """The engine is loaded: a step takes its values for the device it runs on."""
         if self.link.current(message):
-            self.query_one(EngineBanner).ready(message.info)
+            self.query_one(EngineBanner).ready(message.info, message.source)
             self._engine_device(message.info.device)
             self._refresh_status()
 
@@ -404,6 +408,11 @@ class LabApp(App[int]):
         """One progress row per request, beside (or, when narrow, instead of) the tokens."""
         self.query_one(LivePanel).toggle_list()
 
+    def action_timeline(self, what: str) -> None:
+        """The Run tab's timeline: t shows / hides it; z Z < > move its time axis, { } its rows."""
+        self.action_tab("run")
+        self.query_one(LivePanel).timeline(what)
+
     def action_chart_view(self) -> None:
         """All charts, or one zoomed."""
         self.notify(f"charts: {self.query_one(ChartsPane).charts.cycle_view()}", timeout=1.5)
@@ -463,9 +472,14 @@ class LabApp(App[int]):
         self.push_screen(HelpScreen(key_actions(self.BINDINGS, self.get_key_display)))
 
     def action_export(self) -> None:
-        """Write the results (JSON: everything; CSV: one row per run and sweep point) and say where."""
+        """Write the results (JSON + CSV) and, through the engine host, the last experiment's trace; say where."""
         folder = export_folder(self.options.export_dir)
-        self._saved(export_results(self.store, folder, self._settings, self.query_one(EngineBanner).info))
+        results = export_results(self.store, folder, self._settings, self.query_one(EngineBanner).info)
+        self.trace_export.ask(results, folder, self.link)
+
+    def on_trace_written(self, message: TraceWritten) -> None:
+        """The engine host wrote the trace (or said why not)."""
+        self.trace_export.written(message.saved)
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
         """Save an SVG of the screen (in the export folder unless told where) and say where it went."""

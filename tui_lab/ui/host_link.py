@@ -27,6 +27,7 @@ from tui_lab.ui.messages import (
     RunFinished,
     RunProgress,
     TokensArrived,
+    TraceWritten,
 )
 
 EngineFactory = Callable[..., Engine]
@@ -43,8 +44,8 @@ def to_message(generation: int, event: p.Event, table: Callable[[p.Frame], list[
             return TokensArrived(generation, event, tuple(table(event)))
         case p.LoadProgress(stage=stage, fraction=fraction):
             return EngineLoading(generation, stage, fraction)
-        case p.Loaded(info=info):
-            return EngineReady(generation, info)
+        case p.Loaded(info=info, source=source):
+            return EngineReady(generation, info, source)
         case p.Paced(pace=pace):
             return EnginePaced(generation, pace)
         case p.HostError(what="load", message=message, hint=hint):
@@ -57,6 +58,8 @@ def to_message(generation: int, event: p.Event, table: Callable[[p.Frame], list[
             return PartialResult(generation, run_id, item)
         case p.RunDone(run_id=run_id, name=name, result=result):
             return RunFinished(generation, run_id, name, result)
+        case p.TraceSaved():
+            return TraceWritten(generation, event)
         case p.HostDied(exitcode=exitcode, message=message):
             return HostDied(generation, exitcode, message)
     return None

@@ -7,12 +7,15 @@ no event object, so a run at hundreds of thousands of tokens a second leaves the
 UI's thread free for keys and redraws. Only the newest ``MAX_TOKENS_ON_SCREEN`` tokens per request and
 ``MAX_RECENT_GAPS`` pooled gaps are kept, so a long run at a high token rate
 keeps memory flat; the complete record lives in the ``RunResult`` the run
-returns. Plain Python: no Textual here, so it is unit-testable on its own.
+returns. The timeline draws the idle time between a request's tokens from their times, kept whole
+(8 bytes a token event in an ``array``, appended in the same pass). Plain Python: no Textual here, so it
+is unit-testable on its own.
 """
 
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +51,11 @@ class LiveRequest:
     produced: int = 0
     finish_reason: str | None = None
     error: str | None = None
+    t_finish: float | None = None
+    engine_times: dict[str, float] | None = None
+    """The engine's own times of the request, from its finish (vLLM's queue and prefill stamps)."""
+    times: array[float] = field(default_factory=lambda: array("d"))
+    """Every token event's time, in order (the timeline's idle cells)."""
     tokens: deque[tuple[int, str, float, bool, int]] = field(default_factory=lambda: deque(maxlen=MAX_TOKENS_ON_SCREEN))
     """The newest tokens as ``ShownToken`` fields (a tuple each; ``snapshot_request`` makes the objects)."""
 
@@ -116,9 +124,10 @@ class LiveRun:
         req = self._request(event.request_id)
         if req.finish_reason is not None:
             # The same id in a later run of a sweep: start its row afresh.
-            req.t_first = req.t_last = None
+            req.t_first = req.t_last = req.t_finish = req.engine_times = None
             req.produced, req.finish_reason, req.error = 0, None, None
             req.tokens.clear()
+            del req.times[:]
         req.t_send = event.t
         if self._t0 is None or event.t < self._t0:
             self._t0 = event.t
@@ -128,6 +137,8 @@ class LiveRun:
         req = self._request(event.request_id)
         req.finish_reason = event.reason
         req.error = event.error
+        req.t_finish = event.t
+        req.engine_times = event.engine_times
         self._seen(event.t)
 
     def _seen(self, t: float) -> None:
@@ -174,6 +185,7 @@ class LiveRun:
                 gaps.append(gap)
                 req.tokens.append((req.produced, text, gap, False, n))
             req.t_last = t
+            req.times.append(t)
             req.produced += n
         if len(times):
             self._seen(max(times))
@@ -187,6 +199,17 @@ class LiveRun:
             self._t0 = None
             self._t_latest = None
             self.version += 1
+
+    def window(self) -> tuple[float | None, float | None]:
+        """The run's first send and the latest time any event carried (None before the first)."""
+        with self._lock:
+            return self._t0, self._t_latest
+
+    def index_of(self, request_id: str) -> int | None:
+        """Where request ``request_id`` is in ``requests`` (None if it is not there)."""
+        with self._lock:
+            req = self._by_id.get(request_id)
+            return None if req is None else self.requests.index(req)
 
     def snapshot_request(self, index: int) -> tuple[LiveRequest, list[ShownToken]]:
         """A request and a copy of its shown tokens, read consistently."""

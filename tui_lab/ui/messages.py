@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 from tui_lab.engines.base import EngineInfo
-from tui_lab.host.protocol import Frame
+from tui_lab.host.protocol import Frame, TraceSaved
 
 if TYPE_CHECKING:
     from tui_lab.host.protocol import PartialItem
@@ -42,11 +42,13 @@ class EngineLoading(HostMessage):
 
 
 class EngineReady(HostMessage):
-    """The engine finished loading; ``info`` says what was loaded, where."""
+    """The engine finished loading; ``info`` says what was loaded, where; ``source`` what its runs are recorded as
+    (the engine's name; for a replay, the engine it replays)."""
 
-    def __init__(self, generation: int, info: EngineInfo) -> None:
+    def __init__(self, generation: int, info: EngineInfo, source: str = "") -> None:
         super().__init__(generation)
         self.info = info
+        self.source = source or info.engine
 
 
 class EnginePaced(HostMessage):
@@ -113,6 +115,14 @@ class RunFailed(HostMessage):
         self.what = what
         self.message = message
         self.hint = hint
+
+
+class TraceWritten(HostMessage):
+    """The host wrote the trace of its last experiment (``saved.path``), or said why it could not."""
+
+    def __init__(self, generation: int, saved: TraceSaved) -> None:
+        super().__init__(generation)
+        self.saved = saved
 
 
 class HostDied(HostMessage):

@@ -160,7 +160,7 @@ class RunControl:
                 self.charts.begin_result(loaded.name)
         self.run_id += 1
         self.busy, self.stopping = what, False
-        self.panel.start(live)
+        self.panel.start(live, self.app.query_one(EngineBanner).source)
         self.panel.note("")
         self._state("running")
         self.show_tab(tab)
@@ -247,6 +247,7 @@ class RunControl:
         result = message.result
         if result is None or self.loaded is None:
             return
+        self.panel.show_result(result)
         if isinstance(result, RunResult) and isinstance(self.loaded.experiment, Generate):
             self._finish_run(result)
         elif self.axis is not None and isinstance(result, SweepResult | LoadSweepResult):

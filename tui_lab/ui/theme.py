@@ -45,6 +45,12 @@ DEFAULT_LATENCY_BUDGET_S = 2.0
 NARROW_WIDTH = 110
 """Below this many columns the lesson pane stacks above the live panel."""
 
+TIMELINE_ROWS_MAX = 64
+"""The timeline's rows: one per request up to this many (scrolled), beyond it one per group of requests."""
+
+TIMELINE_ZOOM_MAX = 1024
+"""How far z zooms the timeline's time axis in (× the whole run)."""
+
 
 def gap_style(gap_s: float) -> str:
     """The colour of a decode gap of ``gap_s`` seconds."""

@@ -9,7 +9,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
 from tui_lab.ui.keys import KeyAction
-from tui_lab.ui.theme import BATCH_PRESETS, GAP_THRESHOLDS_S
+from tui_lab.ui.theme import BATCH_PRESETS, GAP_THRESHOLDS_S, TIMELINE_ROWS_MAX
+from tui_lab.ui.widgets.timeline import legend_words
 
 
 def help_text(keys: list[KeyAction]) -> str:
@@ -30,6 +31,13 @@ Each row is one output token. The bar is as long as the time since the previous
 token (scaled to the longest gap shown). Colours: green ≤ {green:.0f} ms, yellow ≤
 {yellow:.0f} ms, red slower. The **first** token's bar (magenta) is the **TTFT**:
 queueing + prefill of the whole prompt, which is why it is usually the longest.
+
+## The timeline
+**t** shows it on the Run tab: one row per request over time (more than
+{TIMELINE_ROWS_MAX} requests: one row per group, and the header says how many), in
+phases: {legend_words()}. Idle is a decode stretch without a token, drawn once
+the cells are fine enough (**z** / **Z** zoom, **<** / **>** move, **{{** / **}}** a page
+of rows). Under the rows the selected request's phases add up to its E2E.
 
 ## Batch size
 Quick picks with **b** / **B**: {", ".join(map(str, BATCH_PRESETS))}. With a batch

@@ -27,6 +27,8 @@ class EngineBanner(Horizontal):
         self.state: EngineState = "idle"
         self.info: EngineInfo | None = None
         """What is loaded (None while loading or after a failure)."""
+        self.source = ""
+        """What the loaded engine's runs are recorded as: its name, or for a replay the engine it replays."""
         self.load_error = ""
         """Why the engine last failed to load (said beside a guess that cannot be measured without it)."""
         self._stage = ""
@@ -62,9 +64,11 @@ class EngineBanner(Horizontal):
         if self.state == "loading" and self._stage:
             self._draw(f"loading: {self._stage} · {time.monotonic() - self.stage_started:.0f} s", self._stage_fraction)
 
-    def ready(self, info: EngineInfo) -> None:
-        """Loaded: what, on which engine and device, in which dtype, and its notes."""
+    def ready(self, info: EngineInfo, source: str = "") -> None:
+        """Loaded: what, on which engine and device, in which dtype, and its notes (``source``: what its runs are
+        recorded as, when it is not the engine's own name)."""
         self.state, self.info, self.load_error = "ready", info, ""
+        self.source = source or info.engine
         notes = list(info.notes)
         if not info.text_is_meaningful:
             notes.insert(0, "random weights: timing is real, the text is noise")

@@ -23,11 +23,12 @@ from tui_lab.ui.live import LiveRun
 from tui_lab.ui.theme import CHART_REFRESH_S, TOKEN_REFRESH_S
 from tui_lab.ui.widgets.figures import FiguresView
 from tui_lab.ui.widgets.request_list import RequestList
+from tui_lab.ui.widgets.timeline import TimelineView
 from tui_lab.ui.widgets.token_stream import TokenStream
 
 
 class LivePanel(Vertical):
-    """Figures line, run note, the shown request's tokens and (``v``) one row per request."""
+    """Figures line, run note, (``t``) the timeline, the shown request's tokens and (``a``) one row per request."""
 
     DEFAULT_CSS = """
     LivePanel {
@@ -49,6 +50,7 @@ class LivePanel(Vertical):
         """Figures, the note, the tokens beside the request list."""
         yield FiguresView(id="figures")
         yield Static("", id="run-note")
+        yield TimelineView(id="timeline")
         with Horizontal(id="run-pane"):
             yield TokenStream(id="tokens")
             yield RequestList(id="requests")
@@ -72,11 +74,17 @@ class LivePanel(Vertical):
         widget.display = bool(str(note))
 
     # ------------------------------------------------------------- the run
-    def start(self, live: LiveRun | None) -> None:
-        """Show a new run (None: nothing to stream, e.g. an inspection)."""
+    def start(self, live: LiveRun | None, source: str = "") -> None:
+        """Show a new run (None: nothing to stream, e.g. an inspection); ``source`` is the engine that makes it
+        (for a replay, the engine it replays): the timeline names its phases by it."""
         self.live = live
         self.selected = 0
+        self.query_one(TimelineView).start(source)
         self.invalidate()
+
+    def show_result(self, result: object) -> None:
+        """The run ended: the timeline draws it from its result from now on."""
+        self.query_one(TimelineView).show_result(result)
 
     def apply_frame(self, frame: Frame, ids: Sequence[str]) -> None:
         """Fold one frame of the host's token columns into the run on screen."""
@@ -100,6 +108,35 @@ class LivePanel(Vertical):
             self.selected = (self.selected + delta) % count
             self.invalidate()
             self.refresh_tokens()
+            self.refresh_timeline()
+
+    def timeline(self, what: str) -> None:
+        """A timeline key: ``toggle`` shows or hides it; the others (zoom_in, zoom_out, left, right, page_up,
+        page_down) show it and move its time axis or its rows."""
+        view = self.query_one(TimelineView)
+        shown = self.has_class("-timeline")
+        self.set_class(what != "toggle" or not shown, "-timeline")
+        if what in ("zoom_in", "zoom_out"):
+            view.zoom(2 if what == "zoom_in" else 0.5)
+        elif what in ("left", "right"):
+            view.pan(-1 if what == "left" else 1)
+        elif what in ("page_up", "page_down"):
+            target = view.page(-1 if what == "page_up" else 1)
+            index = self.live.index_of(target) if self.live is not None and target is not None else None
+            if index is not None:
+                self.selected = index
+                self.invalidate()
+                self.refresh_tokens()
+        # Drawn once the layout has made room for it (a timeline just shown has no size yet).
+        self.call_after_refresh(self.refresh_timeline)
+
+    @property
+    def selected_id(self) -> str | None:
+        """The shown request's id (None before a run)."""
+        live = self.live
+        if live is None or not live.requests:
+            return None
+        return live.requests[min(self.selected, len(live.requests) - 1)].request_id
 
     def toggle_list(self) -> None:
         """One progress row per request, beside (or, when narrow, instead of) the tokens."""
@@ -131,8 +168,16 @@ class LivePanel(Vertical):
         if self.query_one("#run-pane").has_class("-show-list"):
             self.query_one(RequestList).show(live.rows(), self.selected)
 
+    def refresh_timeline(self) -> None:
+        """Redraw the timeline if it is on screen and something it shows moved."""
+        try:
+            self.query_one(TimelineView).redraw(self.live, self.selected_id)
+        except NoMatches:
+            pass  # being torn down
+
     def refresh_figures(self) -> None:
-        """Redraw the figures line if the run or the state moved."""
+        """Redraw the figures line if the run or the state moved (and the timeline, on the same ≤ 4 Hz tick)."""
+        self.refresh_timeline()
         key = (id(self.live), self.live.version if self.live is not None else -1, self.state)
         if key == self._figures_key:
             return
