@@ -24,6 +24,9 @@ from tui_lab.views import to_text
 LESSONS = load_lessons()
 NEEDS_MODEL = frozenset({"tokenize", "padding", "logits", "roofline"})
 """Inspections that read the loaded model's own tokenizer or layers (the scripted engine has neither)."""
+NEEDS_SESSIONS = frozenset({"load_run"})
+"""Loads that add requests while others run: the scripted engine here runs static batches and says so (the load's
+figures are measured on a serving engine in tests/test_load.py)."""
 NEEDS_REAL_ENGINE = frozenset({"lm_head_share", "structured_output", "lora_adapters"})
 """Their predicted figure needs the model's layers or vLLM: the result says so, and the guess box gives that
 reason (tests/test_concepts.py measures them on the real engines)."""
@@ -70,6 +73,10 @@ async def test_every_step_resolves_its_prediction(lesson, tmp_path) -> None:
             # No tokenizer in the scripted engine: the run fails, and the guess box says the real cause.
             if step.predict:
                 assert "not measured (the run failed:" in shown and "transformers engine" in shown, shown
+            return
+        if step.experiment in NEEDS_SESSIONS:
+            said = " ".join(text_of(app, "#run-note").split())
+            assert "runs static batches" in said and "load modes" in said, said
             return
         assert "failed" not in text_of(app, "#run-note"), f"{step.key}: {text_of(app, '#run-note')}"
         if step.experiment in NEEDS_REAL_ENGINE:

@@ -395,3 +395,24 @@ def test_experiment_objects_are_in_the_inventory_and_run():
     res = sweep.run(sweep.validate({"concurrencies": "1,2", "num_requests": 4, "max_new_tokens": 3}),
                     RunContext(engine=ThreadedEngine(), partial=partials.append))
     assert len(res.points) == 2 and len(partials) == 2
+
+
+def test_a_load_says_where_the_time_to_a_first_token_went() -> None:
+    """Requests held back by the client's cap wait before they are sent: that wait is part of what the user waits
+    for a first token, and a figure that starts at the send leaves it out. The load splits it out and names what
+    the engine does not let the lab split (a server seen from its client: queue + prefill as one span)."""
+    from tui_lab.views import render, to_text
+
+    exp = inventory.get("load_run")
+    params = exp.validate({"mode": "rate", "request_rate": 1000.0, "max_concurrency": 1, "num_requests": 4,
+                           "max_new_tokens": 3})
+    result = exp.run(params, RunContext(engine=ThreadedEngine(ttft_s=0.05, step_s=0.01), engine_name="openai"))
+    split = result.ttft_split
+    assert split["n"] == 4
+    assert set(split) >= {"client_queue_s", "queue_and_prefill_s", "arrival_to_first_s", "client_queue_pct"}
+    assert "engine_queue_s" not in split and "prefill_s" not in split  # not seen from a client
+    assert split["queue_and_prefill_s"] == pytest.approx(0.05, abs=0.03)
+    assert split["client_queue_pct"] > 40  # three of four requests waited for the one slot, 80+ ms each
+    assert result.to_dict()["ttft_split"] == split
+    text = " ".join(to_text(render(result, 200), 200).split())
+    assert "arrival → first token, medians: client queue" in text and "queue + prefill" in text

@@ -29,7 +29,7 @@ async def test_a_step_takes_its_cpu_values_when_the_engine_runs_on_a_cpu():
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         await pilot.pause()
-        assert app.on_cpu and app.loaded.values["batch_sizes"] == [1, 4] and app.loaded.values["max_new_tokens"] == 4
+        assert app.panel.on_cpu and app.loaded.values["batch_sizes"] == [1, 4] and app.loaded.values["max_new_tokens"] == 4
         assert "batch_sweep (its CPU values) · " in text_of(app, "#step-run")
         await run_and_wait(pilot, app)
         assert [row["batch_size"] for row in app.results] == [1, 4]
@@ -43,7 +43,7 @@ async def test_the_step_takes_its_other_values_again_when_the_engine_moves_off_t
         assert app.loaded.values["batch_sizes"] == [1, 4]
         app.settings = app.settings.with_option("model", "scripted")
         app.load_engine()
-        await wait_until(pilot, lambda: app.engine_state == "ready" and not app.on_cpu)
+        await wait_until(pilot, lambda: app.engine_state == "ready" and not app.panel.on_cpu)
         await pilot.pause()
         assert app.loaded.values["batch_sizes"] == [1, 4, 16, 64] and app.loaded.values["max_new_tokens"] == 8
         assert "CPU values" not in text_of(app, "#step-run")
@@ -106,3 +106,34 @@ async def test_moving_to_another_step_during_a_run_keeps_naming_the_running_expe
         await pilot.press("s")
         await wait_until(pilot, lambda: app.busy is None, timeout=30)
         assert "generate · ready" in text_of(app, "#status")
+
+
+REPLAY_LESSON = [Lesson("01", "A recorded sweep", 5, (
+    Step("The sweep as recorded", "A sweep recorded elsewhere, played back here.", "batch_sweep",
+         {"batch_sizes": [1, 2, 4], "max_new_tokens": 16, "runs": 1, "warmup": 1, "ignore_eos": True},
+         cpu={"batch_sizes": [1]}, replay="cpu-gemma-3-270m-batch-sweep"),
+))]
+"""A step with a recording to play on a CPU (the shipped CPU trace stands in for a GPU's)."""
+
+
+async def test_on_a_cpu_a_step_with_a_recording_plays_it_and_says_so():
+    app = make_test_app(lessons=REPLAY_LESSON, engine_spec="tests.ui_engines:make_engine", model="on-cpu")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.pause()
+        assert app.panel.on_cpu and app.loaded.replay == "cpu-gemma-3-270m-batch-sweep"
+        assert app.loaded.values["batch_sizes"] == [1, 2, 4]  # the recorded values, not the CPU ones
+        assert "as recorded on a GPU (trace cpu-gemma-3-270m-batch-sweep)" in text_of(app, "#step-run")
+        await run_and_wait(pilot, app)
+        await wait_until(pilot, lambda: len(app.results) == 3)
+        assert [row["batch_size"] for row in app.results] == [1, 2, 4]
+        assert all(row["state"] == "ok" for row in app.results), app.results
+        assert app.engine_state == "ready"  # the loaded engine stayed
+
+
+async def test_off_a_cpu_the_step_runs_the_loaded_engine():
+    app = make_test_app(lessons=REPLAY_LESSON)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot, app)
+        await pilot.pause()
+        assert not app.panel.on_cpu and app.loaded.replay is None

@@ -41,6 +41,8 @@ class Run:
     run_id: int
     name: str
     params: dict[str, object]
+    replay: str | None = None
+    """A trace to play back for this run instead of the loaded engine (a lesson step's GPU recording)."""
 
 
 @dataclass(frozen=True)

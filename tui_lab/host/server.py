@@ -405,14 +405,31 @@ class Host:
         def partial(item: object) -> None:
             self.send(p.Partial(cmd.run_id, _picklable(item)))
 
-        ctx = RunContext(engine=self.engine, engine_name=self.engine_name, engine_options=self.engine_options,
-                         engine_factory=resolve(self.factory_spec), stop=self.stop, sink=sink, progress=progress,
-                         partial=partial, release=self.unload, reload=self._reload)
+        replay = None
+        if cmd.replay:  # a lesson step's GPU recording, played instead of the loaded engine; that one stays loaded
+            from tui_lab.engines import create_engine
+
+            try:
+                replay = create_engine("replay", trace=cmd.replay)
+                replay.load()
+            except Exception as exc:
+                self.run_id = None
+                self.send(_error(cmd.name, exc, cmd.run_id))
+                self.send(p.RunDone(cmd.run_id, cmd.name, None))
+                return
+            ctx = RunContext(engine=replay, engine_name="replay", engine_options={"trace": cmd.replay}, stop=self.stop,
+                             sink=sink, progress=progress, partial=partial)
+        else:
+            ctx = RunContext(engine=self.engine, engine_name=self.engine_name, engine_options=self.engine_options,
+                             engine_factory=resolve(self.factory_spec), stop=self.stop, sink=sink, progress=progress,
+                             partial=partial, release=self.unload, reload=self._reload)
         try:
             outcome = run_experiment(cmd.name, cmd.params, ctx)
         finally:
             self.run_id = None
-            if self.engine is None and self.loaded_with is not None:
+            if replay is not None:
+                replay.unload()
+            elif self.engine is None and self.loaded_with is not None:
                 self.load(self.loaded_with)  # a variant released it: the lab's engine is back before the next run
         if outcome.recording is not None:
             self.last_recording = (cmd.run_id, cmd.name, outcome.recording)

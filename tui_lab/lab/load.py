@@ -313,6 +313,13 @@ class LoadRun:
     cold: ColdRequest | None = None
     input_note: str = ""
     """How exact the requests' input lengths are (empty without ``input_lens``)."""
+    ttft_split: dict[str, float] = field(default_factory=dict)
+    """Where the time from each request's arrival to its first token went (``tui_lab.lab.trace.ttft_split``:
+    median seconds per span, the client queue's share in percent), as far as the engine lets the lab see."""
+
+    def labelled_loads(self) -> list[tuple[str, LoadRun]]:
+        """This load with its label (what a trace of the experiment records)."""
+        return [(self.plan.label, self)]
 
     @property
     def traces(self) -> list:
@@ -375,6 +382,7 @@ class LoadRun:
             "cold_request": self.cold.to_dict() if self.cold else None,
             "throughput_note": THROUGHPUT_NOTE,
             "input_note": self.input_note,
+            "ttft_split": self.ttft_split,
         }
 
 
@@ -651,6 +659,11 @@ class LoadSweepResult:
     messages: list[str] = field(default_factory=list)
     engine: dict | None = None
 
+    def labelled_loads(self) -> list[tuple[str, LoadRun]]:
+        """Every load of every point, labelled by point and run (what a trace of the sweep records)."""
+        return [(f"{point.label} · run {k + 1}/{len(point.loads)}", load)
+                for point in self.points for k, load in enumerate(point.loads)]
+
     def _axis_label(self, x: float) -> str:
         return f"concurrency {x:g}" if self.plan.axis == "concurrency" else f"rate {x:g} req/s"
 
@@ -873,7 +886,11 @@ class LoadRunExperiment(Experiment):
         plan = load_plan_from(params)
         require_sessions(ctx.loaded)
         ctx.report(f"{plan.label} · {plan.num_requests} requests", 0.0, new_run=True)
-        return execute_load(ctx.loaded, plan, stop=ctx.stop, sink=ctx.sink)
+        load = execute_load(ctx.loaded, plan, stop=ctx.stop, sink=ctx.sink)
+        from tui_lab.lab.trace import run_from_load, ttft_split
+
+        load.ttft_split = ttft_split(run_from_load(load, plan.label, ctx.engine_name))
+        return load
 
 
 class LoadSweepExperiment(Experiment):

@@ -325,6 +325,45 @@ def phases(run: TraceRun, i: int) -> Phases:
                      rq.last_engine[i], end)
 
 
+TTFT_PARTS = (("client queue", "client_queue_s"), ("to engine", "to_engine_s"), ("engine queue", "engine_queue_s"),
+              ("to engine + engine queue", "to_engine_and_queue_s"), ("prefill", "prefill_s"),
+              (NOT_SPLIT, "queue_and_prefill_s"))
+"""The spans before a request's first token, and the key each has in ``ttft_split``."""
+
+
+def ttft_split(run: TraceRun) -> dict[str, float]:
+    """Where the time to a first token went, from each request's client arrival: the median seconds of each span
+    before the first token (``TTFT_PARTS``, only those the source can see), the median whole
+    (``arrival_to_first_s``), the share of all of it spent in the client queue (``client_queue_pct``: a tool
+    that starts TTFT at the send leaves that out) and ``n``, the requests that got a first token."""
+    parts: dict[str, list[float]] = {key: [] for _, key in TTFT_PARTS}
+    whole: list[float] = []
+    queued = 0.0
+    for i in range(len(run.requests)):
+        first = run.requests.first_engine[i] if known(run.requests.first_engine[i]) else run.requests.first_token(i)
+        if not known(first):
+            continue
+        split = phases(run, i)
+        before = [p for p in split.spans if p.end <= first + 1e-9]
+        whole.append(first - split.arrival)
+        for name, key in TTFT_PARTS:
+            if any(p.name == name for p in split.spans):
+                parts[key].append(sum(p.seconds for p in before if p.name == name))
+        queued += sum(p.seconds for p in before if p.name == "client queue")
+    out: dict[str, float] = {key: _median(values) for key, values in parts.items() if values}
+    if whole:
+        out["arrival_to_first_s"] = _median(whole)
+        out["client_queue_pct"] = 100.0 * queued / sum(whole) if sum(whole) > 0 else 0.0
+    out["n"] = float(len(whole))
+    return out
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 _SPAN_NAMES = {("arrival", "send"): "client queue", ("send", "queued"): "to engine",
                ("queued", "scheduled"): "engine queue", ("scheduled", "first"): "prefill",
                ("first", "last"): "decode", ("last", "host"): "from engine",
@@ -1037,15 +1076,8 @@ class Recording:
 
     def add_result(self, result: object, engine: object = None) -> None:
         """Runs an experiment keeps in its result rather than making through ``execute_run`` (loads)."""
-        from tui_lab.lab.load import LoadRun, LoadSweepResult
-
-        loads: list[tuple[str, LoadRun]] = []
-        if isinstance(result, LoadRun):
-            loads.append((result.plan.label, result))
-        elif isinstance(result, LoadSweepResult):
-            for point in result.points:
-                for k, load in enumerate(point.loads):
-                    loads.append((f"{point.label} · run {k + 1}/{len(point.loads)}", load))
+        labelled = getattr(result, "labelled_loads", None)  # a load's result says which loads it holds
+        loads: list[tuple[str, Any]] = labelled() if callable(labelled) else []
         for label, load in loads:
             info = _engine_info(engine) if engine is not None else {}
             settings = engine_settings(engine) if engine is not None else {}

@@ -92,6 +92,9 @@ class Step:
     cpu: dict[str, object] = field(default_factory=dict)
     """Preset values used instead when the engine runs on a CPU (``cpu: {batch_sizes: [1, 2, 4]}``), so the
     step finishes in about a minute and a half there."""
+    replay: str | None = None
+    """A trace recorded on a GPU (a shipped trace's name, ``replay: h100-gemma-3-270m-batch-sweep``): on a CPU
+    the step plays it back with its own values instead of running the loaded engine (``cpu`` values unused)."""
     predict: Prediction | None = None
     line: int = 0
     """Line of the step's heading in its file (1-based)."""
@@ -105,7 +108,7 @@ class Step:
 
     def preset(self, on_cpu: bool) -> dict[str, object]:
         """The experiment's preset for the device the engine runs on (the CPU values over the others)."""
-        return {**self.params, **self.cpu} if on_cpu else dict(self.params)
+        return {**self.params, **self.cpu} if on_cpu and not self.replay else dict(self.params)
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,7 @@ def _parse_steps(lines: list[str], start: int, path: Path | str | None) -> tuple
                 params=current["params"],
                 engine=current.get("engine"),
                 cpu=current.get("cpu") or {},
+                replay=current.get("replay"),
                 predict=current["predict"],
                 line=current["line"],
                 experiment_line=current.get("experiment_line", 0),
@@ -341,6 +345,12 @@ def _apply_directive(current: dict, kind: str, buf: list[str], fence_line: int, 
             raise LessonError(path, fence_line, "an 'experiment' block needs 'name: <experiment>'")
         engine = values.pop("engine", None)
         cpu = values.pop("cpu", {})
+        replay = values.pop("replay", None)
+        if replay is not None:
+            from tui_lab.traces import find, names
+
+            if not isinstance(replay, str) or find(replay) is None:
+                raise LessonError(path, where["replay"], f"no shipped trace {replay!r} (shipped: {', '.join(names())})")
         if not isinstance(cpu, dict):
             raise LessonError(path, where["cpu"], "'cpu' takes a map of preset values, e.g. {batch_sizes: [1, 2, 4]}")
         if engine is not None:
@@ -353,6 +363,7 @@ def _apply_directive(current: dict, kind: str, buf: list[str], fence_line: int, 
         current["params"] = values
         current["engine"] = engine
         current["cpu"] = cpu
+        current["replay"] = replay
         current["experiment_line"] = fence_line
         return
     if current["predict"] is not None:

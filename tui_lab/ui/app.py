@@ -11,20 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
-from tui_lab.errors import LabError
 from tui_lab.host.server import DEFAULT_FACTORY
 from tui_lab.lab.inventory import names
-from tui_lab.lab.pace import runs_on_cpu
 from tui_lab.lessons import ProgressStore
 from tui_lab.ui.commands import LabCommands
 from tui_lab.ui.estimate import RunEstimate, run_line
 from tui_lab.ui.export import Saved, TraceExport, export_folder, export_results, save_screen
 from tui_lab.ui.host_link import HostLink
-from tui_lab.ui.keys import key_actions
+from tui_lab.ui.keys import LAB_BINDINGS, key_actions
 from tui_lab.ui.loaded import LoadedExperiment
 from tui_lab.ui.messages import (
     EngineFailed,
@@ -40,20 +37,20 @@ from tui_lab.ui.messages import (
     TraceWritten,
 )
 from tui_lab.ui.options import AppOptions
+from tui_lab.ui.panel import PanelExperiment
 from tui_lab.ui.results import ResultsStore, Row
 from tui_lab.ui.run_control import RunControl
 from tui_lab.ui.screens.help import HelpScreen
 from tui_lab.ui.settings import LabSettings
-from tui_lab.ui.theme import BATCH_PRESETS, DEFAULT_LATENCY_BUDGET_S, NARROW_WIDTH
+from tui_lab.ui.theme import BATCH_PRESETS, NARROW_WIDTH
 from tui_lab.ui.widgets.charts_pane import ChartsPane
 from tui_lab.ui.widgets.controls import ControlsForm
 from tui_lab.ui.widgets.engine_banner import EngineBanner
 from tui_lab.ui.widgets.lesson_pane import LessonPane
 from tui_lab.ui.widgets.live_panel import LivePanel
-from tui_lab.ui.widgets.results_table import ResultsTab, ResultsTable
+from tui_lab.ui.widgets.results_table import ResultsTab
 from tui_lab.ui.widgets.status_line import StatusLine
 from tui_lab.ui.widgets.telemetry import GpuPanel
-from tui_lab.ui.widgets.timeline import TIMELINE_BINDINGS
 
 
 class LabApp(App[int]):
@@ -66,43 +63,8 @@ class LabApp(App[int]):
     AUTO_FOCUS = None
     """Nothing has focus at start, so single-letter keys act at once (a text box only takes them when chosen)."""
 
-    BINDINGS = [
-        Binding("r", "run", "run", tooltip="Run the loaded experiment with the current settings"),
-        Binding("s", "stop", "stop", tooltip="Stop the run within one decode step (partial results are kept)"),
-        Binding("n", "step(1)", "next", tooltip="Next lesson step (a step may load an experiment)"),
-        Binding("p", "step(-1)", "back", tooltip="Previous lesson step"),
-        Binding("N", "lesson(1)", "next lesson", show=False, tooltip="Next lesson"),
-        Binding("P", "lesson(-1)", "prev lesson", show=False, tooltip="Previous lesson"),
-        Binding("b", "batch(1)", "batch", tooltip="Batch size up to the next quick pick (1, 8, 32, …, 1024)"),
-        Binding("B", "batch(-1)", "batch-", show=False, tooltip="Batch size down to the previous quick pick"),
-        Binding("g", "toggle_greedy", "greedy", show=False, tooltip="Greedy decoding on / off"),
-        Binding("l", "toggle_lesson", "layout", tooltip="Layout: lesson + panel → lesson only → panel only"),
-        Binding("1", "tab('run')", "run tab", show=False, tooltip="Run tab: the token stream and live figures"),
-        Binding("2", "tab('controls')", "controls", show=False, tooltip="Controls tab: the settings, the engine"),
-        Binding("3", "tab('charts')", "charts", show=False, tooltip="Charts tab: sweeps and experiment results"),
-        Binding("4", "tab('results')", "results", show=False, tooltip="Results tab: one row per run and point"),
-        Binding("5", "tab('gpu')", "gpu", show=False, tooltip="GPU tab: NVML telemetry"),
-        Binding("left_square_bracket", "request(-1)", "prev request", show=False, tooltip="Previous request"),
-        Binding("right_square_bracket", "request(1)", "next request", show=False, tooltip="Next request"),
-        Binding("a", "toggle_requests", "all requests", show=False, tooltip="All requests at once, one row each"),
-        *TIMELINE_BINDINGS,
-        Binding("v", "chart_view", "zoom chart", show=False, tooltip="Zoom a chart (all charts, or one of them)"),
-        Binding("minus", "budget(-1)", "budget-", show=False, key_display="-", tooltip="Lower the latency budget line"),
-        Binding("plus,equals_sign", "budget(1)", "budget+", show=False, key_display="+", tooltip="Raise the budget"),
-        Binding("i", "guess", "guess", show=False, tooltip="Type your guess (predict, then measure)"),
-        Binding("e", "export", "export", tooltip="Export the results (JSON + CSV) and the last experiment's trace"),
-        Binding("w", "screenshot", "screenshot", show=False, tooltip="Save a screenshot (SVG)"),
-        Binding("m", "reload_engine", "reload", show=False, tooltip="Reload the engine (after changing it)"),
-        Binding("up", "scroll_lesson(-1)", show=False, tooltip="Scroll the lesson text"),
-        Binding("down", "scroll_lesson(1)", show=False, tooltip="Scroll the lesson text"),
-        Binding("pageup", "scroll_lesson(-10)", show=False, tooltip="Scroll the lesson text"),
-        Binding("pagedown", "scroll_lesson(10)", show=False, tooltip="Scroll the lesson text"),
-        Binding("escape", "focus_panel", "leave box", show=False,
-                tooltip="Leave a text box (keys act again; in Controls a changed value is put back first)"),
-        Binding("question_mark", "help", "help", tooltip="Help: every key, and what the panels mean"),
-        Binding("q", "quit", "quit", tooltip="Quit"),
-    ]
-    """Every key: ``description`` is its footer label, ``tooltip`` what it does (help and the palette)."""
+    BINDINGS = LAB_BINDINGS
+    """Every key (``tui_lab.ui.keys``)."""
 
     LESSON_LAYOUTS = ("", "-lesson-only", "-no-lesson")
     """l cycles: lesson beside the panel → lesson alone (room to read) → panel alone (room for charts)."""
@@ -116,12 +78,9 @@ class LabApp(App[int]):
                              self.options.engine_factory or self.options.engine_spec or DEFAULT_FACTORY)
         self.estimate = RunEstimate()
         """The loaded engine's pace: how long the experiment in the panel will take here."""
-        self.runs = RunControl(self, self.link, self.store, self.estimate, self._refresh_status, self.action_tab)
-        self.loaded = LoadedExperiment.of(names()[0])
-        """The experiment in the panel (a lesson step loads its own)."""
-        self.on_cpu = self._settings.option("device") == "cpu"
-        """Whether the engine runs on a CPU (a step then takes its CPU values): what was asked for until the
-        engine says where it runs."""
+        self.runs = RunControl(self, self.link, self.store, self.estimate, self.refresh_status, self.action_tab)
+        self.panel = PanelExperiment(self, LoadedExperiment.of(names()[0]), lambda: self._settings,
+                                     lambda settings: self.apply_settings(settings, reload=False), self.refresh_status)
         self.last_export: list[Path] = []
         self.trace_export = TraceExport(self, self._saved)
 
@@ -153,26 +112,18 @@ class LabApp(App[int]):
         """Load the engine in its host process; show the results kept from earlier sessions."""
         self.query_one("#progress-line").display = False
         self.load_engine()
-        self._restore_results()
-
-    def _restore_results(self) -> None:
-        """The Results rows the steps kept, in the order they were measured, and the last sweep's chart."""
         progress = self.query_one(LessonPane).store
-        if progress is None:
-            return
-        table = self.query_one(ResultsTable)
-        for i, (_, _, row) in enumerate(progress.results()):
-            self.store.add(row)
-            table.upsert(f"saved-{i}", row)
-        chart = progress.last_chart()
-        if chart is not None:
-            self.query_one(ChartsPane).restore(chart[2])
+        if progress is not None:  # the Results rows and the last sweep's chart the steps kept
+            self.query_one(ResultsTab).restore(progress.results(), self.store)
+            chart = progress.last_chart()
+            if chart is not None:
+                self.query_one(ChartsPane).restore(chart[2])
 
     def on_resize(self) -> None:
         """The status line drops its title on narrow terminals."""
-        self._refresh_status()
+        self.refresh_status()
 
-    def _refresh_status(self) -> None:
+    def refresh_status(self) -> None:
         # While something runs the line names it, whichever step the learner has moved to since.
         running = self.runs.loaded.name if self.runs.busy and self.runs.loaded is not None else None
         state = "running" if running else self.query_one(EngineBanner).state
@@ -191,7 +142,7 @@ class LabApp(App[int]):
 
     @settings.setter
     def settings(self, settings: LabSettings) -> None:
-        self._apply_settings(settings, reload=False)
+        self.apply_settings(settings, reload=False)
 
     @property
     def busy(self) -> str | None:
@@ -222,7 +173,7 @@ class LabApp(App[int]):
             self.link.start(self._settings.load_command())
         except Exception as exc:  # no process could be started: say so, keep running
             banner.failed(f"the engine process could not start: {exc}", "")
-        self._refresh_status()
+        self.refresh_status()
 
     def on_engine_loading(self, message: EngineLoading) -> None:
         """A loading stage."""
@@ -233,34 +184,20 @@ class LabApp(App[int]):
         """The engine is loaded: a step takes its values for the device it runs on."""
         if self.link.current(message):
             self.query_one(EngineBanner).ready(message.info, message.source)
-            self._engine_device(message.info.device)
-            self._refresh_status()
-
-    def _engine_device(self, device: str) -> None:
-        """The engine runs on ``device``: the step in the panel takes its preset for it (its CPU values on a CPU)."""
-        self.on_cpu = runs_on_cpu(device)
-        again = self.loaded.preset_for(self.on_cpu)
-        if again is None:
-            return
-        if again.values == self.loaded.values:
-            self.loaded = again
-            return
-        self.load_experiment(again)
-        if again.on_cpu:
-            self.notify(f"the engine runs on a CPU: {again.name} takes this step's CPU values so it ends in about "
-                        "a minute and a half", timeout=4)
+            self.panel.engine_device(message.info.device)
+            self.refresh_status()
 
     def on_engine_paced(self, message: EnginePaced) -> None:
         """The engine's pace was measured: the step can say how long its run will take here."""
         if self.link.current(message):
             self.estimate.measured(message.pace)
-            self._refresh_status()
+            self.refresh_status()
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         """The engine did not load."""
         if self.link.current(message):
             self.query_one(EngineBanner).failed(message.message, message.hint)
-            self._refresh_status()
+            self.refresh_status()
 
     def on_host_died(self, message: HostDied) -> None:
         """The engine process ended by itself: say so; what was measured stays."""
@@ -268,7 +205,7 @@ class LabApp(App[int]):
             self.link.lost()
             self.query_one(EngineBanner).died(message.message)
             self.runs.died(message)
-            self._refresh_status()
+            self.refresh_status()
 
     def on_tokens_arrived(self, message: TokensArrived) -> None:
         """A frame of tokens."""
@@ -293,56 +230,32 @@ class LabApp(App[int]):
     # ------------------------------------------------------------------------------ lessons and settings
 
     def on_lesson_pane_step_shown(self, message: LessonPane.StepShown) -> None:
-        """Load the step's experiment with its preset for the device; a reading step keeps the experiment in the
-        panel, belonging to no step (a run of it answers no step's prediction)."""
-        try:
-            loaded = LoadedExperiment.from_step(message.lesson, message.step, self.on_cpu)
-        except LabError as exc:
-            self.notify(f"this step's experiment cannot be loaded: {exc}", severity="error")
-            loaded = None
-        if loaded is not None:
-            self.load_experiment(loaded)
-        else:
-            self.loaded = self.loaded.detached()
-            self._refresh_status()
-
-    def load_experiment(self, loaded: LoadedExperiment) -> None:
-        """Put ``loaded`` in the panel: its own values in Controls, the fields it sets, its budget line."""
-        self.loaded = loaded
-        # A budget line moved with -/+ belongs to the step it was moved on: this one starts at its own.
-        self.query_one(ChartsPane).set_budget(loaded.budget_line_s(DEFAULT_LATENCY_BUDGET_S))
-        self.query_one(ControlsForm).show_experiment(loaded.name, loaded.own_params(), loaded.values)
-        changes = loaded.field_changes()
-        if changes:
-            try:
-                self._apply_settings(self._settings.with_(**changes).validate(), reload=False)
-            except LabError as exc:
-                self.notify(f"step preset refused: {exc}", severity="warning")
-        self._refresh_status()
+        """A lesson step is on screen: its experiment goes in the panel."""
+        self.panel.step_shown(message.lesson, message.step)
 
     def on_controls_form_experiment_value(self, message: ControlsForm.ExperimentValue) -> None:
-        """A value typed into one of the experiment's boxes: checked with its other values, used by the next run."""
-        form = self.query_one(ControlsForm)
-        try:
-            loaded = self.loaded.with_value(message.key, message.value)
-        except LabError as exc:
-            form.experiment_refused(message.key, exc.message, message.box)
-            return
-        self.loaded = loaded
-        form.show_experiment(loaded.name, loaded.own_params(), loaded.values)
-        form.show_error("")
-        self.notify(f"{loaded.name}: {message.key} set — press r to run", timeout=2)
+        """A value typed into one of the experiment's boxes."""
+        self.panel.typed(message)
+
+    @property
+    def loaded(self) -> LoadedExperiment:
+        """The experiment in the panel (a lesson step loads its own)."""
+        return self.panel.loaded
+
+    def load_experiment(self, loaded: LoadedExperiment) -> None:
+        """Put ``loaded`` in the panel."""
+        self.panel.load(loaded)
 
     def on_controls_form_settings_changed(self, message: ControlsForm.SettingsChanged) -> None:
         """A valid edit in the controls (the engine or its options reload it)."""
-        self._apply_settings(message.settings, reload=message.reload)
+        self.apply_settings(message.settings, reload=message.reload)
 
-    def _apply_settings(self, settings: LabSettings, reload: bool) -> None:
+    def apply_settings(self, settings: LabSettings, reload: bool) -> None:
         self._settings = settings
         form = self.query_one(ControlsForm)
         if form.settings != settings:
             form.set_values(settings)
-        self._refresh_status()
+        self.refresh_status()
         if reload:
             self.load_engine()
 
@@ -374,12 +287,12 @@ class LabApp(App[int]):
         now = self._settings.batch_size
         picks = [b for b in BATCH_PRESETS if b > now] if direction > 0 else [b for b in BATCH_PRESETS if b < now][::-1]
         batch = picks[0] if picks else (BATCH_PRESETS[-1] if direction > 0 else BATCH_PRESETS[0])
-        self._apply_settings(self._settings.with_(batch_size=batch), reload=False)
+        self.apply_settings(self._settings.with_(batch_size=batch), reload=False)
         self.notify(f"batch size {batch}", timeout=1.5)
 
     def action_toggle_greedy(self) -> None:
         """Greedy decoding on/off."""
-        self._apply_settings(self._settings.with_(greedy=not self._settings.greedy), reload=False)
+        self.apply_settings(self._settings.with_(greedy=not self._settings.greedy), reload=False)
         self.notify("greedy decoding" if self._settings.greedy else f"sampling at T={self._settings.temperature}",
                     timeout=1.5)
 
@@ -438,30 +351,17 @@ class LabApp(App[int]):
         self.screen.set_focus(None)
 
     def action_focus_next(self) -> None:
-        """Tab: with the Controls tab shown, the next of its boxes (from the first one, round and round);
-        elsewhere the next widget."""
-        if not self._next_box(1):
+        """Tab: with the Controls tab shown, the next of its boxes (round and round); elsewhere the next widget."""
+        if not self._controls_shown() or not self.query_one(ControlsForm).cycle_focus(1):
             super().action_focus_next()
 
     def action_focus_previous(self) -> None:
         """shift+Tab: with the Controls tab shown, the previous of its boxes (from the last one)."""
-        if not self._next_box(-1):
+        if not self._controls_shown() or not self.query_one(ControlsForm).cycle_focus(-1):
             super().action_focus_previous()
 
-    def _next_box(self, direction: int) -> bool:
-        """Focus the Controls' next (1) or previous (-1) box; False when the Controls tab is not the one shown."""
-        if len(self.screen_stack) > 1 or self.query_one(TabbedContent).active != "controls":
-            return False
-        boxes = self.query_one(ControlsForm).boxes()
-        if not boxes:
-            return False
-        focused = self.focused
-        if focused in boxes:
-            target = boxes[(boxes.index(focused) + direction) % len(boxes)]
-        else:
-            target = boxes[0] if direction > 0 else boxes[-1]
-        target.focus()
-        return True
+    def _controls_shown(self) -> bool:
+        return len(self.screen_stack) == 1 and self.query_one(TabbedContent).active == "controls"
 
     def action_reload_engine(self) -> None:
         """Reload the engine with the current settings."""

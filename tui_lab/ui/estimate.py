@@ -70,4 +70,6 @@ def run_line(loaded: LoadedExperiment, step_has_experiment: bool, estimate: str,
         return f"{running} is running · s stops it"
     if not step_has_experiment:
         return f"this step has no experiment · r runs {loaded.name} as set in the panel, for no step · {how_long}"
+    if loaded.replay:
+        return f"r plays {loaded.name} as recorded on a GPU (trace {loaded.replay}), at its recorded pace"
     return f"r runs {loaded.name}{values} · {how_long}"

@@ -61,6 +61,11 @@ class LoadedExperiment:
         """The experiment's name."""
         return self.experiment.name
 
+    @property
+    def replay(self) -> str | None:
+        """The trace a run plays back instead of running the loaded engine: the step's recording, on a CPU."""
+        return self.step.replay if self.on_cpu and self.step is not None and self.step.replay else None
+
     def with_value(self, key: str, value: Value) -> LoadedExperiment:
         """A copy with ``key`` set, checked with the other values (``InvalidInput`` when refused)."""
         return replace(self, values=self.experiment.validate({**self.values, key: value}))

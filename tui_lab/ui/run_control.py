@@ -165,7 +165,7 @@ class RunControl:
         self._state("running")
         self.show_tab(tab)
         self.changed()
-        self.link.send(p.Run(self.run_id, loaded.name, dict(params)))
+        self.link.send(p.Run(self.run_id, loaded.name, dict(params), replay=loaded.replay))
 
     def stop(self) -> None:
         """Stop within one decode step; the partial result is kept and marked."""

@@ -30,6 +30,21 @@ def load_cells(point: LoadPoint) -> list[str]:
         rate(point.mean_run_output_tokens_per_s, "")])
 
 
+SPLIT_NAMES = {"client_queue_s": "client queue", "to_engine_s": "to engine", "engine_queue_s": "engine queue",
+               "to_engine_and_queue_s": "to engine + engine queue", "prefill_s": "prefill",
+               "queue_and_prefill_s": "queue + prefill (one span from the client)"}
+
+
+def ttft_split_line(split: dict[str, float]) -> Text | None:
+    """"arrival → first token, median: client queue 1.2 s + to engine 3 ms + … = 1.4 s (client queue 82 %)"."""
+    if not split.get("n"):
+        return None
+    parts = " + ".join(f"{name} {seconds(split[key])}" for key, name in SPLIT_NAMES.items() if key in split)
+    return Text.assemble(("arrival → first token, medians: ", "bold"), parts,
+                         f" (whole: {seconds(split.get('arrival_to_first_s'))}; client queue "
+                         f"{split.get('client_queue_pct', 0.0):.0f} % of all of it)")
+
+
 def view_load_run(result: LoadRun, width: int) -> RenderableType:
     """Latency percentiles, client queue time and window throughput of one load."""
     s = result.run.summary()
@@ -42,6 +57,9 @@ def view_load_run(result: LoadRun, width: int) -> RenderableType:
         table.add_row(name, cell(p, 50), cell(p, 90), str(p.n))
     lines = [Text.assemble(("window output throughput ", "bold"), rate(result.window_output_tokens_per_s),
                            f" · at most {result.max_in_flight} in flight")]
+    split = ttft_split_line(result.ttft_split)
+    if split:
+        lines.append(split)
     if result.cold is not None:
         cold = seconds(result.cold.ttft_s)
         lines.append(Text(f"cold request (sent alone first, not in the table): TTFT {cold}", style="dim"))

@@ -179,6 +179,20 @@ class ControlsForm(VerticalScroll):
         experiment's own values)."""
         return [w for w in self.query("Input, Checkbox") if w.display and w.focusable]
 
+    def cycle_focus(self, direction: int) -> bool:
+        """Put the cursor in the next (1) or previous (-1) box, from the first (or last) when none has it;
+        False when there is no box."""
+        boxes = self.boxes()
+        if not boxes:
+            return False
+        focused = self.app.focused
+        if focused in boxes:
+            target = boxes[(boxes.index(focused) + direction) % len(boxes)]
+        else:
+            target = boxes[0] if direction > 0 else boxes[-1]
+        target.focus()
+        return True
+
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         """The box with the cursor: its label lights up too."""
         self._mark(event.widget, True)

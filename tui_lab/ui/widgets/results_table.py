@@ -7,6 +7,8 @@ run slower than the others shows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -15,7 +17,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from tui_lab.formatting import MISSING, rate, ratio, seconds
-from tui_lab.ui.results import Row
+from tui_lab.ui.results import ResultsStore, Row
 from tui_lab.views.style import NOTE_STYLE, PARTIAL_STYLE
 
 COLUMNS = ("step", "experiment", "label", "batch", "tok/s", "TTFT p50", "TTFT p90", "E2E p50", "E2E p90",
@@ -110,6 +112,13 @@ class ResultsTab(Vertical):
         yield Static(Text("Run something (r): each run and sweep point adds a row. Select a sweep point's row "
                           "(↑ ↓ in the table) to see each of its measured runs here.", NOTE_STYLE),
                      id="result-detail")
+
+    def restore(self, saved: Sequence[tuple[str, str, Row]], store: ResultsStore) -> None:
+        """Rows kept from earlier sessions (step, experiment, row), in the order they were measured."""
+        table = self.query_one(ResultsTable)
+        for i, (_, _, row) in enumerate(saved):
+            store.add(row)
+            table.upsert(f"saved-{i}", row)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """Show the highlighted row's step and runs."""
