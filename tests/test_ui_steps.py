@@ -29,7 +29,8 @@ async def test_a_step_takes_its_cpu_values_when_the_engine_runs_on_a_cpu():
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         await pilot.pause()
-        assert app.panel.on_cpu and app.loaded.values["batch_sizes"] == [1, 4] and app.loaded.values["max_new_tokens"] == 4
+        assert app.panel.on_cpu
+        assert app.loaded.values["batch_sizes"] == [1, 4] and app.loaded.values["max_new_tokens"] == 4
         assert "batch_sweep (its CPU values) · " in text_of(app, "#step-run")
         await run_and_wait(pilot, app)
         assert [row["batch_size"] for row in app.results] == [1, 4]
