@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.test_ui_app import opened, settled, text_of, wait_until
+from tests.test_ui_app import opened, saving_app, settled, text_of, wait_until
 from tui_lab.lessons import load_lessons, measure_metric
 from tui_lab.ui.app import AppOptions, LabApp
 from tui_lab.ui.prediction import format_value
@@ -63,8 +63,7 @@ async def _walk(pilot, app: LabApp, lesson, on_step) -> None:
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.id)
 async def test_every_step_resolves_its_prediction(lesson, tmp_path) -> None:
     path = tmp_path / "progress.json"
-    app = make_test_app(lessons=LESSONS, lesson=lesson.id)
-    app.options.save_progress, app.options.progress_path = True, str(path)
+    app = saving_app(path, lessons=LESSONS, lesson=lesson.id)
     expected_done: dict[str, float | None] = {}
 
     async def check(step) -> None:

@@ -25,18 +25,14 @@ from tui_lab.lessons import (
     Lesson,
     LessonError,
     LessonNotFound,
-    Measured,
-    ProgressStore,
     experiments_named,
     find_lesson,
     load_lessons,
-    measure_metric,
     parse_lesson,
-    parse_metric_path,
-    resolve_metric,
 )
+from tui_lab.lessons._format import Measured, measure_metric, parse_metric_path, resolve_metric
 from tui_lab.lessons._values import parse_value
-from tui_lab.lessons.progress import DATA_ENV, data_dir
+from tui_lab.lessons.progress import DATA_ENV, ProgressStore, data_dir
 
 LESSONS = load_lessons()
 # The lesson 01-04 experiments run here with the scripted engine; those of lessons 04-06 are tested in

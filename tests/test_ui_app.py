@@ -86,6 +86,13 @@ async def start_sweep(pilot, max_new_tokens: int) -> None:
     await pilot.press("r")
 
 
+def saving_app(path, **kw) -> LabApp:
+    """The test app (``kw`` as ``make_test_app`` takes them) keeping the learner's progress in ``path``."""
+    app = make_test_app(**kw)
+    app.options.save_progress, app.options.progress_path = True, str(path)
+    return app
+
+
 def live_run(app: LabApp):
     """The run on the Run tab."""
     return app.query_one(LivePanel).live
@@ -484,9 +491,7 @@ async def test_changing_device_reloads_the_engine():
 
 
 async def test_progress_is_saved_and_resumed(tmp_path):
-    path = tmp_path / "progress.json"
-    app = make_test_app()
-    app.options.save_progress, app.options.progress_path = True, str(path)
+    app = saving_app(path := tmp_path / "progress.json")
     async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("i", "4", "2", "enter")
         await run_and_wait(pilot, app)
@@ -505,9 +510,7 @@ async def test_progress_is_saved_and_resumed(tmp_path):
 
 
 async def test_resume_shows_saved_guess_and_result_and_marks_steps_done(tmp_path):
-    path = tmp_path / "progress.json"
-    app = make_test_app()
-    app.options.save_progress, app.options.progress_path = True, str(path)
+    app = saving_app(path := tmp_path / "progress.json")
     async with opened(app, size=(160, 48)) as pilot:
         await pilot.press("i", "4", "2", "enter")
         await run_and_wait(pilot, app)
@@ -642,12 +645,18 @@ async def test_sweep_progress_shows_above_the_tabs():
         assert not line.display
 
 
+def loading_banner(app: LabApp) -> EngineBanner:
+    """The engine banner put back in the middle of a load (materializing the embedded model, 30 %)."""
+    banner = app.query_one(EngineBanner)
+    banner.start_loading("embedded")
+    banner.stage("materializing the embedded model", 0.3)
+    return banner
+
+
 async def test_loading_stage_shows_its_elapsed_time():
     app = make_test_app()
     async with opened(app, size=(160, 48)) as pilot:
-        banner = app.query_one(EngineBanner)
-        banner.start_loading("embedded")
-        banner.stage("materializing the embedded model", 0.3)
+        banner = loading_banner(app)
         banner.stage_started -= 12.2
         banner.tick()
         await pilot.pause()
@@ -658,9 +667,7 @@ async def test_the_loading_tick_after_the_banner_is_gone_draws_nothing():
     """Quitting while a model loads: the once-a-second tick can fire while the screen is torn down."""
     app = make_test_app()
     async with opened(app, size=(160, 48)) as pilot:
-        banner = app.query_one(EngineBanner)
-        banner.start_loading("embedded")
-        banner.stage("materializing the embedded model", 0.3)
+        banner = loading_banner(app)
         await app.query_one("#engine-text").remove()
         banner.tick()  # no NoMatches
         await pilot.pause()
@@ -781,8 +788,7 @@ def test_the_crash_hint_names_the_batch_only_when_there_was_one() -> None:
 async def test_a_corrupt_progress_file_is_moved_aside_and_the_learner_told_where(tmp_path):
     path = tmp_path / "progress.json"
     path.write_text("{ not json")
-    app = make_test_app()
-    app.options.save_progress, app.options.progress_path = True, str(path)
+    app = saving_app(path)
     async with opened(app, size=(160, 48)):
         moved = [p for p in tmp_path.iterdir() if p.name.startswith("progress.json.corrupt-")]
         assert len(moved) == 1 and moved[0].read_text() == "{ not json"

@@ -9,19 +9,13 @@ import json
 import pytest
 from rich.console import Console
 
-from tests.test_ui_app import ready, run_and_wait, settled, wait_until
+from tests.test_ui_app import ready, run_and_wait, saving_app, settled, wait_until
 from tui_lab.ui.app import LabApp
 from tui_lab.ui.testing import make_test_app
 from tui_lab.ui.widgets.charts_pane import ChartsPane
 from tui_lab.ui.widgets.results_table import COLUMNS, ResultsTable, row_detail
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def saving_app(path) -> LabApp:
-    app = make_test_app()
-    app.options.save_progress, app.options.progress_path = True, str(path)
-    return app
 
 
 def cells(app: LabApp) -> list[dict[str, str]]:

@@ -96,7 +96,7 @@ class LmHeadResult:
     note: str = ""
     modelled: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
         return asdict(self)
 
@@ -294,7 +294,7 @@ class GuidedResult:
     """TTFT of the first guided batch minus that of the later ones: compiling the grammar, once per schema."""
     note: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
         return asdict(self)
 
@@ -465,7 +465,7 @@ class DisaggResult:
     note: str = ""
     modelled: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
         return asdict(self)
 
@@ -663,7 +663,7 @@ class LoraResult:
     note: str = ""
     modelled: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
         return asdict(self)
 

@@ -17,25 +17,13 @@ from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 from tui_lab.host.server import DEFAULT_FACTORY
 from tui_lab.lab.inventory import names
 from tui_lab.lessons import ProgressStore
+from tui_lab.ui import messages
 from tui_lab.ui.commands import LabCommands
 from tui_lab.ui.estimate import RunEstimate, run_line
 from tui_lab.ui.export import Saved, TraceExport, export_folder, export_results, save_screen
 from tui_lab.ui.host_link import HostLink
 from tui_lab.ui.keys import LAB_BINDINGS, key_actions
 from tui_lab.ui.loaded import LoadedExperiment
-from tui_lab.ui.messages import (
-    EngineFailed,
-    EngineLoading,
-    EnginePaced,
-    EngineReady,
-    HostDied,
-    PartialResult,
-    RunFailed,
-    RunFinished,
-    RunProgress,
-    TokensArrived,
-    TraceWritten,
-)
 from tui_lab.ui.options import AppOptions
 from tui_lab.ui.panel import PanelExperiment
 from tui_lab.ui.results import ResultsStore, Row
@@ -175,31 +163,31 @@ class LabApp(App[int]):
             banner.failed(f"the engine process could not start: {exc}", "")
         self.refresh_status()
 
-    def on_engine_loading(self, message: EngineLoading) -> None:
+    def on_engine_loading(self, message: messages.EngineLoading) -> None:
         """A loading stage."""
         if self.link.current(message):
             self.query_one(EngineBanner).stage(message.stage, message.fraction)
 
-    def on_engine_ready(self, message: EngineReady) -> None:
+    def on_engine_ready(self, message: messages.EngineReady) -> None:
         """The engine is loaded: a step takes its values for the device it runs on."""
         if self.link.current(message):
             self.query_one(EngineBanner).ready(message.info, message.source)
             self.panel.engine_device(message.info.device)
             self.refresh_status()
 
-    def on_engine_paced(self, message: EnginePaced) -> None:
+    def on_engine_paced(self, message: messages.EnginePaced) -> None:
         """The engine's pace was measured: the step can say how long its run will take here."""
         if self.link.current(message):
             self.estimate.measured(message.pace)
             self.refresh_status()
 
-    def on_engine_failed(self, message: EngineFailed) -> None:
+    def on_engine_failed(self, message: messages.EngineFailed) -> None:
         """The engine did not load."""
         if self.link.current(message):
             self.query_one(EngineBanner).failed(message.message, message.hint)
             self.refresh_status()
 
-    def on_host_died(self, message: HostDied) -> None:
+    def on_host_died(self, message: messages.HostDied) -> None:
         """The engine process ended by itself: say so; what was measured stays."""
         if self.link.current(message):
             self.link.lost()
@@ -207,23 +195,23 @@ class LabApp(App[int]):
             self.runs.died(message)
             self.refresh_status()
 
-    def on_tokens_arrived(self, message: TokensArrived) -> None:
+    def on_tokens_arrived(self, message: messages.TokensArrived) -> None:
         """A frame of tokens."""
         self.runs.tokens(message)
 
-    def on_run_progress(self, message: RunProgress) -> None:
+    def on_run_progress(self, message: messages.RunProgress) -> None:
         """A progress line."""
         self.runs.progress(message)
 
-    def on_partial_result(self, message: PartialResult) -> None:
+    def on_partial_result(self, message: messages.PartialResult) -> None:
         """A sweep point."""
         self.runs.partial(message)
 
-    def on_run_finished(self, message: RunFinished) -> None:
+    def on_run_finished(self, message: messages.RunFinished) -> None:
         """A run ended."""
         self.runs.finished(message)
 
-    def on_run_failed(self, message: RunFailed) -> None:
+    def on_run_failed(self, message: messages.RunFailed) -> None:
         """A run failed."""
         self.runs.failed(message)
 
@@ -377,7 +365,7 @@ class LabApp(App[int]):
         results = export_results(self.store, folder, self._settings, self.query_one(EngineBanner).info)
         self.trace_export.ask(results, folder, self.link)
 
-    def on_trace_written(self, message: TraceWritten) -> None:
+    def on_trace_written(self, message: messages.TraceWritten) -> None:
         """The engine host wrote the trace (or said why not)."""
         self.trace_export.written(message.saved)
 
