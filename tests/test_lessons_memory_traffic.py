@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from tui_lab.engines.scripted import ScriptedEngine
+from tui_lab.engines.scripted import ScriptedEngine, ScriptedServingEngine
 from tui_lab.errors import InvalidInput
 from tui_lab.lab.experiment import RunContext
 from tui_lab.lab.inventory import get
@@ -182,8 +182,10 @@ def test_energy_and_cost() -> None:
 # ----------------------------------------------------------------------------------------- experiments
 
 
-def _ctx(engine_name: str = "scripted") -> RunContext:
-    engine = ScriptedEngine()
+def _ctx(engine_name: str = "scripted", serving: bool = False) -> RunContext:
+    """A scripted engine (``serving``: one that takes requests while others run, as the load modes need, on the
+    real clock the load's arrivals are timed with)."""
+    engine = ScriptedServingEngine(real_time=True) if serving else ScriptedEngine()
     engine.load()
 
     def factory(name: str, **options: object) -> ScriptedEngine:
@@ -394,7 +396,7 @@ def test_lesson_step_runs_and_its_prediction_resolves(pair: tuple) -> None:
 
     _lesson, step = pair
     exp = get(step.experiment)
-    result = exp.run(exp.validate(step.params), _ctx("scripted"))
+    result = exp.run(exp.validate(step.params), _ctx("scripted", serving=step.experiment == "load_run"))
     if step.predict is not None:
         value = resolve_metric(result, step.predict.metric)
         assert value is not None and value > 0, f"{step.predict.metric} not in the {step.experiment} result"
