@@ -130,6 +130,11 @@ async def test_on_a_cpu_a_step_with_a_recording_plays_it_and_says_so():
         assert [row["batch_size"] for row in app.results] == [1, 2, 4]
         assert all(row["state"] == "ok" for row in app.results), app.results
         assert app.engine_state == "ready"  # the loaded engine stayed
+        note = " ".join(text_of(app, "#charts-note").split())
+        assert "replay of" in note and "every figure is the recording's, not this machine's" in note
+        settings = app.store.last_document()["settings"]  # what an export writes beside the result
+        assert settings["engine"] == "replay"
+        assert settings["engine_options"] == {"trace": "cpu-gemma-3-270m-batch-sweep"}
 
 
 async def test_off_a_cpu_the_step_runs_the_loaded_engine():

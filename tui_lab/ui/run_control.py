@@ -146,6 +146,8 @@ class RunControl:
         experiment = loaded.experiment
         self.loaded, self.params, self.axis = loaded, params, loaded.chart_axis(params)
         self._settings = {**settings.to_dict(), **params}
+        if loaded.replay:  # what a row and an export record: the recording played, not the loaded engine
+            self._settings.update(engine="replay", engine_options={"trace": loaded.replay})
         if isinstance(experiment, Generate):
             live = LiveRun(experiment.requests(params), int(params["max_new_tokens"]))
             what, tab = "run", "run"

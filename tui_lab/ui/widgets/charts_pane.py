@@ -22,7 +22,7 @@ from tui_lab.lab.sweep import SweepResult
 from tui_lab.ui.theme import CHART_REFRESH_S, LATENCY_BUDGET_STEP
 from tui_lab.ui.widgets.charts import AXIS_TITLES, ChartPoint, SweepCharts, knee_text
 from tui_lab.ui.widgets.result_pane import ResultPane
-from tui_lab.views.style import PARTIAL_STYLE
+from tui_lab.views.style import NOTE_STYLE, PARTIAL_STYLE
 
 EMPTY_NOTE = "Run a sweep (batch, length, sampling or load) to fill these charts."
 
@@ -91,6 +91,9 @@ class ChartsPane(Vertical):
         """The sweep ended: how many points, the knee, the budget pick and which points are noisy."""
         charts = self.charts
         text = Text(f"{name} finished: {len(charts.points)} points")
+        device = str((result.engine or {}).get("device") or "")
+        if device.startswith("replay of "):
+            text.append(f" · {device}: every figure is the recording's, not this machine's", NOTE_STYLE)
         if partial:
             text.append(" (partial: stopped early)", PARTIAL_STYLE)
         # The sweep's own knee: over its complete points, as the CLI reports it.
