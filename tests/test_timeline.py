@@ -262,7 +262,8 @@ async def test_the_timeline_fills_in_while_a_run_streams() -> None:
 
         await wait_until(pilot, streaming)
         mid = timeline(app).shown
-        assert mid is not None and len(mid.rows) == 8
+        assert mid is not None and mid.header.startswith("8 requests")
+        assert len(mid.rows) >= 4 and all(row.count == 1 for row in mid.rows)  # one request a row
         assert "so far (running)" in "".join(line.plain for line in mid.figures)
         await wait_until(pilot, lambda: app.busy is None)
         await settled(pilot)

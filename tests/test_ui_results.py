@@ -59,7 +59,7 @@ async def test_selecting_a_sweep_point_lists_each_of_its_measured_runs():
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot, app)
         await pilot.press("n")
-        app.loaded = app.loaded.with_value("runs", 3)
+        app.load_experiment(app.loaded.with_value("runs", 3))
         await run_and_wait(pilot, app)
         point = app.results[0]
         assert [r["run"] for r in point["runs"]] == [1, 2, 3]
