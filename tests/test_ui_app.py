@@ -18,10 +18,12 @@ from tests.test_load import ThreadedEngine
 from tui_lab.engines.scripted import StepModel
 from tui_lab.errors import GatedModel
 from tui_lab.formatting import number
+from tui_lab.lab.experiment import Progress
 from tui_lab.lab.pace import Pace
 from tui_lab.lab.trace import read_trace
 from tui_lab.ui.app import LabApp
 from tui_lab.ui.loaded import LoadedExperiment
+from tui_lab.ui.messages import RunProgress
 from tui_lab.ui.screens.help import HelpScreen
 from tui_lab.ui.testing import make_test_app
 from tui_lab.ui.widgets.charts import SweepCharts
@@ -406,6 +408,17 @@ async def test_inputs_do_not_blink_in_tests():
         await pilot.pause()
         assert all(not box.cursor_blink for box in app.query(Input))
         assert isinstance(app.query_one("#status"), Static)
+
+
+async def test_host_events_still_queued_at_quit_are_dropped():
+    # The host's last events can arrive while Textual takes the screen down: showing one then would query a
+    # widget that is gone (seen as NoMatches on EngineBanner when a test quit right after its first pause).
+    app = make_test_app()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        late = RunProgress(app.link.generation, 1, Progress("batch 1"))
+        assert app._live(late)
+    assert not app._live(late)
 
 
 async def test_stopping_a_sweep_keeps_measured_points():

@@ -163,33 +163,38 @@ class LabApp(App[int]):
             banner.failed(f"the engine process could not start: {exc}", "")
         self.refresh_status()
 
+    def _live(self, message: messages.HostMessage) -> bool:
+        """Whether to show ``message``: it comes from the host started last, and the app is not shutting down (a
+        host's last events can still be queued while the screen is taken down)."""
+        return self.is_running and self.link.current(message)
+
     def on_engine_loading(self, message: messages.EngineLoading) -> None:
         """A loading stage."""
-        if self.link.current(message):
+        if self._live(message):
             self.query_one(EngineBanner).stage(message.stage, message.fraction)
 
     def on_engine_ready(self, message: messages.EngineReady) -> None:
         """The engine is loaded: a step takes its values for the device it runs on."""
-        if self.link.current(message):
+        if self._live(message):
             self.query_one(EngineBanner).ready(message.info, message.source)
             self.panel.engine_device(message.info.device)
             self.refresh_status()
 
     def on_engine_paced(self, message: messages.EnginePaced) -> None:
         """The engine's pace was measured: the step can say how long its run will take here."""
-        if self.link.current(message):
+        if self._live(message):
             self.estimate.measured(message.pace)
             self.refresh_status()
 
     def on_engine_failed(self, message: messages.EngineFailed) -> None:
         """The engine did not load."""
-        if self.link.current(message):
+        if self._live(message):
             self.query_one(EngineBanner).failed(message.message, message.hint)
             self.refresh_status()
 
     def on_host_died(self, message: messages.HostDied) -> None:
         """The engine process ended by itself: say so; what was measured stays."""
-        if self.link.current(message):
+        if self._live(message):
             self.link.lost()
             self.query_one(EngineBanner).died(message.message)
             self.runs.died(message)
@@ -197,23 +202,28 @@ class LabApp(App[int]):
 
     def on_tokens_arrived(self, message: messages.TokensArrived) -> None:
         """A frame of tokens."""
-        self.runs.tokens(message)
+        if self._live(message):
+            self.runs.tokens(message)
 
     def on_run_progress(self, message: messages.RunProgress) -> None:
         """A progress line."""
-        self.runs.progress(message)
+        if self._live(message):
+            self.runs.progress(message)
 
     def on_partial_result(self, message: messages.PartialResult) -> None:
         """A sweep point."""
-        self.runs.partial(message)
+        if self._live(message):
+            self.runs.partial(message)
 
     def on_run_finished(self, message: messages.RunFinished) -> None:
         """A run ended."""
-        self.runs.finished(message)
+        if self._live(message):
+            self.runs.finished(message)
 
     def on_run_failed(self, message: messages.RunFailed) -> None:
         """A run failed."""
-        self.runs.failed(message)
+        if self._live(message):
+            self.runs.failed(message)
 
     # ------------------------------------------------------------------------------ lessons and settings
 
@@ -367,7 +377,8 @@ class LabApp(App[int]):
 
     def on_trace_written(self, message: messages.TraceWritten) -> None:
         """The engine host wrote the trace (or said why not)."""
-        self.trace_export.written(message.saved)
+        if self._live(message):
+            self.trace_export.written(message.saved)
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
         """Save an SVG of the screen (in the export folder unless told where) and say where it went."""
