@@ -11,7 +11,7 @@ from tui_lab.engines.scripted import FakeClock, ScriptedEngine, StepModel
 from tui_lab.lab.experiment import RunContext
 from tui_lab.lab.inventory import experiments, get
 from tui_lab.lab.pace import CALIBRATION_BATCHES, Pace, about, calibrate, observe_run, observe_step
-from tui_lab.lab.planned import PlannedRun, prompt_tokens
+from tui_lab.lab.planned import PlannedRun, prompt_tokens, reload
 from tui_lab.lab.run import Generate, execute_run, make_requests, sampling_from
 
 TIMING = StepModel(prefill_per_token=0.001, decode_base=0.02, decode_per_seq=0.005)
@@ -110,12 +110,46 @@ def test_the_estimate_of_a_sweep_matches_what_the_sweep_takes_on_the_same_engine
 def test_every_experiment_plans_its_work_or_says_it_is_not_known() -> None:
     must_know = {"generate", "batch_sweep", "length_sweep", "sampling_grid", "kv_cache_compare", "cpu_vs_gpu",
                  "graphs_compare", "tool_metrics", "energy_cost", "answer_latency", "load_loop", "disaggregation",
-                 "structured_output", "speculation"}
+                 "structured_output", "speculation", "roofline", "lm_head_share", "load_run", "load_sweep",
+                 "weight_precision", "kv_capacity", "preemption", "interference"}
+    known_on_vllm = {"prefix_cache", "queueing", "load_run", "load_sweep", "interference", "preemption"}
     for experiment in experiments():
-        plan = experiment.planned_work(experiment.validate())
-        assert plan is None or all(isinstance(run, PlannedRun) and run.repeats >= 1 for run in plan), experiment.name
-        if experiment.name in must_know:
-            assert plan, experiment.name
+        for engine in ("transformers", "vllm"):
+            plan = experiment.planned_work(experiment.validate(), engine)
+            assert plan is None or all(isinstance(run, PlannedRun) and (run.repeats >= 1 or run.loads >= 1)
+                                       for run in plan), experiment.name
+            if experiment.name in must_know and engine == "transformers" or \
+                    experiment.name in known_on_vllm and engine == "vllm":
+                assert plan, (experiment.name, engine)
+    # Computed or modelled only, away from the engine that measures them: nothing to wait for.
+    for name in ("one_gpu_or_two", "lora_adapters", "tokenize"):
+        assert get(name).planned_work(get(name).validate(), "transformers") == []
+    # A vLLM load priced with another engine's pace would be a guess: not known.
+    for name in ("prefix_cache", "queueing", "static_vs_continuous"):
+        assert get(name).planned_work(get(name).validate(), "transformers") is None
+
+
+def test_a_vllm_variant_beside_the_loaded_vllm_costs_a_reload_too() -> None:
+    # The loaded vLLM makes room for the variant and is loaded again after it: two loads, not one.
+    interference = get("interference")
+    params = interference.validate({"streams": 2})
+    on_vllm, elsewhere = interference.planned_work(params, "vllm"), interference.planned_work(params, "transformers")
+    assert sum(run.loads for run in on_vllm) == 3 and sum(run.loads for run in elsewhere) == 0
+    assert reload().loads == 1 and PACE.seconds([reload()]) == pytest.approx(PACE.load_s)
+    assert PACE.seconds([reload("gpu")]) == 0.0  # no GPU here: that variant is not run, nor its reload
+
+
+def test_an_open_loop_lasts_at_least_until_its_last_arrival() -> None:
+    load = get("load_run")
+    slow = load.planned_work(load.validate({"mode": "rate", "request_rate": 0.5, "num_requests": 10}))
+    assert slow[-1].at_least_s == pytest.approx(20.0)
+    assert PACE.seconds(slow) >= 20.0
+    closed = load.planned_work(load.validate({"mode": "concurrency", "concurrency": 4, "num_requests": 10}))
+    cold, waves = closed
+    assert (cold.batch_size, waves.batch_size, waves.repeats, waves.at_least_s) == (1, 4, 3, 0.0)
+    sweep = get("load_sweep")
+    plan = sweep.planned_work(sweep.validate({"concurrencies": [1, 2], "runs": 2}))
+    assert plan[0].batch_size == 1 and [r.batch_size for r in plan[1:]] == [1, 1, 2, 2]  # one cold request in all
 
 
 def test_planned_work_follows_the_parameters() -> None:

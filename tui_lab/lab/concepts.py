@@ -201,6 +201,14 @@ class LmHeadShare(Experiment):
         Param("small_vocab", "int", 32000, "a smaller vocabulary to time the LM head's product at", 256, 1_000_000),
     )
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """On transformers the prompt, 2 discarded and ``steps`` timed decode steps, then the head's products
+        alone (about half a step each time on Gemma, whose head is most of the bytes); elsewhere computed only."""
+        if engine != "transformers":
+            return []
+        steps = params["steps"]
+        return [PlannedRun(params["batch_size"], 3 + steps + steps // 2, prompt_tokens([params["prompt"]]))]
+
     def run(self, params: Params, ctx: RunContext) -> LmHeadResult:
         """Compute every architecture's share; on the transformers engine, time the loaded model's steps."""
         from tui_lab.models.arch import ARCH_MODELS

@@ -49,6 +49,7 @@ from tui_lab.errors import EngineFailure, InvalidInput, LabError, error_text
 from tui_lab.formatting import rate
 from tui_lab.gpu_share import turn
 from tui_lab.lab.experiment import ChartAxis, Experiment, Params, RunContext
+from tui_lab.lab.planned import PlannedRun, prompt_tokens
 from tui_lab.lab.prompts import input_prompts, prompt_schedule
 from tui_lab.lab.run import DEFAULT_FLUSH_INTERVAL_S, EventBatches, EventSink, RunRecorder, RunResult
 from tui_lab.lab.sweep import KNEE_THRESHOLD, LATENCY_BUDGET, Configuration, SweepPoint, _point_from_runs
@@ -248,6 +249,20 @@ class LoadPlan:
         parse_lens(self.input_lens, "input lengths")
         self.sampling.validate()
         return self
+
+    def planned_work(self) -> list[PlannedRun]:
+        """What the load asks of the engine, for an estimate: the cold request alone, then the requests in waves
+        of as many as may be in flight (all of them where nothing caps them), ending no sooner than an open
+        loop's last arrival. Replies that end before their length make it shorter."""
+        n = self.num_requests
+        wanted = input_lengths(self.input_lens, n, self.seed)
+        prompt = round(sum(wanted) / n) if wanted else prompt_tokens(prompt_schedule(n, self.seed))
+        tokens = round(sum(v or self.sampling.max_new_tokens for v in output_lengths(self.output_lens, n, self.seed))
+                       / n)
+        at_once = min(n, self.cap or n)
+        arrivals = n / self.request_rate if self.request_rate and not math.isinf(self.request_rate) else 0.0
+        cold = [PlannedRun(1, tokens, prompt)] if self.cold_request else []
+        return [*cold, PlannedRun(at_once, tokens, prompt, repeats=-(-n // at_once), at_least_s=arrivals)]
 
     def requests(self, tokenizer: object | None = None) -> list[Request]:
         """The seeded requests: their prompts and one output length each (``requests_and_note``)."""
@@ -541,6 +556,11 @@ class LoadSweepPlan:
     runs: int = 1
     latency_budget: dict[str, float] | str | None = "chat"
     knee_threshold_pct: float = KNEE_GAIN_PCT
+
+    def planned_work(self) -> list[PlannedRun]:
+        """The sweep's cold request, then each point's loads (``LoadPlan.planned_work``)."""
+        cold = _replace(self.base, cold_request=True).planned_work()[:1]
+        return [*cold, *(run for plan in self.plans() for run in plan.planned_work() * self.runs)]
 
     def plans(self) -> list[LoadPlan]:
         """One ``LoadPlan`` per value (no cold request: the sweep sends one for all)."""
@@ -881,6 +901,10 @@ class LoadRunExperiment(Experiment):
         """The values must make a runnable load."""
         load_plan_from(values)
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """The load's cold request and waves (``LoadPlan.planned_work``)."""
+        return load_plan_from(params).planned_work()
+
     def run(self, params: Params, ctx: RunContext) -> LoadRun:
         """Run the load; the ``LoadRun`` (partial if stopped)."""
         plan = load_plan_from(params)
@@ -908,6 +932,10 @@ class LoadSweepExperiment(Experiment):
     def check_together(self, values: Params) -> None:
         """The values must make a runnable load sweep."""
         load_sweep_plan_from({**values, "concurrency": 1, "request_rate": 1.0})
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """The cold request, then every point's loads (``LoadSweepPlan.planned_work``)."""
+        return load_sweep_plan_from({**params, "concurrency": 1, "request_rate": 1.0}).planned_work()
 
     def chart_axis(self, params: Params) -> ChartAxis:
         """Points are charted against the concurrency or the request rate."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, TypedDict
 
 from tui_lab.engines.base import Engine, cuda_index, is_cuda
 from tui_lab.errors import InvalidInput, LabError, OutOfMemory
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
+from tui_lab.lab.planned import PlannedRun, prompt_tokens, reload
 from tui_lab.lab.prompts import varied_prompts
 from tui_lab.lab.run import RunResult
 from tui_lab.metrics import percentile
@@ -119,6 +120,10 @@ class PrecisionResult:
         return asdict(self)
 
 
+PRECISION_PROMPT = "The future of AI is"
+"""The prompt whose decode steps ``weight_precision`` times."""
+
+
 class WeightPrecision(Experiment):
     """bf16, fp8 and int4 weights: the floor from the bytes, then the measured step."""
 
@@ -135,6 +140,14 @@ class WeightPrecision(Experiment):
         Param("measure_fp8", "bool", True, "on vLLM with a GPU, also time fp8 weights"),
     )
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """One prompt on the loaded engine; on vLLM with a GPU, again on an fp8 variant, then the lab's engine
+        back. The floors are computed."""
+        once = PlannedRun(1, params["max_new_tokens"], prompt_tokens([PRECISION_PROMPT]))
+        if engine != "vllm" or not params["measure_fp8"]:
+            return [once]
+        return [once, replace(once, loads=1, runs_on="gpu"), reload("gpu")]
+
     def run(self, params: Params, ctx: RunContext) -> PrecisionResult:
         """Compute the three floors; time the loaded engine; on vLLM with a GPU also time fp8 weights."""
         from tui_lab.models.arch import ARCH_MODELS
@@ -147,7 +160,7 @@ class WeightPrecision(Experiment):
         for dt in ("bf16", "fp8", "int4"):
             wb = weight_bytes(config, dt)
             rows.append(PrecisionRow(dt, wb / 1e9, decode_floor_s(wb, bw) * 1000))
-        base = run_batch(ctx, ctx.loaded, ["The future of AI is"], params["max_new_tokens"], "batch 1 · loaded engine")
+        base = run_batch(ctx, ctx.loaded, [PRECISION_PROMPT], params["max_new_tokens"], "batch 1 · loaded engine")
         loaded = ms(_tpot_p50(base))
         note = ""
         gpu_vllm = ctx.engine_name == "vllm" and is_cuda(device)
@@ -155,7 +168,7 @@ class WeightPrecision(Experiment):
             model = ctx.engine_options.get("model")
             try:
                 with variant(ctx, "fp8 weights", quantization="fp8") as eng:
-                    run = run_batch(ctx, eng, ["The future of AI is"], params["max_new_tokens"], "batch 1 · fp8")
+                    run = run_batch(ctx, eng, [PRECISION_PROMPT], params["max_new_tokens"], "batch 1 · fp8")
                 rows[1] = PrecisionRow("fp8", rows[1].weight_gb, rows[1].floor_ms, ms(_tpot_p50(run)),
                                        f"measured on {model}")
             except LabError as exc:
@@ -220,6 +233,10 @@ def _largest_batch(ctx: RunContext, engine: Engine, limit: int, tokens: int) -> 
     return best, f"largest batch tried (limit {limit}; raise probe_limit to go further)"
 
 
+KV_THROUGHPUT_TOKENS = 32
+"""New tokens per request of ``kv_capacity``'s throughput runs on vLLM."""
+
+
 class KvCapacity(Experiment):
     """KV cache per token by attention design, then the largest batch that fits."""
 
@@ -239,6 +256,19 @@ class KvCapacity(Experiment):
         Param("throughput_batch", "int", 8, "batch of the throughput runs", 1, MAX_REQUESTS),
     )
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """On vLLM a throughput batch (and with ``compare_fp8`` one on an fp8 variant, then the lab's engine
+        back); elsewhere the doubling probe up to ``probe_limit`` (it stops sooner when memory runs out)."""
+        if engine == "vllm":
+            b = params["throughput_batch"]
+            once = PlannedRun(b, KV_THROUGHPUT_TOKENS, prompt_tokens(varied_prompts(b)))
+            return [once, replace(once, loads=1), reload()] if params["compare_fp8"] else [once]
+        plan, batch = [], 1
+        while batch <= params["probe_limit"]:
+            plan.append(PlannedRun(batch, params["probe_tokens"], prompt_tokens(varied_prompts(batch))))
+            batch *= 2
+        return plan
+
     def run(self, params: Params, ctx: RunContext) -> KvCapacityResult:
         """Tabulate the designs; measure capacity (vLLM: KV blocks; others: doubling probe)."""
         from tui_lab.models.arch import ARCH_MODELS
@@ -257,13 +287,14 @@ class KvCapacity(Experiment):
         if ctx.engine_name == "vllm" and hasattr(ctx.engine, "scheduler_stats"):
             measured = _vllm_capacity(ctx.loaded, context)
             how = f"vLLM's KV blocks × block size ÷ {context} tokens"
-            run = run_batch(ctx, ctx.loaded, varied_prompts(params["throughput_batch"]), 32, "throughput · auto KV")
+            prompts = varied_prompts(params["throughput_batch"])
+            run = run_batch(ctx, ctx.loaded, prompts, KV_THROUGHPUT_TOKENS, "throughput · auto KV")
             thr["auto"] = run.summary().output_tokens_per_s
             if params["compare_fp8"] and not ctx.stopped():
                 try:
                     with variant(ctx, "fp8 KV cache", kv_cache_dtype="fp8") as eng:
                         fp8_batch = _vllm_capacity(eng, context)
-                        run = run_batch(ctx, eng, varied_prompts(params["throughput_batch"]), 32, "throughput · fp8 KV")
+                        run = run_batch(ctx, eng, prompts, KV_THROUGHPUT_TOKENS, "throughput · fp8 KV")
                         thr["fp8"] = run.summary().output_tokens_per_s
                 except LabError as exc:
                     note = f"fp8 KV cache could not run here: {exc.message}"
@@ -345,6 +376,16 @@ class Preemption(Experiment):
         Param("max_model_len", "int", 256, "context length vLLM reserves", 32, 131072),
         Param("sample_interval_s", "number", 0.1, "seconds between counter samples", 0.01, 5),
     )
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """The requests in one batch; on vLLM on a variant that runs ``max_num_seqs`` at a time (waves of them;
+        the recomputation after a preemption is left out), then the lab's engine back."""
+        n, tokens = params["num_requests"], params["max_new_tokens"]
+        prompt = prompt_tokens(varied_prompts(n))
+        if engine != "vllm":
+            return [PlannedRun(n, tokens, prompt)]
+        slots = min(n, params["max_num_seqs"])
+        return [PlannedRun(slots, tokens, prompt, repeats=-(-n // slots), loads=1), reload()]
 
     def run(self, params: Params, ctx: RunContext) -> PreemptionResult:
         """On vLLM: a variant with ``num_kv_blocks`` blocks, polled while it runs; else counters from the trace."""

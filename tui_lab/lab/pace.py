@@ -143,10 +143,12 @@ class Pace:
                 if self.load_s is None:
                     return None
                 total += run.loads * self.load_s
+            if not run.repeats:
+                continue
             once = self.run_s(run)
             if once is None:
                 return None
-            total += run.repeats * once
+            total += max(run.repeats * once, run.at_least_s)
         return total
 
 

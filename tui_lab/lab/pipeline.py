@@ -702,6 +702,15 @@ class Roofline(Experiment):
     result_type = RooflineView
     params = (ROOFLINE_BATCH_SIZES, SEQ_LEN, BANDWIDTH, PEAK_TFLOPS)
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """A short warm-up and a timed run at each batch size, at a CPU's lengths (a GPU's longer runs take
+        well under a second each); the bandwidth and FLOP/s probes are left out."""
+        from tui_lab.lab.prompts import prompt_schedule
+
+        return [run for b in params["batch_sizes"] for run in (
+            PlannedRun(b, 2, prompt_tokens(prompt_schedule(b, seed=0))),
+            PlannedRun(b, DECODE_TOKENS_CPU, prompt_tokens(prompt_schedule(b, seed=0))))]
+
     def run(self, params: Params, ctx: RunContext) -> RooflineView:
         """Time prefill and decode at each batch size; put them against their floors."""
         ctx.report(self.title)

@@ -25,7 +25,8 @@ class PlannedRun:
     """``repeats`` generations of ``batch_size`` requests, each ``new_tokens`` after ``prompt_tokens``.
 
     ``loads`` engines are loaded first (a comparison's variants). ``recompute`` marks the naive loop that
-    keeps no KV cache: each of its steps runs the whole sequence again, as a prefill does.
+    keeps no KV cache: each of its steps runs the whole sequence again, as a prefill does. ``at_least_s`` is
+    how long the runs take whatever the engine's pace (an open loop's arrivals span ``requests / rate``).
     """
 
     batch_size: int
@@ -35,6 +36,12 @@ class PlannedRun:
     loads: int = 0
     recompute: bool = False
     runs_on: RunsOn = "loaded"
+    at_least_s: float = 0.0
+
+
+def reload(runs_on: RunsOn = "loaded") -> PlannedRun:
+    """The lab's engine loaded again: a vLLM variant beside a loaded vLLM takes its place while it runs."""
+    return PlannedRun(1, 0, 0, repeats=0, loads=1, runs_on=runs_on)
 
 
 def prompt_tokens(prompts: Sequence[str]) -> int:

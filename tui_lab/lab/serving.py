@@ -25,7 +25,7 @@ from tui_lab.errors import InvalidInput, LabError
 from tui_lab.lab.compare import default_gpu_check
 from tui_lab.lab.experiment import EventSink, Experiment, Params, RunContext
 from tui_lab.lab.measure import Variant, loaded, measure
-from tui_lab.lab.planned import PlannedRun, prompt_tokens
+from tui_lab.lab.planned import PlannedRun, prompt_tokens, reload
 from tui_lab.lab.run import RunResult
 from tui_lab.metrics import Percentiles, e2e, output_throughput, summarize, tpot, ttft
 from tui_lab.params import (
@@ -1170,6 +1170,17 @@ class PrefixCache(Experiment):
     params = (NUM_REQUESTS, Param("shared_prefix_words", "int", 400, "words every prompt shares at its start", 0, 4096),
               MAX_NEW_TOKENS_PARAM.but(default=16), RUNS.but(default=2), SEED)
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun] | None:
+        """On a loaded vLLM: per mode, a load, the first request alone and the batches (each prefilled in full:
+        the cache's saving is what the run measures), then the lab's engine back. Beside another engine the
+        vLLM loads are not known."""
+        if engine != "vllm":
+            return None
+        n, tokens = params["num_requests"], params["max_new_tokens"]
+        prompt = prompt_tokens(shared_prefix_prompts(n, params["shared_prefix_words"], 1, params["seed"]))
+        mode = [PlannedRun(1, tokens, prompt, loads=1), PlannedRun(n, tokens, prompt, params["runs"])]
+        return [*mode, *mode, reload()]
+
     def run(self, params: Params, ctx: RunContext) -> PrefixCacheComparison:
         """One vLLM load per mode."""
         return prefix_cache_compare(
@@ -1189,6 +1200,19 @@ class Queueing(Experiment):
     kind = "compare"
     result_type = QueueingResult
     params = (NUM_REQUESTS.but(default=64), MAX_NUM_SEQS, MAX_NEW_TOKENS_PARAM, *SAMPLING, IGNORE_EOS.but(default=True))
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun] | None:
+        """On a loaded vLLM: a variant running ``max_num_seqs`` at a time, its warm-up and the requests in waves
+        of that many, then the lab's engine back. Beside another engine the vLLM load is not known."""
+        if engine != "vllm":
+            return None
+        n, tokens = params["num_requests"], params["max_new_tokens"]
+        slots = min(n, params["max_num_seqs"])
+        from tui_lab.lab.prompts import prompt_schedule
+
+        prompt = prompt_tokens(prompt_schedule(n, params["seed"]))
+        return [PlannedRun(1, 2, prompt_tokens([_WARMUP_PROMPT]), loads=1),
+                PlannedRun(slots, tokens, prompt, repeats=-(-n // slots)), reload()]
 
     def run(self, params: Params, ctx: RunContext) -> QueueingResult:
         """Waiting shows up in TTFT."""
@@ -1213,6 +1237,10 @@ class StaticVsContinuous(Experiment):
     kind = "compare"
     result_type = BatchingComparison
     params = (REPLY_LENGTHS, MAX_NUM_SEQS.but(default=4), SEED)
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> None:
+        """Not known: it loads a transformers engine and a vLLM one, and one of them is not the loaded engine."""
+        return None
 
     def run(self, params: Params, ctx: RunContext) -> BatchingComparison:
         """Replies of very different lengths, three ways."""

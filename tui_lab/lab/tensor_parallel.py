@@ -16,6 +16,7 @@ from tui_lab.errors import LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
 from tui_lab.lab.memory import ARCH_MODEL
+from tui_lab.lab.planned import PlannedRun
 from tui_lab.lab.prompts import varied_prompts
 from tui_lab.metrics import percentile, tpot, ttft
 from tui_lab.metrics.memory import kv_bytes_per_token_layer, tp_figures
@@ -105,6 +106,10 @@ class OneGpuOrTwo(Experiment):
         Param("allreduce_latency_us", "number", 10.0, "fixed cost of one all-reduce, µs (an assumption)", 0, 10000),
         Param("memory_utilization", "number", 0.5, "share of GPU memory the engine may use", 0.05, 1.0),
     )
+
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun] | None:
+        """Modelled only, except on vLLM (variants of another model on one or two GPUs: not known)."""
+        return None if engine == "vllm" else []
 
     def run(self, params: Params, ctx: RunContext) -> TpResult:
         """Figures for both sizes; measurements when vLLM sees two GPUs."""

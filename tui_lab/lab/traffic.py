@@ -21,7 +21,7 @@ from tui_lab.errors import EngineFailure, InvalidInput, LabError
 from tui_lab.lab.experiment import Experiment, Params, RunContext
 from tui_lab.lab.measure import ms, run_batch, variant
 from tui_lab.lab.memory import NUM_REQUESTS
-from tui_lab.lab.planned import PlannedRun, prompt_tokens
+from tui_lab.lab.planned import PlannedRun, prompt_tokens, reload
 from tui_lab.lab.prompts import varied_prompts
 from tui_lab.lab.run import RunResult
 from tui_lab.metrics import itl_samples, percentile, summarize, tpot, ttft
@@ -222,6 +222,12 @@ def _with_late_prompt(ctx: RunContext, engine: Engine, streams: list[str], long_
     return run.traces, (long_run.traces[0] if long_run is not None else None)
 
 
+def interfering_prompt(words: int) -> str:
+    """The long prompt that joins the running streams: about ``words`` words of notes to summarise."""
+    return " ".join(["Summarise the following notes carefully."] +
+                    [f"note{i % 97} about topic {i % 13}." for i in range(words // 5)])
+
+
 class Interference(Experiment):
     """A long prompt arrives while other streams decode: ITL p99 jumps; chunked prefill bounds it."""
 
@@ -238,11 +244,21 @@ class Interference(Experiment):
         Param("arrive_after_s", "number", 0.5, "seconds after the streams start that the long prompt arrives", 0, 60),
     )
 
+    def planned_work(self, params: Params, engine: str = "transformers") -> list[PlannedRun]:
+        """The streams alone and the long prompt alone; on vLLM, the streams with the long prompt on two
+        variants (chunked prefill off and on), then the lab's engine back."""
+        streams, tokens = varied_prompts(params["streams"]), params["stream_tokens"]
+        alone = PlannedRun(len(streams), tokens, prompt_tokens(streams))
+        long_tokens = prompt_tokens([interfering_prompt(params["long_prompt_words"])])
+        if engine != "vllm":
+            return [alone, PlannedRun(1, 2, long_tokens)]
+        joined = [PlannedRun(len(streams), tokens, prompt_tokens(streams), loads=1), PlannedRun(1, 4, long_tokens)]
+        return [alone, *joined, *joined, reload()]
+
     def run(self, params: Params, ctx: RunContext) -> InterferenceResult:
         """Streams alone; then with the long prompt, chunked prefill off and on (vLLM only)."""
         streams = varied_prompts(params["streams"])
-        long_prompt = " ".join(["Summarise the following notes carefully."] +
-                               [f"note{i % 97} about topic {i % 13}." for i in range(params["long_prompt_words"] // 5)])
+        long_prompt = interfering_prompt(params["long_prompt_words"])
         tokens = params["stream_tokens"]
         alone = run_batch(ctx, ctx.loaded, streams, tokens, f"{len(streams)} streams alone")
         rows = [_itl_row("streams alone", alone.traces, None)]
@@ -382,7 +398,7 @@ class Speculation(Experiment):
         once = [PlannedRun(1, min(n, 16), tokens), PlannedRun(1, n, tokens, 2)]
         if engine != "vllm":
             return once
-        return [*once, PlannedRun(1, min(n, 16), tokens, loads=1), PlannedRun(1, n, tokens, 2)]
+        return [*once, PlannedRun(1, min(n, 16), tokens, loads=1), PlannedRun(1, n, tokens, 2), reload()]
 
     def run(self, params: Params, ctx: RunContext) -> SpeculationResult:
         """Both texts on the loaded engine (off), then on a vLLM variant with ``k`` n-gram tokens."""
