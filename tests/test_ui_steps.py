@@ -60,11 +60,11 @@ async def test_the_step_says_how_long_its_run_takes_here_once_the_engine_is_meas
         assert first.startswith("r runs generate · ") and " here" in first
         seconds = app.estimate.seconds(app.loaded, app.settings)
         assert seconds is not None and seconds > 0
-        await pilot.press("b", "b")  # a bigger batch takes longer, and the line says so at once
-        assert app.estimate.seconds(app.loaded, app.settings) > seconds
-        assert 32 not in dict(app.estimate.pace.steps)
+        await pilot.press("b", "b", "b")  # a bigger batch takes longer, and the line says so at once
+        assert app.settings.batch_size == 64 and app.estimate.seconds(app.loaded, app.settings) > seconds
+        assert 64 not in dict(app.estimate.pace.steps)  # the calibration stops at 32
         await run_and_wait(pilot, app)  # a finished run refines the pace at its own batch size
-        assert 32 in dict(app.estimate.pace.steps)
+        assert 64 in dict(app.estimate.pace.steps)
         app.estimate.forget()
         app.settings = app.settings
         assert "time here: —" in text_of(app, "#step-run")
