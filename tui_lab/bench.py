@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_lab.engines.base import is_cuda
+from tui_lab.formatting import fixed
 from tui_lab.gpu_share import turn
 from tui_lab.metrics.spread import Spread, spread, spread_ratio
 
@@ -1171,10 +1172,6 @@ def _run_offline_mode(spec: str, sizes: list[int], args: argparse.Namespace, dev
 # Report
 
 
-def _fmt(x: float | None, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
-
-
 def ratios(runs: list[Run]) -> list[dict]:
     """lab vs hf-generate and vs hf-generate-compiled (tokens/s), per model and batch size."""
     by = {(r.model, r.mode, r.batch_size): r for r in runs if r.tokens_per_s}
@@ -1216,10 +1213,11 @@ def print_table(result: dict, stream: Any = None) -> None:
     for r in result["runs"]:
         share = r.get("roofline_share")
         mode = f"{r['mode']} #{r['load'] + 1}" if several and r.get("load") is not None else r["mode"]
-        w(f"{r['model']:<20} {mode:<34} {r['batch_size']:>5} {_fmt(r['ms_per_step'], '9.3f')} "
-          f"{_fmt(r.get('decode_ms_per_step'), '8.3f')} {_fmt(r['tokens_per_s'], '10.0f')} "
-          f"{_fmt(r.get('roofline_ms'), '8.3f')} {_fmt(None if share is None else 100 * share, '5.0f')}% "
-          f"{_fmt(r.get('setup_s'), '8.1f')}" + (f"  ERROR {r['error']}" if r.get("error") else "") + "\n")
+        w(f"{r['model']:<20} {mode:<34} {r['batch_size']:>5} {fixed(r['ms_per_step'], '{:9.3f}', '-')} "
+          f"{fixed(r.get('decode_ms_per_step'), '{:8.3f}', '-')} {fixed(r['tokens_per_s'], '{:10.0f}', '-')} "
+          f"{fixed(r.get('roofline_ms'), '{:8.3f}', '-')} "
+          f"{fixed(None if share is None else 100 * share, '{:5.0f}', '-')}% "
+          f"{fixed(r.get('setup_s'), '{:8.1f}', '-')}" + (f"  ERROR {r['error']}" if r.get("error") else "") + "\n")
     print_spread(result, stream)
     print_floors(result, stream)
     if result.get("ratios"):
@@ -1288,7 +1286,8 @@ def print_floors(result: dict, stream: Any = None) -> None:
             continue
         kernels = "-" if f.get("kernels_per_step") is None else f"{f['kernels_per_step']:.0f}"
         w(f"  {f['model']:<24} {f['batch']:>5} {kernels:>7} {f['step_ms']:>8.3f} {f['copy_floor_ms']:>8.3f} "
-          f"{_fmt(f.get('launch_floor_ms'), '9.3f')} {f['bound']:>7} {_fmt(f.get('floor_share'), '10.2f')}\n")
+          f"{fixed(f.get('launch_floor_ms'), '{:9.3f}', '-')} {f['bound']:>7} "
+          f"{fixed(f.get('floor_share'), '{:10.2f}', '-')}\n")
 
 
 # --------------------------------------------------------------------------------------------------

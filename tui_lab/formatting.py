@@ -27,6 +27,17 @@ def significant(x: float, digits: int = 3) -> str:
     return f"{int(round(x, decimals)):,}"
 
 
+def fixed(value: object, spec: str = "{:.2f}", missing: str = MISSING) -> str:
+    """A figure in a fixed format, for a table column whose header carries the unit and whose rows line up
+    (``fixed(0.1234, "{:.3f}")`` → "0.123"); ``missing`` for None, the value as text if the format does not fit."""
+    if value is None:
+        return missing
+    try:
+        return spec.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def number(x: float | None, unit: str = "", digits: int = 3) -> str:
     """A count or measure with its unit: whole numbers exactly ("262,144 scores"), others to ``digits`` figures."""
     if x is None:

@@ -13,6 +13,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from tui_lab.formatting import fixed
 from tui_lab.metrics.latency import RequestTrace, e2e, itl_samples, output_throughput, tpot, ttft
 from tui_lab.metrics.percentiles import summarize
 
@@ -221,10 +222,11 @@ def tool_numbers(traces: Sequence[RequestTrace], weighting: str = "request") -> 
                             thr, "ITL = pooled chunk gaps; TPOT per request, excl. 1st token", TOOL_SOURCES["vllm"]))
 
     # AIPerf: ITL per request = (latency − TTFT)/(OSL − 1) (= the lab's TPOT); chunk gaps are "ICL".
-    per_req_icl = [g for tr in done for g, _ in _gaps(tr)]
+    icl = _mean([g for tr in done for g, _ in _gaps(tr)])
+    icl_text = fixed(None if icl is None else icl * 1000, "{:.1f} ms", "n/a")
     rows.append(ToolNumbers("AIPerf", _mean([t for t, _ in tpots]), summarize([t for t, _ in tpots]).p99,
-                            _mean([t for t, _ in tpots]), thr,
-                            f"ITL per request; ICL mean {_fmt_ms(_mean(per_req_icl))}", TOOL_SOURCES["aiperf"]))
+                            _mean([t for t, _ in tpots]), thr, f"ITL per request; ICL mean {icl_text}",
+                            TOOL_SOURCES["aiperf"]))
 
     # guidellm: TPOT = latency / output tokens (TTFT included), aggregated over tokens.
     n_all = sum(tr.output_tokens for tr in done)
@@ -240,10 +242,6 @@ def tool_numbers(traces: Sequence[RequestTrace], weighting: str = "request") -> 
     rows.append(ToolNumbers("LLMPerf", _mean(ll), summarize(ll).p99, _mean(ll), thr,
                             "ITL = E2E / output tokens per request", TOOL_SOURCES["llmperf"]))
     return rows
-
-
-def _fmt_ms(s: float | None) -> str:
-    return "n/a" if s is None else f"{s * 1000:.1f} ms"
 
 
 # ------------------------------------------------------------------------------ export compatibility
